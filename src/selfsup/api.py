@@ -1,0 +1,86 @@
+"""The Python API: `train`, `load`, and a scikit-learn transformer. The CLI calls the same functions."""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .data import Dataset, Split, encode_labels
+from .errors import ConfigError
+from .modalities.base import get_modality
+from .run import Run, load
+from .training.config import TrainConfig
+from .training.session import train as train_config
+
+__all__ = ["train", "load", "SelfSupervisedEmbedder", "dataset_from_array"]
+
+
+def dataset_from_array(x: Any, y: Any = None, modality: str | None = None, name: str = "array") -> Dataset:
+    """An in-memory Dataset from a numpy array (images: N x H x W (x C); 2-D arrays are tables)."""
+    x = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    modality = modality or ("tabular" if x.ndim == 2 else "image")
+    mod = get_modality(modality)
+    (y,), _ = encode_labels(None if y is None else np.asarray(y))
+    if hasattr(mod, "dataset_from_arrays"):
+        return mod.dataset_from_arrays(x, y, name)
+    return Dataset(name, modality, Split(mod.from_array(x, name), y))
+
+
+def train(data: str | Dataset | Any = "digits", method: str = "simclr", out: str | Path | None = None,
+          progress: bool = False, overwrite: bool = False, **options: Any) -> Run:
+    """Train an encoder on `data` (a source URI, a Dataset or an array) with `method`; options as TrainConfig.
+
+    Example: ``run = selfsup.train("digits", method="byol", epochs=20, out="runs/byol")``.
+    """
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(names))}")
+    dataset = None
+    if not isinstance(data, str):
+        dataset = data if isinstance(data, Dataset) else dataset_from_array(data, modality=options.get("modality"))
+        options.setdefault("modality", dataset.modality)
+        data = dataset.name
+    cfg = TrainConfig(data=data, method=method, **options)
+    return train_config(cfg, out, progress=progress, dataset=dataset, overwrite=overwrite)
+
+
+class SelfSupervisedEmbedder(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: `fit` pre-trains on X without labels, `transform` returns embeddings.
+
+    Follows the estimator contract (parameters stored unchanged in __init__, learned state with a
+    trailing underscore), so it works in Pipelines, clone() and grid searches.
+    """
+
+    def __init__(self, method: str = "simclr", encoder: str | None = None, epochs: int | None = 20,
+                 minutes: float | None = None, batch_size: int = 256, seed: int = 0, modality: str | None = None,
+                 device: str = "auto", method_options: dict | None = None) -> None:
+        self.method = method
+        self.encoder = encoder
+        self.epochs = epochs
+        self.minutes = minutes
+        self.batch_size = batch_size
+        self.seed = seed
+        self.modality = modality
+        self.device = device
+        self.method_options = method_options
+
+    def fit(self, X: Any, y: Any = None) -> "SelfSupervisedEmbedder":
+        """Pre-train on X; y is ignored (self-supervised)."""
+        ds = dataset_from_array(X, modality=self.modality)
+        epochs = None if self.minutes is not None else self.epochs
+        self.run_ = train(ds, method=self.method, encoder=self.encoder, epochs=epochs, minutes=self.minutes,
+                          batch_size=self.batch_size, seed=self.seed, device=self.device,
+                          method_options=dict(self.method_options or {}), monitor=False)
+        self.n_features_in_ = int(np.prod(np.asarray(X).shape[1:]))
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Embeddings of X from the fitted encoder."""
+        check_is_fitted(self, "run_")
+        return self.run_.embed(X)

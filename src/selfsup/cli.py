@@ -1,0 +1,223 @@
+"""The `selfsup` command line: train, embed, eval, and listings of methods, encoders and datasets."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from .errors import ConfigError, SelfSupError
+
+EXAMPLES = {
+    "train": "selfsup train --data digits --method simclr --epochs 30 --out runs/digits-simclr\n"
+             "  selfsup train --data fashion-mnist --method byol --minutes 10 --out runs/fmnist\n"
+             "  selfsup train --config runs/digits-simclr/config.yaml --out runs/again",
+    "embed": "selfsup embed runs/digits-simclr --data digits --split test --out test_embeddings.npy",
+    "eval": "selfsup eval runs/digits-simclr --data digits --json",
+    "methods": "selfsup methods",
+    "encoders": "selfsup encoders",
+    "datasets": "selfsup datasets",
+}
+
+
+def key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    """['temperature=0.2', 'proj_dim=64'] -> {'temperature': 0.2, 'proj_dim': 64} (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="pre-train an encoder without labels", epilog="example:\n  " + EXAMPLES["train"],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="data source, e.g. digits, fashion-mnist, folder:PATH, npy:PATH (default digits)")
+    p.add_argument("--method", help="self-supervised method (see `selfsup methods`; default simclr)")
+    p.add_argument("--encoder", help="encoder (see `selfsup encoders`; default depends on the data)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, help="number of epochs (default 100)")
+    budget.add_argument("--minutes", type=float, help="wall-clock training budget; the schedule spans it")
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it holds a finished run")
+    p.add_argument("--config", help="a run's config.yaml to start from; other flags override it")
+    p.add_argument("--data-dir", dest="data_dir", help="where dataset files live (e.g. Fashion-MNIST IDX files)")
+    p.add_argument("--modality", help="force a modality for ambiguous sources (image, timeseries, tabular)")
+    p.add_argument("--optimizer", choices=["lars", "sgd", "adamw"], help="default: the method's paper")
+    p.add_argument("--lr", type=float, help="learning rate (default: paper value x batch/256)")
+    p.add_argument("--weight-decay", type=float, dest="weight_decay")
+    p.add_argument("--warmup-fraction", type=float, dest="warmup_fraction")
+    p.add_argument("--aug-strength", type=float, dest="augmentation_strength", help="scale augmentation (1 = paper)")
+    p.add_argument("--method-option", action="append", metavar="KEY=VALUE", help="method hyper-parameter")
+    p.add_argument("--encoder-option", action="append", metavar="KEY=VALUE", help="encoder argument")
+    p.add_argument("--device", help="auto (default), cpu or cuda[:N]")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"])
+    p.add_argument("--channels-last", action="store_true", default=None, dest="channels_last")
+    p.add_argument("--select", choices=["last", "rankme"], help="keep the last or the best-RankMe checkpoint")
+    p.add_argument("--no-monitor", action="store_false", dest="monitor", default=None,
+                   help="skip per-epoch diagnostics")
+    p.add_argument("--no-eval", action="store_true", help="skip evaluation after training")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object (summary and evaluation) on stdout")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .api import load
+    from .evaluate import evaluate_run, format_results
+    from .training.config import TrainConfig
+    from .training.session import train
+
+    base = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
+    overrides = {k: getattr(args, k) for k in ("data", "method", "encoder", "epochs", "minutes", "batch_size", "seed",
+                                               "data_dir", "modality", "optimizer", "lr", "weight_decay",
+                                               "warmup_fraction", "augmentation_strength", "device", "threads",
+                                               "precision", "channels_last", "select", "monitor")
+                 if getattr(args, k) is not None}
+    if args.epochs is not None or args.minutes is not None:
+        base.pop("epochs", None)
+        base.pop("minutes", None)
+    if args.method_option:
+        overrides["method_options"] = {**base.get("method_options", {}), **key_values(args.method_option,
+                                                                                     "--method-option")}
+    if args.encoder_option:
+        overrides["encoder_options"] = {**base.get("encoder_options", {}),
+                                        **key_values(args.encoder_option, "--encoder-option")}
+    if args.method and args.config and "method_options" not in overrides and args.method != base.get("method"):
+        base["method_options"] = {}
+    cfg = TrainConfig.from_dict({**base, **overrides}, "command line")
+    run = train(cfg, args.out, progress=not args.quiet and not args.json, overwrite=args.overwrite)
+    out: dict[str, Any] = {"run": str(args.out), "summary": run.summary}
+    if not args.json:
+        s = run.summary
+        print(f"trained {s['method']} / {s['encoder']} on {s['data']}: {s['steps']} steps, {s['epochs']} epochs in "
+              f"{s['train_seconds']:.1f} s ({s['samples_per_s']:.0f} samples/s), final loss {s['final_loss']:.4f}")
+        print(f"run directory: {args.out}")
+    if not args.no_eval:
+        run = load(args.out)
+        try:
+            results = evaluate_run(run, cfg.data)
+        except ConfigError as exc:  # unlabelled data: nothing to evaluate against
+            results = {"skipped": str(exc)}
+        else:
+            from .artifacts import write_json
+            write_json(Path(args.out) / "eval.json", results)
+        out["eval"] = results
+        if not args.json:
+            print(format_results(results) if "skipped" not in results else f"evaluation skipped: {results['skipped']}")
+    if args.json:
+        print(json.dumps(out, default=str))
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .api import load
+    from .artifacts import atomic_write_bytes
+    from .data import load_dataset
+    from .run import encode_storage
+
+    run = load(args.run)
+    ds = load_dataset(args.data or run.config.data, args.data_dir or run.config.data_dir, run.resolved["modality"])
+    split = ds.split(args.split)
+    z = encode_storage(run.encoder, run.modality, run.spec, split.x, mask=split.mask)
+    import io
+    buf = io.BytesIO()
+    np.save(buf, z)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, buf.getvalue())
+    print(f"wrote {z.shape[0]} x {z.shape[1]} embeddings of {ds.name} ({args.split}) to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .api import load
+    from .artifacts import write_json
+    from .evaluate import evaluate_run, format_results
+
+    run = load(args.run)
+    protocols = tuple(p.strip() for p in args.protocols.split(",") if p.strip())
+    results = evaluate_run(run, args.data, protocols, baselines=not args.no_baselines, data_dir=args.data_dir)
+    write_json(Path(args.run) / "eval.json", results)
+    print(json.dumps(results, default=str) if args.json else format_results(results))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .data import sources
+    from .methods import methods
+    from .modalities.base import modalities
+
+    rows: list[tuple[str, str, str]] = []
+    if args.command == "methods":
+        rows = [(e.name, e.summary, e.paper) for e in methods]
+    elif args.command == "datasets":
+        import selfsup.modalities  # noqa: F401
+        rows = [(e.name, e.summary, e.extra.get("modality", "")) for e in sources]
+    else:
+        import selfsup.modalities  # noqa: F401
+        for m in modalities:
+            rows += [(f"{e.name}", f"[{m.name}] {e.summary}", e.paper) for e in m.obj.encoders]
+    if args.json:
+        print(json.dumps([{"name": n, "summary": s, "paper": p} for n, s, p in rows]))
+    else:
+        width = max(len(r[0]) for r in rows) + 2
+        for name, summary, paper in rows:
+            print(f"{name:<{width}}{summary}" + (f"  ({paper})" if paper else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised representation learning: "
+                                     "train an encoder without labels, embed data, evaluate honestly.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    p = sub.add_parser("embed", help="embed a dataset split with a trained run",
+                       epilog="example:\n  " + EXAMPLES["embed"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run")
+    p.add_argument("--data", help="data source (default: the run's)")
+    p.add_argument("--data-dir", dest="data_dir")
+    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument("--out", required=True, help="output .npy file")
+    p = sub.add_parser("eval", help="evaluate a run's frozen encoder with baselines",
+                       epilog="example:\n  " + EXAMPLES["eval"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run")
+    p.add_argument("--data", help="labelled data source (default: the run's)")
+    p.add_argument("--data-dir", dest="data_dir")
+    p.add_argument("--protocols", default="knn,linear", help="comma-separated: knn,linear,kmeans,fewshot,svm")
+    p.add_argument("--no-baselines", action="store_true", help="skip raw-input and random-encoder baselines")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    for name, text in (("methods", "list methods"), ("encoders", "list encoders"), ("datasets", "list data sources")):
+        p = sub.add_parser(name, help=text, epilog="example:\n  " + EXAMPLES[name],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--json", action="store_true")
+    return parser
+
+
+COMMANDS = {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "methods": cmd_list, "encoders": cmd_list,
+            "datasets": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SelfSupError as exc:
+        if args.debug:
+            raise
+        print(f"selfsup: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("selfsup: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,140 @@
+"""Datasets named by URI-like strings (`digits`, `fashion-mnist`, `folder:PATH`, `npy:PATH?labels=Y.npy`).
+
+A source reads raw arrays; the modality validates them and turns them into its storage tensor
+(uint8 images, float series, ...). Labels are kept for evaluation and never used for pre-training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qsl
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, DataError
+from .registry import Registry
+
+
+@dataclass
+class Split:
+    """One split of a dataset: storage tensor `x` (modality format) and optional integer labels."""
+
+    x: torch.Tensor
+    y: np.ndarray | None = None
+    mask: torch.Tensor | None = None  # optional validity mask (padded series, missing cells)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class Dataset:
+    """A named dataset of one modality, with a training split and an optional test split."""
+
+    name: str
+    modality: str
+    train: Split
+    test: Split | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, which: str) -> Split:
+        """The split by name ('train' or 'test')."""
+        if which == "train":
+            return self.train
+        if which == "test":
+            if self.test is None:
+                raise ConfigError(f"dataset {self.name!r} has no test split; use --split train")
+            return self.test
+        raise ConfigError(f"--split must be 'train' or 'test', got {which!r}")
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    """A parsed data URI: scheme, path part, options from `?k=v&...`, plus CLI-level options."""
+
+    uri: str
+    scheme: str
+    path: str
+    options: dict[str, str]
+    data_dir: str | None = None
+    modality: str | None = None
+
+
+SourceLoader = Callable[[SourceRequest], Dataset]
+sources: Registry[SourceLoader] = Registry("data source")
+
+
+def parse_uri(uri: str, data_dir: str | None = None, modality: str | None = None) -> SourceRequest:
+    """Split 'scheme:path?k=v' (or a bare name like 'digits') into its parts."""
+    if not uri or not isinstance(uri, str):
+        raise ConfigError("--data must be a non-empty string such as 'digits' or 'folder:PATH'")
+    head, _, query = uri.partition("?")
+    scheme, sep, path = head.partition(":")
+    if not sep:
+        scheme, path = head, ""
+    options = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+    return SourceRequest(uri, scheme, path, options, data_dir, modality)
+
+
+def load_dataset(uri: str, data_dir: str | None = None, modality: str | None = None) -> Dataset:
+    """Load a dataset by URI; raises DataError/ConfigError with a one-line message on bad input."""
+    from . import modalities  # noqa: F401  (registers the built-in sources)
+
+    req = parse_uri(uri, data_dir, modality)
+    if req.scheme not in sources:
+        known = ", ".join(e.name for e in sources)
+        raise ConfigError(f"--data {uri!r}: unknown source {req.scheme!r}; known: {known}")
+    return sources.get(req.scheme)(req)
+
+
+def existing_file(path: str, what: str = "file") -> Path:
+    """A Path that exists and is a file, else a DataError naming it."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"{p}: {what} not found")
+    if not p.is_file():
+        raise DataError(f"{p}: not a file")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: empty file (0 bytes)")
+    return p
+
+
+def load_npy(path: str, what: str = "array") -> np.ndarray:
+    """Load a .npy/.npz array without ever unpickling objects."""
+    p = existing_file(path, what)
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{p}: cannot read {what} safely ({exc})") from None
+    except Exception as exc:  # corrupt header, truncated file, ...
+        raise DataError(f"{p}: not a valid .npy file ({type(exc).__name__}: {exc})") from None
+    if isinstance(arr, np.lib.npyio.NpzFile):
+        keys = list(arr.keys())
+        if len(keys) != 1:
+            raise DataError(f"{p}: .npz must hold exactly one array, found {keys}")
+        arr = arr[keys[0]]
+    return arr
+
+
+def load_labels(path: str, n: int) -> np.ndarray:
+    """Raw labels from a .npy file, checked to be 1-D with one label per sample."""
+    y = load_npy(path, "labels file")
+    if y.ndim != 1:
+        raise DataError(f"{path}: labels must be a 1-D array, got shape {tuple(y.shape)}")
+    if len(y) != n:
+        raise DataError(f"{path}: {len(y)} labels for {n} samples")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise DataError(f"{path}: labels contain NaN or infinity")
+    return y
+
+
+def encode_labels(*ys: np.ndarray | None) -> tuple[list[np.ndarray | None], list[Any]]:
+    """Map label values (ints or strings) of several splits to shared codes 0..K-1 (sorted values)."""
+    present = [y for y in ys if y is not None]
+    if not present:
+        return list(ys), []
+    classes = np.unique(np.concatenate([np.asarray(y) for y in present]))
+    codes = [None if y is None else np.searchsorted(classes, y).astype(np.int64) for y in ys]
+    return codes, classes.tolist()

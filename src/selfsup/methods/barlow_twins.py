@@ -1,0 +1,45 @@
+"""Barlow Twins: Zbontar et al. 2021, "Self-Supervised Learning via Redundancy Reduction".
+
+Drives the cross-correlation matrix of the two views' batch-standardised projections to the
+identity; lambda = 0.0051; LARS lr 0.2 x batch/256, weight decay 1.5e-6. Projector 3 layers of
+2048 (the paper's 8192 is sized for ImageNet ResNet-50; solo-learn uses 2048 on small images).
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import Method, OptimizerDefaults, mlp, register_method
+
+
+def off_diagonal(m: torch.Tensor) -> torch.Tensor:
+    """The off-diagonal elements of a square matrix, flattened."""
+    n = m.shape[0]
+    return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051, eps: float = 1e-5) -> torch.Tensor:
+    """sum_i (1 - C_ii)^2 + lambda sum_{i != j} C_ij^2, with C the batch cross-correlation."""
+    z1, z2 = z1.float(), z2.float()
+    n = z1.shape[0]
+    z1 = (z1 - z1.mean(0)) / (z1.std(0, unbiased=False) + eps)
+    z2 = (z2 - z2.mean(0)) / (z2.std(0, unbiased=False) + eps)
+    c = z1.T @ z2 / n
+    on_diag = (torch.diagonal(c) - 1).pow(2).sum()
+    return on_diag + lambd * off_diagonal(c).pow(2).sum()
+
+
+@register_method("barlow_twins", "Cross-correlation of two views' projections pushed to the identity.",
+                 "Zbontar et al. 2021, arXiv:2103.03230")
+class BarlowTwins(Method):
+    view_style = "byol"
+    optimizer = OptimizerDefaults("lars", lr=0.2, weight_decay=1.5e-6)
+
+    def __init__(self, encoder, proj_dim: int = 2048, proj_hidden_dim: int = 2048, lambd: float = 0.0051) -> None:
+        super().__init__(encoder)
+        self.lambd = lambd
+        self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim, num_layers=3)
+
+    def loss_on_views(self, views):
+        z1, z2 = (self.projector(h) for h in self.encode(views))
+        loss = barlow_twins_loss(z1, z2, self.lambd)
+        return loss, {"loss": loss.item()}

@@ -1,0 +1,123 @@
+"""The Method interface: heads + loss (+ target network / queue) on encoder outputs of views.
+
+A method knows nothing about the modality: it receives a list of view tensors and an encoder
+whose forward maps a batch to [B, out_dim] features.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class OptimizerDefaults:
+    """A paper's optimiser: name, base learning rate for batch 256, weight decay, momentum."""
+
+    name: str = "sgd"
+    lr: float = 0.05
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    lr_scaling: str = "linear"  # lr = base_lr * batch / 256 ('linear'), or 'sqrt', or 'none'
+
+
+class Method(nn.Module):
+    """Base class: subclasses define `loss_on_views` and may define `update_target`."""
+
+    name: ClassVar[str]
+    view_style: ClassVar[str] = "simclr"  # augmentation recipe the paper used
+    num_views: ClassVar[int] = 2
+    optimizer: ClassVar[OptimizerDefaults] = OptimizerDefaults()
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.feature_dim = int(encoder.out_dim)
+        self.batched_views = True  # one forward for all views (BatchNorm sees them jointly)
+
+    def encode(self, views: list[torch.Tensor], encoder: nn.Module | None = None) -> list[torch.Tensor]:
+        """Encode every view; in one concatenated forward when `batched_views` (faster)."""
+        enc = encoder if encoder is not None else self.encoder
+        if self.batched_views and len(views) > 1:
+            return list(enc(torch.cat(views)).chunk(len(views)))
+        return [enc(v) for v in views]
+
+    def forward(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss on a list of views, and scalar logs; the loss is computed in float32."""
+        return self.loss_on_views(views)
+
+    def loss_on_views(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def update_target(self, progress: float) -> None:
+        """Called after every optimiser step with training progress in [0, 1] (EMA targets)."""
+
+    def target_parameters(self) -> list[str]:
+        """Names of parameter prefixes that the optimiser must not update (EMA targets)."""
+        return []
+
+    @classmethod
+    def hyperparameters(cls) -> dict[str, Any]:
+        """The constructor's keyword defaults (the paper's hyper-parameters)."""
+        sig = inspect.signature(cls.__init__)
+        return {k: p.default for k, p in sig.parameters.items()
+                if k not in ("self", "encoder") and p.default is not inspect.Parameter.empty}
+
+
+methods: Registry[type[Method]] = Registry("method")
+
+
+def register_method(name: str, summary: str, paper: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator that registers a Method subclass under `name`."""
+
+    def deco(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        methods.add(name, cls, summary, paper)
+        return cls
+
+    return deco
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2,
+        last_bn: bool = False, last_bn_affine: bool = True) -> nn.Sequential:
+    """Projector/predictor MLP: (Linear-BN-ReLU) x (num_layers-1), then Linear (+ optional BN)."""
+    layers: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(num_layers - 1):
+        layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
+        dim = hidden_dim
+    layers.append(nn.Linear(dim, out_dim, bias=not last_bn))
+    if last_bn:
+        layers.append(nn.BatchNorm1d(out_dim, affine=last_bn_affine))
+    return nn.Sequential(*layers)
+
+
+def make_target(module: nn.Module) -> nn.Module:
+    """A frozen copy of `module`, updated only by EMA."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """target = momentum * target + (1 - momentum) * online, for parameters and float buffers."""
+    t_params = list(target.parameters())
+    o_params = list(online.parameters())
+    torch._foreach_mul_(t_params, momentum)
+    torch._foreach_add_(t_params, o_params, alpha=1.0 - momentum)
+    for tb, ob in zip(target.buffers(), online.buffers()):
+        tb.copy_(ob)
+
+
+def cosine_momentum(base: float, progress: float) -> float:
+    """BYOL's schedule: tau = 1 - (1 - base) * (cos(pi * progress) + 1) / 2, rising to 1."""
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0

@@ -1,0 +1,51 @@
+"""BYOL: Grill et al. 2020, "Bootstrap Your Own Latent".
+
+An online network with a predictor regresses an EMA target network's projection of the other
+view. Projector and predictor 4096-256; target momentum rises from 0.99 to 1 on a cosine schedule
+(the paper's 0.996 base is tuned for 300-1000 ImageNet epochs; 0.99 is its value for shorter
+runs and solo-learn's for CIFAR); LARS lr 0.2 x batch/256, weight decay 1.5e-6.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Method, OptimizerDefaults, cosine_momentum, ema_update, make_target, mlp, register_method
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """2 - 2 cos(p, z) averaged over the batch; z is the (detached) target projection."""
+    return (2 - 2 * F.cosine_similarity(p.float(), z.float().detach(), dim=1)).mean()
+
+
+@register_method("byol", "Predict an EMA target network's projection of the other view (no negatives).",
+                 "Grill et al. 2020, arXiv:2006.07733")
+class BYOL(Method):
+    view_style = "byol"
+    optimizer = OptimizerDefaults("lars", lr=0.2, weight_decay=1.5e-6)
+
+    def __init__(self, encoder, proj_hidden_dim: int = 4096, proj_dim: int = 256,
+                 pred_hidden_dim: int = 4096, base_momentum: float = 0.99) -> None:
+        super().__init__(encoder)
+        self.base_momentum = base_momentum
+        self.momentum = base_momentum
+        self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim)
+        self.predictor = mlp(proj_dim, pred_hidden_dim, proj_dim)
+        self.target_encoder = make_target(self.encoder)
+        self.target_projector = make_target(self.projector)
+
+    def target_parameters(self) -> list[str]:
+        return ["target_encoder", "target_projector"]
+
+    def loss_on_views(self, views):
+        z1, z2 = (self.projector(h) for h in self.encode(views))
+        p1, p2 = self.predictor(torch.cat([z1, z2])).chunk(2)
+        with torch.no_grad():
+            t1, t2 = (self.target_projector(h) for h in self.encode(views, self.target_encoder))
+        loss = 0.5 * (byol_loss(p1, t2) + byol_loss(p2, t1))
+        return loss, {"loss": loss.item(), "tau": self.momentum}
+
+    def update_target(self, progress: float) -> None:
+        self.momentum = cosine_momentum(self.base_momentum, progress)
+        ema_update(self.target_encoder, self.encoder, self.momentum)
+        ema_update(self.target_projector, self.projector, self.momentum)

@@ -1,0 +1,79 @@
+"""MoCo v2: Chen et al. 2020, "Improved Baselines with Momentum Contrastive Learning" (He et al. 2020).
+
+A momentum (EMA) key encoder and a queue of past keys supply negatives; MLP head 2048-128,
+temperature 0.2, queue 65536 (capped below the dataset size so a queue never holds the same
+image twice), momentum 0.99 (the paper's 0.999 suits 800-epoch ImageNet runs; solo-learn uses
+0.99 on small data), SGD lr 0.03 x batch/256, weight decay 1e-4. The loss is symmetrised over the
+two views (as in solo-learn's MoCo v2+); shuffle-BN is unnecessary as the key encoder runs its own forward.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Method, OptimizerDefaults, ema_update, make_target, register_method
+
+
+def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """InfoNCE with the key of the same image as positive and the queue (K x D, normalised) as negatives."""
+    q = F.normalize(q.float(), dim=1)
+    k = F.normalize(k.float(), dim=1)
+    pos = (q * k).sum(dim=1, keepdim=True)
+    neg = q @ queue.float().T
+    logits = torch.cat([pos, neg], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+@register_method("moco", "Contrastive with a momentum key encoder and a queue of negatives (MoCo v2).",
+                 "Chen et al. 2020, arXiv:2003.04297")
+class MoCo(Method):
+    view_style = "moco_v2"
+    optimizer = OptimizerDefaults("sgd", lr=0.03, weight_decay=1e-4)
+
+    def __init__(self, encoder, temperature: float = 0.2, queue_size: int = 65536,
+                 momentum: float = 0.99, proj_hidden_dim: int = 2048, proj_dim: int = 128) -> None:
+        super().__init__(encoder)
+        self.temperature = temperature
+        self.base_momentum = momentum
+        self.projector = nn.Sequential(nn.Linear(self.feature_dim, proj_hidden_dim), nn.ReLU(inplace=True),
+                                       nn.Linear(proj_hidden_dim, proj_dim))
+        self.target_encoder = make_target(self.encoder)
+        self.target_projector = make_target(self.projector)
+        self.requested_queue_size = queue_size
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    def configure(self, num_samples: int, batch_size: int) -> None:
+        """Cap the queue below the number of training samples, in whole batches of keys (2 per image)."""
+        size = min(self.requested_queue_size, max(2 * batch_size, (num_samples // batch_size - 1) * batch_size))
+        size = max(2 * batch_size, (size // (2 * batch_size)) * 2 * batch_size)
+        if size != self.queue.shape[0]:
+            self.queue = F.normalize(torch.randn(size, self.queue.shape[1], device=self.queue.device), dim=1)
+
+    def target_parameters(self) -> list[str]:
+        return ["target_encoder", "target_projector"]
+
+    @torch.no_grad()
+    def _enqueue(self, keys: torch.Tensor) -> None:
+        n, size = keys.shape[0], self.queue.shape[0]
+        ptr = int(self.queue_ptr)
+        idx = (torch.arange(n, device=keys.device) + ptr) % size
+        self.queue[idx] = F.normalize(keys.float(), dim=1).to(self.queue.dtype)
+        self.queue_ptr.fill_((ptr + n) % size)
+
+    def loss_on_views(self, views):
+        q1, q2 = (self.projector(h) for h in self.encode(views))
+        with torch.no_grad():
+            k1, k2 = (self.target_projector(h) for h in self.encode(views, self.target_encoder))
+        loss = 0.5 * (moco_loss(q1, k2, self.queue, self.temperature) + moco_loss(q2, k1, self.queue, self.temperature))
+        self._pending_keys = torch.cat([k1, k2])  # enqueued after the optimiser step (the graph uses the queue)
+        return loss, {"loss": loss.item()}
+
+    def update_target(self, progress: float) -> None:
+        if getattr(self, "_pending_keys", None) is not None:
+            self._enqueue(self._pending_keys)
+            self._pending_keys = None
+        m = self.base_momentum
+        ema_update(self.target_encoder, self.encoder, m)
+        ema_update(self.target_projector, self.projector, m)

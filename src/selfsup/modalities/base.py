@@ -1,0 +1,74 @@
+"""The Modality interface: how a kind of data is validated, stored, viewed and encoded.
+
+Methods and the trainer see only tensors and encoders; everything that knows what an image,
+a series or a table is lives behind this interface.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..registry import Registry
+
+ViewMaker = Callable[..., list[torch.Tensor]]  # (x_batch, generator, mask=None) -> views
+
+
+class Modality(ABC):
+    """A data modality: storage format, input statistics, view-making and encoders."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    encoders: ClassVar[Registry[Callable[..., nn.Module]]]
+
+    @abstractmethod
+    def from_array(self, x: np.ndarray, where: str) -> torch.Tensor:
+        """Validate a raw array and convert it to this modality's storage tensor; `where` names its origin."""
+
+    @abstractmethod
+    def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
+        """Input statistics and shape learned from training storage (JSON/YAML-serialisable)."""
+
+    @abstractmethod
+    def default_encoder(self, spec: dict[str, Any]) -> str:
+        """The encoder used when none is named."""
+
+    @abstractmethod
+    def view_maker(self, style: str, spec: dict[str, Any], strength: float = 1.0,
+                   options: dict[str, Any] | None = None) -> ViewMaker:
+        """Batched view-making for a method's augmentation style ('simclr', 'byol', ...)."""
+
+    @abstractmethod
+    def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+        """Storage batch -> normalised float encoder input, without augmentation (for embedding)."""
+
+    def build_encoder(self, name: str, spec: dict[str, Any], **options: Any) -> nn.Module:
+        """Instantiate a registered encoder for inputs described by `spec`; it has an `out_dim`."""
+        return self.encoders.get(name)(spec, **options)
+
+    def raw_features(self, x: torch.Tensor, spec: dict[str, Any],
+                     mask: torch.Tensor | None = None) -> np.ndarray:
+        """The raw-input baseline: normalised inputs flattened to vectors."""
+        return self.prepare(x, spec).reshape(len(x), -1).float().numpy()
+
+    def default_view_options(self, dataset_name: str) -> dict[str, Any]:
+        """Per-dataset augmentation defaults (none unless a modality knows better)."""
+        return {}
+
+
+modalities: Registry[Modality] = Registry("modality")
+
+
+def get_modality(name: str) -> Modality:
+    """The registered modality instance by name."""
+    from . import image  # noqa: F401
+
+    return modalities.get(name)
+
+
+def batched(n: int, batch_size: int) -> Sequence[slice]:
+    """Slices covering range(n) in order, batch_size at a time."""
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]

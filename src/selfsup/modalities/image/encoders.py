@@ -1,0 +1,105 @@
+"""Image encoders: the protocol's ConvNet-4, a CIFAR-style ResNet-18, and any timm model."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...errors import ConfigError
+from ...registry import Registry
+
+image_encoders: Registry = Registry("image encoder")
+
+
+def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class ConvNet4(nn.Module):
+    """Four Conv3x3(no bias)-BN-ReLU blocks (64,128,256,512), MaxPool2d(2) after the first three, global average pool."""
+
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for i, w in enumerate(widths):
+            layers += conv_bn_relu(c, w)
+            if i < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.out_dim = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean(dim=(2, 3))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (He et al. 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """CIFAR-style ResNet-18: 3x3 stem with stride 1 and no max-pool, four stages of two basic blocks."""
+
+    def __init__(self, in_channels: int = 3, width: int = 64) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*conv_bn_relu(in_channels, width))
+        stages, c = [], width
+        for i, w in enumerate((width, 2 * width, 4 * width, 8 * width)):
+            stride = 1 if i == 0 else 2
+            stages += [BasicBlock(c, w, stride), BasicBlock(w, w, 1)]
+            c = w
+        self.stages = nn.Sequential(*stages)
+        self.out_dim = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x)).mean(dim=(2, 3))
+
+
+class TimmEncoder(nn.Module):
+    """A timm model with its classifier removed (pooled features)."""
+
+    def __init__(self, name: str, in_channels: int, pretrained: bool = False) -> None:
+        super().__init__()
+        try:
+            import timm
+        except ImportError:
+            raise ConfigError(f"encoder 'timm:{name}' needs timm: pip install 'selfsup[timm]'") from None
+        try:
+            self.model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_channels)
+        except Exception as exc:  # unknown model name, ...
+            raise ConfigError(f"--encoder timm:{name}: {exc}") from None
+        self.out_dim = int(self.model.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+@image_encoders.register("convnet4", "4-block ConvNet (64-128-256-512), the benchmark protocol's reference backbone")
+def convnet4(spec: dict[str, Any], **options: Any) -> nn.Module:
+    return ConvNet4(spec["channels"], **options)
+
+
+@image_encoders.register("resnet18", "CIFAR-style ResNet-18 (3x3 stem, no max-pool), 512-d", "He et al. 2016")
+def resnet18(spec: dict[str, Any], **options: Any) -> nn.Module:
+    return ResNet18(spec["channels"], **options)
+
+
+@image_encoders.register("timm", "any timm model by name: --encoder timm:NAME (optional extra 'timm')")
+def timm_encoder(spec: dict[str, Any], name: str = "resnet18", **options: Any) -> nn.Module:
+    return TimmEncoder(name, spec["channels"], **options)

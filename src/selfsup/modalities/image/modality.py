@@ -1,0 +1,78 @@
+"""The image modality: uint8 [N, C, H, W] storage, per-channel normalisation, batched views."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...errors import DataError
+from ..base import Modality, ViewMaker, modalities
+from .encoders import image_encoders
+
+
+class ImageModality(Modality):
+    """Grayscale or RGB images of any size; stored as uint8 so a whole dataset fits in memory."""
+
+    name = "image"
+    summary = "grayscale or RGB images (uint8 N x C x H x W in memory)"
+    encoders = image_encoders
+
+    def from_array(self, x: np.ndarray, where: str) -> torch.Tensor:
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x[:, None]
+        elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+            x = x.transpose(0, 3, 1, 2)
+        elif not (x.ndim == 4 and x.shape[1] in (1, 3)):
+            raise DataError(f"{where}: expected images shaped N x H x W or N x H x W x C (C = 1 or 3), "
+                            f"got shape {tuple(x.shape)}")
+        if len(x) == 0:
+            raise DataError(f"{where}: no images (array has 0 rows)")
+        if x.shape[2] < 4 or x.shape[3] < 4:
+            raise DataError(f"{where}: images of {x.shape[2]}x{x.shape[3]} pixels are too small (need >= 4x4)")
+        if x.dtype == np.uint8:
+            return torch.from_numpy(np.ascontiguousarray(x))
+        if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+            raise DataError(f"{where}: expected uint8 or float pixels, got dtype {x.dtype}")
+        x = x.astype(np.float32)
+        bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+        if bad.any():
+            raise DataError(f"{where}: image {int(np.argmax(bad))} has NaN or infinite pixels")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{where}: float pixels must lie in [0, 1] or [0, 255], found [{lo:g}, {hi:g}]")
+        scale = 255.0 if hi <= 1.0 else 1.0
+        return torch.from_numpy(np.round(x * scale).astype(np.uint8))
+
+    def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
+        sample = x[: min(len(x), 20000)].float().div_(255)
+        mean = sample.mean(dim=(0, 2, 3))
+        std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
+        return {"channels": int(x.shape[1]), "size": int(x.shape[2]), "height": int(x.shape[2]),
+                "width": int(x.shape[3]), "mean": [round(float(m), 6) for m in mean],
+                "std": [round(float(s), 6) for s in std]}
+
+    def default_encoder(self, spec: dict[str, Any]) -> str:
+        return "convnet4" if spec["channels"] == 1 or spec["size"] <= 32 else "resnet18"
+
+    def view_maker(self, style: str, spec: dict[str, Any], strength: float = 1.0,
+                   options: dict[str, Any] | None = None) -> ViewMaker:
+        from .augment import ImageViewMaker, recipe
+
+        views = recipe(style, spec["size"], spec["channels"], strength)
+        if options:
+            views = [v.__class__(**{**v.__dict__, **options}) for v in views]
+        return ImageViewMaker(views, spec["mean"], spec["std"], out_size=spec["size"])
+
+    def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if x.shape[-2:] != (spec["height"], spec["width"]):
+            x = F.interpolate(x, size=(spec["height"], spec["width"]), mode="bilinear", align_corners=False)
+        mean = torch.tensor(spec["mean"], device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(spec["std"], device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+modalities.add("image", ImageModality(), ImageModality.summary)

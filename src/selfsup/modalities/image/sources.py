@@ -1,0 +1,162 @@
+"""Image data sources: scikit-learn digits, Fashion-MNIST IDX files, folders of images, .npy arrays."""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from ...data import Dataset, SourceRequest, Split, encode_labels, existing_file, load_labels, load_npy, sources
+from ...errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "~/.cache/selfsup/fashion-mnist")
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                       "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot"]
+
+
+def image_dataset(name: str, x_train: np.ndarray, y_train, x_test=None, y_test=None, **info) -> Dataset:
+    """Validate arrays through the image modality and assemble a Dataset."""
+    from .modality import ImageModality
+
+    mod = ImageModality()
+    (y_train, y_test), classes = encode_labels(y_train, y_test)
+    train = Split(mod.from_array(x_train, name), y_train)
+    test = Split(mod.from_array(x_test, name + " (test)"), y_test) if x_test is not None else None
+    if test is not None and test.x.shape[1:] != train.x.shape[1:]:
+        raise DataError(f"{name}: test images {tuple(test.x.shape[1:])} differ from train {tuple(train.x.shape[1:])}")
+    info.setdefault("classes", classes)
+    return Dataset(name, "image", train, test, info)
+
+
+@sources.register("digits", "scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes); "
+                  "a fixed stratified 75/25 train/test split", modality="image")
+def load_digits_source(req: SourceRequest) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, d.target, test_size=0.25, stratify=d.target, random_state=0)
+    return image_dataset("digits", x_tr, y_tr, x_te, y_te)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped), the MNIST family's format."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise ValueError("not an unsigned-byte IDX file")
+        shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+        arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+        return arr.reshape(shape)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read IDX file ({exc})") from None
+
+
+def find_fashion_mnist(data_dir: str | None) -> Path:
+    """The first directory holding all four Fashion-MNIST files, downloading them if none does."""
+    candidates = [data_dir] if data_dir else [os.environ.get("SELFSUP_DATA_DIR", ""), *FASHION_MNIST_DIRS]
+    needed = [f for pair in FASHION_MNIST_FILES.values() for f in pair]
+    for c in candidates:
+        if c and all((Path(c).expanduser() / f).exists() for f in needed):
+            return Path(c).expanduser()
+    target = Path(data_dir or FASHION_MNIST_DIRS[-1]).expanduser()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for f in needed:
+            if not (target / f).exists():
+                tmp = target / (f + ".part")
+                urllib.request.urlretrieve(FASHION_MNIST_URL + f, tmp)
+                tmp.replace(target / f)
+        return target
+    except Exception as exc:
+        where = data_dir or " or ".join(FASHION_MNIST_DIRS)
+        raise DataError(f"Fashion-MNIST not found in {where} and download failed ({type(exc).__name__}). "
+                        "Install it with 'apt-get install dataset-fashion-mnist' or pass --data-dir DIR "
+                        f"holding {', '.join(needed)} (from {FASHION_MNIST_URL})") from None
+
+
+@sources.register("fashion-mnist", "Zalando's Fashion-MNIST, 28x28 grayscale, 60k train / 10k test, 10 classes "
+                  "(Debian dataset-fashion-mnist, --data-dir, or download)", modality="image")
+def load_fashion_mnist(req: SourceRequest) -> Dataset:
+    root = find_fashion_mnist(req.options.get("dir") or req.data_dir)
+    arrays = {split: (read_idx(root / xi), read_idx(root / yi)) for split, (xi, yi) in FASHION_MNIST_FILES.items()}
+    (x_tr, y_tr), (x_te, y_te) = arrays["train"], arrays["test"]
+    ds = image_dataset("fashion-mnist", x_tr, y_tr, x_te, y_te)
+    ds.info["classes"] = FASHION_MNIST_CLASSES
+    return ds
+
+
+def list_images(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_image_folder(root: Path, size: int | None, mode: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """All images under `root`, resized to size x size; labels from first-level sub-folders when every image has one."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = list_images(root)
+    if not files:
+        raise DataError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    images = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                images.append(im.copy())
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
+    if mode is None:
+        mode = "L" if all(im.mode in ("L", "1", "I;16", "I") for im in images) else "RGB"
+    if size is None:
+        sizes = {im.size for im in images}
+        size = max(images[0].size) if len(sizes) == 1 and images[0].size[0] == images[0].size[1] else 64
+    arr = np.stack([np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR)) for im in images])
+    rel = [p.relative_to(root).parts for p in files]
+    labels = np.array([parts[0] for parts in rel]) if all(len(parts) > 1 for parts in rel) else None
+    return arr, labels
+
+
+@sources.register("folder", "a tree of PNG/JPEG images: folder:PATH[?size=64&mode=RGB]; first-level sub-folders "
+                  "are labels; PATH/train and PATH/test become splits", modality="image")
+def load_folder(req: SourceRequest) -> Dataset:
+    if not req.path:
+        raise ConfigError("--data folder:PATH needs a path")
+    root = Path(req.path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: folder not found")
+    size = int(req.options["size"]) if "size" in req.options else None
+    mode = req.options.get("mode")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        x_tr, y_tr = read_image_folder(root / "train", size, mode)
+        x_te, y_te = read_image_folder(root / "test", x_tr.shape[1], "L" if x_tr.ndim == 3 else "RGB")
+        return image_dataset(req.uri, x_tr, y_tr, x_te, y_te)
+    x, y = read_image_folder(root, size, mode)
+    return image_dataset(req.uri, x, y)
+
+
+@sources.register("npy", "a .npy array N x H x W (x C), uint8 or float: npy:PATH[?labels=Y.npy&test=XT.npy"
+                  "&test_labels=YT.npy]", modality="image")
+def load_npy_source(req: SourceRequest) -> Dataset:
+    if not req.path:
+        raise ConfigError("--data npy:PATH needs a path")
+    if req.modality and req.modality != "image":
+        from ..base import get_modality
+        return get_modality(req.modality).dataset_from_npy(req)  # type: ignore[attr-defined]
+    x = load_npy(req.path, "image array")
+    y = load_labels(req.options["labels"], len(x)) if "labels" in req.options else None
+    x_te = y_te = None
+    if "test" in req.options:
+        x_te = load_npy(req.options["test"], "test image array")
+        y_te = load_labels(req.options["test_labels"], len(x_te)) if "test_labels" in req.options else None
+    return image_dataset(req.uri, x, y, x_te, y_te)

@@ -1,0 +1,100 @@
+"""A finished run: its configuration, input spec and trained encoder; `embed` turns raw data into vectors."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file
+from torch import nn
+
+from .errors import ConfigError, DataError
+from .modalities.base import Modality, batched, get_modality
+from .training.config import TrainConfig
+
+COMPLETE_MARKER = "summary.json"
+
+
+@dataclass
+class Run:
+    """A trained encoder with everything needed to apply it to new data of the same kind."""
+
+    config: TrainConfig
+    resolved: dict[str, Any]
+    encoder: nn.Module
+    path: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modality(self) -> Modality:
+        return get_modality(self.resolved["modality"])
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.resolved["data_spec"]
+
+    def embed(self, x: Any, batch_size: int = 512, device: str | None = None,
+              mask: torch.Tensor | None = None) -> np.ndarray:
+        """Embeddings [n, out_dim] (float32 numpy) of raw data in the run's input format (numpy or tensor)."""
+        storage = x if isinstance(x, torch.Tensor) and self._is_storage(x) else \
+            self.modality.from_array(x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x), "input")
+        return encode_storage(self.encoder, self.modality, self.spec, storage, batch_size, device, mask)
+
+    def _is_storage(self, x: torch.Tensor) -> bool:
+        return self.resolved["modality"] != "image" or x.dtype == torch.uint8
+
+
+@torch.no_grad()
+def encode_storage(encoder: nn.Module, modality: Modality, spec: dict[str, Any], x: torch.Tensor,
+                   batch_size: int = 512, device: str | None = None, mask: torch.Tensor | None = None) -> np.ndarray:
+    """Apply a frozen encoder (eval mode) to a storage tensor in batches; float32 numpy out."""
+    dev = torch.device(device) if device else next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    out = []
+    try:
+        for sl in batched(len(x), batch_size):
+            inp = modality.prepare(x[sl].to(dev), spec)
+            kwargs = {"mask": mask[sl].to(dev)} if mask is not None else {}
+            out.append(encoder(inp, **kwargs).float().cpu())
+    finally:
+        encoder.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, getattr(encoder, "out_dim", 0)), np.float32)
+
+
+def build_encoder(resolved: dict[str, Any], seed: int | None = None) -> nn.Module:
+    """The run's encoder architecture, freshly initialised (with `seed` when given)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    modality = get_modality(resolved["modality"])
+    return modality.build_encoder(resolved["encoder"], resolved["data_spec"], **resolved["encoder_options"])
+
+
+def load(path: str | Path, device: str = "cpu") -> Run:
+    """Load a complete run directory (never executes pickled code: YAML + safetensors only)."""
+    p = Path(path)
+    if not p.is_dir():
+        partial = p.with_name(p.name + ".partial")
+        hint = f" (an unfinished run is in {partial})" if partial.exists() else ""
+        raise ConfigError(f"{p}: no such run directory{hint}")
+    if not (p / COMPLETE_MARKER).exists():
+        raise ConfigError(f"{p}: not a complete run (no {COMPLETE_MARKER})")
+    try:
+        doc = yaml.safe_load((p / "config.yaml").read_text())
+        config = TrainConfig.from_dict(doc["train"], str(p / "config.yaml"))
+        resolved = doc["resolved"]
+        summary = json.loads((p / COMPLETE_MARKER).read_text())
+    except (OSError, KeyError, TypeError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise DataError(f"{p}: damaged run directory ({type(exc).__name__}: {exc})") from None
+    encoder = build_encoder(resolved)
+    try:
+        state = load_file(str(p / "encoder.safetensors"), device=device)
+        encoder.load_state_dict(state)
+    except Exception as exc:
+        raise DataError(f"{p / 'encoder.safetensors'}: cannot load weights ({exc})") from None
+    encoder.to(device).eval()
+    return Run(config, resolved, encoder, p, summary)

@@ -1,0 +1,98 @@
+"""Optimisers and the learning-rate schedule: SGD, AdamW and LARS (You et al. 2017), warm-up + cosine."""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise trust ratios (You et al. 2017, arXiv:1708.03888).
+
+    Parameter groups with `lars_exclude=True` (biases, normalisation) get neither weight decay nor
+    adaptation, as in SimCLR, BYOL, Barlow Twins and VICReg.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 eta: float = 0.001) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
+                                      lars_exclude=False))
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d_p = p.grad
+                if not group["lars_exclude"]:
+                    d_p = d_p.add(p, alpha=group["weight_decay"])
+                    p_norm, g_norm = torch.norm(p), torch.norm(d_p)
+                    trust = torch.where((p_norm > 0) & (g_norm > 0), group["eta"] * p_norm / g_norm,
+                                        torch.ones_like(p_norm))
+                    d_p = d_p.mul(trust)
+                state = self.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = torch.clone(d_p).detach()
+                else:
+                    buf.mul_(group["momentum"]).add_(d_p)
+                p.add_(buf, alpha=-group["lr"])
+        return loss
+
+
+def parameter_groups(method: nn.Module, weight_decay: float, fixed_lr_modules: tuple[str, ...] = ()) -> list[dict]:
+    """Trainable parameters in groups: regular / excluded from decay (1-D: biases, norms), and fixed-lr modules."""
+    frozen = tuple(getattr(method, "target_parameters", lambda: [])())
+    groups: dict[tuple[bool, bool], list[torch.Tensor]] = {}
+    for name, p in method.named_parameters():
+        if not p.requires_grad or name.startswith(frozen):
+            continue
+        key = (p.ndim <= 1, name.startswith(fixed_lr_modules))
+        groups.setdefault(key, []).append(p)
+    return [{"params": ps, "weight_decay": 0.0 if excl else weight_decay, "lars_exclude": excl, "fixed_lr": fixed}
+            for (excl, fixed), ps in sorted(groups.items())]
+
+
+def scaled_lr(base_lr: float, batch_size: int, rule: str) -> float:
+    """Learning rate scaled with the (global) batch size from the paper's batch-256 value."""
+    if rule == "linear":
+        return base_lr * batch_size / 256
+    if rule == "sqrt":
+        return base_lr * math.sqrt(batch_size / 256)
+    return base_lr
+
+
+def build_optimizer(method: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9
+                    ) -> torch.optim.Optimizer:
+    """The named optimiser over the method's trainable parameters."""
+    groups = parameter_groups(method, weight_decay, getattr(method, "fixed_lr_modules", ()))
+    for g in groups:
+        g["base_lr"] = lr
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    raise ConfigError(f"--optimizer must be one of lars, sgd, adamw; got {name!r}")
+
+
+def lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up over the first `warmup` fraction of training, then cosine decay to 0."""
+    progress = min(max(progress, 0.0), 1.0)
+    if warmup > 0 and progress < warmup:
+        return progress / warmup
+    return 0.5 * (1 + math.cos(math.pi * (progress - warmup) / max(1e-8, 1 - warmup)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
+    """Apply the schedule factor to every group except fixed-lr ones; returns the current lr."""
+    for g in optimizer.param_groups:
+        g["lr"] = g["base_lr"] if g.get("fixed_lr") else g["base_lr"] * factor
+    return optimizer.param_groups[0]["base_lr"] * factor

@@ -1,0 +1,62 @@
+"""The Python API: train/load/embed, determinism, and the scikit-learn transformer in a Pipeline."""
+import json
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+import selfsup
+
+SMALL = {"widths": [16, 32, 32, 32]}
+
+
+def losses(path):
+    return [json.loads(l)["loss"] for l in open(path / "metrics.jsonl") if '"step"' in l]
+
+
+def test_same_seed_same_loss_curve(tmp_path):
+    for name in ("a", "b"):
+        selfsup.train("digits", method="byol", epochs=2, seed=3, log_every=1, out=tmp_path / name,
+                      encoder_options=SMALL, monitor=False)
+    assert len(losses(tmp_path / "a")) == 10 and losses(tmp_path / "a") == losses(tmp_path / "b")
+    selfsup.train("digits", method="byol", epochs=2, seed=4, log_every=1, out=tmp_path / "c", encoder_options=SMALL,
+                  monitor=False)
+    assert losses(tmp_path / "c") != losses(tmp_path / "a")
+
+
+def test_run_directory_is_complete_and_loadable(digits_run):
+    names = {p.name for p in digits_run.iterdir()}
+    assert {"config.yaml", "encoder.safetensors", "method.safetensors", "metrics.jsonl", "summary.json"} <= names
+    run = selfsup.load(digits_run)
+    z = run.embed(np.zeros((3, 8, 8), np.uint8))
+    assert z.shape == (3, run.encoder.out_dim) and z.dtype == np.float32
+
+
+def test_interrupted_run_never_looks_complete(tmp_path, monkeypatch):
+    from selfsup.training import session
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(session, "run_loop", boom)
+    with pytest.raises(KeyboardInterrupt):
+        selfsup.train("digits", epochs=1, out=tmp_path / "run", encoder_options=SMALL)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(selfsup.SelfSupError):
+        selfsup.load(tmp_path / "run")
+
+
+def test_sklearn_pipeline():
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = (d.images * 255 / 16).astype(np.uint8)
+    pipe = make_pipeline(selfsup.SelfSupervisedEmbedder(method="vicreg", epochs=2, method_options={"proj_dim": 256,
+                                                        "proj_hidden_dim": 256}), LogisticRegression(max_iter=200))
+    pipe.fit(x[:1000], d.target[:1000])
+    assert pipe.score(x[1000:], d.target[1000:]) > 0.5
+    c = clone(pipe)
+    assert c.steps[0][1].get_params()["method"] == "vicreg"
+    with pytest.raises(Exception):
+        c.transform(x[:5])

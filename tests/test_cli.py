@@ -1,0 +1,132 @@
+"""The command line: help, listings, folder/npy sources, clear one-line errors, embed == API embed."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import selfsup
+from conftest import run_cli
+
+SMALL = ["--encoder-option", "widths=[16,32,32,32]"]
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert str(needle) in err, (needle, err)
+
+
+@pytest.mark.parametrize("command", ["train", "embed", "eval", "methods", "encoders", "datasets"])
+def test_every_command_has_help_with_example(command):
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0 and "example" in proc.stdout
+
+
+def test_listings():
+    for command, expected in (("methods", "simclr"), ("encoders", "convnet4"), ("datasets", "fashion-mnist")):
+        proc = run_cli(command, "--json")
+        assert proc.returncode == 0
+        assert expected in {row["name"] for row in json.loads(proc.stdout)}
+
+
+def write_pngs(folder, n=24, size=12, corrupt=None):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        cls = folder / f"class{i % 2}"
+        cls.mkdir(parents=True, exist_ok=True)
+        img = (rng.random((size, size)) * 255).astype(np.uint8)
+        img[: size // 2] = 255 * (i % 2)
+        Image.fromarray(img).save(cls / f"img{i}.png")
+    if corrupt:
+        (folder / "class0" / corrupt).write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
+
+
+def test_folder_of_pngs_trains_and_evaluates(tmp_path):
+    write_pngs(tmp_path / "imgs")
+    proc = run_cli("train", "--data", f"folder:{tmp_path / 'imgs'}", "--method", "simclr", "--epochs", "2",
+                   "--batch-size", "8", "--out", tmp_path / "run", "--json", *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["summary"]["train_samples"] == 24
+    assert 0 <= out["eval"]["knn_acc"] <= 1 and 0 <= out["eval"]["linear_acc"] <= 1
+    for name in ("config.yaml", "encoder.safetensors", "metrics.jsonl", "summary.json", "eval.json"):
+        assert (tmp_path / "run" / name).exists()
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    write_pngs(tmp_path / "imgs", corrupt="broken.png")
+    proc = run_cli("train", "--data", f"folder:{tmp_path / 'imgs'}", "--epochs", "1", "--out", tmp_path / "run")
+    assert_one_line_error(proc, "broken.png")
+    assert not (tmp_path / "run").exists()
+
+
+def test_empty_folder_and_zero_byte_file(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run_cli("train", "--data", f"folder:{tmp_path / 'empty'}", "--out", tmp_path / "r"),
+                          "no images")
+    write_pngs(tmp_path / "imgs")
+    (tmp_path / "imgs" / "class1" / "zero.png").write_bytes(b"")
+    assert_one_line_error(run_cli("train", "--data", f"folder:{tmp_path / 'imgs'}", "--out", tmp_path / "r"),
+                          "zero.png")
+    assert not (tmp_path / "r").exists()
+
+
+def test_wrongly_shaped_array_and_bad_labels(tmp_path):
+    np.save(tmp_path / "flat.npy", np.zeros((10, 5), np.uint8))
+    assert_one_line_error(run_cli("train", "--data", f"npy:{tmp_path / 'flat.npy'}", "--out", tmp_path / "r"),
+                          "flat.npy", "shape")
+    np.save(tmp_path / "x.npy", np.zeros((10, 8, 8), np.uint8))
+    np.save(tmp_path / "y.npy", np.zeros(7, np.int64))
+    assert_one_line_error(run_cli("train", "--data", f"npy:{tmp_path / 'x.npy'}?labels={tmp_path / 'y.npy'}",
+                                  "--out", tmp_path / "r"), "y.npy", "7 labels for 10")
+    x = np.random.default_rng(0).random((10, 8, 8)).astype(np.float32)
+    x[3, 2, 2] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    assert_one_line_error(run_cli("train", "--data", f"npy:{tmp_path / 'nan.npy'}", "--out", tmp_path / "r"),
+                          "nan.npy", "image 3")
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_arguments_are_one_line(tmp_path):
+    assert_one_line_error(run_cli("train", "--method", "nope", "--out", tmp_path / "r"), "nope")
+    assert_one_line_error(run_cli("train", "--method-option", "bogus=1", "--out", tmp_path / "r"), "bogus")
+    assert_one_line_error(run_cli("train", "--data", "nosuchsource", "--out", tmp_path / "r"), "nosuchsource")
+    assert_one_line_error(run_cli("eval", tmp_path / "missing"), "missing")
+
+
+def test_npy_source_and_cli_embed_match_api(tmp_path, digits_run):
+    out = tmp_path / "emb.npy"
+    proc = run_cli("embed", digits_run, "--data", "digits", "--split", "test", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    from_cli = np.load(out)
+    ds = selfsup.data.load_dataset("digits")
+    from_api = selfsup.load(digits_run).embed(ds.test.x.numpy()[:, 0])  # raw N x H x W uint8
+    assert from_cli.shape == from_api.shape
+    np.testing.assert_allclose(from_cli, from_api, rtol=1e-5, atol=1e-5)
+
+
+def test_eval_json_has_baselines(digits_run):
+    proc = run_cli("eval", digits_run, "--data", "digits", "--json")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert {"knn_acc", "linear_acc", "baselines"} <= set(res)
+    assert set(res["baselines"]) == {"raw", "random_encoder"}
+    assert res["baselines"]["raw"]["knn"] > 0.8  # raw digits pixels are a strong baseline
+
+
+def test_existing_output_is_refused(tmp_path, digits_run):
+    proc = run_cli("train", "--out", digits_run, "--epochs", "1")
+    assert_one_line_error(proc, "already exists")
+
+
+def test_config_reproduces_run(tmp_path, digits_run):
+    proc = run_cli("train", "--config", digits_run / "config.yaml", "--out", tmp_path / "again", "--no-eval",
+                   "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    a = [json.loads(l)["loss"] for l in open(digits_run / "metrics.jsonl") if '"step"' in l]
+    b = [json.loads(l)["loss"] for l in open(tmp_path / "again" / "metrics.jsonl") if '"step"' in l]
+    assert a == b
