@@ -1,0 +1,26 @@
+"""Evaluation of frozen embeddings: kNN, linear, few-label, SVM, clustering protocols and label-free diagnostics."""
+from .clustering import hungarian_accuracy, kmeans_clustering
+from .diagnostics import alignment, dimension_std, embedding_diagnostics, rankme, uniformity
+from .fewshot import few_label_linear, few_label_splits
+from .knn import knn_accuracy, knn_predict
+from .linear import DEFAULT_CS, linear_probe
+from .splits import stratified_validation_split
+from .svm import svm_protocol
+
+__all__ = [
+    "DEFAULT_CS",
+    "alignment",
+    "dimension_std",
+    "embedding_diagnostics",
+    "few_label_linear",
+    "few_label_splits",
+    "hungarian_accuracy",
+    "kmeans_clustering",
+    "knn_accuracy",
+    "knn_predict",
+    "linear_probe",
+    "rankme",
+    "stratified_validation_split",
+    "svm_protocol",
+    "uniformity",
+]

@@ -1,0 +1,62 @@
+"""Label-free diagnostics of embedding quality and collapse."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .splits import as_features, as_tensor
+
+
+def _tensor(z: Any, name: str = "z", min_rows: int = 1) -> torch.Tensor:
+    t = as_tensor(as_features(z, name))
+    if len(t) < min_rows:
+        raise ValueError(f"{name} needs at least {min_rows} rows, got {len(t)}")
+    return t
+
+
+def _normalise(z: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(z.float(), dim=1)
+
+
+def rankme(z: Any, eps: float = 1e-7) -> float:
+    """RankMe (Garrido et al. 2023): exp(entropy(p)), p_k = s_k / sum(s) + eps over the singular values s of z."""
+    s = torch.linalg.svdvals(_tensor(z).double())
+    if s.sum() <= 0:
+        raise ValueError("rankme is undefined for an all-zero matrix")
+    p = s / s.sum() + eps
+    return float(torch.exp(-(p * torch.log(p)).sum()))
+
+
+def alignment(z1: Any, z2: Any, alpha: float = 2) -> float:
+    """Alignment (Wang & Isola 2020): mean ||f(x) - f(y)||^alpha over positive pairs of L2-normalised embeddings."""
+    a, b = _normalise(_tensor(z1, "z1")), _normalise(_tensor(z2, "z2"))
+    if a.shape != b.shape:
+        raise ValueError(f"z1 and z2 must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return float((a - b).norm(dim=1).pow(alpha).mean())
+
+
+def uniformity(z: Any, t: float = 2) -> float:
+    """Uniformity (Wang & Isola 2020): log mean exp(-t ||x - y||^2) over distinct pairs of L2-normalised embeddings."""
+    sq = torch.pdist(_normalise(_tensor(z, min_rows=2))).pow(2)  # O(n^2) memory: n=10k is 50M pairs (200 MB)
+    return float(torch.logsumexp(-t * sq, dim=0) - math.log(sq.numel()))
+
+
+def dimension_std(z: Any) -> dict:
+    """Per-dimension std of L2-normalised embeddings (SimSiam, Chen & He 2021): ~1/sqrt(d) when spread, 0 when collapsed."""
+    zn = _normalise(_tensor(z, min_rows=2))
+    std = zn.std(dim=0)
+    mean_std = float(std.mean())
+    # Isotropic unit vectors have per-dim std 1/sqrt(d); we flag collapse below a tenth of that.
+    return {"mean_std": mean_std, "min_std": float(std.min()), "collapsed": bool(mean_std < 0.1 / math.sqrt(zn.shape[1]))}
+
+
+def embedding_diagnostics(z1: Any, z2: Any = None) -> dict:
+    """RankMe, alignment (None without a second view), uniformity and per-dimension std of embeddings z1 (views z1/z2)."""
+    return {
+        "rankme": rankme(z1),
+        "alignment": alignment(z1, z2) if z2 is not None else None,
+        "uniformity": uniformity(z1),
+        **dimension_std(z1),
+    }

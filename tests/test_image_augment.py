@@ -1,0 +1,209 @@
+"""Tests for batched image augmentations (selfsup.modalities.image.augment)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from selfsup.modalities.image.augment import RECIPES, ImageAugmentation, ImageViewMaker, augment, recipe
+
+OFF = ImageAugmentation(
+    crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0
+)
+EXTREME = ImageAugmentation(
+    crop_scale=(0.01, 1.0), crop_ratio=(0.1, 10.0), flip_p=1.0, jitter_p=1.0, brightness=5.0, contrast=5.0,
+    saturation=5.0, hue=0.5, grayscale_p=1.0, blur_p=1.0, blur_sigma=(0.1, 10.0), solarize_p=1.0,
+)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def batch(b: int = 16, c: int = 3, s: int = 28, seed: int = 0) -> torch.Tensor:
+    return torch.rand(b, c, s, s, generator=gen(seed))
+
+
+def check(y: torch.Tensor, like: torch.Tensor) -> None:
+    assert y.shape == like.shape and y.dtype == like.dtype and y.device == like.device
+    assert torch.isfinite(y).all() and y.min() >= 0.0 and y.max() <= 1.0
+
+
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize("name", sorted(RECIPES))
+@pytest.mark.parametrize("size", [28, 64])
+def test_recipes_shape_dtype_range(name: str, c: int, size: int) -> None:
+    x = batch(8, c, size)
+    for aug in recipe(name, size, c):
+        check(augment(x, aug, gen()), x)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize("aug", [EXTREME, EXTREME.scaled(0.0), EXTREME.scaled(3.0), OFF, ImageAugmentation()])
+def test_extreme_settings(aug: ImageAugmentation, c: int) -> None:
+    x = batch(16, c, 9)
+    check(augment(x, aug, gen()), x)
+    x64 = x.double()
+    check(augment(x64, aug, gen()), x64)
+
+
+def test_bad_input_rejected() -> None:
+    with pytest.raises(ValueError):
+        augment(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), OFF)
+
+
+def test_determinism() -> None:
+    x = batch(32, 3, 32)
+    aug = dataclasses.replace(RECIPES["byol"][1], blur_p=0.5)
+    a, b, c = augment(x, aug, gen(1)), augment(x, aug, gen(1)), augment(x, aug, gen(2))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_identity(c: int) -> None:
+    x = batch(8, c, 28)
+    torch.testing.assert_close(augment(x, OFF, gen()), x, atol=1e-5, rtol=0)
+
+
+def test_flip_only() -> None:
+    x = batch(8, 3, 28)
+    flip = dataclasses.replace(OFF, flip_p=1.0)
+    torch.testing.assert_close(augment(x, flip, gen()), torch.flip(x, dims=[-1]), atol=1e-5, rtol=0)
+
+
+def test_resize_path_matches_interpolate() -> None:
+    """The grid_sample crop/resize path: full crop resized to 2x equals bilinear interpolation (and its flip)."""
+    x = batch(4, 3, 14)
+    ref = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(augment(x, OFF, gen(), size=28), ref, atol=1e-5, rtol=0)
+    flip = dataclasses.replace(OFF, flip_p=1.0)
+    torch.testing.assert_close(augment(x, flip, gen(), size=28), ref.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_crop_zooms_in() -> None:
+    """A small crop of a smooth horizontal ramp has a smaller value range than the full image."""
+    ramp = torch.linspace(0, 1, 32).expand(64, 1, 32, 32).contiguous()
+    crop = dataclasses.replace(OFF, crop_scale=(0.1, 0.1))
+    y = augment(ramp, crop, gen())
+    span = y.amax((1, 2, 3)) - y.amin((1, 2, 3))
+    assert (span < 0.5).all()
+
+
+def test_grayscale() -> None:
+    x = batch(8, 3, 16)
+    y = augment(x, dataclasses.replace(OFF, grayscale_p=1.0), gen())
+    assert torch.equal(y[:, 0], y[:, 1]) and torch.equal(y[:, 1], y[:, 2])
+    lum = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    torch.testing.assert_close(y[:, 0], lum, atol=1e-5, rtol=0)
+    x1 = batch(8, 1, 16)  # ignored for one channel
+    assert torch.equal(augment(x1, dataclasses.replace(OFF, grayscale_p=1.0), gen()), x1)
+
+
+def test_solarize() -> None:
+    x = torch.tensor([0.0, 0.2, 0.49, 0.5, 0.7, 1.0]).view(1, 1, 1, 6).expand(2, 1, 6, 6).contiguous()
+    y = augment(x, dataclasses.replace(OFF, solarize_p=1.0), gen())
+    expect = torch.tensor([0.0, 0.2, 0.49, 0.5, 0.3, 0.0]).view(1, 1, 1, 6).expand(2, 1, 6, 6)
+    torch.testing.assert_close(y, expect, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_blur_smooths_checkerboard(c: int) -> None:
+    i = torch.arange(32)
+    board = ((i[:, None] + i[None, :]) % 2).float().expand(4, c, 32, 32).contiguous()
+    y = augment(board, dataclasses.replace(OFF, blur_p=1.0, blur_sigma=(1.0, 2.0)), gen())
+
+    def tv(z: torch.Tensor) -> torch.Tensor:
+        return (z[..., 1:, :] - z[..., :-1, :]).abs().sum() + (z[..., 1:] - z[..., :-1]).abs().sum()
+
+    assert tv(y) < 0.1 * tv(board)
+    assert abs(y.mean().item() - board.mean().item()) < 0.02
+
+
+def test_jitter_probability() -> None:
+    x = 0.2 + 0.6 * batch(2000, 3, 6)
+    y = augment(x, dataclasses.replace(OFF, jitter_p=0.3), gen())
+    changed = (y - x).abs().flatten(1).amax(1) > 1e-6
+    assert abs(changed.float().mean().item() - 0.3) < 0.05
+
+
+def test_other_probabilities() -> None:
+    x = batch(2000, 3, 6)
+    for field, p in [("flip_p", 0.5), ("grayscale_p", 0.2), ("solarize_p", 0.2)]:
+        y = augment(x, dataclasses.replace(OFF, **{field: p}), gen())
+        frac = ((y - x).abs().flatten(1).amax(1) > 1e-6).float().mean().item()
+        assert abs(frac - p) < 0.05, field
+
+
+def test_jitter_changes_colour_statistics() -> None:
+    x = 0.25 + 0.5 * batch(256, 3, 8)
+    y = augment(x, dataclasses.replace(OFF, jitter_p=1.0), gen())
+    assert (y.mean((1, 2, 3)) - x.mean((1, 2, 3))).abs().mean() > 0.01  # brightness
+    hue_only = dataclasses.replace(OFF, jitter_p=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.5)
+    z = augment(x, hue_only, gen())
+    assert (z - x).abs().mean() > 0.01  # hue rotation actually moves colours
+
+
+def test_scaled() -> None:
+    base = ImageAugmentation()
+    assert base.scaled(1.0) == base
+    zero = base.scaled(0.0)
+    assert zero.crop_scale == (1.0, 1.0) and zero.crop_ratio == (1.0, 1.0)
+    assert zero.brightness == zero.contrast == zero.saturation == zero.hue == 0.0
+    half = base.scaled(0.5)
+    assert half.crop_scale[0] == pytest.approx(0.54) and half.brightness == pytest.approx(0.2)
+
+
+def test_recipe_adaptation() -> None:
+    assert all(v.blur_p == 0.0 for v in recipe("simclr", 32, 3))
+    assert all(v.blur_p == 0.5 for v in recipe("simclr", 64, 3))
+    assert [v.blur_p for v in recipe("byol", 96, 3)] == [1.0, 0.1]
+    assert [v.solarize_p for v in recipe("byol", 28, 1)] == [0.0, 0.2]
+    assert all(v.saturation == v.hue == v.grayscale_p == 0.0 for v in recipe("moco_v2", 28, 1))
+    assert recipe("simsiam", 28, 1, strength=0.5)[0].brightness == pytest.approx(0.2)
+    with pytest.raises(ValueError):
+        recipe("nope", 28, 1)
+
+
+def test_view_maker_arithmetic() -> None:
+    x = torch.full((8, 3, 20, 20), 128, dtype=torch.uint8)
+    views = [dataclasses.replace(v, jitter_p=0.0) for v in RECIPES["simclr"]] * 2  # constant image stays constant
+    mean, std = [0.1, 0.5, 0.9], [0.2, 0.25, 0.5]
+    out = ImageViewMaker(views, mean, std)(x, gen())
+    assert len(out) == 4
+    for v in out:
+        assert v.shape == x.shape and v.dtype == torch.float32
+        for ch in range(3):
+            torch.testing.assert_close(v[:, ch], torch.full_like(v[:, ch], (128 / 255 - mean[ch]) / std[ch]))
+
+
+def test_view_maker_views_differ_and_float_input() -> None:
+    vm = ImageViewMaker(recipe("simclr", 28, 1), [0.5], [0.5])
+    x = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8, generator=gen())
+    a, b = vm(x, gen())
+    assert not torch.allclose(a, b)
+    c, d = vm(x.float() / 255, gen())
+    torch.testing.assert_close(a, c)
+
+
+def test_view_maker_out_size_and_normalise() -> None:
+    vm = ImageViewMaker(RECIPES["byol"], [0.5] * 3, [0.5] * 3, out_size=16)
+    x = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8, generator=gen())
+    assert [tuple(v.shape) for v in vm(x, gen())] == [(8, 3, 16, 16)] * 2
+    n1, n2 = vm.normalise(x), vm.normalise(x)
+    assert n1.shape == (8, 3, 16, 16) and torch.equal(n1, n2)
+    const = torch.full((2, 3, 28, 28), 255, dtype=torch.uint8)
+    torch.testing.assert_close(vm.normalise(const), torch.ones(2, 3, 16, 16))
+    plain = ImageViewMaker(RECIPES["byol"], [0.5] * 3, [0.5] * 3)
+    torch.testing.assert_close(plain.normalise(x), (x.float() / 255 - 0.5) / 0.5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_with_cpu_generator() -> None:
+    x = batch(8, 3, 32).cuda()
+    aug = dataclasses.replace(RECIPES["simclr"][0], solarize_p=0.5)
+    y = augment(x, aug, gen())
+    check(y, x)
+    torch.testing.assert_close(y.cpu(), augment(x.cpu(), aug, gen()), atol=1e-4, rtol=0)
