@@ -130,3 +130,25 @@ def test_config_reproduces_run(tmp_path, digits_run):
     a = [json.loads(l)["loss"] for l in open(digits_run / "metrics.jsonl") if '"step"' in l]
     b = [json.loads(l)["loss"] for l in open(tmp_path / "again" / "metrics.jsonl") if '"step"' in l]
     assert a == b
+
+
+def test_eval_all_protocols_json(digits_run):
+    proc = run_cli("eval", digits_run, "--data", "digits", "--protocols", "knn,linear,kmeans,fewshot,svm",
+                   "--no-finetune", "--json")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert set(res["protocols"]) == {"knn", "linear", "kmeans", "fewshot", "svm"}
+    for proto, by_name in res["protocols"].items():
+        assert set(by_name) == {"selfsup", "raw", "random_encoder"}, proto
+    assert {"nmi", "ari", "acc"} <= set(res["protocols"]["kmeans"]["selfsup"])
+    assert set(res["protocols"]["fewshot"]["raw"]) == {"0.01", "0.1"}
+    assert res["protocols"]["fewshot"]["raw"]["0.1"]["n_labels"] >= 130
+    assert 0 < res["svm_acc"] <= 1
+    assert set(res["baselines"]["raw"]) == {"knn", "linear", "kmeans", "fewshot", "svm"}
+
+
+def test_compare_runs(digits_run):
+    proc = run_cli("compare", digits_run, digits_run, "--markdown")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("| run | method") and len(lines) == 4

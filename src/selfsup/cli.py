@@ -15,11 +15,14 @@ EXAMPLES = {
     "train": "selfsup train --data digits --method simclr --epochs 30 --out runs/digits-simclr\n"
              "  selfsup train --data fashion-mnist --method byol --minutes 10 --out runs/fmnist\n"
              "  selfsup train --config runs/digits-simclr/config.yaml --out runs/again",
-    "embed": "selfsup embed runs/digits-simclr --data digits --split test --out test_embeddings.npy",
+    "embed": "selfsup embed runs/digits-simclr --data digits --split test --out test_embeddings.npy\n"
+             "  selfsup embed runs/gunpoint --data ucr:GunPoint --per-timestep --out steps.npy",
     "eval": "selfsup eval runs/digits-simclr --data digits --json",
     "methods": "selfsup methods",
     "encoders": "selfsup encoders",
     "datasets": "selfsup datasets",
+    "report": "selfsup report runs/digits-simclr    # writes runs/digits-simclr/report.html",
+    "compare": "selfsup compare runs/digits-simclr runs/digits-byol --markdown",
 }
 
 
@@ -64,7 +67,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--select", choices=["last", "rankme"], help="keep the last or the best-RankMe checkpoint")
     p.add_argument("--no-monitor", action="store_false", dest="monitor", default=None,
                    help="skip per-epoch diagnostics")
-    p.add_argument("--no-eval", action="store_true", help="skip evaluation after training")
+    p.add_argument("--no-eval", action="store_true", help="skip evaluation (and the report) after training")
+    p.add_argument("--no-report", action="store_true", help="skip report.html after training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object (summary and evaluation) on stdout")
 
@@ -112,9 +116,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         out["eval"] = results
         if not args.json:
             print(format_results(results) if "skipped" not in results else f"evaluation skipped: {results['skipped']}")
+        if not args.no_report and "skipped" not in results:
+            out["report"] = write_report_if_possible(run)
+            if not args.json:
+                print(f"report: {out['report']}")
     if args.json:
         print(json.dumps(out, default=str))
     return 0
+
+
+def write_report_if_possible(run) -> str:
+    """report.html when matplotlib is installed, else a note saying how to get it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "skipped (pip install 'selfsup[report]' for report.html)"
+    from .report import build_report
+    return str(build_report(run))
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -128,14 +146,15 @@ def cmd_embed(args: argparse.Namespace) -> int:
     run = load(args.run)
     ds = load_dataset(args.data or run.config.data, args.data_dir or run.config.data_dir, run.resolved["modality"])
     split = ds.split(args.split)
-    z = encode_storage(run.encoder, run.modality, run.spec, split.x, mask=split.mask)
+    z = encode_storage(run.encoder, run.modality, run.spec, split.x, mask=split.mask,
+                       per_timestep=getattr(args, "per_timestep", False))
     import io
     buf = io.BytesIO()
     np.save(buf, z)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, buf.getvalue())
-    print(f"wrote {z.shape[0]} x {z.shape[1]} embeddings of {ds.name} ({args.split}) to {out}", file=sys.stderr)
+    print(f"wrote {' x '.join(map(str, z.shape))} embeddings of {ds.name} ({args.split}) to {out}", file=sys.stderr)
     return 0
 
 
@@ -146,9 +165,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     run = load(args.run)
     protocols = tuple(p.strip() for p in args.protocols.split(",") if p.strip())
-    results = evaluate_run(run, args.data, protocols, baselines=not args.no_baselines, data_dir=args.data_dir)
+    results = evaluate_run(run, args.data, protocols, baselines=not args.no_baselines, data_dir=args.data_dir,
+                           finetune=not args.no_finetune)
     write_json(Path(args.run) / "eval.json", results)
     print(json.dumps(results, default=str) if args.json else format_results(results))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    print(report(args.run, args.data))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, markdown_table, terminal_table
+
+    rows = compare_runs(args.runs)
+    print(markdown_table(rows) if args.markdown else terminal_table(rows))
     return 0
 
 
@@ -189,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", dest="data_dir")
     p.add_argument("--split", default="train", choices=["train", "test"])
     p.add_argument("--out", required=True, help="output .npy file")
+    p.add_argument("--per-timestep", action="store_true", dest="per_timestep",
+                   help="time series: one vector per time step (N x length x dim; padded steps are zeros)")
     p = sub.add_parser("eval", help="evaluate a run's frozen encoder with baselines",
                        epilog="example:\n  " + EXAMPLES["eval"], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")
@@ -196,7 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", dest="data_dir")
     p.add_argument("--protocols", default="knn,linear", help="comma-separated: knn,linear,kmeans,fewshot,svm")
     p.add_argument("--no-baselines", action="store_true", help="skip raw-input and random-encoder baselines")
+    p.add_argument("--no-finetune", action="store_true", help="with fewshot: skip fine-tuning the whole encoder")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p = sub.add_parser("report", help="write RUN/report.html (curves, evaluation, embedding map)",
+                       epilog="example:\n  " + EXAMPLES["report"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run")
+    p.add_argument("--data", help="labelled data source for the embedding views (default: the run's)")
+    p = sub.add_parser("compare", help="several runs' figures side by side",
+                       epilog="example:\n  " + EXAMPLES["compare"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
     for name, text in (("methods", "list methods"), ("encoders", "list encoders"), ("datasets", "list data sources")):
         p = sub.add_parser(name, help=text, epilog="example:\n  " + EXAMPLES[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "methods": cmd_list, "encoders": cmd_list,
+COMMANDS = {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "report": cmd_report, "compare": cmd_compare, "methods": cmd_list, "encoders": cmd_list,
             "datasets": cmd_list}
 
 

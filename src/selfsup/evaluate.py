@@ -9,7 +9,7 @@ import torch
 
 from .data import Dataset, Split, load_dataset
 from .errors import ConfigError
-from .evaluation import knn_accuracy, linear_probe
+from .evaluation import few_label_linear, kmeans_clustering, knn_accuracy, linear_probe, svm_protocol
 from .run import Run, build_encoder, encode_storage
 
 DEFAULT_PROTOCOLS = ("knn", "linear")
@@ -43,25 +43,43 @@ def feature_sets(run: Run, train: Split, test: Split, baselines: bool = True, de
     return feats
 
 
-def protocol_table() -> dict[str, Callable[..., dict[str, Any]]]:
-    """Protocol name -> function(train_x, train_y, test_x, test_y) -> dict of figures."""
-    from . import evaluation as ev
+def linear_with_confusion(a, b, c, d) -> dict[str, Any]:
+    """Linear probe figures plus the test confusion matrix (for the report)."""
+    from sklearn.metrics import confusion_matrix
 
-    table: dict[str, Callable[..., dict[str, Any]]] = {
-        "knn": lambda a, b, c, d: {"acc": knn_accuracy(a, b, c, d, k=200, temperature=0.1),
-                                   "acc_k20": knn_accuracy(a, b, c, d, k=20, temperature=0.1)},
-        "linear": lambda a, b, c, d: {k: v for k, v in linear_probe(a, b, c, d).items() if k != "predictions"},
-    }
-    for name, fn in (("kmeans", "kmeans_clustering"), ("fewshot", "few_label_linear"), ("svm", "svm_protocol")):
-        if hasattr(ev, fn):
-            f = getattr(ev, fn)
-            table[name] = (lambda f: (lambda a, b, c, d: f(c, d)))(f) if name == "kmeans" else f
-    return table
+    res = linear_probe(a, b, c, d)
+    labels = np.arange(int(max(b.max(), d.max())) + 1)
+    return {**{k: v for k, v in res.items() if k != "predictions"},
+            "confusion": confusion_matrix(d, res["predictions"], labels=labels).tolist()}
+
+
+PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
+    "knn": lambda a, b, c, d: {"acc": knn_accuracy(a, b, c, d, k=200, temperature=0.1),
+                               "acc_k20": knn_accuracy(a, b, c, d, k=20, temperature=0.1)},
+    "linear": linear_with_confusion,
+    "kmeans": lambda a, b, c, d: kmeans_clustering(c, d),  # clusters the test embeddings, no training labels
+    "fewshot": few_label_linear,
+    "svm": svm_protocol,
+}
+
+
+def headline(result: dict[str, Any]) -> float | None:
+    """The one figure that summarises a protocol's result (accuracy; NMI for clustering; 10% labels for few-shot)."""
+    if "acc" in result:
+        return result["acc"]
+    if "nmi" in result:
+        return result["nmi"]
+    fractions = sorted((k for k in result if k.replace(".", "").isdigit()), key=float)
+    return result[fractions[-1]]["mean"] if fractions else None
 
 
 def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[str, ...] = DEFAULT_PROTOCOLS,
-                 baselines: bool = True, data_dir: str | None = None) -> dict[str, Any]:
-    """All requested protocols on the run's encoder and baselines; one JSON-ready dict."""
+                 baselines: bool = True, data_dir: str | None = None, finetune: bool = True) -> dict[str, Any]:
+    """All requested protocols on the run's encoder and baselines; one JSON-ready dict.
+
+    `fewshot` adds fine-tuning of the whole encoder (from the run and from a random encoder) unless
+    `finetune` is False.
+    """
     if data is None:
         data = run.config.data
     ds = data if isinstance(data, Dataset) else load_dataset(data, data_dir or run.config.data_dir,
@@ -71,41 +89,42 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
                           f"{run.resolved['modality']} data")
     if ds.train.y is None:
         raise ConfigError(f"--data {ds.name!r} has no labels; evaluation protocols need labels")
-    table = protocol_table()
-    unknown = [p for p in protocols if p not in table]
+    unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
-        raise ConfigError(f"--protocols: unknown {', '.join(unknown)}; known: {', '.join(table)}")
+        raise ConfigError(f"--protocols: unknown {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
     train, test, test_source = holdout_test_split(ds)
     start = time.perf_counter()
     feats = feature_sets(run, train, test, baselines)
     results: dict[str, Any] = {"data": ds.name, "test_source": test_source, "n_train": len(train),
                                "n_test": len(test), "protocols": {}}
     for proto in protocols:
-        results["protocols"][proto] = {name: table[proto](tr, train.y, te, test.y) for name, (tr, te) in feats.items()}
+        results["protocols"][proto] = {name: PROTOCOLS[proto](tr, train.y, te, test.y)
+                                       for name, (tr, te) in feats.items()}
     p = results["protocols"]
-    if "knn" in p:
-        results["knn_acc"] = p["knn"]["selfsup"]["acc"]
     if "linear" in p:
-        results["linear_acc"] = p["linear"]["selfsup"]["acc"]
-    if baselines:
-        results["baselines"] = {name: {proto: p[proto][name].get("acc", p[proto][name].get("nmi"))
-                                       for proto in p if isinstance(p[proto][name], dict)}
-                                for name in ("raw", "random_encoder")}
+        results["linear_confusion"] = p["linear"]["selfsup"].pop("confusion")
+        for by_name in p["linear"].values():
+            by_name.pop("confusion", None)
+    if "fewshot" in p and finetune:
+        from .finetune import few_label_finetune
+        results["protocols"]["finetune"] = few_label_finetune(run, train, test)
+    for proto, key in (("knn", "knn_acc"), ("linear", "linear_acc"), ("svm", "svm_acc")):
+        if proto in p:
+            results[key] = p[proto]["selfsup"]["acc"]
+    results["baselines"] = {name: {proto: headline(p[proto][name]) for proto in p if name in p[proto]}
+                            for name in ("raw", "random_encoder") if baselines}
     results["seconds"] = round(time.perf_counter() - start, 2)
     return results
 
 
 def format_results(results: dict[str, Any]) -> str:
-    """A plain-text table: one row per protocol, columns selfsup / raw / random encoder."""
-    names = ["selfsup", "raw", "random_encoder"]
+    """A plain-text table: one row per protocol figure, columns selfsup / raw / random encoder."""
+    from .report import evaluation_rows
+
+    names = ["selfsup", "raw input", "random encoder"]
     lines = [f"evaluation on {results['data']} ({results['n_train']} train / {results['n_test']} test; "
              f"test = {results['test_source']})",
-             f"{'protocol':<22}" + "".join(f"{n:>16}" for n in names)]
-    for proto, by_name in results["protocols"].items():
-        for metric in ("acc", "acc_k20", "nmi", "ari"):
-            if metric in by_name.get("selfsup", {}):
-                cells = "".join(f"{by_name[n][metric]:>16.4f}" if n in by_name else f"{'-':>16}" for n in names)
-                lines.append(f"{proto + ' ' + metric:<22}{cells}")
+             f"{'protocol':<26}" + "".join(f"{n:>18}" for n in names)]
+    for row in evaluation_rows(results):
+        lines.append(f"{row[0]:<26}" + "".join(f"{c:>18.4f}" if isinstance(c, float) else f"{c:>18}" for c in row[1:]))
     return "\n".join(lines)
-
-

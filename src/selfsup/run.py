@@ -38,11 +38,15 @@ class Run:
         return self.resolved["data_spec"]
 
     def embed(self, x: Any, batch_size: int = 512, device: str | None = None,
-              mask: torch.Tensor | None = None) -> np.ndarray:
-        """Embeddings [n, out_dim] (float32 numpy) of raw data in the run's input format (numpy or tensor)."""
+              mask: torch.Tensor | None = None, per_timestep: bool = False) -> np.ndarray:
+        """Embeddings [n, out_dim] (float32 numpy) of raw data in the run's input format (numpy or tensor).
+
+        per_timestep=True (series encoders): one vector per time step, [n, length, out_dim].
+        """
         storage = x if isinstance(x, torch.Tensor) and self._is_storage(x) else \
-            self.modality.from_array(x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x), "input")
-        return encode_storage(self.encoder, self.modality, self.spec, storage, batch_size, device, mask)
+            self.modality.to_storage(x.numpy() if isinstance(x, torch.Tensor) else x, "input", self.spec)
+        return encode_storage(self.encoder, self.modality, self.spec, storage, batch_size, device, mask,
+                              per_timestep=per_timestep)
 
     def _is_storage(self, x: torch.Tensor) -> bool:
         return self.resolved["modality"] != "image" or x.dtype == torch.uint8
@@ -50,8 +54,18 @@ class Run:
 
 @torch.no_grad()
 def encode_storage(encoder: nn.Module, modality: Modality, spec: dict[str, Any], x: torch.Tensor,
-                   batch_size: int = 512, device: str | None = None, mask: torch.Tensor | None = None) -> np.ndarray:
-    """Apply a frozen encoder (eval mode) to a storage tensor in batches; float32 numpy out."""
+                   batch_size: int = 512, device: str | None = None, mask: torch.Tensor | None = None,
+                   per_timestep: bool = False) -> np.ndarray:
+    """Apply a frozen encoder (eval mode) to a storage tensor in batches; float32 numpy out.
+
+    per_timestep=True uses the encoder's `forward_sequence` (series encoders): [n, length, out_dim].
+    """
+    forward = encoder
+    if per_timestep:
+        forward = getattr(encoder, "forward_sequence", None)
+        if not callable(forward):
+            raise ConfigError(f"--per-timestep needs an encoder with per-time-step outputs; "
+                              f"{type(encoder).__name__} has none")
     dev = torch.device(device) if device else next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()
@@ -60,10 +74,12 @@ def encode_storage(encoder: nn.Module, modality: Modality, spec: dict[str, Any],
         for sl in batched(len(x), batch_size):
             inp = modality.prepare(x[sl].to(dev), spec)
             kwargs = {"mask": mask[sl].to(dev)} if mask is not None else {}
-            out.append(encoder(inp, **kwargs).float().cpu())
+            out.append(forward(inp, **kwargs).float().cpu())
     finally:
         encoder.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, getattr(encoder, "out_dim", 0)), np.float32)
+    if not out:
+        return np.zeros((0, getattr(encoder, "out_dim", 0)), np.float32)
+    return torch.cat(out).numpy()
 
 
 def build_encoder(resolved: dict[str, Any], seed: int | None = None) -> nn.Module:
