@@ -45,6 +45,10 @@ class Modality(ABC):
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         """Storage batch -> normalised float encoder input, without augmentation (for embedding)."""
 
+    def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
+        """New data for a trained run -> storage consistent with the run's `spec` (default: `from_array`)."""
+        return self.from_array(np.asarray(x), where)
+
     def build_encoder(self, name: str, spec: dict[str, Any], **options: Any) -> nn.Module:
         """Instantiate a registered encoder for inputs described by `spec`; it has an `out_dim`."""
         return self.encoders.get(name)(spec, **options)
