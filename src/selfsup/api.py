@@ -22,7 +22,8 @@ __all__ = ["train", "load", "SelfSupervisedEmbedder", "dataset_from_array"]
 
 def dataset_from_array(x: Any, y: Any = None, modality: str | None = None, name: str = "array") -> Dataset:
     """An in-memory Dataset from a numpy array (images: N x H x W (x C); 2-D arrays are tables)."""
-    x = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    frame = hasattr(x, "iloc") and hasattr(x, "columns")  # a pandas DataFrame keeps its column names and dtypes
+    x = x.numpy() if isinstance(x, torch.Tensor) else x if frame else np.asarray(x)
     modality = modality or ("tabular" if x.ndim == 2 else "image")
     mod = get_modality(modality)
     (y,), _ = encode_labels(None if y is None else np.asarray(y))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,7 +15,9 @@ from .errors import ConfigError, SelfSupError
 EXAMPLES = {
     "train": "selfsup train --data digits --method simclr --epochs 30 --out runs/digits-simclr\n"
              "  selfsup train --data fashion-mnist --method byol --minutes 10 --out runs/fmnist\n"
-             "  selfsup train --config runs/digits-simclr/config.yaml --out runs/again",
+             "  selfsup train --config runs/digits-simclr/config.yaml --out runs/again\n"
+             "  selfsup train --resume runs/fmnist    # continue an interrupted run from its checkpoint\n"
+             "  torchrun --nproc_per_node 4 -m selfsup train --data fashion-mnist --batch-size 128 --out runs/ddp",
     "embed": "selfsup embed runs/digits-simclr --data digits --split test --out test_embeddings.npy\n"
              "  selfsup embed runs/gunpoint --data ucr:GunPoint --per-timestep --out steps.npy",
     "eval": "selfsup eval runs/digits-simclr --data digits --json",
@@ -48,7 +51,15 @@ def add_train_parser(sub) -> None:
     budget.add_argument("--minutes", type=float, help="wall-clock training budget; the schedule spans it")
     p.add_argument("--batch-size", type=int, dest="batch_size")
     p.add_argument("--seed", type=int)
-    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--out", help="run directory to create (required unless --resume)")
+    p.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (RUN.partial) from its last "
+                   "checkpoint with its saved configuration")
+    p.add_argument("--checkpoint-minutes", type=float, dest="checkpoint_minutes",
+                   help="write a checkpoint every N minutes (default 10)")
+    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every_steps", metavar="STEPS",
+                   help="also write a checkpoint every STEPS optimiser steps")
+    p.add_argument("--sync-bn", action="store_true", default=None, dest="sync_bn",
+                   help="under torchrun: BatchNorm statistics over the global batch of all processes")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it holds a finished run")
     p.add_argument("--config", help="a run's config.yaml to start from; other flags override it")
     p.add_argument("--data-dir", dest="data_dir", help="where dataset files live (e.g. Fashion-MNIST IDX files)")
@@ -74,17 +85,29 @@ def add_train_parser(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .api import load
-    from .evaluate import evaluate_run, format_results
     from .training.config import TrainConfig
-    from .training.session import train
+    from .training.distributed import is_main_process
+    from .training.session import resume, train
 
     base = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
     overrides = {k: getattr(args, k) for k in ("data", "method", "encoder", "epochs", "minutes", "batch_size", "seed",
                                                "data_dir", "modality", "optimizer", "lr", "weight_decay",
                                                "warmup_fraction", "augmentation_strength", "device", "threads",
-                                               "precision", "channels_last", "select", "monitor")
+                                               "precision", "channels_last", "select", "monitor",
+                                               "checkpoint_minutes", "checkpoint_every_steps", "sync_bn")
                  if getattr(args, k) is not None}
+    if args.resume:
+        if args.out is not None and Path(args.out) != Path(args.resume):
+            raise ConfigError("--resume RUN continues RUN; drop --out (or give the same path)")
+        for flag, value in (("--config", args.config), ("--method-option", args.method_option),
+                            ("--encoder-option", args.encoder_option), ("--overwrite", args.overwrite or None)):
+            if value:
+                raise ConfigError(f"--resume continues {args.resume} with its saved configuration; drop {flag}")
+        run = resume(args.resume, progress=not args.quiet and not args.json, overrides=overrides)
+        args.out = args.resume
+        return finish_train(args, run, run.config)
+    if args.out is None:
+        raise ConfigError("--out is required (the run directory to create), or --resume RUN")
     if args.epochs is not None or args.minutes is not None:
         base.pop("epochs", None)
         base.pop("minutes", None)
@@ -98,6 +121,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         base["method_options"] = {}
     cfg = TrainConfig.from_dict({**base, **overrides}, "command line")
     run = train(cfg, args.out, progress=not args.quiet and not args.json, overwrite=args.overwrite)
+    if not is_main_process():  # torchrun: rank 0 reports, evaluates and writes
+        return 0
+    return finish_train(args, run, cfg)
+
+
+def finish_train(args: argparse.Namespace, run, cfg) -> int:
+    """After training: print the summary, evaluate and write the report (rank 0 only under torchrun)."""
+    from .api import load
+    from .evaluate import evaluate_run, format_results
+    from .training.distributed import is_main_process
+
+    if not is_main_process():
+        return 0
     out: dict[str, Any] = {"run": str(args.out), "summary": run.summary}
     if not args.json:
         s = run.summary
@@ -135,8 +171,22 @@ def write_report_if_possible(run) -> str:
     return str(build_report(run))
 
 
+def single_process(command: str) -> bool:
+    """embed/eval/report run in one process: under torchrun rank 0 does the work and the others exit."""
+    from .training.distributed import env_world
+
+    world = env_world()
+    if world.distributed and world.is_main:
+        print(f"selfsup {command} runs in a single process: rank 0 does it, the other {world.size - 1} "
+              "process(es) exit", file=sys.stderr)
+    return world.is_main
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
+
+    if not single_process("embed"):
+        return 0
 
     from .api import load
     from .artifacts import atomic_write_bytes
@@ -163,6 +213,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .artifacts import write_json
     from .evaluate import evaluate_run, format_results
 
+    if not single_process("eval"):
+        return 0
     run = load(args.run)
     protocols = tuple(p.strip() for p in args.protocols.split(",") if p.strip())
     results = evaluate_run(run, args.data, protocols, baselines=not args.no_baselines, data_dir=args.data_dir,
@@ -175,6 +227,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import report
 
+    if not single_process("report"):
+        return 0
     print(report(args.run, args.data))
     return 0
 
@@ -257,13 +311,18 @@ COMMANDS = {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "report": 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    is_main_process = lambda: os.environ.get("RANK", "0") == "0"  # noqa: E731 -- torchrun's rank; no torch import
     try:
         return COMMANDS[args.command](args)
     except SelfSupError as exc:
         if args.debug:
             raise
-        print(f"selfsup: error: {exc}", file=sys.stderr)
+        if is_main_process():  # under torchrun one process reports (the others fail the same way)
+            print(f"selfsup: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("selfsup: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if args.debug:
+            raise
+        if is_main_process():
+            print(f"selfsup: {exc or 'interrupted'}", file=sys.stderr)
         return 130

@@ -59,7 +59,7 @@ PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "linear": linear_with_confusion,
     "kmeans": lambda a, b, c, d: kmeans_clustering(c, d),  # clusters the test embeddings, no training labels
     "fewshot": few_label_linear,
-    "svm": svm_protocol,
+    "svm": lambda a, b, c, d: {k: v for k, v in svm_protocol(a, b, c, d).items() if k != "predictions"},
 }
 
 

@@ -2,6 +2,8 @@
 
 The solver is full-batch L-BFGS in float32 torch with an analytic gradient, minimising exactly sklearn's
 LogisticRegression objective; on 48k x 512 x 10 classes it was ~3x faster than sklearn's lbfgs on 2 cores.
+Each fit stops after at most 200 L-BFGS iterations (scikit-learn stops at 100), which bounds the cost of
+weakly regularised fits on large sets.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def _fit_softmax(
     n_classes: int,
     C: float,
     init: tuple[torch.Tensor, torch.Tensor] | None = None,
-    max_iter: int = 500,
+    max_iter: int = 200,
     tol: float = 1e-5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Full-batch L-BFGS multinomial logistic regression with sklearn's objective (penalty 1/(C*n) on mean CE, no intercept penalty)."""
@@ -75,7 +77,7 @@ def linear_probe(
     Cs: tuple[float, ...] = DEFAULT_CS,
     val_fraction: float = 0.2,
     seed: int = 0,
-    max_iter: int = 500,
+    max_iter: int = 200,
 ) -> dict:
     """Linear evaluation as in Kornblith et al. 2019 / SimCLR (Chen et al. 2020): L-BFGS softmax regression, C picked on a stratified train split, refit on all train."""
     xtr, xte = as_features(train_x, "train_x"), as_features(test_x, "test_x")

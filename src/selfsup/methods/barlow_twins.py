@@ -1,8 +1,11 @@
 """Barlow Twins: Zbontar et al. 2021, "Self-Supervised Learning via Redundancy Reduction".
 
 Drives the cross-correlation matrix of the two views' batch-standardised projections to the
-identity; lambda = 0.0051; LARS lr 0.2 x batch/256, weight decay 1.5e-6. Projector 3 layers of
-2048 (the paper's 8192 is sized for ImageNet ResNet-50; solo-learn uses 2048 on small images).
+identity; lambda = 0.0051; LARS lr 0.2 x batch/256 for weights and 0.0048 x batch/256 for biases and
+normalisation parameters (LARS does not adapt them, and the loss's scale is large), weight decay 1.5e-6.
+Projector 2048-2048-512 instead of the paper's 8192-8192-8192: the cross-correlation is estimated from
+the batch, and at batches of 128-256 an output far wider than the batch is rank-deficient (on a
+validation split of digits' training data, 512 outputs gave kNN 0.837 against 0.783 for 2048).
 """
 from __future__ import annotations
 
@@ -32,14 +35,16 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051,
                  "Zbontar et al. 2021, arXiv:2103.03230")
 class BarlowTwins(Method):
     view_style = "byol"
-    optimizer = OptimizerDefaults("lars", lr=0.2, weight_decay=1.5e-6)
+    optimizer = OptimizerDefaults("lars", lr=0.2, weight_decay=1.5e-6, excluded_lr_scale=0.0048 / 0.2)
 
-    def __init__(self, encoder, proj_dim: int = 2048, proj_hidden_dim: int = 2048, lambd: float = 0.0051) -> None:
+    def __init__(self, encoder, proj_dim: int = 512, proj_hidden_dim: int = 2048, lambd: float = 0.0051) -> None:
         super().__init__(encoder)
         self.lambd = lambd
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim, num_layers=3)
 
     def loss_on_views(self, views):
         z1, z2 = (self.projector(h) for h in self.encode(views))
+        if self.distributed:  # batch statistics over every process's batch
+            z1, z2 = self.gather(z1), self.gather(z2)
         loss = barlow_twins_loss(z1, z2, self.lambd)
         return loss, {"loss": loss.item()}

@@ -26,6 +26,7 @@ class OptimizerDefaults:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     lr_scaling: str = "linear"  # lr = base_lr * batch / 256 ('linear'), or 'sqrt', or 'none'
+    excluded_lr_scale: float = 1.0  # lr multiplier for biases/norm parameters (Barlow Twins: 0.0048 / 0.2)
 
 
 class Method(nn.Module):
@@ -41,6 +42,33 @@ class Method(nn.Module):
         self.encoder = encoder
         self.feature_dim = int(encoder.out_dim)
         self.batched_views = True  # one forward for all views (BatchNorm sees them jointly)
+        self._rank, self._world_size = 0, 1  # set by the trainer under torchrun (set_world)
+
+    def set_world(self, rank: int, world_size: int) -> None:
+        """Tell the method it is one of `world_size` training processes (the trainer does, under torchrun)."""
+        self._rank, self._world_size = int(rank), int(world_size)
+
+    @property
+    def distributed(self) -> bool:
+        """Whether losses must combine this process's batch with the other processes' (see `gather`)."""
+        return self._world_size > 1
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` of every training process concatenated along dim 0 in rank order, gradients flowing back to
+        each process's own part (identity in a single process).
+
+        Methods whose loss needs the global batch (in-batch negatives, batch statistics) call it on their
+        embeddings; the gradient convention is explained in training/distributed.py.
+        """
+        if not self.distributed:
+            return x
+        from ..training.distributed import gather_with_grad
+
+        return gather_with_grad(x)
 
     def encode(self, views: list[torch.Tensor], encoder: nn.Module | None = None) -> list[torch.Tensor]:
         """Encode every view; in one concatenated forward when `batched_views` (faster)."""

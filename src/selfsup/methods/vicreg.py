@@ -44,5 +44,7 @@ class VICReg(Method):
 
     def loss_on_views(self, views):
         z1, z2 = (self.projector(h) for h in self.encode(views))
+        if self.distributed:  # batch statistics over every process's batch
+            z1, z2 = self.gather(z1), self.gather(z2)
         loss = vicreg_loss(z1, z2, *self.weights)
         return loss, {"loss": loss.item()}

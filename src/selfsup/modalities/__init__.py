@@ -1,5 +1,7 @@
 """Built-in modalities; importing this package registers them and their data sources."""
 from .base import Modality, get_modality, modalities
 from . import image  # noqa: F401
+from . import timeseries  # noqa: F401
+from . import tabular  # noqa: F401
 
 __all__ = ["Modality", "get_modality", "modalities"]

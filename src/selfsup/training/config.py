@@ -33,14 +33,16 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
-    precision: str = "fp32"
-    channels_last: bool = False
+    precision: str = "auto"
+    channels_last: bool = True
     compile: bool = False
     batched_views: bool = True
     log_every: int = 10
     select: str = "last"
     monitor: bool = True
-    checkpoint_minutes: float | None = 10.0
+    checkpoint_minutes: float | None = 10.0  # a checkpoint every N minutes (None: only --checkpoint-every)
+    checkpoint_every_steps: int | None = None  # and/or every N optimiser steps
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
 
     DEFAULT_EPOCHS = 100
 
@@ -64,6 +66,10 @@ class TrainConfig:
             raise ConfigError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
         if self.select not in ("last", "rankme"):
             raise ConfigError(f"--select must be 'last' or 'rankme', got {self.select!r}")
+        if self.checkpoint_minutes is not None and not self.checkpoint_minutes > 0:
+            raise ConfigError(f"--checkpoint-minutes must be > 0, got {self.checkpoint_minutes}")
+        if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
+            raise ConfigError(f"--checkpoint-every must be >= 1 step, got {self.checkpoint_every_steps}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}")
         return self

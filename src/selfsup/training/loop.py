@@ -4,6 +4,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +17,14 @@ import torch
 
 from ..errors import TrainingError
 from ..methods.base import Method
+from .distributed import World, shard, sync_values
 from .optim import lr_factor, set_lr
 
 EpochHook = Callable[[int, Method], dict[str, Any]]
+
+# Test-only fault injection: the loss of step N (1-based, as `step` in metrics.jsonl) is replaced by NaN,
+# exercising the non-finite-loss path exactly as a diverging run would.
+FAULT_NONFINITE_STEP = "SELFSUP_FAULT_NONFINITE_STEP"
 
 
 @dataclass
@@ -32,6 +41,55 @@ class LoopSettings:
     channels_last: bool = False
     log_every: int = 10
     progress: bool = True
+    world: World = field(default_factory=World)
+    checkpoint_every_steps: int | None = None
+    checkpoint_seconds: float | None = None
+
+
+@dataclass
+class LoopState:
+    """Where training stands at a step boundary: everything the loop needs to continue exactly from there."""
+
+    steps: int = 0                    # optimiser steps done
+    epoch: int = 0                    # current epoch
+    step_in_epoch: int = 0            # next step's index within the epoch
+    samples: int = 0                  # samples seen by this process
+    train_seconds: float = 0.0        # training time so far (monitoring excluded)
+    finished: bool = False            # the budget is spent; only the run directory remains to be written
+    perm: torch.Tensor | None = None  # the epoch's permutation (None at an epoch start)
+    epoch_losses: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    generators: dict[str, torch.Tensor] = field(default_factory=dict)  # data/augmentation generator states
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT/SIGTERM at a step boundary, after writing a checkpoint."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class StopSignals:
+    """While installed, SIGINT (Ctrl-C) and SIGTERM ask the loop to stop at the next step boundary (after a
+    checkpoint); a second signal interrupts at once."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.requested = False
+        self.previous: dict[int, Any] = {}
+        if enabled and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def close(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
 
 
 @dataclass
@@ -44,6 +102,7 @@ class LoopResult:
     samples: int = 0
     losses: list[float] = field(default_factory=list)
     final_loss: float = float("nan")
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def samples_per_s(self) -> float:
@@ -53,8 +112,19 @@ class LoopResult:
 class MetricsLog:
     """metrics.jsonl: one JSON object per logging step and per epoch, flushed as written."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, truncate_at: int | None = None) -> None:
+        if path is not None and truncate_at is not None and path.exists() and path.stat().st_size > truncate_at:
+            with open(path, "r+b") as f:  # a resumed run drops what was logged after its checkpoint
+                f.truncate(truncate_at)
         self.file = open(path, "a", encoding="utf-8") if path is not None else None
+
+    def position(self) -> int:
+        """Bytes written so far (made durable), recorded in checkpoints."""
+        if self.file is None:
+            return 0
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        return self.file.tell()
 
     def write(self, record: dict[str, Any]) -> None:
         if self.file is not None:
@@ -87,49 +157,103 @@ def progress_bar(enabled: bool):
 
 def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tensor, view_maker: Callable,
              settings: LoopSettings, log: MetricsLog, epoch_hooks: list[EpochHook] = (),
-             mask: torch.Tensor | None = None) -> LoopResult:
-    """Train `method` on storage tensor `data` (never its labels) until the epoch or time budget is spent."""
+             mask: torch.Tensor | None = None, *, model: torch.nn.Module | None = None,
+             resume: LoopState | None = None,
+             checkpoint: Callable[[LoopState], None] | None = None) -> LoopResult:
+    """Train `method` on storage tensor `data` (never its labels) until the epoch or time budget is spent.
+
+    `model` is what the forward pass calls (the DDP wrapper under torchrun; default the method).
+    `checkpoint(state)` is called at step boundaries (every `checkpoint_every_steps` steps, every
+    `checkpoint_seconds`, on SIGINT/SIGTERM and when training ends); `resume` continues from such a state.
+    Under torchrun every process runs this loop on its shard of each global batch; stop, budget and
+    checkpoint decisions and the logged loss are synchronised so all processes take the same steps.
+    """
+    world = settings.world
     n = len(data)
-    batch = min(settings.batch_size, n)
-    steps_per_epoch = max(1, n // batch)
+    batch = min(settings.batch_size, max(1, n // world.size))  # per process
+    steps_per_epoch = max(1, n // (batch * world.size))
     total_steps = settings.epochs * steps_per_epoch if settings.epochs else None
     budget_s = settings.minutes * 60 if settings.minutes else None
-    gen = torch.Generator().manual_seed(settings.seed)
-    aug_gen = gen if settings.device.type == "cpu" else torch.Generator(settings.device).manual_seed(settings.seed)
+    gen = torch.Generator().manual_seed(settings.seed)  # permutations: the same on every process
+    if not world.distributed:
+        aug_gen = gen if settings.device.type == "cpu" else torch.Generator(settings.device).manual_seed(settings.seed)
+    else:  # each process augments its own samples with its own stream
+        aug_gen = torch.Generator(settings.device).manual_seed(settings.seed + 1_000_003 * (world.rank + 1))
+    generators = {"data": gen} if aug_gen is gen else {"data": gen, "augment": aug_gen}
+    state = resume or LoopState()
+    for name, g in generators.items():
+        if name in state.generators:
+            g.set_state(state.generators[name])
     data_on_device = data.to(settings.device) if settings.device.type != "cpu" else data
     mask_on_device = mask.to(settings.device) if mask is not None else None
-    result = LoopResult()
+    forward = model if model is not None else method
+    result = LoopResult(steps=state.steps, samples=state.samples, losses=list(state.losses))
+    if state.finished:
+        return finish(result, state.train_seconds, steps_per_epoch)
     method.train()
     bar = progress_bar(settings.progress)
-    task = bar.add_task("train", total=total_steps or budget_s, status="") if bar else None
+    task = bar.add_task("train", total=total_steps or budget_s, status="",
+                        completed=state.steps if total_steps else state.train_seconds) if bar else None
     if bar:
         bar.start()
-    start = time.perf_counter()
-    window_start, window_samples = start, 0
+    signals = StopSignals(enabled=checkpoint is not None)
+    start = time.perf_counter() - state.train_seconds
+    window_start, window_samples = time.perf_counter(), 0
+    last_ckpt_wall, last_ckpt_step = time.perf_counter(), state.steps
+    epoch, first_step, perm, epoch_losses = state.epoch, state.step_in_epoch, state.perm, list(state.epoch_losses)
+
+    def snapshot(step_in_epoch: int, finished: bool = False) -> LoopState:
+        return LoopState(result.steps, epoch, step_in_epoch, result.samples, time.perf_counter() - start, finished,
+                         perm, list(epoch_losses), list(result.losses),
+                         {k: g.get_state() for k, g in generators.items()})
+
+    def save(state_now: LoopState) -> None:  # checkpoint writing is not charged to training time
+        nonlocal start
+        t0 = time.perf_counter()
+        checkpoint(state_now)
+        start += time.perf_counter() - t0
+
     try:
-        epoch = 0
         done = False
         while not done:
-            perm = torch.randperm(n, generator=gen)
-            epoch_losses = []
-            for i in range(steps_per_epoch):
-                elapsed = time.perf_counter() - start
+            if perm is None:
+                perm = torch.randperm(n, generator=gen)
+                epoch_losses, first_step = [], 0
+            for i in range(first_step, steps_per_epoch):
+                now = time.perf_counter()
+                (elapsed, since_ckpt), (stop,) = sync_values(world, [now - start, now - last_ckpt_wall],
+                                                             [float(signals.requested)])
+                if stop and checkpoint is not None:
+                    save(snapshot(i))
+                    raise TrainingInterrupted(f"interrupted at step {result.steps}", result.steps)
                 if budget_s is not None and elapsed >= budget_s:
                     done = True
                     break
+                if checkpoint is not None and result.steps != last_ckpt_step and (
+                        (settings.checkpoint_every_steps and result.steps % settings.checkpoint_every_steps == 0)
+                        or (settings.checkpoint_seconds is not None and since_ckpt >= settings.checkpoint_seconds)):
+                    save(snapshot(i))
+                    last_ckpt_wall, last_ckpt_step = time.perf_counter(), result.steps
                 progress = (result.steps + 1) / total_steps if total_steps else elapsed / budget_s
-                lr = set_lr(optimizer, lr_factor(progress, settings.warmup_fraction))
-                idx = perm[i * batch:(i + 1) * batch].to(settings.device)
+                idx = shard(perm, i, batch, world).to(settings.device)
                 x = data_on_device[idx]
                 kwargs = {"mask": mask_on_device[idx]} if mask_on_device is not None else {}
                 views = view_maker(x, aug_gen, **kwargs)
                 if settings.channels_last and views[0].ndim == 4:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                 with autocast_context(settings.device, settings.precision):
-                    loss, logs = method(views)
-                if not math.isfinite(logs["loss"]):
-                    raise TrainingError(f"loss became {logs['loss']} at step {result.steps} (epoch {epoch}); "
+                    loss, logs = forward(views)
+                value = logs["loss"]
+                if os.environ.get(FAULT_NONFINITE_STEP) == str(result.steps + 1):
+                    value = float("nan")
+                if world.distributed:  # the loss of the global batch: the mean over processes
+                    _, (total,) = sync_values(world, [], [value])
+                    value = total / world.size
+                if not math.isfinite(value):
+                    raise TrainingError(f"loss became {value} at step {result.steps + 1} (epoch {epoch}); "
                                         "try a lower --lr or another --precision")
+                logs["loss"] = value
+                lr = set_lr(optimizer, lr_factor(progress, settings.warmup_fraction))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -137,19 +261,20 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
                 result.steps += 1
                 result.samples += len(idx)
                 window_samples += len(idx)
-                epoch_losses.append(logs["loss"])
+                epoch_losses.append(value)
                 if result.steps % settings.log_every == 0 or result.steps == 1:
                     now = time.perf_counter()
-                    rate = window_samples / max(now - window_start, 1e-9)
+                    rate = window_samples * world.size / max(now - window_start, 1e-9)
                     window_start, window_samples = now, 0
                     log.write({"step": result.steps, "epoch": epoch, "lr": lr, "samples_per_s": rate,
                                "elapsed_s": now - start, **logs})
                     if bar:
                         bar.update(task, completed=result.steps if total_steps else min(now - start, budget_s),
-                                   status=f"loss {logs['loss']:.4f} lr {lr:.3g} {rate:,.0f} samples/s")
+                                   status=f"loss {value:.4f} lr {lr:.3g} {rate:,.0f} samples/s")
                 if total_steps is not None and result.steps >= total_steps:
                     done = True
                     break
+            perm, first_step = None, 0
             if epoch_losses:
                 train_seconds = time.perf_counter() - start
                 record = {"epoch": epoch, "type": "epoch", "loss": sum(epoch_losses) / len(epoch_losses),
@@ -157,15 +282,38 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
                 hook_start = time.perf_counter()
                 for hook in epoch_hooks:
                     record.update(hook(epoch, method))
+                if record.get("collapsed") and not result.warnings:
+                    warn_collapse(result, epoch, record, bar)
                 method.train()
                 start += time.perf_counter() - hook_start  # monitoring is not charged to the budget
                 log.write(record)
                 result.losses.extend(epoch_losses)
+                epoch_losses = []
                 epoch += 1
-        result.seconds = time.perf_counter() - start
-        result.epochs = result.steps / steps_per_epoch
-        result.final_loss = result.losses[-1] if result.losses else float("nan")
+        seconds = time.perf_counter() - start
+        if checkpoint is not None:
+            save(snapshot(0, finished=True))
+        return finish(result, seconds, steps_per_epoch)
     finally:
+        signals.close()
         if bar:
             bar.stop()
+
+
+def warn_collapse(result: LoopResult, epoch: int, record: dict[str, Any], bar: Any) -> None:
+    """Say once, on stderr, that the embeddings have collapsed (per-dimension std near zero)."""
+    message = (f"warning: embeddings collapsed at epoch {epoch} (mean per-dimension std "
+               f"{record.get('embedding_std', float('nan')):.2g}, near zero): every input maps to about the same "
+               "vector; try a lower --lr, a larger --batch-size or another method")
+    result.warnings.append(message)
+    if bar is not None:
+        bar.console.print(f"selfsup: {message}", markup=False, highlight=False)
+    else:
+        print(f"selfsup: {message}", file=sys.stderr, flush=True)
+
+
+def finish(result: LoopResult, seconds: float, steps_per_epoch: int) -> LoopResult:
+    result.seconds = seconds
+    result.epochs = result.steps / steps_per_epoch
+    result.final_loss = result.losses[-1] if result.losses else float("nan")
     return result

@@ -68,12 +68,12 @@ def scaled_lr(base_lr: float, batch_size: int, rule: str) -> float:
     return base_lr
 
 
-def build_optimizer(method: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9
-                    ) -> torch.optim.Optimizer:
+def build_optimizer(method: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
+                    excluded_lr_scale: float = 1.0) -> torch.optim.Optimizer:
     """The named optimiser over the method's trainable parameters."""
     groups = parameter_groups(method, weight_decay, getattr(method, "fixed_lr_modules", ()))
     for g in groups:
-        g["base_lr"] = lr
+        g["base_lr"] = lr * (excluded_lr_scale if g["lars_exclude"] else 1.0)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "sgd":
@@ -92,7 +92,7 @@ def lr_factor(progress: float, warmup: float) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
-    """Apply the schedule factor to every group except fixed-lr ones; returns the current lr."""
+    """Apply the schedule factor to every group except fixed-lr ones; returns the current (largest) lr."""
     for g in optimizer.param_groups:
         g["lr"] = g["base_lr"] if g.get("fixed_lr") else g["base_lr"] * factor
-    return optimizer.param_groups[0]["base_lr"] * factor
+    return max(g["base_lr"] for g in optimizer.param_groups) * factor

@@ -57,7 +57,7 @@ def read_idx(path: Path) -> np.ndarray:
         if zero != 0 or dtype_code != 0x08:
             raise ValueError("not an unsigned-byte IDX file")
         shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-        arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+        arr = np.frombuffer(bytearray(data), dtype=np.uint8, offset=4 + 4 * ndim)  # writable, no copy
         return arr.reshape(shape)
     except Exception as exc:
         raise DataError(f"{path}: cannot read IDX file ({exc})") from None

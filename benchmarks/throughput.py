@@ -1,0 +1,107 @@
+"""Training throughput on the reference configuration of benchmarks protocol "Fashion-MNIST, CPU budget".
+
+ConvNet-4, SimCLR (projection 512-512-128, NT-Xent T=0.5), batch 256, two views per image, SGD momentum
+0.9, 2 threads. Reports images/s over the whole training loop (data, augmentation, forward, backward,
+step), the fp32 eager ceiling (the same step on a pre-made batch, default NCHW layout), and selfsup's own
+ceiling with its optimisations (channels_last, bf16 where native), all measured in this one process.
+
+    python benchmarks/throughput.py --seconds 60 --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, save  # noqa: E402
+
+import selfsup  # noqa: E402
+from selfsup.data import load_dataset  # noqa: E402
+from selfsup.methods.simclr import SimCLR  # noqa: E402
+from selfsup.modalities.image.encoders import ConvNet4  # noqa: E402
+from selfsup.training.loop import autocast_context  # noqa: E402
+from selfsup.training.session import resolve_precision  # noqa: E402
+
+BATCH = 256
+METHOD_OPTIONS = {"proj_hidden_dim": 512, "proj_dim": 128, "temperature": 0.5}
+
+
+def ceiling(x: torch.Tensor, seconds: float, channels_last: bool, precision: str) -> float:
+    """Images/s of the bare training step on one pre-made batch of two views."""
+    torch.manual_seed(0)
+    method = SimCLR(ConvNet4(1), **METHOD_OPTIONS)
+    views = [x, x.flip(-1)]
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
+        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+    opt = torch.optim.SGD(method.parameters(), lr=0.03, momentum=0.9)
+
+    def step() -> None:
+        with autocast_context(torch.device("cpu"), precision):
+            loss, _ = method(views)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or n < 3:
+        step()
+        n += 1
+    return BATCH * n / (time.perf_counter() - start)
+
+
+def end_to_end(seconds: float) -> dict:
+    """selfsup's real training loop on Fashion-MNIST for `seconds` (no monitoring, no evaluation)."""
+    run = selfsup.train("fashion-mnist", method="simclr", encoder="convnet4", minutes=seconds / 60,
+                        batch_size=BATCH, optimizer="sgd", lr=0.03, method_options=METHOD_OPTIONS, monitor=False)
+    return {"img_per_s": run.summary["samples_per_s"], "steps": run.summary["steps"],
+            "precision": run.resolved["precision"], "channels_last": run.config.channels_last}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60, help="seconds per measurement")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ds = load_dataset("fashion-mnist")
+    spec = {"height": 28, "width": 28, "mean": [0.2860], "std": [0.3530]}
+    from selfsup.modalities.image.modality import ImageModality
+    x = ImageModality().prepare(ds.train.x[:BATCH], spec)
+    precision = resolve_precision("auto", torch.device("cpu"))
+    fp32 = ceiling(x, args.seconds / 2, channels_last=False, precision="fp32")
+    own = ceiling(x, args.seconds / 2, channels_last=True, precision=precision)
+    e2e = end_to_end(args.seconds)
+    result = {
+        "protocol": "Fashion-MNIST, CPU budget: reference configuration (ConvNet-4, SimCLR 512-512-128, T=0.5, "
+                    "batch 256, SGD momentum 0.9)",
+        "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:]),
+        "img_per_s": round(e2e["img_per_s"], 1),
+        "ceiling_fp32_img_per_s": round(fp32, 1),
+        "ceiling_selfsup_img_per_s": round(own, 1),
+        "end_to_end_over_fp32_ceiling": round(e2e["img_per_s"] / fp32, 3),
+        "end_to_end_over_selfsup_ceiling": round(e2e["img_per_s"] / own, 3),
+        "settings": {"seconds": args.seconds, "threads": args.threads, "batch_size": BATCH, **e2e},
+        "peer_reference": {"lightly_1.6.0_img_per_s": 359, "lightly_over_fp32_ceiling": 0.86,
+                           "source": "issue 4 / shared/reference/anchors.md (measured on another 2-core machine "
+                                     "with avx512_bf16; not this one)"},
+        "machine": machine(),
+    }
+    path = save("throughput", result)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"end to end {result['img_per_s']} img/s | fp32 eager ceiling {result['ceiling_fp32_img_per_s']} | "
+              f"selfsup ceiling {result['ceiling_selfsup_img_per_s']} -> {path}")
+
+
+if __name__ == "__main__":
+    main()

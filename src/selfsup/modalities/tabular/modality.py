@@ -1,0 +1,181 @@
+"""The tabular modality: float64 [N, F] storage (raw numbers, category keys, NaN = missing),
+preprocessing learned on the training rows, batched corruption views, MLP / FT-Transformer encoders.
+
+View styles (what a method's `view_style` gets; rates scale with --aug-strength):
+
+- 'scarf': [x, x~], x~ = SCARF corruption of x at rate 0.3 (the anchor stays clean, as in the paper;
+  the paper's rate is 0.6, 0.3 won on validation splits of training data, see methods/scarf.py);
+- 'vime': [x~, x, m], x~ = VIME mask-and-replace of x with p_m = 0.3, m = 1.0 where x~ differs from x;
+- 'denoising': [x~, x, m], x~ = swap noise with p = 0.15, m = 1.0 on the swapped cells;
+- 'simclr', 'byol', 'moco_v2', 'simsiam' (the generic methods): two views, each corrupted
+  independently by SCARF's replacement at rate 0.3.
+
+All tensors are float32 [B, D] in the prepared layout (preprocess.py); masks are per input dim,
+a corrupted column marking all its dims. `TrainConfig.augmentation` may override
+{'corruption': 'scarf' | 'vime' | 'swap' | 'gaussian', 'rate': float, 'noise_std': float}.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...data import Dataset, SourceRequest, Split, encode_labels, load_labels, load_npy
+from ...errors import ConfigError, DataError
+from ..base import Modality, ViewMaker, modalities
+from .corruptions import CORRUPTIONS, LayoutTensors
+from .encoders import tabular_encoders
+from .preprocess import Preprocessor, fit_spec, preprocessor
+from .table import build_storage, is_frame
+
+# style -> (corruption, rate, views)
+RECIPES: dict[str, tuple[str, float, str]] = {
+    "scarf": ("scarf", 0.3, "clean+corrupted"),
+    "vime": ("vime", 0.3, "corrupted+clean+mask"),
+    "denoising": ("swap", 0.15, "corrupted+clean+mask"),
+    "simclr": ("scarf", 0.3, "two corrupted"),
+    "byol": ("scarf", 0.3, "two corrupted"),
+    "moco_v2": ("scarf", 0.3, "two corrupted"),
+    "simsiam": ("scarf", 0.3, "two corrupted"),
+}
+NOISE_STD = 0.1
+
+
+class TableViewMaker:
+    """Storage batch -> prepared views for one style (see the module docstring)."""
+
+    def __init__(self, spec: dict[str, Any], corruption: str, rate: float, views: str,
+                 noise_std: float = NOISE_STD) -> None:
+        if corruption not in CORRUPTIONS:
+            raise ConfigError(f"augmentation corruption must be one of {', '.join(CORRUPTIONS)}, got {corruption!r}")
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"corruption rate must be in [0, 1], got {rate}")
+        self.spec, self.corruption, self.rate, self.views, self.noise_std = spec, corruption, rate, views, noise_std
+        self._layouts: dict[str, LayoutTensors] = {}
+
+    def corrupt(self, xp: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One corrupted copy of a prepared batch and its per-dim mask."""
+        key = str(xp.device)
+        if key not in self._layouts:
+            self._layouts[key] = LayoutTensors(preprocessor(self.spec, xp.device).layout, xp.device)
+        lt = self._layouts[key]
+        if self.corruption == "gaussian":
+            out, m = CORRUPTIONS["gaussian"](xp, lt, self.noise_std, self.rate, generator)
+        else:
+            out, m = CORRUPTIONS[self.corruption](xp, lt, self.rate, generator)
+        return out, m[:, lt.col_of_dim]
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                 mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        xp = preprocessor(self.spec, x.device)(x)
+        if self.views == "clean+corrupted":
+            return [xp, self.corrupt(xp, generator)[0]]
+        if self.views == "two corrupted":
+            return [self.corrupt(xp, generator)[0], self.corrupt(xp, generator)[0]]
+        corrupted, m = self.corrupt(xp, generator)
+        return [corrupted, xp, m]
+
+
+class TabularModality(Modality):
+    """Tables of numeric and categorical columns with missing values."""
+
+    name = "tabular"
+    summary = "tables of numeric and categorical columns (float64 N x F in memory; NaN = missing)"
+    encoders = tabular_encoders
+
+    def from_array(self, x: Any, where: str, categorical: Any = None) -> torch.Tensor:
+        """A 2-D array or DataFrame -> storage; kinds detected per column unless `categorical` names some."""
+        from .sources import array_table, frame_table
+
+        table = frame_table(x, where) if is_frame(x) else array_table(np.asarray(x), where)
+        return build_storage(table.names, table.columns, where, categorical=categorical, kinds=table.kinds,
+                             rows=table.rows)
+
+    def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
+        """New rows in the run's input format -> storage aligned to the spec's columns.
+
+        A DataFrame is matched by column name (extra columns, e.g. the label, are ignored); an array must
+        have the spec's columns in order. Each column keeps its training kind, so a non-numeric cell in a
+        numeric column is an error naming its row and column; unseen categories and missing cells are fine.
+        """
+        from .sources import array_table, frame_table
+
+        names = [c["name"] for c in spec["columns"]]
+        kinds = [c["kind"] for c in spec["columns"]]
+        if is_frame(x):
+            table = frame_table(x, where).select(names)
+        else:
+            x = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+            if x.ndim == 1 and len(names) == x.shape[0]:
+                x = x[None]
+            table = array_table(x, where, None)
+            if len(table.names) != len(names):
+                raise DataError(f"{where}: {len(table.names)} columns, but the run was trained on {len(names)} "
+                                f"({', '.join(names)})")
+            table.names = names
+        return build_storage(names, table.columns, where, kinds=kinds, rows=table.rows)
+
+    def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
+        if x.ndim != 2:
+            raise DataError(f"tabular storage must be 2-D [N, F], got shape {tuple(x.shape)}")
+        return fit_spec(x)
+
+    def default_encoder(self, spec: dict[str, Any]) -> str:
+        return "mlp"
+
+    def view_maker(self, style: str, spec: dict[str, Any], strength: float = 1.0,
+                   options: dict[str, Any] | None = None) -> ViewMaker:
+        if style not in RECIPES:
+            raise ConfigError(f"the tabular modality has no view style {style!r}; known: {', '.join(RECIPES)}")
+        corruption, rate, views = RECIPES[style]
+        opts = dict(options or {})
+        unknown = set(opts) - {"corruption", "rate", "noise_std"}
+        if unknown:
+            raise ConfigError(f"tabular augmentation options: unknown {', '.join(sorted(unknown))}; "
+                              "known: corruption, rate, noise_std")
+        corruption = opts.get("corruption", corruption)
+        rate = min(1.0, float(opts.get("rate", rate)) * float(strength))
+        return TableViewMaker(spec, corruption, rate, views, float(opts.get("noise_std", NOISE_STD)))
+
+    def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+        return preprocessor(spec, x.device)(x)
+
+    def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
+        """The raw baseline: numeric columns z-scored with training statistics (missing -> median),
+        missing indicators, one-hot categories."""
+        return Preprocessor(spec, "cpu")(x.cpu(), scaling="standard").numpy()
+
+    def dataset_from_arrays(self, x: Any, y: Any = None, name: str = "array", categorical: Any = None) -> Dataset:
+        """An in-memory tabular Dataset from an array or DataFrame (and optional labels)."""
+        storage = self.from_array(x, name, categorical)
+        (y,), classes = encode_labels(None if y is None else np.asarray(y))
+        if y is not None and len(y) != len(storage):
+            raise DataError(f"{name}: {len(y)} labels for {len(storage)} rows")
+        info = {"classes": classes, "columns": storage.table_schema["names"],
+                "kinds": storage.table_schema["kinds"]}
+        return Dataset(name, "tabular", Split(storage, y), None, info)
+
+    def dataset_from_npy(self, req: SourceRequest) -> Dataset:
+        """npy:X.npy[?labels=Y.npy&test=XT.npy&test_labels=YT.npy&categorical=0,3] with --modality tabular."""
+        from .sources import array_table, check_options
+
+        check_options(req, {"labels", "test", "test_labels", "categorical"})
+        x = load_npy(req.path, "table array")
+        y = load_labels(req.options["labels"], len(x)) if "labels" in req.options else None
+        cat = req.options.get("categorical")
+        train = self.from_array(x, req.path, cat)
+        test = y_te = None
+        if "test" in req.options:
+            x_te = load_npy(req.options["test"], "test table array")
+            y_te = load_labels(req.options["test_labels"], len(x_te)) if "test_labels" in req.options else None
+            table = array_table(x_te, req.options["test"])
+            if len(table.names) != train.shape[1]:
+                raise DataError(f"{req.options['test']}: {len(table.names)} columns, train has {train.shape[1]}")
+            test = build_storage(table.names, table.columns, req.options["test"], kinds=train.table_schema["kinds"])
+        (y, y_te), classes = encode_labels(y, y_te)
+        return Dataset(req.uri, "tabular", Split(train, y), Split(test, y_te) if test is not None else None,
+                       {"classes": classes, "columns": train.table_schema["names"]})
+
+
+modalities.add("tabular", TabularModality(), TabularModality.summary)

@@ -1,0 +1,207 @@
+"""Time-series encoders: a dilated convolutional network (TS2Vec / T-Loss family) and a patch Transformer.
+
+Input: float [B, C, T] z-scored series in which NaN marks "no observation" (selfsup's convention
+for padding and missing values), optionally with a validity `mask` [B, T] (False = no observation,
+as if every channel were NaN). Every encoder offers
+
+- ``forward_sequence(x, mask=None, step_mask=None) -> [B, T, out_dim]``: one vector per time step;
+  ``step_mask`` [B, T] (False = hide this step's input, as TS2Vec's timestamp masking) is used by
+  methods during training;
+- ``forward(x, mask=None) -> [B, out_dim]``: the per-step vectors max-pooled over the series (TS2Vec's
+  instance-level representation).
+
+How masks are respected: a step with no observation has its input zeroed after the input projection
+(TS2Vec); partially observed steps have their missing channels zeroed before it. Steps before the
+first or after the last observation (padding) are additionally re-zeroed after every block, which is
+exactly what the convolution's own zero padding would see at a series' border, and are excluded from
+max-pooling and attention. Hence padding a series further with NaN (or with any values under
+mask=False) leaves its embedding unchanged, and so does where the series sits inside the padding.
+Padded steps come out of `forward_sequence` as zeros.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import DataError
+from ...registry import Registry
+from .augment import span_mask
+
+series_encoders: Registry = Registry("time-series encoder")
+
+
+def encoder_inputs(x: torch.Tensor, mask: torch.Tensor | None, channels: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(values with NaN -> 0, per-value observed [B,C,T], per-step observed [B,T], inside span [B,T])."""
+    if x.dim() == 2 and channels == 1:
+        x = x.unsqueeze(1)
+    if x.dim() != 3 or x.shape[1] != channels:
+        raise DataError(f"series batch of shape {tuple(x.shape)} does not match the encoder's input of "
+                        f"{channels} channel(s) (expected [batch, {channels}, length])")
+    x = x.float()
+    value_obs = ~torch.isnan(x)
+    if mask is not None:
+        value_obs = value_obs & mask.to(x.device).bool().unsqueeze(1)
+    step_obs = value_obs.any(dim=1)
+    return x.masked_fill(~value_obs, 0.0), value_obs, step_obs, span_mask(step_obs)
+
+
+def masked_max(h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Max over time of h [B, T, D] restricted to keep [B, T]; rows with nothing kept give zeros."""
+    pooled = h.masked_fill(~keep.unsqueeze(-1), float("-inf")).amax(dim=1)
+    return torch.where(keep.any(dim=1, keepdim=True), pooled, torch.zeros_like(pooled))
+
+
+class DilatedConv(nn.Module):
+    """Conv1d with explicit zero padding: 'same' (centred, TS2Vec) or causal (left only, T-Loss)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, dilation: int, causal: bool) -> None:
+        super().__init__()
+        field = (kernel_size - 1) * dilation
+        self.pad = (field, 0) if causal else (field // 2, field - field // 2)
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length = x.shape[-1]
+        # taps whose offset reaches beyond the series only ever see the zero padding: skip them (same result)
+        taps = [j for j in range(self.conv.kernel_size[0]) if abs(j * self.conv.dilation[0] - self.pad[0]) < length]
+        if len(taps) == 1:
+            j = taps[0]
+            return F.conv1d(x, self.conv.weight[:, :, j:j + 1].contiguous(), self.conv.bias)
+        return self.conv(F.pad(x, self.pad))
+
+
+class ConvBlock(nn.Module):
+    """Residual block of TS2Vec: GELU -> dilated conv -> GELU -> dilated conv, plus a (1x1-projected) skip."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, dilation: int, final: bool, causal: bool) -> None:
+        super().__init__()
+        self.conv1 = DilatedConv(c_in, c_out, kernel_size, dilation, causal)
+        self.conv2 = DilatedConv(c_out, c_out, kernel_size, dilation, causal)
+        self.projector = nn.Conv1d(c_in, c_out, 1) if c_in != c_out or final else None
+
+    def forward(self, x: torch.Tensor, outside: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, C, T]; `outside` [B, 1, T] (True = padding) is zeroed after each convolution, as a border is."""
+        residual = x if self.projector is None else self.projector(x)
+        h = F.gelu(self.conv1(F.gelu(x)))
+        if outside is not None:
+            h = h.masked_fill(outside, 0.0)
+        out = self.conv2(h) + residual
+        return out.masked_fill(outside, 0.0) if outside is not None else out
+
+
+class DilatedConvEncoder(nn.Module):
+    """TS2Vec's encoder (Yue et al. 2022): linear input projection, `depth` residual blocks of dilated
+    convolutions (dilation 2^i, GELU) plus a final block to `out_dim`, dropout 0.1 on the output.
+    With causal=True the convolutions only look back, as T-Loss's causal CNN (Franceschi et al. 2019)."""
+
+    def __init__(self, in_channels: int, hidden: int = 64, depth: int = 10, out_dim: int = 320,
+                 kernel_size: int = 3, causal: bool = False, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.input_fc = nn.Linear(in_channels, hidden)
+        widths = [hidden] * depth + [out_dim]
+        self.blocks = nn.ModuleList(
+            ConvBlock(widths[i - 1] if i > 0 else hidden, w, kernel_size, 2 ** i, i == len(widths) - 1, causal)
+            for i, w in enumerate(widths))
+        self.repr_dropout = nn.Dropout(dropout)
+        self.out_dim = out_dim
+
+    def _sequence(self, x: torch.Tensor, mask: torch.Tensor | None, step_mask: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        values, _, step_obs, inside = encoder_inputs(x, mask, self.in_channels)
+        keep = step_obs if step_mask is None else step_obs & step_mask.to(step_obs.device).bool()
+        h = self.input_fc(values.transpose(1, 2)).masked_fill(~keep.unsqueeze(-1), 0.0).transpose(1, 2)
+        outside = ~inside.unsqueeze(1) if not bool(inside.all()) else None  # None: no padding in this batch
+        for block in self.blocks:
+            h = block(h, outside)
+        return self.repr_dropout(h).transpose(1, 2), inside
+
+    def forward_sequence(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                         step_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, C, T] -> [B, T, out_dim]; padded steps are zeros."""
+        return self._sequence(x, mask, step_mask)[0]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, C, T] -> [B, out_dim]: max over the series' steps (padding excluded)."""
+        h, inside = self._sequence(x, mask, None)
+        return masked_max(h, inside)
+
+
+def sinusoidal_positions(n: int, dim: int, device: torch.device) -> torch.Tensor:
+    """The Transformer's fixed sine/cosine position encodings [n, dim] (any length)."""
+    pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(n, dim, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return pe
+
+
+class PatchTransformerEncoder(nn.Module):
+    """A small Transformer over non-overlapping patches (PatchTST, Nie et al. 2023): each patch of
+    `patch_len` steps (all channels, plus their observed-indicators) is linearly embedded, sine/cosine
+    positions added, pre-norm Transformer layers, linear head to `out_dim`. Per-step outputs repeat
+    their patch's vector; patches entirely in the padding are masked out of attention and pooling."""
+
+    def __init__(self, in_channels: int, patch_len: int = 8, d_model: int = 128, depth: int = 3, heads: int = 4,
+                 out_dim: int = 320, dropout: float = 0.1, ff_mult: int = 2) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.patch_len = patch_len
+        self.embed = nn.Linear(2 * in_channels * patch_len, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, heads, ff_mult * d_model, dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, out_dim)
+        self.out_dim = out_dim
+
+    def _tokens(self, x: torch.Tensor, mask: torch.Tensor | None, step_mask: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        values, value_obs, _, inside = encoder_inputs(x, mask, self.in_channels)
+        if step_mask is not None:
+            value_obs = value_obs & step_mask.to(values.device).bool().unsqueeze(1)
+            values = values.masked_fill(~value_obs, 0.0)
+        b, c, t = values.shape
+        p = self.patch_len
+        n = -(-t // p)
+        pad = n * p - t
+        feats = torch.cat([values, value_obs.float()], dim=1)
+        feats = F.pad(feats, (0, pad))  # [B, 2C, n*p]
+        tokens = feats.view(b, 2 * c, n, p).permute(0, 2, 1, 3).reshape(b, n, 2 * c * p)
+        patch_in = F.pad(inside, (0, pad)).view(b, n, p).any(dim=-1)
+        h = self.embed(tokens) + sinusoidal_positions(n, self.embed.out_features, values.device)
+        # a row with no observed patch would attend to nothing (NaN); let it attend freely, its output is dropped
+        key_mask = ~patch_in & patch_in.any(dim=1, keepdim=True)
+        h = self.transformer(h, src_key_padding_mask=key_mask)
+        out = self.head(self.norm(h)).masked_fill(~patch_in.unsqueeze(-1), 0.0)
+        return out, patch_in, inside
+
+    def forward_sequence(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                         step_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, C, T] -> [B, T, out_dim] (each step gets its patch's vector; padded steps are zeros)."""
+        out, _, inside = self._tokens(x, mask, step_mask)
+        seq = out.repeat_interleave(self.patch_len, dim=1)[:, : inside.shape[1]]
+        return seq.masked_fill(~inside.unsqueeze(-1), 0.0)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        out, patch_in, _ = self._tokens(x, mask, None)
+        return masked_max(out, patch_in)
+
+
+@series_encoders.register("dilated_cnn", "TS2Vec's dilated convolutional encoder: linear projection, 10 residual "
+                          "blocks (GELU, dilations 1..512, width 64), 320-d per time step, max-pooled; "
+                          "causal=true for T-Loss's causal variant", "Yue et al. 2022, arXiv:2106.10466")
+def dilated_cnn(spec: dict[str, Any], **options: Any) -> nn.Module:
+    return DilatedConvEncoder(spec["channels"], **options)
+
+
+@series_encoders.register("patch_transformer", "PatchTST-style Transformer over 8-step patches (3 layers, "
+                          "d_model 128), 320-d, max-pooled over patches", "Nie et al. 2023, arXiv:2211.14730")
+def patch_transformer(spec: dict[str, Any], **options: Any) -> nn.Module:
+    return PatchTransformerEncoder(spec["channels"], **options)

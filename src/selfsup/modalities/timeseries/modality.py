@@ -1,0 +1,204 @@
+"""The time-series modality: float32 [N, C, L] storage with NaN for padding/missing, TS2Vec z-scoring.
+
+Mask convention (one, used everywhere): *NaN in storage means "no observation"*. Series shorter than
+the longest are padded at the end with NaN; missing values are NaN. Nothing is dropped. The view
+maker keeps NaN in the views and every series encoder respects it (see `encoders.py`): unobserved
+steps are zeroed after the input projection, padding outside a series' first..last observation is
+kept at zero through the network and excluded from pooling, so padding never changes an embedding.
+`Split.mask` stays None for series; a `mask` [N, L] passed anyway (to `Run.embed`, the view maker or
+an encoder) is ANDed with the NaN pattern: False there means the same as NaN.
+
+Normalisation follows TS2Vec: a z-score with the training split's statistics per channel, ignoring
+NaN (TS2Vec's UCR loader uses the global mean/std of the univariate training set, its UEA loader a
+per-channel StandardScaler: the same thing for one channel). The statistics are stored in the run
+(`resolved.data_spec`) and applied by `prepare` and the view maker.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...data import Dataset, SourceRequest, Split, encode_labels
+from ...errors import DataError
+from ..base import Modality, ViewMaker, modalities
+from .encoders import series_encoders
+
+
+def pad_ragged(items: list[Any], where: str) -> np.ndarray:
+    """A list of [L_i] or [C, L_i] arrays -> float [N, C, max L] padded at the end with NaN."""
+    arrays = []
+    for i, a in enumerate(items):
+        a = np.asarray(a, dtype=np.float64) if not isinstance(a, np.ndarray) or a.dtype.kind in "fiub" else a
+        if a.dtype.kind not in "fiu":
+            raise DataError(f"{where}: series {i} is not numeric (dtype {a.dtype})")
+        if a.ndim == 1:
+            a = a[None]
+        if a.ndim != 2:
+            raise DataError(f"{where}: series {i} must be 1-D (length) or 2-D (channels x length), "
+                            f"got shape {tuple(a.shape)}")
+        arrays.append(a.astype(np.float32))
+    channels = {a.shape[0] for a in arrays}
+    if len(channels) != 1:
+        raise DataError(f"{where}: series have different numbers of channels {sorted(channels)}")
+    length = max(a.shape[1] for a in arrays)
+    out = np.full((len(arrays), channels.pop(), length), np.nan, dtype=np.float32)
+    for i, a in enumerate(arrays):
+        out[i, :, :a.shape[1]] = a
+    return out
+
+
+class TimeSeriesModality(Modality):
+    """Univariate or multivariate series of equal or unequal length, with missing values."""
+
+    name = "timeseries"
+    summary = "univariate/multivariate series (float32 N x C x L in memory; NaN = padding or missing)"
+    encoders = series_encoders
+
+    def from_array(self, x: Any, where: str) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        if isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.dtype == object):
+            if len(x) == 0:
+                raise DataError(f"{where}: no series (0 rows)")
+            x = pad_ragged(list(x), where)
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+            raise DataError(f"{where}: expected numeric series, got dtype {x.dtype}")
+        if x.ndim == 2:
+            x = x[:, None, :]
+        if x.ndim != 3:
+            raise DataError(f"{where}: expected series shaped N x L (univariate) or N x C x L (channels first), "
+                            f"got shape {tuple(x.shape)}")
+        if len(x) == 0:
+            raise DataError(f"{where}: no series (array has 0 rows)")
+        if x.shape[1] == 0 or x.shape[2] < 2:
+            raise DataError(f"{where}: series need at least 1 channel and 2 time steps, got shape {tuple(x.shape)}")
+        with np.errstate(over="ignore"):
+            x = x.astype(np.float32)
+        inf = np.isinf(x)
+        if inf.any():
+            n, c, t = np.argwhere(inf)[0]
+            raise DataError(f"{where}: series {n} has an infinite value (channel {c}, step {t}); "
+                            "use NaN for missing values")
+        empty = np.isnan(x).reshape(len(x), -1).all(axis=1)
+        if empty.any():
+            raise DataError(f"{where}: series {int(np.argmax(empty))} has no observed value (all NaN)")
+        return torch.from_numpy(np.ascontiguousarray(x))
+
+    def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
+        """New series for a trained run (arrays or ragged lists); channels must match the run's."""
+        if spec.get("channels") == 1 and isinstance(x, np.ndarray) and x.ndim == 1:
+            x = x[None]  # one univariate series
+        storage = self.from_array(x, where)
+        self._check_channels(storage, spec)
+        return storage
+
+    def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
+        arr = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        flat = arr.transpose(1, 0, 2).reshape(arr.shape[1], -1).astype(np.float64)
+        counts = (~np.isnan(flat)).sum(axis=1)
+        if (counts == 0).any():
+            raise DataError(f"channel {int(np.argmax(counts == 0))} has no observed value in the training data")
+        mean = np.nanmean(flat, axis=1)
+        std = np.nanstd(flat, axis=1)
+        std = np.where(std > 1e-8, std, 1.0)
+        lengths = (~np.isnan(arr).all(axis=1)).sum(axis=1)
+        return {"channels": int(arr.shape[1]), "length": int(arr.shape[2]), "min_length": int(lengths.min()),
+                "missing": bool(np.isnan(arr).any()),
+                "mean": [float(m) for m in mean], "std": [float(s) for s in std],
+                "normalisation": "z-score per channel with training statistics, NaN ignored (TS2Vec)"}
+
+    def default_encoder(self, spec: dict[str, Any]) -> str:
+        return "dilated_cnn"
+
+    def view_maker(self, style: str, spec: dict[str, Any], strength: float = 1.0,
+                   options: dict[str, Any] | None = None) -> ViewMaker:
+        from .augment import SeriesViewMaker, recipe
+
+        return SeriesViewMaker(recipe(style, strength, options), spec["mean"], spec["std"])
+
+    def _check_channels(self, x: torch.Tensor, spec: dict[str, Any]) -> None:
+        if x.dim() != 3 or x.shape[1] != spec["channels"]:
+            raise DataError(f"series shaped {tuple(x.shape)} do not match the run's {spec['channels']} channel(s) "
+                            "(expected N x C x L)")
+
+    def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+        self._check_channels(x, spec)
+        mean = torch.tensor(spec["mean"], dtype=torch.float32, device=x.device).view(1, -1, 1)
+        std = torch.tensor(spec["std"], dtype=torch.float32, device=x.device).view(1, -1, 1)
+        return (x.float() - mean) / std
+
+    def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
+        """z-scored values flattened (missing -> 0, cut or NaN-padded to the training length)."""
+        z = self.prepare(x, spec)
+        if mask is not None:
+            z = z.masked_fill(~mask.bool().unsqueeze(1), float("nan"))
+        length = spec["length"]
+        z = z[..., :length] if z.shape[-1] >= length else torch.nn.functional.pad(z, (0, length - z.shape[-1]),
+                                                                                     value=float("nan"))
+        return torch.nan_to_num(z, nan=0.0).reshape(len(z), -1).numpy()
+
+    # ---- datasets from arrays and files (used by the api and by the npy/CSV sources) ----
+    def dataset_from_arrays(self, x: Any, y: np.ndarray | None, name: str, x_test: Any = None,
+                            y_test: np.ndarray | None = None, **info: Any) -> Dataset:
+        """A Dataset from raw arrays (labels may be any values; they are encoded to 0..K-1)."""
+        (y, y_test), classes = encode_labels(None if y is None else np.asarray(y),
+                                             None if y_test is None else np.asarray(y_test))
+        train = Split(self.from_array(x, name), y)
+        test = None
+        if x_test is not None:
+            test = Split(self.from_array(x_test, name + " (test)"), y_test)
+            if test.x.shape[1] != train.x.shape[1]:
+                raise DataError(f"{name}: test series have {test.x.shape[1]} channels, train {train.x.shape[1]}")
+            train, test = equalise_lengths(train, test)
+        info.setdefault("classes", classes)
+        return Dataset(name, "timeseries", train, test, info)
+
+    def dataset_from_npy(self, req: SourceRequest) -> Dataset:
+        """npy:PATH[?labels=Y.npy&test=XT.npy&test_labels=YT.npy] with --modality timeseries: N x L or N x C x L."""
+        from ...data import load_labels, load_npy
+
+        x = load_npy(req.path, "series array")
+        y = load_labels(req.options["labels"], len(x)) if "labels" in req.options else None
+        x_te = y_te = None
+        if "test" in req.options:
+            x_te = load_npy(req.options["test"], "test series array")
+            y_te = load_labels(req.options["test_labels"], len(x_te)) if "test_labels" in req.options else None
+        return self.dataset_from_arrays(x, y, req.uri, x_te, y_te)
+
+    def dataset_from_csv(self, req: SourceRequest) -> Dataset:
+        """A CSV of one series per row (see sources.load_series_csv)."""
+        from .sources import load_series_csv
+
+        return load_series_csv(req)
+
+
+#: The one time-series configuration used for every data set by benchmarks/ucr.py (see docs there).
+DEFAULT_CONFIG: dict[str, Any] = {"method": "ts2vec", "encoder": "dilated_cnn", "batch_size": 8,
+                                  "warmup_fraction": 0.0}
+
+
+def ts2vec_schedule(n_series: int, n_values: int, batch_size: int = 8) -> dict[str, int]:
+    """TS2Vec's training length: 200 iterations (600 beyond 100,000 values), as epochs of the trainer's loop."""
+    iters = 200 if n_values <= 100_000 else 600
+    batch = min(batch_size, n_series)
+    steps_per_epoch = max(1, n_series // batch)
+    return {"iterations": iters, "epochs": max(1, round(iters / steps_per_epoch)), "batch_size": batch}
+
+
+def equalise_lengths(train: Split, test: Split) -> tuple[Split, Split]:
+    """Pad the shorter split with NaN so both have the same length L (storage of one dataset is one L)."""
+    lt, le = train.x.shape[-1], test.x.shape[-1]
+    if lt == le:
+        return train, test
+    pad = torch.nn.functional.pad
+    if lt < le:
+        train = Split(pad(train.x, (0, le - lt), value=float("nan")), train.y, train.mask)
+    else:
+        test = Split(pad(test.x, (0, lt - le), value=float("nan")), test.y, test.mask)
+    return train, test
+
+
+modalities.add("timeseries", TimeSeriesModality(), TimeSeriesModality.summary)

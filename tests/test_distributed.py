@@ -1,0 +1,163 @@
+"""Multi-process training (gloo on CPU): gathered losses and their gradients equal the single-process values on
+the concatenated batch, and a 2-process torchrun training run writes exactly one run directory."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from selfsup.methods.simclr import nt_xent_loss
+from selfsup.training.distributed import World, convert_sync_batchnorm, ddp, revert_sync_batchnorm, shard
+
+WORLD = 2
+LOCAL_BATCH = 6
+TOL = 1e-6
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TinyEncoder(nn.Sequential):
+    """Linear-BN-ReLU: BatchNorm makes the test cover --sync-bn as well as the gathered losses."""
+
+    def __init__(self, d_in: int = 10, d_out: int = 12) -> None:
+        super().__init__(nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.ReLU())
+        self.out_dim = d_out
+
+
+def build(name: str):
+    from selfsup.methods import methods
+
+    torch.manual_seed(0)
+    opts = {"simclr": {"proj_hidden_dim": 16, "proj_dim": 8, "temperature": 0.5},
+            "vicreg": {"proj_hidden_dim": 16, "proj_dim": 8}}[name]
+    return methods.get(name)(TinyEncoder(), **opts)
+
+
+def grads(model: nn.Module) -> dict:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        report = {}
+        for name in ("simclr", "vicreg"):
+            gen = torch.Generator().manual_seed(1)
+            views = [torch.randn(LOCAL_BATCH * WORLD, 10, generator=gen) for _ in range(2)]
+            # single-process reference on the concatenated (global) batch, computed in this process
+            single = build(name)
+            loss_single, _ = single(views)
+            loss_single.backward()
+            g_single = grads(single)
+            local = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in views]
+            # distributed: gathered loss + synchronised BatchNorm + DDP gradient averaging
+            method = build(name)
+            method.set_world(rank, WORLD)
+            convert_sync_batchnorm(method, torch.device("cpu"))
+            wrapped = ddp(method, torch.device("cpu"))  # keep a reference: its hooks average the gradients
+            loss, _ = wrapped(local)
+            loss.backward()
+            mean_loss = loss.detach().clone()
+            dist.all_reduce(mean_loss)
+            mean_loss /= WORLD
+            g_dist = grads(method)
+            # the same without gathering (each process's batch alone): must NOT match
+            naive = build(name)
+            convert_sync_batchnorm(naive, torch.device("cpu"))
+            wrapped_naive = ddp(naive, torch.device("cpu"))
+            loss_naive, _ = wrapped_naive(local)
+            loss_naive.backward()
+            mean_naive = loss_naive.detach().clone()
+            dist.all_reduce(mean_naive)
+            mean_naive /= WORLD
+            g_naive = grads(naive)
+            revert_sync_batchnorm(method)
+            report[name] = {
+                "loss_single": loss_single.item(), "loss_dist": mean_loss.item(),
+                "grad_keys_equal": sorted(g_single) == sorted(g_dist),
+                "max_grad_diff": max((g_single[k] - g_dist[k]).abs().max().item() for k in g_single),
+                "max_grad": max(g.abs().max().item() for g in g_single.values()),
+                "naive_loss_diff": abs(mean_naive.item() - loss_single.item()),
+                "naive_grad_diff": max((g_single[k] - g_naive[k]).abs().max().item() for k in g_single),
+                "plain_bn_after_revert": all(type(m) is nn.BatchNorm1d for m in method.modules()
+                                             if isinstance(m, nn.modules.batchnorm._BatchNorm)),
+            }
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+            json.dump(report, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gathered_losses_and_gradients_match_single_process(tmp_path):
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    for rank in range(WORLD):
+        report = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        for name, r in report.items():
+            # within 1e-6 of the value's scale: the losses are computed in float32 (VICReg's gradients reach ~5)
+            assert abs(r["loss_dist"] - r["loss_single"]) <= TOL * max(1.0, abs(r["loss_single"])), (name, r)
+            assert r["grad_keys_equal"], (name, r)
+            assert r["max_grad_diff"] <= TOL * max(1.0, r["max_grad"]), (name, r)
+            assert r["max_grad"] > 1e-3, (name, r)  # gradients are not trivially zero
+            # without the gather the loss or the gradients differ clearly: the comparison has teeth
+            assert max(r["naive_loss_diff"], r["naive_grad_diff"]) > 1e-3, (name, r)
+            assert r["plain_bn_after_revert"], (name, r)
+
+
+def test_nt_xent_shards_average_to_the_full_loss():
+    z1, z2 = torch.randn(12, 5), torch.randn(12, 5)
+    full = nt_xent_loss(z1, z2)
+    assert nt_xent_loss(z1, z2, 0.5, z1, z2, 0).item() == pytest.approx(full.item(), abs=1e-6)
+    parts = [nt_xent_loss(z1[r * 4:(r + 1) * 4], z2[r * 4:(r + 1) * 4], 0.5, z1, z2, 4 * r) for r in range(3)]
+    assert (sum(parts) / 3).item() == pytest.approx(full.item(), abs=1e-6)
+
+
+def test_shards_are_disjoint_and_cover_the_global_batches():
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(0))
+    for step in range(3):  # global batch 12 = 3 processes x 4
+        parts = [shard(perm, step, 4, World(r, 3)) for r in range(3)]
+        assert torch.equal(torch.cat(parts), perm[step * 12:(step + 1) * 12])
+    assert torch.equal(shard(perm, 2, 5, World()), perm[10:15])  # one process: unchanged
+
+
+def test_two_process_torchrun_training_writes_one_run(tmp_path):
+    out = tmp_path / "runs" / "ddp"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "-m", "selfsup", "train", "--data", "digits", "--method", "simclr",
+           "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--threads", "1", "--no-monitor", "--sync-bn",
+           "--encoder-option", "widths=[16,32,32,32]", "--method-option", "proj_hidden_dim=64",
+           "--checkpoint-every", "8", "--no-eval", "--json", "--out", out]
+    proc = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])["summary"]  # one JSON line: rank 0 alone prints
+    assert len([l for l in proc.stdout.splitlines() if l.startswith("{")]) == 1
+    assert summary["world_size"] == 2 and summary["batch_size"] == 32 and summary["global_batch_size"] == 64
+    assert summary["steps"] == 1347 // 64
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ddp"]  # one run directory, no .partial
+    assert {"summary.json", "encoder.safetensors", "config.yaml", "metrics.jsonl"} <= {p.name for p in out.iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # the other process created no files
+    steps = [json.loads(l) for l in open(out / "metrics.jsonl") if '"step"' in l]
+    assert [s["step"] for s in steps] == [1, 10, 20]  # one writer: no duplicated records
+    # rank 0's checkpoint holds every process's RNG states, and rank 1's own buffers (BatchNorm statistics)
+    from selfsup.training import checkpoint as ckpt_io
+    ckpt = ckpt_io.load(ckpt_io.checkpoint_file(out))
+    assert ckpt.state["world_size"] == 2 and len(ckpt.state["rng"]) == 2
+    assert {"rng/0/gen_augment", "rng/1/gen_augment", "rng/1/torch_cpu"} <= set(ckpt.tensors)
+    assert any(k.startswith("rng/1/buffer/") for k in ckpt.tensors)
+    assert not torch.equal(ckpt.tensors["rng/0/gen_augment"], ckpt.tensors["rng/1/gen_augment"])
+    import selfsup
+    run = selfsup.load(out)
+    assert run.config.sync_bn and run.resolved["global_batch_size"] == 64
+    # the learning rate scales with the global batch (SimCLR: linear, 0.3 x 64 / 256)
+    assert run.resolved["lr"] == pytest.approx(0.3 * 64 / 256)

@@ -1,0 +1,145 @@
+"""Crash-safe checkpoints: a run killed with SIGKILL (or stopped with Ctrl-C) at a random step after its first
+checkpoint, then resumed with --resume, ends with weights bit-identical to an uninterrupted run (CPU, same seed
+and threads). Exact resume is promised for --epochs runs; --minutes runs continue their remaining time budget."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import selfsup
+from selfsup.training import checkpoint as ckpt_io
+from selfsup.training.session import resume
+from conftest import run_cli
+
+SMALL = {"widths": [16, 32, 32, 32]}
+TIMING = ("elapsed_s", "samples_per_s")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process runs use one thread (as the CLI runs do with --threads 1): fast on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def cli(*args):
+    return [sys.executable, "-m", "selfsup", *map(str, args)]
+
+
+def assert_same_weights(a, b):
+    for name in ("encoder.safetensors", "method.safetensors"):
+        ta, tb = load_file(str(a / name)), load_file(str(b / name))
+        assert ta.keys() == tb.keys()
+        different = [k for k in ta if not torch.equal(ta[k], tb[k])]
+        assert not different, (name, different[:5])
+
+
+def records(run):
+    """metrics.jsonl without wall-clock fields: identical for identical training."""
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in open(run / "metrics.jsonl")]
+
+
+def wait_for(path, proc=None, timeout=240):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc is None or proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path):
+    """BYOL (LARS momentum buffers, EMA target network, momentum schedule) killed with SIGKILL."""
+    args = ["train", "--data", "digits", "--method", "byol", "--epochs", "6", "--batch-size", "64", "--seed", "3",
+            "--encoder-option", "widths=[16,32,32,32]", "--method-option", "proj_hidden_dim=128",
+            "--method-option", "pred_hidden_dim=128", "--method-option", "proj_dim=64", "--no-monitor",
+            "--threads", "1", "--checkpoint-every", "4", "--no-eval", "--quiet"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    ref = subprocess.Popen(cli(*args, "--out", tmp_path / "ref"), env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(cli(*args, "--out", tmp_path / "run"), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    ckpt = ckpt_io.checkpoint_file(tmp_path / "run.partial")
+    wait_for(ckpt, victim)
+    seed = random.randrange(10**6)
+    delay = random.Random(seed).uniform(0.0, 1.0)
+    time.sleep(delay)
+    assert victim.poll() is None, f"the run ended before the kill (seed {seed})"
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial" / "summary.json").exists()
+    killed_at = ckpt_io.load(ckpt).step
+    assert 4 <= killed_at < 126 and killed_at % 4 == 0, killed_at  # 6 epochs x 21 steps
+    proc = run_cli("train", "--resume", tmp_path / "run", "--no-eval", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)["summary"]
+    assert summary["resumed_from_step"] == killed_at and summary["steps"] == 126
+    _, err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, err
+    assert_same_weights(tmp_path / "ref", tmp_path / "run")
+    assert records(tmp_path / "ref") == records(tmp_path / "run")
+    assert not (tmp_path / "run.partial").exists()
+
+
+def test_ctrl_c_writes_a_checkpoint_and_resume_matches(tmp_path):
+    """MoCo (queue + pointer, EMA key encoder, SGD momentum) stopped by SIGINT in this process."""
+    opts = dict(method="moco", epochs=4, batch_size=64, seed=1, encoder_options=SMALL, monitor=False,
+                method_options={"proj_hidden_dim": 128, "proj_dim": 32}, checkpoint_every_steps=5, log_every=4, threads=1)
+    selfsup.train("digits", out=tmp_path / "ref", **opts)
+    ckpt = ckpt_io.checkpoint_file(tmp_path / "run.partial")
+
+    def press_ctrl_c():
+        wait_for(ckpt)
+        time.sleep(random.uniform(0.0, 0.3))
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt) as info:
+        selfsup.train("digits", out=tmp_path / "run", **opts)
+    message = str(info.value)
+    assert "checkpoint saved" in message and "--resume" in message and "\n" not in message
+    stopped = ckpt_io.load(ckpt).step
+    assert info.value.step == stopped and 5 <= stopped < 84
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(selfsup.SelfSupError, match="not a complete run|no such run"):
+        selfsup.load(tmp_path / "run")
+    run = resume(tmp_path / "run", progress=False)
+    assert run.summary["resumed_from_step"] == stopped
+    assert_same_weights(tmp_path / "ref", tmp_path / "run")
+    assert records(tmp_path / "ref") == records(tmp_path / "run")
+
+
+def test_checkpoint_holds_the_whole_training_state(tmp_path):
+    selfsup.train("digits", method="byol", epochs=1, batch_size=64, encoder_options=SMALL, out=tmp_path / "r", threads=1,
+                   method_options={"proj_hidden_dim": 64, "pred_hidden_dim": 64}, checkpoint_every_steps=100)
+    ck = ckpt_io.load(ckpt_io.checkpoint_file(tmp_path / "r"))  # the final checkpoint stays with the run
+    pos = ck.state["position"]
+    assert pos["finished"] and pos["steps"] == 21 and pos["epoch"] == 1
+    names = set(ck.tensors)
+    assert any(n.startswith("model/target_encoder.") for n in names)  # EMA target network
+    assert any(n.startswith("optim/") and n.endswith("momentum_buffer") for n in names)  # LARS momentum
+    assert {"rng/0/gen_data", "rng/0/torch_cpu", "loop/losses"} <= names
+    assert ck.state["method_attributes"]["momentum"] == pytest.approx(1.0)  # BYOL's tau at the end
+    assert ck.state["metrics_bytes"] == (tmp_path / "r" / "metrics.jsonl").stat().st_size
+    assert ck.state["config"]["method"] == "byol" and ck.state["world_size"] == 1
+    assert ck.state["hooks"] and "best_rankme" in ck.state["hooks"][0]  # monitor state (select rankme)
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path):
+    selfsup.train("digits", epochs=1, batch_size=128, encoder_options=SMALL, out=tmp_path / "done", monitor=False, threads=1,
+                  method_options={"proj_hidden_dim": 64})
+    with pytest.raises(selfsup.SelfSupError, match="already complete"):
+        resume(tmp_path / "done")
+    with pytest.raises(selfsup.SelfSupError, match="no checkpoint"):
+        resume(tmp_path / "missing")
+    with pytest.raises(selfsup.SelfSupError, match="drop --lr"):
+        resume(tmp_path / "done", overrides={"lr": 0.1})

@@ -1,0 +1,182 @@
+"""TS2Vec's hierarchical contrastive loss (hand-computed cases, a loop reference, padding masks) and the
+masked-reconstruction objective; both methods stay modality-agnostic."""
+import inspect
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from selfsup.errors import ConfigError
+from selfsup.methods import masked_reconstruction as mr
+from selfsup.methods import ts2vec
+from selfsup.methods.ts2vec import TS2Vec, hierarchical_contrastive_loss
+
+
+def reference_loss(z1: np.ndarray, z2: np.ndarray, alpha: float = 0.5) -> float:
+    """TS2Vec's loss written out with loops over anchors (no masks, temporal_unit 0)."""
+
+    def contrast(groups):  # groups: list of (items [2n, D]); item k's positive is k +- n
+        total, count = 0.0, 0
+        for items in groups:
+            m = len(items) // 2
+            for k in range(2 * m):
+                pos = k + m if k < m else k - m
+                logits = [float(items[k] @ items[j]) for j in range(2 * m) if j != k]
+                others = [j for j in range(2 * m) if j != k]
+                lse = math.log(sum(math.exp(v) for v in logits))
+                total += lse - logits[others.index(pos)]
+                count += 1
+        return total / count
+
+    loss, d = 0.0, 0
+    while z1.shape[1] > 1:
+        b, t = z1.shape[:2]
+        inst = 0.0 if b == 1 else contrast([np.concatenate([z1[:, s], z2[:, s]]) for s in range(t)])
+        temp = contrast([np.concatenate([z1[i], z2[i]]) for i in range(b)])
+        loss += alpha * inst + (1 - alpha) * temp
+        d += 1
+        t2 = t // 2
+        z1 = z1[:, : 2 * t2].reshape(b, t2, 2, -1).max(axis=2)
+        z2 = z2[:, : 2 * t2].reshape(b, t2, 2, -1).max(axis=2)
+    if z1.shape[1] == 1:
+        b = z1.shape[0]
+        loss += alpha * (0.0 if b == 1 else contrast([np.concatenate([z1[:, 0], z2[:, 0]])]))
+        d += 1
+    return loss / d
+
+
+def test_hand_computed_single_step_instance_case():
+    # B=2, T=1, orthogonal unit vectors, identical crops: every anchor has logits (1 positive, 0, 0)
+    z = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+    expected = 0.5 * math.log(1 + 2 / math.e)  # alpha * instance term, one level
+    assert hierarchical_contrastive_loss(z, z.clone()).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_hand_computed_temporal_case_with_pooling():
+    # B=1 (no instance term), T=2 with values +1, -1: temporal logits (1 positive, -1, -1) for every anchor;
+    # then max-pooling gives one step (instance term 0 with B=1): two levels in all.
+    z = torch.tensor([[[1.0], [-1.0]]])
+    expected = 0.5 * math.log(1 + 2 * math.exp(-2)) / 2
+    assert hierarchical_contrastive_loss(z, z.clone()).item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 4), (4, 8, 3), (2, 7, 6)])
+def test_matches_loop_reference(shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    z1, z2 = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
+    got = hierarchical_contrastive_loss(z1, z2).item()
+    assert got == pytest.approx(reference_loss(z1.numpy().astype(np.float64), z2.numpy().astype(np.float64)),
+                                rel=1e-5)
+
+
+def test_padded_steps_do_not_matter_to_the_loss():
+    g = torch.Generator().manual_seed(0)
+    z1 = torch.randn(4, 9, 5, generator=g, requires_grad=True)
+    z2 = torch.randn(4, 9, 5, generator=g)
+    valid = torch.ones(4, 9, dtype=torch.bool)
+    valid[1, 6:] = False
+    valid[3, 3:] = False
+    base = hierarchical_contrastive_loss(z1, z2, valid)
+    base.backward()
+    assert torch.all(z1.grad[~valid] == 0) and torch.any(z1.grad[valid] != 0)
+    garbage1, garbage2 = z1.detach().clone(), z2.clone()
+    garbage1[~valid] = 50 * torch.randn(int((~valid).sum()), 5, generator=g)
+    garbage2[~valid] = -30.0
+    assert hierarchical_contrastive_loss(garbage1, garbage2, valid).item() == pytest.approx(base.item(), rel=1e-6)
+    # with an all-true mask the loss is TS2Vec's unmasked loss, and a change in a valid step changes it
+    assert hierarchical_contrastive_loss(z1, z2, torch.ones(4, 9, dtype=torch.bool)).item() == pytest.approx(
+        hierarchical_contrastive_loss(z1, z2).item(), rel=1e-6)
+    moved = z1.detach().clone()
+    moved[0, 0] += 1.0
+    assert hierarchical_contrastive_loss(moved, z2, valid).item() != pytest.approx(base.item(), rel=1e-6)
+
+
+class SeqEncoder(nn.Module):
+    """A tiny per-step encoder, independent of any modality: a 1x1 conv, NaN -> 0."""
+
+    def __init__(self, c=2, d=8):
+        super().__init__()
+        self.in_channels, self.out_dim = c, d
+        self.proj = nn.Conv1d(c, d, 3, padding=1)
+
+    def forward_sequence(self, x):
+        return self.proj(torch.nan_to_num(x)).transpose(1, 2)
+
+    def forward(self, x):
+        return self.forward_sequence(x).amax(1)
+
+
+def test_ts2vec_trains_on_any_sequence_encoder_and_averages_weights():
+    torch.manual_seed(0)
+    enc = SeqEncoder()
+    method = TS2Vec(enc)  # no step_mask argument: hidden steps are fed as NaN
+    opt = torch.optim.AdamW(method.online.parameters(), lr=1e-2)
+    x = torch.randn(6, 2, 16)
+    x[2, :, 10:] = float("nan")  # a shorter series
+    w0 = method.encoder.proj.weight.detach().clone()
+    losses = []
+    for _ in range(3):
+        loss, logs = method([x])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        method.update_target(0.5)
+        losses.append(logs["loss"])
+    assert all(np.isfinite(losses))
+    # the saved encoder is the equal-weight average of the initial and the 3 updated weights
+    assert not torch.equal(method.encoder.proj.weight, w0)
+    assert not torch.equal(method.encoder.proj.weight, method.online.proj.weight)
+    assert int(method.n_averaged) == 4
+    assert "encoder." in method.target_parameters()
+
+
+def test_methods_need_per_step_encoders_and_import_no_modality():
+    class Pooled(nn.Module):
+        out_dim = 4
+
+        def forward(self, x):
+            return x.mean(-1)
+
+    with pytest.raises(ConfigError, match="forward_sequence"):
+        TS2Vec(Pooled())
+    with pytest.raises(ConfigError, match="forward_sequence"):
+        mr.MaskedReconstruction(Pooled())
+    for module in (ts2vec, mr):
+        src = inspect.getsource(module)
+        assert "from ..modalities" not in src and "selfsup.modalities" not in src
+
+
+def test_geometric_mask_ratio_and_segment_length():
+    g = torch.Generator().manual_seed(0)
+    m = mr.geometric_noise_mask((400, 3), 200, ratio=0.15, mean_span=3.0, generator=g)
+    assert m.shape == (400, 3, 200)
+    assert m.float().mean().item() == pytest.approx(0.15, abs=0.01)
+    flat = m.reshape(-1, 200).int()
+    starts = ((flat[:, 1:] == 1) & (flat[:, :-1] == 0)).sum() + flat[:, 0].sum()
+    assert (flat.sum() / starts).item() == pytest.approx(3.0, rel=0.1)  # mean masked run length
+
+
+def test_masked_loss_counts_only_masked_observed_values():
+    target = torch.tensor([[[1.0, 2.0, float("nan"), 4.0]]])
+    mask = torch.tensor([[[True, False, True, False]]])
+    pred = torch.tensor([[[3.0, 100.0, 100.0, -7.0]]])  # only position 0 counts: (3 - 1)^2
+    assert mr.masked_mse_loss(pred, target, mask).item() == pytest.approx(4.0)
+
+
+def test_masked_reconstruction_learns_on_a_sequence_encoder():
+    torch.manual_seed(0)
+    enc = SeqEncoder(c=2, d=16)
+    method = mr.MaskedReconstruction(enc)
+    opt = torch.optim.Adam(method.parameters(), lr=1e-2)
+    t = torch.linspace(0, 6.28, 32)
+    x = torch.stack([torch.sin(t + p) for p in torch.rand(32) * 6]).unsqueeze(1).repeat(1, 2, 1)
+    first = None
+    for _ in range(60):
+        loss, _ = method([x])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.5 * first
