@@ -9,6 +9,14 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# UCI tables (LetterRecognition, Satellite) from Debian's r-cran-mlbench, unpacked without installing R
+mlbench="$HOME/.cache/selfsup/mlbench"
+if [ ! -d "$mlbench/usr/lib/R/site-library/mlbench/data" ] && command -v apt-get >/dev/null 2>&1; then
+  tmp=$(mktemp -d) && (cd "$tmp" && apt-get download -qq r-cran-mlbench >/dev/null 2>&1 && mkdir -p "$mlbench" \
+    && dpkg -x r-cran-mlbench_*.deb "$mlbench") || echo "r-cran-mlbench not available; its tests will skip"
+  rm -rf "$tmp"
+fi
+export SELFSUP_DATA_DIR="$mlbench"
 python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e ".[test]"
 python3 -m pytest tests "$@"

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...errors import DataError
+from ...errors import ConfigError, DataError
 from ..base import Modality, ViewMaker, modalities
 from .encoders import image_encoders
 
@@ -61,6 +61,11 @@ class ImageModality(Modality):
                    options: dict[str, Any] | None = None) -> ViewMaker:
         from .augment import ImageViewMaker, recipe
 
+        from .augment import RECIPES
+
+        if style not in RECIPES:
+            raise ConfigError(f"this method needs {style!r} views, which image data does not provide; "
+                              f"image view styles: {', '.join(sorted(RECIPES))}")
         views = recipe(style, spec["size"], spec["channels"], strength)
         if options:
             views = [v.__class__(**{**v.__dict__, **options}) for v in views]
