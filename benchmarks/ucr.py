@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=2) + "\n")
+        from selfsup.artifacts import write_json
+        write_json(out, doc)  # atomic: temporary file + rename
     if args.json:
         print(json.dumps(doc, indent=2))
     else:

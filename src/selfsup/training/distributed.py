@@ -69,10 +69,6 @@ def is_main_process() -> bool:
     return env_world().is_main
 
 
-def launched_distributed() -> bool:
-    return env_world().distributed
-
-
 _OWNED = False  # whether selfsup created the process group (and so destroys it at exit)
 
 
