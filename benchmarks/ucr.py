@@ -83,6 +83,22 @@ def one_run(name: str, uri: str, seed: int, threads: int, iters: int | None) -> 
             "final_loss": run.summary["final_loss"]}
 
 
+def effective_options(cfg: dict) -> dict:
+    """The method's and encoder's hyper-parameters as the default configuration resolves them."""
+    import inspect
+
+    from selfsup.methods import methods
+    from selfsup.modalities.timeseries import encoders
+
+    opts = {"method_options": methods.get(cfg["method"]).hyperparameters()}
+    if cfg.get("encoder") == "dilated_cnn":
+        sig = inspect.signature(encoders.DilatedConvEncoder.__init__)
+        opts["encoder_options"] = {k: p.default for k, p in sig.parameters.items()
+                                   if p.default is not inspect.Parameter.empty}
+        opts["encoder_options"]["hidden"] = encoders.DEFAULT_HIDDEN
+    return opts
+
+
 def machine() -> dict:
     import torch
 
@@ -155,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT),
                                                                   *(argv if argv is not None else sys.argv[1:])]),
         "seeds": seeds, "config": {**DEFAULT_CONFIG, "iterations": "200 (600 beyond 100,000 values; TS2Vec)"
-                                   if args.iters is None else args.iters},
+                                   if args.iters is None else args.iters, **effective_options(DEFAULT_CONFIG)},
         "parallel": {"jobs": args.jobs, "threads_per_job": args.threads},
         "machine": machine(), "total_seconds": round(total, 1),
         "seconds_note": "per data set: wall time of pre-training + evaluation summed over its seeds "

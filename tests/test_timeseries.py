@@ -219,6 +219,18 @@ def test_padding_and_masked_steps_do_not_change_embeddings(make):
         assert not torch.allclose(enc(changed)[1], ref[1], atol=1e-4)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_dilated_conv_skips_taps_that_only_see_padding_exactly(causal):
+    from selfsup.modalities.timeseries.encoders import DilatedConv
+
+    torch.manual_seed(0)
+    for dilation, length in ((16, 10), (16, 16), (16, 17), (512, 24)):
+        conv = DilatedConv(4, 5, 3, dilation, causal)
+        x = torch.randn(2, 4, length)
+        full = conv.conv(F.pad(x, conv.pad))  # the plain padded convolution
+        torch.testing.assert_close(conv(x), full, atol=1e-6, rtol=1e-6)
+
+
 def test_ts2vec_run_per_timestep_embeddings_and_cli(tmp_path):
     out = tmp_path / "run"
     run = selfsup.train("ucr:ItalyPowerDemand", method="ts2vec", epochs=1, batch_size=8, encoder_options=TINY,

@@ -194,11 +194,18 @@ class PatchTransformerEncoder(nn.Module):
         return masked_max(out, patch_in)
 
 
+#: Width of the dilated CNN's hidden blocks when none is given. TS2Vec uses 64; 32 scored as well in
+#: cross-validation on the training splits of the five benchmark problems (SVM protocol inside train,
+#: test splits unused; mean over 3 seeds 0.947 vs 0.945) and trains about 25% faster on a CPU.
+DEFAULT_HIDDEN = 32
+
+
 @series_encoders.register("dilated_cnn", "TS2Vec's dilated convolutional encoder: linear projection, 10 residual "
-                          "blocks (GELU, dilations 1..512, width 64), 320-d per time step, max-pooled; "
-                          "causal=true for T-Loss's causal variant", "Yue et al. 2022, arXiv:2106.10466")
+                          "blocks (GELU, dilations 1..512, width 32; TS2Vec's 64 with hidden=64), 320-d per time "
+                          "step, max-pooled; causal=true for T-Loss's causal variant",
+                          "Yue et al. 2022, arXiv:2106.10466")
 def dilated_cnn(spec: dict[str, Any], **options: Any) -> nn.Module:
-    return DilatedConvEncoder(spec["channels"], **options)
+    return DilatedConvEncoder(spec["channels"], **{"hidden": DEFAULT_HIDDEN, **options})
 
 
 @series_encoders.register("patch_transformer", "PatchTST-style Transformer over 8-step patches (3 layers, "
