@@ -3,7 +3,8 @@
 ConvNet-4, SimCLR (projection 512-512-128, NT-Xent T=0.5), batch 256, two views per image, SGD momentum
 0.9, 2 threads. Reports images/s over the whole training loop (data, augmentation, forward, backward,
 step), the fp32 eager ceiling (the same step on a pre-made batch, default NCHW layout), and selfsup's own
-ceiling with its optimisations (channels_last, bf16 where native), all measured in this one process.
+ceiling with its optimisations (channels_last, bf16 where native), the same with torch.compile, and the time
+to make both views of a batch (its share of an end-to-end step), all measured in this one process.
 
     python benchmarks/throughput.py --seconds 60 --json
 """
@@ -31,7 +32,7 @@ BATCH = 256
 METHOD_OPTIONS = {"proj_hidden_dim": 512, "proj_dim": 128, "temperature": 0.5}
 
 
-def ceiling(x: torch.Tensor, seconds: float, channels_last: bool, precision: str) -> float:
+def ceiling(x: torch.Tensor, seconds: float, channels_last: bool, precision: str, compile: bool = False) -> float:
     """Images/s of the bare training step on one pre-made batch of two views."""
     torch.manual_seed(0)
     method = SimCLR(ConvNet4(1), **METHOD_OPTIONS)
@@ -39,6 +40,8 @@ def ceiling(x: torch.Tensor, seconds: float, channels_last: bool, precision: str
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+    if compile:
+        method.encoder.compile()
     opt = torch.optim.SGD(method.parameters(), lr=0.03, momentum=0.9)
 
     def step() -> None:
@@ -57,6 +60,51 @@ def ceiling(x: torch.Tensor, seconds: float, channels_last: bool, precision: str
     return BATCH * n / (time.perf_counter() - start)
 
 
+def profile_step(x: torch.Tensor, steps: int = 6, top: int = 12) -> dict:
+    """Where one selfsup training step spends its time (torch.profiler, self CPU time per operator)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    method = SimCLR(ConvNet4(1), **METHOD_OPTIONS).to(memory_format=torch.channels_last)
+    views = [v.contiguous(memory_format=torch.channels_last) for v in (x, x.flip(-1))]
+    opt = torch.optim.SGD(method.parameters(), lr=0.03, momentum=0.9)
+
+    def step() -> None:
+        loss, _ = method(views)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    groups = {"convolution (forward + backward)": ("conv", "mkldnn_convolution"),
+              "batch norm": ("batch_norm",), "relu / threshold": ("relu", "threshold"),
+              "max pool": ("max_pool",), "matmul / linear (heads, loss)": ("mm", "addmm", "linear", "matmul")}
+    shares = {g: round(sum(e.self_cpu_time_total for e in events if any(k in e.key for k in keys)) / total, 3)
+              for g, keys in groups.items()}
+    return {"steps": steps, "ms_per_step": round(total / 1000 / steps, 1), "share_by_kind": shares,
+            "top_ops": [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3)} for e in events[:top]]}
+
+
+def augmentation_ms(data: torch.Tensor, seconds: float) -> float:
+    """Median milliseconds to make both views of a batch of 256 uint8 images (the SimCLR recipe)."""
+    from selfsup.modalities.image.modality import ImageModality
+
+    spec = {"channels": 1, "size": 28, "height": 28, "width": 28, "mean": [0.2860], "std": [0.3530]}
+    make = ImageModality().view_maker("simclr", spec)
+    gen = torch.Generator().manual_seed(0)
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds or len(times) < 5:
+        t = time.perf_counter()
+        make(data[torch.randint(len(data), (BATCH,), generator=gen)], gen)
+        times.append(time.perf_counter() - t)
+    return 1000 * float(torch.tensor(times).median())
+
+
 def end_to_end(seconds: float) -> dict:
     """selfsup's real training loop on Fashion-MNIST for `seconds` (no monitoring, no evaluation)."""
     run = selfsup.train("fashion-mnist", method="simclr", encoder="convnet4", minutes=seconds / 60,
@@ -70,6 +118,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60, help="seconds per measurement")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile ceiling (~30 s to compile)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ds = load_dataset("fashion-mnist")
@@ -79,6 +128,10 @@ def main() -> None:
     precision = resolve_precision("auto", torch.device("cpu"))
     fp32 = ceiling(x, args.seconds / 2, channels_last=False, precision="fp32")
     own = ceiling(x, args.seconds / 2, channels_last=True, precision=precision)
+    compiled = ceiling(x, args.seconds / 2, channels_last=True, precision=precision, compile=True) \
+        if not args.no_compile else None
+    aug_ms = augmentation_ms(ds.train.x, args.seconds / 4)
+    prof = profile_step(x)
     e2e = end_to_end(args.seconds)
     result = {
         "protocol": "Fashion-MNIST, CPU budget: reference configuration (ConvNet-4, SimCLR 512-512-128, T=0.5, "
@@ -89,6 +142,18 @@ def main() -> None:
         "ceiling_selfsup_img_per_s": round(own, 1),
         "end_to_end_over_fp32_ceiling": round(e2e["img_per_s"] / fp32, 3),
         "end_to_end_over_selfsup_ceiling": round(e2e["img_per_s"] / own, 3),
+        "channels_last_speedup": round(own / fp32, 3),
+        "ceiling_compiled_img_per_s": round(compiled, 1) if compiled else None,
+        "compile_speedup": round(compiled / own, 3) if compiled else None,
+        "augmentation_ms_per_batch": round(aug_ms, 2),
+        "augmentation_share_of_step": round(aug_ms / 1000 / (BATCH / e2e["img_per_s"]), 4),
+        "profile_selfsup_step": prof,
+        "flops_note": "ConvNet-4 on 28x28: ~80 MFLOP forward per view, so ~480 MFLOP per image (two views, forward "
+                      "+ backward); at img_per_s that is the achieved GFLOP/s below, against ~150-220 GFLOP/s fp32 "
+                      "peak for 2 AVX2 Zen-3 cores (2 FMA x 8 lanes x 2 flop x ~2.5-3.4 GHz)",
+        "achieved_gflop_per_s": round(0.48 * e2e["img_per_s"], 1),
+        "defaults": "channels_last on; torch.compile off (--compile) because compile_speedup < 1 here; "
+                    "bf16 autocast only where the CPU has native bf16 (not this one)",
         "settings": {"seconds": args.seconds, "threads": args.threads, "batch_size": BATCH, **e2e},
         "peer_reference": {"lightly_1.6.0_img_per_s": 359, "lightly_over_fp32_ceiling": 0.86,
                            "source": "issue 4 / shared/reference/anchors.md (measured on another 2-core machine "

@@ -207,3 +207,19 @@ def test_cuda_with_cpu_generator() -> None:
     y = augment(x, aug, gen())
     check(y, x)
     torch.testing.assert_close(y.cpu(), augment(x.cpu(), aug, gen()), atol=1e-4, rtol=0)
+
+
+def test_modality_view_size_option() -> None:
+    from selfsup.errors import ConfigError
+    from selfsup.modalities.image.modality import ImageModality
+
+    spec = {"channels": 1, "size": 28, "height": 28, "width": 28, "mean": [0.3], "std": [0.3]}
+    x = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=gen())
+    vm = ImageModality().view_maker("simclr", spec, 0.5, {"size": 16, "crop_scale": [0.5, 1.0]})
+    views = vm(x, gen())
+    assert [tuple(v.shape) for v in views] == [(8, 1, 16, 16)] * 2 and views[0].dtype == torch.float32
+    assert all(v.crop_scale == (0.5, 1.0) for v in vm.views)
+    with pytest.raises(ConfigError, match="size=2"):
+        ImageModality().view_maker("simclr", spec, 1.0, {"size": 2})
+    with pytest.raises(ConfigError, match="unknown image augmentation option.*bogus"):
+        ImageModality().view_maker("simclr", spec, 1.0, {"bogus": 1})

@@ -44,3 +44,17 @@ def test_auto_precision_is_fp32_without_native_bf16(monkeypatch):
     monkeypatch.setattr(session, "cpu_has_native_bf16", lambda: True)
     assert session.resolve_precision("auto", torch.device("cpu")) == "bf16"
     assert session.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+def test_compile_switch_trains_and_keeps_plain_weights(tmp_path):
+    """--compile compiles the encoder in place: same parameter names on disk, an eager encoder returned."""
+    import selfsup
+    from safetensors.torch import load_file
+
+    run = selfsup.train("digits", method="simclr", epochs=1, batch_size=256, compile=True, out=tmp_path / "r",
+                        encoder_options={"widths": [8, 8, 8, 8]}, method_options={"proj_hidden_dim": 16},
+                        monitor=False)
+    assert run.config.compile and run.summary["steps"] > 0
+    assert getattr(run.encoder, "_compiled_call_impl", None) is None
+    names = set(load_file(str(tmp_path / "r" / "encoder.safetensors")))
+    assert names and not any("_orig_mod" in n for n in names)

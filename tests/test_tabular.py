@@ -341,3 +341,21 @@ def test_cli_trains_and_evaluates_a_csv(tmp_path, capsys):
     assert main(["datasets"]) == 0
     listing = capsys.readouterr().out
     assert "csv" in listing and "mlbench" in listing and "label=" in listing
+
+
+def test_cli_label_column_and_categorical_flags_reach_the_reader(tmp_path):
+    import argparse
+
+    from selfsup.cli import data_with_table_flags
+
+    text = "id;age;city;y\n" + "".join(f"{i};{20 + i};{i % 3};{i % 2}\n" for i in range(30))
+    p = write_csv(tmp_path / "t.csv", text)
+    args = argparse.Namespace(data=f"csv:{p}?sep=;&drop=id", label_column="y", categorical="city")
+    data_with_table_flags(args)
+    ds = load_dataset(args.data)
+    assert ds.info["columns"] == ["age", "city"] and ds.info["kinds"] == ["numeric", "categorical"]
+    assert ds.train.y.tolist() == [i % 2 for i in range(30)]
+    with pytest.raises(ConfigError, match="already sets label"):
+        data_with_table_flags(argparse.Namespace(data=f"csv:{p}?label=id", label_column="y", categorical=None))
+    with pytest.raises(ConfigError, match="needs --data"):
+        data_with_table_flags(argparse.Namespace(data=None, label_column="y", categorical=None))

@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from .data import Dataset, Split, encode_labels
 from .errors import ConfigError
 from .modalities.base import get_modality
+from .presets import with_preset
 from .run import Run, load
 from .training.config import TrainConfig
 from .training.session import train as train_config
@@ -32,10 +33,12 @@ def dataset_from_array(x: Any, y: Any = None, modality: str | None = None, name:
     return Dataset(name, modality, Split(mod.from_array(x, name), y))
 
 
-def train(data: str | Dataset | Any = "digits", method: str = "simclr", out: str | Path | None = None,
+def train(data: str | Dataset | Any = "digits", method: str | None = None, out: str | Path | None = None,
           progress: bool = False, overwrite: bool = False, **options: Any) -> Run:
     """Train an encoder on `data` (a source URI, a Dataset or an array) with `method`; options as TrainConfig.
 
+    With neither `method` nor `encoder` given, a dataset with a measured preset (selfsup.presets, e.g.
+    fashion-mnist) uses it; otherwise the method defaults to SimCLR.
     Example: ``run = selfsup.train("digits", method="byol", epochs=20, out="runs/byol")``.
     """
     names = {f.name for f in fields(TrainConfig)}
@@ -47,7 +50,10 @@ def train(data: str | Dataset | Any = "digits", method: str = "simclr", out: str
         dataset = data if isinstance(data, Dataset) else dataset_from_array(data, modality=options.get("modality"))
         options.setdefault("modality", dataset.modality)
         data = dataset.name
-    cfg = TrainConfig(data=data, method=method, **options)
+    if method is not None:
+        options["method"] = method
+    options, _ = with_preset(data, options)
+    cfg = TrainConfig(data=data, **options)
     return train_config(cfg, out, progress=progress, dataset=dataset, overwrite=overwrite)
 
 

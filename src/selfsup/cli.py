@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+from urllib.parse import parse_qsl, urlencode
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -63,6 +64,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it holds a finished run")
     p.add_argument("--config", help="a run's config.yaml to start from; other flags override it")
     p.add_argument("--data-dir", dest="data_dir", help="where dataset files live (e.g. Fashion-MNIST IDX files)")
+    add_table_flags(p)
     p.add_argument("--modality", help="force a modality for ambiguous sources (image, timeseries, tabular)")
     p.add_argument("--optimizer", choices=["lars", "sgd", "adamw"], help="default: the method's paper")
     p.add_argument("--lr", type=float, help="learning rate (default: paper value x batch/256)")
@@ -75,6 +77,10 @@ def add_train_parser(sub) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"])
     p.add_argument("--channels-last", action="store_true", default=None, dest="channels_last")
+    p.add_argument("--no-channels-last", action="store_false", dest="channels_last", default=None,
+                   help="keep NCHW layout (channels_last is the default: 1.5x faster measured on CPU)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the encoder (off by default: 0.75x measured on a 2-core CPU)")
     p.add_argument("--select", choices=["last", "rankme"], help="keep the last or the best-RankMe checkpoint")
     p.add_argument("--no-monitor", action="store_false", dest="monitor", default=None,
                    help="skip per-epoch diagnostics")
@@ -85,6 +91,7 @@ def add_train_parser(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .presets import with_preset
     from .training.config import TrainConfig
     from .training.distributed import is_main_process
     from .training.session import resume, train
@@ -93,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in ("data", "method", "encoder", "epochs", "minutes", "batch_size", "seed",
                                                "data_dir", "modality", "optimizer", "lr", "weight_decay",
                                                "warmup_fraction", "augmentation_strength", "device", "threads",
-                                               "precision", "channels_last", "select", "monitor",
+                                               "precision", "channels_last", "compile", "select", "monitor",
                                                "checkpoint_minutes", "checkpoint_every_steps", "sync_bn")
                  if getattr(args, k) is not None}
     if args.resume:
@@ -119,6 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                         **key_values(args.encoder_option, "--encoder-option")}
     if args.method and args.config and "method_options" not in overrides and args.method != base.get("method"):
         base["method_options"] = {}
+    if not args.config:
+        overrides, args.preset = with_preset(overrides.get("data", TrainConfig.data), overrides)
     cfg = TrainConfig.from_dict({**base, **overrides}, "command line")
     run = train(cfg, args.out, progress=not args.quiet and not args.json, overwrite=args.overwrite)
     if not is_main_process():  # torchrun: rank 0 reports, evaluates and writes
@@ -140,6 +149,10 @@ def finish_train(args: argparse.Namespace, run, cfg) -> int:
         print(f"trained {s['method']} / {s['encoder']} on {s['data']}: {s['steps']} steps, {s['epochs']} epochs in "
               f"{s['train_seconds']:.1f} s ({s['samples_per_s']:.0f} samples/s), final loss {s['final_loss']:.4f}")
         print(f"run directory: {args.out}")
+        preset = getattr(args, "preset", None)
+        if preset is not None:
+            print(f"configuration: the measured preset for {s['data']} ({preset.chosen_by}; {preset.results}); "
+                  f"--method or --encoder chooses your own")
     if not args.no_eval:
         run = load(args.out)
         try:
@@ -265,6 +278,30 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_table_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label-column", dest="label_column", metavar="COL",
+                   help="tables (csv:/parquet:): the label column, used for evaluation only (= ?label=COL)")
+    p.add_argument("--categorical", metavar="A,B", help="tables: columns to treat as categorical "
+                   "(default: auto-detected; = ?categorical=A,B)")
+
+
+def data_with_table_flags(args: argparse.Namespace) -> None:
+    """Fold --label-column / --categorical into the --data URI's query (where the table readers look)."""
+    extra = {k: v for k, v in (("label", getattr(args, "label_column", None)),
+                               ("categorical", getattr(args, "categorical", None))) if v}
+    if not extra:
+        return
+    if not getattr(args, "data", None):
+        raise ConfigError(f"--{'label-column' if 'label' in extra else 'categorical'} needs --data (a table)")
+    head, _, query = args.data.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    for key, value in extra.items():
+        if key in options and options[key] != value:
+            raise ConfigError(f"--data {args.data!r} already sets {key}={options[key]}; drop it or the flag")
+        options[key] = value
+    args.data = head + "?" + urlencode(options, safe=",/:")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised representation learning: "
                                      "train an encoder without labels, embed data, evaluate honestly.")
@@ -276,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--data", help="data source (default: the run's)")
     p.add_argument("--data-dir", dest="data_dir")
+    add_table_flags(p)
     p.add_argument("--split", default="train", choices=["train", "test"])
     p.add_argument("--out", required=True, help="output .npy file")
     p.add_argument("--per-timestep", action="store_true", dest="per_timestep",
@@ -285,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--data", help="labelled data source (default: the run's)")
     p.add_argument("--data-dir", dest="data_dir")
+    add_table_flags(p)
     p.add_argument("--protocols", default="knn,linear", help="comma-separated: knn,linear,kmeans,fewshot,svm")
     p.add_argument("--no-baselines", action="store_true", help="skip raw-input and random-encoder baselines")
     p.add_argument("--no-finetune", action="store_true", help="with fewshot: skip fine-tuning the whole encoder")
@@ -313,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     is_main_process = lambda: os.environ.get("RANK", "0") == "0"  # noqa: E731 -- torchrun's rank; no torch import
     try:
+        data_with_table_flags(args)
         return COMMANDS[args.command](args)
     except SelfSupError as exc:
         if args.debug:

@@ -235,6 +235,8 @@ def _train(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dat
         method.to(device)
         if cfg.channels_last:
             method.to(memory_format=torch.channels_last)
+        if cfg.compile:  # in place, so parameter names (checkpoints, weights) stay those of the plain module
+            method.encoder.compile()
         if world.distributed:
             method.set_world(world.rank, world.size)
             if cfg.sync_bn:
@@ -312,6 +314,8 @@ def _train(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dat
         method.to("cpu")
         if cfg.channels_last:
             method.to(memory_format=torch.contiguous_format)
+        if cfg.compile:  # the returned encoder runs eagerly (evaluation uses other batch sizes and eval mode)
+            method.encoder._compiled_call_impl = None
         run = Run(cfg, resolved, method.encoder.eval(), out_path if world.is_main else None, summary)
         error = None
         if staging is not None:

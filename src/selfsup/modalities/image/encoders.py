@@ -17,9 +17,14 @@ def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 class ConvNet4(nn.Module):
-    """Four Conv3x3(no bias)-BN-ReLU blocks (64,128,256,512), MaxPool2d(2) after the first three, global average pool."""
+    """Four Conv3x3(no bias)-BN-ReLU blocks (64,128,256,512), MaxPool2d(2) after the first three, global average pool.
 
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512)) -> None:
+    out_norm=True standardises the pooled feature with a BatchNorm without affine parameters (running
+    statistics at evaluation), so the representation is centred instead of all-positive after the ReLU.
+    """
+
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512),
+                 out_norm: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = in_channels
@@ -29,10 +34,11 @@ class ConvNet4(nn.Module):
                 layers.append(nn.MaxPool2d(2))
             c = w
         self.features = nn.Sequential(*layers)
+        self.out_norm = nn.BatchNorm1d(c, affine=False) if out_norm else nn.Identity()
         self.out_dim = c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=(2, 3))
+        return self.out_norm(self.features(x).mean(dim=(2, 3)))
 
 
 class BasicBlock(nn.Module):

@@ -1,6 +1,7 @@
 """The image modality: uint8 [N, C, H, W] storage, per-channel normalisation, batched views."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -59,17 +60,25 @@ class ImageModality(Modality):
 
     def view_maker(self, style: str, spec: dict[str, Any], strength: float = 1.0,
                    options: dict[str, Any] | None = None) -> ViewMaker:
-        from .augment import ImageViewMaker, recipe
-
-        from .augment import RECIPES
+        from .augment import RECIPES, ImageAugmentation, ImageViewMaker, recipe
 
         if style not in RECIPES:
             raise ConfigError(f"this method needs {style!r} views, which image data does not provide; "
                               f"image view styles: {', '.join(sorted(RECIPES))}")
+        options = dict(options or {})
+        size = int(options.pop("size", spec["size"]))  # training views may be smaller than the images (faster)
+        if not 4 <= size <= 4 * spec["size"]:
+            raise ConfigError(f"augmentation size={size}: must lie between 4 and {4 * spec['size']} pixels")
         views = recipe(style, spec["size"], spec["channels"], strength)
+        known = set(ImageAugmentation.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown image augmentation option(s) {', '.join(unknown)}; known: size, "
+                              f"{', '.join(sorted(known))}")
         if options:
-            views = [v.__class__(**{**v.__dict__, **options}) for v in views]
-        return ImageViewMaker(views, spec["mean"], spec["std"], out_size=spec["size"])
+            options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+            views = [replace(v, **options) for v in views]
+        return ImageViewMaker(views, spec["mean"], spec["std"], out_size=size)
 
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()

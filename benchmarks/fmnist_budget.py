@@ -1,0 +1,209 @@
+"""Protocol "Fashion-MNIST, CPU budget" (/work/shared/reference/benchmark-protocol.md).
+
+Default mode: `selfsup.train("fashion-mnist", minutes=M)` with no other option, i.e. the measured preset
+of selfsup.presets, on the 60k training images without labels, 2 threads; then, on the frozen encoder,
+weighted kNN (k=200, cosine, T=0.1) and the linear probe (C chosen on a validation split of train) on the
+test set, beside raw pixels and a randomly initialised encoder of the same architecture, in this run.
+Training time is the budget; set-up and evaluation are reported separately. Peak RSS is measured.
+
+Search mode (--search): how the preset was chosen. Each candidate configuration trains for
+--search-minutes (3 to screen them all, then 10 for the best few) on 50k training images and is scored on the 10k held out from the *training* set
+(stratified, seed 0): kNN and linear probe on validation images, never on test. Results are merged
+into benchmarks/results/fmnist_budget_search.json (run candidates in stages with --only).
+
+    python benchmarks/fmnist_budget.py --minutes 10 --json
+    python benchmarks/fmnist_budget.py --search --search-minutes 3 [--only NAME,NAME]
+    python benchmarks/fmnist_budget.py --search --stage final --search-minutes 10 --only NAME,NAME
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS, machine, save  # noqa: E402
+
+import selfsup  # noqa: E402
+from selfsup.data import Dataset, Split, load_dataset  # noqa: E402
+from selfsup.evaluate import evaluate_run  # noqa: E402
+from selfsup.evaluation import knn_accuracy, linear_probe, stratified_validation_split  # noqa: E402
+from selfsup.presets import PRESETS  # noqa: E402
+from selfsup.run import encode_storage  # noqa: E402
+
+PROTOCOL = "Fashion-MNIST, CPU budget (shared/reference/benchmark-protocol.md)"
+PEERS = {
+    "lightly_1.6.0_simclr_10min": {"knn_acc": 0.808, "linear_acc": 0.876, "img_per_s": 359,
+                                   "source": "issue 4, measured on a 2-core machine with avx512_bf16 "
+                                             "(ConvNet-4, batch 256)"},
+    "raw_pixels_rbf_svm": {"acc": 0.897, "source": "Xiao et al. 2017, Table 3 (SVC rbf, C=10)"},
+    "raw_pixels_knn_anchor": {"acc": 0.818, "source": "shared/reference/anchors.md (same kNN protocol)"},
+}
+
+W32 = {"widths": [32, 64, 128, 256]}
+W16 = {"widths": [16, 32, 64, 128]}
+W48 = {"widths": [48, 96, 192, 384]}
+#: Candidate configurations for the search; every one is a set of `selfsup.train` options.
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "simclr-w32": {"method": "simclr", "encoder": "convnet4", "encoder_options": W32},
+    "simclr-w32-aug0.5": {"method": "simclr", "encoder": "convnet4", "encoder_options": W32,
+                          "augmentation_strength": 0.5},
+    "simclr-w16-aug0.5": {"method": "simclr", "encoder": "convnet4", "encoder_options": W16,
+                          "augmentation_strength": 0.5},
+    "vicreg-w32-aug0.5": {"method": "vicreg", "encoder": "convnet4", "encoder_options": W32,
+                          "augmentation_strength": 0.5},
+    "byol-w32-aug0.5": {"method": "byol", "encoder": "convnet4", "encoder_options": W32,
+                        "augmentation_strength": 0.5},
+    # training views at 16 px (2.6x the images/s of 28 px for W32; the encoder is evaluated on 28 px images)
+    "simclr-w32-aug0.5-views16": {"method": "simclr", "encoder": "convnet4", "encoder_options": W32,
+                                  "augmentation_strength": 0.5, "augmentation": {"size": 16}},
+    "simclr-convnet4-aug0.5-views16": {"method": "simclr", "encoder": "convnet4", "augmentation_strength": 0.5,
+                                       "augmentation": {"size": 16}},
+    "simclr-w48-aug0.5-views16": {"method": "simclr", "encoder": "convnet4", "encoder_options": W48,
+                                  "augmentation_strength": 0.5, "augmentation": {"size": 16}},
+    "simclr-w32-aug0.5-views20": {"method": "simclr", "encoder": "convnet4", "encoder_options": W32,
+                                  "augmentation_strength": 0.5, "augmentation": {"size": 20}},
+    "simclr-w32-aug0.5-views16-t0.2": {"method": "simclr", "encoder": "convnet4", "encoder_options": W32,
+                                       "augmentation_strength": 0.5, "augmentation": {"size": 16},
+                                       "method_options": {"temperature": 0.2}},
+    "simclr-w32-aug1-views16": {"method": "simclr", "encoder": "convnet4", "encoder_options": W32,
+                                "augmentation": {"size": 16}},
+    "simclr-w32-aug0.5-views16-outnorm": {"method": "simclr", "encoder": "convnet4",
+                                          "encoder_options": {**W32, "out_norm": True},
+                                          "augmentation_strength": 0.5, "augmentation": {"size": 16}},
+    "simclr-w32-aug0.5-views16-b128": {"method": "simclr", "encoder": "convnet4", "encoder_options": W32,
+                                       "augmentation_strength": 0.5, "augmentation": {"size": 16},
+                                       "batch_size": 128},
+}
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+
+
+def validation_split(ds: Dataset, seed: int = 0) -> tuple[Split, Split]:
+    """10k stratified images held out from the 60k training images (the test set is never touched)."""
+    fit, val = stratified_validation_split(ds.train.y, 10000 / len(ds.train), seed)
+    return Split(ds.train.x[fit], ds.train.y[fit]), Split(ds.train.x[val], ds.train.y[val])
+
+
+def score_on_validation(run, fit: Split, val: Split) -> dict[str, Any]:
+    """kNN and linear probe of a run's frozen encoder: fit on `fit`, scored on `val`."""
+    a = encode_storage(run.encoder, run.modality, run.spec, fit.x)
+    b = encode_storage(run.encoder, run.modality, run.spec, val.x)
+    lin = linear_probe(a, fit.y, b, val.y)
+    return {"val_knn": round(knn_accuracy(a, fit.y, b, val.y, k=200, temperature=0.1), 4),
+            "val_linear": round(lin["acc"], 4), "linear_C": lin["C"]}
+
+
+def best_candidate(search_result: dict[str, Any]) -> str:
+    """The winner: highest val_knn + val_linear in the final round (full budget) if run, else in the screen."""
+    pool = search_result.get("final_round") or search_result["candidates"]
+    return max(pool, key=lambda n: pool[n]["val_knn"] + pool[n]["val_linear"])
+
+
+def search(minutes: float, only: list[str] | None, seed: int, stage: str) -> dict[str, Any]:
+    ds = load_dataset("fashion-mnist")
+    fit, val = validation_split(ds)
+    path = RESULTS / "fmnist_budget_search.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    out.setdefault("candidates", {})
+    results = out.setdefault("candidates" if stage == "screen" else "final_round", {})
+    for name in only or list(CANDIDATES):
+        options = CANDIDATES[name]
+        start = time.perf_counter()
+        run = selfsup.train(Dataset("fashion-mnist-fit", "image", fit), minutes=minutes, seed=seed,
+                            monitor=False, **options)
+        train_s = time.perf_counter() - start
+        start = time.perf_counter()
+        scores = score_on_validation(run, fit, val)
+        results[name] = {"options": options, "minutes": minutes, "seed": seed, **scores,
+                         "steps": run.summary["steps"], "img_per_s": run.summary["samples_per_s"],
+                         "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
+                         "train_seconds": round(train_s, 1), "eval_seconds": round(time.perf_counter() - start, 1),
+                         "load_average_1min": machine()["load_average_1min"]}
+        print(json.dumps({name: results[name]}), flush=True)
+        out.update({"protocol": PROTOCOL + ", search on a validation split of train",
+                    "validation": "10,000 images held out from the 60,000 training images (stratified, seed 0); "
+                                  "candidates train on the other 50,000; the test set is not used",
+                    "stages": "screen: every candidate with a short budget (candidates); final: the best "
+                              "few with the full budget (final_round), which decides",
+                    "score": "val_knn + val_linear", "machine": machine()})
+        out["best"] = best_candidate(out)
+        save("fmnist_budget_search", out)
+    return out
+
+
+def budget_run(minutes: float, seed: int) -> dict[str, Any]:
+    start = time.perf_counter()
+    ds = load_dataset("fashion-mnist")
+    load_s = time.perf_counter() - start
+    run = selfsup.train(ds, minutes=minutes, seed=seed)  # no method/encoder: the fashion-mnist preset
+    rss_after_training = peak_rss_gib()
+    ev = evaluate_run(run, ds, protocols=("knn", "linear"))
+    preset = PRESETS["fashion-mnist"]
+    p = ev["protocols"]
+    return {
+        "protocol": PROTOCOL, "command": "python benchmarks/fmnist_budget.py " + " ".join(sys.argv[1:]),
+        "knn_acc": round(ev["knn_acc"], 4), "linear_acc": round(ev["linear_acc"], 4), "minutes": minutes,
+        "seed": seed, "targets": {"knn_acc": 0.88, "linear_acc": 0.90, "peak_rss_gib": 3.0},
+        "baselines": {name: {"knn_acc": round(p["knn"][name]["acc"], 4), "linear_acc": round(p["linear"][name]["acc"], 4)}
+                      for name in ("raw", "random_encoder")},
+        "configuration": {"preset": preset.options, "chosen_by": preset.chosen_by,
+                          "resolved": {k: run.resolved[k] for k in ("encoder", "encoder_options", "method_options",
+                                                                     "optimizer", "lr", "weight_decay", "batch_size",
+                                                                     "precision")},
+                          "config": run.config.to_dict()},
+        "training": {"train_seconds": run.summary["train_seconds"], "setup_seconds": run.summary["setup_seconds"],
+                     "load_seconds": round(load_s, 1), "steps": run.summary["steps"],
+                     "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(ds.train), 2),
+                     "img_per_s": run.summary["samples_per_s"], "final_loss": run.summary["final_loss"]},
+        "evaluation_seconds": ev["seconds"], "linear_C": p["linear"]["selfsup"]["C"],
+        "peak_rss_gib": {"after_training": rss_after_training, "after_evaluation": peak_rss_gib()},
+        "peers": PEERS, "machine": machine(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget (default 10)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--search", action="store_true", help="score the candidate configurations on validation")
+    parser.add_argument("--search-minutes", type=float, default=3.0)
+    parser.add_argument("--only", help="comma-separated candidate names (search mode)")
+    parser.add_argument("--stage", choices=["screen", "final"], default="screen",
+                        help="search mode: short-budget screen, or the final round at the full budget")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.search:
+        only = args.only.split(",") if args.only else None
+        unknown = sorted(set(only or []) - set(CANDIDATES))
+        if unknown:
+            parser.error(f"--only: unknown candidate(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}")
+        result = search(args.search_minutes, only, args.seed, args.stage)
+    else:
+        result = budget_run(args.minutes, args.seed)
+        path = save("fmnist_budget", result)
+        if not args.json:
+            print(f"kNN {result['knn_acc']} linear {result['linear_acc']} in {args.minutes} min "
+                  f"(raw {result['baselines']['raw']}, random {result['baselines']['random_encoder']}) -> {path}")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Measured default configurations for named datasets.
+
+`selfsup train --data NAME` (and `selfsup.train("NAME")`) use the preset of NAME when the caller chooses
+neither a method nor an encoder (nor their options): the configuration a benchmark found best on a validation split carved
+from the training data (never on the test set). Options the caller does give override the preset's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .data import parse_uri
+
+
+@dataclass(frozen=True)
+class Preset:
+    """TrainConfig options for one dataset, and where they were measured."""
+
+    options: dict[str, Any]
+    chosen_by: str
+    results: str
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register(name: str, preset: Preset) -> None:
+    PRESETS[name] = preset
+
+
+#: Options that make a configuration the caller's own: given any of them, no preset applies.
+OWN_CHOICE = ("method", "encoder", "method_options", "encoder_options")
+
+
+def preset_for(data: str | None, options: dict[str, Any]) -> Preset | None:
+    """The preset of data source `data` when `options` choose neither the method nor the encoder, else None."""
+    if not data or any(options.get(k) for k in OWN_CHOICE):
+        return None
+    try:
+        scheme = parse_uri(data).scheme
+    except Exception:  # noqa: BLE001 -- an unreadable URI is reported later, by the data loader
+        return None
+    return PRESETS.get(scheme)
+
+
+def with_preset(data: str | None, options: dict[str, Any]) -> tuple[dict[str, Any], Preset | None]:
+    """`options` completed by the dataset's preset (the caller's own options win), and the preset used."""
+    preset = preset_for(data, options)
+    if preset is None:
+        return options, None
+    merged = dict(preset.options)
+    for key, value in options.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged, preset
+
+
+#: Fashion-MNIST under a CPU budget: the winner of `benchmarks/fmnist_budget.py --search` (results in
+#: benchmarks/results/fmnist_budget_search.json): SimCLR on a ConvNet-4 of widths 48-96-192-384 (384-d) with
+#: training views made at 16 x 16 pixels (the encoder still embeds 28 x 28 images; together ~4.5x the images/s
+#: of the protocol's ConvNet-4 at 28 x 28, so ~11 epochs of the 60k images fit in 10 minutes instead of ~2)
+#: and half-strength augmentation (crops of 54-100% of the image instead of 8-100%).
+FASHION_MNIST = Preset(
+    {"method": "simclr", "encoder": "convnet4", "encoder_options": {"widths": [48, 96, 192, 384]},
+     "augmentation_strength": 0.5, "augmentation": {"size": 16}},
+    "benchmarks/fmnist_budget.py --search: kNN + linear probe on 10k images held out from the training set",
+    "benchmarks/results/fmnist_budget_search.json")
+
+
+def _register_builtin() -> None:
+    register("fashion-mnist", FASHION_MNIST)
+    from .modalities.timeseries.modality import DEFAULT_CONFIG as SERIES_CONFIG
+
+    series = Preset(dict(SERIES_CONFIG), "cross-validation inside the training splits of five UCR/UEA problems",
+                    "benchmarks/results/ucr.json")
+    for name in ("ucr", "ts", "tscsv"):
+        register(name, series)
+    tables = Preset({"method": "scarf", "encoder": "mlp", "batch_size": 128},
+                    "validation splits of the training rows of four tables", "benchmarks/results/tabular.json")
+    for name in ("csv", "parquet", "sklearn", "mlbench"):
+        register(name, tables)
+
+
+_register_builtin()

@@ -1,0 +1,45 @@
+"""Dataset presets: used when no method/encoder is chosen, overridable, and equal to the benchmark's choice."""
+import json
+from pathlib import Path
+
+from selfsup.presets import PRESETS, with_preset
+
+SEARCH = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "fmnist_budget_search.json"
+
+
+def test_preset_applies_only_without_method_or_encoder():
+    opts, preset = with_preset("fashion-mnist", {"minutes": 10})
+    assert preset is PRESETS["fashion-mnist"]
+    assert opts["minutes"] == 10 and opts["method"] == preset.options["method"]
+    assert with_preset("fashion-mnist", {"method": "byol"}) == ({"method": "byol"}, None)
+    assert with_preset("fashion-mnist?dir=/x", {"encoder": "resnet18"})[1] is None
+    assert with_preset("digits", {"minutes": 1}) == ({"minutes": 1}, None)
+
+
+def test_caller_options_override_the_preset():
+    opts, _ = with_preset("fashion-mnist", {"batch_size": 64, "augmentation": {"flip_p": 0.0}})
+    assert opts["batch_size"] == 64
+    assert opts["augmentation"]["flip_p"] == 0.0
+    assert {k: v for k, v in opts["augmentation"].items() if k != "flip_p"} == \
+        {k: v for k, v in PRESETS["fashion-mnist"].options.get("augmentation", {}).items() if k != "flip_p"}
+
+
+def test_fashion_mnist_preset_is_the_search_winner():
+    search = json.loads(SEARCH.read_text())
+    pool = search.get("final_round") or search["candidates"]
+    assert search["best"] == max(pool, key=lambda n: pool[n]["val_knn"] + pool[n]["val_linear"])
+    assert PRESETS["fashion-mnist"].options == pool[search["best"]]["options"]
+
+
+def test_cli_without_method_uses_the_series_preset(tmp_path, capsys):
+    import yaml
+
+    from selfsup.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", "ucr:ItalyPowerDemand", "--epochs", "1", "--out", str(out), "--no-eval",
+                 "--quiet", "--no-monitor"]) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    config = cfg["train"]
+    assert (config["method"], config["encoder"], config["batch_size"]) == ("ts2vec", "dilated_cnn", 8)
+    assert "measured preset for ucr:ItalyPowerDemand" in capsys.readouterr().out
