@@ -81,7 +81,12 @@ def case_zero_byte_npy(d):
 
 def case_garbage_npy(d):
     (d / "x.npy").write_bytes(b"\x93NUMPY garbage that is not an array header")
-    return ["--data", f"npy:{d / 'x.npy'}"], ["x.npy", "cannot read"]
+    return ["--data", f"npy:{d / 'x.npy'}"], ["x.npy", "not a valid .npy"]
+
+
+def case_text_file_as_npy(d):
+    (d / "x.npy").write_text("1,2,3\n4,5,6\n")
+    return ["--data", f"npy:{d / 'x.npy'}"], ["x.npy", "no NumPy header"]
 
 
 def case_rank1_array(d):
@@ -150,8 +155,8 @@ def case_bad_checkpoint_interval(d):
     return ["--data", "digits", "--checkpoint-every", "0"], ["--checkpoint-every"]
 
 
-CASES = [case_truncated_png, case_folder_without_images, case_zero_byte_npy, case_garbage_npy, case_rank1_array,
-         case_rank5_array, case_series_rank4, case_table_rank3, case_nan_only_series_row, case_nan_only_image,
+CASES = [case_truncated_png, case_folder_without_images, case_zero_byte_npy, case_garbage_npy, case_text_file_as_npy,
+         case_rank1_array, case_rank5_array, case_series_rank4, case_table_rank3, case_nan_only_series_row, case_nan_only_image,
          case_series_labels_wrong_length, case_labels_needing_pickle, case_csv_ragged_row, case_csv_header_only,
          case_out_under_a_file, case_bad_checkpoint_interval]
 

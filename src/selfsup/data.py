@@ -104,10 +104,17 @@ def existing_file(path: str, what: str = "file") -> Path:
 def load_npy(path: str, what: str = "array") -> np.ndarray:
     """Load a .npy/.npz array without ever unpickling objects."""
     p = existing_file(path, what)
+    with open(p, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK\x03\x04"):
+        raise DataError(f"{p}: not a .npy/.npz file (no NumPy header); save the {what} with numpy.save")
     try:
         arr = np.load(p, allow_pickle=False)
     except ValueError as exc:
-        raise DataError(f"{p}: cannot read {what} safely ({exc})") from None
+        if "pickle" in str(exc):
+            raise DataError(f"{p}: cannot read {what} safely: it holds Python objects, which selfsup never "
+                            f"unpickles; save a numeric or string array") from None
+        raise DataError(f"{p}: not a valid .npy file ({exc})") from None
     except Exception as exc:  # corrupt header, truncated file, ...
         raise DataError(f"{p}: not a valid .npy file ({type(exc).__name__}: {exc})") from None
     if isinstance(arr, np.lib.npyio.NpzFile):
