@@ -81,6 +81,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "simclr-w32-aug0.5-views16-outnorm": {"method": "simclr", "encoder": "convnet4",
                                           "encoder_options": {**W32, "out_norm": True},
                                           "augmentation_strength": 0.5, "augmentation": {"size": 16}},
+    # SimCLR's square-root rule for small batches and short schedules (appendix B.1): lr = 0.075 x sqrt(256)
+    "simclr-w48-aug0.5-views16-sqrtlr": {"method": "simclr", "encoder": "convnet4", "encoder_options": W48,
+                                         "augmentation_strength": 0.5, "augmentation": {"size": 16}, "lr": 1.2},
     "simclr-w32-aug0.5-views16-b128": {"method": "simclr", "encoder": "convnet4", "encoder_options": W32,
                                        "augmentation_strength": 0.5, "augmentation": {"size": 16},
                                        "batch_size": 128},
