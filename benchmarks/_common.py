@@ -1,7 +1,6 @@
 """Shared helpers for the benchmark scripts: machine description and result files."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -28,11 +27,16 @@ def machine() -> dict:
     return info
 
 
-def save(name: str, result: dict) -> Path:
-    """Write benchmarks/results/NAME.json (atomically) and return its path."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**result, "written": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2) + "\n")
-    tmp.replace(path)
+def write_result(path: Path, doc: dict) -> Path:
+    """Write a result document as JSON atomically (selfsup.artifacts: temporary file + rename)."""
+    from selfsup.artifacts import write_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, doc)
     return path
+
+
+def save(name: str, result: dict) -> Path:
+    """Write benchmarks/results/NAME.json (atomically, with the time written) and return its path."""
+    return write_result(RESULTS / f"{name}.json", {**result, "written": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import selfsup  # noqa: E402
-from selfsup.artifacts import write_json  # noqa: E402
+from _common import write_result  # noqa: E402
 from selfsup.data import Dataset, Split, load_dataset  # noqa: E402
 from selfsup.errors import SelfSupError  # noqa: E402
 from selfsup.evaluation import few_label_linear, few_label_splits, stratified_validation_split  # noqa: E402
@@ -245,9 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "verdict": verdict(results), "skipped": skipped, "table_markdown": markdown(results),
     }
     doc["summary"] = summary(doc["verdict"])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, doc)  # atomic: temporary file + rename
+    out = write_result(Path(args.out), doc)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:

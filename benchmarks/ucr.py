@@ -182,10 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         "datasets": per,
     }
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        from selfsup.artifacts import write_json
-        write_json(out, doc)  # atomic: temporary file + rename
+        from _common import write_result
+
+        write_result(Path(args.out), doc)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
