@@ -223,3 +223,16 @@ def test_modality_view_size_option() -> None:
         ImageModality().view_maker("simclr", spec, 1.0, {"size": 2})
     with pytest.raises(ConfigError, match="unknown image augmentation option.*bogus"):
         ImageModality().view_maker("simclr", spec, 1.0, {"bogus": 1})
+
+
+def test_convnet4_out_norm_standardises_the_feature() -> None:
+    from selfsup.modalities.image.encoders import ConvNet4
+
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 28, 28, generator=gen())
+    plain, normed = ConvNet4(1, (8, 8, 8, 8)), ConvNet4(1, (8, 8, 8, 8), out_norm=True)
+    assert (plain(x) >= 0).all()  # post-ReLU average: all-positive
+    z = normed(x)  # training mode: batch statistics
+    torch.testing.assert_close(z.mean(0), torch.zeros(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.var(0, unbiased=False), torch.ones(8), atol=1e-2, rtol=0)
+    assert "out_norm.running_mean" in normed.state_dict() and "out_norm.running_mean" not in plain.state_dict()
