@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .base import Method, OptimizerDefaults, mlp, register_method
+from .numerics import full_precision
 
 
 def off_diagonal(m: torch.Tensor) -> torch.Tensor:
@@ -20,9 +21,9 @@ def off_diagonal(m: torch.Tensor) -> torch.Tensor:
     return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
 
 
+@full_precision
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051, eps: float = 1e-5) -> torch.Tensor:
     """sum_i (1 - C_ii)^2 + lambda sum_{i != j} C_ij^2, with C the batch cross-correlation."""
-    z1, z2 = z1.float(), z2.float()
     n = z1.shape[0]
     z1 = (z1 - z1.mean(0)) / (z1.std(0, unbiased=False) + eps)
     z2 = (z2 - z2.mean(0)) / (z2.std(0, unbiased=False) + eps)

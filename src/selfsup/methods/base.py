@@ -78,7 +78,7 @@ class Method(nn.Module):
         return [enc(v) for v in views]
 
     def forward(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss on a list of views, and scalar logs; the loss is computed in float32."""
+        """Loss on a list of views, and scalar logs; loss functions wear `numerics.full_precision` (float32)."""
         return self.loss_on_views(views)
 
     def loss_on_views(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

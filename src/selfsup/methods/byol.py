@@ -11,11 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from .base import Method, OptimizerDefaults, cosine_momentum, ema_update, make_target, mlp, register_method
+from .numerics import full_precision
 
 
+@full_precision
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """2 - 2 cos(p, z) averaged over the batch; z is the (detached) target projection."""
-    return (2 - 2 * F.cosine_similarity(p.float(), z.float().detach(), dim=1)).mean()
+    return (2 - 2 * F.cosine_similarity(p, z.detach(), dim=1)).mean()
 
 
 @register_method("byol", "Predict an EMA target network's projection of the other view (no negatives).",

@@ -16,13 +16,15 @@ import torch
 
 from ..errors import ConfigError
 from .base import Method, OptimizerDefaults, mlp, register_method
+from .numerics import full_precision
 from .vime import input_width
 
 
+@full_precision
 def denoising_loss(reconstruction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
                    corrupted_weight: float = 1.0) -> torch.Tensor:
     """Weighted MSE: cells with mask 1 weigh `corrupted_weight`, the others 1 (normalised by total weight)."""
-    err = (reconstruction.float() - target.float()).pow(2)
+    err = (reconstruction - target).pow(2)
     if mask is None or corrupted_weight == 1.0:
         return err.mean()
     w = 1.0 + (corrupted_weight - 1.0) * mask.float()

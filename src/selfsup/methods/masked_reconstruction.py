@@ -21,6 +21,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import Method, OptimizerDefaults, register_method
+from .numerics import full_precision
 
 
 def geometric_noise_mask(shape: tuple[int, ...], length: int, ratio: float = 0.15, mean_span: float = 3.0,
@@ -55,10 +56,11 @@ def geometric_noise_mask(shape: tuple[int, ...], length: int, ratio: float = 0.1
     return mask.view(*shape, length).to(device) if device is not None else mask.view(*shape, length)
 
 
+@full_precision
 def masked_mse_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the entries where mask is True (and target is observed)."""
     sel = mask & ~torch.isnan(target)
-    diff = (pred.float() - torch.nan_to_num(target.float())).masked_fill(~sel, 0.0)
+    diff = (pred - torch.nan_to_num(target)).masked_fill(~sel, 0.0)
     return diff.pow(2).sum() / sel.sum().clamp(min=1)
 
 

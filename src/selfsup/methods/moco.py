@@ -13,14 +13,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Method, OptimizerDefaults, ema_update, make_target, register_method
+from .numerics import full_precision
 
 
+@full_precision
 def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     """InfoNCE with the key of the same image as positive and the queue (K x D, normalised) as negatives."""
-    q = F.normalize(q.float(), dim=1)
-    k = F.normalize(k.float(), dim=1)
+    q = F.normalize(q, dim=1)
+    k = F.normalize(k, dim=1)
     pos = (q * k).sum(dim=1, keepdim=True)
-    neg = q @ queue.float().T
+    neg = q @ queue.T
     logits = torch.cat([pos, neg], dim=1) / temperature
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 

@@ -21,16 +21,18 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .base import Method, OptimizerDefaults, mlp, register_method
+from .numerics import full_precision
 
 
+@full_precision
 def info_nce_loss(anchor: torch.Tensor, positive: torch.Tensor, temperature: float = 0.5,
                   symmetric: bool = False) -> torch.Tensor:
     """InfoNCE: row i of `anchor` must pick row i of `positive` among all rows (cosine similarity / T).
 
     With `symmetric`, the loss is averaged with the positives-as-anchors direction (NT-Xent-like).
     """
-    a = F.normalize(anchor.float(), dim=1)
-    p = F.normalize(positive.float(), dim=1)
+    a = F.normalize(anchor, dim=1)
+    p = F.normalize(positive, dim=1)
     logits = a @ p.T / temperature
     targets = torch.arange(len(a), device=a.device)
     loss = F.cross_entropy(logits, targets)

@@ -10,8 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from .base import Method, OptimizerDefaults, mlp, register_method
+from .numerics import full_precision
 
 
+@full_precision
 def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
                  all_z1: torch.Tensor | None = None, all_z2: torch.Tensor | None = None,
                  offset: int = 0) -> torch.Tensor:
@@ -23,7 +25,7 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
     """
     if all_z1 is not None and all_z2 is not None:
         return _nt_xent_local_anchors(z1, z2, all_z1, all_z2, offset, temperature)
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
     n = z1.shape[0]
     logits = z @ z.T / temperature
     logits.fill_diagonal_(float("-inf"))
@@ -31,17 +33,18 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
     return F.cross_entropy(logits, targets)
 
 
+@full_precision
 def _nt_xent_local_anchors(z1: torch.Tensor, z2: torch.Tensor, all_z1: torch.Tensor, all_z2: torch.Tensor,
                            offset: int, temperature: float) -> torch.Tensor:
     """NT-Xent of the 2b local anchors against the 2B global candidates (positives offset by this process's rank)."""
-    anchors = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-    candidates = F.normalize(torch.cat([all_z1, all_z2]).float(), dim=1)
+    anchors = F.normalize(torch.cat([z1, z2]), dim=1)
+    candidates = F.normalize(torch.cat([all_z1, all_z2]), dim=1)
     b, big_b = z1.shape[0], all_z1.shape[0]
     logits = anchors @ candidates.T / temperature
     idx = torch.arange(b, device=logits.device) + offset
     rows = torch.arange(2 * b, device=logits.device)
     self_cols = torch.cat([idx, idx + big_b])
-    logits = logits.index_put((rows, self_cols), torch.tensor(float("-inf"), device=logits.device))
+    logits = logits.index_put((rows, self_cols), logits.new_full((), float("-inf")))  # logits' own dtype
     targets = torch.cat([idx + big_b, idx])
     return F.cross_entropy(logits, targets)
 

@@ -10,11 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from .base import Method, OptimizerDefaults, mlp, register_method
+from .numerics import full_precision
 
 
+@full_precision
 def simsiam_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Negative cosine similarity D(p, stopgrad(z)), averaged over the batch."""
-    return -F.cosine_similarity(p.float(), z.float().detach(), dim=1).mean()
+    return -F.cosine_similarity(p, z.detach(), dim=1).mean()
 
 
 @register_method("simsiam", "Siamese views with a predictor and stop-gradient (no negatives, no EMA).",

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .base import Method, OptimizerDefaults, make_target, register_method
+from .numerics import full_precision
 
 
 def _contrast(z: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
@@ -72,6 +73,7 @@ def _pool_pairs(z: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, tor
     return pooled.masked_fill(~pv.unsqueeze(-1), 0.0), pv
 
 
+@full_precision
 def hierarchical_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, valid: torch.Tensor | None = None,
                                   alpha: float = 0.5, temporal_unit: int = 0) -> torch.Tensor:
     """TS2Vec's loss on per-step representations z1, z2 [B, T, D] of the same steps in two crops.
@@ -81,7 +83,6 @@ def hierarchical_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, valid: tor
     instance term; the sum divided by the number of levels. `valid` [B, T] (default all True) removes
     padded steps from every term and from the pooling.
     """
-    z1, z2 = z1.float(), z2.float()
     if valid is None:
         valid = torch.ones(z1.shape[:2], dtype=torch.bool, device=z1.device)
     loss = z1.new_zeros(())

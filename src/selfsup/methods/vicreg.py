@@ -11,12 +11,13 @@ import torch.nn.functional as F
 
 from .barlow_twins import off_diagonal
 from .base import Method, OptimizerDefaults, mlp, register_method
+from .numerics import full_precision
 
 
+@full_precision
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
                 cov_weight: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
     """lambda * MSE(z1, z2) + mu * mean ReLU(1 - std) + nu * sum of squared off-diagonal covariances / D."""
-    z1, z2 = z1.float(), z2.float()
     n, d = z1.shape
     invariance = F.mse_loss(z1, z2)
     z1 = z1 - z1.mean(0)

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import Method, OptimizerDefaults, register_method
+from .numerics import full_precision
 
 
 def input_width(encoder: nn.Module, input_dim: int | None, method: str) -> int:
@@ -30,11 +31,12 @@ def input_width(encoder: nn.Module, input_dim: int | None, method: str) -> int:
     return int(d)
 
 
+@full_precision
 def vime_loss(mask_logits: torch.Tensor, mask: torch.Tensor, reconstruction: torch.Tensor, target: torch.Tensor,
               alpha: float = 2.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(total, mask loss, reconstruction loss): BCE(mask estimate, m) + alpha * MSE(feature estimate, x)."""
-    mask_loss = F.binary_cross_entropy_with_logits(mask_logits.float(), mask.float())
-    recon_loss = F.mse_loss(reconstruction.float(), target.float())
+    mask_loss = F.binary_cross_entropy_with_logits(mask_logits, mask.float())
+    recon_loss = F.mse_loss(reconstruction, target)
     return mask_loss + alpha * recon_loss, mask_loss, recon_loss
 
 

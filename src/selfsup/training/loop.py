@@ -137,7 +137,7 @@ class MetricsLog:
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for the network; losses cast to float32 themselves."""
+    """bf16 autocast for the network; the loss functions switch it off (methods/numerics.full_precision)."""
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
