@@ -10,20 +10,29 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
 def machine() -> dict:
-    """CPU model, cores, vector/bf16 support, load average and versions, so a figure can be judged."""
+    """CPU model, cores, the vector/bf16 flags detected, the precision selfsup's `auto` picks here, load average
+    and versions, so a figure can be judged. Everything comes from detection on the machine that ran."""
     import torch
 
+    from selfsup.training.session import cpu_has_native_bf16, resolve_precision
+
     info = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-            "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0]}
+            "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0],
+            "native_bf16": cpu_has_native_bf16(),
+            "auto_precision": resolve_precision("auto", torch.device("cpu"))}
     try:
         cpuinfo = open("/proc/cpuinfo").read()
         info["cpu"] = next(l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name"))
-        flags = next(l for l in cpuinfo.splitlines() if l.startswith("flags")).split()
-        info["avx512"] = any(f.startswith("avx512") for f in flags)
-        info["native_bf16"] = "avx512_bf16" in flags or "amx_bf16" in flags
+        flags = set(next(l for l in cpuinfo.splitlines() if l.startswith("flags")).split(":", 1)[1].split())
+        info["cpu_flags"] = [f for f in CPU_FLAGS if f in flags]
+        info["avx512"] = "avx512f" in flags
     except (OSError, StopIteration):
         pass
+    info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     return info
 
 

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import selfsup  # noqa: E402
-from _common import write_result  # noqa: E402
+from _common import machine as common_machine, write_result  # noqa: E402
 from selfsup.data import Dataset, Split, load_dataset  # noqa: E402
 from selfsup.errors import SelfSupError  # noqa: E402
 from selfsup.evaluation import few_label_linear, few_label_splits, stratified_validation_split  # noqa: E402
@@ -127,7 +127,7 @@ def run_dataset(uri: str, data_dir: str | None, cfg: dict[str, Any], draws: int,
     out: dict[str, Any] = {"n_train": len(ds.train), "n_test": len(ds.test), "n_columns": int(ds.train.x.shape[1]),
                            "n_classes": len(ds.info["classes"]), "test_split": ds.info.get("test_source"),
                            "pretrain_seconds": round(seconds, 1), "pretrain_steps": run.summary["steps"],
-                           "pretrain_epochs": run.summary["epochs"],
+                           "pretrain_epochs": run.summary["epochs"], "precision": run.resolved["precision"],
                            "resolved": {k: run.resolved[k] for k in ("encoder", "encoder_options", "method_options",
                                                                      "optimizer", "lr", "weight_decay", "view_style")},
                            "scaling": spec["scaling"],
@@ -193,15 +193,9 @@ def summary(v: dict[str, Any]) -> list[str]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "sklearn": __import__("sklearn").__version__, "selfsup": selfsup.__version__,
-            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    """_common.machine() (CPU flags, native bf16, versions) and the library versions this benchmark uses."""
+    return {**common_machine(), "numpy": np.__version__, "sklearn": __import__("sklearn").__version__,
+            "selfsup": selfsup.__version__}
 
 
 def main(argv: list[str] | None = None) -> int:

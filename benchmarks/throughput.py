@@ -26,7 +26,7 @@ from selfsup.data import load_dataset  # noqa: E402
 from selfsup.methods.simclr import SimCLR  # noqa: E402
 from selfsup.modalities.image.encoders import ConvNet4  # noqa: E402
 from selfsup.training.loop import autocast_context  # noqa: E402
-from selfsup.training.session import resolve_precision  # noqa: E402
+from selfsup.training.session import cpu_has_native_bf16, resolve_precision  # noqa: E402
 
 BATCH = 256
 METHOD_OPTIONS = {"proj_hidden_dim": 512, "proj_dim": 128, "temperature": 0.5}
@@ -113,6 +113,17 @@ def end_to_end(seconds: float) -> dict:
             "precision": run.resolved["precision"], "channels_last": run.config.channels_last}
 
 
+def matmul_gflops(dtype: torch.dtype, seconds: float = 2.0, n: int = 2048) -> float:
+    """Achieved GFLOP/s of a large square matmul in `dtype` with the current threads: what this CPU can do."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or count < 2:
+        a @ b
+        count += 1
+    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60, help="seconds per measurement")
@@ -128,6 +139,8 @@ def main() -> None:
     precision = resolve_precision("auto", torch.device("cpu"))
     fp32 = ceiling(x, args.seconds / 2, channels_last=False, precision="fp32")
     own = ceiling(x, args.seconds / 2, channels_last=True, precision=precision)
+    own_fp32 = ceiling(x, args.seconds / 2, channels_last=True, precision="fp32") if precision != "fp32" else own
+    gemm = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     compiled = ceiling(x, args.seconds / 2, channels_last=True, precision=precision, compile=True) \
         if not args.no_compile else None
     aug_ms = augmentation_ms(ds.train.x, args.seconds / 4)
@@ -148,16 +161,20 @@ def main() -> None:
         "augmentation_ms_per_batch": round(aug_ms, 2),
         "augmentation_share_of_step": round(aug_ms / 1000 / (BATCH / e2e["img_per_s"]), 4),
         "profile_selfsup_step": prof,
+        "precision": precision,
+        "ceiling_channels_last_fp32_img_per_s": round(own_fp32, 1),
+        "matmul_gflop_per_s": {k: round(v, 1) for k, v in gemm.items()},
         "flops_note": "ConvNet-4 on 28x28: ~80 MFLOP forward per view, so ~480 MFLOP per image (two views, forward "
-                      "+ backward); at img_per_s that is the achieved GFLOP/s below, against ~150-220 GFLOP/s fp32 "
-                      "peak for 2 AVX2 Zen-3 cores (2 FMA x 8 lanes x 2 flop x ~2.5-3.4 GHz)",
+                      "+ backward); achieved_gflop_per_s is that times img_per_s, to compare with matmul_gflop_per_s "
+                      "(a 2048^2 matmul on this machine, the same threads) in the precision used",
         "achieved_gflop_per_s": round(0.48 * e2e["img_per_s"], 1),
-        "defaults": "channels_last on; torch.compile off (--compile) because compile_speedup < 1 here; "
-                    "bf16 autocast only where the CPU has native bf16 (not this one)",
+        "defaults": f"channels_last on; torch.compile off (--compile; compile_speedup here: "
+                    f"{round(compiled / own, 3) if compiled else 'not measured'}); --precision auto chose "
+                    f"{precision} here (native bf16 detected: {cpu_has_native_bf16()})",
         "settings": {"seconds": args.seconds, "threads": args.threads, "batch_size": BATCH, **e2e},
         "peer_reference": {"lightly_1.6.0_img_per_s": 359, "lightly_over_fp32_ceiling": 0.86,
-                           "source": "issue 4 / shared/reference/anchors.md (measured on another 2-core machine "
-                                     "with avx512_bf16; not this one)"},
+                           "source": "issue 4 / shared/reference/anchors.md (measured by the issue's author on a "
+                                     "2-core machine with avx512_bf16, in another session)"},
         "machine": machine(),
     }
     path = save("throughput", result)

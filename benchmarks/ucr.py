@@ -80,7 +80,7 @@ def one_run(name: str, uri: str, seed: int, threads: int, iters: int | None) -> 
     return {"dataset": name, "seed": seed, "acc": res["acc"], "C": res["C"], "steps": run.summary["steps"],
             "train_seconds": round(train_s, 2), "seconds": round(time.perf_counter() - start, 2),
             "n_train": len(ds.train), "n_test": len(ds.test), "shape": list(ds.train.x.shape[1:]),
-            "final_loss": run.summary["final_loss"]}
+            "final_loss": run.summary["final_loss"], "precision": run.resolved["precision"]}
 
 
 def effective_options(cfg: dict) -> dict:
@@ -100,19 +100,12 @@ def effective_options(cfg: dict) -> dict:
 
 
 def machine() -> dict:
-    import torch
+    """_common.machine() (CPU flags, native bf16, versions) and the CPUs this process may use."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import machine as common_machine
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__}
+    return {**common_machine(), "numpy": np.__version__,
+            "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                  "seconds": round(sum(r["seconds"] for r in rows), 1),
                  "train_seconds": round(sum(r["train_seconds"] for r in rows), 1),
                  "steps": rows[0]["steps"], "n_train": rows[0]["n_train"], "n_test": rows[0]["n_test"],
-                 "shape": rows[0]["shape"], "published": pub}
+                 "shape": rows[0]["shape"], "precision": sorted({r["precision"] for r in rows}), "published": pub}
         if target_name:
             # published figures are rounded to 3 decimals (GunPoint's 0.987 is 148/150): compare at that precision
             entry["target"] = {"name": target_name, "acc": pub[target_name],

@@ -8,9 +8,13 @@ from selfsup.evaluation import dimension_std, knn_accuracy
 from selfsup.methods import methods
 
 SMALL = {"widths": [32, 64, 128, 256]}
-# Barlow Twins learns slowest on 8x8 digits at small batches (measured on a validation split: 0.80-0.84 kNN
-# after 12-25 epochs against 0.79 for a random encoder), so it must only beat the random encoder.
-MARGIN = {"barlow_twins": 0.0}
+# Every method must win by a clear margin, in fp32 and in bf16 alike (the precision is `auto`: bf16 on CPUs with
+# native bf16). Measured with these settings on the test split (fp32 / bf16; random encoder 0.822): SimCLR
+# 0.918 / 0.918, MoCo 0.971 / 0.971, BYOL 0.913 / 0.916, SimSiam 0.873 / 0.873, Barlow Twins 0.904 / 0.909,
+# VICReg 0.927 / 0.929: the smallest margin is SimSiam's 0.051.
+# The digits source's view defaults (no mirror images, crops >= 56%) made this possible: with the papers' 8-20%
+# crops (2x2 pixels of an 8x8 digit) and flips, Barlow Twins tied the random encoder and MoCo lost to it.
+MARGIN = 0.03
 
 
 @pytest.mark.parametrize("name", ["simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg"])
@@ -21,7 +25,7 @@ def test_method_beats_random_encoder_on_digits(name):
     feats = feature_sets(run, train, test)
     # the protocol's weighted kNN (k=200, T=0.1), as `selfsup eval` reports it
     acc = {k: knn_accuracy(tr, train.y, te, test.y) for k, (tr, te) in feats.items()}
-    assert acc["selfsup"] > acc["random_encoder"] + MARGIN.get(name, 0.02), acc
+    assert acc["selfsup"] > acc["random_encoder"] + MARGIN, acc
     std = dimension_std(feats["selfsup"][1])
     assert not std["collapsed"], (name, std)
     assert std["mean_std"] > 0.3 / np.sqrt(feats["selfsup"][1].shape[1]), (name, std)

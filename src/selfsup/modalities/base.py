@@ -58,10 +58,6 @@ class Modality(ABC):
         """The raw-input baseline: normalised inputs flattened to vectors."""
         return self.prepare(x, spec).reshape(len(x), -1).float().numpy()
 
-    def default_view_options(self, dataset_name: str) -> dict[str, Any]:
-        """Per-dataset augmentation defaults (none unless a modality knows better)."""
-        return {}
-
 
 modalities: Registry[Modality] = Registry("modality")
 

@@ -19,6 +19,7 @@ from ..errors import TrainingError
 from ..methods.base import Method
 from .distributed import World, shard, sync_values
 from .optim import lr_factor, set_lr
+from .threads import CpuShare
 
 EpochHook = Callable[[int, Method], dict[str, Any]]
 
@@ -44,6 +45,7 @@ class LoopSettings:
     world: World = field(default_factory=World)
     checkpoint_every_steps: int | None = None
     checkpoint_seconds: float | None = None
+    cpu_share: CpuShare | None = None  # adapts the thread count to other work (None: threads fixed)
 
 
 @dataclass
@@ -197,6 +199,9 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
     if bar:
         bar.start()
     signals = StopSignals(enabled=checkpoint is not None)
+    share = settings.cpu_share
+    if share is not None:
+        share.start()
     start = time.perf_counter() - state.train_seconds
     window_start, window_samples = time.perf_counter(), 0
     last_ckpt_wall, last_ckpt_step = time.perf_counter(), state.steps
@@ -262,12 +267,14 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
                 result.samples += len(idx)
                 window_samples += len(idx)
                 epoch_losses.append(value)
+                if share is not None:
+                    share.maybe_update()
                 if result.steps % settings.log_every == 0 or result.steps == 1:
                     now = time.perf_counter()
                     rate = window_samples * world.size / max(now - window_start, 1e-9)
                     window_start, window_samples = now, 0
                     log.write({"step": result.steps, "epoch": epoch, "lr": lr, "samples_per_s": rate,
-                               "elapsed_s": now - start, **logs})
+                               "elapsed_s": now - start, "threads": torch.get_num_threads(), **logs})
                     if bar:
                         bar.update(task, completed=result.steps if total_steps else min(now - start, budget_s),
                                    status=f"loss {value:.4f} lr {lr:.3g} {rate:,.0f} samples/s")

@@ -26,6 +26,7 @@ from .config import TrainConfig
 from .distributed import World, agree
 from .loop import LoopSettings, MetricsLog, TrainingInterrupted, run_loop
 from .optim import build_optimizer, scaled_lr
+from .threads import CpuShare
 
 MIN_FREE_BYTES = 50 * 2**20
 
@@ -162,6 +163,8 @@ def build_method(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> tup
         "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else defaults.weight_decay,
         "momentum": defaults.momentum, "excluded_lr_scale": defaults.excluded_lr_scale, "batch_size": batch,
         "view_style": method.view_style,
+        # the data source's view defaults (e.g. no mirror images of digits) under the caller's own options
+        "augmentation": {**dataset.info.get("view_options", {}), **cfg.augmentation},
     }
     if world_size > 1:
         resolved.update({"world_size": world_size, "global_batch_size": global_batch, "sync_bn": cfg.sync_bn})
@@ -213,6 +216,18 @@ def _train(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dat
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+        return _train_with_threads(cfg, out_path, progress, dataset, world, overwrite, checkpoint, None)
+    threads_before = torch.get_num_threads()
+    share = CpuShare()  # measures other processes' CPU use from now on (setup included), see training/threads.py
+    try:
+        return _train_with_threads(cfg, out_path, progress, dataset, world, overwrite, checkpoint, share)
+    finally:  # the adapted thread count does not outlive the run
+        torch.set_num_threads(threads_before)
+
+
+def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dataset | None,
+                        world: World, overwrite: bool, checkpoint: ckpt_io.Checkpoint | None,
+                        share: CpuShare | None) -> Run:
     device = distributed.process_device(resolve_device(cfg.device), world)
     staging, error = None, None
     if world.is_main and out_path is not None:  # only rank 0 touches the file system
@@ -245,12 +260,13 @@ def _train(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dat
                                     resolved["momentum"], resolved["excluded_lr_scale"])
         modality = get_modality(dataset.modality)
         view_maker = modality.view_maker(method.view_style, resolved["data_spec"], cfg.augmentation_strength,
-                                         cfg.augmentation)
+                                         resolved["augmentation"])
         checkpoint_seconds = cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None
         resolved["precision"] = resolve_precision(cfg.precision, device)
         settings = LoopSettings(resolved["batch_size"], cfg.epochs, cfg.minutes, cfg.warmup_fraction, cfg.seed,
                                 device, resolved["precision"], cfg.channels_last, cfg.log_every,
-                                progress and world.is_main, world, cfg.checkpoint_every_steps, checkpoint_seconds)
+                                progress and world.is_main, world, cfg.checkpoint_every_steps, checkpoint_seconds,
+                                cpu_share=share)
         hooks = epoch_hooks(cfg, dataset, resolved, device) if world.is_main else []
         header = {"config": cfg.to_dict(), "resolved": resolved, "world_size": world.size,
                   "data": ckpt_io.data_fingerprint(dataset.train.x, dataset.train.mask)}
@@ -301,12 +317,16 @@ def _train(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dat
             "train_samples": len(dataset.train), "steps": result.steps, "epochs": round(result.epochs, 3),
             "train_seconds": round(result.seconds, 2), "setup_seconds": round(setup_seconds, 2),
             "samples_per_s": round(result.samples_per_s * world.size, 1), "final_loss": result.final_loss,
-            "selected": selected, "device": str(device), "threads": torch.get_num_threads(),
+            "selected": selected, "device": str(device), "precision": resolved["precision"],
+            "threads": torch.get_num_threads(),
+            "threads_policy": "fixed (--threads)" if share is None else "adaptive (training/threads.py)",
             "world_size": world.size, "batch_size": resolved["batch_size"],
             "global_batch_size": resolved["batch_size"] * world.size,
             "versions": {"selfsup": __version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": sys.version.split()[0], "platform": platform.platform()},
         }
+        if share is not None and share.changes:
+            summary["thread_changes"] = share.changes
         if checkpoint is not None:
             summary["resumed_from_step"] = checkpoint.step
         if result.warnings:

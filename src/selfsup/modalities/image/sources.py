@@ -44,7 +44,11 @@ def load_digits_source(req: SourceRequest) -> Dataset:
     d = load_digits()
     x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)
     x_tr, x_te, y_tr, y_te = train_test_split(x, d.target, test_size=0.25, stratify=d.target, random_state=0)
-    return image_dataset("digits", x_tr, y_tr, x_te, y_te)
+    # Views for 8x8 digits: crops keep at least 56% of the image (6x6 of its 8x8 pixels; the papers' 8-20% crops
+    # are 2x2-3x3 pixels of a digit) and no mirror image (digits are not mirror-symmetric). Chosen on a validation
+    # split of the training images (kNN, 10 epochs, seed 0; mean of the six image methods 0.922 -> 0.952,
+    # MoCo 0.836 -> 0.989, Barlow Twins 0.903 -> 0.937; issue 11's closing note has the table).
+    return image_dataset("digits", x_tr, y_tr, x_te, y_te, view_options={"crop_scale": [0.56, 1.0], "flip_p": 0.0})
 
 
 def read_idx(path: Path) -> np.ndarray:
