@@ -60,8 +60,9 @@ def ceiling(x: torch.Tensor, seconds: float, channels_last: bool, precision: str
     return BATCH * n / (time.perf_counter() - start)
 
 
-def profile_step(x: torch.Tensor, steps: int = 6, top: int = 12) -> dict:
-    """Where one selfsup training step spends its time (torch.profiler, self CPU time per operator)."""
+def profile_step(x: torch.Tensor, precision: str, steps: int = 6, top: int = 12) -> dict:
+    """Where one selfsup training step (channels_last, `precision`) spends its time (torch.profiler, self CPU time
+    per operator)."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
@@ -70,7 +71,8 @@ def profile_step(x: torch.Tensor, steps: int = 6, top: int = 12) -> dict:
     opt = torch.optim.SGD(method.parameters(), lr=0.03, momentum=0.9)
 
     def step() -> None:
-        loss, _ = method(views)
+        with autocast_context(torch.device("cpu"), precision):
+            loss, _ = method(views)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -86,7 +88,7 @@ def profile_step(x: torch.Tensor, steps: int = 6, top: int = 12) -> dict:
               "max pool": ("max_pool",), "matmul / linear (heads, loss)": ("mm", "addmm", "linear", "matmul")}
     shares = {g: round(sum(e.self_cpu_time_total for e in events if any(k in e.key for k in keys)) / total, 3)
               for g, keys in groups.items()}
-    return {"steps": steps, "ms_per_step": round(total / 1000 / steps, 1), "share_by_kind": shares,
+    return {"steps": steps, "precision": precision, "ms_per_step": round(total / 1000 / steps, 1), "share_by_kind": shares,
             "top_ops": [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3)} for e in events[:top]]}
 
 
@@ -144,7 +146,7 @@ def main() -> None:
     compiled = ceiling(x, args.seconds / 2, channels_last=True, precision=precision, compile=True) \
         if not args.no_compile else None
     aug_ms = augmentation_ms(ds.train.x, args.seconds / 4)
-    prof = profile_step(x)
+    prof = profile_step(x, precision)
     e2e = end_to_end(args.seconds)
     result = {
         "protocol": "Fashion-MNIST, CPU budget: reference configuration (ConvNet-4, SimCLR 512-512-128, T=0.5, "
