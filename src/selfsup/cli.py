@@ -74,7 +74,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--method-option", action="append", metavar="KEY=VALUE", help="method hyper-parameter")
     p.add_argument("--encoder-option", action="append", metavar="KEY=VALUE", help="encoder argument")
     p.add_argument("--device", help="auto (default), cpu or cuda[:N]")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch, fixed (default: adaptive, the cores that "
+                   "other processes leave free, re-checked during training)")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"])
     p.add_argument("--channels-last", action="store_true", default=None, dest="channels_last")
     p.add_argument("--no-channels-last", action="store_false", dest="channels_last", default=None,
