@@ -1,5 +1,6 @@
 """Multi-process training (gloo on CPU): gathered losses and their gradients equal the single-process values on
 the concatenated batch, and a 2-process torchrun training run writes exactly one run directory."""
+import gc
 import itertools
 import json
 import os
@@ -105,8 +106,11 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                 "plain_bn_after_revert": all(type(m) is nn.BatchNorm1d for m in method.modules()
                                              if isinstance(m, nn.modules.batchnorm._BatchNorm)),
             }
+            del wrapped, wrapped_naive  # DDP reducers go before the process group does
+            gc.collect()
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
             json.dump(report, f)
+        dist.barrier()  # no process tears the group down while another still talks through it
     finally:
         dist.destroy_process_group()
 
