@@ -115,6 +115,68 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+def _moco_worker(rank: int, port: int, out_dir: str) -> None:
+    """Two SGD steps of MoCo: the second step's negatives come from the queue filled by the first."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        gen = torch.Generator().manual_seed(2)
+        batches = [[torch.randn(LOCAL_BATCH * WORLD, 10, generator=gen) for _ in range(2)] for _ in range(2)]
+
+        def two_steps(method, model, local: bool):
+            opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
+            losses = []
+            for step, views in enumerate(batches):
+                if local:
+                    views = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in views]
+                loss, _ = model(views)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                method.update_target(step / 2)
+                mean = loss.detach().clone()
+                if local:
+                    dist.all_reduce(mean)
+                    mean /= WORLD
+                losses.append(mean.item())
+            return losses, method.queue.clone()
+
+        single = build("moco")
+        single_losses, single_queue = two_steps(single, single, local=False)
+        method = build("moco")
+        method.set_world(rank, WORLD)
+        convert_sync_batchnorm(method, torch.device("cpu"))  # the key encoder's BatchNorm too
+        wrapped = ddp(method, torch.device("cpu"))
+        dist_losses, dist_queue = two_steps(method, wrapped, local=True)
+        naive = build("moco")  # not told about the other process: enqueues its own keys only
+        convert_sync_batchnorm(naive, torch.device("cpu"))
+        wrapped_naive = ddp(naive, torch.device("cpu"))
+        naive_losses, naive_queue = two_steps(naive, wrapped_naive, local=True)
+        report = {"single": single_losses, "dist": dist_losses, "naive": naive_losses,
+                  "queue_diff": (dist_queue - single_queue).abs().max().item(),
+                  "naive_queue_diff": (naive_queue - single_queue).abs().max().item()}
+        with open(os.path.join(out_dir, f"moco{rank}.json"), "w") as f:
+            json.dump(report, f)
+        del wrapped, wrapped_naive
+        gc.collect()
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_moco_queue_holds_every_process_keys(tmp_path):
+    """After a step every process's queue equals the single-process queue on the concatenated batch, so the next
+    step's loss matches too; a MoCo that enqueues only its own keys (the negative control) does not."""
+    mp.spawn(_moco_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    for rank in range(WORLD):
+        r = json.loads((tmp_path / f"moco{rank}.json").read_text())
+        assert r["queue_diff"] <= 1e-5, r
+        for single, dist_loss in zip(r["single"], r["dist"]):
+            assert abs(dist_loss - single) <= 1e-5 * max(1.0, abs(single)), r
+        assert r["naive_queue_diff"] > 1e-2, r
+        assert abs(r["naive"][1] - r["single"][1]) > 1e-4, r
+
+
 def test_gathered_losses_and_gradients_match_single_process(tmp_path):
     mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     for rank in range(WORLD):

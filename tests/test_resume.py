@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 import selfsup
 from selfsup.training import checkpoint as ckpt_io
+from selfsup.training.loop import FAULT_NONFINITE_STEP
 from selfsup.training.session import resume
 from conftest import run_cli
 
@@ -143,3 +144,20 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
         resume(tmp_path / "missing")
     with pytest.raises(selfsup.SelfSupError, match="drop --lr"):
         resume(tmp_path / "done", overrides={"lr": 0.1})
+
+
+def test_short_run_checkpoints_at_its_first_epoch_end_and_resumes_exactly(tmp_path, monkeypatch):
+    """No --checkpoint-every and the default 10-minute interval: a run that fails in its second epoch still leaves
+    the checkpoint of its first epoch's end, and resuming from it gives the uninterrupted run's weights."""
+    opts = dict(method="byol", epochs=3, batch_size=256, seed=2, encoder_options=SMALL, monitor=False,
+                method_options={"proj_hidden_dim": 64, "pred_hidden_dim": 64}, threads=1)
+    selfsup.train("digits", out=tmp_path / "ref", **opts)
+    steps_per_epoch = 1347 // 256
+    monkeypatch.setenv(FAULT_NONFINITE_STEP, str(steps_per_epoch + 3))  # dies in epoch 2, before 10 minutes
+    with pytest.raises(selfsup.SelfSupError, match=f"last good checkpoint \\(step {steps_per_epoch}\\)"):
+        selfsup.train("digits", out=tmp_path / "run", **opts)
+    assert ckpt_io.load(ckpt_io.checkpoint_file(tmp_path / "run.partial")).step == steps_per_epoch
+    monkeypatch.delenv(FAULT_NONFINITE_STEP)
+    run = resume(tmp_path / "run", progress=False)
+    assert run.summary["resumed_from_step"] == steps_per_epoch
+    assert_same_weights(tmp_path / "ref", tmp_path / "run")

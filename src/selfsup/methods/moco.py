@@ -4,7 +4,9 @@ A momentum (EMA) key encoder and a queue of past keys supply negatives; MLP head
 temperature 0.2, queue 65536 (capped below the dataset size so a queue never holds the same
 image twice), momentum 0.99 (the paper's 0.999 suits 800-epoch ImageNet runs; solo-learn uses
 0.99 on small data), SGD lr 0.03 x batch/256, weight decay 1e-4. The loss is symmetrised over the
-two views (as in solo-learn's MoCo v2+); shuffle-BN is unnecessary as the key encoder runs its own forward.
+two views (as in solo-learn's MoCo v2+); shuffle-BN is unnecessary as the key encoder runs its own forward. Under torchrun the keys of all
+processes are gathered before they are enqueued (as the paper's `concat_all_gather`), so every process
+holds the same queue, the one a single process would hold on the concatenated batch.
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ class MoCo(Method):
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
     def configure(self, num_samples: int, batch_size: int) -> None:
-        """Cap the queue below the number of training samples, in whole batches of keys (2 per image)."""
+        """Cap the queue below the number of training samples, in whole batches of keys (2 per image); `batch_size`
+        is the global batch (every process enqueues the keys of all processes)."""
         size = min(self.requested_queue_size, max(2 * batch_size, (num_samples // batch_size - 1) * batch_size))
         size = max(2 * batch_size, (size // (2 * batch_size)) * 2 * batch_size)
         if size != self.queue.shape[0]:
@@ -69,7 +72,10 @@ class MoCo(Method):
         with torch.no_grad():
             k1, k2 = (self.target_projector(h) for h in self.encode(views, self.target_encoder))
         loss = 0.5 * (moco_loss(q1, k2, self.queue, self.temperature) + moco_loss(q2, k1, self.queue, self.temperature))
-        self._pending_keys = torch.cat([k1, k2])  # enqueued after the optimiser step (the graph uses the queue)
+        # enqueued after the optimiser step (the graph uses the queue); under torchrun the keys of every process,
+        # in the order one process would hold them on the concatenated batch, so all queues stay identical
+        with torch.no_grad():
+            self._pending_keys = torch.cat([self.gather(k1), self.gather(k2)])
         return loss, {"loss": loss.item()}
 
     def update_target(self, progress: float) -> None:

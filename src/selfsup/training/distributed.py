@@ -316,7 +316,8 @@ def sync_values(world: World, from_main: Sequence[float], summed: Sequence[float
 
 def ddp(method: nn.Module, device: torch.device) -> nn.Module:
     """Wrap the method for gradient averaging. Buffers are not broadcast each step: BatchNorm statistics are
-    synchronised by --sync-bn when wanted, and per-process buffers (MoCo's queue of keys) stay local."""
+    synchronised by --sync-bn when wanted, and methods keep shared state equal themselves (MoCo enqueues the
+    keys gathered from every process)."""
     import inspect
 
     from torch.nn.parallel import DistributedDataParallel

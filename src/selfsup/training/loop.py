@@ -26,6 +26,10 @@ EpochHook = Callable[[int, Method], dict[str, Any]]
 # Test-only fault injection: the loss of step N (1-based, as `step` in metrics.jsonl) is replaced by NaN,
 # exercising the non-finite-loss path exactly as a diverging run would.
 FAULT_NONFINITE_STEP = "SELFSUP_FAULT_NONFINITE_STEP"
+# Besides every `checkpoint_seconds` (10 minutes by default) and every `checkpoint_every_steps`, a checkpoint is
+# written at the end of the first epoch and then at epoch ends at least this long after the previous one, so a
+# short run killed after its first epoch can always be resumed.
+EPOCH_END_CHECKPOINT_S = 60.0
 
 
 @dataclass
@@ -166,7 +170,8 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
 
     `model` is what the forward pass calls (the DDP wrapper under torchrun; default the method).
     `checkpoint(state)` is called at step boundaries (every `checkpoint_every_steps` steps, every
-    `checkpoint_seconds`, on SIGINT/SIGTERM and when training ends); `resume` continues from such a state.
+    `checkpoint_seconds`, at epoch ends as EPOCH_END_CHECKPOINT_S says, on SIGINT/SIGTERM and when training
+    ends); `resume` continues from such a state.
     Under torchrun every process runs this loop on its shard of each global batch; stop, budget and
     checkpoint decisions and the logged loss are synchronised so all processes take the same steps.
     """
@@ -205,6 +210,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
     start = time.perf_counter() - state.train_seconds
     window_start, window_samples = time.perf_counter(), 0
     last_ckpt_wall, last_ckpt_step = time.perf_counter(), state.steps
+    wrote_checkpoint = resume is not None  # a resumed run has one already
     epoch, first_step, perm, epoch_losses = state.epoch, state.step_in_epoch, state.perm, list(state.epoch_losses)
 
     def snapshot(step_in_epoch: int, finished: bool = False) -> LoopState:
@@ -238,6 +244,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
                         (settings.checkpoint_every_steps and result.steps % settings.checkpoint_every_steps == 0)
                         or (settings.checkpoint_seconds is not None and since_ckpt >= settings.checkpoint_seconds)):
                     save(snapshot(i))
+                    wrote_checkpoint = True
                     last_ckpt_wall, last_ckpt_step = time.perf_counter(), result.steps
                 progress = (result.steps + 1) / total_steps if total_steps else elapsed / budget_s
                 idx = shard(perm, i, batch, world).to(settings.device)
@@ -297,6 +304,12 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
                 result.losses.extend(epoch_losses)
                 epoch_losses = []
                 epoch += 1
+                if checkpoint is not None and not done:  # epoch ends: the first always, then at most once a minute
+                    (since_ckpt,), _ = sync_values(world, [time.perf_counter() - last_ckpt_wall], [])
+                    if not wrote_checkpoint or since_ckpt >= EPOCH_END_CHECKPOINT_S:
+                        save(snapshot(0))
+                        wrote_checkpoint = True
+                        last_ckpt_wall, last_ckpt_step = time.perf_counter(), result.steps
         seconds = time.perf_counter() - start
         if checkpoint is not None:
             save(snapshot(0, finished=True))

@@ -153,7 +153,7 @@ def build_method(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> tup
         raise ConfigError(f"{len(dataset.train)} training samples are too few for {world_size} processes")
     global_batch = batch * world_size
     if hasattr(method, "configure"):
-        method.configure(len(dataset.train), batch)
+        method.configure(len(dataset.train), global_batch)
     defaults = method_cls.optimizer
     resolved = {
         "modality": dataset.modality, "data_spec": spec, "encoder": enc_name, "encoder_options": enc_opts,
