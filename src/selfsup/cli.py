@@ -55,6 +55,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--out", help="run directory to create (required unless --resume)")
     p.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (RUN.partial) from its last "
                    "checkpoint with its saved configuration")
+    p.add_argument("--log", type=lambda text: [name for name in text.split(",") if name],
+                   help="metric sinks beside metrics.jsonl, comma-separated: tensorboard (RUN/tensorboard/), mlflow")
     p.add_argument("--checkpoint-minutes", type=float, dest="checkpoint_minutes",
                    help="write a checkpoint every N minutes (default 10)")
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every_steps", metavar="STEPS",
@@ -102,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                "data_dir", "modality", "optimizer", "lr", "weight_decay",
                                                "warmup_fraction", "augmentation_strength", "device", "threads",
                                                "precision", "channels_last", "compile", "select", "monitor",
-                                               "checkpoint_minutes", "checkpoint_every_steps", "sync_bn")
+                                               "checkpoint_minutes", "checkpoint_every_steps", "sync_bn", "log")
                  if getattr(args, k) is not None}
     if args.resume:
         if args.out is not None and Path(args.out) != Path(args.resume):

@@ -41,7 +41,8 @@ from ..artifacts import atomic_write_bytes
 from ..errors import ConfigError, DataError
 from . import distributed
 from .distributed import World
-from .loop import LoopState, MetricsLog
+from .loggers import MetricsLog
+from .loop import LoopState
 
 FORMAT = "selfsup-checkpoint"
 VERSION = 1

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from .loggers import check_sinks
 
 
 @dataclass
@@ -43,6 +44,7 @@ class TrainConfig:
     checkpoint_minutes: float | None = 10.0  # a checkpoint every N minutes (None: only --checkpoint-every)
     checkpoint_every_steps: int | None = None  # and/or every N optimiser steps
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
+    log: list[str] = field(default_factory=list)  # metric sinks beside metrics.jsonl: tensorboard, mlflow
 
     DEFAULT_EPOCHS = 100
 
@@ -70,6 +72,9 @@ class TrainConfig:
             raise ConfigError(f"--checkpoint-minutes must be > 0, got {self.checkpoint_minutes}")
         if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
             raise ConfigError(f"--checkpoint-every must be >= 1 step, got {self.checkpoint_every_steps}")
+        if not isinstance(self.log, list) or not all(isinstance(n, str) for n in self.log):
+            raise ConfigError(f"--log must be a comma-separated list of names, got {self.log!r}")
+        check_sinks(self.log)
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}")
         return self

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -10,7 +9,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -19,6 +17,7 @@ from ..errors import TrainingError
 from ..methods.base import Method
 from .distributed import World, shard, sync_values
 from .optim import lr_factor, set_lr
+from .loggers import MetricsLog
 from .threads import CpuShare
 
 EpochHook = Callable[[int, Method], dict[str, Any]]
@@ -113,33 +112,6 @@ class LoopResult:
     @property
     def samples_per_s(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else 0.0
-
-
-class MetricsLog:
-    """metrics.jsonl: one JSON object per logging step and per epoch, flushed as written."""
-
-    def __init__(self, path: Path | None, truncate_at: int | None = None) -> None:
-        if path is not None and truncate_at is not None and path.exists() and path.stat().st_size > truncate_at:
-            with open(path, "r+b") as f:  # a resumed run drops what was logged after its checkpoint
-                f.truncate(truncate_at)
-        self.file = open(path, "a", encoding="utf-8") if path is not None else None
-
-    def position(self) -> int:
-        """Bytes written so far (made durable), recorded in checkpoints."""
-        if self.file is None:
-            return 0
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        return self.file.tell()
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -24,7 +24,8 @@ from . import checkpoint as ckpt_io
 from . import distributed
 from .config import TrainConfig
 from .distributed import World, agree
-from .loop import LoopSettings, MetricsLog, TrainingInterrupted, run_loop
+from .loggers import MetricsLog, open_sinks
+from .loop import LoopSettings, TrainingInterrupted, run_loop
 from .optim import build_optimizer, scaled_lr
 from .threads import CpuShare
 
@@ -228,6 +229,8 @@ def _train(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dat
 def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dataset | None,
                         world: World, overwrite: bool, checkpoint: ckpt_io.Checkpoint | None,
                         share: CpuShare | None) -> Run:
+    if cfg.log and out_path is None:
+        raise ConfigError(f"--log {','.join(cfg.log)} writes into the run directory: give --out (out= in Python)")
     device = distributed.process_device(resolve_device(cfg.device), world)
     staging, error = None, None
     if world.is_main and out_path is not None:  # only rank 0 touches the file system
@@ -289,7 +292,15 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             ckpt_io.restore_own_buffers(checkpoint, method, world.rank)
         setup_seconds = time.perf_counter() - setup_start
         metrics_at = checkpoint.state["metrics_bytes"] if checkpoint is not None else None
-        log = MetricsLog(staging / "metrics.jsonl" if staging else None, truncate_at=metrics_at)
+        sinks, error = [], None
+        if staging is not None:
+            try:
+                sinks = open_sinks(cfg.log, staging, out_path.name,
+                                   resume_step=checkpoint.step if checkpoint is not None else None)
+            except BaseException as exc:  # noqa: BLE001
+                error = exc
+        agree(error, world)
+        log = MetricsLog(staging / "metrics.jsonl" if staging else None, truncate_at=metrics_at, sinks=sinks)
         saver = ckpt_io.Checkpointer(staging, world, method, optimizer, hooks, header, device, log) \
             if checkpointing else None
         if rng is not None:
