@@ -27,6 +27,7 @@ EXAMPLES = {
     "datasets": "selfsup datasets",
     "report": "selfsup report runs/digits-simclr    # writes runs/digits-simclr/report.html",
     "compare": "selfsup compare runs/digits-simclr runs/digits-byol --markdown",
+    "export": "selfsup export runs/digits-simclr --format onnx    # writes runs/digits-simclr/encoder.onnx",
 }
 
 
@@ -240,6 +241,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_encoder, sidecar_path
+
+    if not single_process("export"):
+        return 0
+    path = export_encoder(args.run, args.format, args.out, opset=args.opset, overwrite=args.overwrite)
+    info = json.loads(sidecar_path(path).read_text())
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"wrote {path} ({args.format}): input {info['input']['dtype']} {info['input']['shape']}, output "
+              f"{info['output']['shape']}; max abs difference from PyTorch {info['check']['max_abs_diff']:.2g}; "
+              f"described in {sidecar_path(path)}", file=sys.stderr)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import report
 
@@ -263,6 +280,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .modalities.base import modalities
 
     rows: list[tuple[str, str, str]] = []
+    if args.command == "methods" and args.markdown:
+        print(methods_markdown())
+        return 0
     if args.command == "methods":
         rows = [(e.name, e.summary, e.paper) for e in methods]
     elif args.command == "datasets":
@@ -279,6 +299,23 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, summary, paper in rows:
             print(f"{name:<{width}}{summary}" + (f"  ({paper})" if paper else ""))
     return 0
+
+
+OPTIMISER_NAMES = {"lars": "LARS", "sgd": "SGD", "adamw": "AdamW", "adam": "Adam"}
+
+
+def methods_markdown() -> str:
+    """Every registered method as README's markdown table (`selfsup methods --markdown`; a test keeps them equal)."""
+    from .methods import methods
+
+    lines = ["| name | what it does | paper | optimiser (paper) |", "|---|---|---|---|"]
+    for entry in methods:
+        opt = entry.obj.optimizer
+        lr = {"linear": f"lr {opt.lr:g} x B/256", "sqrt": f"lr {opt.lr:g} x sqrt(B/256)"}.get(opt.lr_scaling,
+                                                                                             f"lr {opt.lr:g}")
+        lines.append(f"| `{entry.name}` | {entry.summary} | {entry.paper} | "
+                     f"{OPTIMISER_NAMES.get(opt.name, opt.name)}, {lr} |")
+    return "\n".join(lines)
 
 
 def add_table_flags(p: argparse.ArgumentParser) -> None:
@@ -331,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baselines", action="store_true", help="skip raw-input and random-encoder baselines")
     p.add_argument("--no-finetune", action="store_true", help="with fewshot: skip fine-tuning the whole encoder")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p = sub.add_parser("export", help="write a run's frozen encoder for deployment (ONNX or TorchScript)",
+                       epilog="example:\n  " + EXAMPLES["export"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run")
+    p.add_argument("--format", required=True, help="onnx (needs the extra 'export') or torchscript")
+    p.add_argument("--out", help="file to write (default RUN/encoder.onnx or RUN/encoder.pt; PATH.json describes it)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: torch's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--json", action="store_true", help="print the description (PATH.json) as one JSON object")
     p = sub.add_parser("report", help="write RUN/report.html (curves, evaluation, embedding map)",
                        epilog="example:\n  " + EXAMPLES["report"], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")
@@ -343,10 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, epilog="example:\n  " + EXAMPLES[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--json", action="store_true")
+        if name == "methods":
+            p.add_argument("--markdown", action="store_true", help="print README's markdown table")
     return parser
 
 
-COMMANDS = {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "report": cmd_report, "compare": cmd_compare, "methods": cmd_list, "encoders": cmd_list,
+COMMANDS = {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "report": cmd_report, "compare": cmd_compare, "export": cmd_export,
+            "methods": cmd_list, "encoders": cmd_list,
             "datasets": cmd_list}
 
 
