@@ -251,9 +251,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
     else:
-        print(f"wrote {path} ({args.format}): input {info['input']['dtype']} {info['input']['shape']}, output "
-              f"{info['output']['shape']}; max abs difference from PyTorch {info['check']['max_abs_diff']:.2g}; "
-              f"described in {sidecar_path(path)}", file=sys.stderr)
+        shape = lambda dims: "[" + ", ".join(map(str, dims)) + "]"  # noqa: E731
+        print(f"wrote {path} ({args.format}): input {info['input']['dtype']} {shape(info['input']['shape'])}, output "
+              f"{shape(info['output']['shape'])}; max abs difference from PyTorch "
+              f"{info['check']['max_abs_diff']:.2g}; described in {sidecar_path(path)}", file=sys.stderr)
     return 0
 
 

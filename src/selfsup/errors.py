@@ -16,3 +16,7 @@ class ConfigError(SelfSupError):
 
 class TrainingError(SelfSupError):
     """Training cannot go on (non-finite loss, ...)."""
+
+
+class ExportError(SelfSupError):
+    """An encoder cannot be exported faithfully (an unsupported operation, or outputs that differ from PyTorch)."""

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import Registry
 
 ViewMaker = Callable[..., list[torch.Tensor]]  # (x_batch, generator, mask=None) -> views
@@ -44,6 +45,15 @@ class Modality(ABC):
     @abstractmethod
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         """Storage batch -> normalised float encoder input, without augmentation (for embedding)."""
+
+    def example_storage(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor:
+        """`n` synthetic storage rows consistent with `spec` that reach every path of an encoder (padding, missing
+        values, unknown categories, ...): exporting an encoder traces and checks it on them."""
+        raise ConfigError(f"the {self.name} modality makes no example inputs, which exporting an encoder needs")
+
+    def prepared_input(self, spec: dict[str, Any]) -> str:
+        """What `prepare` hands the encoder, in words: shape, dtype and normalisation (written beside an export)."""
+        return f"the float32 batch that the {self.name} modality's `prepare` makes from storage"
 
     def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
         """New data for a trained run -> storage consistent with the run's `spec` (default: `from_array`)."""

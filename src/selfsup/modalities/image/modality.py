@@ -88,5 +88,15 @@ class ImageModality(Modality):
         std = torch.tensor(spec["std"], device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
 
+    def example_storage(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor:
+        """Uniformly random uint8 pixels at the training size."""
+        shape = (n, spec["channels"], spec["height"], spec["width"])
+        return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+
+    def prepared_input(self, spec: dict[str, Any]) -> str:
+        h, w = spec["height"], spec["width"]
+        return (f"float32 [batch, {spec['channels']}, {h}, {w}] (NCHW): pixels / 255 (resized bilinearly to {h}x{w} "
+                f"first if needed), minus the per-channel mean {spec['mean']}, divided by the std {spec['std']}")
+
 
 modalities.add("image", ImageModality(), ImageModality.summary)

@@ -116,7 +116,7 @@ class FTTransformer(nn.Module):
         if self.slots.n_cat:
             tokens.append(self.cat_embed(idx))
         t = torch.cat(tokens, dim=1) + self.bias
-        t = torch.cat([self.cls.expand(len(x), -1, -1), t], dim=1)
+        t = torch.cat([self.cls.expand(x.shape[0], -1, -1), t], dim=1)  # x.shape[0]: a traced batch size stays dynamic
         return self.norm(self.blocks(t)[:, 0])
 
 

@@ -27,7 +27,7 @@ from ..base import Modality, ViewMaker, modalities
 from .corruptions import CORRUPTIONS, LayoutTensors
 from .encoders import tabular_encoders
 from .preprocess import Preprocessor, fit_spec, preprocessor
-from .table import build_storage, is_frame
+from .table import NUMERIC, build_storage, is_frame
 
 # style -> (corruption, rate, views)
 RECIPES: dict[str, tuple[str, float, str]] = {
@@ -140,6 +140,26 @@ class TabularModality(Modality):
 
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         return preprocessor(spec, x.device)(x)
+
+    def example_storage(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor:
+        """Rows drawn from each numeric column's training quantiles and each categorical column's known keys;
+        the first row is all missing, the second holds a category unseen in training in every categorical column."""
+        x = torch.empty(n, spec["n_columns"], dtype=torch.float64)
+        for j, col in enumerate(spec["columns"]):
+            values = col["quantiles"] if col["kind"] == NUMERIC else col["keys"] + [max(col["keys"], default=0) + 1]
+            pool = torch.tensor(values, dtype=torch.float64)
+            x[:, j] = pool[torch.randint(len(pool), (n,), generator=generator)]
+            if col["kind"] != NUMERIC and n > 1:
+                x[1, j] = pool[-1]
+        x[0] = float("nan")
+        return x
+
+    def prepared_input(self, spec: dict[str, Any]) -> str:
+        return (f"float32 [batch, {spec['input_dim']}]: the prepared table (preprocess.py; statistics in the run's "
+                f"config.yaml, resolved.data_spec): per numeric column its {spec['scaling']}-scaled value (missing -> "
+                "the scaled training median) and, if the column had missing training cells, a 0/1 missing indicator; "
+                "per categorical column a one-hot block of 2 + K slots (0 missing, 1 unknown, 2.. the known keys in "
+                "the spec's order), columns in the spec's order")
 
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
         """The raw baseline: numeric columns z-scored with training statistics (missing -> median),

@@ -169,7 +169,7 @@ class PatchTransformerEncoder(nn.Module):
             values = values.masked_fill(~value_obs, 0.0)
         b, c, t = values.shape
         p = self.patch_len
-        n = -(-t // p)
+        n = (t + p - 1) // p  # ceil(t / p) without negative floor division (exported to ONNX as truncation)
         pad = n * p - t
         feats = torch.cat([values, value_obs.float()], dim=1)
         feats = F.pad(feats, (0, pad))  # [B, 2C, n*p]

@@ -130,6 +130,26 @@ class TimeSeriesModality(Modality):
         std = torch.tensor(spec["std"], dtype=torch.float32, device=x.device).view(1, -1, 1)
         return (x.float() - mean) / std
 
+    def example_storage(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor:
+        """Gaussian series of the training length with the training statistics; the first is NaN-padded after half
+        its length, the second misses one step in every channel and one value in channel 0 (padding and missing
+        values take their own paths through an encoder)."""
+        c, length = spec["channels"], spec["length"]
+        mean = torch.tensor(spec["mean"], dtype=torch.float32).view(1, -1, 1)
+        std = torch.tensor(spec["std"], dtype=torch.float32).view(1, -1, 1)
+        x = torch.randn(n, c, length, generator=generator) * std + mean
+        x[0, :, max(1, length // 2):] = float("nan")
+        if n > 1:
+            x[1, :, length // 3] = float("nan")
+            x[1, 0, (2 * length) // 3] = float("nan")
+        return x
+
+    def prepared_input(self, spec: dict[str, Any]) -> str:
+        c, length = spec["channels"], spec["length"]
+        return (f"float32 [batch, {c}, {length}] (channels first): each channel z-scored with the training mean "
+                f"{spec['mean']} and std {spec['std']}; NaN marks a missing value or padding (a shorter series is "
+                f"padded at the end with NaN to {length} steps, which leaves its embedding unchanged)")
+
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
         """z-scored values flattened (missing -> 0, cut or NaN-padded to the training length)."""
         z = self.prepare(x, spec)
