@@ -137,6 +137,29 @@ def load_labels(path: str, n: int) -> np.ndarray:
     return y
 
 
+@dataclass
+class NpyArrays:
+    """What an `npy:X.npy?labels=Y.npy&test=XT.npy&test_labels=YT.npy` source names, read and checked."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+
+
+def load_npy_arrays(req: "SourceRequest", what: str) -> NpyArrays:
+    """The arrays of an npy: source (every modality reads them alike); `what` names the data in errors."""
+    if "test_labels" in req.options and "test" not in req.options:
+        raise ConfigError(f"--data {req.uri}: test_labels= needs test= (the test array)")
+    x = load_npy(req.path, what)
+    y = load_labels(req.options["labels"], len(x)) if "labels" in req.options else None
+    x_test = y_test = None
+    if "test" in req.options:
+        x_test = load_npy(req.options["test"], f"test {what}")
+        y_test = load_labels(req.options["test_labels"], len(x_test)) if "test_labels" in req.options else None
+    return NpyArrays(x, y, x_test, y_test)
+
+
 def encode_labels(*ys: np.ndarray | None) -> tuple[list[np.ndarray | None], list[Any]]:
     """Map label values (ints or strings) of several splits to shared codes 0..K-1 (sorted values)."""
     present = [y for y in ys if y is not None]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...data import Dataset, SourceRequest, Split, encode_labels, existing_file, load_labels, load_npy, sources
+from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_arrays, sources
 from ...errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -157,10 +157,5 @@ def load_npy_source(req: SourceRequest) -> Dataset:
     if req.modality and req.modality != "image":
         from ..base import get_modality
         return get_modality(req.modality).dataset_from_npy(req)  # type: ignore[attr-defined]
-    x = load_npy(req.path, "image array")
-    y = load_labels(req.options["labels"], len(x)) if "labels" in req.options else None
-    x_te = y_te = None
-    if "test" in req.options:
-        x_te = load_npy(req.options["test"], "test image array")
-        y_te = load_labels(req.options["test_labels"], len(x_te)) if "test_labels" in req.options else None
-    return image_dataset(req.uri, x, y, x_te, y_te)
+    arrays = load_npy_arrays(req, "image array")
+    return image_dataset(req.uri, arrays.x, arrays.y, arrays.x_test, arrays.y_test)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...data import Dataset, SourceRequest, Split, encode_labels, load_labels, load_npy
+from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_arrays
 from ...errors import ConfigError, DataError
 from ..base import Modality, ViewMaker, modalities
 from .corruptions import CORRUPTIONS, LayoutTensors
@@ -181,15 +181,12 @@ class TabularModality(Modality):
         from .sources import array_table, check_options
 
         check_options(req, {"labels", "test", "test_labels", "categorical"})
-        x = load_npy(req.path, "table array")
-        y = load_labels(req.options["labels"], len(x)) if "labels" in req.options else None
-        cat = req.options.get("categorical")
-        train = self.from_array(x, req.path, cat)
-        test = y_te = None
-        if "test" in req.options:
-            x_te = load_npy(req.options["test"], "test table array")
-            y_te = load_labels(req.options["test_labels"], len(x_te)) if "test_labels" in req.options else None
-            table = array_table(x_te, req.options["test"])
+        arrays = load_npy_arrays(req, "table array")
+        y, y_te = arrays.y, arrays.y_test
+        train = self.from_array(arrays.x, req.path, req.options.get("categorical"))
+        test = None
+        if arrays.x_test is not None:
+            table = array_table(arrays.x_test, req.options["test"])
             if len(table.names) != train.shape[1]:
                 raise DataError(f"{req.options['test']}: {len(table.names)} columns, train has {train.shape[1]}")
             test = build_storage(table.names, table.columns, req.options["test"], kinds=train.table_schema["kinds"])

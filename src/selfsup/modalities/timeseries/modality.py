@@ -178,15 +178,10 @@ class TimeSeriesModality(Modality):
 
     def dataset_from_npy(self, req: SourceRequest) -> Dataset:
         """npy:PATH[?labels=Y.npy&test=XT.npy&test_labels=YT.npy] with --modality timeseries: N x L or N x C x L."""
-        from ...data import load_labels, load_npy
+        from ...data import load_npy_arrays
 
-        x = load_npy(req.path, "series array")
-        y = load_labels(req.options["labels"], len(x)) if "labels" in req.options else None
-        x_te = y_te = None
-        if "test" in req.options:
-            x_te = load_npy(req.options["test"], "test series array")
-            y_te = load_labels(req.options["test_labels"], len(x_te)) if "test_labels" in req.options else None
-        return self.dataset_from_arrays(x, y, req.uri, x_te, y_te)
+        arrays = load_npy_arrays(req, "series array")
+        return self.dataset_from_arrays(arrays.x, arrays.y, req.uri, arrays.x_test, arrays.y_test)
 
     def dataset_from_csv(self, req: SourceRequest) -> Dataset:
         """A CSV of one series per row (see sources.load_series_csv)."""
