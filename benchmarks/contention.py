@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, save  # noqa: E402
 
-from selfsup.training.threads import DEFAULT_THREADS  # noqa: E402
+import torch  # noqa: E402
 
 TARGET = 0.8
 
@@ -43,15 +43,21 @@ def run_together(count: int, epochs: int, threads: int | None, folder: Path) -> 
     start = time.perf_counter()
     procs = [subprocess.Popen(command(folder / f"run{i}", epochs, threads), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(count)]
-    summaries, ended = [], []
+    ended: dict[int, float] = {}
+    while len(ended) < count:  # each process's own end time (output is small: the pipes cannot fill)
+        for i, proc in enumerate(procs):
+            if i not in ended and proc.poll() is not None:
+                ended[i] = time.perf_counter() - start
+        time.sleep(0.02)
+    summaries = []
     for proc in procs:
         stdout, stderr = proc.communicate()
-        ended.append(time.perf_counter() - start)
         if proc.returncode != 0:
             raise SystemExit(f"contention: a training run failed: {stderr.strip().splitlines()[-1:]}")
         summaries.append(json.loads(stdout.strip().splitlines()[-1])["summary"])
-    wall = max(ended)
-    images = sum(s["samples_per_s"] * s["train_seconds"] for s in summaries)
+    wall = max(ended.values())
+    ended = [ended[i] for i in range(count)]
+    images = sum(s["steps"] * s["batch_size"] for s in summaries)
     return {"runs": count, "threads": threads or "adaptive", "wall_s": round(wall, 2),
             "per_run_wall_s": [round(e, 2) for e in ended], "images": round(images),
             "img_per_s": round(images / wall, 1),
@@ -65,7 +71,7 @@ def main() -> None:
     parser.add_argument("--skip-fixed-pair", action="store_true", help="skip two fixed-thread runs at once (slow)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = parser.parse_args()
-    fixed = DEFAULT_THREADS
+    fixed = torch.get_num_threads()  # PyTorch's default here (cores, or OMP_NUM_THREADS)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         cases = {}

@@ -24,7 +24,21 @@ def test_tensorboard_events_match_metrics_jsonl(tmp_path):
     loss = events.Scalars("train/loss")
     assert [e.step for e in loss] == [r["step"] for r in steps]
     assert [e.value for e in loss] == pytest.approx([r["loss"] for r in steps], rel=1e-6)
-    assert [e.step for e in events.Scalars("epoch/loss")] == [r["epoch"] for r in epochs]
+    assert [e.step for e in events.Scalars("epoch/loss")] == [r["steps"] for r in epochs]
+
+
+def test_a_failing_sink_is_dropped_and_training_goes_on(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("tensorboard")
+    from selfsup.training import loggers
+
+    def broken(self, record):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(loggers.TensorBoardSink, "write", broken)
+    run = selfsup.train("digits", out=tmp_path / "run", log=["tensorboard"], **TINY)
+    assert run.summary["steps"] > 0 and (tmp_path / "run" / "metrics.jsonl").stat().st_size > 0
+    err = capsys.readouterr().err
+    assert err.count("TensorBoardSink failed and is dropped (OSError: No space left on device)") == 1
 
 
 def test_mlflow_metrics(tmp_path, monkeypatch):

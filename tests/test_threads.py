@@ -50,11 +50,11 @@ class FakeClock:
 def fake_machine(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(threads, "allowed_cpus", lambda: [0, 1])
-    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: None)
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda root=None: None)
     monkeypatch.setattr(threads, "busy_seconds", lambda cpus: clock.busy)
-    monkeypatch.setattr(threads.time, "perf_counter", lambda: clock.wall)
-    monkeypatch.setattr(threads.time, "process_time", lambda: clock.own)
-    monkeypatch.setattr(threads.time, "sleep", lambda s: clock.advance(s, 1.0, 0.0))
+    monkeypatch.setattr(threads, "_now", lambda: clock.wall)
+    monkeypatch.setattr(threads, "_cpu_time", lambda: clock.own)
+    monkeypatch.setattr(threads, "_sleep", lambda s: clock.advance(s, 1.0, 0.0))
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # as on a quiet 2-core machine, whatever an earlier test left
     yield clock
@@ -101,14 +101,26 @@ def test_cpu_share_measures_a_real_busy_process():
     assert others is not None and others > 0.6, others
 
 
-def test_training_restores_threads_and_fixed_threads_stay(tmp_path):
+def test_a_thread_count_left_by_another_process_is_used_during_training_and_restored(monkeypatch):
     import selfsup
 
     torch.set_num_threads(2)
+    monkeypatch.setattr(threads, "threads_for", lambda cpus, others, cap: 1)  # as if another run shared the CPUs
     tiny = dict(epochs=1, batch_size=256, encoder_options={"widths": [8, 8, 8, 8]},
                 method_options={"proj_hidden_dim": 16}, monitor=False)
     run = selfsup.train("digits", method="simclr", **tiny)
-    assert run.summary["threads_policy"].startswith("adaptive") and torch.get_num_threads() == 2
-    run = selfsup.train("digits", method="simclr", threads=1, **tiny)
-    assert run.summary["threads_policy"].startswith("fixed") and run.summary["threads"] == 1
-    torch.set_num_threads(2)
+    assert run.summary["threads_policy"].startswith("adaptive") and run.summary["threads"] == 1
+    assert run.summary["thread_changes"][0]["threads"] == 1
+    assert torch.get_num_threads() == 2  # restored when training returns
+    run = selfsup.train("digits", method="simclr", threads=1, **tiny)  # fixed: never adapted, also restored
+    assert run.summary["threads_policy"] == "fixed (--threads)" and run.summary["threads"] == 1
+    assert "thread_changes" not in run.summary and torch.get_num_threads() == 2
+
+
+def test_quota_makes_the_cgroup_the_measure(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    (tmp_path / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")
+    assert threads.cgroup_cpu_limit(tmp_path) == pytest.approx(1.5)
+    assert threads.cgroup_busy_seconds(tmp_path) == pytest.approx(2.5)
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert threads.cgroup_cpu_limit(tmp_path) is None

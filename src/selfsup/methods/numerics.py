@@ -23,6 +23,8 @@ import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu")
+
 # every loss function decorated so far, by qualified name (for tests and documentation)
 FULL_PRECISION_LOSSES: dict[str, Callable[..., Any]] = {}
 
@@ -87,7 +89,8 @@ def full_precision(loss_fn: F) -> F:
         try:
             with contextlib.ExitStack() as stack:
                 for device_type in sorted(device_types):
-                    stack.enter_context(torch.autocast(device_type=device_type, enabled=False))
+                    if device_type in AUTOCAST_DEVICES:  # others ('meta', ...) have no autocast to switch off
+                        stack.enter_context(torch.autocast(device_type=device_type, enabled=False))
                 result = loss_fn(*args32, **kwargs32)
         finally:
             _call_log.depth -= 1

@@ -47,6 +47,7 @@ def _contrast(z: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
     return loss.sum() / valid.sum().clamp(min=1)
 
 
+@full_precision
 def instance_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """At each step t, series b's two crops are positives; the other series at step t are negatives. z: [B, T, D]."""
     b = z1.shape[0]
@@ -57,6 +58,7 @@ def instance_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, valid: torch.T
     return _contrast(z, torch.cat([v, v], dim=0).transpose(0, 1), b)
 
 
+@full_precision
 def temporal_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """For each series, step t of one crop and step t of the other are positives; other steps are negatives."""
     t = z1.shape[1]

@@ -5,20 +5,23 @@ The loop writes one record per logging step (``{"step", "epoch", "lr", "loss", .
 `metrics.jsonl` and hands it to every sink named by ``--log`` (`TrainConfig.log`):
 
 - ``tensorboard``: event files in ``RUN/tensorboard/`` through ``torch.utils.tensorboard`` (needs the
-  ``tensorboard`` package: ``pip install 'selfsup[tensorboard]'``); step records as ``train/<name>`` at the
-  optimiser step, epoch records as ``epoch/<name>`` at the epoch.
+  ``tensorboard`` package: ``pip install 'selfsup[tensorboard]'``); step records as ``train/<name>`` and epoch
+  records as ``epoch/<name>``, both at the optimiser step (an epoch record at the step that ended it).
 - ``mlflow``: the same scalars as MLflow metrics in the active tracking URI (``MLFLOW_TRACKING_URI``, e.g.
   ``sqlite:///mlflow.db``, else MLflow's default), in a run named after the run directory
   (``pip install 'selfsup[mlflow]'``).
 
 Only numeric fields become scalars. A resumed run truncates `metrics.jsonl` to its checkpoint and tells the
-sinks the step it continues from, so TensorBoard drops the events logged after the checkpoint.
+sinks the step of the checkpoint, so TensorBoard drops the events logged after it (a resumed MLflow run is a
+new MLflow run of the same name). A sink that fails while training (a tracking server gone, a full disk) is
+reported once on stderr and dropped: metrics.jsonl and training go on.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,6 +37,13 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
             and math.isfinite(float(v))}
 
 
+def where(record: dict[str, Any]) -> tuple[str, int]:
+    """A record's tag prefix and its x value, the optimiser step: 'train' at 'step', 'epoch' at the epoch's 'steps'."""
+    if record.get("type") == "epoch":
+        return "epoch", int(record.get("steps", 0))
+    return "train", int(record.get("step", 0))
+
+
 class TensorBoardSink:
     """Scalars to TensorBoard event files in `folder`."""
 
@@ -43,11 +53,11 @@ class TensorBoardSink:
         except ImportError:
             raise ConfigError("--log tensorboard needs the tensorboard package: "
                               "pip install 'selfsup[tensorboard]'") from None
-        self.writer = SummaryWriter(log_dir=str(folder), purge_step=resume_step)
+        # events after the checkpoint's step were logged by the interrupted run and are logged again
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=None if resume_step is None else resume_step + 1)
 
     def write(self, record: dict[str, Any]) -> None:
-        epoch_record = record.get("type") == "epoch"
-        prefix, step = ("epoch", record.get("epoch", 0)) if epoch_record else ("train", record.get("step", 0))
+        prefix, step = where(record)
         for name, value in scalars(record).items():
             self.writer.add_scalar(f"{prefix}/{name}", value, global_step=int(step))
 
@@ -65,14 +75,13 @@ class MLflowSink:
             raise ConfigError("--log mlflow needs the mlflow package: pip install 'selfsup[mlflow]'") from None
         self.mlflow = mlflow
         try:
-            self.run = mlflow.start_run(run_name=name)
+            self.run = mlflow.start_run(run_name=name, nested=mlflow.active_run() is not None)
         except Exception as exc:  # noqa: BLE001 -- MLflow's own errors (tracking URI, store) in one line
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"--log mlflow: cannot start an MLflow run ({first})") from None
 
     def write(self, record: dict[str, Any]) -> None:
-        epoch_record = record.get("type") == "epoch"
-        prefix, step = ("epoch", record.get("epoch", 0)) if epoch_record else ("train", record.get("step", 0))
+        prefix, step = where(record)
         values = {f"{prefix}/{k}": v for k, v in scalars(record).items()}
         if values:
             self.mlflow.log_metrics(values, step=int(step))
@@ -131,8 +140,13 @@ class MetricsLog:
         if self.file is not None:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
-        for sink in self.sinks:
-            sink.write(record)
+        for sink in list(self.sinks):
+            try:
+                sink.write(record)
+            except Exception as exc:  # noqa: BLE001 -- a monitoring sink must not stop training (or hang torchrun)
+                self.sinks.remove(sink)
+                print(f"selfsup: warning: {type(sink).__name__} failed and is dropped "
+                      f"({type(exc).__name__}: {exc}); metrics.jsonl goes on", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.file is not None:

@@ -215,14 +215,15 @@ def resume(run: str | Path, progress: bool = True, dataset: Dataset | None = Non
 def _train(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dataset | None, world: World,
            overwrite: bool = False, checkpoint: ckpt_io.Checkpoint | None = None) -> Run:
     cfg.validate()
+    threads_before = torch.get_num_threads()
+    share = None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-        return _train_with_threads(cfg, out_path, progress, dataset, world, overwrite, checkpoint, None)
-    threads_before = torch.get_num_threads()
-    share = CpuShare()  # measures other processes' CPU use from now on (setup included), see training/threads.py
+    elif not cfg.compile:  # compiled CPU kernels keep the thread count they were compiled with
+        share = CpuShare()  # measures other processes' CPU use from now on (setup included): training/threads.py
     try:
         return _train_with_threads(cfg, out_path, progress, dataset, world, overwrite, checkpoint, share)
-    finally:  # the adapted thread count does not outlive the run
+    finally:  # neither a fixed nor an adapted thread count outlives the run
         torch.set_num_threads(threads_before)
 
 
@@ -330,7 +331,8 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             "samples_per_s": round(result.samples_per_s * world.size, 1), "final_loss": result.final_loss,
             "selected": selected, "device": str(device), "precision": resolved["precision"],
             "threads": torch.get_num_threads(),
-            "threads_policy": "fixed (--threads)" if share is None else "adaptive (training/threads.py)",
+            "threads_policy": "adaptive (training/threads.py)" if share is not None
+            else "fixed (--threads)" if cfg.threads else "fixed (--compile)",
             "world_size": world.size, "batch_size": resolved["batch_size"],
             "global_batch_size": resolved["batch_size"] * world.size,
             "versions": {"selfsup": __version__, "torch": torch.__version__, "numpy": np.__version__,

@@ -9,12 +9,15 @@ other; with one thread each they finished together in the time of 1.5 runs alone
 
 `CpuShare` measures, over a sliding window, how much CPU time *other* processes used on the CPUs this
 process may run on (busy time of those CPUs from /proc/stat, minus this process's own CPU time),
-and sets ``torch.set_num_threads`` to the cores left over (at least 1, at most the default), checked
-again every few seconds during training: a run alone keeps all its threads, two runs at once settle
-on a share each, and a run whose neighbour finished takes its threads back. It is used only when
-``--threads`` is not given; a fixed ``--threads N`` is never changed (and bit-identical reruns need
-the same thread count, so pass it when that matters). Where /proc/stat cannot be read (not Linux),
-nothing changes. Under a cgroup CPU quota (containers), the quota caps the thread count.
+and sets ``torch.set_num_threads`` to the cores left over (at least 1, at most the thread count set
+when training starts), checked again every few seconds during training: a run alone keeps all its
+threads, two runs at once settle on a share each, and a run whose neighbour finished takes its
+threads back. It is used only when ``--threads`` is not given and the encoder is not compiled
+(inductor's CPU kernels fix their thread count when compiled); a fixed ``--threads N`` is never
+changed (bit-identical reruns need the same thread count, so pass it when that matters). Where the
+counters cannot be read (not Linux), nothing changes. Under a cgroup v2 CPU quota (a container's
+``--cpus``), the quota caps the thread count and "other work" is the CPU time the rest of the cgroup
+used (its cpu.stat), not the whole host's.
 """
 from __future__ import annotations
 
@@ -22,10 +25,10 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-DEFAULT_THREADS = torch.get_num_threads()  # PyTorch's choice at import (cores, or OMP_NUM_THREADS)
 CHECK_EVERY_S = 2.0  # how often the share is re-measured during training
 MIN_WINDOW_S = 0.2  # the first decision waits for at least this much measured time
 # CPU time fields of /proc/stat that count as busy: user nice system (idle iowait) irq softirq; steal and
@@ -41,8 +44,26 @@ def allowed_cpus() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+# the clock, CPU-time and sleep functions this module uses (tests replace these, not the `time` module's)
+_now, _cpu_time, _sleep = time.perf_counter, time.process_time, time.sleep
+
+
+def own_cgroup(root: Path = Path("/sys/fs/cgroup"), listing: Path = Path("/proc/self/cgroup")) -> Path:
+    """This process's cgroup v2 folder (from /proc/self/cgroup's '0::/PATH' line), else the root."""
+    try:
+        for line in listing.read_text().splitlines():
+            if line.startswith("0::"):
+                folder = root / line[3:].strip().lstrip("/")
+                if (folder / "cpu.max").exists():
+                    return folder
+    except OSError:
+        pass
+    return root
+
+
+def cgroup_cpu_limit(root: Path | None = None) -> float | None:
     """CPUs granted by a cgroup v2 quota (cpu.max 'quota period'), or None without a quota."""
+    root = own_cgroup() if root is None else root
     try:
         quota, period = (root / "cpu.max").read_text().split()[:2]
     except (OSError, ValueError):
@@ -74,6 +95,18 @@ def busy_seconds(cpus: list[int], stat: Path = Path("/proc/stat")) -> float | No
     return total / ticks if found else None
 
 
+def cgroup_busy_seconds(root: Path) -> float | None:
+    """CPU time (seconds) used by every process of the cgroup at `root` (cpu.stat usage_usec); None if unreadable."""
+    try:
+        for line in (root / "cpu.stat").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == "usage_usec":
+                return int(value) / 1e6
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def threads_for(cpus: float, others_busy: float, cap: int) -> int:
     """Threads to use: the cores left over by other processes (their load rounded to the nearest core), 1..cap."""
     free = math.floor(cpus + 1e-9) - math.floor(others_busy + 0.5)
@@ -85,20 +118,29 @@ class CpuShare:
 
     def __init__(self, cap: int | None = None, check_every_s: float = CHECK_EVERY_S) -> None:
         self.cpus_list = allowed_cpus()
-        limit = cgroup_cpu_limit()
+        cgroup = own_cgroup()
+        limit = cgroup_cpu_limit(cgroup)
         self.cpus = float(len(self.cpus_list)) if limit is None else min(len(self.cpus_list), max(1.0, limit))
-        self.cap = max(1, min(cap or DEFAULT_THREADS, math.floor(self.cpus + 1e-9)))
+        # under a quota the host's other CPUs' load is not ours to share: measure the rest of our cgroup instead
+        self._busy: Callable[[], float | None] = (lambda: busy_seconds(self.cpus_list)) if limit is None \
+            else (lambda: cgroup_busy_seconds(cgroup))
+        self.cap = max(1, min(cap or torch.get_num_threads(), math.floor(self.cpus + 1e-9)))
         self.check_every_s = check_every_s
-        self.enabled = busy_seconds(self.cpus_list) is not None
         self.changes: list[dict[str, float]] = []
         self._last = self._sample()
+        self.enabled = self._last is not None
 
-    def _sample(self) -> tuple[float, float, float]:
-        return time.perf_counter(), busy_seconds(self.cpus_list) or 0.0, time.process_time()
+    def _sample(self) -> tuple[float, float, float] | None:
+        busy = self._busy()
+        return None if busy is None else (_now(), busy, _cpu_time())
 
     def others_busy(self) -> float | None:
-        """Cores' worth of CPU time other processes used since the last measurement (and restart the window)."""
+        """Cores' worth of CPU time other processes used since the last measurement (and restart the window);
+        None when the counters could not be read this time (the window then goes on)."""
         now = self._sample()
+        if now is None or self._last is None:
+            self._last = now or self._last
+            return None
         wall = now[0] - self._last[0]
         if wall <= 0:
             return None
@@ -110,14 +152,14 @@ class CpuShare:
         """The first decision, from the time since construction (at least MIN_WINDOW_S); returns the threads."""
         if not self.enabled:
             return torch.get_num_threads()
-        waited = time.perf_counter() - self._last[0]
+        waited = _now() - self._last[0]
         if waited < MIN_WINDOW_S:
-            time.sleep(MIN_WINDOW_S - waited)
+            _sleep(MIN_WINDOW_S - waited)
         return self._apply()
 
     def maybe_update(self) -> int | None:
         """Re-measure if CHECK_EVERY_S have passed; returns the new thread count when it changed."""
-        if not self.enabled or time.perf_counter() - self._last[0] < self.check_every_s:
+        if not self.enabled or _now() - self._last[0] < self.check_every_s:
             return None
         before = torch.get_num_threads()
         after = self._apply()
