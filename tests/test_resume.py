@@ -129,7 +129,7 @@ def test_checkpoint_holds_the_whole_training_state(tmp_path):
     assert any(n.startswith("model/target_encoder.") for n in names)  # EMA target network
     assert any(n.startswith("optim/") and n.endswith("momentum_buffer") for n in names)  # LARS momentum
     assert {"rng/0/gen_data", "rng/0/torch_cpu", "loop/losses"} <= names
-    assert ck.state["method_attributes"]["momentum"] == pytest.approx(1.0)  # BYOL's tau at the end
+    assert ck.state["method_state"]["momentum"] == pytest.approx(1.0)  # BYOL's tau at the end
     assert ck.state["metrics_bytes"] == (tmp_path / "r" / "metrics.jsonl").stat().st_size
     assert ck.state["config"]["method"] == "byol" and ck.state["world_size"] == 1
     assert ck.state["hooks"] and "best_rankme" in ck.state["hooks"][0]  # monitor state (select rankme)

@@ -129,7 +129,7 @@ def test_ts2vec_trains_on_any_sequence_encoder_and_averages_weights():
     assert not torch.equal(method.encoder.proj.weight, w0)
     assert not torch.equal(method.encoder.proj.weight, method.online.proj.weight)
     assert int(method.n_averaged) == 4
-    assert "encoder." in method.target_parameters()
+    assert "encoder." in method.parameter_roles().frozen
 
 
 def test_methods_need_per_step_encoders_and_import_no_modality():

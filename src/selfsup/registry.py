@@ -41,6 +41,11 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._entries[name] = Entry(name, obj, summary, paper, dict(extra))
 
+    def remove(self, name: str) -> None:
+        """Unregister `name` (a plug-in unloading, or a test cleaning up after itself)."""
+        self.entry(name)
+        del self._entries[name]
+
     def entry(self, name: str) -> Entry[T]:
         try:
             return self._entries[name]

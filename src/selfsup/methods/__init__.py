@@ -1,7 +1,7 @@
 """Self-supervised methods; importing this package registers the built-in ones."""
-from .base import Method, OptimizerDefaults, methods, register_method
+from .base import Method, OptimizerDefaults, ParameterRoles, TrainingContext, methods, register_method
 from . import simclr, moco, byol, simsiam, barlow_twins, vicreg  # noqa: F401
 from . import ts2vec, masked_reconstruction  # noqa: F401
 from . import scarf, vime, denoising_autoencoder  # noqa: F401
 
-__all__ = ["Method", "OptimizerDefaults", "methods", "register_method"]
+__all__ = ["Method", "OptimizerDefaults", "ParameterRoles", "TrainingContext", "methods", "register_method"]

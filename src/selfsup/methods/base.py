@@ -29,8 +29,35 @@ class OptimizerDefaults:
     excluded_lr_scale: float = 1.0  # lr multiplier for biases/norm parameters (Barlow Twins: 0.0048 / 0.2)
 
 
+@dataclass(frozen=True)
+class TrainingContext:
+    """What the trainer tells a method once before training (`Method.setup`)."""
+
+    num_samples: int  # training samples
+    batch_size: int  # per process
+    world_size: int = 1  # training processes
+    total_steps: int | None = None  # optimiser steps planned (None: a time budget)
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * self.world_size
+
+
+@dataclass(frozen=True)
+class ParameterRoles:
+    """How the optimiser treats a method's parameters, by name prefix (e.g. 'target_encoder.')."""
+
+    frozen: tuple[str, ...] = ()  # never updated by the optimiser (EMA targets, running averages)
+    fixed_lr: tuple[str, ...] = ()  # kept at the base learning rate, outside the schedule (SimSiam's predictor)
+
+
 class Method(nn.Module):
-    """Base class: subclasses define `loss_on_views` and may define `update_target`."""
+    """Base class: subclasses define `loss_on_views`; the other hooks below are optional and declared here.
+
+    Lifecycle: `setup(context)` once before training; per step the trainer calls the method (its forward:
+    `loss_on_views`), steps the optimiser over the parameters `parameter_roles` leaves trainable, then calls
+    `update_target(progress)`; checkpoints hold the state dict plus `extra_state()`.
+    """
 
     name: ClassVar[str]
     view_style: ClassVar[str] = "simclr"  # augmentation recipe the paper used
@@ -84,12 +111,22 @@ class Method(nn.Module):
     def loss_on_views(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
-    def update_target(self, progress: float) -> None:
-        """Called after every optimiser step with training progress in [0, 1] (EMA targets)."""
+    def setup(self, context: TrainingContext) -> None:
+        """Called once before training (and before a checkpoint is restored): size state to the data and batch."""
 
-    def target_parameters(self) -> list[str]:
-        """Names of parameter prefixes that the optimiser must not update (EMA targets)."""
-        return []
+    def parameter_roles(self) -> ParameterRoles:
+        """Which parameters the optimiser leaves alone or keeps at a fixed learning rate (default: none)."""
+        return ParameterRoles()
+
+    def update_target(self, progress: float) -> None:
+        """Called after every optimiser step with training progress in [0, 1] (EMA targets, queues)."""
+
+    def extra_state(self) -> dict[str, float]:
+        """Scalar state that is neither a parameter nor a buffer (checkpointed; default: none)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, float]) -> None:
+        """Restore what `extra_state` returned."""
 
     @classmethod
     def hyperparameters(cls) -> dict[str, Any]:

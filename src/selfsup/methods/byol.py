@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Method, OptimizerDefaults, cosine_momentum, ema_update, make_target, mlp, register_method
+from .base import (Method, OptimizerDefaults, ParameterRoles, cosine_momentum, ema_update, make_target, mlp,
+                   register_method)
 from .numerics import full_precision
 
 
@@ -36,8 +37,14 @@ class BYOL(Method):
         self.target_encoder = make_target(self.encoder)
         self.target_projector = make_target(self.projector)
 
-    def target_parameters(self) -> list[str]:
-        return ["target_encoder", "target_projector"]
+    def parameter_roles(self) -> ParameterRoles:
+        return ParameterRoles(frozen=("target_encoder.", "target_projector."))
+
+    def extra_state(self) -> dict[str, float]:
+        return {"momentum": self.momentum}  # the current tau of the cosine schedule
+
+    def load_extra_state(self, state: dict[str, float]) -> None:
+        self.momentum = float(state["momentum"])
 
     def loss_on_views(self, views):
         z1, z2 = (self.projector(h) for h in self.encode(views))

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Method, OptimizerDefaults, ema_update, make_target, register_method
+from .base import (Method, OptimizerDefaults, ParameterRoles, TrainingContext, ema_update, make_target,
+                   register_method)
 from .numerics import full_precision
 
 
@@ -48,16 +49,17 @@ class MoCo(Method):
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
-    def configure(self, num_samples: int, batch_size: int) -> None:
-        """Cap the queue below the number of training samples, in whole batches of keys (2 per image); `batch_size`
-        is the global batch (every process enqueues the keys of all processes)."""
+    def setup(self, context: TrainingContext) -> None:
+        """Cap the queue below the number of training samples, in whole global batches of keys (2 per image; every
+        process enqueues the keys of all processes)."""
+        num_samples, batch_size = context.num_samples, context.global_batch_size
         size = min(self.requested_queue_size, max(2 * batch_size, (num_samples // batch_size - 1) * batch_size))
         size = max(2 * batch_size, (size // (2 * batch_size)) * 2 * batch_size)
         if size != self.queue.shape[0]:
             self.queue = F.normalize(torch.randn(size, self.queue.shape[1], device=self.queue.device), dim=1)
 
-    def target_parameters(self) -> list[str]:
-        return ["target_encoder", "target_projector"]
+    def parameter_roles(self) -> ParameterRoles:
+        return ParameterRoles(frozen=("target_encoder.", "target_projector."))
 
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Method, OptimizerDefaults, mlp, register_method
+from .base import Method, OptimizerDefaults, ParameterRoles, mlp, register_method
 from .numerics import full_precision
 
 
@@ -24,13 +24,15 @@ def simsiam_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 class SimSiam(Method):
     view_style = "simsiam"
     optimizer = OptimizerDefaults("sgd", lr=0.05, weight_decay=1e-4)
-    fixed_lr_modules = ("predictor",)
 
     def __init__(self, encoder, proj_dim: int = 2048, pred_hidden_dim: int = 512, proj_layers: int = 3) -> None:
         super().__init__(encoder)
         self.projector = mlp(self.feature_dim, proj_dim, proj_dim, num_layers=proj_layers,
                              last_bn=True, last_bn_affine=False)
         self.predictor = mlp(proj_dim, pred_hidden_dim, proj_dim)
+
+    def parameter_roles(self) -> ParameterRoles:
+        return ParameterRoles(fixed_lr=("predictor.",))  # the paper keeps the predictor's lr fixed
 
     def loss_on_views(self, views):
         z1, z2 = (self.projector(h) for h in self.encode(views))

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .base import Method, OptimizerDefaults, make_target, register_method
+from .base import Method, OptimizerDefaults, ParameterRoles, make_target, register_method
 from .numerics import full_precision
 
 
@@ -155,16 +155,18 @@ class TS2Vec(Method):
             self.online = encoder
             self.encoder = make_target(encoder)
             self.register_buffer("n_averaged", torch.ones((), dtype=torch.long))
-        if lr_schedule == "constant":  # the trainer leaves these parameter groups at the base learning rate
-            self.fixed_lr_modules = ("online.",) if average == "swa" else ("encoder.",)
+        self.lr_schedule = lr_schedule
 
     @property
     def net(self):
         """The encoder being trained (the running average is `encoder` when average='swa')."""
         return self.online if self.average == "swa" else self.encoder
 
-    def target_parameters(self) -> list[str]:
-        return ["encoder."] if self.average == "swa" else []
+    def parameter_roles(self) -> ParameterRoles:
+        """The running average is not trained; with the paper's constant schedule the trained encoder keeps its lr."""
+        trained = "online." if self.average == "swa" else "encoder."
+        return ParameterRoles(frozen=("encoder.",) if self.average == "swa" else (),
+                              fixed_lr=(trained,) if self.lr_schedule == "constant" else ())
 
     @torch.no_grad()
     def update_target(self, progress: float) -> None:

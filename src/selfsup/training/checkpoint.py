@@ -164,18 +164,6 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, doc: dict[str, Any],
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def method_attributes(method: torch.nn.Module) -> dict[str, Any]:
-    """The method's public int/float attributes (state that is not a tensor, e.g. BYOL's current momentum)."""
-    return {k: v for k, v in vars(method).items()
-            if not k.startswith("_") and type(v) in (int, float)}
-
-
-def load_method_attributes(method: torch.nn.Module, attrs: dict[str, Any]) -> None:
-    for k, v in attrs.items():
-        if type(getattr(method, k, None)) in (int, float):
-            setattr(method, k, v)
-
-
 HOOK_SCALARS = ("best_rankme", "best_epoch")
 
 
@@ -303,7 +291,7 @@ class Checkpointer:
             "position": {"steps": loop.steps, "epoch": loop.epoch, "step_in_epoch": loop.step_in_epoch,
                          "samples": loop.samples, "train_seconds": loop.train_seconds, "finished": loop.finished,
                          "generators": sorted(loop.generators)},
-            "optimizer": opt_doc, "method_attributes": method_attributes(self.method), "hooks": hk_docs,
+            "optimizer": opt_doc, "method_state": self.method.extra_state(), "hooks": hk_docs,
             "rng": [b.state for b in bundles], "metrics_bytes": self.log.position() if self.log else 0,
         }
         path = self.path
@@ -339,7 +327,7 @@ def restore(ckpt: Checkpoint, method: torch.nn.Module, optimizer: torch.optim.Op
     s = ckpt.state
     model = {k[len("model/"):]: v for k, v in ckpt.tensors.items() if k.startswith("model/")}
     method.load_state_dict(model)
-    load_method_attributes(method, s["method_attributes"])
+    method.load_extra_state(s["method_state"])
     load_optimizer_state(optimizer, s["optimizer"], ckpt.tensors)
     load_hook_state(hooks, s["hooks"], ckpt.tensors)
     prefix = f"rng/{rank}/"

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..methods.base import Method, ParameterRoles
 
 
 class LARS(torch.optim.Optimizer):
@@ -46,14 +47,14 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def parameter_groups(method: nn.Module, weight_decay: float, fixed_lr_modules: tuple[str, ...] = ()) -> list[dict]:
-    """Trainable parameters in groups: regular / excluded from decay (1-D: biases, norms), and fixed-lr modules."""
-    frozen = tuple(getattr(method, "target_parameters", lambda: [])())
+def parameter_groups(method: nn.Module, weight_decay: float, roles: ParameterRoles = ParameterRoles()) -> list[dict]:
+    """Trainable parameters in groups: regular / excluded from decay (1-D: biases, norms), and fixed-lr ones;
+    the parameters `roles` freezes (and any with requires_grad=False) are left out."""
     groups: dict[tuple[bool, bool], list[torch.Tensor]] = {}
     for name, p in method.named_parameters():
-        if not p.requires_grad or name.startswith(frozen):
+        if not p.requires_grad or name.startswith(roles.frozen):
             continue
-        key = (p.ndim <= 1, name.startswith(fixed_lr_modules))
+        key = (p.ndim <= 1, name.startswith(roles.fixed_lr))
         groups.setdefault(key, []).append(p)
     return [{"params": ps, "weight_decay": 0.0 if excl else weight_decay, "lars_exclude": excl, "fixed_lr": fixed}
             for (excl, fixed), ps in sorted(groups.items())]
@@ -68,10 +69,10 @@ def scaled_lr(base_lr: float, batch_size: int, rule: str) -> float:
     return base_lr
 
 
-def build_optimizer(method: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
+def build_optimizer(method: Method, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
                     excluded_lr_scale: float = 1.0) -> torch.optim.Optimizer:
-    """The named optimiser over the method's trainable parameters."""
-    groups = parameter_groups(method, weight_decay, getattr(method, "fixed_lr_modules", ()))
+    """The named optimiser over the method's trainable parameters (as its `parameter_roles` declares)."""
+    groups = parameter_groups(method, weight_decay, method.parameter_roles())
     for g in groups:
         g["base_lr"] = lr * (excluded_lr_scale if g["lars_exclude"] else 1.0)
     if name == "lars":

@@ -17,7 +17,7 @@ from .. import __version__
 from ..artifacts import save_tensors, write_json, write_yaml
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError, TrainingError
-from ..methods import methods
+from ..methods import TrainingContext, methods
 from ..modalities.base import get_modality
 from ..run import COMPLETE_MARKER, Run
 from . import checkpoint as ckpt_io
@@ -153,8 +153,9 @@ def build_method(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> tup
     if world_size > 1 and batch < 2:
         raise ConfigError(f"{len(dataset.train)} training samples are too few for {world_size} processes")
     global_batch = batch * world_size
-    if hasattr(method, "configure"):
-        method.configure(len(dataset.train), global_batch)
+    steps_per_epoch = max(1, len(dataset.train) // global_batch)
+    method.setup(TrainingContext(len(dataset.train), batch, world_size,
+                                 cfg.epochs * steps_per_epoch if cfg.epochs else None))
     defaults = method_cls.optimizer
     resolved = {
         "modality": dataset.modality, "data_spec": spec, "encoder": enc_name, "encoder_options": enc_opts,
