@@ -1,6 +1,7 @@
 """Shared helpers for the benchmark scripts: machine description and result files."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -49,3 +50,13 @@ def write_result(path: Path, doc: dict) -> Path:
 def save(name: str, result: dict) -> Path:
     """Write benchmarks/results/NAME.json (atomically, with the time written) and return its path."""
     return write_result(RESULTS / f"{name}.json", {**result, "written": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def publish(name: str, result: dict, as_json: bool, summary: str) -> Path:
+    """Save benchmarks/results/NAME.json and print it (as one JSON object with `as_json`, else `summary` and the path)."""
+    path = save(name, result)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(f"{summary} -> {path}")
+    return path

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, save  # noqa: E402
+from _common import machine, publish  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -100,11 +100,7 @@ def main() -> None:
         "cases": cases,
         "machine": machine(),
     }
-    path = save("contention", result)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"pair / alone = {result['pair_over_alone']} (target {TARGET}) -> {path}")
+    publish("contention", result, args.json, f"pair / alone = {result['pair_over_alone']} (target {TARGET})")
 
 
 if __name__ == "__main__":

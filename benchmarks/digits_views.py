@@ -11,7 +11,6 @@ with the digits defaults over it (`crop_scale` (0.56, 1), `flip_p` 0: what `load
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, save  # noqa: E402
+from _common import machine, publish  # noqa: E402
 
 import selfsup  # noqa: E402
-from selfsup.data import Dataset, Split, load_dataset  # noqa: E402
+from selfsup.data import Dataset, Split  # noqa: E402
+from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.evaluation import knn_accuracy  # noqa: E402
 
 METHODS = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg")
@@ -64,11 +64,8 @@ def main() -> None:
         "validation_knn": scores, "mean": means, "seconds": round(time.perf_counter() - start, 1),
         "machine": machine(),
     }
-    path = save("digits_views", result)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"mean kNN: paper {means['paper']}, digits defaults {means['digits_defaults']} -> {path}")
+    publish("digits_views", result, args.json,
+            f"mean kNN: paper {means['paper']}, digits defaults {means['digits_defaults']}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, save  # noqa: E402
 
 import selfsup  # noqa: E402
-from selfsup.data import Dataset, Split, load_dataset  # noqa: E402
+from selfsup.data import Dataset, Split  # noqa: E402
+from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.evaluate import evaluate_run  # noqa: E402
 from selfsup.evaluation import knn_accuracy, linear_probe, stratified_validation_split  # noqa: E402
 from selfsup.presets import PRESETS  # noqa: E402

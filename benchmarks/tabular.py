@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -43,7 +41,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import selfsup  # noqa: E402
 from _common import machine as common_machine, write_result  # noqa: E402
-from selfsup.data import Dataset, Split, load_dataset  # noqa: E402
+from selfsup.data import Dataset, Split  # noqa: E402
+from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.errors import SelfSupError  # noqa: E402
 from selfsup.evaluation import few_label_linear, few_label_splits, stratified_validation_split  # noqa: E402
 from selfsup.modalities.tabular.preprocess import Preprocessor  # noqa: E402

@@ -11,7 +11,6 @@ to make both views of a batch (its share of an end-to-end step), all measured in
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,10 +18,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, save  # noqa: E402
+from _common import machine, publish  # noqa: E402
 
 import selfsup  # noqa: E402
-from selfsup.data import load_dataset  # noqa: E402
+from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.methods.simclr import SimCLR  # noqa: E402
 from selfsup.modalities.image.encoders import ConvNet4  # noqa: E402
 from selfsup.training.loop import autocast_context  # noqa: E402
@@ -179,12 +178,9 @@ def main() -> None:
                                      "2-core machine with avx512_bf16, in another session)"},
         "machine": machine(),
     }
-    path = save("throughput", result)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"end to end {result['img_per_s']} img/s | fp32 eager ceiling {result['ceiling_fp32_img_per_s']} | "
-              f"selfsup ceiling {result['ceiling_selfsup_img_per_s']} -> {path}")
+    publish("throughput", result, args.json,
+            f"end to end {result['img_per_s']} img/s | fp32 eager ceiling {result['ceiling_fp32_img_per_s']} | "
+            f"selfsup ceiling {result['ceiling_selfsup_img_per_s']}")
 
 
 if __name__ == "__main__":

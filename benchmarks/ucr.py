@@ -20,7 +20,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import shlex
 import sys
 import time
@@ -60,7 +59,7 @@ def one_run(name: str, uri: str, seed: int, threads: int, iters: int | None) -> 
 
     torch.set_num_threads(threads)
     import selfsup
-    from selfsup.data import load_dataset
+    from selfsup.loading import load_dataset
     from selfsup.evaluation import svm_protocol
     from selfsup.modalities.timeseries.modality import DEFAULT_CONFIG, ts2vec_schedule
 
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     jobs = [(name, uri, s, args.threads, args.iters) for name, uri in pairs for s in seeds]
     if args.jobs > 1:  # longest first (cost grows with series length at a fixed number of iterations)
-        from selfsup.data import load_dataset
+        from selfsup.loading import load_dataset
 
         length = {name: load_dataset(uri).train.x.shape[-1] for name, uri in pairs}
         jobs.sort(key=lambda j: -length[j[0]])

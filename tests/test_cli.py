@@ -103,7 +103,7 @@ def test_npy_source_and_cli_embed_match_api(tmp_path, digits_run):
     proc = run_cli("embed", digits_run, "--data", "digits", "--split", "test", "--out", out)
     assert proc.returncode == 0, proc.stderr
     from_cli = np.load(out)
-    ds = selfsup.data.load_dataset("digits")
+    ds = selfsup.load_dataset("digits")
     from_api = selfsup.load(digits_run).embed(ds.test.x.numpy()[:, 0])  # raw N x H x W uint8
     assert from_cli.shape == from_api.shape
     np.testing.assert_allclose(from_cli, from_api, rtol=1e-5, atol=1e-5)

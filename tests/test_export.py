@@ -15,7 +15,7 @@ from torch import nn
 import selfsup
 from conftest import run_cli
 from selfsup.cli import main
-from selfsup.data import load_dataset
+from selfsup.loading import load_dataset
 from selfsup.errors import ExportError
 from selfsup.export import export_encoder, sidecar_path
 

@@ -9,7 +9,7 @@ from selfsup.finetune import few_label_finetune
 def test_few_label_finetune(digits_run):
     run = selfsup.load(digits_run)
     before = {k: v.clone() for k, v in run.encoder.state_dict().items()}
-    train, test, _ = holdout_test_split(selfsup.data.load_dataset("digits"))
+    train, test, _ = holdout_test_split(selfsup.load_dataset("digits"))
     res = few_label_finetune(run, train, test, fractions=(0.1,), seeds=(0, 1), steps=60)
     for name in ("selfsup", "random_encoder"):
         r = res[name]["0.1"]

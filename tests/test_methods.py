@@ -20,7 +20,7 @@ MARGIN = 0.03
 @pytest.mark.parametrize("name", ["simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg"])
 def test_method_beats_random_encoder_on_digits(name):
     run = selfsup.train("digits", method=name, epochs=12, batch_size=128, encoder_options=SMALL, monitor=False)
-    ds = selfsup.data.load_dataset("digits")
+    ds = selfsup.load_dataset("digits")
     train, test, _ = holdout_test_split(ds)
     feats = feature_sets(run, train, test)
     # the protocol's weighted kNN (k=200, T=0.1), as `selfsup eval` reports it

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from selfsup.data import load_dataset
+from selfsup.loading import load_dataset
 from selfsup.errors import ConfigError, DataError
 
 SHAPES = {"image": (12, 8, 8), "timeseries": (12, 2, 16), "tabular": (12, 5)}

@@ -10,7 +10,7 @@ import torch
 from selfsup.errors import ConfigError
 from selfsup.methods import methods
 from selfsup.methods.numerics import FULL_PRECISION_LOSSES, LossCall, full_precision, recorded_loss_calls
-from selfsup.modalities.base import get_modality, modalities
+from selfsup.modalities import get_modality, modalities
 from selfsup.modalities.image.encoders import ConvNet4
 from selfsup.training.loop import autocast_context
 

@@ -75,7 +75,7 @@ def test_select_rankme_keeps_best_checkpoint(monitored_run):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["selected"].startswith(f"rankme (epoch {best}")
     # Recompute RankMe of the saved encoder on the monitor's subset: it must be the best epoch's value.
-    ds = selfsup.data.load_dataset("digits")
+    ds = selfsup.load_dataset("digits")
     idx = np.sort(np.random.default_rng(0).choice(len(ds.train), size=min(2048, len(ds.train)), replace=False))
     z = selfsup.load(out).embed(ds.train.x[idx])
     assert rankme(z) == pytest.approx(epochs[best]["rankme"], rel=1e-4)

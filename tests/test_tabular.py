@@ -9,9 +9,9 @@ import torch
 import yaml
 
 import selfsup
-from selfsup.data import load_dataset
+from selfsup.loading import load_dataset
 from selfsup.errors import ConfigError, DataError
-from selfsup.modalities.base import get_modality
+from selfsup.modalities import get_modality
 from selfsup.modalities.tabular.corruptions import (LayoutTensors, gaussian_noise, marginal_replace,
                                                     mask_and_replace, swap_noise)
 from selfsup.modalities.tabular.preprocess import MISSING_SLOT, UNKNOWN_SLOT, Layout, Preprocessor

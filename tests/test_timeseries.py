@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 import selfsup
 from conftest import run_cli
-from selfsup.data import load_dataset
+from selfsup.loading import load_dataset
 from selfsup.errors import DataError
-from selfsup.modalities.base import get_modality
+from selfsup.modalities import get_modality
 from selfsup.modalities.timeseries.augment import (SeriesAugmentation, SeriesViewMaker, augment, recipe,
                                                    segment_permutation)
 from selfsup.modalities.timeseries.encoders import DilatedConvEncoder, PatchTransformerEncoder

@@ -1,8 +1,8 @@
 """selfsup: self-supervised representation learning with one API across modalities and built-in evaluation."""
-__version__ = "0.1.0"
+from .version import __version__
+from .api import SelfSupervisedEmbedder, dataset_from_array, load, train
+from .errors import SelfSupError
+from .loading import load_dataset
+from .run import Run
 
-from .api import SelfSupervisedEmbedder, dataset_from_array, load, train  # noqa: E402
-from .errors import SelfSupError  # noqa: E402
-from .run import Run  # noqa: E402
-
-__all__ = ["train", "load", "Run", "SelfSupervisedEmbedder", "SelfSupError", "dataset_from_array", "__version__"]
+__all__ = ["train", "load", "Run", "SelfSupervisedEmbedder", "SelfSupError", "dataset_from_array", "load_dataset", "__version__"]

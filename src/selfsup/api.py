@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .data import Dataset, Split, encode_labels
 from .errors import ConfigError
-from .modalities.base import get_modality
+from .modalities import get_modality
 from .presets import with_preset
 from .run import Run, load
 from .training.config import TrainConfig

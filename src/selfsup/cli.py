@@ -207,7 +207,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     from .api import load
     from .artifacts import atomic_write_bytes
-    from .data import load_dataset
+    from .loading import load_dataset
     from .run import encode_storage
 
     run = load(args.run)

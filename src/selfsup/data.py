@@ -78,17 +78,6 @@ def parse_uri(uri: str, data_dir: str | None = None, modality: str | None = None
     return SourceRequest(uri, scheme, path, options, data_dir, modality)
 
 
-def load_dataset(uri: str, data_dir: str | None = None, modality: str | None = None) -> Dataset:
-    """Load a dataset by URI; raises DataError/ConfigError with a one-line message on bad input."""
-    from . import modalities  # noqa: F401  (registers the built-in sources)
-
-    req = parse_uri(uri, data_dir, modality)
-    if req.scheme not in sources:
-        known = ", ".join(e.name for e in sources)
-        raise ConfigError(f"--data {uri!r}: unknown source {req.scheme!r}; known: {known}")
-    return sources.get(req.scheme)(req)
-
-
 def existing_file(path: str, what: str = "file") -> Path:
     """A Path that exists and is a file, else a DataError naming it."""
     p = Path(path).expanduser()

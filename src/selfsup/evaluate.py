@@ -7,9 +7,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .data import Dataset, Split, load_dataset
+from .data import Dataset, Split
 from .errors import ConfigError
 from .evaluation import few_label_linear, kmeans_clustering, knn_accuracy, linear_probe, svm_protocol
+from .loading import load_dataset
 from .run import Run, build_encoder, encode_storage
 
 DEFAULT_PROTOCOLS = ("knn", "linear")
@@ -117,10 +118,23 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
     return results
 
 
+def evaluation_rows(ev: dict[str, Any]) -> list[list[Any]]:
+    """One row per (protocol, metric) with selfsup / raw / random-encoder columns."""
+    rows = []
+    for proto, by_name in ev.get("protocols", {}).items():
+        sample = by_name.get("selfsup", {})
+        metrics = [m for m in ("acc", "acc_k20", "nmi", "ari") if m in sample]
+        for frac in [k for k in sample if k.replace(".", "").isdigit()]:  # few-label: {"0.01": {"mean","std"}}
+            rows.append([f"{proto} {float(frac):.0%} labels"] + [
+                f"{by_name[n][frac]['mean']:.4f} ± {by_name[n][frac]['std']:.4f}" if n in by_name else "-"
+                for n in ("selfsup", "raw", "random_encoder")])
+        for m in metrics:
+            rows.append([f"{proto} {m}"] + [by_name.get(n, {}).get(m, "-") for n in ("selfsup", "raw", "random_encoder")])
+    return rows
+
+
 def format_results(results: dict[str, Any]) -> str:
     """A plain-text table: one row per protocol figure, columns selfsup / raw / random encoder."""
-    from .report import evaluation_rows
-
     names = ["selfsup", "raw input", "random encoder"]
     lines = [f"evaluation on {results['data']} ({results['n_train']} train / {results['n_test']} test; "
              f"test = {results['test_source']})",

@@ -15,7 +15,7 @@ from torch import nn
 
 from .data import Split
 from .evaluation.fewshot import few_label_splits
-from .modalities.base import get_modality
+from .modalities import get_modality
 from .run import Run, build_encoder, encode_storage
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from .artifacts import atomic_write_text
+from .evaluate import evaluation_rows, holdout_test_split
+from .loading import load_dataset
 from .run import Run, encode_storage, load
 
 
@@ -133,21 +135,6 @@ def fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
 
 
-def evaluation_rows(ev: dict[str, Any]) -> list[list[Any]]:
-    """One row per (protocol, metric) with selfsup / raw / random-encoder columns."""
-    rows = []
-    for proto, by_name in ev.get("protocols", {}).items():
-        sample = by_name.get("selfsup", {})
-        metrics = [m for m in ("acc", "acc_k20", "nmi", "ari") if m in sample]
-        for frac in [k for k in sample if k.replace(".", "").isdigit()]:  # few-label: {"0.01": {"mean","std"}}
-            rows.append([f"{proto} {float(frac):.0%} labels"] + [
-                f"{by_name[n][frac]['mean']:.4f} ± {by_name[n][frac]['std']:.4f}" if n in by_name else "-"
-                for n in ("selfsup", "raw", "random_encoder")])
-        for m in metrics:
-            rows.append([f"{proto} {m}"] + [by_name.get(n, {}).get(m, "-") for n in ("selfsup", "raw", "random_encoder")])
-    return rows
-
-
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
 th{background:#f0f0f0}td:first-child{text-align:left}img{max-width:100%}h2{border-bottom:1px solid #ddd}"""
@@ -155,9 +142,6 @@ th{background:#f0f0f0}td:first-child{text-align:left}img{max-width:100%}h2{borde
 
 def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_points: int = 2000) -> Path:
     """Write report.html for a run directory; returns its path."""
-    from .data import load_dataset
-    from .evaluate import holdout_test_split
-
     assert run.path is not None, "report needs a run directory"
     import matplotlib
 

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .errors import ConfigError, DataError
-from .modalities.base import Modality, batched, get_modality
+from .modalities import get_modality
+from .modalities.base import Modality, batched
 from .training.config import TrainConfig
 
 COMPLETE_MARKER = "summary.json"

@@ -74,10 +74,6 @@ modalities: Registry[Modality] = Registry("modality")
 
 def get_modality(name: str) -> Modality:
     """The registered modality instance by name."""
-    from . import image  # noqa: F401
-    from . import timeseries  # noqa: F401
-    from . import tabular  # noqa: F401
-
     return modalities.get(name)
 
 

@@ -14,7 +14,7 @@ import torch
 from ..data import Dataset
 from ..evaluation.diagnostics import alignment, dimension_std, rankme, uniformity
 from ..evaluation.knn import knn_accuracy
-from ..modalities.base import get_modality
+from ..modalities import get_modality
 from ..run import encode_storage
 
 

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..artifacts import save_tensors, write_json, write_yaml
-from ..data import Dataset, load_dataset
+from ..data import Dataset
+from ..loading import load_dataset
 from ..errors import ConfigError, TrainingError
 from ..methods import TrainingContext, methods
-from ..modalities.base import get_modality
+from ..modalities import get_modality
 from ..run import COMPLETE_MARKER, Run
 from . import checkpoint as ckpt_io
 from . import distributed

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...data import Dataset, SourceRequest, Split, encode_labels
+from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_arrays
 from ...errors import DataError
 from ..base import Modality, ViewMaker, modalities
 from .encoders import series_encoders
@@ -178,16 +178,8 @@ class TimeSeriesModality(Modality):
 
     def dataset_from_npy(self, req: SourceRequest) -> Dataset:
         """npy:PATH[?labels=Y.npy&test=XT.npy&test_labels=YT.npy] with --modality timeseries: N x L or N x C x L."""
-        from ...data import load_npy_arrays
-
         arrays = load_npy_arrays(req, "series array")
         return self.dataset_from_arrays(arrays.x, arrays.y, req.uri, arrays.x_test, arrays.y_test)
-
-    def dataset_from_csv(self, req: SourceRequest) -> Dataset:
-        """A CSV of one series per row (see sources.load_series_csv)."""
-        from .sources import load_series_csv
-
-        return load_series_csv(req)
 
 
 #: The one time-series configuration used for every data set by benchmarks/ucr.py: TS2Vec's objective and
