@@ -22,6 +22,7 @@ every step with one small all-reduce. Nothing is pickled: byte payloads travel a
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -97,9 +98,12 @@ def init() -> World:
 
 
 def shutdown() -> None:
-    """Leave the process group if selfsup created it (at exit)."""
+    """Leave the process group if selfsup created it (at exit). DDP reducers that still hold the group (they sit in
+    reference cycles, so only the garbage collector frees them) are freed first: a reducer destroyed after its group
+    aborts the process ('terminate called without an active exception')."""
     global _OWNED
     if _OWNED and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
     _OWNED = False
 

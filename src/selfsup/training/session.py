@@ -323,6 +323,7 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             raise TrainingError(f"{exc}{kept}") from None
         finally:
             log.close()
+        model = None  # the DDP wrapper and its reducer go now, not whenever the garbage collector finds them
         if world.distributed and cfg.sync_bn:
             distributed.revert_sync_batchnorm(method)
         selected = select_encoder(method, hooks)
