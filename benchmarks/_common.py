@@ -19,7 +19,7 @@ def machine() -> dict:
     and versions, so a figure can be judged. Everything comes from detection on the machine that ran."""
     import torch
 
-    from selfsup.training.session import cpu_has_native_bf16, resolve_precision
+    from selfsup.training.devices import cpu_has_native_bf16, resolve_precision
 
     info = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
             "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0],

@@ -128,7 +128,7 @@ def run_dataset(uri: str, data_dir: str | None, cfg: dict[str, Any], draws: int,
                            "pretrain_seconds": round(seconds, 1), "pretrain_steps": run.summary["steps"],
                            "pretrain_epochs": run.summary["epochs"], "precision": run.resolved["precision"],
                            "resolved": {k: run.resolved[k] for k in ("encoder", "encoder_options", "method_options",
-                                                                     "optimizer", "lr", "weight_decay", "view_style")},
+                                                                     "optimizer", "lr", "weight_decay", "views")},
                            "scaling": spec["scaling"],
                            "fractions": {}}
     for fraction in FRACTIONS:

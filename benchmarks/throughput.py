@@ -25,7 +25,7 @@ from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.methods.simclr import SimCLR  # noqa: E402
 from selfsup.modalities.image.encoders import ConvNet4  # noqa: E402
 from selfsup.training.loop import autocast_context  # noqa: E402
-from selfsup.training.session import cpu_has_native_bf16, resolve_precision  # noqa: E402
+from selfsup.training.devices import cpu_has_native_bf16, resolve_precision  # noqa: E402
 
 BATCH = 256
 METHOD_OPTIONS = {"proj_hidden_dim": 512, "proj_dim": 128, "temperature": 0.5}
@@ -94,9 +94,10 @@ def profile_step(x: torch.Tensor, precision: str, steps: int = 6, top: int = 12)
 def augmentation_ms(data: torch.Tensor, seconds: float) -> float:
     """Median milliseconds to make both views of a batch of 256 uint8 images (the SimCLR recipe)."""
     from selfsup.modalities.image.modality import ImageModality
+    from selfsup.views import ViewRequest
 
     spec = {"channels": 1, "size": 28, "height": 28, "width": 28, "mean": [0.2860], "std": [0.3530]}
-    make = ImageModality().view_maker("simclr", spec)
+    make = ImageModality().view_maker(ViewRequest("instance"), spec)
     gen = torch.Generator().manual_seed(0)
     times, start = [], time.perf_counter()
     while time.perf_counter() - start < seconds or len(times) < 5:
@@ -136,6 +137,7 @@ def main() -> None:
     ds = load_dataset("fashion-mnist")
     spec = {"height": 28, "width": 28, "mean": [0.2860], "std": [0.3530]}
     from selfsup.modalities.image.modality import ImageModality
+    from selfsup.views import ViewRequest
     x = ImageModality().prepare(ds.train.x[:BATCH], spec)
     precision = resolve_precision("auto", torch.device("cpu"))
     fp32 = ceiling(x, args.seconds / 2, channels_last=False, precision="fp32")

@@ -248,8 +248,14 @@ def test_collapse_is_warned_about(tmp_path, capsys, monkeypatch):
     import selfsup
     from selfsup.training import session
 
+    from selfsup.training.hooks import EpochHook
+
+    class Collapsed(EpochHook):
+        def __call__(self, epoch, method):
+            return {"embedding_std": 1e-5, "collapsed": True}
+
     def collapsed_monitor(cfg, dataset, resolved, device):
-        return [lambda epoch, method: {"embedding_std": 1e-5, "collapsed": True}]
+        return [Collapsed()]
 
     monkeypatch.setattr(session, "epoch_hooks", collapsed_monitor)
     run = selfsup.train("digits", epochs=2, batch_size=256, encoder_options={"widths": [8, 8, 8, 8]},

@@ -16,7 +16,8 @@ from torch import nn
 
 from selfsup.methods.simclr import nt_xent_loss
 from selfsup.training.distributed import World, convert_sync_batchnorm, ddp, revert_sync_batchnorm, shard
-from selfsup.training.loop import autocast_context
+from selfsup.training.step import autocast_context, optimisation_step
+from selfsup.views import Views
 
 WORLD = 2
 LOCAL_BATCH = 6
@@ -68,7 +69,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             # single-process reference on the concatenated (global) batch, computed in this process
             single = build(name)
             with cast:
-                loss_single, _ = single(views)
+                loss_single, _ = single(Views(views))
             loss_single.backward()
             g_single = grads(single)
             local = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in views]
@@ -78,7 +79,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             convert_sync_batchnorm(method, torch.device("cpu"))
             wrapped = ddp(method, torch.device("cpu"))  # keep a reference: its hooks average the gradients
             with autocast_context(torch.device("cpu"), precision):
-                loss, _ = wrapped(local)
+                loss, _ = wrapped(Views(local))
             loss.backward()
             mean_loss = loss.detach().clone()
             dist.all_reduce(mean_loss)
@@ -89,7 +90,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             convert_sync_batchnorm(naive, torch.device("cpu"))
             wrapped_naive = ddp(naive, torch.device("cpu"))
             with autocast_context(torch.device("cpu"), precision):
-                loss_naive, _ = wrapped_naive(local)
+                loss_naive, _ = wrapped_naive(Views(local))
             loss_naive.backward()
             mean_naive = loss_naive.detach().clone()
             dist.all_reduce(mean_naive)
@@ -129,12 +130,8 @@ def _moco_worker(rank: int, port: int, out_dir: str) -> None:
             for step, views in enumerate(batches):
                 if local:
                     views = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in views]
-                loss, _ = model(views)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                method.update_target(step / 2)
-                mean = loss.detach().clone()
+                loss, _ = optimisation_step(method, model, opt, Views(views), step / 2, torch.device("cpu"), "fp32")
+                mean = loss.clone()
                 if local:
                     dist.all_reduce(mean)
                     mean /= WORLD

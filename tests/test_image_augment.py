@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from selfsup.views import ViewRequest
 from selfsup.modalities.image.augment import RECIPES, ImageAugmentation, ImageViewMaker, augment, recipe
 
 OFF = ImageAugmentation(
@@ -56,7 +57,7 @@ def test_bad_input_rejected() -> None:
 
 def test_determinism() -> None:
     x = batch(32, 3, 32)
-    aug = dataclasses.replace(RECIPES["byol"][1], blur_p=0.5)
+    aug = dataclasses.replace(RECIPES["asymmetric"][1], blur_p=0.5)
     a, b, c = augment(x, aug, gen(1)), augment(x, aug, gen(1)), augment(x, aug, gen(2))
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
@@ -157,21 +158,21 @@ def test_scaled() -> None:
 
 
 def test_recipe_adaptation() -> None:
-    assert all(v.blur_p == 0.0 for v in recipe("simclr", 32, 3))
-    assert all(v.blur_p == 0.5 for v in recipe("simclr", 64, 3))
-    assert [v.blur_p for v in recipe("byol", 96, 3)] == [1.0, 0.1]
-    assert [v.solarize_p for v in recipe("byol", 28, 1)] == [0.0, 0.2]
-    assert all(v.saturation == v.hue == v.grayscale_p == 0.0 for v in recipe("moco_v2", 28, 1))
-    assert recipe("simsiam", 28, 1, strength=0.5)[0].brightness == pytest.approx(0.2)
+    assert all(v.blur_p == 0.0 for v in recipe("instance", 32, 3))
+    assert all(v.blur_p == 0.5 for v in recipe("instance", 64, 3))
+    assert [v.blur_p for v in recipe("asymmetric", 96, 3)] == [1.0, 0.1]
+    assert [v.solarize_p for v in recipe("asymmetric", 28, 1)] == [0.0, 0.2]
+    assert all(v.saturation == v.hue == v.grayscale_p == 0.0 for v in recipe("instance_light", 28, 1))
+    assert recipe("instance_light", 28, 1, strength=0.5)[0].brightness == pytest.approx(0.2)
     with pytest.raises(ValueError):
         recipe("nope", 28, 1)
 
 
 def test_view_maker_arithmetic() -> None:
     x = torch.full((8, 3, 20, 20), 128, dtype=torch.uint8)
-    views = [dataclasses.replace(v, jitter_p=0.0) for v in RECIPES["simclr"]] * 2  # constant image stays constant
+    views = [dataclasses.replace(v, jitter_p=0.0) for v in RECIPES["instance"]] * 4  # constant image stays constant
     mean, std = [0.1, 0.5, 0.9], [0.2, 0.25, 0.5]
-    out = ImageViewMaker(views, mean, std)(x, gen())
+    out = ImageViewMaker(views, mean, std)(x, gen()).global_views
     assert len(out) == 4
     for v in out:
         assert v.shape == x.shape and v.dtype == torch.float32
@@ -180,30 +181,30 @@ def test_view_maker_arithmetic() -> None:
 
 
 def test_view_maker_views_differ_and_float_input() -> None:
-    vm = ImageViewMaker(recipe("simclr", 28, 1), [0.5], [0.5])
+    vm = ImageViewMaker(recipe("instance", 28, 1) * 2, [0.5], [0.5])
     x = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8, generator=gen())
-    a, b = vm(x, gen())
+    a, b = vm(x, gen()).global_views
     assert not torch.allclose(a, b)
-    c, d = vm(x.float() / 255, gen())
+    c, d = vm(x.float() / 255, gen()).global_views
     torch.testing.assert_close(a, c)
 
 
 def test_view_maker_out_size_and_normalise() -> None:
-    vm = ImageViewMaker(RECIPES["byol"], [0.5] * 3, [0.5] * 3, out_size=16)
+    vm = ImageViewMaker(RECIPES["asymmetric"], [0.5] * 3, [0.5] * 3, out_size=16)
     x = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8, generator=gen())
-    assert [tuple(v.shape) for v in vm(x, gen())] == [(8, 3, 16, 16)] * 2
+    assert [tuple(v.shape) for v in vm(x, gen()).global_views] == [(8, 3, 16, 16)] * 2
     n1, n2 = vm.normalise(x), vm.normalise(x)
     assert n1.shape == (8, 3, 16, 16) and torch.equal(n1, n2)
     const = torch.full((2, 3, 28, 28), 255, dtype=torch.uint8)
     torch.testing.assert_close(vm.normalise(const), torch.ones(2, 3, 16, 16))
-    plain = ImageViewMaker(RECIPES["byol"], [0.5] * 3, [0.5] * 3)
+    plain = ImageViewMaker(RECIPES["asymmetric"], [0.5] * 3, [0.5] * 3)
     torch.testing.assert_close(plain.normalise(x), (x.float() / 255 - 0.5) / 0.5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_with_cpu_generator() -> None:
     x = batch(8, 3, 32).cuda()
-    aug = dataclasses.replace(RECIPES["simclr"][0], solarize_p=0.5)
+    aug = dataclasses.replace(RECIPES["instance"][0], solarize_p=0.5)
     y = augment(x, aug, gen())
     check(y, x)
     torch.testing.assert_close(y.cpu(), augment(x.cpu(), aug, gen()), atol=1e-4, rtol=0)
@@ -215,14 +216,32 @@ def test_modality_view_size_option() -> None:
 
     spec = {"channels": 1, "size": 28, "height": 28, "width": 28, "mean": [0.3], "std": [0.3]}
     x = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=gen())
-    vm = ImageModality().view_maker("simclr", spec, 0.5, {"size": 16, "crop_scale": [0.5, 1.0]})
-    views = vm(x, gen())
+    request = ViewRequest("instance")
+    vm = ImageModality().view_maker(request, spec, 0.5, {"size": 16, "crop_scale": [0.5, 1.0]})
+    views = vm(x, gen()).global_views
     assert [tuple(v.shape) for v in views] == [(8, 1, 16, 16)] * 2 and views[0].dtype == torch.float32
     assert all(v.crop_scale == (0.5, 1.0) for v in vm.views)
     with pytest.raises(ConfigError, match="size=2"):
-        ImageModality().view_maker("simclr", spec, 1.0, {"size": 2})
+        ImageModality().view_maker(request, spec, 1.0, {"size": 2})
     with pytest.raises(ConfigError, match="unknown image augmentation option.*bogus"):
-        ImageModality().view_maker("simclr", spec, 1.0, {"bogus": 1})
+        ImageModality().view_maker(request, spec, 1.0, {"bogus": 1})
+    with pytest.raises(ConfigError, match="image data has no 'overlapping_crops' views.*asymmetric"):
+        ImageModality().view_maker(ViewRequest("overlapping_crops"), spec)
+
+
+def test_multi_crop_views_and_clean_input() -> None:
+    """2 global views at the training size, 4 local ones at local_size of it (DINO's 5-40% crops), the clean image."""
+    from selfsup.modalities.image.modality import LOCAL_CROP_SCALE, ImageModality
+
+    spec = {"channels": 1, "size": 28, "height": 28, "width": 28, "mean": [0.3], "std": [0.3]}
+    x = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=gen())
+    vm = ImageModality().view_maker(ViewRequest("instance", 2, local_views=4, local_size=12 / 28, clean=True), spec)
+    views = vm(x, gen())
+    assert [tuple(v.shape) for v in views.global_views] == [(8, 1, 28, 28)] * 2
+    assert [tuple(v.shape) for v in views.local_views] == [(8, 1, 12, 12)] * 4
+    assert all(v.crop_scale == LOCAL_CROP_SCALE for v in vm.local_views)
+    assert not torch.equal(views.local_views[0], views.local_views[1])
+    torch.testing.assert_close(views.clean, ImageModality().prepare(x, spec))
 
 
 def test_convnet4_out_norm_standardises_the_feature() -> None:

@@ -1,5 +1,6 @@
 """A method written in this file alone (no edit anywhere else) trains on images, series and tables through the
-declared hooks: setup(context), parameter_roles(), update_target(progress), extra_state()/load_extra_state()."""
+declared hooks: setup(context), parameter_roles(), momentum_pairs()/target_momentum(), before_optimizer_step(),
+after_optimizer_step(progress), extra_state()/load_extra_state()."""
 import numpy as np
 import pytest
 import torch
@@ -7,7 +8,7 @@ import torch.nn.functional as F
 
 import selfsup
 from selfsup.methods import Method, OptimizerDefaults, ParameterRoles, TrainingContext, methods
-from selfsup.methods.base import mlp
+from selfsup.methods.base import make_target, mlp
 from selfsup.methods.numerics import full_precision
 from selfsup.training import checkpoint as ckpt_io
 
@@ -22,35 +23,47 @@ def invariance_variance_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor
 
 
 class InvarianceVariance(Method):
-    """VICReg without its covariance term, with a fixed-lr head: exercises every declared hook."""
+    """VICReg without its covariance term, with a fixed-lr head and an EMA copy of it: exercises every declared
+    hook (the EMA head takes no part in the loss; it shows the trainer moving a declared target)."""
 
-    view_style = "simclr"
     optimizer = OptimizerDefaults("adamw", lr=1e-3, weight_decay=0.0, lr_scaling="none")
 
     def __init__(self, encoder, head_dim: int = 32) -> None:
         super().__init__(encoder)
         self.head = mlp(self.feature_dim, head_dim, head_dim)
+        self.average_head = make_target(self.head)
         self.updates = 0
+        self.before = 0
 
     def setup(self, context: TrainingContext) -> None:
         CONTEXTS.append(context)
 
     def parameter_roles(self) -> ParameterRoles:
-        return ParameterRoles(fixed_lr=("head.",))
+        return ParameterRoles(fixed_lr=(self.head,))
+
+    def momentum_pairs(self):
+        return [(self.head, self.average_head)]
+
+    def target_momentum(self, progress: float) -> float:
+        return 0.5
 
     def loss_on_views(self, views):
-        z1, z2 = (self.head(h) for h in self.encode(views))
+        z1, z2 = (self.head(h) for h in self.encode(views.global_views))
         loss = invariance_variance_loss(z1, z2)
-        return loss, {"loss": loss.item()}
+        return loss, {"std_loss": z1.detach().std()}
 
-    def update_target(self, progress: float) -> None:
+    def before_optimizer_step(self) -> None:
+        assert all(p.grad is not None for p in self.head.parameters())  # after backward
+        self.before += 1
+
+    def after_optimizer_step(self, progress: float) -> None:
         self.updates += 1
 
     def extra_state(self) -> dict[str, float]:
-        return {"updates": self.updates}
+        return {"updates": self.updates, "before": self.before}
 
     def load_extra_state(self, state: dict[str, float]) -> None:
-        self.updates = int(state["updates"])
+        self.updates, self.before = int(state["updates"]), int(state["before"])
 
 
 @pytest.fixture
@@ -80,9 +93,29 @@ def test_a_method_defined_in_a_test_file_trains_on_every_modality(registered, tm
     (context,) = CONTEXTS
     assert context.batch_size == 32 and context.world_size == 1 and context.total_steps == steps
     ck = ckpt_io.load(ckpt_io.checkpoint_file(tmp_path / "run"))  # the final checkpoint stays with the run
-    assert ck.state["method_state"] == {"updates": steps}  # update_target ran once per step, extra_state saved it
+    # both step hooks ran once per step, extra_state saved the counts
+    assert ck.state["method_state"] == {"updates": steps, "before": steps}
     fixed = [g for g in ck.state["optimizer"]["param_groups"] if g.get("fixed_lr")]
     assert fixed, "parameter_roles' fixed-lr head got its own group"
+    heads = {k: v for k, v in ck.tensors.items() if k.startswith(("model/head.", "model/average_head."))}
+    online = {k[len("model/head."):]: v for k, v in heads.items() if k.startswith("model/head.")}
+    average = {k[len("model/average_head."):]: v for k, v in heads.items() if k.startswith("model/average_head.")}
+    assert online.keys() == average.keys()
+    # the trainer moved the declared target by EMA: not frozen at its initial copy, not equal to the online head
+    moved = [k for k in online if online[k].is_floating_point() and not torch.equal(online[k], average[k])]
+    assert moved
+    trained = sum(len(g["params"]) for g in ck.state["optimizer"]["param_groups"])
+    assert trained == sum(1 for n, p in run_method_parameters(tmp_path) if not n.startswith("average_head."))
+
+
+def run_method_parameters(folder):
+    """Names of the method's parameters as saved in the run (encoder + heads)."""
+    from safetensors.torch import load_file
+
+    enc = load_file(str(folder / "run" / "encoder.safetensors"))
+    heads = load_file(str(folder / "run" / "method.safetensors"))
+    names = [f"encoder.{k}" for k in enc] + list(heads)
+    return [(n, None) for n in names if not n.endswith(("running_mean", "running_var", "num_batches_tracked"))]
 
 
 def test_registry_remove_is_checked():

@@ -7,22 +7,23 @@ import numpy as np
 import pytest
 import torch
 
-from selfsup.errors import ConfigError
 from selfsup.methods import methods
 from selfsup.methods.numerics import FULL_PRECISION_LOSSES, LossCall, full_precision, recorded_loss_calls
-from selfsup.modalities import get_modality, modalities
+from selfsup.compatibility import supported_pairs
+from selfsup.modalities import get_modality
 from selfsup.modalities.image.encoders import ConvNet4
-from selfsup.training.loop import autocast_context
+from selfsup.training.step import autocast_context
+from selfsup.views import Views
 
 
 def loss_and_grad(name, channels_last=False, precision="fp32"):
     torch.manual_seed(0)
     method = methods.get(name)(ConvNet4(1, (16, 32, 32, 32)))
     x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    views = [x, x.flip(-1)]
+    views = Views([x, x.flip(-1)])
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
-        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        views = views.map(lambda v: v.contiguous(memory_format=torch.channels_last))
     with autocast_context(torch.device("cpu"), precision):
         loss, _ = method(views)
     assert loss.dtype == torch.float32  # losses are computed in float32 whatever the autocast
@@ -65,25 +66,7 @@ def small_options(cls) -> dict:
             if k.endswith("_dim") and isinstance(v, int) and not isinstance(v, bool)}
 
 
-def method_modality_pairs():
-    """(method, modality) for every registered method and every registered modality whose views and encoders
-    it accepts (found by building them: a ConfigError means the pair is not supported)."""
-    pairs = []
-    for modality_name in modalities.names():
-        modality = get_modality(modality_name)
-        spec = modality.fit_spec(modality.from_array(tiny_storage(modality_name), "test"))
-        for method_name in methods.names():
-            cls = methods.get(method_name)
-            try:
-                cls(modality.build_encoder(modality.default_encoder(spec), spec), **small_options(cls))
-                modality.view_maker(cls.view_style, spec)
-            except ConfigError:
-                continue
-            pairs.append((method_name, modality_name))
-    return pairs
-
-
-PAIRS = method_modality_pairs()
+PAIRS = supported_pairs()  # declared: the views a method requests and a modality makes, and the encoder protocols
 
 
 def one_step(method_name: str, modality_name: str, precision: str):
@@ -95,7 +78,7 @@ def one_step(method_name: str, modality_name: str, precision: str):
     cls = methods.get(method_name)
     torch.manual_seed(0)
     method = cls(modality.build_encoder(modality.default_encoder(spec), spec), **small_options(cls))
-    views = modality.view_maker(cls.view_style, spec)(storage[:32], torch.Generator().manual_seed(1))
+    views = modality.view_maker(method.view_request(), spec)(storage[:32], torch.Generator().manual_seed(1))
     torch.manual_seed(2)  # methods that draw crops or masks draw the same ones
     with recorded_loss_calls() as calls, autocast_context(torch.device("cpu"), precision):
         loss, _ = method(views)
@@ -195,12 +178,12 @@ def test_every_method_is_covered_and_every_loss_is_registered():
 
 
 def test_auto_precision_is_fp32_without_native_bf16(monkeypatch):
-    from selfsup.training import session
-    monkeypatch.setattr(session, "cpu_has_native_bf16", lambda: False)
-    assert session.resolve_precision("auto", torch.device("cpu")) == "fp32"
-    monkeypatch.setattr(session, "cpu_has_native_bf16", lambda: True)
-    assert session.resolve_precision("auto", torch.device("cpu")) == "bf16"
-    assert session.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    from selfsup.training import devices
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert devices.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert devices.resolve_precision("fp32", torch.device("cpu")) == "fp32"
 
 
 def test_compile_switch_trains_and_keeps_plain_weights(tmp_path):

@@ -14,6 +14,7 @@ from selfsup.errors import ConfigError, DataError
 from selfsup.modalities import get_modality
 from selfsup.modalities.tabular.corruptions import (LayoutTensors, gaussian_noise, marginal_replace,
                                                     mask_and_replace, swap_noise)
+from selfsup.views import ViewRequest
 from selfsup.modalities.tabular.preprocess import MISSING_SLOT, UNKNOWN_SLOT, Layout, Preprocessor
 
 pd = pytest.importorskip("pandas")
@@ -151,23 +152,29 @@ def test_corruption_keeps_shape_and_dtype_and_changes_expected_fraction(prepared
         assert abs(frac_changed - expected) < 0.07
 
 
-def test_view_styles_shapes():
+def test_view_recipes_shapes():
     mod = get_modality("tabular")
     x = mod.from_array(mixed_frame(64), "t")
     spec = mod.fit_spec(x)
     d = spec["input_dim"]
     g = torch.Generator().manual_seed(0)
     clean = mod.prepare(x, spec)
-    scarf = mod.view_maker("scarf", spec)(x, g)
-    assert len(scarf) == 2 and torch.equal(scarf[0], clean) and not torch.equal(scarf[1], clean)
-    for style in ("vime", "denoising"):
-        v = mod.view_maker(style, spec)(x, g)
-        assert [t.shape for t in v] == [(64, d)] * 3 and torch.equal(v[1], clean)
-    for style in ("simclr", "byol", "moco_v2", "simsiam"):
-        v = mod.view_maker(style, spec)(x, g)
-        assert len(v) == 2 and not torch.equal(v[0], v[1])
-    with pytest.raises(ConfigError):
-        mod.view_maker("nope", spec)
+    scarf = mod.view_maker(ViewRequest("feature_corruption", 1, clean=True), spec)(x, g)
+    assert len(scarf.global_views) == 1 and torch.equal(scarf.clean, clean)
+    assert not torch.equal(scarf.global_views[0], clean) and scarf.corruption_mask is None
+    for recipe in ("mask_and_replace", "swap_noise"):
+        v = mod.view_maker(ViewRequest(recipe, 1, clean=True, corruption_mask=True), spec)(x, g)
+        assert v.global_views[0].shape == v.clean.shape == v.corruption_mask.shape == (64, d)
+        assert torch.equal(v.clean, clean) and v.corruption_mask.dtype == torch.bool
+        changed = v.global_views[0] != clean
+        assert bool(v.corruption_mask[changed].all())  # every changed input dim is marked corrupted
+    for recipe in ("instance", "instance_light", "asymmetric"):
+        v = mod.view_maker(ViewRequest(recipe), spec)(x, g)
+        assert len(v.global_views) == 2 and not torch.equal(*v.global_views)
+    with pytest.raises(ConfigError, match="tables have no 'nope' views"):
+        mod.view_maker(ViewRequest("nope"), spec)
+    with pytest.raises(ConfigError, match="local crops"):
+        mod.view_maker(ViewRequest("instance", local_views=2), spec)
 
 
 def write_csv(path, text):

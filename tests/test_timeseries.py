@@ -12,6 +12,7 @@ from conftest import run_cli
 from selfsup.loading import load_dataset
 from selfsup.errors import DataError
 from selfsup.modalities import get_modality
+from selfsup.views import ViewRequest
 from selfsup.modalities.timeseries.augment import (SeriesAugmentation, SeriesViewMaker, augment, recipe,
                                                    segment_permutation)
 from selfsup.modalities.timeseries.encoders import DilatedConvEncoder, PatchTransformerEncoder
@@ -172,13 +173,14 @@ def test_views_are_batched_respect_padding_and_are_reproducible():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(16, 2, 40, generator=g)
     x[3, :, 25:] = NAN  # a short series
-    vm = SeriesViewMaker(recipe("simclr"), [0.0, 0.0], [1.0, 1.0])
-    v1, v2 = vm(x, torch.Generator().manual_seed(1))
+    vm = SeriesViewMaker(ViewRequest("instance"), recipe("instance"), [0.0, 0.0], [1.0, 1.0])
+    v1, v2 = vm(x, torch.Generator().manual_seed(1)).global_views
     assert v1.shape == x.shape and v2.shape == x.shape and not torch.equal(v1, v2)
-    w1, _ = vm(x, torch.Generator().manual_seed(1))
+    w1, _ = vm(x, torch.Generator().manual_seed(1)).global_views
     assert torch.equal(torch.nan_to_num(v1), torch.nan_to_num(w1))
-    no_holes = SeriesViewMaker(recipe("simclr", options={"mask_p": 0.0}), [0.0, 0.0], [1.0, 1.0])
-    steps = (~torch.isnan(no_holes(x, torch.Generator().manual_seed(1))[0]).all(1)).int()
+    no_holes = SeriesViewMaker(ViewRequest("instance"), recipe("instance", options={"mask_p": 0.0}), [0.0, 0.0],
+                               [1.0, 1.0])
+    steps = (~torch.isnan(no_holes(x, torch.Generator().manual_seed(1)).global_views[0]).all(1)).int()
     assert steps[3].sum() <= 25 and torch.all(steps[:, :-1] >= steps[:, 1:])  # left-aligned, padding after
     # a pure crop is a contiguous window of the series at its own time scale
     crop = augment(x, SeriesAugmentation(crop_scale=(0.5, 0.5)), torch.Generator().manual_seed(2))

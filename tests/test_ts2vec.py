@@ -8,10 +8,15 @@ import pytest
 import torch
 from torch import nn
 
+import selfsup
+from selfsup.encoders import SequenceEncoder
 from selfsup.errors import ConfigError
 from selfsup.methods import masked_reconstruction as mr
 from selfsup.methods import ts2vec
 from selfsup.methods.ts2vec import TS2Vec, hierarchical_contrastive_loss
+from selfsup.modalities import get_modality
+from selfsup.modalities.timeseries.augment import geometric_noise_mask
+from selfsup.training.step import optimisation_step
 
 
 def reference_loss(z1: np.ndarray, z2: np.ndarray, alpha: float = 0.5) -> float:
@@ -93,56 +98,88 @@ def test_padded_steps_do_not_matter_to_the_loss():
     assert hierarchical_contrastive_loss(moved, z2, valid).item() != pytest.approx(base.item(), rel=1e-6)
 
 
-class SeqEncoder(nn.Module):
-    """A tiny per-step encoder, independent of any modality: a 1x1 conv, NaN -> 0."""
+class SeqEncoder(SequenceEncoder):
+    """A tiny per-step encoder, independent of any modality: a 3-tap conv, NaN -> 0, hidden steps -> 0."""
 
     def __init__(self, c=2, d=8):
         super().__init__()
-        self.in_channels, self.out_dim = c, d
+        self.input_width, self.out_dim = c, d
         self.proj = nn.Conv1d(c, d, 3, padding=1)
 
-    def forward_sequence(self, x):
-        return self.proj(torch.nan_to_num(x)).transpose(1, 2)
+    def forward_sequence(self, x, step_mask=None):
+        x = torch.nan_to_num(x)
+        if step_mask is not None:
+            x = x.masked_fill(~step_mask.unsqueeze(1), 0.0)
+        return self.proj(x).transpose(1, 2)
 
     def forward(self, x):
         return self.forward_sequence(x).amax(1)
 
 
+def series_views(method, x, seed=0):
+    """The views the time-series modality makes for `method`'s request (with a seeded generator)."""
+    modality = get_modality("timeseries")
+    maker = modality.view_maker(method.view_request(), modality.fit_spec(x))
+    return maker(x, torch.Generator().manual_seed(seed))
+
+
 def test_ts2vec_trains_on_any_sequence_encoder_and_averages_weights():
     torch.manual_seed(0)
     enc = SeqEncoder()
-    method = TS2Vec(enc)  # no step_mask argument: hidden steps are fed as NaN
+    method = TS2Vec(enc)
     opt = torch.optim.AdamW(method.online.parameters(), lr=1e-2)
     x = torch.randn(6, 2, 16)
     x[2, :, 10:] = float("nan")  # a shorter series
     w0 = method.encoder.proj.weight.detach().clone()
-    losses = []
-    for _ in range(3):
-        loss, logs = method([x])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        method.update_target(0.5)
-        losses.append(logs["loss"])
-    assert all(np.isfinite(losses))
+    online0 = method.online.proj.weight.detach().clone()
+    updates = []
+    for step in range(3):
+        loss, _ = optimisation_step(method, method, opt, series_views(method, x, step), 0.5, torch.device("cpu"), "fp32")
+        updates.append(method.online.proj.weight.detach().clone())
+        assert math.isfinite(loss.item())
     # the saved encoder is the equal-weight average of the initial and the 3 updated weights
+    torch.testing.assert_close(method.encoder.proj.weight, (online0 + sum(updates)) / 4)
     assert not torch.equal(method.encoder.proj.weight, w0)
-    assert not torch.equal(method.encoder.proj.weight, method.online.proj.weight)
-    assert int(method.n_averaged) == 4
-    assert "encoder." in method.parameter_roles().frozen
+    assert method.n_averaged == 4 and method.extra_state() == {"n_averaged": 4}
+    assert method.momentum_pairs() == [(method.online, method.encoder)]  # the average is never optimised
+
+
+def test_overlapping_crops_share_their_common_steps():
+    """The two crops hold the same values on the overlap (before masking), and padding is not valid there."""
+    method = TS2Vec(SeqEncoder(), mask_p=0.0)
+    x = torch.randn(5, 2, 40)
+    x[1, :, 25:] = float("nan")
+    for seed in range(10):
+        views = series_views(method, x, seed)
+        ov = views.overlap
+        a = views.global_views[0][..., ov.start_first:ov.start_first + ov.length]
+        b = views.global_views[1][..., ov.start_second:ov.start_second + ov.length]
+        torch.testing.assert_close(a, b, equal_nan=True)
+        assert torch.equal(ov.valid, ~torch.isnan(a).all(1))
+        assert all(bool(k.all()) for k in views.keep)  # mask_p=0: nothing hidden
+        assert ov.length >= 2
 
 
 def test_methods_need_per_step_encoders_and_import_no_modality():
-    class Pooled(nn.Module):
+    """The encoder protocol is declared and checked before training: a pooled-only encoder is refused."""
+    from selfsup.encoders import Encoder
+    from selfsup.modalities.timeseries.encoders import series_encoders
+
+    class Pooled(Encoder):
         out_dim = 4
 
-        def forward(self, x):
-            return x.mean(-1)
+        def forward(self, x, mask=None):
+            return torch.nan_to_num(x).mean(-1)[:, :1].repeat(1, 4)
 
-    with pytest.raises(ConfigError, match="forward_sequence"):
-        TS2Vec(Pooled())
-    with pytest.raises(ConfigError, match="forward_sequence"):
-        mr.MaskedReconstruction(Pooled())
+    series_encoders.add("pooled_test", lambda spec, **o: Pooled(), "test-only pooled encoder")
+    try:
+        data = selfsup.api.dataset_from_array(np.random.default_rng(0).standard_normal((32, 1, 16)),
+                                              modality="timeseries")
+        for name in ("ts2vec", "masked_reconstruction"):
+            with pytest.raises(ConfigError, match="needs a sequence encoder.*'pooled_test' is not one"):
+                selfsup.train(data, method=name, encoder="pooled_test", epochs=1, threads=1)
+    finally:
+        series_encoders.remove("pooled_test")
     for module in (ts2vec, mr):
         src = inspect.getsource(module)
         assert "from ..modalities" not in src and "selfsup.modalities" not in src
@@ -150,7 +187,7 @@ def test_methods_need_per_step_encoders_and_import_no_modality():
 
 def test_geometric_mask_ratio_and_segment_length():
     g = torch.Generator().manual_seed(0)
-    m = mr.geometric_noise_mask((400, 3), 200, ratio=0.15, mean_span=3.0, generator=g)
+    m = geometric_noise_mask((400, 3), 200, ratio=0.15, mean_span=3.0, generator=g)
     assert m.shape == (400, 3, 200)
     assert m.float().mean().item() == pytest.approx(0.15, abs=0.01)
     flat = m.reshape(-1, 200).int()
@@ -173,8 +210,8 @@ def test_masked_reconstruction_learns_on_a_sequence_encoder():
     t = torch.linspace(0, 6.28, 32)
     x = torch.stack([torch.sin(t + p) for p in torch.rand(32) * 6]).unsqueeze(1).repeat(1, 2, 1)
     first = None
-    for _ in range(60):
-        loss, _ = method([x])
+    for step in range(60):
+        loss, _ = method(series_views(method, x, step))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from safetensors.torch import save_file
@@ -32,7 +33,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=jsonable) + "\n")
 
 
 def write_yaml(path: str | Path, obj: Any) -> None:
@@ -52,10 +53,9 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
         raise
 
 
-def _jsonable(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
+def jsonable(o: Any) -> Any:
+    """The JSON codec's fallback for artifacts and checkpoints alike: numpy/torch scalars and arrays, paths."""
+    if isinstance(o, (np.generic, torch.Tensor, np.ndarray)):
         return o.tolist()
     if isinstance(o, Path):
         return str(o)

@@ -72,6 +72,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--optimizer", choices=["lars", "sgd", "adamw"], help="default: the method's paper")
     p.add_argument("--lr", type=float, help="learning rate (default: paper value x batch/256)")
     p.add_argument("--weight-decay", type=float, dest="weight_decay")
+    p.add_argument("--weight-decay-end", type=float, dest="weight_decay_end",
+                   help="weight decay at the end of training, reached on a cosine from --weight-decay (DINO: 0.04 -> 0.4)")
     p.add_argument("--warmup-fraction", type=float, dest="warmup_fraction")
     p.add_argument("--aug-strength", type=float, dest="augmentation_strength", help="scale augmentation (1 = paper)")
     p.add_argument("--method-option", action="append", metavar="KEY=VALUE", help="method hyper-parameter")
@@ -102,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     base = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
     overrides = {k: getattr(args, k) for k in ("data", "method", "encoder", "epochs", "minutes", "batch_size", "seed",
-                                               "data_dir", "modality", "optimizer", "lr", "weight_decay",
+                                               "data_dir", "modality", "optimizer", "lr", "weight_decay", "weight_decay_end",
                                                "warmup_fraction", "augmentation_strength", "device", "threads",
                                                "precision", "channels_last", "compile", "select", "monitor",
                                                "checkpoint_minutes", "checkpoint_every_steps", "sync_bn", "log")

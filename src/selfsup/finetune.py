@@ -17,6 +17,7 @@ from .data import Split
 from .evaluation.fewshot import few_label_splits
 from .modalities import get_modality
 from .run import Run, build_encoder, encode_storage
+from .views import ViewRequest
 
 
 def finetune_once(encoder: nn.Module, resolved: dict[str, Any], x: torch.Tensor, y: np.ndarray,
@@ -25,7 +26,7 @@ def finetune_once(encoder: nn.Module, resolved: dict[str, Any], x: torch.Tensor,
     torch.manual_seed(seed)
     modality = get_modality(resolved["modality"])
     spec = resolved["data_spec"]
-    views = modality.view_maker(resolved.get("view_style", "simclr"), spec, strength=0.5)
+    views = modality.view_maker(ViewRequest("instance", global_views=1), spec, strength=0.5)
     model = nn.Sequential(copy.deepcopy(encoder), nn.Linear(encoder.out_dim, n_classes))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -35,7 +36,7 @@ def finetune_once(encoder: nn.Module, resolved: dict[str, Any], x: torch.Tensor,
     model.train()
     for _ in range(steps):
         idx = torch.randint(len(x), (batch,), generator=gen)
-        inp = views(x[idx], gen)[0]
+        inp = views(x[idx], gen).global_views[0]
         loss = F.cross_entropy(model(inp), yt[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..views import ViewRequest
 from .base import Method, OptimizerDefaults, mlp, register_method
 from .numerics import full_precision
 
@@ -35,8 +36,8 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051,
 @register_method("barlow_twins", "Cross-correlation of two views' projections pushed to the identity.",
                  "Zbontar et al. 2021, arXiv:2103.03230")
 class BarlowTwins(Method):
-    view_style = "byol"
     optimizer = OptimizerDefaults("lars", lr=0.2, weight_decay=1.5e-6, excluded_lr_scale=0.0048 / 0.2)
+    requested_views = ViewRequest("asymmetric")
 
     def __init__(self, encoder, proj_dim: int = 512, proj_hidden_dim: int = 2048, lambd: float = 0.0051) -> None:
         super().__init__(encoder)
@@ -44,8 +45,8 @@ class BarlowTwins(Method):
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim, num_layers=3)
 
     def loss_on_views(self, views):
-        z1, z2 = (self.projector(h) for h in self.encode(views))
+        z1, z2 = (self.projector(h) for h in self.encode(views.global_views))
         if self.distributed:  # batch statistics over every process's batch
             z1, z2 = self.gather(z1), self.gather(z2)
         loss = barlow_twins_loss(z1, z2, self.lambd)
-        return loss, {"loss": loss.item()}
+        return loss, {}

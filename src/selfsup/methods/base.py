@@ -1,20 +1,25 @@
-"""The Method interface: heads + loss (+ target network / queue) on encoder outputs of views.
+"""The Method interface: what a self-supervised objective declares and the hooks the trainer calls.
 
-A method knows nothing about the modality: it receives a list of view tensors and an encoder
-whose forward maps a batch to [B, out_dim] features.
+A method knows nothing about the modality. It declares the views it needs (`view_request`, a
+`views.ViewRequest`) and the encoder protocol it needs (`encoder_kind`, from `selfsup.encoders`), receives a
+typed `views.Views` each step, and defines heads, loss and state through the hooks below.
 """
 from __future__ import annotations
 
 import copy
 import inspect
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
+from ..encoders import Encoder
 from ..registry import Registry
+from ..schedules import Schedule
+from ..views import ViewRequest, Views
+
+StepLogs = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -45,32 +50,78 @@ class TrainingContext:
 
 @dataclass(frozen=True)
 class ParameterRoles:
-    """How the optimiser treats a method's parameters, by name prefix (e.g. 'target_encoder.')."""
+    """How the optimiser treats some of a method's modules (by identity, not by name).
 
-    frozen: tuple[str, ...] = ()  # never updated by the optimiser (EMA targets, running averages)
-    fixed_lr: tuple[str, ...] = ()  # kept at the base learning rate, outside the schedule (SimSiam's predictor)
+    The targets of `Method.momentum_pairs` are never optimised and need not be listed here.
+    """
+
+    frozen: tuple[nn.Module, ...] = ()  # never updated by the optimiser (running statistics, fixed prototypes)
+    fixed_lr: tuple[nn.Module, ...] = ()  # kept at the base learning rate, outside the schedule (SimSiam's predictor)
+    no_weight_decay: tuple[nn.Module, ...] = ()  # besides biases and normalisation weights, which never decay
 
 
 class Method(nn.Module):
-    """Base class: subclasses define `loss_on_views`; the other hooks below are optional and declared here.
+    """Base class: subclasses define `loss_on_views`; every other hook has a default and is declared here.
 
-    Lifecycle: `setup(context)` once before training; per step the trainer calls the method (its forward:
-    `loss_on_views`), steps the optimiser over the parameters `parameter_roles` leaves trainable, then calls
-    `update_target(progress)`; checkpoints hold the state dict plus `extra_state()`.
+    Lifecycle, as the trainer drives it:
+      `setup(context)` once, before the optimiser is built and before a checkpoint is restored;
+      per step: views made as `view_request()` says -> `forward(views)` (= `loss_on_views`) returns the loss and
+      logs as tensors (no host sync inside a step: the trainer reads them only when it logs) -> backward ->
+      `before_optimizer_step()` (gradient surgery, freezing a layer) -> optimiser step -> every
+      (online, target) pair of `momentum_pairs()` moves by EMA with `target_momentum(progress)` (in one place,
+      training/step.py) -> `after_optimizer_step(progress)` (queues, centres, prototypes);
+      checkpoints hold the state dict plus `extra_state()`.
     """
 
     name: ClassVar[str]
-    view_style: ClassVar[str] = "simclr"  # augmentation recipe the paper used
-    num_views: ClassVar[int] = 2
+    encoder_kind: ClassVar[type[Encoder]] = Encoder  # the encoder protocol the method needs
+    requested_views: ClassVar[ViewRequest] = ViewRequest("instance")  # the views it needs (recipe, counts, extras)
     optimizer: ClassVar[OptimizerDefaults] = OptimizerDefaults()
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: Encoder) -> None:
         super().__init__()
         self.encoder = encoder
         self.feature_dim = int(encoder.out_dim)
-        self.batched_views = True  # one forward for all views (BatchNorm sees them jointly)
+        self.batched_views = True  # one forward per group of equal-shape views (BatchNorm sees them jointly)
         self._rank, self._world_size = 0, 1  # set by the trainer under torchrun (set_world)
 
+    # ---- what the method needs ----
+    def view_request(self) -> ViewRequest:
+        """The views each step needs: `requested_views`, with the recipe options this instance's hyper-parameters
+        set (TS2Vec's masking probability); the recipe and the counts stay those of the class declaration."""
+        return self.requested_views
+
+    # ---- the step ----
+    def forward(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+        """Loss on one batch's views and logs (detached 0-d tensors; the trainer adds 'loss' itself).
+
+        Loss functions wear `numerics.full_precision` (float32 under autocast).
+        """
+        return self.loss_on_views(views)
+
+    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+        raise NotImplementedError
+
+    def encode(self, crops: list[torch.Tensor], encoder: nn.Module | None = None) -> list[torch.Tensor]:
+        """Features of every crop, in order. With `batched_views`, one forward per run of consecutive crops of
+        the same shape (multi-crop: the global views together, the local views together), so BatchNorm
+        normalises each resolution group with that group's batch statistics, as DINO's multi-crop wrapper does;
+        otherwise one forward per crop."""
+        enc = encoder if encoder is not None else self.encoder
+        if not self.batched_views:
+            return [enc(v) for v in crops]
+        out: list[torch.Tensor] = []
+        i = 0
+        while i < len(crops):
+            j = i + 1
+            while j < len(crops) and crops[j].shape == crops[i].shape:
+                j += 1
+            group = crops[i:j]
+            out.extend(enc(torch.cat(group)).chunk(len(group)) if len(group) > 1 else [enc(group[0])])
+            i = j
+        return out
+
+    # ---- distributed ----
     def set_world(self, rank: int, world_size: int) -> None:
         """Tell the method it is one of `world_size` training processes (the trainer does, under torchrun)."""
         self._rank, self._world_size = int(rank), int(world_size)
@@ -97,29 +148,28 @@ class Method(nn.Module):
 
         return gather_with_grad(x)
 
-    def encode(self, views: list[torch.Tensor], encoder: nn.Module | None = None) -> list[torch.Tensor]:
-        """Encode every view; in one concatenated forward when `batched_views` (faster)."""
-        enc = encoder if encoder is not None else self.encoder
-        if self.batched_views and len(views) > 1:
-            return list(enc(torch.cat(views)).chunk(len(views)))
-        return [enc(v) for v in views]
-
-    def forward(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss on a list of views, and scalar logs; loss functions wear `numerics.full_precision` (float32)."""
-        return self.loss_on_views(views)
-
-    def loss_on_views(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError
-
+    # ---- lifecycle hooks (defaults: nothing to do) ----
     def setup(self, context: TrainingContext) -> None:
         """Called once before training (and before a checkpoint is restored): size state to the data and batch."""
 
     def parameter_roles(self) -> ParameterRoles:
-        """Which parameters the optimiser leaves alone or keeps at a fixed learning rate (default: none)."""
+        """Modules the optimiser leaves alone, keeps at a fixed learning rate or does not decay (default: none)."""
         return ParameterRoles()
 
-    def update_target(self, progress: float) -> None:
-        """Called after every optimiser step with training progress in [0, 1] (EMA targets, queues)."""
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) modules: after every optimiser step target <- m target + (1 - m) online (buffers
+        copied), m = `target_momentum(progress)`; targets are never optimised. Default: none."""
+        return []
+
+    def target_momentum(self, progress: float) -> float:
+        """The EMA momentum m after the step at `progress` in [0, 1] (only read when there are momentum pairs)."""
+        return 0.0
+
+    def before_optimizer_step(self) -> None:
+        """After backward, before the optimiser steps (gradients are in place)."""
+
+    def after_optimizer_step(self, progress: float) -> None:
+        """After the optimiser step and the EMA of the momentum pairs, with training progress in [0, 1]."""
 
     def extra_state(self) -> dict[str, float]:
         """Scalar state that is neither a parameter nor a buffer (checkpointed; default: none)."""
@@ -172,17 +222,6 @@ def make_target(module: nn.Module) -> nn.Module:
     return target
 
 
-@torch.no_grad()
-def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target = momentum * target + (1 - momentum) * online, for parameters and float buffers."""
-    t_params = list(target.parameters())
-    o_params = list(online.parameters())
-    torch._foreach_mul_(t_params, momentum)
-    torch._foreach_add_(t_params, o_params, alpha=1.0 - momentum)
-    for tb, ob in zip(target.buffers(), online.buffers()):
-        tb.copy_(ob)
-
-
 def cosine_momentum(base: float, progress: float) -> float:
     """BYOL's schedule: tau = 1 - (1 - base) * (cos(pi * progress) + 1) / 2, rising to 1."""
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0
+    return Schedule(base, 1.0)(progress)

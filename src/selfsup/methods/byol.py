@@ -10,8 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import (Method, OptimizerDefaults, ParameterRoles, cosine_momentum, ema_update, make_target, mlp,
-                   register_method)
+from torch import nn
+
+from ..schedules import Schedule
+from ..views import ViewRequest
+from .base import Method, OptimizerDefaults, make_target, mlp, register_method
 from .numerics import full_precision
 
 
@@ -24,37 +27,28 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 @register_method("byol", "Predict an EMA target network's projection of the other view (no negatives).",
                  "Grill et al. 2020, arXiv:2006.07733")
 class BYOL(Method):
-    view_style = "byol"
     optimizer = OptimizerDefaults("lars", lr=0.2, weight_decay=1.5e-6)
+    requested_views = ViewRequest("asymmetric")
 
     def __init__(self, encoder, proj_hidden_dim: int = 4096, proj_dim: int = 256,
                  pred_hidden_dim: int = 4096, base_momentum: float = 0.99) -> None:
         super().__init__(encoder)
-        self.base_momentum = base_momentum
-        self.momentum = base_momentum
+        self.momentum = Schedule(base_momentum, 1.0)  # cosine from base_momentum to 1
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim)
         self.predictor = mlp(proj_dim, pred_hidden_dim, proj_dim)
         self.target_encoder = make_target(self.encoder)
         self.target_projector = make_target(self.projector)
 
-    def parameter_roles(self) -> ParameterRoles:
-        return ParameterRoles(frozen=("target_encoder.", "target_projector."))
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.encoder, self.target_encoder), (self.projector, self.target_projector)]
 
-    def extra_state(self) -> dict[str, float]:
-        return {"momentum": self.momentum}  # the current tau of the cosine schedule
-
-    def load_extra_state(self, state: dict[str, float]) -> None:
-        self.momentum = float(state["momentum"])
+    def target_momentum(self, progress: float) -> float:
+        return self.momentum(progress)
 
     def loss_on_views(self, views):
-        z1, z2 = (self.projector(h) for h in self.encode(views))
+        z1, z2 = (self.projector(h) for h in self.encode(views.global_views))
         p1, p2 = self.predictor(torch.cat([z1, z2])).chunk(2)
         with torch.no_grad():
-            t1, t2 = (self.target_projector(h) for h in self.encode(views, self.target_encoder))
+            t1, t2 = (self.target_projector(h) for h in self.encode(views.global_views, self.target_encoder))
         loss = 0.5 * (byol_loss(p1, t2) + byol_loss(p2, t1))
-        return loss, {"loss": loss.item(), "tau": self.momentum}
-
-    def update_target(self, progress: float) -> None:
-        self.momentum = cosine_momentum(self.base_momentum, progress)
-        ema_update(self.target_encoder, self.encoder, self.momentum)
-        ema_update(self.target_projector, self.projector, self.momentum)
+        return loss, {}

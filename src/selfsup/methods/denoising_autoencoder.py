@@ -1,20 +1,20 @@
 """Denoising autoencoder: Vincent et al. 2008, "Extracting and Composing Robust Features with Denoising
 Autoencoders" (ICML 2008); on tables with swap noise as in Jahrer's 2018 Porto Seguro solution.
 
-View contract (style 'denoising'): ``views = [x~, x, m]``, three float tensors of one shape [B, D]: the
-corrupted input (for tables: swap noise, each cell with probability 0.15 taking the value of another
-row), the clean input and the corruption mask. A decoder (Linear-BN-ReLU-Linear, 256 hidden) maps
+Views (recipe 'swap_noise'): the corrupted input x~ (``views.global_views[0]``; for tables each cell with
+probability 0.15 takes the value of another row), the clean input x (``views.clean``) and the corruption mask
+(``views.corruption_mask``), all [B, D]. A decoder (Linear-BN-ReLU-Linear, 256 hidden) maps
 f(x~) back to D values; loss = mean squared error to x, with the corrupted cells weighted by
 `corrupted_weight` (1.0 = plain MSE over all cells).
 
-The decoder's output width D is the encoder's `in_dim` (tabular encoders expose it) or the method
-option `input_dim`.
+The decoder's output width D is the encoder's declared `input_width` (the tabular encoders set it) or the
+method option `input_dim`.
 """
 from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
+from ..views import ViewRequest
 from .base import Method, OptimizerDefaults, mlp, register_method
 from .numerics import full_precision
 from .vime import input_width
@@ -34,9 +34,8 @@ def denoising_loss(reconstruction: torch.Tensor, target: torch.Tensor, mask: tor
 @register_method("dae", "Denoising autoencoder: reconstruct the clean row from a swap-noise-corrupted one.",
                  "Vincent et al. 2008, ICML")
 class DenoisingAutoencoder(Method):
-    view_style = "denoising"
-    num_views = 3
     optimizer = OptimizerDefaults("adamw", lr=1e-3, weight_decay=0.0, lr_scaling="none")
+    requested_views = ViewRequest("swap_noise", global_views=1, clean=True, corruption_mask=True)
 
     def __init__(self, encoder, decoder_hidden_dim: int = 256, corrupted_weight: float = 1.0,
                  input_dim: int | None = None) -> None:
@@ -45,9 +44,6 @@ class DenoisingAutoencoder(Method):
         self.decoder = mlp(self.feature_dim, decoder_hidden_dim, input_width(encoder, input_dim, "dae"))
 
     def loss_on_views(self, views):
-        if len(views) != 3:
-            raise ConfigError(f"method 'dae' needs 3 views [corrupted, clean, mask] (view style 'denoising'), "
-                              f"got {len(views)}")
-        corrupted, clean, mask = views
-        loss = denoising_loss(self.decoder(self.encoder(corrupted)), clean, mask, self.corrupted_weight)
-        return loss, {"loss": loss.item()}
+        reconstruction = self.decoder(self.encoder(views.global_views[0]))
+        loss = denoising_loss(reconstruction, views.clean, views.corruption_mask, self.corrupted_weight)
+        return loss, {}

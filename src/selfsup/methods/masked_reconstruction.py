@@ -9,51 +9,23 @@ head reconstructs every channel, and the loss is the mean squared error over the
 only (values that were never observed -- NaN -- are neither inputs nor targets). Paper: Adam-type
 optimiser with lr 1e-3.
 
-Contract with the encoder (modality-agnostic): views are float tensors [B, C, T] (NaN = missing);
-the encoder must offer ``forward_sequence(x) -> [B, T, D]``, else a ConfigError is raised.
+Views (recipe 'masked_values', made by the modality with the loop's generator): the masked input
+(``views.global_views[0]``, [B, C, T]), the clean input (``views.clean``) and the mask
+(``views.corruption_mask``, True = masked). The encoder must be a `SequenceEncoder`; the head is sized by its
+declared `input_width` (channels) unless the `channels` option says otherwise.
 """
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 
 import torch
 from torch import nn
 
+from ..encoders import SequenceEncoder
 from ..errors import ConfigError
+from ..views import ViewRequest
 from .base import Method, OptimizerDefaults, register_method
 from .numerics import full_precision
-
-
-def geometric_noise_mask(shape: tuple[int, ...], length: int, ratio: float = 0.15, mean_span: float = 3.0,
-                         generator: torch.Generator | None = None, device: torch.device | None = None) -> torch.Tensor:
-    """bool [*shape, length], True = masked: alternating runs with geometric lengths (masked mean `mean_span`,
-    unmasked mean mean_span (1 - ratio) / ratio), the first state masked with probability `ratio`.
-
-    Equivalent to Zerveas et al.'s per-step Markov chain (p(masked -> unmasked) = 1 / mean_span), sampled as
-    run lengths so it needs no loop over time.
-    """
-    if not 0 < ratio < 1:
-        raise ConfigError(f"masking ratio must be in (0, 1), got {ratio}")
-    n = int(math.prod(shape))
-    p_m = 1.0 / max(mean_span, 1.0)  # leave a masked run
-    p_u = p_m * ratio / (1.0 - ratio)  # leave an unmasked run
-    mean_pair = 1 / p_m + 1 / p_u
-    runs = max(4, int(2 * math.ceil(length / mean_pair) + 8))
-    while True:
-        u = torch.rand((n, runs), generator=generator).clamp_(min=1e-12)
-        start_masked = torch.rand((n, 1), generator=generator) < ratio
-        j = torch.arange(runs)
-        masked_run = (j[None, :] % 2 == 0) == start_masked  # runs alternate, the first is masked or not
-        p = torch.where(masked_run, torch.full_like(u, p_m), torch.full_like(u, p_u))
-        lens = torch.floor(torch.log(u) / torch.log1p(-p)).long() + 1  # geometric on {1, 2, ...}
-        ends = torch.cumsum(lens, dim=1)
-        if bool((ends[:, -1] >= length).all()):
-            break
-        runs *= 2
-    t = torch.arange(length).expand(n, -1).contiguous()
-    which = torch.searchsorted(ends, t, right=True).clamp(max=runs - 1)
-    mask = masked_run.gather(1, which)
-    return mask.view(*shape, length).to(device) if device is not None else mask.view(*shape, length)
 
 
 @full_precision
@@ -68,32 +40,26 @@ def masked_mse_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
                  "per-time-step representations; MSE on masked values only.",
                  "Zerveas et al. 2021, arXiv:2010.02803")
 class MaskedReconstruction(Method):
-    view_style = "masked"
-    num_views = 1  # uses views[0]; further views (if the modality makes them) are ignored
+    encoder_kind = SequenceEncoder
+    requested_views = ViewRequest("masked_values", global_views=1, clean=True, corruption_mask=True)
     optimizer = OptimizerDefaults("adamw", lr=1e-3, weight_decay=0.0, lr_scaling="none")
 
     def __init__(self, encoder, ratio: float = 0.15, mean_span: float = 3.0, channels: int | None = None) -> None:
         super().__init__(encoder)
-        if not callable(getattr(encoder, "forward_sequence", None)):
-            raise ConfigError(f"method 'masked_reconstruction' needs an encoder with per-time-step outputs "
-                              f"(forward_sequence); {type(encoder).__name__} has none")
         if not 0 < ratio < 1:
             raise ConfigError(f"masked_reconstruction: ratio must be in (0, 1), got {ratio}")
         self.ratio, self.mean_span = ratio, mean_span
-        channels = channels or getattr(encoder, "in_channels", None)
+        channels = channels or encoder.input_width
         if channels is None:
             raise ConfigError("masked_reconstruction: the encoder does not say its input channels; "
                               "pass --method-option channels=C")
         self.head = nn.Linear(self.feature_dim, int(channels))
 
+    def view_request(self) -> ViewRequest:
+        return replace(self.requested_views, options={"ratio": self.ratio, "mean_span": self.mean_span})
+
     def loss_on_views(self, views):
-        x = views[0]
-        if x.dim() != 3 or x.shape[1] != self.head.out_features:
-            raise ConfigError(f"masked_reconstruction expects views [batch, {self.head.out_features}, length], "
-                              f"got {tuple(x.shape)}")
-        mask = geometric_noise_mask(tuple(x.shape[:2]), x.shape[-1], self.ratio, self.mean_span, device=x.device)
-        inp = x.masked_fill(mask & ~torch.isnan(x), 0.0)  # NaN (never observed) stays NaN
-        h = self.encoder.forward_sequence(inp)  # B x T x D
+        h = self.encoder.forward_sequence(views.global_views[0])  # B x T x D
         pred = self.head(h).transpose(1, 2)  # B x C x T
-        loss = masked_mse_loss(pred, x, mask)
-        return loss, {"loss": loss.item()}
+        loss = masked_mse_loss(pred, views.clean, views.corruption_mask)
+        return loss, {}

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import (Method, OptimizerDefaults, ParameterRoles, TrainingContext, ema_update, make_target,
-                   register_method)
+from ..views import ViewRequest
+from .base import Method, OptimizerDefaults, TrainingContext, make_target, register_method
 from .numerics import full_precision
 
 
@@ -33,8 +33,8 @@ def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature
 @register_method("moco", "Contrastive with a momentum key encoder and a queue of negatives (MoCo v2).",
                  "Chen et al. 2020, arXiv:2003.04297")
 class MoCo(Method):
-    view_style = "moco_v2"
     optimizer = OptimizerDefaults("sgd", lr=0.03, weight_decay=1e-4)
+    requested_views = ViewRequest("instance_light")
 
     def __init__(self, encoder, temperature: float = 0.2, queue_size: int = 65536,
                  momentum: float = 0.99, proj_hidden_dim: int = 2048, proj_dim: int = 128) -> None:
@@ -48,6 +48,7 @@ class MoCo(Method):
         self.requested_queue_size = queue_size
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.pending_keys: torch.Tensor | None = None  # this step's keys, enqueued after the optimiser step
 
     def setup(self, context: TrainingContext) -> None:
         """Cap the queue below the number of training samples, in whole global batches of keys (2 per image; every
@@ -58,32 +59,32 @@ class MoCo(Method):
         if size != self.queue.shape[0]:
             self.queue = F.normalize(torch.randn(size, self.queue.shape[1], device=self.queue.device), dim=1)
 
-    def parameter_roles(self) -> ParameterRoles:
-        return ParameterRoles(frozen=("target_encoder.", "target_projector."))
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.encoder, self.target_encoder), (self.projector, self.target_projector)]
+
+    def target_momentum(self, progress: float) -> float:
+        return self.base_momentum  # constant, as in MoCo v2
 
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:
+        """Write `keys` at the queue pointer (wrapping) and advance it, without reading the pointer on the host."""
         n, size = keys.shape[0], self.queue.shape[0]
-        ptr = int(self.queue_ptr)
-        idx = (torch.arange(n, device=keys.device) + ptr) % size
-        self.queue[idx] = F.normalize(keys.float(), dim=1).to(self.queue.dtype)
-        self.queue_ptr.fill_((ptr + n) % size)
+        idx = (torch.arange(n, device=keys.device) + self.queue_ptr) % size
+        self.queue.index_copy_(0, idx, F.normalize(keys.float(), dim=1).to(self.queue.dtype))
+        self.queue_ptr.copy_((self.queue_ptr + n) % size)
 
     def loss_on_views(self, views):
-        q1, q2 = (self.projector(h) for h in self.encode(views))
+        q1, q2 = (self.projector(h) for h in self.encode(views.global_views))
         with torch.no_grad():
-            k1, k2 = (self.target_projector(h) for h in self.encode(views, self.target_encoder))
+            k1, k2 = (self.target_projector(h) for h in self.encode(views.global_views, self.target_encoder))
         loss = 0.5 * (moco_loss(q1, k2, self.queue, self.temperature) + moco_loss(q2, k1, self.queue, self.temperature))
         # enqueued after the optimiser step (the graph uses the queue); under torchrun the keys of every process,
         # in the order one process would hold them on the concatenated batch, so all queues stay identical
         with torch.no_grad():
-            self._pending_keys = torch.cat([self.gather(k1), self.gather(k2)])
-        return loss, {"loss": loss.item()}
+            self.pending_keys = torch.cat([self.gather(k1), self.gather(k2)])
+        return loss, {}
 
-    def update_target(self, progress: float) -> None:
-        if getattr(self, "_pending_keys", None) is not None:
-            self._enqueue(self._pending_keys)
-            self._pending_keys = None
-        m = self.base_momentum
-        ema_update(self.target_encoder, self.encoder, m)
-        ema_update(self.target_projector, self.projector, m)
+    def after_optimizer_step(self, progress: float) -> None:
+        if self.pending_keys is not None:
+            self._enqueue(self.pending_keys)
+            self.pending_keys = None

@@ -52,7 +52,6 @@ def _nt_xent_local_anchors(z1: torch.Tensor, z2: torch.Tensor, all_z1: torch.Ten
 @register_method("simclr", "Contrastive: NT-Xent between two augmented views (in-batch negatives).",
                  "Chen et al. 2020, arXiv:2002.05709")
 class SimCLR(Method):
-    view_style = "simclr"
     optimizer = OptimizerDefaults("lars", lr=0.3, weight_decay=1e-6)
 
     def __init__(self, encoder, temperature: float = 0.5, proj_hidden_dim: int = 2048,
@@ -62,9 +61,9 @@ class SimCLR(Method):
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim)
 
     def loss_on_views(self, views):
-        z1, z2 = (self.projector(h) for h in self.encode(views))
+        z1, z2 = (self.projector(h) for h in self.encode(views.global_views))
         if self.distributed:  # negatives from every process's batch
             loss = nt_xent_loss(z1, z2, self.temperature, self.gather(z1), self.gather(z2), self.rank * len(z1))
         else:
             loss = nt_xent_loss(z1, z2, self.temperature)
-        return loss, {"loss": loss.item()}
+        return loss, {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..views import ViewRequest
 from .base import Method, OptimizerDefaults, ParameterRoles, mlp, register_method
 from .numerics import full_precision
 
@@ -22,8 +23,8 @@ def simsiam_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 @register_method("simsiam", "Siamese views with a predictor and stop-gradient (no negatives, no EMA).",
                  "Chen & He 2021, arXiv:2011.10566")
 class SimSiam(Method):
-    view_style = "simsiam"
     optimizer = OptimizerDefaults("sgd", lr=0.05, weight_decay=1e-4)
+    requested_views = ViewRequest("instance_light")
 
     def __init__(self, encoder, proj_dim: int = 2048, pred_hidden_dim: int = 512, proj_layers: int = 3) -> None:
         super().__init__(encoder)
@@ -32,10 +33,10 @@ class SimSiam(Method):
         self.predictor = mlp(proj_dim, pred_hidden_dim, proj_dim)
 
     def parameter_roles(self) -> ParameterRoles:
-        return ParameterRoles(fixed_lr=("predictor.",))  # the paper keeps the predictor's lr fixed
+        return ParameterRoles(fixed_lr=(self.predictor,))  # the paper keeps the predictor's lr fixed
 
     def loss_on_views(self, views):
-        z1, z2 = (self.projector(h) for h in self.encode(views))
+        z1, z2 = (self.projector(h) for h in self.encode(views.global_views))
         p1, p2 = self.predictor(torch.cat([z1, z2])).chunk(2)
         loss = 0.5 * (simsiam_loss(p1, z2) + simsiam_loss(p2, z1))
-        return loss, {"loss": loss.item()}
+        return loss, {}

@@ -11,21 +11,27 @@ batch 8, 320-d output, 200 iterations for small data sets (600 beyond 100,000 va
 with the weights averaged over all iterations (`torch.optim.swa_utils.AveragedModel`), at a constant
 learning rate (`lr_schedule='constant'`; 'trainer' uses the trainer's warm-up + cosine schedule).
 
-Contract with the encoder (modality-agnostic): views are float tensors [B, C, T] cut along the last
-axis; a step whose channels are all NaN is padding or missing. The encoder must offer
-``forward_sequence(x, step_mask=None) -> [B, T, D]`` (one vector per step; ``step_mask`` [B, T] bool,
-False = hide that step's input). Without ``forward_sequence`` a ConfigError is raised; without a
-``step_mask`` argument the hidden steps' inputs are set to NaN instead. Steps outside a series'
-first..last observation (padding) are left out of the loss, so unequal lengths are handled exactly.
+Views (recipe 'overlapping_crops', made by the modality with the loop's generator): two crops of each
+series (``views.global_views``) that share ``views.overlap.length`` steps, each with its random timestamp mask
+(``views.keep``, True = the encoder sees the step; hidden with probability `mask_p`); steps outside a series'
+first..last observation are padding and left out of the loss (``views.overlap.valid``), so unequal lengths
+are handled exactly. The crops follow the paper's code: a segment of random length >= 2^(temporal_unit + 1)
+common to both, each crop extended to a random left and right end, one random offset per series; series
+longer than `max_train_length` are first cut to a random window of that length.
+The encoder must be a `SequenceEncoder` (per-step outputs; it applies the timestamp mask itself).
 """
 from __future__ import annotations
 
-import inspect
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
+from torch import nn
+
+from ..encoders import SequenceEncoder
 from ..errors import ConfigError
+from ..views import ViewRequest
 from .base import Method, OptimizerDefaults, ParameterRoles, make_target, register_method
 from .numerics import full_precision
 
@@ -104,41 +110,17 @@ def hierarchical_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, valid: tor
     return loss / d
 
 
-def series_span(x: torch.Tensor) -> torch.Tensor:
-    """bool [B, T]: steps between the first and the last step with any non-NaN channel."""
-    obs = ~torch.isnan(x).all(dim=1)
-    t = torch.arange(x.shape[-1], device=x.device)
-    first = torch.where(obs.any(1), obs.int().argmax(1), torch.full_like(obs[:, 0], x.shape[-1], dtype=torch.long))
-    last = x.shape[-1] - 1 - obs.flip(1).int().argmax(1)
-    return (t >= first[:, None]) & (t <= last[:, None])
-
-
-def _take(x: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
-    """Per-row windows x[b, ..., start[b] : start[b] + length] along the last axis."""
-    idx = start[:, None] + torch.arange(length, device=x.device)
-    idx = idx.view(x.shape[0], *([1] * (x.dim() - 2)), length).expand(*x.shape[:-1], length)
-    return torch.gather(x, -1, idx)
-
-
-def _randint(low: int, high: int, size: tuple[int, ...] = ()) -> torch.Tensor:
-    """Uniform integers in [low, high) from the global torch generator (seeded by the trainer)."""
-    return torch.randint(low, high, size) if size else torch.randint(low, high, (1,))[0]
-
-
 @register_method("ts2vec", "Hierarchical contrastive loss (instance + temporal, max-pooled pyramid) between "
                  "two overlapping crops of each series; needs a per-time-step encoder.",
                  "Yue et al. 2022, arXiv:2106.10466")
 class TS2Vec(Method):
-    view_style = "ts2vec"
-    num_views = 1  # uses views[0]; further views (if the modality makes them) are ignored
+    encoder_kind = SequenceEncoder
+    requested_views = ViewRequest("overlapping_crops", global_views=2, keep=True)
     optimizer = OptimizerDefaults("adamw", lr=1e-3, weight_decay=1e-2, lr_scaling="none")
 
     def __init__(self, encoder, alpha: float = 0.5, temporal_unit: int = 0, mask_p: float = 0.5,
                  max_train_length: int = 3000, average: str = "swa", lr_schedule: str = "constant") -> None:
         super().__init__(encoder)
-        if not callable(getattr(encoder, "forward_sequence", None)):
-            raise ConfigError(f"method 'ts2vec' needs an encoder with per-time-step outputs "
-                              f"(forward_sequence); {type(encoder).__name__} has none")
         if average not in ("swa", "none"):
             raise ConfigError(f"ts2vec: average must be 'swa' or 'none', got {average!r}")
         if not 0 <= mask_p < 1:
@@ -149,13 +131,16 @@ class TS2Vec(Method):
         self.alpha, self.temporal_unit, self.mask_p = alpha, temporal_unit, mask_p
         self.max_train_length = max_train_length
         self.average = average
-        self._step_mask_arg = "step_mask" in inspect.signature(encoder.forward_sequence).parameters
         if average == "swa":
             # `encoder` (what a run saves) is the running average of all iterates; `online` is trained.
             self.online = encoder
             self.encoder = make_target(encoder)
-            self.register_buffer("n_averaged", torch.ones((), dtype=torch.long))
+        self.n_averaged = 1  # iterates in the average (the initial weights count as one)
         self.lr_schedule = lr_schedule
+
+    def view_request(self) -> ViewRequest:
+        return replace(self.requested_views, options={"mask_p": self.mask_p, "max_length": self.max_train_length,
+                                                      "min_length": 2 ** (self.temporal_unit + 1)})
 
     @property
     def net(self):
@@ -163,56 +148,30 @@ class TS2Vec(Method):
         return self.online if self.average == "swa" else self.encoder
 
     def parameter_roles(self) -> ParameterRoles:
-        """The running average is not trained; with the paper's constant schedule the trained encoder keeps its lr."""
-        trained = "online." if self.average == "swa" else "encoder."
-        return ParameterRoles(frozen=("encoder.",) if self.average == "swa" else (),
-                              fixed_lr=(trained,) if self.lr_schedule == "constant" else ())
+        """With the paper's constant schedule the trained encoder keeps its learning rate."""
+        return ParameterRoles(fixed_lr=(self.net,) if self.lr_schedule == "constant" else ())
 
-    @torch.no_grad()
-    def update_target(self, progress: float) -> None:
-        if self.average != "swa":
-            return
-        n = float(self.n_averaged)
-        avg, cur = list(self.encoder.parameters()), list(self.online.parameters())
-        torch._foreach_mul_(avg, n / (n + 1))
-        torch._foreach_add_(avg, cur, alpha=1 / (n + 1))
-        for tb, ob in zip(self.encoder.buffers(), self.online.buffers()):
-            tb.copy_(ob)
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """SWA as an EMA: after the n-th step average <- n/(n+1) average + 1/(n+1) online (equal weights)."""
+        return [(self.online, self.encoder)] if self.average == "swa" else []
+
+    def target_momentum(self, progress: float) -> float:
+        return self.n_averaged / (self.n_averaged + 1)
+
+    def after_optimizer_step(self, progress: float) -> None:
         self.n_averaged += 1
 
-    def _sequence(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        if self._step_mask_arg:
-            return self.net.forward_sequence(x, step_mask=keep)
-        return self.net.forward_sequence(x.masked_fill(~keep.unsqueeze(1), float("nan")))
+    def extra_state(self) -> dict[str, float]:
+        return {"n_averaged": self.n_averaged}
+
+    def load_extra_state(self, state: dict[str, float]) -> None:
+        self.n_averaged = int(state["n_averaged"])
 
     def loss_on_views(self, views):
-        x = views[0]
-        if x.dim() != 3:
-            raise ConfigError(f"ts2vec expects series views [batch, channels, length], got {tuple(x.shape)}")
-        valid = series_span(x)
-        # only as long as the batch's longest series (steps beyond are padding in every row)
-        ts_l = int(valid.any(0).nonzero().max()) + 1 if valid.any() else x.shape[-1]
-        x, valid = x[..., :ts_l], valid[:, :ts_l]
-        if ts_l > self.max_train_length:
-            off = int(_randint(0, ts_l - self.max_train_length + 1))
-            x, valid = x[..., off:off + self.max_train_length], valid[:, off:off + self.max_train_length]
-            ts_l = self.max_train_length
-        lo = 2 ** (self.temporal_unit + 1)
-        if ts_l < lo:
-            raise ConfigError(f"ts2vec needs series of at least {lo} steps, got {ts_l}")
-        b = x.shape[0]
-        crop_l = int(_randint(lo, ts_l + 1))
-        crop_left = int(_randint(0, ts_l - crop_l + 1))
-        crop_right = crop_left + crop_l
-        crop_eleft = int(_randint(0, crop_left + 1))
-        crop_eright = int(_randint(crop_right, ts_l + 1))
-        offset = _randint(-crop_eleft, ts_l - crop_eright + 1, (b,)).to(x.device)
-        in1 = _take(x, offset + crop_eleft, crop_right - crop_eleft)
-        in2 = _take(x, offset + crop_left, crop_eright - crop_left)
-        keep1 = (torch.rand(in1.shape[0], in1.shape[-1]) >= self.mask_p).to(x.device)
-        keep2 = (torch.rand(in2.shape[0], in2.shape[-1]) >= self.mask_p).to(x.device)
-        out1 = self._sequence(in1, keep1)[:, -crop_l:]
-        out2 = self._sequence(in2, keep2)[:, :crop_l]
-        common = _take(valid, offset + crop_left, crop_l)
-        loss = hierarchical_contrastive_loss(out1, out2, common, self.alpha, self.temporal_unit)
-        return loss, {"loss": loss.item()}
+        (in1, in2), (keep1, keep2), overlap = views.global_views, views.keep, views.overlap
+        out1 = self.net.forward_sequence(in1, step_mask=keep1)
+        out2 = self.net.forward_sequence(in2, step_mask=keep2)
+        common = slice(overlap.start_first, overlap.start_first + overlap.length)
+        out1, out2 = out1[:, common], out2[:, overlap.start_second:overlap.start_second + overlap.length]
+        loss = hierarchical_contrastive_loss(out1, out2, overlap.valid, self.alpha, self.temporal_unit)
+        return loss, {}

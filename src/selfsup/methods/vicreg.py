@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..views import ViewRequest
 from .barlow_twins import off_diagonal
 from .base import Method, OptimizerDefaults, mlp, register_method
 from .numerics import full_precision
@@ -34,8 +35,8 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, va
 @register_method("vicreg", "Variance-invariance-covariance regularisation of two views' projections.",
                  "Bardes et al. 2022, arXiv:2105.04906")
 class VICReg(Method):
-    view_style = "byol"
     optimizer = OptimizerDefaults("lars", lr=0.2, weight_decay=1e-6)
+    requested_views = ViewRequest("asymmetric")
 
     def __init__(self, encoder, proj_dim: int = 2048, proj_hidden_dim: int = 2048, sim_weight: float = 25.0,
                  var_weight: float = 25.0, cov_weight: float = 1.0) -> None:
@@ -44,8 +45,8 @@ class VICReg(Method):
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim, num_layers=3)
 
     def loss_on_views(self, views):
-        z1, z2 = (self.projector(h) for h in self.encode(views))
+        z1, z2 = (self.projector(h) for h in self.encode(views.global_views))
         if self.distributed:  # batch statistics over every process's batch
             z1, z2 = self.gather(z1), self.gather(z2)
         loss = vicreg_loss(z1, z2, *self.weights)
-        return loss, {"loss": loss.item()}
+        return loss, {}

@@ -1,15 +1,15 @@
 """VIME (self-supervised part): Yoon et al. 2020, "VIME: Extending the Success of Self- and
 Semi-supervised Learning to Tabular Domain" (NeurIPS 2020).
 
-View contract (style 'vime'): ``views = [x~, x, m]``, three float tensors of one shape [B, D]: the
-corrupted input (each feature masked with probability p_m = 0.3 and replaced by a value from the
-feature's empirical marginal), the clean input, and the mask m (1.0 where x~ differs from x).
+Views (recipe 'mask_and_replace'): the corrupted input x~ (``views.global_views[0]``: each feature masked
+with probability p_m = 0.3 and replaced by a value from the feature's empirical marginal), the clean input x
+(``views.clean``) and the mask m (``views.corruption_mask``, True where x~ differs from x), all [B, D].
 From the encoder's output h = f(x~), a mask estimator predicts m (binary cross-entropy) and a
 feature estimator reconstructs x (mean squared error); loss = mask loss + alpha * reconstruction
 loss, alpha = 2.0 (the released code's default). Only x~ goes through the encoder.
 
-Head sizes: both heads output D values. D is the encoder's `in_dim` (the tabular encoders expose
-it; it comes from the data spec) or the method option `input_dim`.
+Head sizes: both heads output D values. D is the encoder's declared `input_width` (the tabular encoders
+set it from the data spec) or the method option `input_dim`.
 """
 from __future__ import annotations
 
@@ -17,17 +17,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..encoders import Encoder
 from ..errors import ConfigError
+from ..views import ViewRequest
 from .base import Method, OptimizerDefaults, register_method
 from .numerics import full_precision
 
 
-def input_width(encoder: nn.Module, input_dim: int | None, method: str) -> int:
-    """The reconstruction target's width: the `input_dim` option, else the encoder's `in_dim`."""
-    d = input_dim if input_dim is not None else getattr(encoder, "in_dim", None)
+def input_width(encoder: Encoder, input_dim: int | None, method: str) -> int:
+    """The reconstruction target's width: the `input_dim` option, else the encoder's declared `input_width`."""
+    d = input_dim if input_dim is not None else encoder.input_width
     if not d:
-        raise ConfigError(f"method {method!r} reconstructs vector inputs: it needs an encoder with an input width "
-                          "(`in_dim`, e.g. the tabular encoders) or --method-option input_dim=D")
+        raise ConfigError(f"method {method!r} reconstructs vector inputs: it needs an encoder that declares its "
+                          "input width (`Encoder.input_width`, e.g. the tabular encoders) or --method-option input_dim=D")
     return int(d)
 
 
@@ -43,9 +45,8 @@ def vime_loss(mask_logits: torch.Tensor, mask: torch.Tensor, reconstruction: tor
 @register_method("vime", "Tables: estimate which features were masked-and-replaced and reconstruct the originals.",
                  "Yoon et al. 2020, NeurIPS")
 class VIME(Method):
-    view_style = "vime"
-    num_views = 3
     optimizer = OptimizerDefaults("adamw", lr=1e-3, weight_decay=0.0, lr_scaling="none")
+    requested_views = ViewRequest("mask_and_replace", global_views=1, clean=True, corruption_mask=True)
 
     def __init__(self, encoder, alpha: float = 2.0, input_dim: int | None = None) -> None:
         super().__init__(encoder)
@@ -55,10 +56,7 @@ class VIME(Method):
         self.feature_head = nn.Linear(self.feature_dim, d)
 
     def loss_on_views(self, views):
-        if len(views) != 3:
-            raise ConfigError(f"method 'vime' needs 3 views [corrupted, clean, mask] (view style 'vime'), "
-                              f"got {len(views)}")
-        corrupted, clean, mask = views
-        h = self.encoder(corrupted)
-        loss, m_loss, r_loss = vime_loss(self.mask_head(h), mask, self.feature_head(h), clean, self.alpha)
-        return loss, {"loss": loss.item(), "mask_loss": m_loss.item(), "reconstruction_loss": r_loss.item()}
+        h = self.encoder(views.global_views[0])
+        loss, m_loss, r_loss = vime_loss(self.mask_head(h), views.corruption_mask, self.feature_head(h), views.clean,
+                                         self.alpha)
+        return loss, {"mask_loss": m_loss.detach(), "reconstruction_loss": r_loss.detach()}

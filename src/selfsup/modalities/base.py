@@ -1,7 +1,8 @@
 """The Modality interface: how a kind of data is validated, stored, viewed and encoded.
 
-Methods and the trainer see only tensors and encoders; everything that knows what an image,
-a series or a table is lives behind this interface.
+Methods see typed views (`selfsup.views`) and encoders (`selfsup.encoders`); the trainer sees a storage
+object (`selfsup.storage`), a view maker and encoders. Everything that knows what an image, a series or a
+table is lives behind this interface.
 """
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
+from ..data import Split
+from ..encoders import Encoder
 from ..errors import ConfigError
 from ..registry import Registry
-
-ViewMaker = Callable[..., list[torch.Tensor]]  # (x_batch, generator, mask=None) -> views
+from ..storage import Storage, TensorStorage
+from ..views import ViewMaker, ViewRequest
 
 
 class Modality(ABC):
@@ -23,7 +25,10 @@ class Modality(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    encoders: ClassVar[Registry[Callable[..., nn.Module]]]
+    encoders: ClassVar[Registry[Callable[..., Encoder]]]
+    view_recipes: ClassVar[tuple[str, ...]]  # the views.RECIPES its view maker makes
+    encoder_kind: ClassVar[type[Encoder]] = Encoder  # the protocol every one of its registered encoders implements
+    channels_last: ClassVar[bool] = False  # whether views can be made in the channels-last memory format
 
     @abstractmethod
     def from_array(self, x: np.ndarray, where: str) -> torch.Tensor:
@@ -38,9 +43,16 @@ class Modality(ABC):
         """The encoder used when none is named."""
 
     @abstractmethod
-    def view_maker(self, style: str, spec: dict[str, Any], strength: float = 1.0,
+    def view_maker(self, request: ViewRequest, spec: dict[str, Any], strength: float = 1.0,
                    options: dict[str, Any] | None = None) -> ViewMaker:
-        """Batched view-making for a method's augmentation style ('simclr', 'byol', ...)."""
+        """A batched view maker answering `request` (a recipe from views.RECIPES this modality supports, the
+        numbers of global and local views, the extras); a ConfigError in one line when it cannot."""
+
+    def storage(self, split: Split) -> Storage:
+        """The split's training storage (default: its tensor; a validity mask is this modality's to interpret)."""
+        if split.mask is not None:
+            raise ConfigError(f"the {self.name} modality takes no validity mask on a split")
+        return TensorStorage(split.x)
 
     @abstractmethod
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
@@ -55,12 +67,16 @@ class Modality(ABC):
         """What `prepare` hands the encoder, in words: shape, dtype and normalisation (written beside an export)."""
         return f"the float32 batch that the {self.name} modality's `prepare` makes from storage"
 
+    def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
+        """Whether a tensor handed to `Run.embed` is already in storage format (default: every tensor is)."""
+        return True
+
     def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
         """New data for a trained run -> storage consistent with the run's `spec` (default: `from_array`)."""
         return self.from_array(np.asarray(x), where)
 
-    def build_encoder(self, name: str, spec: dict[str, Any], **options: Any) -> nn.Module:
-        """Instantiate a registered encoder for inputs described by `spec`; it has an `out_dim`."""
+    def build_encoder(self, name: str, spec: dict[str, Any], **options: Any) -> Encoder:
+        """Instantiate a registered encoder for inputs described by `spec` (an `encoders.Encoder`)."""
         return self.encoders.get(name)(spec, **options)
 
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any],

@@ -28,6 +28,7 @@ class TrainConfig:
     optimizer: str | None = None
     lr: float | None = None
     weight_decay: float | None = None
+    weight_decay_end: float | None = None  # cosine from weight_decay to this value (None: constant)
     warmup_fraction: float = 0.1
     augmentation_strength: float = 1.0
     augmentation: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +63,8 @@ class TrainConfig:
             raise ConfigError(f"--batch-size must be >= 2, got {self.batch_size}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.weight_decay_end is not None and not self.weight_decay_end >= 0:
+            raise ConfigError(f"--weight-decay-end must be >= 0, got {self.weight_decay_end}")
         if not 0 <= self.warmup_fraction < 1:
             raise ConfigError(f"--warmup-fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.precision not in ("fp32", "bf16", "auto"):

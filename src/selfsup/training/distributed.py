@@ -26,13 +26,15 @@ import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from ..errors import SelfSupError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,20 @@ def agree(error: BaseException | None, world: World) -> None:
     for rank, raw in enumerate(messages):
         if raw:
             raise PeerError(f"process {rank} failed: {raw.decode('utf-8', 'replace')}")
+
+
+def agreed(world: World, fn: Callable[[], T], *, main_only: bool = True) -> T | None:
+    """Run `fn` on rank 0 (or, with main_only=False, on every process), then `agree`: if it failed anywhere, every
+    process raises; otherwise its result (None on the processes that did not run it). The one all-ranks-agree
+    mechanism of the trainer: file-system work, downloads and checks happen once, failures are seen by all."""
+    result, error = None, None
+    if world.is_main or not main_only:
+        try:
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 -- every process must learn about it
+            error = exc
+    agree(error, world)
+    return result
 
 
 def all_gather_bytes(payload: bytes, world: World) -> list[bytes]:

@@ -1,7 +1,11 @@
-"""One training loop for every method and modality: epochs or a wall-clock budget, warm-up + cosine."""
+"""The training driver, one for every method and modality: epochs or a wall-clock budget, schedules,
+checkpoints at step boundaries, stop signals, and one agreement on every decision under torchrun.
+
+It reads tensors on the host only at sync points (a log line, a checkpoint, an epoch end, the end): the
+step's losses wait on the device until then, and a non-finite loss is reported there with the step it
+happened at (no checkpoint is written after it)."""
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import signal
@@ -15,9 +19,13 @@ import torch
 
 from ..errors import TrainingError
 from ..methods.base import Method
+from ..schedules import Schedule
+from ..storage import Storage
+from ..views import ViewMaker
 from .distributed import World, shard, sync_values
-from .optim import lr_factor, set_lr
 from .loggers import MetricsLog
+from .optim import apply_schedules
+from .step import optimisation_step
 from .threads import CpuShare
 
 EpochHook = Callable[[int, Method], dict[str, Any]]
@@ -38,11 +46,11 @@ class LoopSettings:
     batch_size: int
     epochs: int | None
     minutes: float | None
-    warmup_fraction: float
+    lr_schedule: Schedule  # factor of each group's base learning rate
     seed: int
     device: torch.device
     precision: str = "fp32"
-    channels_last: bool = False
+    weight_decay_schedule: Schedule | None = None  # None: the optimiser's weight decay stays as built
     log_every: int = 10
     progress: bool = True
     world: World = field(default_factory=World)
@@ -114,13 +122,6 @@ class LoopResult:
         return self.samples / self.seconds if self.seconds > 0 else 0.0
 
 
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for the network; the loss functions switch it off (methods/numerics.full_precision)."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def progress_bar(enabled: bool):
     """A rich progress bar on stderr (loss, lr, samples/s), or a no-op."""
     if not enabled:
@@ -133,12 +134,11 @@ def progress_bar(enabled: bool):
                     console=Console(stderr=True), transient=False)
 
 
-def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tensor, view_maker: Callable,
-             settings: LoopSettings, log: MetricsLog, epoch_hooks: list[EpochHook] = (),
-             mask: torch.Tensor | None = None, *, model: torch.nn.Module | None = None,
-             resume: LoopState | None = None,
+def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage, view_maker: ViewMaker,
+             settings: LoopSettings, log: MetricsLog, epoch_hooks: list[EpochHook] = (), *,
+             model: torch.nn.Module | None = None, resume: LoopState | None = None,
              checkpoint: Callable[[LoopState], None] | None = None) -> LoopResult:
-    """Train `method` on storage tensor `data` (never its labels) until the epoch or time budget is spent.
+    """Train `method` on `storage` (never its labels) until the epoch or time budget is spent.
 
     `model` is what the forward pass calls (the DDP wrapper under torchrun; default the method).
     `checkpoint(state)` is called at step boundaries (every `checkpoint_every_steps` steps, every
@@ -148,7 +148,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
     checkpoint decisions and the logged loss are synchronised so all processes take the same steps.
     """
     world = settings.world
-    n = len(data)
+    n = len(storage)
     batch = min(settings.batch_size, max(1, n // world.size))  # per process
     steps_per_epoch = max(1, n // (batch * world.size))
     total_steps = settings.epochs * steps_per_epoch if settings.epochs else None
@@ -163,8 +163,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
     for name, g in generators.items():
         if name in state.generators:
             g.set_state(state.generators[name])
-    data_on_device = data.to(settings.device) if settings.device.type != "cpu" else data
-    mask_on_device = mask.to(settings.device) if mask is not None else None
+    data = storage.to(settings.device)
     forward = model if model is not None else method
     result = LoopResult(steps=state.steps, samples=state.samples, losses=list(state.losses))
     if state.finished:
@@ -184,8 +183,26 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
     last_ckpt_wall, last_ckpt_step = time.perf_counter(), state.steps
     wrote_checkpoint = resume is not None  # a resumed run has one already
     epoch, first_step, perm, epoch_losses = state.epoch, state.step_in_epoch, state.perm, list(state.epoch_losses)
+    pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss on the device) not yet read
+
+    def flush() -> float:
+        """Read the pending losses (the mean over processes), raise on a non-finite one; the last step's loss."""
+        if not pending:
+            return epoch_losses[-1] if epoch_losses else float("nan")
+        values = torch.stack([v for _, _, v in pending]).float().tolist()
+        if world.distributed:  # the loss of the global batch: the mean over processes
+            _, totals = sync_values(world, [], values)
+            values = [t / world.size for t in totals]
+        for (step, step_epoch, _), value in zip(pending, values):
+            if not math.isfinite(value):
+                raise TrainingError(f"loss became {value} at step {step} (epoch {step_epoch}); "
+                                    "try a lower --lr or another --precision")
+        pending.clear()
+        epoch_losses.extend(values)
+        return values[-1]
 
     def snapshot(step_in_epoch: int, finished: bool = False) -> LoopState:
+        flush()
         return LoopState(result.steps, epoch, step_in_epoch, result.samples, time.perf_counter() - start, finished,
                          perm, list(epoch_losses), list(result.losses),
                          {k: g.get_state() for k, g in generators.items()})
@@ -219,41 +236,30 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
                     wrote_checkpoint = True
                     last_ckpt_wall, last_ckpt_step = time.perf_counter(), result.steps
                 progress = (result.steps + 1) / total_steps if total_steps else elapsed / budget_s
-                idx = shard(perm, i, batch, world).to(settings.device)
-                x = data_on_device[idx]
-                kwargs = {"mask": mask_on_device[idx]} if mask_on_device is not None else {}
-                views = view_maker(x, aug_gen, **kwargs)
-                if settings.channels_last and views[0].ndim == 4:
-                    views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-                with autocast_context(settings.device, settings.precision):
-                    loss, logs = forward(views)
-                value = logs["loss"]
+                idx = shard(perm, i, batch, world)
+                views = view_maker(data.take(idx.to(settings.device)), aug_gen)
+                wd = settings.weight_decay_schedule(progress) if settings.weight_decay_schedule else None
+                lr = apply_schedules(optimizer, settings.lr_schedule(progress), wd)
+                loss, logs = optimisation_step(method, forward, optimizer, views, progress, settings.device,
+                                               settings.precision)
                 if os.environ.get(FAULT_NONFINITE_STEP) == str(result.steps + 1):
-                    value = float("nan")
-                if world.distributed:  # the loss of the global batch: the mean over processes
-                    _, (total,) = sync_values(world, [], [value])
-                    value = total / world.size
-                if not math.isfinite(value):
-                    raise TrainingError(f"loss became {value} at step {result.steps + 1} (epoch {epoch}); "
-                                        "try a lower --lr or another --precision")
-                logs["loss"] = value
-                lr = set_lr(optimizer, lr_factor(progress, settings.warmup_fraction))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                method.update_target(progress)
+                    loss = torch.full_like(loss, float("nan"))
                 result.steps += 1
+                pending.append((result.steps, epoch, loss))
                 result.samples += len(idx)
                 window_samples += len(idx)
-                epoch_losses.append(value)
                 if share is not None:
                     share.maybe_update()
                 if result.steps % settings.log_every == 0 or result.steps == 1:
+                    value = flush()
                     now = time.perf_counter()
                     rate = window_samples * world.size / max(now - window_start, 1e-9)
                     window_start, window_samples = now, 0
+                    extra = {k: float(v) for k, v in logs.items()}
+                    if wd is not None:
+                        extra["weight_decay"] = wd
                     log.write({"step": result.steps, "epoch": epoch, "lr": lr, "samples_per_s": rate,
-                               "elapsed_s": now - start, "threads": torch.get_num_threads(), **logs})
+                               "elapsed_s": now - start, "threads": torch.get_num_threads(), "loss": value, **extra})
                     if bar:
                         bar.update(task, completed=result.steps if total_steps else min(now - start, budget_s),
                                    status=f"loss {value:.4f} lr {lr:.3g} {rate:,.0f} samples/s")
@@ -261,6 +267,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
                     done = True
                     break
             perm, first_step = None, 0
+            flush()
             if epoch_losses:
                 train_seconds = time.perf_counter() - start
                 record = {"epoch": epoch, "type": "epoch", "loss": sum(epoch_losses) / len(epoch_losses),
@@ -282,6 +289,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, data: torch.Tenso
                         save(snapshot(0))
                         wrote_checkpoint = True
                         last_ckpt_wall, last_ckpt_step = time.perf_counter(), result.steps
+        flush()
         seconds = time.perf_counter() - start
         if checkpoint is not None:
             save(snapshot(0, finished=True))

@@ -11,15 +11,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import Dataset
+from ..data import Dataset, Split
 from ..evaluation.diagnostics import alignment, dimension_std, rankme, uniformity
 from ..evaluation.knn import knn_accuracy
 from ..modalities import get_modality
 from ..run import encode_storage
+from ..views import ViewRequest
+from .hooks import EpochHook
 
 
-class EpochMonitor:
-    """Computes diagnostics on a fixed subset each epoch; optionally keeps the best-RankMe encoder."""
+class EpochMonitor(EpochHook):
+    """Computes diagnostics on a fixed subset each epoch; optionally keeps the best-RankMe encoder.
+
+    Alignment is measured on two 'instance' views (the same recipe whatever the method), so it compares
+    across methods; the method's own views may have one view only (masked modelling) or special ones.
+    """
 
     def __init__(self, dataset: Dataset, resolved: dict[str, Any], device: torch.device, seed: int = 0,
                  subset: int = 2048, keep_best_rankme: bool = False) -> None:
@@ -31,7 +37,8 @@ class EpochMonitor:
         self.y = dataset.train.y[idx] if dataset.train.y is not None else None
         self.modality = get_modality(dataset.modality)
         self.spec = resolved["data_spec"]
-        self.view_maker = self.modality.view_maker(resolved["view_style"], self.spec)
+        self.pairs = self.modality.storage(Split(self.x[:512], None, self.mask[:512] if self.mask is not None else None))
+        self.view_maker = self.modality.view_maker(ViewRequest("instance"), self.spec)
         self.device = device
         self.seed = seed
         self.keep_best = keep_best_rankme
@@ -44,12 +51,10 @@ class EpochMonitor:
         encoder = method.encoder
         z = encode_storage(encoder, self.modality, self.spec, self.x, device=str(self.device), mask=self.mask)
         gen = torch.Generator().manual_seed(self.seed + 1)
-        n_pairs = min(512, len(self.x))
-        kwargs = {"mask": self.mask[:n_pairs].to(self.device)} if self.mask is not None else {}
-        v1, v2 = self.view_maker(self.x[:n_pairs].to(self.device), gen if self.device.type == "cpu" else None,
-                                 **kwargs)[:2]
+        batch = self.pairs.to(self.device).take(torch.arange(len(self.pairs)))
+        views = self.view_maker(batch, gen if self.device.type == "cpu" else None)
         encoder.eval()
-        z1, z2 = encoder(v1, **kwargs).float().cpu(), encoder(v2, **kwargs).float().cpu()
+        z1, z2 = (encoder(v).float().cpu() for v in views.global_views)
         std = dimension_std(z)
         record: dict[str, Any] = {
             "rankme": rankme(z), "alignment": alignment(z1, z2), "uniformity": uniformity(z1),
@@ -62,3 +67,17 @@ class EpochMonitor:
             self.best_rankme, self.best_epoch = record["rankme"], epoch
             self.best_state = copy.deepcopy(encoder.state_dict())
         return record
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        doc = {"best_rankme": self.best_rankme, "best_epoch": self.best_epoch,
+               "has_best_state": self.best_state is not None}
+        return doc, dict(self.best_state) if self.best_state is not None else {}
+
+    def load_state(self, doc: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.best_rankme, self.best_epoch = float(doc["best_rankme"]), int(doc["best_epoch"])
+        self.best_state = tensors if doc.get("has_best_state") else None
+
+    def selected_encoder(self) -> tuple[dict[str, torch.Tensor], str] | None:
+        if self.best_state is None:
+            return None
+        return self.best_state, f"rankme (epoch {self.best_epoch}, RankMe {self.best_rankme:.2f})"

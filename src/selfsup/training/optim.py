@@ -1,4 +1,4 @@
-"""Optimisers and the learning-rate schedule: SGD, AdamW and LARS (You et al. 2017), warm-up + cosine."""
+"""Optimisers over a method's parameter groups (SGD, AdamW, LARS of You et al. 2017) and applying the schedules."""
 from __future__ import annotations
 
 import math
@@ -47,14 +47,20 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def parameter_groups(method: nn.Module, weight_decay: float, roles: ParameterRoles = ParameterRoles()) -> list[dict]:
-    """Trainable parameters in groups: regular / excluded from decay (1-D: biases, norms), and fixed-lr ones;
-    the parameters `roles` freezes (and any with requires_grad=False) are left out."""
+def parameter_groups(method: nn.Module, weight_decay: float, roles: ParameterRoles = ParameterRoles(),
+                     targets: tuple[nn.Module, ...] = ()) -> list[dict]:
+    """Trainable parameters in groups: regular / excluded from decay (1-D: biases, norms, and the modules `roles`
+    names) and fixed-lr ones; the parameters of frozen modules, of momentum `targets` and any with
+    requires_grad=False are left out."""
+    def ids(modules: tuple[nn.Module, ...]) -> set[int]:
+        return {id(p) for m in modules for p in m.parameters()}
+
+    frozen, fixed, no_decay = ids(tuple(roles.frozen) + tuple(targets)), ids(roles.fixed_lr), ids(roles.no_weight_decay)
     groups: dict[tuple[bool, bool], list[torch.Tensor]] = {}
-    for name, p in method.named_parameters():
-        if not p.requires_grad or name.startswith(roles.frozen):
+    for p in method.parameters():
+        if not p.requires_grad or id(p) in frozen:
             continue
-        key = (p.ndim <= 1, name.startswith(roles.fixed_lr))
+        key = (p.ndim <= 1 or id(p) in no_decay, id(p) in fixed)
         groups.setdefault(key, []).append(p)
     return [{"params": ps, "weight_decay": 0.0 if excl else weight_decay, "lars_exclude": excl, "fixed_lr": fixed}
             for (excl, fixed), ps in sorted(groups.items())]
@@ -72,7 +78,8 @@ def scaled_lr(base_lr: float, batch_size: int, rule: str) -> float:
 def build_optimizer(method: Method, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
                     excluded_lr_scale: float = 1.0) -> torch.optim.Optimizer:
     """The named optimiser over the method's trainable parameters (as its `parameter_roles` declares)."""
-    groups = parameter_groups(method, weight_decay, method.parameter_roles())
+    targets = tuple(target for _, target in method.momentum_pairs())
+    groups = parameter_groups(method, weight_decay, method.parameter_roles(), targets)
     for g in groups:
         g["base_lr"] = lr * (excluded_lr_scale if g["lars_exclude"] else 1.0)
     if name == "lars":
@@ -84,16 +91,11 @@ def build_optimizer(method: Method, name: str, lr: float, weight_decay: float, m
     raise ConfigError(f"--optimizer must be one of lars, sgd, adamw; got {name!r}")
 
 
-def lr_factor(progress: float, warmup: float) -> float:
-    """Linear warm-up over the first `warmup` fraction of training, then cosine decay to 0."""
-    progress = min(max(progress, 0.0), 1.0)
-    if warmup > 0 and progress < warmup:
-        return progress / warmup
-    return 0.5 * (1 + math.cos(math.pi * (progress - warmup) / max(1e-8, 1 - warmup)))
-
-
-def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
-    """Apply the schedule factor to every group except fixed-lr ones; returns the current (largest) lr."""
+def apply_schedules(optimizer: torch.optim.Optimizer, lr_factor: float, weight_decay: float | None = None) -> float:
+    """Set every group's learning rate to its base rate times `lr_factor` (fixed-lr groups keep the base rate) and,
+    when given, the weight decay of every decayed group; returns the current (largest) scheduled lr."""
     for g in optimizer.param_groups:
-        g["lr"] = g["base_lr"] if g.get("fixed_lr") else g["base_lr"] * factor
-    return max(g["base_lr"] for g in optimizer.param_groups) * factor
+        g["lr"] = g["base_lr"] if g.get("fixed_lr") else g["base_lr"] * lr_factor
+        if weight_decay is not None and not g["lars_exclude"]:
+            g["weight_decay"] = weight_decay
+    return max(g["base_lr"] for g in optimizer.param_groups) * lr_factor

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from ...views import Views
+
 _LUMA = (0.299, 0.587, 0.114)
 # Columns of the per-sample uniform draw shared by all ops of one `augment` call.
 _AREA, _RATIO, _CX, _CY, _FLIP, _JIT, _BRI, _CON, _SAT, _HUE, _GRAY, _BLUR, _SIGMA, _SOL = range(14)
@@ -191,7 +193,7 @@ def augment(
 
 
 class ImageViewMaker:
-    """Makes n views of a uint8 batch in one call: converts to float once, augments each view, normalises with mean/std."""
+    """Makes a batch's views in one call: converts to float once, augments each view, normalises with mean/std."""
 
     def __init__(
         self,
@@ -199,10 +201,17 @@ class ImageViewMaker:
         mean: Sequence[float],
         std: Sequence[float],
         out_size: int | None = None,
+        local_views: Sequence[ImageAugmentation] = (),
+        local_size: int | None = None,
+        clean: bool = False,
     ) -> None:
-        """views: one augmentation per view; mean/std per channel (or one value); out_size: square output side."""
+        """views: one augmentation per global view; mean/std per channel (or one value); out_size: square side of
+        the global views; local_views/local_size: the multi-crop views and their side; clean: also the
+        un-augmented image (at out_size)."""
         self.views = list(views)
         self.out_size = out_size
+        self.local_views, self.local_size = list(local_views), local_size
+        self.clean = clean
         self._scale = 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self._shift = -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * self._scale
 
@@ -215,10 +224,14 @@ class ImageViewMaker:
         """(x - mean) / std as x * (1/std) + (-mean/std) (new tensor)."""
         return (x * self._scale.to(x.device)).add_(self._shift.to(x.device))
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        """x: uint8 [B, C, H, W] (or float in [0,1]); returns len(views) float32 tensors [B, C, S, S], normalised."""
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Views:
+        """x: uint8 [B, C, H, W] (or float in [0,1]) -> Views of float32 [B, C, S, S] tensors, normalised."""
         xf = self._to_float(x)
-        return [self._standardise(augment(xf, v, generator, size=self.out_size)) for v in self.views]
+        views = Views([self._standardise(augment(xf, v, generator, size=self.out_size)) for v in self.views],
+                      [self._standardise(augment(xf, v, generator, size=self.local_size)) for v in self.local_views])
+        if self.clean:
+            views.clean = self.normalise(x)
+        return views
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """No augmentation: uint8/float [B,C,H,W] -> float normalised (resized to out_size if set). Used for embedding."""
@@ -234,18 +247,18 @@ _MOCO = ImageAugmentation(crop_scale=(0.2, 1.0), blur_p=0.5, **_JITTER)
 _BYOL = dict(_JITTER, saturation=0.2)
 
 RECIPES: dict[str, list[ImageAugmentation]] = {
-    "simclr": [ImageAugmentation(crop_scale=(0.08, 1.0), blur_p=0.5, **_JITTER)] * 2,  # Chen et al. 2020
-    "byol": [  # Grill et al. 2020; also Barlow Twins / VICReg
+    "instance": [ImageAugmentation(crop_scale=(0.08, 1.0), blur_p=0.5, **_JITTER)],  # SimCLR, Chen et al. 2020
+    "asymmetric": [  # BYOL, Grill et al. 2020; also Barlow Twins / VICReg
         ImageAugmentation(blur_p=1.0, solarize_p=0.0, **_BYOL),
         ImageAugmentation(blur_p=0.1, solarize_p=0.2, **_BYOL),
     ],
-    "moco_v2": [_MOCO, _MOCO],  # Chen et al. 2020 (MoCo v2)
-    "simsiam": [_MOCO, _MOCO],  # Chen & He 2021
+    "instance_light": [_MOCO],  # MoCo v2 (Chen et al. 2020), SimSiam (Chen & He 2021)
 }
 
 
 def recipe(name: str, image_size: int, channels: int, strength: float = 1.0) -> list[ImageAugmentation]:
-    """The named paper recipe adapted to the image size: blur is dropped for images <= 32 px (as SimCLR/solo-learn do for CIFAR)."""
+    """The named recipe (views.RECIPES) adapted to the image size: blur is dropped for images <= 32 px (as
+    SimCLR/solo-learn do for CIFAR); view i of a request uses entry i mod len of the list."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose from {sorted(RECIPES)}")
     changes: dict[str, float] = {}

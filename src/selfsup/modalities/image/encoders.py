@@ -6,6 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...encoders import Encoder
 from ...errors import ConfigError
 from ...registry import Registry
 
@@ -16,7 +17,7 @@ def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
-class ConvNet4(nn.Module):
+class ConvNet4(Encoder):
     """Four Conv3x3(no bias)-BN-ReLU blocks (64,128,256,512), MaxPool2d(2) after the first three, global average pool.
 
     out_norm=True standardises the pooled feature with a BatchNorm without affine parameters (running
@@ -59,7 +60,7 @@ class BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-class ResNet18(nn.Module):
+class ResNet18(Encoder):
     """CIFAR-style ResNet-18: 3x3 stem with stride 1 and no max-pool, four stages of two basic blocks."""
 
     def __init__(self, in_channels: int = 3, width: int = 64) -> None:
@@ -77,7 +78,7 @@ class ResNet18(nn.Module):
         return self.stages(self.stem(x)).mean(dim=(2, 3))
 
 
-class TimmEncoder(nn.Module):
+class TimmEncoder(Encoder):
     """A timm model with its classifier removed (pooled features)."""
 
     def __init__(self, name: str, in_channels: int, pretrained: bool = False) -> None:
@@ -97,15 +98,15 @@ class TimmEncoder(nn.Module):
 
 
 @image_encoders.register("convnet4", "4-block ConvNet (64-128-256-512), the benchmark protocol's reference backbone")
-def convnet4(spec: dict[str, Any], **options: Any) -> nn.Module:
+def convnet4(spec: dict[str, Any], **options: Any) -> Encoder:
     return ConvNet4(spec["channels"], **options)
 
 
 @image_encoders.register("resnet18", "CIFAR-style ResNet-18 (3x3 stem, no max-pool), 512-d", "He et al. 2016")
-def resnet18(spec: dict[str, Any], **options: Any) -> nn.Module:
+def resnet18(spec: dict[str, Any], **options: Any) -> Encoder:
     return ResNet18(spec["channels"], **options)
 
 
 @image_encoders.register("timm", "any timm model by name: --encoder timm:NAME (optional extra 'timm')")
-def timm_encoder(spec: dict[str, Any], name: str = "resnet18", **options: Any) -> nn.Module:
+def timm_encoder(spec: dict[str, Any], name: str = "resnet18", **options: Any) -> Encoder:
     return TimmEncoder(name, spec["channels"], **options)

@@ -9,8 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError, DataError
-from ..base import Modality, ViewMaker, modalities
+from ...views import ViewMaker, ViewRequest
+from ..base import Modality, modalities
 from .encoders import image_encoders
+
+
+#: DINO's local crops (Caron et al. 2021): 5-40% of the image area.
+LOCAL_CROP_SCALE = (0.05, 0.4)
 
 
 class ImageModality(Modality):
@@ -19,6 +24,8 @@ class ImageModality(Modality):
     name = "image"
     summary = "grayscale or RGB images (uint8 N x C x H x W in memory)"
     encoders = image_encoders
+    view_recipes = ("instance", "instance_light", "asymmetric")
+    channels_last = True
 
     def from_array(self, x: np.ndarray, where: str) -> torch.Tensor:
         x = np.asarray(x)
@@ -58,27 +65,41 @@ class ImageModality(Modality):
     def default_encoder(self, spec: dict[str, Any]) -> str:
         return "convnet4" if spec["channels"] == 1 or spec["size"] <= 32 else "resnet18"
 
-    def view_maker(self, style: str, spec: dict[str, Any], strength: float = 1.0,
+    def view_maker(self, request: ViewRequest, spec: dict[str, Any], strength: float = 1.0,
                    options: dict[str, Any] | None = None) -> ViewMaker:
+        """Global views at `size` (default: the images' size) from the recipe's augmentations (view i uses the
+        recipe's view i mod 2); local views (multi-crop) at local_size x size with DINO's local crops of 5-40% of
+        the area and the first global view's colour augmentations; the clean view is the resized, normalised
+        image. Options override fields of every view's ImageAugmentation (crop_scale only the global views')."""
         from .augment import RECIPES, ImageAugmentation, ImageViewMaker, recipe
 
-        if style not in RECIPES:
-            raise ConfigError(f"this method needs {style!r} views, which image data does not provide; "
-                              f"image view styles: {', '.join(sorted(RECIPES))}")
+        if request.recipe not in RECIPES:
+            raise ConfigError(f"image data has no {request.recipe!r} views; image view recipes: "
+                              f"{', '.join(sorted(RECIPES))}")
+        if request.corruption_mask or request.keep:
+            raise ConfigError(f"image views carry no {'corruption mask' if request.corruption_mask else 'step masks'}")
         options = dict(options or {})
         size = int(options.pop("size", spec["size"]))  # training views may be smaller than the images (faster)
         if not 4 <= size <= 4 * spec["size"]:
             raise ConfigError(f"augmentation size={size}: must lie between 4 and {4 * spec['size']} pixels")
-        views = recipe(style, spec["size"], spec["channels"], strength)
         known = set(ImageAugmentation.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(f"unknown image augmentation option(s) {', '.join(unknown)}; known: size, "
                               f"{', '.join(sorted(known))}")
-        if options:
-            options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-            views = [replace(v, **options) for v in views]
-        return ImageViewMaker(views, spec["mean"], spec["std"], out_size=size)
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+        augs = recipe(request.recipe, spec["size"], spec["channels"], strength)
+        global_views = [replace(augs[i % len(augs)], **options) for i in range(request.global_views)]
+        local_options = {k: v for k, v in options.items() if k != "crop_scale"}
+        local = replace(augs[0], crop_scale=LOCAL_CROP_SCALE, **local_options)
+        local_size = max(4, round(size * request.local_size))
+        return ImageViewMaker(global_views, spec["mean"], spec["std"], out_size=size,
+                              local_views=[local] * request.local_views, local_size=local_size,
+                              clean=request.clean)
+
+    def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
+        """uint8 tensors are storage; float tensors are pixels to validate and convert."""
+        return x.dtype == torch.uint8
 
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()

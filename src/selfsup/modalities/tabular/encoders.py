@@ -1,7 +1,7 @@
 """Tabular encoders over prepared tables [B, D] (layout in preprocess.py).
 
 Both embed each categorical column: the hot slot of its one-hot block (missing, unknown or a known
-category) indexes an `nn.Embedding`. Both expose `out_dim` and `in_dim` (= D, the prepared width,
+category) indexes an `nn.Embedding`. Both expose `out_dim` and `input_width` (= D, the prepared width,
 which reconstruction methods such as VIME and the denoising autoencoder size their heads by).
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...encoders import Encoder
 from ...errors import ConfigError
 from ...registry import Registry
 from .preprocess import Layout
@@ -56,7 +57,7 @@ def _norm(kind: str, width: int) -> nn.Module:
     raise ConfigError(f"encoder option norm must be batchnorm, layernorm or none, got {kind!r}")
 
 
-class TabularMLP(nn.Module):
+class TabularMLP(Encoder):
     """Categorical embeddings + `depth` x (Linear -> norm -> ReLU -> dropout); the last block's output is the
     feature (with `last_activation=False` the last block stops after its normalisation)."""
 
@@ -64,7 +65,7 @@ class TabularMLP(nn.Module):
                  dropout: float = 0.0, cat_embed_dim: int = 8, last_activation: bool = True) -> None:
         super().__init__()
         layout = Layout.from_spec(spec)
-        self.in_dim = layout.dim
+        self.input_width = layout.dim
         self.slots = CategoricalSlots(layout)
         self.embed = nn.Embedding(max(1, self.slots.n_slots), cat_embed_dim) if self.slots.n_cat else None
         dim = self.slots.n_other + self.slots.n_cat * cat_embed_dim
@@ -88,7 +89,7 @@ class TabularMLP(nn.Module):
         return self.net(other)
 
 
-class FTTransformer(nn.Module):
+class FTTransformer(Encoder):
     """FT-Transformer-style encoder (Gorishniy et al. 2021): one token per input (numeric value or
     indicator: x * w_i + b_i; categorical column: embedding + bias), a [CLS] token, pre-norm
     Transformer blocks; the feature is the final LayerNorm of the [CLS] token."""
@@ -97,7 +98,7 @@ class FTTransformer(nn.Module):
                  ffn_factor: float = 4 / 3, dropout: float = 0.1) -> None:
         super().__init__()
         layout = Layout.from_spec(spec)
-        self.in_dim = layout.dim
+        self.input_width = layout.dim
         self.slots = CategoricalSlots(layout)
         n_tok = self.slots.n_other + self.slots.n_cat
         self.num_weight = nn.Parameter(torch.randn(self.slots.n_other, d_token) * d_token ** -0.5)
@@ -122,11 +123,11 @@ class FTTransformer(nn.Module):
 
 @tabular_encoders.register("mlp", "MLP with categorical embeddings, 4 x 256 (Linear-BN-ReLU), SCARF's encoder size",
                            "Bahri et al. 2022 (SCARF)")
-def mlp_encoder(spec: dict[str, Any], **options: Any) -> nn.Module:
+def mlp_encoder(spec: dict[str, Any], **options: Any) -> Encoder:
     return TabularMLP(spec, **options)
 
 
 @tabular_encoders.register("ft_transformer", "FT-Transformer: feature tokens + [CLS], 3 pre-norm blocks, 64-d",
                            "Gorishniy et al. 2021, arXiv:2106.11959")
-def ft_transformer_encoder(spec: dict[str, Any], **options: Any) -> nn.Module:
+def ft_transformer_encoder(spec: dict[str, Any], **options: Any) -> Encoder:
     return FTTransformer(spec, **options)

@@ -1,18 +1,19 @@
 """The tabular modality: float64 [N, F] storage (raw numbers, category keys, NaN = missing),
 preprocessing learned on the training rows, batched corruption views, MLP / FT-Transformer encoders.
 
-View styles (what a method's `view_style` gets; rates scale with --aug-strength):
+View recipes (rates scale with --aug-strength); every global view is an independently corrupted copy of the
+prepared row, `clean` is the prepared row, `corruption_mask` marks global view 0's corrupted input dims:
 
-- 'scarf': [x, x~], x~ = SCARF corruption of x at rate 0.3 (the anchor stays clean, as in the paper;
-  the paper's rate is 0.6, 0.3 won on validation splits of training data, see methods/scarf.py);
-- 'vime': [x~, x, m], x~ = VIME mask-and-replace of x with p_m = 0.3, m = 1.0 where x~ differs from x;
-- 'denoising': [x~, x, m], x~ = swap noise with p = 0.15, m = 1.0 on the swapped cells;
-- 'simclr', 'byol', 'moco_v2', 'simsiam' (the generic methods): two views, each corrupted
-  independently by SCARF's replacement at rate 0.3.
+- 'feature_corruption' (SCARF) and the invariance recipes 'instance', 'instance_light', 'asymmetric':
+  features replaced from their empirical marginals at rate 0.3 (the paper's rate is 0.6, 0.3 won on
+  validation splits of training data, see methods/scarf.py);
+- 'mask_and_replace' (VIME): mask-and-replace with p_m = 0.3;
+- 'swap_noise' (denoising): swap noise with p = 0.15.
 
-All tensors are float32 [B, D] in the prepared layout (preprocess.py); masks are per input dim,
-a corrupted column marking all its dims. `TrainConfig.augmentation` may override
+All tensors are float32 [B, D] in the prepared layout (preprocess.py), masks bool [B, D], a corrupted
+column marking all its dims. `TrainConfig.augmentation` may override
 {'corruption': 'scarf' | 'vime' | 'swap' | 'gaussian', 'rate': float, 'noise_std': float}.
+Tables have no local crops and no step masks.
 """
 from __future__ import annotations
 
@@ -23,35 +24,35 @@ import torch
 
 from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_arrays
 from ...errors import ConfigError, DataError
-from ..base import Modality, ViewMaker, modalities
+from ...views import ViewMaker, ViewRequest, Views
+from ..base import Modality, modalities
 from .corruptions import CORRUPTIONS, LayoutTensors
 from .encoders import tabular_encoders
 from .preprocess import Preprocessor, fit_spec, preprocessor
 from .table import NUMERIC, build_storage, is_frame
 
-# style -> (corruption, rate, views)
-RECIPES: dict[str, tuple[str, float, str]] = {
-    "scarf": ("scarf", 0.3, "clean+corrupted"),
-    "vime": ("vime", 0.3, "corrupted+clean+mask"),
-    "denoising": ("swap", 0.15, "corrupted+clean+mask"),
-    "simclr": ("scarf", 0.3, "two corrupted"),
-    "byol": ("scarf", 0.3, "two corrupted"),
-    "moco_v2": ("scarf", 0.3, "two corrupted"),
-    "simsiam": ("scarf", 0.3, "two corrupted"),
+# recipe -> (corruption, rate)
+RECIPES: dict[str, tuple[str, float]] = {
+    "feature_corruption": ("scarf", 0.3),
+    "instance": ("scarf", 0.3),
+    "instance_light": ("scarf", 0.3),
+    "asymmetric": ("scarf", 0.3),
+    "mask_and_replace": ("vime", 0.3),
+    "swap_noise": ("swap", 0.15),
 }
 NOISE_STD = 0.1
 
 
 class TableViewMaker:
-    """Storage batch -> prepared views for one style (see the module docstring)."""
+    """Storage batch -> prepared, corrupted views answering one request (see the module docstring)."""
 
-    def __init__(self, spec: dict[str, Any], corruption: str, rate: float, views: str,
+    def __init__(self, spec: dict[str, Any], corruption: str, rate: float, request: ViewRequest,
                  noise_std: float = NOISE_STD) -> None:
         if corruption not in CORRUPTIONS:
             raise ConfigError(f"augmentation corruption must be one of {', '.join(CORRUPTIONS)}, got {corruption!r}")
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"corruption rate must be in [0, 1], got {rate}")
-        self.spec, self.corruption, self.rate, self.views, self.noise_std = spec, corruption, rate, views, noise_std
+        self.spec, self.corruption, self.rate, self.request, self.noise_std = spec, corruption, rate, request, noise_std
         self._layouts: dict[str, LayoutTensors] = {}
 
     def corrupt(self, xp: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,15 +67,15 @@ class TableViewMaker:
             out, m = CORRUPTIONS[self.corruption](xp, lt, self.rate, generator)
         return out, m[:, lt.col_of_dim]
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                 mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Views:
         xp = preprocessor(self.spec, x.device)(x)
-        if self.views == "clean+corrupted":
-            return [xp, self.corrupt(xp, generator)[0]]
-        if self.views == "two corrupted":
-            return [self.corrupt(xp, generator)[0], self.corrupt(xp, generator)[0]]
-        corrupted, m = self.corrupt(xp, generator)
-        return [corrupted, xp, m]
+        corrupted = [self.corrupt(xp, generator) for _ in range(self.request.global_views)]
+        views = Views([c for c, _ in corrupted])
+        if self.request.clean:
+            views.clean = xp
+        if self.request.corruption_mask:
+            views.corruption_mask = corrupted[0][1] > 0
+        return views
 
 
 class TabularModality(Modality):
@@ -83,6 +84,7 @@ class TabularModality(Modality):
     name = "tabular"
     summary = "tables of numeric and categorical columns (float64 N x F in memory; NaN = missing)"
     encoders = tabular_encoders
+    view_recipes = tuple(RECIPES)
 
     def from_array(self, x: Any, where: str, categorical: Any = None) -> torch.Tensor:
         """A 2-D array or DataFrame -> storage; kinds detected per column unless `categorical` names some."""
@@ -124,11 +126,14 @@ class TabularModality(Modality):
     def default_encoder(self, spec: dict[str, Any]) -> str:
         return "mlp"
 
-    def view_maker(self, style: str, spec: dict[str, Any], strength: float = 1.0,
+    def view_maker(self, request: ViewRequest, spec: dict[str, Any], strength: float = 1.0,
                    options: dict[str, Any] | None = None) -> ViewMaker:
-        if style not in RECIPES:
-            raise ConfigError(f"the tabular modality has no view style {style!r}; known: {', '.join(RECIPES)}")
-        corruption, rate, views = RECIPES[style]
+        if request.recipe not in RECIPES:
+            raise ConfigError(f"tables have no {request.recipe!r} views; table view recipes: {', '.join(RECIPES)}")
+        if request.local_views or request.keep:
+            raise ConfigError(f"tables have no {'local crops' if request.local_views else 'step masks'} "
+                              f"({request.recipe!r} request)")
+        corruption, rate = RECIPES[request.recipe]
         opts = dict(options or {})
         unknown = set(opts) - {"corruption", "rate", "noise_std"}
         if unknown:
@@ -136,7 +141,7 @@ class TabularModality(Modality):
                               "known: corruption, rate, noise_std")
         corruption = opts.get("corruption", corruption)
         rate = min(1.0, float(opts.get("rate", rate)) * float(strength))
-        return TableViewMaker(spec, corruption, rate, views, float(opts.get("noise_std", NOISE_STD)))
+        return TableViewMaker(spec, corruption, rate, request, float(opts.get("noise_std", NOISE_STD)))
 
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         return preprocessor(spec, x.device)(x)

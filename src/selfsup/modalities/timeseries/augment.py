@@ -15,6 +15,7 @@ segment permutation (the span is cut into 2..k equal segments that are shuffled)
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any, Sequence
 
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError
+from ...views import Overlap, ViewRequest, Views
 
 
 @dataclass(frozen=True)
@@ -186,13 +188,113 @@ def augment(x: torch.Tensor, aug: SeriesAugmentation, generator: torch.Generator
     return x
 
 
-class SeriesViewMaker:
-    """Makes len(views) views of a storage batch in one call: z-score with the run's statistics, then augment."""
+def _randint(low: int, high: int, generator: torch.Generator | None, size: tuple[int, ...] = ()) -> torch.Tensor:
+    """Uniform integers in [low, high) from `generator` (a 0-d tensor when `size` is empty)."""
+    dev = generator.device if generator is not None else torch.device("cpu")
+    out = torch.randint(low, high, size or (1,), generator=generator, device=dev)
+    return out if size else out[0]
 
-    def __init__(self, views: Sequence[SeriesAugmentation], mean: Sequence[float], std: Sequence[float]) -> None:
+
+def take_windows(x: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
+    """Per-row windows x[b, ..., start[b] : start[b] + length] along the last axis."""
+    idx = start[:, None] + torch.arange(length, device=x.device)
+    idx = idx.view(x.shape[0], *([1] * (x.dim() - 2)), length).expand(*x.shape[:-1], length)
+    return torch.gather(x, -1, idx)
+
+
+def overlapping_crops(x: torch.Tensor, generator: torch.Generator | None, mask_p: float = 0.5,
+                      max_length: int = 3000, min_length: int = 2) -> Views:
+    """TS2Vec's pair of crops (Yue et al. 2022, as in the authors' code) of a left-aligned batch [B, C, L].
+
+    The batch is cut to its longest series, then (beyond `max_length` steps) to a random window of that length.
+    A common segment of random length >= `min_length` is drawn, each crop extends it to a random left (first
+    crop) or right (second crop) end, and every series is shifted by its own random offset; each crop gets a
+    timestamp mask hiding steps with probability `mask_p`. `overlap.valid` marks the common steps that lie in
+    a series' first..last observation (padding is left out of the loss).
+    """
+    valid = span_mask(observed_steps(x))
+    longest = int(valid.any(0).nonzero().max()) + 1 if bool(valid.any()) else x.shape[-1]
+    x, valid = x[..., :longest], valid[:, :longest]
+    ts_l = longest
+    if ts_l > max_length:
+        off = int(_randint(0, ts_l - max_length + 1, generator))
+        x, valid = x[..., off:off + max_length], valid[:, off:off + max_length]
+        ts_l = max_length
+    if ts_l < min_length:
+        raise ConfigError(f"overlapping crops need series of at least {min_length} steps, got {ts_l}")
+    b = x.shape[0]
+    crop_l = int(_randint(min_length, ts_l + 1, generator))
+    crop_left = int(_randint(0, ts_l - crop_l + 1, generator))
+    crop_right = crop_left + crop_l
+    crop_eleft = int(_randint(0, crop_left + 1, generator))
+    crop_eright = int(_randint(crop_right, ts_l + 1, generator))
+    offset = _randint(-crop_eleft, ts_l - crop_eright + 1, generator, (b,)).to(x.device)
+    first = take_windows(x, offset + crop_eleft, crop_right - crop_eleft)
+    second = take_windows(x, offset + crop_left, crop_eright - crop_left)
+    keep = [(_uniform((b, v.shape[-1]), generator, v) >= mask_p) for v in (first, second)]
+    common = take_windows(valid, offset + crop_left, crop_l)
+    return Views([first, second], keep=keep,
+                 overlap=Overlap(start_first=first.shape[-1] - crop_l, start_second=0, length=crop_l, valid=common))
+
+
+def geometric_noise_mask(shape: tuple[int, ...], length: int, ratio: float = 0.15, mean_span: float = 3.0,
+                         generator: torch.Generator | None = None, device: torch.device | None = None) -> torch.Tensor:
+    """bool [*shape, length], True = masked: alternating runs with geometric lengths (masked mean `mean_span`,
+    unmasked mean mean_span (1 - ratio) / ratio), the first state masked with probability `ratio`.
+
+    Equivalent to Zerveas et al.'s per-step Markov chain (p(masked -> unmasked) = 1 / mean_span), sampled as
+    run lengths so it needs no loop over time.
+    """
+    if not 0 < ratio < 1:
+        raise ConfigError(f"masking ratio must be in (0, 1), got {ratio}")
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    n = int(math.prod(shape))
+    p_m = 1.0 / max(mean_span, 1.0)  # leave a masked run
+    p_u = p_m * ratio / (1.0 - ratio)  # leave an unmasked run
+    mean_pair = 1 / p_m + 1 / p_u
+    runs = max(4, int(2 * math.ceil(length / mean_pair) + 8))
+    while True:
+        u = torch.rand((n, runs), generator=generator, device=gen_device).clamp_(min=1e-12)
+        start_masked = torch.rand((n, 1), generator=generator, device=gen_device) < ratio
+        j = torch.arange(runs, device=gen_device)
+        masked_run = (j[None, :] % 2 == 0) == start_masked  # runs alternate, the first is masked or not
+        p = torch.where(masked_run, torch.full_like(u, p_m), torch.full_like(u, p_u))
+        lens = torch.floor(torch.log(u) / torch.log1p(-p)).long() + 1  # geometric on {1, 2, ...}
+        ends = torch.cumsum(lens, dim=1)
+        if bool((ends[:, -1] >= length).all()):
+            break
+        runs *= 2
+    t = torch.arange(length, device=gen_device).expand(n, -1).contiguous()
+    which = torch.searchsorted(ends, t, right=True).clamp(max=runs - 1)
+    mask = masked_run.gather(1, which)
+    return mask.view(*shape, length).to(device) if device is not None else mask.view(*shape, length)
+
+
+
+def masked_values(x: torch.Tensor, generator: torch.Generator | None, ratio: float = 0.15,
+                  mean_span: float = 3.0) -> Views:
+    """Zerveas et al.'s masking of a batch [B, C, L]: geometric segments per channel set to 0 (the z-scored mean);
+    values never observed (NaN) stay NaN. The clean batch and the mask (True = masked) come with the view."""
+    mask = geometric_noise_mask(tuple(x.shape[:2]), x.shape[-1], ratio, mean_span, generator).to(x.device)
+    return Views([x.masked_fill(mask & ~torch.isnan(x), 0.0)], clean=x, corruption_mask=mask)
+
+
+class SeriesViewMaker:
+    """Answers a ViewRequest for a storage batch: z-score with the run's statistics, left-align, then augment.
+
+    'instance'-type recipes give each global view its own augmentation (cycling through the recipe's list) and
+    local views a short crop (`local_size` of the length, kept at its time scale) of the first augmentation;
+    'overlapping_crops' and 'masked_values' build their special views (see those functions).
+    """
+
+    def __init__(self, request: ViewRequest, views: Sequence[SeriesAugmentation], mean: Sequence[float],
+                 std: Sequence[float]) -> None:
+        self.request = request
         self.views = list(views)
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1)
+        self.local = replace(self.views[0], crop_scale=(request.local_size / 2, request.local_size)) \
+            if request.local_views and self.views else None
 
     def normalise(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """z-score [B, C, L] storage with the training statistics; steps with mask False become NaN."""
@@ -201,37 +303,42 @@ class SeriesViewMaker:
             x = x.masked_fill(~mask.bool().unsqueeze(1), float("nan"))
         return x
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                 mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """x: float storage [B, C, L] (NaN = padding/missing); returns len(views) float32 [B, C, L] views."""
-        xf, _ = left_align(self.normalise(x, mask))
-        return [augment(xf, v, generator) for v in self.views]
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Views:
+        """x: float storage [B, C, L] (NaN = padding/missing) -> Views of float32 [B, C, L'] tensors."""
+        xf, _ = left_align(self.normalise(x))
+        req = self.request
+        if req.recipe == "overlapping_crops":
+            return overlapping_crops(xf, generator, **req.options)
+        if req.recipe == "masked_values":
+            return masked_values(xf, generator, **req.options)
+        views = Views([augment(xf, self.views[i % len(self.views)], generator) for i in range(req.global_views)])
+        if self.local is not None:
+            length = max(2, round(xf.shape[-1] * req.local_size))
+            views.local_views = [augment(xf, self.local, generator)[..., :length] for _ in range(req.local_views)]
+        if req.clean:
+            views.clean = xf
+        return views
 
 
 _GENERIC = SeriesAugmentation(crop_scale=(0.5, 1.0), jitter_sigma=0.05, scale_sigma=0.1, warp_p=0.5, warp_sigma=0.2,
                               mask_p=0.5, mask_max=0.15, permute_p=0.2, max_segments=5)
-_IDENTITY = SeriesAugmentation()
-_CROP = SeriesAugmentation(crop_scale=(0.5, 1.0))
 
 RECIPES: dict[str, list[SeriesAugmentation]] = {
-    # Two-view invariance methods (SimCLR, BYOL, MoCo v2, SimSiam, Barlow Twins, VICReg): a sub-series
+    # Invariance recipes (SimCLR, BYOL, MoCo v2, SimSiam, Barlow Twins, VICReg use them): a sub-series
     # crop plus the sensor-data augmentations of Um et al. 2017 / TS-TCC, applied independently per view.
-    "simclr": [_GENERIC] * 2,
-    "byol": [_GENERIC] * 2,
-    "moco_v2": [_GENERIC] * 2,
-    "simsiam": [_GENERIC] * 2,
-    # TS2Vec and masked reconstruction build their own pairs / masks from the plain (z-scored) series,
-    # the first view; the second (a plain sub-series crop) only serves the per-epoch monitor's two-view
-    # diagnostics (alignment), which every view style must support.
-    "ts2vec": [_IDENTITY, _CROP],
-    "masked": [_IDENTITY, _CROP],
+    "instance": [_GENERIC],
+    "instance_light": [_GENERIC],
+    "asymmetric": [_GENERIC],
+    # special views, built by overlapping_crops and masked_values from the plain z-scored series
+    "overlapping_crops": [],
+    "masked_values": [],
 }
 
 
 def recipe(name: str, strength: float = 1.0, options: dict[str, Any] | None = None) -> list[SeriesAugmentation]:
     """The named recipe, scaled by strength, with field overrides from `options`."""
     if name not in RECIPES:
-        raise ConfigError(f"augmentation style {name!r} has no time-series recipe; known: {', '.join(sorted(RECIPES))}")
+        raise ConfigError(f"view recipe {name!r} has no time-series version; known: {', '.join(sorted(RECIPES))}")
     views = [v.scaled(strength) if strength != 1.0 else v for v in RECIPES[name]]
     if options:
         known = {f.name for f in fields(SeriesAugmentation)}

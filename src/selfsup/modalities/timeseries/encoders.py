@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...encoders import SequenceEncoder
 from ...errors import DataError
 from ...registry import Registry
 from .augment import span_mask
@@ -94,7 +95,7 @@ class ConvBlock(nn.Module):
         return out.masked_fill(outside, 0.0) if outside is not None else out
 
 
-class DilatedConvEncoder(nn.Module):
+class DilatedConvEncoder(SequenceEncoder):
     """TS2Vec's encoder (Yue et al. 2022): linear input projection, `depth` residual blocks of dilated
     convolutions (dilation 2^i, GELU) plus a final block to `out_dim`, dropout 0.1 on the output.
     With causal=True the convolutions only look back, as T-Loss's causal CNN (Franceschi et al. 2019)."""
@@ -103,6 +104,7 @@ class DilatedConvEncoder(nn.Module):
                  kernel_size: int = 3, causal: bool = False, dropout: float = 0.1) -> None:
         super().__init__()
         self.in_channels = in_channels
+        self.input_width = in_channels
         self.input_fc = nn.Linear(in_channels, hidden)
         widths = [hidden] * depth + [out_dim]
         self.blocks = nn.ModuleList(
@@ -142,7 +144,7 @@ def sinusoidal_positions(n: int, dim: int, device: torch.device) -> torch.Tensor
     return pe
 
 
-class PatchTransformerEncoder(nn.Module):
+class PatchTransformerEncoder(SequenceEncoder):
     """A small Transformer over non-overlapping patches (PatchTST, Nie et al. 2023): each patch of
     `patch_len` steps (all channels, plus their observed-indicators) is linearly embedded, sine/cosine
     positions added, pre-norm Transformer layers, linear head to `out_dim`. Per-step outputs repeat
@@ -152,6 +154,7 @@ class PatchTransformerEncoder(nn.Module):
                  out_dim: int = 320, dropout: float = 0.1, ff_mult: int = 2) -> None:
         super().__init__()
         self.in_channels = in_channels
+        self.input_width = in_channels
         self.patch_len = patch_len
         self.embed = nn.Linear(2 * in_channels * patch_len, d_model)
         layer = nn.TransformerEncoderLayer(d_model, heads, ff_mult * d_model, dropout, activation="gelu",
@@ -204,11 +207,11 @@ DEFAULT_HIDDEN = 32
                           "blocks (GELU, dilations 1..512, width 32; TS2Vec's 64 with hidden=64), 320-d per time "
                           "step, max-pooled; causal=true for T-Loss's causal variant",
                           "Yue et al. 2022, arXiv:2106.10466")
-def dilated_cnn(spec: dict[str, Any], **options: Any) -> nn.Module:
+def dilated_cnn(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
     return DilatedConvEncoder(spec["channels"], **{"hidden": DEFAULT_HIDDEN, **options})
 
 
 @series_encoders.register("patch_transformer", "PatchTST-style Transformer over 8-step patches (3 layers, "
                           "d_model 128), 320-d, max-pooled over patches", "Nie et al. 2023, arXiv:2211.14730")
-def patch_transformer(spec: dict[str, Any], **options: Any) -> nn.Module:
+def patch_transformer(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
     return PatchTransformerEncoder(spec["channels"], **options)

@@ -21,7 +21,10 @@ import numpy as np
 import torch
 
 from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_arrays
-from ...errors import DataError
+from ...errors import ConfigError, DataError
+from ...encoders import SequenceEncoder
+from ...storage import TensorStorage
+from ...views import ViewRequest
 from ..base import Modality, ViewMaker, modalities
 from .encoders import series_encoders
 
@@ -55,6 +58,8 @@ class TimeSeriesModality(Modality):
     name = "timeseries"
     summary = "univariate/multivariate series (float32 N x C x L in memory; NaN = padding or missing)"
     encoders = series_encoders
+    view_recipes = ("instance", "instance_light", "asymmetric", "overlapping_crops", "masked_values")
+    encoder_kind = SequenceEncoder
 
     def from_array(self, x: Any, where: str) -> torch.Tensor:
         if isinstance(x, torch.Tensor):
@@ -113,11 +118,25 @@ class TimeSeriesModality(Modality):
     def default_encoder(self, spec: dict[str, Any]) -> str:
         return "dilated_cnn"
 
-    def view_maker(self, style: str, spec: dict[str, Any], strength: float = 1.0,
+    def view_maker(self, request: ViewRequest, spec: dict[str, Any], strength: float = 1.0,
                    options: dict[str, Any] | None = None) -> ViewMaker:
         from .augment import SeriesViewMaker, recipe
 
-        return SeriesViewMaker(recipe(style, strength, options), spec["mean"], spec["std"])
+        views = recipe(request.recipe, strength, options)
+        special = not views  # overlapping_crops, masked_values: their own views, from the plain series
+        if special and (request.local_views or options):
+            raise ConfigError(f"the {request.recipe!r} series views take no local crops and no augmentation options")
+        if request.keep and request.recipe != "overlapping_crops":
+            raise ConfigError(f"the {request.recipe!r} series views carry no step masks (keep)")
+        if request.corruption_mask and request.recipe != "masked_values":
+            raise ConfigError(f"the {request.recipe!r} series views carry no corruption mask")
+        return SeriesViewMaker(request, views, spec["mean"], spec["std"])
+
+    def storage(self, split: Split) -> TensorStorage:
+        """The split's series; a validity mask, if the split has one, becomes NaN (the one mask convention)."""
+        if split.mask is None:
+            return TensorStorage(split.x)
+        return TensorStorage(split.x.masked_fill(~split.mask.bool().unsqueeze(1), float("nan")))
 
     def _check_channels(self, x: torch.Tensor, spec: dict[str, Any]) -> None:
         if x.dim() != 3 or x.shape[1] != spec["channels"]:

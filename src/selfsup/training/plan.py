@@ -1,0 +1,111 @@
+"""Assembling a training plan: from a TrainConfig and a Dataset to the method, its storage and view maker, and
+the resolved settings a run records (everything needed before the first step, nothing about files)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..data import Dataset
+from ..encoders import encoder_kind_name
+from ..errors import ConfigError
+from ..methods import Method, TrainingContext, methods
+from ..modalities import get_modality
+from ..modalities.base import Modality
+from ..schedules import Schedule
+from ..storage import Storage
+from ..views import ViewMaker, Views
+from .config import TrainConfig
+from .optim import scaled_lr
+
+
+@dataclass
+class TrainingPlan:
+    """What the driver trains: the method (around a fresh encoder), the data and how to view it, and the settings
+    resolved from the config and the paper's defaults (recorded in config.yaml and checked on resume)."""
+
+    modality: Modality
+    method: Method
+    storage: Storage
+    view_maker: ViewMaker
+    resolved: dict[str, Any]
+
+    def lr_schedule(self, cfg: TrainConfig) -> Schedule:
+        """Linear warm-up, then cosine to 0, as a factor of each group's base learning rate."""
+        return Schedule(1.0, 0.0, warmup=cfg.warmup_fraction)
+
+    def weight_decay_schedule(self, cfg: TrainConfig) -> Schedule | None:
+        """Cosine from the resolved weight decay to --weight-decay-end (None: constant)."""
+        if cfg.weight_decay_end is None:
+            return None
+        return Schedule(self.resolved["weight_decay"], cfg.weight_decay_end)
+
+
+def split_encoder_name(name: str) -> tuple[str, dict[str, Any]]:
+    """'timm:resnet50' -> ('timm', {'name': 'resnet50'})."""
+    head, sep, tail = name.partition(":")
+    return (head, {"name": tail}) if sep else (name, {})
+
+
+class ChannelsLastViews:
+    """A view maker whose views come in the channels-last memory format (for modalities that declare it)."""
+
+    def __init__(self, inner: ViewMaker) -> None:
+        self.inner = inner
+
+    def __call__(self, batch: Any, generator: torch.Generator | None = None) -> Views:
+        return self.inner(batch, generator).map(lambda v: v.contiguous(memory_format=torch.channels_last))
+
+
+def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> TrainingPlan:
+    """The configured method around a fresh encoder, its views, and the resolved settings to record.
+
+    The batch size is per process; the learning rate scales with the global batch (batch x processes)
+    by the method's paper rule (linear for SimCLR/BYOL/VICReg/..., as OptimizerDefaults.lr_scaling says).
+    """
+    modality = get_modality(dataset.modality)
+    spec = modality.fit_spec(dataset.train.x)
+    enc_name, enc_opts = split_encoder_name(cfg.encoder or modality.default_encoder(spec))
+    enc_opts = {**enc_opts, **cfg.encoder_options}
+    if enc_name not in modality.encoders:
+        known = ", ".join(modality.encoders.names())
+        raise ConfigError(f"--encoder {enc_name!r} is not an encoder for {dataset.modality} data; known: {known}")
+    method_cls = methods.get(cfg.method)
+    unknown = set(cfg.method_options) - set(method_cls.hyperparameters())
+    if unknown:
+        raise ConfigError(f"method {cfg.method!r} has no option(s) {', '.join(sorted(unknown))}; "
+                          f"options: {', '.join(method_cls.hyperparameters())}")
+    torch.manual_seed(cfg.seed)
+    encoder = modality.build_encoder(enc_name, spec, **enc_opts)
+    if not isinstance(encoder, method_cls.encoder_kind):
+        raise ConfigError(f"method {cfg.method!r} needs {encoder_kind_name(method_cls.encoder_kind)}; the "
+                          f"{dataset.modality} encoder {enc_name!r} is not one")
+    method = method_cls(encoder, **cfg.method_options)
+    method.batched_views = cfg.batched_views
+    batch = min(cfg.batch_size, max(1, len(dataset.train) // world_size))
+    if world_size > 1 and batch < 2:
+        raise ConfigError(f"{len(dataset.train)} training samples are too few for {world_size} processes")
+    global_batch = batch * world_size
+    steps_per_epoch = max(1, len(dataset.train) // global_batch)
+    method.setup(TrainingContext(len(dataset.train), batch, world_size,
+                                 cfg.epochs * steps_per_epoch if cfg.epochs else None))
+    defaults = method_cls.optimizer
+    request = method.view_request()
+    # the data source's view defaults (e.g. no mirror images of digits) under the caller's own options
+    augmentation = {**dataset.info.get("view_options", {}), **cfg.augmentation}
+    view_maker = modality.view_maker(request, spec, cfg.augmentation_strength, augmentation)
+    channels_last = cfg.channels_last and modality.channels_last
+    resolved = {
+        "modality": dataset.modality, "data_spec": spec, "encoder": enc_name, "encoder_options": enc_opts,
+        "method_options": {**method_cls.hyperparameters(), **cfg.method_options},
+        "optimizer": cfg.optimizer or defaults.name,
+        "lr": cfg.lr if cfg.lr is not None else scaled_lr(defaults.lr, global_batch, defaults.lr_scaling),
+        "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else defaults.weight_decay,
+        "momentum": defaults.momentum, "excluded_lr_scale": defaults.excluded_lr_scale, "batch_size": batch,
+        "views": request.to_dict(), "augmentation": augmentation, "channels_last": channels_last,
+    }
+    if world_size > 1:
+        resolved.update({"world_size": world_size, "global_batch_size": global_batch, "sync_bn": cfg.sync_bn})
+    return TrainingPlan(modality, method, modality.storage(dataset.train),
+                        ChannelsLastViews(view_maker) if channels_last else view_maker, resolved)

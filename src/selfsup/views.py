@@ -1,0 +1,112 @@
+"""The view contract between methods and modalities: a method declares a `ViewRequest`, the modality's view
+maker answers every training batch with a typed `Views`.
+
+A method never sees a positional list of tensors whose meaning depends on a convention: it reads
+`views.global_views`, `views.local_views`, `views.clean`, `views.corruption_mask`, `views.keep` and
+`views.overlap` by name, and the request says which of them it needs. All randomness (crops, corruptions,
+timestamp masks) comes from the loop's generator, so a seed and a checkpoint reproduce the views exactly.
+
+Recipes are named for what the views are, never for a method; every modality maps the names it supports
+to its own augmentations and refuses the others in one line (listing the ones it has):
+
+- ``instance``: independent strong augmentations of the same sample (SimCLR's recipe: random resized crop
+  of 8-100% of the area, colour jitter, blur; series: crop, jitter, scaling, warping, masking,
+  permutation; tables: random feature corruption);
+- ``instance_light``: the same with milder crops (20-100%: MoCo v2, SimSiam);
+- ``asymmetric``: two different augmentation distributions for the two global views (BYOL's: blur
+  always/rarely, solarisation never/sometimes; Barlow Twins and VICReg use it too);
+- ``feature_corruption``, ``mask_and_replace``, ``swap_noise``: a row with features replaced from their
+  empirical marginals (SCARF), masked-and-replaced (VIME) or swapped with other rows' values (denoising);
+- ``overlapping_crops``: two crops of each series that overlap in a common segment, with random
+  timestamp masks (TS2Vec); ``views.overlap`` says where the common steps are in each crop;
+- ``masked_values``: geometric segments of values masked (Zerveas et al.), ``views.corruption_mask`` True
+  on them.
+
+Multi-crop: ``local_views`` smaller crops (side or length ``local_size`` times the global one) come after
+the global views; `Method.encode` runs one forward per group of equal shape (see there for BatchNorm).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+import torch
+
+RECIPES = ("instance", "instance_light", "asymmetric", "feature_corruption", "mask_and_replace", "swap_noise",
+           "overlapping_crops", "masked_values")
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    """What a method needs from each training batch."""
+
+    recipe: str  # one of RECIPES (what the views are; the modality maps it to its augmentations)
+    global_views: int = 2  # views at the training resolution
+    local_views: int = 0  # multi-crop: further, smaller crops
+    local_size: float = 96 / 224  # a local crop's side (images) or length (series) as a fraction of a global view's
+    clean: bool = False  # also the input without augmentation (normalised like the views)
+    corruption_mask: bool = False  # which values of global view 0 were corrupted (bool, same shape as the view)
+    keep: bool = False  # per global view, which steps/tokens the encoder should see (bool [B, T], False = hide)
+    options: Mapping[str, float] = field(default_factory=dict)  # the recipe's parameters the method owns
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (recorded in the run's config)."""
+        return {"recipe": self.recipe, "global_views": self.global_views, "local_views": self.local_views,
+                "local_size": self.local_size, "clean": self.clean, "corruption_mask": self.corruption_mask,
+                "keep": self.keep, "options": dict(self.options)}
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Steps that two global views share: view 0's steps start_first.. and view 1's start_second.. are the same
+    time steps for `length` steps; `valid` [B, length] is False where a step is padding in a series."""
+
+    start_first: int
+    start_second: int
+    length: int
+    valid: torch.Tensor
+
+
+@dataclass
+class Views:
+    """One batch's views, typed; only what the request asked for is set."""
+
+    global_views: list[torch.Tensor]
+    local_views: list[torch.Tensor] = field(default_factory=list)
+    clean: torch.Tensor | None = None
+    corruption_mask: torch.Tensor | None = None
+    keep: list[torch.Tensor] | None = None
+    overlap: Overlap | None = None
+
+    @property
+    def crops(self) -> list[torch.Tensor]:
+        """Global then local views, the order `Method.encode` keeps."""
+        return [*self.global_views, *self.local_views]
+
+    def map(self, fn: Any) -> Views:
+        """The same views with `fn` applied to every view tensor (e.g. a memory format); masks untouched."""
+        return Views([fn(v) for v in self.global_views], [fn(v) for v in self.local_views],
+                     fn(self.clean) if self.clean is not None else None, self.corruption_mask, self.keep,
+                     self.overlap)
+
+
+class ViewMaker(Protocol):
+    """A modality's answer to a ViewRequest: storage batch (on the training device) -> Views."""
+
+    def __call__(self, batch: Any, generator: torch.Generator | None = None) -> Views: ...
+
+
+def check_views(request: ViewRequest, views: Views, who: str) -> None:
+    """Raise if a view maker's answer lacks what the request asked for (a modality's bug, caught at step 1)."""
+    missing = []
+    if len(views.global_views) != request.global_views:
+        missing.append(f"{request.global_views} global views (got {len(views.global_views)})")
+    if len(views.local_views) != request.local_views:
+        missing.append(f"{request.local_views} local views (got {len(views.local_views)})")
+    for name in ("clean", "corruption_mask"):
+        if getattr(request, name) and getattr(views, name) is None:
+            missing.append(name)
+    if request.keep and (views.keep is None or len(views.keep) != request.global_views):
+        missing.append("keep masks")
+    if missing:
+        raise ValueError(f"{who} answered the {request.recipe!r} view request without {', '.join(missing)}")
