@@ -19,4 +19,5 @@ fi
 export SELFSUP_DATA_DIR="$mlbench"
 python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e ".[test]"
+lint-imports  # the layering contracts of pyproject.toml [tool.importlinter]
 python3 -m pytest tests "$@"

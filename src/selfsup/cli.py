@@ -309,15 +309,17 @@ OPTIMISER_NAMES = {"lars": "LARS", "sgd": "SGD", "adamw": "AdamW", "adam": "Adam
 
 def methods_markdown() -> str:
     """Every registered method as README's markdown table (`selfsup methods --markdown`; a test keeps them equal)."""
+    from .compatibility import modalities_for
     from .methods import methods
 
-    lines = ["| name | what it does | paper | optimiser (paper) |", "|---|---|---|---|"]
+    lines = ["| name | what it does | paper | views | trains on | optimiser (paper) |", "|---|---|---|---|---|---|"]
     for entry in methods:
         opt = entry.obj.optimizer
         lr = {"linear": f"lr {opt.lr:g} x B/256", "sqrt": f"lr {opt.lr:g} x sqrt(B/256)"}.get(opt.lr_scaling,
                                                                                              f"lr {opt.lr:g}")
-        lines.append(f"| `{entry.name}` | {entry.summary} | {entry.paper} | "
-                     f"{OPTIMISER_NAMES.get(opt.name, opt.name)}, {lr} |")
+        views = entry.obj.requested_views
+        lines.append(f"| `{entry.name}` | {entry.summary} | {entry.paper} | {views.recipe} | "
+                     f"{', '.join(modalities_for(entry.name))} | {OPTIMISER_NAMES.get(opt.name, opt.name)}, {lr} |")
     return "\n".join(lines)
 
 

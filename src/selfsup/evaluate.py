@@ -5,7 +5,6 @@ import time
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from .data import Dataset, Split
 from .errors import ConfigError

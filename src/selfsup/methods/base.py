@@ -14,6 +14,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from ..collectives import gather_with_grad
 from ..encoders import Encoder
 from ..registry import Registry
 from ..schedules import Schedule
@@ -140,13 +141,9 @@ class Method(nn.Module):
         each process's own part (identity in a single process).
 
         Methods whose loss needs the global batch (in-batch negatives, batch statistics) call it on their
-        embeddings; the gradient convention is explained in training/distributed.py.
+        embeddings; the gradient convention is proved in selfsup/collectives.py.
         """
-        if not self.distributed:
-            return x
-        from ..training.distributed import gather_with_grad
-
-        return gather_with_grad(x)
+        return gather_with_grad(x) if self.distributed else x
 
     # ---- lifecycle hooks (defaults: nothing to do) ----
     def setup(self, context: TrainingContext) -> None:

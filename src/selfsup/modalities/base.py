@@ -58,6 +58,10 @@ class Modality(ABC):
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         """Storage batch -> normalised float encoder input, without augmentation (for embedding)."""
 
+    @abstractmethod
+    def toy_data(self, n: int, generator: np.random.Generator) -> Any:
+        """`n` random raw samples this modality accepts in `from_array` (small: contract tests and demos)."""
+
     def example_storage(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` synthetic storage rows consistent with `spec` that reach every path of an encoder (padding, missing
         values, unknown categories, ...): exporting an encoder traces and checks it on them."""

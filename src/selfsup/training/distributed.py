@@ -6,14 +6,7 @@ Each process joins the process group torchrun describes in its environment (gloo
 tensors; NCCL for CUDA tensors when a GPU is present), trains on its own slice of every global
 batch and exchanges gradients through DistributedDataParallel.
 
-Why the gradients are exact. Process r computes a loss L_r on its local batch such that the mean
-over processes, (1/R) sum_r L_r, equals the single-process loss L on the concatenated global batch
-(SimCLR: the local anchors' NT-Xent against the candidates of all processes; VICReg / Barlow
-Twins: the loss of the gathered global batch, identical on every process; per-sample losses such
-as BYOL's: the local mean). Every cross-process exchange with a gradient (`gather_with_grad`,
-`all_reduce_with_grad`) sums the incoming gradients over processes in its backward pass, so
-process r's backward yields the part of d(sum_r L_r)/d(theta) that flows through its own forward;
-DDP averages these over the R processes, which gives exactly dL/d(theta) of the single-process run.
+Why the gradients are exact: see selfsup/collectives.py (the differentiable gathers methods use).
 
 Only rank 0 writes files (the run directory, metrics, checkpoints) and draws the progress bar;
 decisions that must agree (stop, time budget, checkpoint now, non-finite loss) are synchronised
@@ -32,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..collectives import all_reduce_with_grad
 from ..errors import SelfSupError
 
 T = TypeVar("T")
@@ -115,57 +109,6 @@ def process_device(device: torch.device, world: World) -> torch.device:
     if world.distributed and device.type == "cuda":
         return torch.device("cuda", world.local_rank % torch.cuda.device_count())
     return device
-
-
-# ----------------------------------------------------------------------------------------------
-# Collectives with gradients
-
-class _GatherWithGrad(torch.autograd.Function):
-    """all_gather along dim 0; backward sums the gradients over processes and keeps this process's slice."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        x = x.contiguous()
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x)
-        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
-
-
-class _AllReduceWithGrad(torch.autograd.Function):
-    """Sum over processes; backward sums the gradients over processes too."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        x = x.contiguous().clone()
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate every process's `x` (same shape everywhere) along dim 0, rank order; gradients flow back."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    return _GatherWithGrad.apply(x)
-
-
-def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Sum of `x` over processes, differentiable."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    return _AllReduceWithGrad.apply(x)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -97,6 +97,13 @@ class ImageModality(Modality):
                               local_views=[local] * request.local_views, local_size=local_size,
                               clean=request.clean)
 
+    def toy_data(self, n: int, generator: np.random.Generator) -> np.ndarray:
+        """Grayscale 28 x 28 images: a random bright square on noise."""
+        x = generator.integers(0, 64, (n, 28, 28)).astype(np.uint8)
+        for i, (r, c) in enumerate(generator.integers(0, 20, (n, 2))):
+            x[i, r:r + 8, c:c + 8] = 220
+        return x
+
     def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
         """uint8 tensors are storage; float tensors are pixels to validate and convert."""
         return x.dtype == torch.uint8

@@ -94,6 +94,16 @@ class TabularModality(Modality):
         return build_storage(table.names, table.columns, where, categorical=categorical, kinds=table.kinds,
                              rows=table.rows)
 
+    def toy_data(self, n: int, generator: np.random.Generator) -> Any:
+        """A DataFrame: five numeric columns (one with missing cells) and one categorical column of four keys."""
+        import pandas as pd
+
+        x = generator.standard_normal((n, 5))
+        x[generator.random(n) < 0.1, 1] = np.nan
+        frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(5)])
+        frame["kind"] = pd.Series(generator.choice(["a", "b", "c", "d"], n), dtype="string")
+        return frame
+
     def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
         """New rows in the run's input format -> storage aligned to the spec's columns.
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ...data import Dataset, SourceRequest, Split, encode_labels, existing_file, sources
 from ...errors import ConfigError, DataError
-from .table import (CATEGORICAL, NUMERIC, array_columns, build_storage, canonical_text, column_names,
+from .table import (CATEGORICAL, array_columns, build_storage, canonical_text, column_names,
                     frame_columns, resolve_columns, schema_of)
 
 SKLEARN_TABLES = {"breast_cancer": "load_breast_cancer", "wine": "load_wine", "digits": "load_digits",

@@ -92,6 +92,12 @@ class TimeSeriesModality(Modality):
             raise DataError(f"{where}: series {int(np.argmax(empty))} has no observed value (all NaN)")
         return torch.from_numpy(np.ascontiguousarray(x))
 
+    def toy_data(self, n: int, generator: np.random.Generator) -> np.ndarray:
+        """Random walks of 2 channels and 32 steps; the first is shorter (NaN-padded after step 20)."""
+        x = generator.standard_normal((n, 2, 32)).astype(np.float32).cumsum(-1)
+        x[0, :, 20:] = np.nan
+        return x
+
     def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
         """New series for a trained run (arrays or ragged lists); channels must match the run's."""
         if spec.get("channels") == 1 and isinstance(x, np.ndarray) and x.ndim == 1:
