@@ -24,7 +24,8 @@ import selfsup  # noqa: E402
 from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.methods.simclr import SimCLR  # noqa: E402
 from selfsup.modalities.image.encoders import ConvNet4  # noqa: E402
-from selfsup.training.loop import autocast_context  # noqa: E402
+from selfsup.training.step import autocast_context  # noqa: E402
+from selfsup.views import Views  # noqa: E402
 from selfsup.training.devices import cpu_has_native_bf16, resolve_precision  # noqa: E402
 
 BATCH = 256
@@ -35,10 +36,10 @@ def ceiling(x: torch.Tensor, seconds: float, channels_last: bool, precision: str
     """Images/s of the bare training step on one pre-made batch of two views."""
     torch.manual_seed(0)
     method = SimCLR(ConvNet4(1), **METHOD_OPTIONS)
-    views = [x, x.flip(-1)]
+    views = Views([x, x.flip(-1)])
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
-        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        views = views.map(lambda v: v.contiguous(memory_format=torch.channels_last))
     if compile:
         method.encoder.compile()
     opt = torch.optim.SGD(method.parameters(), lr=0.03, momentum=0.9)
@@ -66,7 +67,7 @@ def profile_step(x: torch.Tensor, precision: str, steps: int = 6, top: int = 12)
 
     torch.manual_seed(0)
     method = SimCLR(ConvNet4(1), **METHOD_OPTIONS).to(memory_format=torch.channels_last)
-    views = [v.contiguous(memory_format=torch.channels_last) for v in (x, x.flip(-1))]
+    views = Views([v.contiguous(memory_format=torch.channels_last) for v in (x, x.flip(-1))])
     opt = torch.optim.SGD(method.parameters(), lr=0.03, momentum=0.9)
 
     def step() -> None:
@@ -137,7 +138,6 @@ def main() -> None:
     ds = load_dataset("fashion-mnist")
     spec = {"height": 28, "width": 28, "mean": [0.2860], "std": [0.3530]}
     from selfsup.modalities.image.modality import ImageModality
-    from selfsup.views import ViewRequest
     x = ImageModality().prepare(ds.train.x[:BATCH], spec)
     precision = resolve_precision("auto", torch.device("cpu"))
     fp32 = ceiling(x, args.seconds / 2, channels_last=False, precision="fp32")
