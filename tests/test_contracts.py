@@ -161,3 +161,12 @@ def test_encode_runs_one_forward_per_resolution_group():
     calls.clear()
     method.encode(crops)
     assert len(calls) == 5
+
+
+def test_no_method_reads_a_tensor_on_the_host_in_its_step():
+    """Logs are tensors: `.item()`/`.tolist()` in a method's class would sync the device every step."""
+    import inspect
+
+    for entry in methods:
+        source = inspect.getsource(entry.obj)
+        assert ".item()" not in source and ".tolist()" not in source, entry.name

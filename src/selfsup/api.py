@@ -10,9 +10,10 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .data import Dataset, Split, encode_labels
+from .data import Dataset, encode_labels
 from .errors import ConfigError
-from .modalities import get_modality
+from .modalities import get_modality, modalities
+from .modalities.tabular.table import is_frame
 from .presets import with_preset
 from .run import Run, load
 from .training.config import TrainConfig
@@ -22,15 +23,22 @@ __all__ = ["train", "load", "SelfSupervisedEmbedder", "dataset_from_array"]
 
 
 def dataset_from_array(x: Any, y: Any = None, modality: str | None = None, name: str = "array") -> Dataset:
-    """An in-memory Dataset from a numpy array (images: N x H x W (x C); 2-D arrays are tables)."""
-    frame = hasattr(x, "iloc") and hasattr(x, "columns")  # a pandas DataFrame keeps its column names and dtypes
+    """An in-memory Dataset from an array or DataFrame and optional labels.
+
+    Without `modality`, the modality whose `default_array_ranks` holds the array's rank takes it (images: N x H x W
+    or N x H x W x C; 2-D arrays and DataFrames: tables; series always need modality='timeseries').
+    """
+    frame = is_frame(x)  # a pandas DataFrame keeps its column names and dtypes
     x = x.numpy() if isinstance(x, torch.Tensor) else x if frame else np.asarray(x)
-    modality = modality or ("tabular" if x.ndim == 2 else "image")
-    mod = get_modality(modality)
+    if modality is None:
+        rank = 2 if frame else x.ndim
+        takers = [m.name for m in (e.obj for e in modalities) if rank in m.default_array_ranks]
+        if len(takers) != 1:
+            raise ConfigError(f"{name}: say which modality this {rank}-D array holds (modality= one of "
+                              f"{', '.join(modalities.names())})")
+        modality = takers[0]
     (y,), _ = encode_labels(None if y is None else np.asarray(y))
-    if hasattr(mod, "dataset_from_arrays"):
-        return mod.dataset_from_arrays(x, y, name)
-    return Dataset(name, modality, Split(mod.from_array(x, name), y))
+    return get_modality(modality).dataset_from_arrays(x, y, name)
 
 
 def train(data: str | Dataset | Any = "digits", method: str | None = None, out: str | Path | None = None,

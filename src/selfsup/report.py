@@ -177,8 +177,9 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
         z = encode_storage(run.encoder, run.modality, run.spec, x, mask=test.mask[sel] if test.mask is not None else None)
         classes = ds.info.get("classes") or sorted(set(test.y.tolist()))
         parts += ["<h2>Embedding map</h2>", f'<img alt="embedding map" src="{embedding_map(z, test.y[sel], classes)}">']
-        if run.resolved["modality"] == "image":
-            parts += ["<h2>Nearest neighbours</h2>", f'<img alt="nearest neighbours" src="{neighbour_grid(x.numpy(), z)}">']
+        pictures = run.modality.thumbnails(x)
+        if pictures is not None:
+            parts += ["<h2>Nearest neighbours</h2>", f'<img alt="nearest neighbours" src="{neighbour_grid(pictures, z)}">']
         cm = ev.get("linear_confusion")
         if cm is not None:
             parts += ["<h2>Confusion matrix</h2>", f'<img alt="confusion matrix" src="{confusion_figure(np.array(cm), classes)}">']

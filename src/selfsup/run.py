@@ -15,6 +15,7 @@ from .encoders import Encoder, SequenceEncoder
 from .errors import ConfigError, DataError
 from .modalities import get_modality
 from .modalities.base import Modality, batched
+from .storage import Storage, TensorStorage
 from .training.config import TrainConfig
 
 COMPLETE_MARKER = "summary.json"
@@ -51,10 +52,10 @@ class Run:
 
 
 @torch.no_grad()
-def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x: torch.Tensor,
+def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x: torch.Tensor | Storage,
                    batch_size: int = 512, device: str | None = None, mask: torch.Tensor | None = None,
                    per_timestep: bool = False) -> np.ndarray:
-    """Apply a frozen encoder (eval mode) to a storage tensor in batches; float32 numpy out.
+    """Apply a frozen encoder (eval mode) to storage (a `Storage`, or a tensor of samples) in batches; float32 numpy.
 
     per_timestep=True uses a `SequenceEncoder`'s `forward_sequence`: [n, length, out_dim].
     """
@@ -69,8 +70,9 @@ def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x
     encoder.eval()
     out = []
     try:
-        for sl in batched(len(x), batch_size):
-            inp = modality.prepare(x[sl].to(dev), spec)
+        storage = TensorStorage(x) if isinstance(x, torch.Tensor) else x
+        for sl in batched(len(storage), batch_size):
+            inp = modality.prepare(storage.take(torch.arange(sl.start, sl.stop)).to(dev), spec)
             if modality.channels_last:  # the layout convolutions are fastest in (1.5x measured on CPU)
                 inp = inp.contiguous(memory_format=torch.channels_last)
             kwargs = {"mask": mask[sl].to(dev)} if mask is not None else {}

@@ -12,7 +12,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 import torch
 
-from ..data import Split
+from ..data import Dataset, Split
 from ..encoders import Encoder
 from ..errors import ConfigError
 from ..registry import Registry
@@ -29,6 +29,7 @@ class Modality(ABC):
     view_recipes: ClassVar[tuple[str, ...]]  # the views.RECIPES its view maker makes
     encoder_kind: ClassVar[type[Encoder]] = Encoder  # the protocol every one of its registered encoders implements
     channels_last: ClassVar[bool] = False  # whether views can be made in the channels-last memory format
+    default_array_ranks: ClassVar[tuple[int, ...]] = ()  # plain arrays of these ranks are this modality's by default
 
     @abstractmethod
     def from_array(self, x: np.ndarray, where: str) -> torch.Tensor:
@@ -82,6 +83,14 @@ class Modality(ABC):
     def build_encoder(self, name: str, spec: dict[str, Any], **options: Any) -> Encoder:
         """Instantiate a registered encoder for inputs described by `spec` (an `encoders.Encoder`)."""
         return self.encoders.get(name)(spec, **options)
+
+    def dataset_from_arrays(self, x: Any, y: np.ndarray | None, name: str) -> Dataset:
+        """An in-memory Dataset from raw samples and encoded labels (0..K-1 or None)."""
+        return Dataset(name, self.name, Split(self.from_array(x, name), y))
+
+    def thumbnails(self, x: torch.Tensor) -> np.ndarray | None:
+        """Storage samples as uint8 pictures [N, C, H, W] for a report's neighbour grid (None: not pictures)."""
+        return None
 
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any],
                      mask: torch.Tensor | None = None) -> np.ndarray:

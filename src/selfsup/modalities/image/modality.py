@@ -25,6 +25,7 @@ class ImageModality(Modality):
     summary = "grayscale or RGB images (uint8 N x C x H x W in memory)"
     encoders = image_encoders
     view_recipes = ("instance", "instance_light", "asymmetric")
+    default_array_ranks = (3, 4)
     channels_last = True
 
     def from_array(self, x: np.ndarray, where: str) -> torch.Tensor:
@@ -103,6 +104,9 @@ class ImageModality(Modality):
         for i, (r, c) in enumerate(generator.integers(0, 20, (n, 2))):
             x[i, r:r + 8, c:c + 8] = 220
         return x
+
+    def thumbnails(self, x: torch.Tensor) -> np.ndarray:
+        return x.numpy()
 
     def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
         """uint8 tensors are storage; float tensors are pixels to validate and convert."""

@@ -85,6 +85,7 @@ class TabularModality(Modality):
     summary = "tables of numeric and categorical columns (float64 N x F in memory; NaN = missing)"
     encoders = tabular_encoders
     view_recipes = tuple(RECIPES)
+    default_array_ranks = (2,)
 
     def from_array(self, x: Any, where: str, categorical: Any = None) -> torch.Tensor:
         """A 2-D array or DataFrame -> storage; kinds detected per column unless `categorical` names some."""
