@@ -3,5 +3,6 @@ from .base import Modality, get_modality, modalities
 from . import image  # noqa: F401
 from . import timeseries  # noqa: F401
 from . import tabular  # noqa: F401
+from . import npy  # noqa: F401
 
 __all__ = ["Modality", "get_modality", "modalities"]

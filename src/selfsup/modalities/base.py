@@ -12,7 +12,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 import torch
 
-from ..data import Dataset, Split
+from ..data import Dataset, SourceRequest, Split
 from ..encoders import Encoder
 from ..errors import ConfigError
 from ..registry import Registry
@@ -87,6 +87,10 @@ class Modality(ABC):
     def dataset_from_arrays(self, x: Any, y: np.ndarray | None, name: str) -> Dataset:
         """An in-memory Dataset from raw samples and encoded labels (0..K-1 or None)."""
         return Dataset(name, self.name, Split(self.from_array(x, name), y))
+
+    def dataset_from_npy(self, req: SourceRequest) -> Dataset:
+        """The `npy:` source for this modality (`--modality NAME`): arrays from .npy files named in the URI."""
+        raise ConfigError(f"the {self.name} modality reads no .npy arrays")
 
     def thumbnails(self, x: torch.Tensor) -> np.ndarray | None:
         """Storage samples as uint8 pictures [N, C, H, W] for a report's neighbour grid (None: not pictures)."""

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_arrays
 from ...errors import ConfigError, DataError
 from ...views import ViewMaker, ViewRequest
 from ..base import Modality, modalities
@@ -104,6 +105,24 @@ class ImageModality(Modality):
         for i, (r, c) in enumerate(generator.integers(0, 20, (n, 2))):
             x[i, r:r + 8, c:c + 8] = 220
         return x
+
+    def dataset_from_arrays(self, x: Any, y: Any, name: str, x_test: Any = None, y_test: Any = None,
+                            **info: Any) -> Dataset:
+        """Validated image storage for train (and test) arrays, labels encoded to 0..K-1."""
+        (y, y_test), classes = encode_labels(None if y is None else np.asarray(y),
+                                             None if y_test is None else np.asarray(y_test))
+        train = Split(self.from_array(x, name), y)
+        test = Split(self.from_array(x_test, name + " (test)"), y_test) if x_test is not None else None
+        if test is not None and test.x.shape[1:] != train.x.shape[1:]:
+            raise DataError(f"{name}: test images {tuple(test.x.shape[1:])} differ from train "
+                            f"{tuple(train.x.shape[1:])}")
+        info.setdefault("classes", classes)
+        return Dataset(name, "image", train, test, info)
+
+    def dataset_from_npy(self, req: SourceRequest) -> Dataset:
+        """npy:PATH[?labels=Y.npy&test=XT.npy&test_labels=YT.npy]: N x H x W (x C), uint8 or float pixels."""
+        arrays = load_npy_arrays(req, "image array")
+        return self.dataset_from_arrays(arrays.x, arrays.y, req.uri, arrays.x_test, arrays.y_test)
 
     def thumbnails(self, x: torch.Tensor) -> np.ndarray:
         return x.numpy()

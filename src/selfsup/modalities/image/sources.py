@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_arrays, sources
+from ...data import Dataset, SourceRequest, sources
 from ...errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -25,14 +25,7 @@ def image_dataset(name: str, x_train: np.ndarray, y_train, x_test=None, y_test=N
     """Validate arrays through the image modality and assemble a Dataset."""
     from .modality import ImageModality
 
-    mod = ImageModality()
-    (y_train, y_test), classes = encode_labels(y_train, y_test)
-    train = Split(mod.from_array(x_train, name), y_train)
-    test = Split(mod.from_array(x_test, name + " (test)"), y_test) if x_test is not None else None
-    if test is not None and test.x.shape[1:] != train.x.shape[1:]:
-        raise DataError(f"{name}: test images {tuple(test.x.shape[1:])} differ from train {tuple(train.x.shape[1:])}")
-    info.setdefault("classes", classes)
-    return Dataset(name, "image", train, test, info)
+    return ImageModality().dataset_from_arrays(x_train, y_train, name, x_test, y_test, **info)
 
 
 @sources.register("digits", "scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes); "
@@ -147,15 +140,3 @@ def load_folder(req: SourceRequest) -> Dataset:
         return image_dataset(req.uri, x_tr, y_tr, x_te, y_te)
     x, y = read_image_folder(root, size, mode)
     return image_dataset(req.uri, x, y)
-
-
-@sources.register("npy", "a .npy array N x H x W (x C), uint8 or float: npy:PATH[?labels=Y.npy&test=XT.npy"
-                  "&test_labels=YT.npy]", modality="image")
-def load_npy_source(req: SourceRequest) -> Dataset:
-    if not req.path:
-        raise ConfigError("--data npy:PATH needs a path")
-    if req.modality and req.modality != "image":
-        from ..base import get_modality
-        return get_modality(req.modality).dataset_from_npy(req)  # type: ignore[attr-defined]
-    arrays = load_npy_arrays(req, "image array")
-    return image_dataset(req.uri, arrays.x, arrays.y, arrays.x_test, arrays.y_test)
