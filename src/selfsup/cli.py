@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from .yaml_io import yaml_error_line
 from .errors import ConfigError, SelfSupError
 
 EXAMPLES = {
@@ -38,7 +39,10 @@ def key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{flag} {item}: the value is not valid YAML ({yaml_error_line(exc)})") from None
     return out
 
 
@@ -201,6 +205,22 @@ def single_process(command: str) -> bool:
     return world.is_main
 
 
+def conformed_split(run, ds, which: str, args: argparse.Namespace):
+    """The dataset's split checked against the run (same modality; image size, table columns, series channels as
+    `Modality.conform` says), with what was adapted printed as notes on stderr."""
+    from .data import Split
+
+    if ds.modality != run.resolved["modality"]:
+        raise ConfigError(f"--data {ds.name!r} is {ds.modality} data but the run {args.run} was trained on "
+                          f"{run.resolved['modality']} data")
+    split = ds.split(which)
+    x, notes = run.modality.conform(split.x, run.spec, f"--data {ds.name} ({which})", resize=args.resize,
+                                    strict=args.strict)
+    for note in notes:
+        print(f"selfsup: note: {note}", file=sys.stderr)
+    return Split(x, split.y, split.mask)
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -212,17 +232,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from .loading import load_dataset
     from .run import encode_storage
 
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give a file name such as {out / 'embeddings.npy'}")
     run = load(args.run)
     ds = load_dataset(args.data or run.config.data, args.data_dir or run.config.data_dir, run.resolved["modality"])
-    split = ds.split(args.split)
+    split = conformed_split(run, ds, args.split, args)
     z = encode_storage(run.encoder, run.modality, run.spec, split.x, mask=split.mask,
                        per_timestep=getattr(args, "per_timestep", False))
     import io
     buf = io.BytesIO()
     np.save(buf, z)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, buf.getvalue())
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, buf.getvalue())
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
     print(f"wrote {' x '.join(map(str, z.shape))} embeddings of {ds.name} ({args.split}) to {out}", file=sys.stderr)
     return 0
 
@@ -237,7 +262,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run = load(args.run)
     protocols = tuple(p.strip() for p in args.protocols.split(",") if p.strip())
     results = evaluate_run(run, args.data, protocols, baselines=not args.no_baselines, data_dir=args.data_dir,
-                           finetune=not args.no_finetune)
+                           finetune=not args.no_finetune, resize=args.resize, strict=args.strict)
+    for note in results.get("notes", []):
+        print(f"selfsup: note: {note}", file=sys.stderr)
     write_json(Path(args.run) / "eval.json", results)
     print(json.dumps(results, default=str) if args.json else format_results(results))
     return 0
@@ -323,6 +350,13 @@ def methods_markdown() -> str:
     return "\n".join(lines)
 
 
+def add_conform_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resize", action="store_true", help="images of another size than the run's: resize them "
+                   "(otherwise refused)")
+    p.add_argument("--strict", action="store_true", help="tables: refuse columns the run was not trained on "
+                   "(otherwise named and ignored)")
+
+
 def add_table_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", dest="label_column", metavar="COL",
                    help="tables (csv:/parquet:): the label column, used for evaluation only (= ?label=COL)")
@@ -360,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", dest="data_dir")
     add_table_flags(p)
     p.add_argument("--split", default="train", choices=["train", "test"])
+    add_conform_flags(p)
     p.add_argument("--out", required=True, help="output .npy file")
     p.add_argument("--per-timestep", action="store_true", dest="per_timestep",
                    help="time series: one vector per time step (N x length x dim; padded steps are zeros)")
@@ -370,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", dest="data_dir")
     add_table_flags(p)
     p.add_argument("--protocols", default="knn,linear", help="comma-separated: knn,linear,kmeans,fewshot,svm")
+    add_conform_flags(p)
     p.add_argument("--no-baselines", action="store_true", help="skip raw-input and random-encoder baselines")
     p.add_argument("--no-finetune", action="store_true", help="with fewshot: skip fine-tuning the whole encoder")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -403,6 +439,9 @@ COMMANDS = {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "report": 
             "datasets": cmd_list}
 
 
+INTERNAL_ERROR = 3  # exit status of an unexpected error (2: the user's input, 130: interrupted)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -416,9 +455,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if is_main_process():  # under torchrun one process reports (the others fail the same way)
             print(f"selfsup: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:  # at any moment, imports included (the package imports torch lazily)
         if args.debug:
             raise
         if is_main_process():
-            print(f"selfsup: {exc or 'interrupted'}", file=sys.stderr)
+            print(f"selfsup: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 -- a bug or an unforeseen failure: one line, not a traceback
+        if args.debug:
+            raise
+        if is_main_process():
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            print(f"selfsup: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback; "
+                  "please report it)", file=sys.stderr)
+        return INTERNAL_ERROR

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -26,6 +27,25 @@ def holdout_test_split(ds: Dataset, fraction: float = 0.25, seed: int = 0) -> tu
     take = lambda ii: Split(ds.train.x[ii], ds.train.y[ii],  # noqa: E731
                             ds.train.mask[ii] if ds.train.mask is not None else None)
     return take(tr), take(te), f"{int(fraction * 100)}% stratified hold-out of train (seed {seed})"
+
+
+def check_labels(ds: Dataset) -> None:
+    """Refuse labels the classification protocols cannot use, in one line: continuous numbers, one class, or
+    classes too small to split (training never depends on labels; only evaluation stops here)."""
+    classes = ds.info.get("classes") or []
+    if any(isinstance(c, float) and not float(c).is_integer() for c in classes):
+        example = next(c for c in classes if isinstance(c, float) and not float(c).is_integer())
+        raise ConfigError(f"--data {ds.name!r}: the labels are continuous numbers ({len(classes)} distinct values, "
+                          f"e.g. {example:g}); the evaluation protocols classify, so they need class labels")
+    y = np.concatenate([ds.train.y] + ([ds.test.y] if ds.test is not None and ds.test.y is not None else []))
+    counts = np.bincount(y)
+    present = counts[counts > 0]
+    if len(present) < 2:
+        raise ConfigError(f"--data {ds.name!r}: every label is the same class; accuracy would be 1.0 by construction, "
+                          "so evaluation needs at least 2 classes")
+    if (present < 2).any():
+        raise ConfigError(f"--data {ds.name!r}: {int((present < 2).sum())} of {len(present)} classes have a single "
+                          "example; the protocols need at least 2 per class (are these class labels?)")
 
 
 def feature_sets(run: Run, train: Split, test: Split, baselines: bool = True, device: str | None = None
@@ -74,7 +94,8 @@ def headline(result: dict[str, Any]) -> float | None:
 
 
 def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[str, ...] = DEFAULT_PROTOCOLS,
-                 baselines: bool = True, data_dir: str | None = None, finetune: bool = True) -> dict[str, Any]:
+                 baselines: bool = True, data_dir: str | None = None, finetune: bool = True, resize: bool = False,
+                 strict: bool = False) -> dict[str, Any]:
     """All requested protocols on the run's encoder and baselines; one JSON-ready dict.
 
     `fewshot` adds fine-tuning of the whole encoder (from the run and from a random encoder) unless
@@ -89,6 +110,16 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
                           f"{run.resolved['modality']} data")
     if ds.train.y is None:
         raise ConfigError(f"--data {ds.name!r} has no labels; evaluation protocols need labels")
+    check_labels(ds)
+    notes: list[str] = []
+    conformed = {}
+    for which in ("train", "test") if ds.test is not None else ("train",):
+        split = ds.split(which)
+        x, adapted = run.modality.conform(split.x, run.spec, f"--data {ds.name} ({which})", resize=resize,
+                                          strict=strict)
+        notes += [n for n in adapted if n not in notes]
+        conformed[which] = Split(x, split.y, split.mask)
+    ds = replace(ds, **conformed)
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise ConfigError(f"--protocols: unknown {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
@@ -97,6 +128,8 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
     feats = feature_sets(run, train, test, baselines)
     results: dict[str, Any] = {"data": ds.name, "test_source": test_source, "n_train": len(train),
                                "n_test": len(test), "protocols": {}}
+    if notes:
+        results["notes"] = notes
     for proto in protocols:
         results["protocols"][proto] = {name: PROTOCOLS[proto](tr, train.y, te, test.y)
                                        for name, (tr, te) in feats.items()}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,17 @@ class Run:
         return self.resolved["data_spec"]
 
     def embed(self, x: Any, batch_size: int = 512, device: str | None = None,
-              mask: torch.Tensor | None = None, per_timestep: bool = False) -> np.ndarray:
+              mask: torch.Tensor | None = None, per_timestep: bool = False, resize: bool = False) -> np.ndarray:
         """Embeddings [n, out_dim] (float32 numpy) of raw data in the run's input format (numpy or tensor).
 
-        per_timestep=True (series encoders): one vector per time step, [n, length, out_dim].
+        per_timestep=True (series encoders): one vector per time step, [n, length, out_dim]. Images of another
+        size than the run's are refused unless resize=True (then resized bilinearly, with a warning).
         """
         storage = x if isinstance(x, torch.Tensor) and self.modality.is_storage(x, self.spec) else \
             self.modality.to_storage(x.numpy() if isinstance(x, torch.Tensor) else x, "input", self.spec)
+        storage, notes = self.modality.conform(storage, self.spec, "input", resize=resize)
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
         return encode_storage(self.encoder, self.modality, self.spec, storage, batch_size, device, mask,
                               per_timestep=per_timestep)
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..collectives import gather_with_grad
 from ..encoders import Encoder
+from ..errors import ConfigError
 from ..registry import Registry
 from ..schedules import Schedule
 from ..views import ViewRequest, Views
@@ -195,6 +196,15 @@ def register_method(name: str, summary: str, paper: str) -> Callable[[type[Metho
         return cls
 
     return deco
+
+
+def check_option(method: str, name: str, value: float, low: float, high: float = float("inf"),
+                 low_open: bool = True) -> None:
+    """ConfigError unless low < value <= high (low <= value with low_open=False): `--method-option NAME=...`."""
+    ok = (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high != float("inf") else "")
+        raise ConfigError(f"--method-option {name}={value!r} for {method!r}: must be {bound}")
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2,

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..schedules import Schedule
 from ..views import ViewRequest
-from .base import Method, OptimizerDefaults, make_target, mlp, register_method
+from .base import Method, check_option, OptimizerDefaults, make_target, mlp, register_method
 from .numerics import full_precision
 
 
@@ -33,6 +33,7 @@ class BYOL(Method):
     def __init__(self, encoder, proj_hidden_dim: int = 4096, proj_dim: int = 256,
                  pred_hidden_dim: int = 4096, base_momentum: float = 0.99) -> None:
         super().__init__(encoder)
+        check_option("byol", "base_momentum", base_momentum, 0.0, 1.0, low_open=False)
         self.momentum = Schedule(base_momentum, 1.0)  # cosine from base_momentum to 1
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim)
         self.predictor = mlp(proj_dim, pred_hidden_dim, proj_dim)

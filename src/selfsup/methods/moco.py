@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..views import ViewRequest
-from .base import Method, OptimizerDefaults, TrainingContext, make_target, register_method
+from .base import Method, check_option, OptimizerDefaults, TrainingContext, make_target, register_method
 from .numerics import full_precision
 
 
@@ -39,6 +39,9 @@ class MoCo(Method):
     def __init__(self, encoder, temperature: float = 0.2, queue_size: int = 65536,
                  momentum: float = 0.99, proj_hidden_dim: int = 2048, proj_dim: int = 128) -> None:
         super().__init__(encoder)
+        check_option("moco", "temperature", temperature, 0.0)
+        check_option("moco", "momentum", momentum, 0.0, 1.0, low_open=False)
+        check_option("moco", "queue_size", queue_size, 0)
         self.temperature = temperature
         self.base_momentum = momentum
         self.projector = nn.Sequential(nn.Linear(self.feature_dim, proj_hidden_dim), nn.ReLU(inplace=True),

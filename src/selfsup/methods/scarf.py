@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..views import ViewRequest
-from .base import Method, OptimizerDefaults, mlp, register_method
+from .base import Method, check_option, OptimizerDefaults, mlp, register_method
 from .numerics import full_precision
 
 
@@ -50,6 +50,7 @@ class SCARF(Method):
     def __init__(self, encoder, temperature: float = 0.5, head_hidden_dim: int = 256, head_dim: int = 256,
                  symmetric: bool = False) -> None:
         super().__init__(encoder)
+        check_option("scarf", "temperature", temperature, 0.0)
         self.temperature = temperature
         self.symmetric = symmetric
         self.head = mlp(self.feature_dim, head_hidden_dim, head_dim, num_layers=2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Method, OptimizerDefaults, mlp, register_method
+from .base import Method, check_option, OptimizerDefaults, mlp, register_method
 from .numerics import full_precision
 
 
@@ -57,6 +57,7 @@ class SimCLR(Method):
     def __init__(self, encoder, temperature: float = 0.5, proj_hidden_dim: int = 2048,
                  proj_dim: int = 128) -> None:
         super().__init__(encoder)
+        check_option("simclr", "temperature", temperature, 0.0)
         self.temperature = temperature
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim)
 

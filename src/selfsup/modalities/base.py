@@ -72,6 +72,13 @@ class Modality(ABC):
         """What `prepare` hands the encoder, in words: shape, dtype and normalisation (written beside an export)."""
         return f"the float32 batch that the {self.name} modality's `prepare` makes from storage"
 
+    def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
+                strict: bool = False) -> tuple[torch.Tensor, list[str]]:
+        """New storage checked against a trained run's `spec`: the storage to encode (aligned when needed) and
+        notes on what was adapted; a one-line DataError when it cannot be used. `resize` allows resizing images,
+        `strict` refuses what would otherwise be ignored (extra table columns). Default: nothing to check."""
+        return x, []
+
     def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
         """Whether a tensor handed to `Run.embed` is already in storage format (default: every tensor is)."""
         return True

@@ -1,14 +1,71 @@
 """The complete, serialisable description of a training run (what config.yaml holds)."""
 from __future__ import annotations
 
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import yaml
 
-from ..errors import ConfigError
+from ..yaml_io import read_yaml
+from ..errors import ConfigError, DataError
 from .loggers import check_sinks
+
+
+FLAGS = {"checkpoint_every_steps": "--checkpoint-every", "augmentation_strength": "--aug-strength",
+         "method_options": "--method-option", "encoder_options": "--encoder-option", "augmentation": "augmentation (config file)"}
+
+
+def option_flag(name: str) -> str:
+    """The command-line spelling of a TrainConfig field (batch_size -> --batch-size; `name:` in a config file)."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def type_name(hint: Any) -> str:
+    """'an integer', 'a number', 'an integer or nothing', ... for messages."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # Optional: leaving the option out is the None
+        return " or ".join(type_name(a) for a in args if a is not type(None))
+    origin = typing.get_origin(hint) or hint
+    if origin in (list, tuple) and args:
+        return f"a list of {type_name(args[0]).split(' ', 1)[-1]}s"
+    return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", dict: "a mapping",
+            list: "a list", tuple: "a list"}.get(origin, getattr(origin, "__name__", str(origin)))
+
+
+def matches(value: Any, hint: Any) -> bool:
+    """Whether `value` (from the command line, YAML or Python) has the annotated type; floats must be finite."""
+    if hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, (list, tuple)) and (not args or args[-1] is Ellipsis and all(
+            matches(v, args[0]) for v in value) or all(matches(v, args[0]) for v in value))
+    return isinstance(value, origin or hint) if isinstance(origin or hint, type) else True
+
+
+def check_typed(values: dict[str, Any], hints: dict[str, Any], flag: Callable[[str], str]) -> None:
+    """ConfigError naming the first value whose type does not match its annotation."""
+    for name, value in values.items():
+        hint = hints.get(name, Any)
+        if not matches(value, hint):
+            raise ConfigError(f"{flag(name)}: expected {type_name(hint)}, got {value!r}")
 
 
 @dataclass
@@ -50,7 +107,19 @@ class TrainConfig:
     DEFAULT_EPOCHS = 100
 
     def validate(self) -> "TrainConfig":
-        """Check ranges and combinations; raises ConfigError naming the argument."""
+        """Check types, ranges and combinations; raises ConfigError naming the argument, the value and what is allowed."""
+        hints = typing.get_type_hints(type(self))
+        check_typed({f.name: getattr(self, f.name) for f in fields(self)}, hints, option_flag)
+        if self.seed < 0 or self.seed >= 2**32:
+            raise ConfigError(f"--seed must be in [0, 2^32), got {self.seed}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1 (or left out: adaptive), got {self.threads}")
+        if self.augmentation_strength < 0:
+            raise ConfigError(f"--aug-strength must be >= 0 (0: nearly no augmentation), got {self.augmentation_strength}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.log_every < 1:
+            raise ConfigError(f"--log-every must be >= 1, got {self.log_every}")
         if self.epochs is not None and self.minutes is not None:
             raise ConfigError("give either --epochs or --minutes, not both")
         if self.epochs is None and self.minutes is None:
@@ -98,9 +167,9 @@ class TrainConfig:
         """Read a run's config.yaml (its 'train' section, or a flat mapping)."""
         p = Path(path)
         try:
-            doc = yaml.safe_load(p.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{p}: cannot read config ({exc})") from None
+            doc = read_yaml(p, "config file")
+        except DataError as exc:
+            raise ConfigError(f"--config {exc}") from None
         if not isinstance(doc, dict):
             raise ConfigError(f"{p}: expected a mapping")
         return cls.from_dict(doc.get("train", doc), str(p))

@@ -2,6 +2,7 @@
 the resolved settings a run records (everything needed before the first step, nothing about files)."""
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,14 +10,14 @@ import torch
 
 from ..data import Dataset
 from ..encoders import encoder_kind_name
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..methods import Method, TrainingContext, methods
 from ..modalities import get_modality
 from ..modalities.base import Modality
 from ..schedules import Schedule
 from ..storage import Storage
 from ..views import ViewMaker, Views
-from .config import TrainConfig
+from .config import TrainConfig, check_typed
 from .optim import scaled_lr
 
 
@@ -76,12 +77,24 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
     if unknown:
         raise ConfigError(f"method {cfg.method!r} has no option(s) {', '.join(sorted(unknown))}; "
                           f"options: {', '.join(method_cls.hyperparameters())}")
+    check_typed(cfg.method_options, typing.get_type_hints(method_cls.__init__), lambda n: f"--method-option {n}")
+    if len(dataset.train) < 2:
+        raise DataError(f"{dataset.name}: {len(dataset.train)} training sample(s); self-supervised training needs at "
+                        "least 2 (batch statistics and in-batch comparisons), better hundreds")
     torch.manual_seed(cfg.seed)
-    encoder = modality.build_encoder(enc_name, spec, **enc_opts)
+    try:  # the boundary where option values meet constructors: their complaints name the option
+        encoder = modality.build_encoder(enc_name, spec, **enc_opts)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"--encoder-option for {dataset.modality} encoder {enc_name!r}: {exc} "
+                          f"(options given: {enc_opts or 'none'})") from None
     if not isinstance(encoder, method_cls.encoder_kind):
         raise ConfigError(f"method {cfg.method!r} needs {encoder_kind_name(method_cls.encoder_kind)}; the "
                           f"{dataset.modality} encoder {enc_name!r} is not one")
-    method = method_cls(encoder, **cfg.method_options)
+    try:
+        method = method_cls(encoder, **cfg.method_options)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"--method-option for {cfg.method!r}: {exc} (options given: "
+                          f"{cfg.method_options or 'none'})") from None
     method.batched_views = cfg.batched_views
     batch = min(cfg.batch_size, max(1, len(dataset.train) // world_size))
     if world_size > 1 and batch < 2:

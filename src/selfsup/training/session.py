@@ -56,6 +56,8 @@ def resume(run: str | Path, progress: bool = True, dataset: Dataset | None = Non
     --minutes the remaining time budget is used. `overrides` may change device, threads and data_dir.
     """
     out = Path(run)
+    if out.name.endswith(".partial") and not (out.with_name(out.name + ".partial")).exists():
+        out = out.with_name(out.name[: -len(".partial")])  # the staging folder named itself: continue its run
     allowed = {"device", "threads", "data_dir"}
     extra = sorted(set(overrides or {}) - allowed)
     if extra:
@@ -217,9 +219,15 @@ def check_same_run(checkpoint: ckpt_io.Checkpoint, header: dict[str, Any], out: 
     """A checkpoint continues only the run it was written by: same data and same resolved settings."""
     saved = checkpoint.state
     if saved["data"] != header["data"]:
-        raise ConfigError(f"--resume {out}: the training data differ from the checkpoint's "
-                          f"({saved['data']['samples']} samples of shape {saved['data']['shape']} there, "
-                          f"{header['data']['samples']} of shape {header['data']['shape']} now)")
+        was, now_data = saved["data"], header["data"]
+        if was["samples"] != now_data["samples"]:
+            what = f"{was['samples']} training samples then, {now_data['samples']} now"
+        elif was["shape"] != now_data["shape"]:
+            what = f"samples of shape {was['shape']} then, {now_data['shape']} now"
+        else:
+            what = (f"same count and shape ({was['samples']} x {was['shape'][1:]}), but other content: checksum of "
+                    f"256 sampled training rows {was['digest'][:12]} then, {now_data['digest'][:12]} now")
+        raise ConfigError(f"--resume {out}: the training data differ from the checkpoint's ({what})")
     now = json.loads(json.dumps(header["resolved"], default=jsonable))
     changed = sorted(k for k in set(saved["resolved"]) | set(now) if saved["resolved"].get(k) != now.get(k))
     if changed:

@@ -31,6 +31,7 @@ class ImageModality(Modality):
 
     def from_array(self, x: np.ndarray, where: str) -> torch.Tensor:
         x = np.asarray(x)
+        given = "x".join(map(str, x.shape[1:]))  # one sample's shape as given, for messages
         if x.ndim == 3:
             x = x[:, None]
         elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
@@ -41,7 +42,7 @@ class ImageModality(Modality):
         if len(x) == 0:
             raise DataError(f"{where}: no images (array has 0 rows)")
         if x.shape[2] < 4 or x.shape[3] < 4:
-            raise DataError(f"{where}: images of {x.shape[2]}x{x.shape[3]} pixels are too small (need >= 4x4)")
+            raise DataError(f"{where}: images of shape {given} are too small (need at least 4x4 pixels)")
         if x.dtype == np.uint8:
             return torch.from_numpy(np.ascontiguousarray(x))
         if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
@@ -123,6 +124,20 @@ class ImageModality(Modality):
         """npy:PATH[?labels=Y.npy&test=XT.npy&test_labels=YT.npy]: N x H x W (x C), uint8 or float pixels."""
         arrays = load_npy_arrays(req, "image array")
         return self.dataset_from_arrays(arrays.x, arrays.y, req.uri, arrays.x_test, arrays.y_test)
+
+    def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
+                strict: bool = False) -> tuple[torch.Tensor, list[str]]:
+        """Channels must match; another image size is refused unless `resize` (then stated)."""
+        c, h, w = (int(d) for d in x.shape[1:])
+        if c != spec["channels"]:
+            raise DataError(f"{where}: {c}-channel images, but the run was trained on {spec['channels']}-channel images")
+        if (h, w) == (spec["height"], spec["width"]):
+            return x, []
+        size = f"{spec['height']}x{spec['width']}"
+        if not resize:
+            raise DataError(f"{where}: images of {h}x{w} pixels, but the run was trained on {size}; pass --resize "
+                            f"(resize=True in Python) to resize them bilinearly")
+        return x, [f"images resized from {h}x{w} to {size} pixels (bilinear), as --resize asked"]
 
     def thumbnails(self, x: torch.Tensor) -> np.ndarray:
         return x.numpy()

@@ -98,21 +98,32 @@ def list_images(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def read_image_folder(root: Path, size: int | None, mode: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """All images under `root`, resized to size x size; labels from first-level sub-folders when every image has one."""
+def read_image_folder(root: Path, size: int | None, mode: str | None,
+                      max_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """All images under `root`, resized to size x size; labels from first-level sub-folders when every image has one.
+
+    Images over Pillow's decompression-bomb limit (about 179 megapixels) are refused unless `max_pixels` raises it.
+    """
     from PIL import Image, UnidentifiedImageError
 
     files = list_images(root)
     if not files:
         raise DataError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     images = []
-    for path in files:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise DataError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels or Image.MAX_IMAGE_PIXELS
+    try:
+        for path in files:
+            try:
+                with Image.open(path) as im:
+                    im.load()
+                    images.append(im.copy())
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise DataError(f"{path}: refused as a possible decompression bomb ({exc}); if the file is trusted, "
+                                f"allow larger images with folder:{root}?max_pixels=N") from None
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+                raise DataError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     if mode is None:
         mode = "L" if all(im.mode in ("L", "1", "I;16", "I") for im in images) else "RGB"
     if size is None:
@@ -124,19 +135,39 @@ def read_image_folder(root: Path, size: int | None, mode: str | None) -> tuple[n
     return arr, labels
 
 
-@sources.register("folder", "a tree of PNG/JPEG images: folder:PATH[?size=64&mode=RGB]; first-level sub-folders "
-                  "are labels; PATH/train and PATH/test become splits", modality="image")
+def positive_int_option(req: SourceRequest, name: str, low: int, high: int) -> int | None:
+    """The integer option `name` of a data URI (None when absent), in [low, high], or a one-line ConfigError."""
+    if name not in req.options:
+        return None
+    text = req.options[name]
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--data {req.uri}: {name}={text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"--data {req.uri}: {name}={value} must lie between {low} and {high}")
+    return value
+
+
+@sources.register("folder", "a tree of PNG/JPEG images: folder:PATH[?size=64&mode=RGB&max_pixels=N]; first-level "
+                  "sub-folders are labels; PATH/train and PATH/test become splits", modality="image")
 def load_folder(req: SourceRequest) -> Dataset:
     if not req.path:
         raise ConfigError("--data folder:PATH needs a path")
     root = Path(req.path).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: folder not found")
-    size = int(req.options["size"]) if "size" in req.options else None
+    unknown = sorted(set(req.options) - {"size", "mode", "max_pixels"})
+    if unknown:
+        raise ConfigError(f"--data {req.uri}: unknown option(s) {', '.join(unknown)}; known: size, mode, max_pixels")
+    size = positive_int_option(req, "size", 4, 4096)
+    max_pixels = positive_int_option(req, "max_pixels", 1, 2**40)
     mode = req.options.get("mode")
+    if mode is not None and mode not in ("L", "RGB"):
+        raise ConfigError(f"--data {req.uri}: mode={mode!r}; use mode=L (grayscale) or mode=RGB")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        x_tr, y_tr = read_image_folder(root / "train", size, mode)
-        x_te, y_te = read_image_folder(root / "test", x_tr.shape[1], "L" if x_tr.ndim == 3 else "RGB")
+        x_tr, y_tr = read_image_folder(root / "train", size, mode, max_pixels)
+        x_te, y_te = read_image_folder(root / "test", x_tr.shape[1], "L" if x_tr.ndim == 3 else "RGB", max_pixels)
         return image_dataset(req.uri, x_tr, y_tr, x_te, y_te)
-    x, y = read_image_folder(root, size, mode)
+    x, y = read_image_folder(root, size, mode, max_pixels)
     return image_dataset(req.uri, x, y)

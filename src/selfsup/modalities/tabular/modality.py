@@ -29,7 +29,7 @@ from ..base import Modality, modalities
 from .corruptions import CORRUPTIONS, LayoutTensors
 from .encoders import tabular_encoders
 from .preprocess import Preprocessor, fit_spec, preprocessor
-from .table import NUMERIC, build_storage, is_frame
+from .table import NUMERIC, attach_schema, build_storage, is_frame, schema_of
 
 # recipe -> (corruption, rate)
 RECIPES: dict[str, tuple[str, float]] = {
@@ -128,6 +128,32 @@ class TabularModality(Modality):
                                 f"({', '.join(names)})")
             table.names = names
         return build_storage(names, table.columns, where, kinds=kinds, rows=table.rows)
+
+    def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
+                strict: bool = False) -> tuple[torch.Tensor, list[str]]:
+        """Columns matched by name and put in the run's order: a missing column is an error, extra ones are named
+        and ignored (refused with `strict`), a column whose kind changed (numeric/categorical) is an error."""
+        schema = schema_of(x)
+        names, kinds = list(schema["names"]), list(schema["kinds"])
+        want = [c["name"] for c in spec["columns"]]
+        missing = [n for n in want if n not in names]
+        if missing:
+            raise DataError(f"{where}: column(s) {', '.join(missing)} missing; the run was trained on "
+                            f"{', '.join(want)}")
+        extra = [n for n in names if n not in want]
+        if extra and strict:
+            raise DataError(f"{where}: column(s) {', '.join(extra)} were not in the training data (--strict)")
+        for col in spec["columns"]:
+            kind = kinds[names.index(col["name"])]
+            if kind != col["kind"]:
+                raise DataError(f"{where}: column {col['name']!r} is {kind} here but was {col['kind']} in training")
+        notes = [f"ignored column(s) not seen in training: {', '.join(extra)}"] if extra else []
+        if names == want:
+            return x, notes
+        idx = [names.index(n) for n in want]
+        aligned = x[:, idx]
+        attach_schema(aligned, {**schema, "names": want, "kinds": [kinds[i] for i in idx]})
+        return aligned, notes
 
     def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
         if x.ndim != 2:

@@ -144,6 +144,14 @@ class TimeSeriesModality(Modality):
             return TensorStorage(split.x)
         return TensorStorage(split.x.masked_fill(~split.mask.bool().unsqueeze(1), float("nan")))
 
+    def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
+                strict: bool = False) -> tuple[torch.Tensor, list[str]]:
+        """Channels must match the run's; any length is fine (padding never changes an embedding)."""
+        if x.shape[1] != spec["channels"]:
+            raise DataError(f"{where}: series with {x.shape[1]} channel(s), but the run was trained on "
+                            f"{spec['channels']}")
+        return x, []
+
     def _check_channels(self, x: torch.Tensor, spec: dict[str, Any]) -> None:
         if x.dim() != 3 or x.shape[1] != spec["channels"]:
             raise DataError(f"series shaped {tuple(x.shape)} do not match the run's {spec['channels']} channel(s) "
