@@ -13,7 +13,6 @@ Writes benchmarks/results/loop_ab.json: every run's img/s, the medians and the r
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys

@@ -152,3 +152,20 @@ def test_compare_runs(digits_run):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[0].startswith("| run | method") and len(lines) == 4
+
+
+def test_progress_lines_when_output_is_not_a_terminal(tmp_path):
+    """With stderr a pipe (a cluster job, nohup, CI) training writes plain progress lines: one every
+    --log-interval seconds (at the next logged step) and one per epoch; --quiet silences them."""
+    args = ["train", "--data", "digits", "--epochs", "2", "--batch-size", "32", "--threads", "1", "--no-eval",
+            "--no-monitor", "--encoder-option", "widths=[8,8,8,8]", "--method-option", "proj_hidden_dim=32",
+            "--log-interval", "0.001"]
+    proc = run_cli(*args, "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("selfsup: epoch")]
+    steps = [line for line in lines if " step " in line]
+    assert len(steps) >= 5, proc.stderr
+    assert "/84 (" in steps[-1] and "loss " in steps[-1] and "samples/s" in steps[-1] and "ETA" in steps[-1]
+    assert sum(" done: mean loss " in line for line in lines) == 2
+    quiet = run_cli(*args, "--out", tmp_path / "quiet", "--quiet")
+    assert quiet.returncode == 0 and "selfsup: epoch" not in quiet.stderr, quiet.stderr

@@ -1,6 +1,8 @@
 """report.html opens in headless Chromium with every image loaded; --select rankme keeps the best-RankMe encoder."""
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,17 +14,15 @@ from selfsup.report import build_report, rankme_knn_correlation
 SMALL = {"widths": [16, 32, 32, 32]}
 
 
-def open_in_chromium(path, screenshot):
-    """Load a page in headless Chromium; return (images that failed to load, number of tables, text)."""
-    webdriver = pytest.importorskip("selenium.webdriver")
+def open_in_chromium(path, screenshot, width=1280, height=2400):
+    """Load a page in headless Chromium; return (images that failed to load, number of images, table rows, text)."""
+    pytest.importorskip("selenium.webdriver")
     if not shutil.which("chromedriver") or not (shutil.which("chromium") or shutil.which("chromium-browser")):
         pytest.skip("chromium / chromedriver not installed (scripts/test.sh installs them)")
-    opts = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                 "--window-size=1280,2400"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=shutil.which("chromedriver")),
-                              options=opts)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from report_screenshot import headless_chromium
+
+    driver = headless_chromium(width, height)
     try:
         driver.get(f"file://{path}")
         broken = driver.execute_script(
@@ -30,6 +30,8 @@ def open_in_chromium(path, screenshot):
         n_images = driver.execute_script("return document.images.length")
         n_tables = driver.execute_script("return document.querySelectorAll('table tbody tr').length")
         text = driver.execute_script("return document.body.innerText")
+        overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"the page is {overflow} px wider than a {width}-px window"
         driver.save_screenshot(str(screenshot))
     finally:
         driver.quit()
@@ -48,15 +50,62 @@ def monitored_run(tmp_path_factory):
 
 
 def test_report_opens_in_browser_with_all_images(monitored_run, tmp_path):
+    """The verdict comes first (each protocol beside the baselines, in points and in words), then the pictures,
+    the curves and, folded away, configuration and environment; the page fits a phone-width window. The
+    screenshots are test artifacts (in the test's tmp_path), not committed."""
     out, _ = monitored_run
     path = build_report(selfsup.load(out))
     broken, n_images, n_rows, text = open_in_chromium(path.resolve(), tmp_path / "shot.png")
     assert broken == [] and n_images == 4  # curves, embedding map, neighbours, confusion matrix
-    assert n_rows > 10
-    for heading in ("Training curves", "Evaluation", "Embedding map", "Nearest neighbours", "Confusion matrix"):
-        assert heading in text
+    assert n_rows >= 2
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[1] == "Verdict", lines[:3]  # right after the title
+    order = [text.index(h) for h in ("Verdict", "Embedding map", "Nearest neighbours", "Confusion matrix",
+                                     "Training curves", "Configuration")]
+    assert order == sorted(order), order
+    assert "linear probe" in lines[2] or "kNN" in lines[2] or "protocol" in lines[2]
+    assert "points above raw input" in text or "points below raw input" in text or "on par with raw input" in text
+    assert " pt" in text and "%" in text
     assert "http" not in path.read_text().replace("http-equiv", "")  # self-contained: nothing fetched
     assert (tmp_path / "shot.png").stat().st_size > 10_000
+    broken, _, _, _ = open_in_chromium(path.resolve(), tmp_path / "phone.png", width=390, height=2400)
+    assert broken == []
+
+
+def test_verdict_words_and_numbers_for_people():
+    from selfsup.report import human, reading, sentence
+
+    assert human(10.0) == "10" and human(0.023999999999999997) == "0.024" and human(3767.2) == "3,767"
+    assert sentence("linear probe", 0.993, 0.984, 0.967) == (
+        "The linear probe reaches 99.3 %: 0.9 points above raw input (98.4 %) and 2.6 points above a random "
+        "encoder (96.7 %).")
+    assert "below raw input" in sentence("kNN (k = 200)", 0.88, 0.97, 0.86)
+    epochs = [{"epoch": i, "rankme": 100 + 35 * i, "online_knn_acc": 0.98 - 0.006 * i} for i in range(5)]
+    (note,) = reading(epochs, {})
+    assert "RankMe (label-free) went from 100 to 240" in note and "does not track accuracy" in note
+
+
+def test_compare_html_for_three_methods(tmp_path):
+    from test_bad_inputs import cli
+
+    runs = []
+    for method in ("simclr", "byol", "vicreg"):
+        out = tmp_path / method
+        proc = cli("train", "--data", "digits", "--method", method, "--epochs", "2", "--out", out, "--threads", "1",
+                   "--encoder-option", "widths=[8,16,16,16]", "--method-option", "proj_hidden_dim=32", "--quiet",
+                   "--no-report")
+        assert proc.returncode == 0, proc.stderr
+        runs.append(out)
+    page = tmp_path / "compare.html"
+    proc = cli("compare", *runs, "--html", page)
+    assert proc.returncode == 0 and page.exists(), proc.stderr
+    broken, n_images, n_rows, text = open_in_chromium(page.resolve(), tmp_path / "compare.png")
+    assert broken == [] and n_images == 1
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[1] == "Verdict"
+    header = next(line for line in lines if line.startswith("protocol"))
+    assert all(m in header for m in ("simclr", "byol", "vicreg", "raw input", "random encoder")), header
+    assert "Configuration differences" in text and "train.method" in text
 
 
 def test_metrics_have_per_epoch_diagnostics(monitored_run):

@@ -27,7 +27,8 @@ EXAMPLES = {
     "encoders": "selfsup encoders",
     "datasets": "selfsup datasets",
     "report": "selfsup report runs/digits-simclr    # writes runs/digits-simclr/report.html",
-    "compare": "selfsup compare runs/digits-simclr runs/digits-byol --markdown",
+    "compare": "selfsup compare runs/digits-simclr runs/digits-byol --markdown\n"
+               "  selfsup compare runs/digits-simclr runs/digits-byol runs/digits-vicreg --html compare.html",
     "export": "selfsup export runs/digits-simclr --format onnx    # writes runs/digits-simclr/encoder.onnx",
 }
 
@@ -76,6 +77,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--optimizer", choices=["lars", "sgd", "adamw"], help="default: the method's paper")
     p.add_argument("--lr", type=float, help="learning rate (default: paper value x batch/256)")
     p.add_argument("--weight-decay", type=float, dest="weight_decay")
+    p.add_argument("--log-interval", type=float, dest="log_interval",
+                   help="seconds between progress lines when stderr is not a terminal (default 30)")
     p.add_argument("--weight-decay-end", type=float, dest="weight_decay_end",
                    help="weight decay at the end of training, reached on a cosine from --weight-decay (DINO: 0.04 -> 0.4)")
     p.add_argument("--warmup-fraction", type=float, dest="warmup_fraction")
@@ -108,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     base = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
     overrides = {k: getattr(args, k) for k in ("data", "method", "encoder", "epochs", "minutes", "batch_size", "seed",
-                                               "data_dir", "modality", "optimizer", "lr", "weight_decay", "weight_decay_end",
+                                               "data_dir", "modality", "optimizer", "lr", "weight_decay", "weight_decay_end", "log_interval",
                                                "warmup_fraction", "augmentation_strength", "device", "threads",
                                                "precision", "channels_last", "compile", "select", "monitor",
                                                "checkpoint_minutes", "checkpoint_every_steps", "sync_bn", "log")
@@ -301,6 +304,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     rows = compare_runs(args.runs)
     print(markdown_table(rows) if args.markdown else terminal_table(rows))
+    if args.html:
+        from .compare import write_html
+
+        print(f"comparison page: {write_html(args.runs, args.html)}", file=sys.stderr)
     return 0
 
 
@@ -425,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  " + EXAMPLES["compare"], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--html", metavar="OUT", help="also write a self-contained page: verdicts side by side with the "
+                   "shared baselines, training curves overlaid, configuration differences")
     for name, text in (("methods", "list methods"), ("encoders", "list encoders"), ("datasets", "list data sources")):
         p = sub.add_parser(name, help=text, epilog="example:\n  " + EXAMPLES[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter)

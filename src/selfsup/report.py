@@ -1,8 +1,9 @@
 """`selfsup report RUN`: one self-contained report.html (figures embedded as PNG data URIs, no network).
 
-Sections: configuration, training curves (loss, lr, throughput, RankMe, online kNN), the evaluation table
-with baselines, a 2-D t-SNE map of test embeddings coloured by label, nearest-neighbour queries for
-images, and the linear probe's confusion matrix.
+It leads with the verdict (each protocol beside raw input and a random encoder, differences in points, one
+sentence each), then the pictures (t-SNE map of test embeddings, nearest neighbours for pictures, the linear
+probe's confusion matrix), the training curves with a reading of the diagnostics, and configuration and
+environment folded away.
 """
 from __future__ import annotations
 
@@ -125,23 +126,122 @@ def confusion_figure(cm: np.ndarray, classes: list) -> str:
     return figure_uri(fig)
 
 
-def table(rows: list[list[Any]], header: list[str]) -> str:
+def table(rows: list[list[Any]], header: list[str], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    body = "".join("<tr>" + "".join(f"<td>{cellhtml(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def fmt(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
+class Raw(str):
+    """HTML a table cell shows as is (already escaped)."""
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
-th{background:#f0f0f0}td:first-child{text-align:left}img{max-width:100%}h2{border-bottom:1px solid #ddd}"""
+def cellhtml(v: Any) -> str:
+    return str(v) if isinstance(v, Raw) else html.escape(human(v))
+
+
+def human(v: Any) -> str:
+    """A number as a person writes it: 10.0 -> '10', 0.023999999999999997 -> '0.024', 3767.2 -> '3,767'."""
+    if isinstance(v, bool) or v is None:
+        return "" if v is None else str(v).lower()
+    if isinstance(v, int):
+        return f"{v:,}" if abs(v) >= 10_000 else str(v)
+    if isinstance(v, float):
+        if not np.isfinite(v):
+            return str(v)
+        if v == int(v) and abs(v) < 1e6:
+            return str(int(v))
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+    return str(v)
+
+
+def pct(v: float) -> str:
+    return f"{100 * v:.1f} %"
+
+
+PROTOCOL_NAMES = {"knn": "kNN (k = 200)", "linear": "linear probe", "svm": "RBF SVM", "kmeans": "k-means (NMI)"}
+
+
+def verdict(ev: dict[str, Any]) -> tuple[str, list[str]]:
+    """The report's first block: each protocol's figure beside raw input and a random encoder, the differences
+    in points (coloured), and one plain sentence per protocol."""
+    rows, sentences = [], []
+    for proto, by_name in ev.get("protocols", {}).items():
+        if proto not in PROTOCOL_NAMES:
+            continue
+        key = "nmi" if proto == "kmeans" else "acc"
+        ours = by_name.get("selfsup", {}).get(key)
+        if ours is None:
+            continue
+        raw, rand = (by_name.get(n, {}).get(key) for n in ("raw", "random_encoder"))
+        rows.append([PROTOCOL_NAMES[proto], Raw(f"<b>{pct(ours)}</b>"), "-" if raw is None else pct(raw),
+                     difference(ours, raw), "-" if rand is None else pct(rand), difference(ours, rand)])
+        sentences.append(sentence(PROTOCOL_NAMES[proto], ours, raw, rand))
+    header = ["protocol", "selfsup", "raw input", "vs raw", "random encoder", "vs random"]
+    return (table(rows, header, "verdict") if rows else ""), sentences
+
+
+def difference(ours: float, other: float | None) -> Raw:
+    if other is None:
+        return Raw("-")
+    d = 100 * (ours - other)
+    colour = "good" if d > 0.5 else "bad" if d < -0.5 else "even"
+    return Raw(f'<span class="{colour}">{d:+.1f} pt</span>')
+
+
+def sentence(name: str, ours: float, raw: float | None, rand: float | None) -> str:
+    def rel(other: float, what: str) -> str:
+        d = 100 * (ours - other)
+        if abs(d) <= 0.5:
+            return f"on par with {what} ({pct(other)})"
+        return f"{abs(d):.1f} points {'above' if d > 0 else 'below'} {what} ({pct(other)})"
+
+    parts = [rel(raw, "raw input")] if raw is not None else []
+    parts += [rel(rand, "a random encoder")] if rand is not None else []
+    text = f"The {name} reaches {pct(ours)}" + (": " + " and ".join(parts) if parts else "") + "."
+    if raw is not None and ours < raw - 0.005:
+        text += " Below raw input, the representation loses information this protocol could use; train longer, " \
+                "try another method, or check the augmentations suit the data."
+    return text
+
+
+def reading(epochs: list[dict], summary: dict[str, Any]) -> list[str]:
+    """Plain sentences on the training diagnostics: collapse, and a label-free signal moving against a labelled one."""
+    notes = [f"Warning: {w}" for w in summary.get("warnings", [])]
+    both = [e for e in epochs if "rankme" in e and "online_knn_acc" in e]
+    if len(both) >= 2:
+        r0, r1 = both[0]["rankme"], both[-1]["rankme"]
+        a0, a1 = both[0]["online_knn_acc"], both[-1]["online_knn_acc"]
+        rho = rankme_knn_correlation(epochs)
+        trend = f" (rank correlation over {len(both)} epochs: {rho:+.2f})" if rho is not None else ""
+        if (r1 - r0) * (a1 - a0) < 0 and abs(a1 - a0) >= 0.005:
+            notes.append(f"RankMe (label-free) went from {r0:.0f} to {r1:.0f} while the online kNN accuracy went from "
+                         f"{pct(a0)} to {pct(a1)}{trend}: on this data the label-free signal does not track accuracy, "
+                         "so do not choose checkpoints by RankMe alone (--select last is the default).")
+        elif abs(a1 - a0) >= 0.005:
+            notes.append(f"RankMe went from {r0:.0f} to {r1:.0f} and the online kNN accuracy from {pct(a0)} to "
+                         f"{pct(a1)}{trend}: the label-free and labelled signals agree.")
+    std = [e["embedding_std"] for e in epochs if "embedding_std" in e]
+    if std and not summary.get("warnings") and std[-1] < 1e-3:
+        notes.append(f"The embeddings' per-dimension std ended at {std[-1]:.2g}: close to collapse.")
+    return notes
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}img{max-width:100%;height:auto}
+h2{border-bottom:1px solid #ddd;margin-top:1.6em}.scroll{overflow-x:auto}
+#verdict{background:#f7f9fc;border:1px solid #d5deea;border-radius:6px;padding:.4em 1em 1em}
+#verdict p{margin:.4em 0}.good{color:#137333;font-weight:600}.bad{color:#b3261e;font-weight:600}.even{color:#555}
+details{margin:1em 0}summary{cursor:pointer;font-weight:600}.note{color:#555;font-size:.92em}"""
 
 
 def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_points: int = 2000) -> Path:
-    """Write report.html for a run directory; returns its path."""
+    """Write report.html for a run directory; returns its path.
+
+    Order: the verdict (evaluation beside the baselines, in points and words), the pictures, the training curves
+    with a reading of the diagnostics, then configuration and environment folded away.
+    """
     assert run.path is not None, "report needs a run directory"
     import matplotlib
 
@@ -149,27 +249,25 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
     steps, epochs = read_metrics(run.path / "metrics.jsonl")
     ev = json.loads((run.path / "eval.json").read_text()) if (run.path / "eval.json").exists() else {}
     s = run.summary
-    parts = [f"<h1>selfsup run: {html.escape(str(s.get('method')))} on {html.escape(str(s.get('data')))}</h1>",
-             "<h2>Summary</h2>", table([[k, v] for k, v in s.items() if not isinstance(v, dict)], ["", "value"])]
-    cfg = {**{k: v for k, v in run.config.to_dict().items() if v not in (None, {}, [])},
-           **{f"resolved.{k}": v for k, v in run.resolved.items() if k != "data_spec"}}
-    parts += ["<h2>Configuration</h2>", table([[k, json.dumps(v)] for k, v in cfg.items()], ["option", "value"])]
-    if steps:
-        parts += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{curves_figure(steps, epochs)}">']
-        rho = rankme_knn_correlation(epochs)
-        if rho is not None:
-            parts.append(f"<p>Spearman correlation of RankMe with online kNN accuracy across epochs: "
-                         f"<b>{rho:.3f}</b> ({len(epochs)} epochs).</p>")
+    title = f"{s.get('method')} on {s.get('data')}"
+    block, sentences = verdict(ev)
+    head = (f"<p class='note'>{human(s.get('steps'))} steps, {human(s.get('epochs'))} epochs in "
+            f"{human(s.get('train_seconds'))} s on {html.escape(str(s.get('device')))} "
+            f"({html.escape(str(s.get('precision')))}); encoder {html.escape(str(s.get('encoder')))}.</p>")
     if ev.get("protocols"):
-        parts += ["<h2>Evaluation (frozen encoder)</h2>",
-                  f"<p>{ev['n_train']} train / {ev['n_test']} test; test = {html.escape(ev['test_source'])}. "
-                  "Hyper-parameters chosen on validation splits of the training data.</p>",
-                  table(evaluation_rows(ev), ["protocol", "selfsup", "raw input", "random encoder"])]
+        where = (f"<p class='note'>Frozen encoder; {human(ev['n_train'])} train / {human(ev['n_test'])} test "
+                 f"({html.escape(ev['test_source'])}); hyper-parameters chosen on validation splits of the training "
+                 "data.</p>")
+        body = block + "".join(f"<p>{html.escape(t)}</p>" for t in sentences) + where
+    else:
+        body = "<p>No evaluation: the data have no labels, or evaluation was skipped. The embeddings are in the run " \
+               "(<code>selfsup embed</code>); label a few hundred samples and run <code>selfsup eval</code>.</p>"
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<section id='verdict'><h2>Verdict</h2>{body}{head}</section>"]
     try:
         ds = load_dataset(data or run.config.data, run.config.data_dir, run.resolved["modality"])
     except Exception as exc:  # data moved or unlabelled: the report still shows what it can
         ds = None
-        parts.append(f"<p>Embedding views skipped: {html.escape(str(exc))}</p>")
+        parts.append(f"<p class='note'>Embedding pictures skipped: {html.escape(str(exc))}</p>")
     if ds is not None and ds.train.y is not None:
         _, test, _ = holdout_test_split(ds)
         sel = np.random.default_rng(0).permutation(len(test))[:max_points]
@@ -183,8 +281,23 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
         cm = ev.get("linear_confusion")
         if cm is not None:
             parts += ["<h2>Confusion matrix</h2>", f'<img alt="confusion matrix" src="{confusion_figure(np.array(cm), classes)}">']
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>selfsup report</title><style>{CSS}</style>"
-           f"</head><body>{''.join(parts)}</body></html>")
+    if steps:
+        parts += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{curves_figure(steps, epochs)}">']
+        parts += [f"<p>{html.escape(t)}</p>" for t in reading(epochs, s)]
+    if ev.get("protocols"):
+        parts.append("<details><summary>All evaluation figures</summary>" +
+                     table(evaluation_rows(ev), ["protocol", "selfsup", "raw input", "random encoder"]) + "</details>")
+    cfg = {**{k: v for k, v in run.config.to_dict().items() if v not in (None, {}, [])},
+           **{f"resolved.{k}": v for k, v in run.resolved.items() if k != "data_spec"}}
+    parts.append("<details><summary>Configuration</summary>" +
+                 table([[k, json.dumps(v)] for k, v in cfg.items()], ["option", "value"]) + "</details>")
+    env = {k: v for k, v in s.items() if not isinstance(v, (dict, list))}
+    env.update({f"versions.{k}": v for k, v in s.get("versions", {}).items()})
+    parts.append("<details><summary>Run summary and environment</summary>" +
+                 table([[k, v] for k, v in env.items()], ["", "value"]) + "</details>")
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
+           f"initial-scale=1'><title>selfsup: {html.escape(title)}</title><style>{CSS}</style></head>"
+           f"<body>{''.join(parts)}</body></html>")
     path = Path(out) if out else run.path / "report.html"
     atomic_write_text(path, doc)
     return path

@@ -97,6 +97,7 @@ class TrainConfig:
     compile: bool = False
     batched_views: bool = True
     log_every: int = 10
+    log_interval: float = 30.0  # seconds between progress lines when not on a terminal
     select: str = "last"
     monitor: bool = True
     checkpoint_minutes: float | None = 10.0  # a checkpoint every N minutes (None: only --checkpoint-every)
@@ -118,6 +119,8 @@ class TrainConfig:
             raise ConfigError(f"--aug-strength must be >= 0 (0: nearly no augmentation), got {self.augmentation_strength}")
         if self.weight_decay is not None and self.weight_decay < 0:
             raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.log_interval <= 0:
+            raise ConfigError(f"--log-interval must be > 0 seconds, got {self.log_interval}")
         if self.log_every < 1:
             raise ConfigError(f"--log-every must be >= 1, got {self.log_every}")
         if self.epochs is not None and self.minutes is not None:

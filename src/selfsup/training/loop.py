@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from ..views import ViewMaker
 from .distributed import World, shard, sync_values
 from .loggers import MetricsLog
 from .optim import apply_schedules
+from .progress import Budget, Progress, make_progress
 from .step import optimisation_step
 from .threads import CpuShare
 
@@ -53,6 +53,7 @@ class LoopSettings:
     weight_decay_schedule: Schedule | None = None  # None: the optimiser's weight decay stays as built
     log_every: int = 10
     progress: bool = True
+    progress_interval: float = 30.0  # seconds between progress lines when stderr is not a terminal
     world: World = field(default_factory=World)
     checkpoint_every_steps: int | None = None
     checkpoint_seconds: float | None = None
@@ -122,18 +123,6 @@ class LoopResult:
         return self.samples / self.seconds if self.seconds > 0 else 0.0
 
 
-def progress_bar(enabled: bool):
-    """A rich progress bar on stderr (loss, lr, samples/s), or a no-op."""
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-                    console=Console(stderr=True), transient=False)
-
-
 def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage, view_maker: ViewMaker,
              settings: LoopSettings, log: MetricsLog, epoch_hooks: list[EpochHook] = (), *,
              model: torch.nn.Module | None = None, resume: LoopState | None = None,
@@ -169,11 +158,8 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
     if state.finished:
         return finish(result, state.train_seconds, steps_per_epoch)
     method.train()
-    bar = progress_bar(settings.progress)
-    task = bar.add_task("train", total=total_steps or budget_s, status="",
-                        completed=state.steps if total_steps else state.train_seconds) if bar else None
-    if bar:
-        bar.start()
+    bar = make_progress(settings.progress, Budget(total_steps, budget_s), settings.progress_interval)
+    bar.start(state.steps, state.train_seconds)
     signals = StopSignals(enabled=checkpoint is not None)
     share = settings.cpu_share
     if share is not None:
@@ -260,9 +246,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
                         extra["weight_decay"] = wd
                     log.write({"step": result.steps, "epoch": epoch, "lr": lr, "samples_per_s": rate,
                                "elapsed_s": now - start, "threads": torch.get_num_threads(), "loss": value, **extra})
-                    if bar:
-                        bar.update(task, completed=result.steps if total_steps else min(now - start, budget_s),
-                                   status=f"loss {value:.4f} lr {lr:.3g} {rate:,.0f} samples/s")
+                    bar.update(result.steps, epoch, value, lr, rate, now - start)
                 if total_steps is not None and result.steps >= total_steps:
                     done = True
                     break
@@ -280,6 +264,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
                 method.train()
                 start += time.perf_counter() - hook_start  # monitoring is not charged to the budget
                 log.write(record)
+                bar.epoch_end(epoch, record["loss"], result.steps, time.perf_counter() - start)
                 result.losses.extend(epoch_losses)
                 epoch_losses = []
                 epoch += 1
@@ -296,20 +281,16 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
         return finish(result, seconds, steps_per_epoch)
     finally:
         signals.close()
-        if bar:
-            bar.stop()
+        bar.stop()
 
 
-def warn_collapse(result: LoopResult, epoch: int, record: dict[str, Any], bar: Any) -> None:
+def warn_collapse(result: LoopResult, epoch: int, record: dict[str, Any], bar: Progress) -> None:
     """Say once, on stderr, that the embeddings have collapsed (per-dimension std near zero)."""
     message = (f"warning: embeddings collapsed at epoch {epoch} (mean per-dimension std "
                f"{record.get('embedding_std', float('nan')):.2g}, near zero): every input maps to about the same "
                "vector; try a lower --lr, a larger --batch-size or another method")
     result.warnings.append(message)
-    if bar is not None:
-        bar.console.print(f"selfsup: {message}", markup=False, highlight=False)
-    else:
-        print(f"selfsup: {message}", file=sys.stderr, flush=True)
+    bar.message(f"selfsup: {message}")
 
 
 def finish(result: LoopResult, seconds: float, steps_per_epoch: int) -> LoopResult:

@@ -124,8 +124,8 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
         resolved["precision"] = resolve_precision(cfg.precision, device)
         settings = LoopSettings(resolved["batch_size"], cfg.epochs, cfg.minutes, plan.lr_schedule(cfg), cfg.seed,
                                 device, resolved["precision"], plan.weight_decay_schedule(cfg), cfg.log_every,
-                                progress and world.is_main, world, cfg.checkpoint_every_steps, checkpoint_seconds,
-                                cpu_share=share)
+                                progress and world.is_main, cfg.log_interval, world, cfg.checkpoint_every_steps,
+                                checkpoint_seconds, cpu_share=share)
         hooks = epoch_hooks(cfg, dataset, resolved, device) if world.is_main else []
         header = {"config": cfg.to_dict(), "resolved": resolved, "world_size": world.size,
                   "data": plan.storage.describe()}
