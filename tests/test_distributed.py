@@ -161,6 +161,53 @@ def _moco_worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+def _dino_worker(rank: int, port: int, out_dir: str) -> None:
+    """One DINO step: the centre is the EMA of the teacher's mean over the global batch (all-reduced)."""
+    from selfsup.methods.dino import DINO
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        gen = torch.Generator().manual_seed(3)
+        crops = [torch.randn(LOCAL_BATCH * WORLD, 10, generator=gen) for _ in range(4)]
+
+        def one_step(world: bool, local: bool):
+            torch.manual_seed(0)
+            method = DINO(TinyEncoder(), out_dim=16, hidden_dim=16, bottleneck_dim=8, local_crops=2)
+            if world:
+                method.set_world(rank, WORLD)
+            views = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in crops] if local else crops
+            if local:  # batch statistics over the global batch, as the single process computes them
+                convert_sync_batchnorm(method, torch.device("cpu"))
+            model = ddp(method, torch.device("cpu")) if local else method
+            opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
+            optimisation_step(method, model, opt, Views(views[:2], views[2:]), 0.5, torch.device("cpu"), "fp32")
+            del model
+            return method.center.clone()
+
+        single = one_step(world=False, local=False)
+        distributed = one_step(world=True, local=True)
+        naive = one_step(world=False, local=True)  # its own batch's mean only: the negative control
+        report = {"diff": (distributed - single).abs().max().item(), "naive_diff": (naive - single).abs().max().item(),
+                  "scale": single.abs().max().item()}
+        with open(os.path.join(out_dir, f"dino{rank}.json"), "w") as f:
+            json.dump(report, f)
+        gc.collect()
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_dino_centre_is_the_global_batch_mean(tmp_path):
+    """Every process's centre after a step equals the single-process centre on the concatenated batch; a DINO not
+    told about the other process (the negative control) centres on its own half and differs."""
+    mp.spawn(_dino_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    for rank in range(WORLD):
+        r = json.loads((tmp_path / f"dino{rank}.json").read_text())
+        assert r["scale"] > 1e-4 and r["diff"] <= 1e-6, r
+        assert r["naive_diff"] > 1e-4, r
+
+
 def test_moco_queue_holds_every_process_keys(tmp_path):
     """After a step every process's queue equals the single-process queue on the concatenated batch, so the next
     step's loss matches too; a MoCo that enqueues only its own keys (the negative control) does not."""

@@ -70,3 +70,77 @@ def test_vicreg_hand_computed():
     hinge = 1 - math.sqrt(0.02 + 1e-4)
     expected = 25 * 0 + 25 * hinge + 1 * 2 * (2 * 0.02**2 / 2)
     assert vicreg_loss(z, z.clone()).item() == pytest.approx(expected, rel=1e-4)
+
+
+# ---- DINO, MoCo v3, NNCLR ----
+
+def test_dino_loss_by_hand():
+    """Teacher softmax of (t - c) / T_t against student log-softmax s / T_s, over pairs of different views."""
+    from selfsup.methods.dino import dino_loss
+
+    t = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])]
+    s = [torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])]
+    c = torch.tensor([[0.5, 0.5]])
+    # teacher 0: (0.5, -0.5) / 0.5 = (1, -1) -> q0 = (e^2, 1) / (e^2 + 1); teacher 1: q1 = (1, e^2) / (e^2 + 1)
+    e2 = math.exp(2)
+    q0, q1 = (e2 / (e2 + 1), 1 / (e2 + 1)), (1 / (e2 + 1), e2 / (e2 + 1))
+    # student at T_s = 1: log-softmax of (0,0) = (-log2, -log2); of (1,0); of (0,2)
+    def logp(a, b):
+        z = math.log(math.exp(a) + math.exp(b))
+        return a - z, b - z
+    h = lambda q, lp: -(q[0] * lp[0] + q[1] * lp[1])  # noqa: E731
+    pairs = [h(q0, logp(1, 0)), h(q0, logp(0, 2)), h(q1, logp(0, 0)), h(q1, logp(0, 2))]  # (0,1) (0,2) (1,0) (1,2)
+    expected = sum(pairs) / 4
+    assert dino_loss(s, t, c, student_temp=1.0, teacher_temp=0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dino_centre_freeze_and_teacher_temperature():
+    from selfsup.methods.base import TrainingContext
+    from selfsup.methods.dino import DINO
+    from selfsup.views import Views
+
+    torch.manual_seed(0)
+    enc = torch.nn.Linear(6, 5)
+    enc.out_dim = 5
+    method = DINO(enc, out_dim=4, hidden_dim=8, bottleneck_dim=3, local_crops=1, teacher_temp=0.07,
+                  warmup_teacher_temp=0.04, teacher_temp_warmup=0.5)
+    method.setup(TrainingContext(num_samples=20, batch_size=10))  # 2 steps per epoch: the last layer frozen 2 steps
+    views = Views([torch.randn(10, 6), torch.randn(10, 6)], [torch.randn(10, 6)])
+    loss, logs = method(views)
+    assert float(logs["teacher_temp"]) == pytest.approx(0.04)  # warm-up starts at warmup_teacher_temp
+    teacher = method.pending_teacher.clone()
+    loss.backward()
+    method.before_optimizer_step()
+    assert all(p.grad is None for p in method.head.last_layer.parameters())
+    assert method.head.mlp[0].weight.grad is not None
+    method.after_optimizer_step(0.25)
+    torch.testing.assert_close(method.center, 0.1 * teacher.mean(dim=0, keepdim=True))  # 0.9 * 0 + 0.1 * mean
+    assert method.teacher_temp(0.25) == pytest.approx(0.055) and method.teacher_temp(0.8) == pytest.approx(0.07)
+    method.steps = 2  # past the first epoch: the last layer trains
+    method.zero_grad()
+    method(views)[0].backward()
+    method.before_optimizer_step()
+    assert all(p.grad is not None for p in method.head.last_layer.parameters() if p.requires_grad)
+
+
+def test_nearest_neighbours_and_nnclr_loss_by_hand():
+    from selfsup.methods.nnclr import nearest_neighbours, nnclr_loss
+
+    support = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    z = torch.tensor([[0.9, 0.1], [0.1, 3.0], [1.0, 1.2]])
+    torch.testing.assert_close(nearest_neighbours(z, support), support[[0, 1, 2]])
+    nn_z, p = torch.eye(2), torch.eye(2)
+    # cos = identity, T = 0.5: logits diag 2, off 0 -> -log(e^2 / (e^2 + 1))
+    assert nnclr_loss(nn_z, p, 0.5).item() == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 1)), rel=1e-6)
+
+
+def test_mocov3_loss_by_hand():
+    from selfsup.methods.mocov3 import mocov3_loss
+
+    q = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    k = torch.tensor([[3.0, 0.0], [1.0, 1.0], [0.0, 1.0]])  # three keys (two processes' worth), offset 1
+    c = 1 / math.sqrt(2)
+    # row 0 (positive key 1): logits (1, c, 0) / T; row 1 (positive key 2): logits (0, c, 1) / T; T = 1
+    ce0 = -math.log(math.exp(c) / (math.exp(1) + math.exp(c) + 1))
+    ce1 = -math.log(math.exp(1) / (1 + math.exp(c) + math.exp(1)))
+    assert mocov3_loss(q, k, temperature=1.0, offset=1).item() == pytest.approx(2 * (ce0 + ce1) / 2, rel=1e-6)

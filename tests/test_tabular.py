@@ -173,8 +173,13 @@ def test_view_recipes_shapes():
         assert len(v.global_views) == 2 and not torch.equal(*v.global_views)
     with pytest.raises(ConfigError, match="tables have no 'nope' views"):
         mod.view_maker(ViewRequest("nope"), spec)
-    with pytest.raises(ConfigError, match="local crops"):
-        mod.view_maker(ViewRequest("instance", local_views=2), spec)
+    with pytest.raises(ConfigError, match="step masks"):
+        mod.view_maker(ViewRequest("instance", keep=True), spec)
+    multi = mod.view_maker(ViewRequest("instance", local_views=3, local_size=0.5), spec)(x, g)
+    assert len(multi.local_views) == 3 and all(v.shape == (64, d) for v in multi.local_views)
+    # a local view replaces more of the row than a global one (rate 0.3 + 0.7 * 0.5 = 0.65 against 0.3)
+    changed = lambda v: float((v != clean).float().mean())  # noqa: E731
+    assert changed(multi.local_views[0]) > 1.5 * changed(multi.global_views[0])
 
 
 def write_csv(path, text):

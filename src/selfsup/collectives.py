@@ -61,3 +61,13 @@ def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
     return _AllReduceWithGrad.apply(x)
+
+
+@torch.no_grad()
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum of `x` over processes, without a gradient (statistics such as DINO's centre); `x` itself in one process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    x = x.contiguous().clone()
+    dist.all_reduce(x)
+    return x

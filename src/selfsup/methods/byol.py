@@ -10,11 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from torch import nn
 
-from ..schedules import Schedule
 from ..views import ViewRequest
-from .base import Method, check_option, OptimizerDefaults, make_target, mlp, register_method
+from .base import OptimizerDefaults, mlp, register_method
+from .momentum import OnlineTargetMethod
 from .numerics import full_precision
 
 
@@ -26,30 +25,16 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 @register_method("byol", "Predict an EMA target network's projection of the other view (no negatives).",
                  "Grill et al. 2020, arXiv:2006.07733")
-class BYOL(Method):
+class BYOL(OnlineTargetMethod):
     optimizer = OptimizerDefaults("lars", lr=0.2, weight_decay=1.5e-6)
     requested_views = ViewRequest("asymmetric")
 
     def __init__(self, encoder, proj_hidden_dim: int = 4096, proj_dim: int = 256,
                  pred_hidden_dim: int = 4096, base_momentum: float = 0.99) -> None:
-        super().__init__(encoder)
-        check_option("byol", "base_momentum", base_momentum, 0.0, 1.0, low_open=False)
-        self.momentum = Schedule(base_momentum, 1.0)  # cosine from base_momentum to 1
-        self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim)
-        self.predictor = mlp(proj_dim, pred_hidden_dim, proj_dim)
-        self.target_encoder = make_target(self.encoder)
-        self.target_projector = make_target(self.projector)
-
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        return [(self.encoder, self.target_encoder), (self.projector, self.target_projector)]
-
-    def target_momentum(self, progress: float) -> float:
-        return self.momentum(progress)
+        super().__init__(encoder, base_momentum)
+        self.make_targets(mlp(self.feature_dim, proj_hidden_dim, proj_dim), mlp(proj_dim, pred_hidden_dim, proj_dim))
 
     def loss_on_views(self, views):
-        z1, z2 = (self.projector(h) for h in self.encode(views.global_views))
-        p1, p2 = self.predictor(torch.cat([z1, z2])).chunk(2)
-        with torch.no_grad():
-            t1, t2 = (self.target_projector(h) for h in self.encode(views.global_views, self.target_encoder))
+        p1, p2, t1, t2 = self.predictions_and_targets(views)
         loss = 0.5 * (byol_loss(p1, t2) + byol_loss(p2, t1))
         return loss, {}

@@ -17,6 +17,7 @@ from torch import nn
 from ..views import ViewRequest
 from .base import Method, check_option, OptimizerDefaults, TrainingContext, make_target, register_method
 from .numerics import full_precision
+from .queues import enqueue
 
 
 @full_precision
@@ -68,14 +69,6 @@ class MoCo(Method):
     def target_momentum(self, progress: float) -> float:
         return self.base_momentum  # constant, as in MoCo v2
 
-    @torch.no_grad()
-    def _enqueue(self, keys: torch.Tensor) -> None:
-        """Write `keys` at the queue pointer (wrapping) and advance it, without reading the pointer on the host."""
-        n, size = keys.shape[0], self.queue.shape[0]
-        idx = (torch.arange(n, device=keys.device) + self.queue_ptr) % size
-        self.queue.index_copy_(0, idx, F.normalize(keys.float(), dim=1).to(self.queue.dtype))
-        self.queue_ptr.copy_((self.queue_ptr + n) % size)
-
     def loss_on_views(self, views):
         q1, q2 = (self.projector(h) for h in self.encode(views.global_views))
         with torch.no_grad():
@@ -89,5 +82,5 @@ class MoCo(Method):
 
     def after_optimizer_step(self, progress: float) -> None:
         if self.pending_keys is not None:
-            self._enqueue(self.pending_keys)
+            enqueue(self.queue, self.queue_ptr, self.pending_keys)
             self.pending_keys = None

@@ -37,10 +37,9 @@ class TrainingPlan:
         return Schedule(1.0, 0.0, warmup=cfg.warmup_fraction)
 
     def weight_decay_schedule(self, cfg: TrainConfig) -> Schedule | None:
-        """Cosine from the resolved weight decay to --weight-decay-end (None: constant)."""
-        if cfg.weight_decay_end is None:
-            return None
-        return Schedule(self.resolved["weight_decay"], cfg.weight_decay_end)
+        """Cosine from the resolved weight decay to the resolved end value (None: constant)."""
+        end = self.resolved.get("weight_decay_end")
+        return None if end is None else Schedule(self.resolved["weight_decay"], end)
 
 
 def split_encoder_name(name: str) -> tuple[str, dict[str, Any]]:
@@ -57,6 +56,29 @@ class ChannelsLastViews:
 
     def __call__(self, batch: Any, generator: torch.Generator | None = None) -> Views:
         return self.inner(batch, generator).map(lambda v: v.contiguous(memory_format=torch.channels_last))
+
+
+@torch.no_grad()
+def check_views_fit_encoder(method: str, enc_name: str, encoder: torch.nn.Module, view_maker: ViewMaker,
+                            storage: Storage) -> None:
+    """Every view shape the method will get goes through the encoder once (2 samples, eval mode: no state
+    changes) before training, so views the encoder cannot take (multi-crop crops smaller than its pooling
+    allows) are a one-line ConfigError here instead of a failure inside the first step."""
+    views = view_maker(storage.take(torch.arange(min(2, len(storage)))), torch.Generator().manual_seed(0))
+    shapes = {tuple(v.shape[1:]): v for v in views.crops}
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        for shape, v in shapes.items():
+            try:
+                encoder(v)
+            except (RuntimeError, ValueError) as exc:
+                first = (str(exc).splitlines() or [""])[0]
+                raise ConfigError(f"method {method!r} makes views of shape {'x'.join(map(str, shape))} that the "
+                                  f"encoder {enc_name!r} cannot take ({first}); use larger inputs or fewer, larger "
+                                  "local crops (e.g. --method-option local_crops=0)") from None
+    finally:
+        encoder.train(was_training)
 
 
 def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> TrainingPlan:
@@ -108,6 +130,7 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
     # the data source's view defaults (e.g. no mirror images of digits) under the caller's own options
     augmentation = {**dataset.info.get("view_options", {}), **cfg.augmentation}
     view_maker = modality.view_maker(request, spec, cfg.augmentation_strength, augmentation)
+    check_views_fit_encoder(cfg.method, enc_name, encoder, view_maker, modality.storage(dataset.train))
     channels_last = cfg.channels_last and modality.channels_last
     resolved = {
         "modality": dataset.modality, "data_spec": spec, "encoder": enc_name, "encoder_options": enc_opts,
@@ -115,6 +138,7 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
         "optimizer": cfg.optimizer or defaults.name,
         "lr": cfg.lr if cfg.lr is not None else scaled_lr(defaults.lr, global_batch, defaults.lr_scaling),
         "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else defaults.weight_decay,
+        "weight_decay_end": cfg.weight_decay_end if cfg.weight_decay_end is not None else defaults.weight_decay_end,
         "momentum": defaults.momentum, "excluded_lr_scale": defaults.excluded_lr_scale, "batch_size": batch,
         "views": request.to_dict(), "augmentation": augmentation, "channels_last": channels_last,
     }

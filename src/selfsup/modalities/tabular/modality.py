@@ -13,7 +13,8 @@ prepared row, `clean` is the prepared row, `corruption_mask` marks global view 0
 All tensors are float32 [B, D] in the prepared layout (preprocess.py), masks bool [B, D], a corrupted
 column marking all its dims. `TrainConfig.augmentation` may override
 {'corruption': 'scarf' | 'vime' | 'swap' | 'gaussian', 'rate': float, 'noise_std': float}.
-Tables have no local crops and no step masks.
+Local views (multi-crop) are copies corrupted at the higher rate rate + (1 - rate) (1 - local_size), at most
+0.9: a table's analogue of a small crop sees less of the row. Tables have no step masks.
 """
 from __future__ import annotations
 
@@ -71,6 +72,12 @@ class TableViewMaker:
         xp = preprocessor(self.spec, x.device)(x)
         corrupted = [self.corrupt(xp, generator) for _ in range(self.request.global_views)]
         views = Views([c for c, _ in corrupted])
+        if self.request.local_views:  # a table's "small crop": more of the row replaced, less of it seen
+            rate, self.rate = self.rate, min(0.9, self.rate + (1.0 - self.rate) * (1.0 - self.request.local_size))
+            try:
+                views.local_views = [self.corrupt(xp, generator)[0] for _ in range(self.request.local_views)]
+            finally:
+                self.rate = rate
         if self.request.clean:
             views.clean = xp
         if self.request.corruption_mask:
@@ -167,9 +174,8 @@ class TabularModality(Modality):
                    options: dict[str, Any] | None = None) -> ViewMaker:
         if request.recipe not in RECIPES:
             raise ConfigError(f"tables have no {request.recipe!r} views; table view recipes: {', '.join(RECIPES)}")
-        if request.local_views or request.keep:
-            raise ConfigError(f"tables have no {'local crops' if request.local_views else 'step masks'} "
-                              f"({request.recipe!r} request)")
+        if request.keep:
+            raise ConfigError(f"tables have no step masks ({request.recipe!r} request)")
         corruption, rate = RECIPES[request.recipe]
         opts = dict(options or {})
         unknown = set(opts) - {"corruption", "rate", "noise_std"}
