@@ -144,3 +144,50 @@ def test_mocov3_loss_by_hand():
     ce0 = -math.log(math.exp(c) / (math.exp(1) + math.exp(c) + 1))
     ce1 = -math.log(math.exp(1) / (1 + math.exp(c) + math.exp(1)))
     assert mocov3_loss(q, k, temperature=1.0, offset=1).item() == pytest.approx(2 * (ce0 + ce1) / 2, rel=1e-6)
+
+
+def test_sinkhorn_by_hand_and_its_marginals():
+    from selfsup.methods.swav import sinkhorn
+
+    # exp(scores / 1) = [[e, 1], [1, e]] is already balanced: codes are its rows normalised
+    e = math.e
+    codes = sinkhorn(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), epsilon=1.0, iterations=3)
+    torch.testing.assert_close(codes, torch.tensor([[e / (e + 1), 1 / (e + 1)], [1 / (e + 1), e / (e + 1)]]))
+    scores = torch.nn.functional.normalize(torch.randn(12, 5), dim=1) @ torch.nn.functional.normalize(
+        torch.randn(3, 5), dim=1).T
+    q = sinkhorn(scores, epsilon=0.5, iterations=100)
+    torch.testing.assert_close(q.sum(dim=1), torch.ones(12))  # every sample's code sums to 1
+    torch.testing.assert_close(q.sum(dim=0), torch.full((3,), 4.0), atol=1e-3, rtol=0)  # 12 samples, 3 prototypes
+
+
+def test_swapped_prediction_by_hand():
+    from selfsup.methods.swav import swapped_prediction_loss
+
+    scores = [torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]])]
+    codes = [torch.tensor([[0.25, 0.75]])]  # the code of crop 0, predicted by crop 1 (T = 1)
+    lp = (1 - math.log(math.e + 1), -math.log(math.e + 1))
+    assert swapped_prediction_loss(scores, codes, 1.0).item() == pytest.approx(-(0.25 * lp[0] + 0.75 * lp[1]))
+
+
+def test_swav_queue_and_prototype_freeze():
+    from selfsup.methods.base import TrainingContext
+    from selfsup.methods.swav import SwAV
+    from selfsup.views import Views
+
+    torch.manual_seed(0)
+    enc = torch.nn.Linear(6, 5)
+    enc.out_dim = 5
+    method = SwAV(enc, num_prototypes=4, proj_hidden_dim=8, proj_dim=3, local_crops=1, queue_length=8,
+                  queue_start=0.0)
+    method.setup(TrainingContext(num_samples=8, batch_size=4))  # 2 steps per epoch: prototypes frozen 2 steps
+    views = Views([torch.randn(4, 6), torch.randn(4, 6)], [torch.randn(4, 6)])
+    for step in range(3):
+        loss, _ = method(views)
+        method.zero_grad()
+        loss.backward()
+        method.before_optimizer_step()
+        assert (method.prototypes.weight.grad is None) == (step < 2)
+        method.after_optimizer_step(0.1)
+        torch.testing.assert_close(method.prototypes.weight.norm(dim=1), torch.ones(4))
+    assert method.queue_filled == 12 and method.extra_state()["queue_filled"] == 12
+    assert float(method.queue.abs().sum()) > 0  # filled with the newest projections, now used in Sinkhorn

@@ -48,11 +48,13 @@ def test_bf16_autocast_close_to_fp32(name):
 
 # ---- every registered method, on every modality it trains on, under forced bf16 autocast ----
 
-def tiny_storage(modality_name: str):
-    """A few samples of each modality, small enough for emulated bf16 on CPUs without native support."""
+def tiny_storage(modality_name: str, multi_crop: bool = False):
+    """A few samples of each modality, small enough for emulated bf16 on CPUs without native support (images of
+    24 pixels for multi-crop methods, whose local crops must still pass ConvNet-4's three poolings)."""
     rng = np.random.default_rng(0)
     if modality_name == "image":
-        return rng.integers(0, 256, (48, 1, 12, 12)).astype(np.uint8)
+        side = 24 if multi_crop else 12
+        return rng.integers(0, 256, (48, 1, side, side)).astype(np.uint8)
     if modality_name == "timeseries":
         return rng.standard_normal((48, 2, 24)).astype(np.float32).cumsum(-1)
     if modality_name == "tabular":
@@ -73,9 +75,9 @@ def one_step(method_name: str, modality_name: str, precision: str):
     """The loss of one step (and the calls of the method's full-precision loss functions), from fixed weights,
     views and random draws: only `precision` differs between calls."""
     modality = get_modality(modality_name)
-    storage = modality.from_array(tiny_storage(modality_name), "test")
-    spec = modality.fit_spec(storage)
     cls = methods.get(method_name)
+    storage = modality.from_array(tiny_storage(modality_name, cls.requested_views.local_views > 0), "test")
+    spec = modality.fit_spec(storage)
     torch.manual_seed(0)
     method = cls(modality.build_encoder(modality.default_encoder(spec), spec), **small_options(cls))
     views = modality.view_maker(method.view_request(), spec)(storage[:32], torch.Generator().manual_seed(1))
@@ -109,6 +111,7 @@ def loss_error(call: LossCall, evaluate=None) -> float:
     return abs(value.double().item() - reference.item()) / max(1.0, abs(reference.item()))
 
 
+DISCRETE_CHOICE = {"nnclr"}
 # A float32 loss agrees with float64 to ~1e-7 here; bf16 arithmetic inside a loss gives 2e-5 .. 4e-3 (measured).
 LOSS_TOL = 1e-6
 
@@ -122,8 +125,10 @@ def test_loss_arithmetic_is_float32_under_bf16_autocast(method_name, modality_na
         assert first(call.result).dtype == torch.float32
         # tight: the loss returned under autocast is the loss of the heads' outputs, computed in full precision
         assert loss_error(call) <= LOSS_TOL, (call.function.__name__, loss_error(call))
-    # loose: end to end, bf16 only adds the rounding of the network's activations
-    assert loss16.item() == pytest.approx(loss32.item(), rel=2e-2, abs=2e-3)
+    # loose: end to end, bf16 only adds the rounding of the network's activations; except where a method makes a
+    # discrete choice on them (NNCLR's argmax over its support queue may pick another neighbour under bf16)
+    if method_name not in DISCRETE_CHOICE:
+        assert loss16.item() == pytest.approx(loss32.item(), rel=2e-2, abs=2e-3)
 
 
 @contextlib.contextmanager

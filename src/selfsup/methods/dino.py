@@ -18,8 +18,6 @@ clipping is left to the optimiser defaults (the paper clips at 3.0).
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,7 +25,8 @@ from torch import nn
 from ..collectives import all_reduce_sum
 from ..schedules import Schedule
 from ..views import ViewRequest
-from .base import Method, OptimizerDefaults, TrainingContext, check_option, make_target, register_method
+from .base import OptimizerDefaults, check_option, make_target, register_method
+from .multicrop import MultiCropMethod, cross_view_cross_entropy
 from .numerics import full_precision
 
 
@@ -55,20 +54,12 @@ def dino_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: 
     global views), `student` the student outputs of every crop; all [B, K].
     """
     targets = [F.softmax((t - center) / teacher_temp, dim=-1).detach() for t in teacher]
-    logs = [F.log_softmax(s / student_temp, dim=-1) for s in student]
-    total, pairs = student[0].new_zeros(()), 0
-    for i, q in enumerate(targets):
-        for j, log_p in enumerate(logs):
-            if i == j:
-                continue
-            total = total + (-q * log_p).sum(dim=-1).mean()
-            pairs += 1
-    return total / pairs
+    return cross_view_cross_entropy(targets, [F.log_softmax(s / student_temp, dim=-1) for s in student])
 
 
 @register_method("dino", "Self-distillation: a student's softmax over prototypes matches an EMA teacher's centred, "
                  "sharpened one across multi-crop views.", "Caron et al. 2021, arXiv:2104.14294")
-class DINO(Method):
+class DINO(MultiCropMethod):
     requested_views = ViewRequest("asymmetric", global_views=2, local_views=6, local_size=96 / 224)
     optimizer = OptimizerDefaults("adamw", lr=5e-4, weight_decay=0.04, weight_decay_end=0.4)
 
@@ -76,33 +67,23 @@ class DINO(Method):
                  local_crops: int = 6, student_temp: float = 0.1, teacher_temp: float = 0.07,
                  warmup_teacher_temp: float = 0.04, teacher_temp_warmup: float = 0.3, center_momentum: float = 0.9,
                  base_momentum: float = 0.996, freeze_last_layer_epochs: int = 1) -> None:
-        super().__init__(encoder)
-        check_option("dino", "local_crops", local_crops, 0, low_open=False)
+        super().__init__(encoder, local_crops, freeze_last_layer_epochs)
         for name, value in (("student_temp", student_temp), ("teacher_temp", teacher_temp),
                             ("warmup_teacher_temp", warmup_teacher_temp)):
             check_option("dino", name, value, 0.0)
         check_option("dino", "center_momentum", center_momentum, 0.0, 1.0, low_open=False)
         check_option("dino", "base_momentum", base_momentum, 0.0, 1.0, low_open=False)
         check_option("dino", "teacher_temp_warmup", teacher_temp_warmup, 0.0, 1.0, low_open=False)
-        self.local_crops, self.student_temp = local_crops, student_temp
+        self.student_temp = student_temp
         self.teacher_temp = Schedule(teacher_temp, teacher_temp, warmup=teacher_temp_warmup,
                                      warmup_start=warmup_teacher_temp)
         self.center_momentum = center_momentum
         self.momentum = Schedule(base_momentum, 1.0)
-        self.freeze_last_layer_epochs = freeze_last_layer_epochs
         self.head = DINOHead(self.feature_dim, out_dim, hidden_dim, bottleneck_dim)
         self.teacher_encoder = make_target(self.encoder)
         self.teacher_head = make_target(self.head)
         self.register_buffer("center", torch.zeros(1, out_dim))
-        self.steps, self.progress, self.freeze_steps = 0, 0.0, 0
         self.pending_teacher: torch.Tensor | None = None
-
-    def view_request(self) -> ViewRequest:
-        return replace(self.requested_views, local_views=self.local_crops)
-
-    def setup(self, context: TrainingContext) -> None:
-        steps_per_epoch = max(1, context.num_samples // context.global_batch_size)
-        self.freeze_steps = self.freeze_last_layer_epochs * steps_per_epoch
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.encoder, self.teacher_encoder), (self.head, self.teacher_head)]
@@ -121,7 +102,7 @@ class DINO(Method):
         return loss, {"teacher_temp": torch.tensor(self.teacher_temp(self.progress))}
 
     def before_optimizer_step(self) -> None:
-        if self.steps < self.freeze_steps:  # the paper freezes the prototypes during the first epoch
+        if self.in_frozen_period:  # the paper freezes the prototypes' layer during the first epoch
             for p in self.head.last_layer.parameters():
                 p.grad = None
 
@@ -135,11 +116,4 @@ class DINO(Method):
             mean = (stats[:-1] / stats[-1]).unsqueeze(0)
             self.center.mul_(self.center_momentum).add_(mean.to(self.center.dtype), alpha=1 - self.center_momentum)
             self.pending_teacher = None
-        self.steps += 1
-        self.progress = progress
-
-    def extra_state(self) -> dict[str, float]:
-        return {"steps": self.steps, "progress": self.progress}
-
-    def load_extra_state(self, state: dict[str, float]) -> None:
-        self.steps, self.progress = int(state["steps"]), float(state["progress"])
+        super().after_optimizer_step(progress)
