@@ -23,6 +23,7 @@ EXAMPLES = {
     "embed": "selfsup embed runs/digits-simclr --data digits --split test --out test_embeddings.npy\n"
              "  selfsup embed runs/gunpoint --data ucr:GunPoint --per-timestep --out steps.npy",
     "eval": "selfsup eval runs/digits-simclr --data digits --json",
+    "cluster": "selfsup cluster runs/digits-simclr --k 10 --out clusters.csv",
     "methods": "selfsup methods",
     "encoders": "selfsup encoders",
     "datasets": "selfsup datasets",
@@ -209,19 +210,13 @@ def single_process(command: str) -> bool:
 
 
 def conformed_split(run, ds, which: str, args: argparse.Namespace):
-    """The dataset's split checked against the run (same modality; image size, table columns, series channels as
-    `Modality.conform` says), with what was adapted printed as notes on stderr."""
-    from .data import Split
+    """The dataset's split checked against the run (evaluate.conformed_split), notes printed on stderr."""
+    from .evaluate import conformed_split as conform
 
-    if ds.modality != run.resolved["modality"]:
-        raise ConfigError(f"--data {ds.name!r} is {ds.modality} data but the run {args.run} was trained on "
-                          f"{run.resolved['modality']} data")
-    split = ds.split(which)
-    x, notes = run.modality.conform(split.x, run.spec, f"--data {ds.name} ({which})", resize=args.resize,
-                                    strict=args.strict)
+    split, notes = conform(run, ds, which, args.resize, args.strict)
     for note in notes:
         print(f"selfsup: note: {note}", file=sys.stderr)
-    return Split(x, split.y, split.mask)
+    return split
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -252,6 +247,36 @@ def cmd_embed(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
     print(f"wrote {' x '.join(map(str, z.shape))} embeddings of {ds.name} ({args.split}) to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    if not single_process("cluster"):
+        return 0
+    from .artifacts import atomic_write_bytes, write_json
+    from .cluster import cluster_run, format_clustering
+
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ConfigError(f"--out {out}: give a .csv or .parquet file")
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give a file name such as {out / 'clusters.csv'}")
+    if args.k != "auto":
+        try:
+            args.k = int(args.k)
+        except ValueError:
+            raise ConfigError(f"--k must be a whole number or 'auto', got {args.k!r}") from None
+    result = cluster_run(args.run, args.data, args.k, args.method, args.split, resize=args.resize, strict=args.strict)
+    for note in result.info.get("notes", []):
+        print(f"selfsup: note: {note}", file=sys.stderr)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, result.table_bytes(out.suffix))
+        write_json(out.with_suffix(".json"), result.info)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
+    print(json.dumps(result.info) if args.json else format_clustering(result) + f"\nwrote {out} and "
+          f"{out.with_suffix('.json')}")
     return 0
 
 
@@ -428,6 +453,17 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  " + EXAMPLES["report"], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")
     p.add_argument("--data", help="labelled data source for the embedding views (default: the run's)")
+    p = sub.add_parser("cluster", help="find the groups in a trained run's embeddings (k-means, SCAN)",
+                       epilog="example:\n  " + EXAMPLES["cluster"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run")
+    p.add_argument("--data", help="data source (default: the run's)")
+    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument("--k", default="auto", help="number of clusters, or 'auto' (best silhouette, says why)")
+    p.add_argument("--method", default="scan", choices=["scan", "kmeans"], help="SCAN (default) or k-means only")
+    p.add_argument("--out", required=True, help="clusters.csv or .parquet (index, cluster, confidence); "
+                   "the details go beside it as .json")
+    p.add_argument("--json", action="store_true", help="print the details as one JSON object")
+    add_conform_flags(p)
     p = sub.add_parser("compare", help="several runs' figures side by side",
                        epilog="example:\n  " + EXAMPLES["compare"], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+")
@@ -443,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "report": cmd_report, "compare": cmd_compare, "export": cmd_export,
+COMMANDS = {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "cluster": cmd_cluster, "report": cmd_report, "compare": cmd_compare, "export": cmd_export,
             "methods": cmd_list, "encoders": cmd_list,
             "datasets": cmd_list}
 

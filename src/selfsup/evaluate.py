@@ -29,6 +29,18 @@ def holdout_test_split(ds: Dataset, fraction: float = 0.25, seed: int = 0) -> tu
     return take(tr), take(te), f"{int(fraction * 100)}% stratified hold-out of train (seed {seed})"
 
 
+def conformed_split(run: Run, ds: Dataset, which: str, resize: bool = False, strict: bool = False
+                    ) -> tuple[Split, list[str]]:
+    """The dataset's split checked against the run: same modality, then `Modality.conform` (image size, table
+    columns by name, series channels); the split to encode and notes on what was adapted."""
+    if ds.modality != run.resolved["modality"]:
+        raise ConfigError(f"--data {ds.name!r} is {ds.modality} data but the run {run.path or ''} was trained on "
+                          f"{run.resolved['modality']} data")
+    split = ds.split(which)
+    x, notes = run.modality.conform(split.x, run.spec, f"--data {ds.name} ({which})", resize=resize, strict=strict)
+    return Split(x, split.y, split.mask), notes
+
+
 def check_labels(ds: Dataset) -> None:
     """Refuse labels the classification protocols cannot use, in one line: continuous numbers, one class, or
     classes too small to split (training never depends on labels; only evaluation stops here)."""

@@ -1,0 +1,57 @@
+"""`selfsup cluster`: groups in a trained run's embeddings (spherical k-means, SCAN), K chosen without labels,
+scored against labels beside k-means on raw input; file outputs; bad input in one line."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import selfsup
+from selfsup.evaluation.scan import scan_loss
+from test_bad_input_corpus import assert_error
+from test_bad_inputs import cli
+
+
+def test_scan_loss_by_hand():
+    p = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    q = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+    # consistency: -(log 0.5 + log 0.5) / 2 = log 2; mean p = (0.75, 0.25), entropy H = -(.75 ln .75 + .25 ln .25)
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert scan_loss(p, q, entropy_weight=2.0).item() == pytest.approx(math.log(2) - 2 * h, rel=1e-6)
+
+
+def test_cluster_cli_writes_assignments_and_scores(digits_run, tmp_path):
+    out = tmp_path / "clusters.csv"
+    proc = cli("cluster", digits_run, "--k", "10", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["index", "cluster", "confidence"] and len(table) == 1347
+    assert table["cluster"].between(0, 9).all() and table["confidence"].between(0, 1).all()
+    info = json.loads(out.with_suffix(".json").read_text())
+    s = info["scores"]
+    assert set(s) == {"kmeans_raw_input", "kmeans_embeddings", "scan"} and info["k"] == 10
+    assert s["scan"]["acc"] > s["kmeans_raw_input"]["acc"], s  # the encoder's groups beat pixels'
+    assert "scan" in proc.stdout and "kmeans raw input" in proc.stdout
+
+
+def test_cluster_k_auto_says_why_and_python_api(digits_run, tmp_path):
+    result = selfsup.cluster_run(digits_run, split="test", k="auto", method="kmeans")
+    choice = result.info["k_choice"]
+    assert "silhouette" in choice["rule"] and len(choice["silhouette"]) >= 5
+    assert str(result.info["k"]) == max(choice["silhouette"], key=choice["silhouette"].get)
+    assert len(result.labels) == 450 and set(result.info["scores"]) == {"kmeans_raw_input", "kmeans_embeddings"}
+    out = tmp_path / "c.parquet"
+    assert cli("cluster", digits_run, "--method", "kmeans", "--k", "4", "--out", out).returncode == 0
+    assert len(pd.read_parquet(out)) == 1347
+
+
+def test_cluster_bad_input(digits_run, tmp_path):
+    out = tmp_path / "c.csv"
+    assert_error(cli("cluster", digits_run, "--k", "5000", "--out", out), "--k 5000", "1347")
+    assert_error(cli("cluster", digits_run, "--k", "abc", "--out", out), "--k", "'abc'")
+    assert_error(cli("cluster", digits_run, "--data", "ucr:GunPoint", "--out", out), "timeseries data", "image data")
+    assert_error(cli("cluster", tmp_path / "nothing", "--out", out), "nothing", "no such run")
+    assert_error(cli("cluster", digits_run, "--out", tmp_path / "c.txt"), ".csv or .parquet")
+    assert not out.exists()
