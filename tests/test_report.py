@@ -134,3 +134,18 @@ def test_rankme_knn_correlation():
     epochs = [{"rankme": r, "online_knn_acc": a} for r, a in ((1, 0.1), (2, 0.2), (3, 0.3), (4, 0.25))]
     assert rankme_knn_correlation(epochs) == pytest.approx(0.8)
     assert rankme_knn_correlation(epochs[:2]) is None
+
+
+def test_cluster_section_in_the_report(monitored_run, tmp_path):
+    """`selfsup cluster` on a run with a report keeps its clustering in the run and adds a clusters section: sizes,
+    scores beside the k-means baselines, and each cluster's most and least typical members (images)."""
+    from test_bad_inputs import cli
+
+    out, _ = monitored_run
+    proc = cli("cluster", out, "--k", "10", "--out", tmp_path / "clusters.csv")
+    assert proc.returncode == 0 and "with a clusters section" in proc.stdout, proc.stderr
+    assert (out / "clusters.csv").exists() and (out / "clusters.json").exists()
+    broken, n_images, _, text = open_in_chromium((out / "report.html").resolve(), tmp_path / "clusters.png")
+    assert broken == [] and n_images == 5  # the four pictures and the cluster members
+    assert "Clusters" in text and "K = 10 clusters by scan" in text and "kmeans raw input" in text
+    assert text.index("Clusters") < text.index("Training curves")

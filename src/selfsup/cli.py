@@ -277,6 +277,13 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
     print(json.dumps(result.info) if args.json else format_clustering(result) + f"\nwrote {out} and "
           f"{out.with_suffix('.json')}")
+    run_dir = Path(args.run)
+    if (run_dir / "report.html").exists():  # the run keeps its latest clustering, and its report shows it
+        atomic_write_bytes(run_dir / "clusters.csv", result.table_bytes(".csv"))
+        write_json(run_dir / "clusters.json", result.info)
+        report = write_report_if_possible(__import__("selfsup").load(run_dir))
+        if not args.json:
+            print(f"report: {report} (with a clusters section)")
     return 0
 
 

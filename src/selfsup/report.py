@@ -108,6 +108,52 @@ def neighbour_grid(x: np.ndarray, z: np.ndarray, n_queries: int = 8, k: int = 8,
     return figure_uri(fig)
 
 
+def cluster_grid(x: np.ndarray, labels: np.ndarray, confidence: np.ndarray, per_side: int = 5) -> str:
+    """One row per cluster: its `per_side` most typical members (highest confidence), then its least typical."""
+    import matplotlib.pyplot as plt
+
+    clusters = [c for c in np.unique(labels)]
+    cols = 2 * per_side + 1
+    fig, axes = plt.subplots(len(clusters), cols, figsize=(0.9 * cols, 0.95 * len(clusters)), squeeze=False)
+    for r, c in enumerate(clusters):
+        members = np.flatnonzero(labels == c)
+        order = members[np.argsort(-confidence[members])]
+        picks = list(order[:per_side]) + [None] + list(order[::-1][:per_side][::-1])
+        for col, idx in enumerate(picks):
+            ax = axes[r, col]
+            ax.axis("off")
+            if idx is not None and idx < len(x):
+                img = x[idx].transpose(1, 2, 0)
+                ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray")
+        axes[r, 0].set_title(f"cluster {c} ({len(members)})", fontsize=7, loc="left")
+    axes[0, 0].annotate("most typical", (0, 1.45), xycoords="axes fraction", fontsize=8)
+    axes[0, per_side + 1].annotate("least typical", (0, 1.45), xycoords="axes fraction", fontsize=8)
+    return figure_uri(fig)
+
+
+def clusters_section(run: Run, ds: Any) -> list[str]:
+    """The clusters `selfsup cluster` stored in the run: sizes, scores beside the k-means baselines, and for
+    pictures each cluster's most and least typical members."""
+    info_path, table_path = run.path / "clusters.json", run.path / "clusters.csv"
+    if not info_path.exists() or not table_path.exists():
+        return []
+    info = json.loads(info_path.read_text())
+    rows = np.loadtxt(table_path, delimiter=",", skiprows=1, ndmin=2)
+    labels, confidence = rows[:, 1].astype(np.int64), rows[:, 2]
+    parts = ["<h2>Clusters</h2>", f"<p>{human(info['samples'])} samples of {html.escape(str(info['data']))} "
+             f"({html.escape(str(info['split']))}) in K = {info['k']} clusters by {html.escape(info['method'])}"
+             + (f"; K chosen by {html.escape(info['k_choice']['rule'])}" if "k_choice" in info else "") + ".</p>",
+             table([[f"cluster {i}", n] for i, n in enumerate(info["sizes"])], ["", "members"])]
+    if "scores" in info:
+        parts.append(table([[name.replace("_", " "), pct(v["acc"]), human(v["nmi"]), human(v["ari"])]
+                            for name, v in info["scores"].items()], ["against the labels", "accuracy", "NMI", "ARI"]))
+    if ds is not None:
+        pictures = run.modality.thumbnails(ds.split(info["split"]).x)
+        if pictures is not None and len(pictures) == len(labels):
+            parts.append(f'<img alt="cluster members" src="{cluster_grid(pictures, labels, confidence)}">')
+    return parts
+
+
 def confusion_figure(cm: np.ndarray, classes: list) -> str:
     import matplotlib.pyplot as plt
 
@@ -281,6 +327,7 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
         cm = ev.get("linear_confusion")
         if cm is not None:
             parts += ["<h2>Confusion matrix</h2>", f'<img alt="confusion matrix" src="{confusion_figure(np.array(cm), classes)}">']
+    parts += clusters_section(run, ds)
     if steps:
         parts += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{curves_figure(steps, epochs)}">']
         parts += [f"<p>{html.escape(t)}</p>" for t in reading(epochs, s)]
