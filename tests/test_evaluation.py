@@ -272,3 +272,14 @@ def test_few_label_linear_fixed_C_fallback(sep):
     high = out["0.5"]
     assert all(c != "fixed" for c in high["C"]) and high["n_labels"] == 150
     assert high["std"] == pytest.approx(np.std(high["accs"], ddof=1))
+
+
+def test_knn_k_follows_the_data():
+    """k = 200 (Wu et al.) where the smallest class has >= ~1,333 examples, else 15% of it (at least 5)."""
+    import numpy as np
+
+    from selfsup.evaluation import data_k
+
+    assert data_k(np.repeat(np.arange(10), 6000)) == 200  # Fashion-MNIST
+    assert data_k(np.repeat(np.arange(10), 135)) == 20  # digits: round(0.15 * 135)
+    assert data_k(np.array([0] * 500 + [1] * 12)) == 5

@@ -9,7 +9,7 @@ import numpy as np
 
 from .data import Dataset, Split
 from .errors import ConfigError
-from .evaluation import few_label_linear, kmeans_clustering, knn_accuracy, linear_probe, svm_protocol
+from .evaluation import data_k, few_label_linear, kmeans_clustering, knn_accuracy, linear_probe, svm_protocol
 from .loading import load_dataset
 from .run import Run, build_encoder, encode_storage
 
@@ -75,6 +75,17 @@ def feature_sets(run: Run, train: Split, test: Split, baselines: bool = True, de
     return feats
 
 
+def knn_protocol(a, b, c, d) -> dict[str, Any]:
+    """Weighted kNN (T = 0.1) with k following the data (evaluation.knn.data_k, stated in `k`), plus k = 20 and the
+    published k = 200 when they differ from it."""
+    k = data_k(b)
+    out: dict[str, Any] = {"acc": knn_accuracy(a, b, c, d, k=k, temperature=0.1), "k": k}
+    for other in (20, 200):
+        if other != k:
+            out[f"acc_k{other}"] = knn_accuracy(a, b, c, d, k=other, temperature=0.1)
+    return out
+
+
 def linear_with_confusion(a, b, c, d) -> dict[str, Any]:
     """Linear probe figures plus the test confusion matrix (for the report)."""
     from sklearn.metrics import confusion_matrix
@@ -86,8 +97,7 @@ def linear_with_confusion(a, b, c, d) -> dict[str, Any]:
 
 
 PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
-    "knn": lambda a, b, c, d: {"acc": knn_accuracy(a, b, c, d, k=200, temperature=0.1),
-                               "acc_k20": knn_accuracy(a, b, c, d, k=20, temperature=0.1)},
+    "knn": lambda a, b, c, d: knn_protocol(a, b, c, d),
     "linear": linear_with_confusion,
     "kmeans": lambda a, b, c, d: kmeans_clustering(c, d),  # clusters the test embeddings, no training labels
     "fewshot": few_label_linear,
@@ -167,13 +177,14 @@ def evaluation_rows(ev: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for proto, by_name in ev.get("protocols", {}).items():
         sample = by_name.get("selfsup", {})
-        metrics = [m for m in ("acc", "acc_k20", "nmi", "ari") if m in sample]
+        metrics = [m for m in ("acc", "acc_k20", "acc_k200", "nmi", "ari") if m in sample]
         for frac in [k for k in sample if k.replace(".", "").isdigit()]:  # few-label: {"0.01": {"mean","std"}}
             rows.append([f"{proto} {float(frac):.0%} labels"] + [
                 f"{by_name[n][frac]['mean']:.4f} ± {by_name[n][frac]['std']:.4f}" if n in by_name else "-"
                 for n in ("selfsup", "raw", "random_encoder")])
         for m in metrics:
-            rows.append([f"{proto} {m}"] + [by_name.get(n, {}).get(m, "-") for n in ("selfsup", "raw", "random_encoder")])
+            label = f"{proto} {m}" + (f" (k={sample['k']})" if m == "acc" and "k" in sample else "")
+            rows.append([label] + [by_name.get(n, {}).get(m, "-") for n in ("selfsup", "raw", "random_encoder")])
     return rows
 
 

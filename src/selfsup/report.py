@@ -205,7 +205,7 @@ def pct(v: float) -> str:
     return f"{100 * v:.1f} %"
 
 
-PROTOCOL_NAMES = {"knn": "kNN (k = 200)", "linear": "linear probe", "svm": "RBF SVM", "kmeans": "k-means (NMI)"}
+PROTOCOL_NAMES = {"knn": "kNN", "linear": "linear probe", "svm": "RBF SVM", "kmeans": "k-means (NMI)"}
 
 
 def verdict(ev: dict[str, Any]) -> tuple[str, list[str]]:
@@ -220,9 +220,11 @@ def verdict(ev: dict[str, Any]) -> tuple[str, list[str]]:
         if ours is None:
             continue
         raw, rand = (by_name.get(n, {}).get(key) for n in ("raw", "random_encoder"))
-        rows.append([PROTOCOL_NAMES[proto], Raw(f"<b>{pct(ours)}</b>"), "-" if raw is None else pct(raw),
+        k = by_name.get("selfsup", {}).get("k")
+        name = PROTOCOL_NAMES[proto] + (f" (k = {k})" if k is not None else "")
+        rows.append([name, Raw(f"<b>{pct(ours)}</b>"), "-" if raw is None else pct(raw),
                      difference(ours, raw), "-" if rand is None else pct(rand), difference(ours, rand)])
-        sentences.append(sentence(PROTOCOL_NAMES[proto], ours, raw, rand))
+        sentences.append(sentence(name, ours, raw, rand))
     header = ["protocol", "selfsup", "raw input", "vs raw", "random encoder", "vs random"]
     return (table(rows, header, "verdict") if rows else ""), sentences
 

@@ -2,7 +2,7 @@
 from .clustering import hungarian_accuracy, kmeans_clustering
 from .diagnostics import alignment, dimension_std, embedding_diagnostics, rankme, uniformity
 from .fewshot import few_label_linear, few_label_splits
-from .knn import knn_accuracy, knn_predict
+from .knn import data_k, knn_accuracy, knn_predict
 from .linear import DEFAULT_CS, linear_probe
 from .splits import stratified_validation_split
 from .svm import svm_protocol
@@ -10,6 +10,7 @@ from .svm import svm_protocol
 __all__ = [
     "DEFAULT_CS",
     "alignment",
+    "data_k",
     "dimension_std",
     "embedding_diagnostics",
     "few_label_linear",

@@ -49,6 +49,19 @@ def knn_predict(
     return classes[pred_idx]
 
 
+PUBLISHED_K = 200  # Wu et al. 2018's k, on ImageNet: about 1,300 images per class
+K_FRACTION = 0.15  # 200 / 1,300: the share of a class the published k covers
+
+
+def data_k(train_y: Any, minimum: int = 5) -> int:
+    """The kNN protocol's k for these labels: the published 200 where the smallest class has at least ~1,333 training
+    examples (Fashion-MNIST, CIFAR), else the same share (15%) of the smallest class, at least `minimum`. With
+    k=200 on digits (about 135 images per class) every vote would mix classes by construction."""
+    counts = np.bincount(as_labels(train_y).astype(np.int64))
+    smallest = int(counts[counts > 0].min())
+    return int(min(PUBLISHED_K, max(minimum, round(K_FRACTION * smallest))))
+
+
 def knn_accuracy(
     train_x: Any, train_y: Any, test_x: Any, test_y: Any, k: int = 200, temperature: float = 0.1
 ) -> float:
