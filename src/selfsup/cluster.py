@@ -35,16 +35,17 @@ class Clustering:
     info: dict[str, Any] = field(default_factory=dict)
 
     def table_bytes(self, suffix: str) -> bytes:
-        """The assignment as CSV (index, cluster, confidence) or Parquet."""
-        import pandas as pd
-
-        frame = pd.DataFrame({"index": np.arange(len(self.labels)), "cluster": self.labels,
-                              "confidence": np.round(self.confidence, 6)})
+        """The assignment as CSV (index, cluster, confidence) or Parquet (needs the 'tabular' extra)."""
+        if suffix != ".parquet":
+            rows = (f"{i},{c},{p:.6f}" for i, (c, p) in enumerate(zip(self.labels, self.confidence)))
+            return ("index,cluster,confidence\n" + "\n".join(rows) + "\n").encode("utf-8")
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ConfigError("--out *.parquet needs pandas and pyarrow: pip install 'selfsup[tabular]'") from None
         buf = io.BytesIO()
-        if suffix == ".parquet":
-            frame.to_parquet(buf, index=False)
-        else:
-            buf.write(frame.to_csv(index=False).encode("utf-8"))
+        pd.DataFrame({"index": np.arange(len(self.labels)), "cluster": self.labels,
+                      "confidence": np.round(self.confidence, 6)}).to_parquet(buf, index=False)
         return buf.getvalue()
 
 
