@@ -13,7 +13,7 @@ from .evaluation import data_k, few_label_linear, kmeans_clustering, knn_accurac
 from .loading import load_dataset
 from .run import Run, build_encoder, encode_storage
 
-DEFAULT_PROTOCOLS = ("knn", "linear")
+DEFAULT_PROTOCOLS = ("knn", "linear", "kmeans")  # kmeans: are the groups the classes? (issue 16)
 
 
 def holdout_test_split(ds: Dataset, fraction: float = 0.25, seed: int = 0) -> tuple[Split, Split, str]:

@@ -205,7 +205,7 @@ def pct(v: float) -> str:
     return f"{100 * v:.1f} %"
 
 
-PROTOCOL_NAMES = {"knn": "kNN", "linear": "linear probe", "svm": "RBF SVM", "kmeans": "k-means (NMI)"}
+PROTOCOL_NAMES = {"knn": "kNN", "linear": "linear probe", "svm": "RBF SVM", "kmeans": "k-means clustering (NMI)"}
 
 
 def verdict(ev: dict[str, Any]) -> tuple[str, list[str]]:
