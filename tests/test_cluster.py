@@ -3,7 +3,6 @@ scored against labels beside k-means on raw input; file outputs; bad input in on
 import json
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch

@@ -1,5 +1,6 @@
 """Multi-process training (gloo on CPU): gathered losses and their gradients equal the single-process values on
 the concatenated batch, and a 2-process torchrun training run writes exactly one run directory."""
+import contextlib
 import gc
 import itertools
 import json
@@ -53,14 +54,25 @@ def build(name: str):
     return methods.get(name)(TinyEncoder(), **opts)
 
 
+@contextlib.contextmanager
+def gloo_group(rank: int, port: int):
+    """This worker process in a gloo group of WORLD processes (one thread each); at the end of the block a barrier, so
+    no process tears the group down while another still talks through it, then the group goes."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        yield
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def grads(model: nn.Module) -> dict:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
-    try:
+    with gloo_group(rank, port):
         report = {}
         for name, precision in itertools.product(METHODS, ("fp32", "bf16")):
             gen = torch.Generator().manual_seed(1)
@@ -111,16 +123,11 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             gc.collect()
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
             json.dump(report, f)
-        dist.barrier()  # no process tears the group down while another still talks through it
-    finally:
-        dist.destroy_process_group()
 
 
 def _moco_worker(rank: int, port: int, out_dir: str) -> None:
     """Two SGD steps of MoCo: the second step's negatives come from the queue filled by the first."""
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
-    try:
+    with gloo_group(rank, port):
         gen = torch.Generator().manual_seed(2)
         batches = [[torch.randn(LOCAL_BATCH * WORLD, 10, generator=gen) for _ in range(2)] for _ in range(2)]
 
@@ -156,18 +163,13 @@ def _moco_worker(rank: int, port: int, out_dir: str) -> None:
             json.dump(report, f)
         del wrapped, wrapped_naive
         gc.collect()
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
 
 
 def _dino_worker(rank: int, port: int, out_dir: str) -> None:
     """One DINO step: the centre is the EMA of the teacher's mean over the global batch (all-reduced)."""
     from selfsup.methods.dino import DINO
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
-    try:
+    with gloo_group(rank, port):
         gen = torch.Generator().manual_seed(3)
         crops = [torch.randn(LOCAL_BATCH * WORLD, 10, generator=gen) for _ in range(4)]
 
@@ -193,18 +195,13 @@ def _dino_worker(rank: int, port: int, out_dir: str) -> None:
         with open(os.path.join(out_dir, f"dino{rank}.json"), "w") as f:
             json.dump(report, f)
         gc.collect()
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
 
 
 def _sinkhorn_worker(rank: int, port: int, out_dir: str) -> None:
     """SwAV's codes: Sinkhorn over the global batch gives each process its rows of the single-process codes."""
     from selfsup.methods.swav import sinkhorn
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
-    try:
+    with gloo_group(rank, port):
         gen = torch.Generator().manual_seed(4)
         scores = torch.nn.functional.normalize(torch.randn(LOCAL_BATCH * WORLD, 7, generator=gen), dim=1) @ \
             torch.nn.functional.normalize(torch.randn(5, 7, generator=gen), dim=1).T
@@ -214,9 +211,6 @@ def _sinkhorn_worker(rank: int, port: int, out_dir: str) -> None:
                   "naive_diff": (sinkhorn(local, 0.05, 3) - single).abs().max().item()}
         with open(os.path.join(out_dir, f"sinkhorn{rank}.json"), "w") as f:
             json.dump(report, f)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
 
 
 def test_swav_sinkhorn_over_the_global_batch(tmp_path):

@@ -281,7 +281,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if (run_dir / "report.html").exists():  # the run keeps its latest clustering, and its report shows it
         atomic_write_bytes(run_dir / "clusters.csv", result.table_bytes(".csv"))
         write_json(run_dir / "clusters.json", result.info)
-        report = write_report_if_possible(__import__("selfsup").load(run_dir))
+        from .api import load
+
+        report = write_report_if_possible(load(run_dir))
         if not args.json:
             print(f"report: {report} (with a clusters section)")
     return 0

@@ -17,7 +17,7 @@ from torch import nn
 from ..views import ViewRequest
 from .base import Method, check_option, OptimizerDefaults, TrainingContext, make_target, register_method
 from .numerics import full_precision
-from .queues import enqueue
+from .queues import capped_queue, enqueue
 
 
 @full_precision
@@ -57,11 +57,8 @@ class MoCo(Method):
     def setup(self, context: TrainingContext) -> None:
         """Cap the queue below the number of training samples, in whole global batches of keys (2 per image; every
         process enqueues the keys of all processes)."""
-        num_samples, batch_size = context.num_samples, context.global_batch_size
-        size = min(self.requested_queue_size, max(2 * batch_size, (num_samples // batch_size - 1) * batch_size))
-        size = max(2 * batch_size, (size // (2 * batch_size)) * 2 * batch_size)
-        if size != self.queue.shape[0]:
-            self.queue = F.normalize(torch.randn(size, self.queue.shape[1], device=self.queue.device), dim=1)
+        batch = context.global_batch_size
+        self.queue = capped_queue(self.queue, self.requested_queue_size, context.num_samples, batch, 2 * batch)
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.encoder, self.target_encoder), (self.projector, self.target_projector)]

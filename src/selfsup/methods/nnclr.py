@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..views import ViewRequest
 from .base import Method, OptimizerDefaults, TrainingContext, check_option, mlp, register_method
 from .numerics import full_precision
-from .queues import enqueue
+from .queues import capped_queue, enqueue
 
 
 def nearest_neighbours(z: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
@@ -57,10 +57,8 @@ class NNCLR(Method):
 
     def setup(self, context: TrainingContext) -> None:
         """Cap the support queue below the number of training samples, in whole global batches."""
-        n, batch = context.num_samples, context.global_batch_size
-        size = min(self.requested_queue_size, max(batch, (n // batch - 1) * batch))
-        if size != self.queue.shape[0]:
-            self.queue = F.normalize(torch.randn(size, self.queue.shape[1], device=self.queue.device), dim=1)
+        batch = context.global_batch_size
+        self.queue = capped_queue(self.queue, self.requested_queue_size, context.num_samples, batch, batch)
 
     def loss_on_views(self, views):
         z1, z2 = (self.projector(h) for h in self.encode(views.global_views))

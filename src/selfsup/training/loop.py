@@ -22,13 +22,13 @@ from ..schedules import Schedule
 from ..storage import Storage
 from ..views import ViewMaker
 from .distributed import World, shard, sync_values
+from .hooks import EpochHook
 from .loggers import MetricsLog
 from .optim import apply_schedules
 from .progress import Budget, Progress, make_progress
 from .step import optimisation_step
 from .threads import CpuShare
 
-EpochHook = Callable[[int, Method], dict[str, Any]]
 
 # Test-only fault injection: the loss of step N (1-based, as `step` in metrics.jsonl) is replaced by NaN,
 # exercising the non-finite-loss path exactly as a diverging run would.

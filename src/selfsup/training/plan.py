@@ -130,7 +130,8 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
     # the data source's view defaults (e.g. no mirror images of digits) under the caller's own options
     augmentation = {**dataset.info.get("view_options", {}), **cfg.augmentation}
     view_maker = modality.view_maker(request, spec, cfg.augmentation_strength, augmentation)
-    check_views_fit_encoder(cfg.method, enc_name, encoder, view_maker, modality.storage(dataset.train))
+    storage = modality.storage(dataset.train)
+    check_views_fit_encoder(cfg.method, enc_name, encoder, view_maker, storage)
     channels_last = cfg.channels_last and modality.channels_last
     resolved = {
         "modality": dataset.modality, "data_spec": spec, "encoder": enc_name, "encoder_options": enc_opts,
@@ -144,5 +145,5 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
     }
     if world_size > 1:
         resolved.update({"world_size": world_size, "global_batch_size": global_batch, "sync_bn": cfg.sync_bn})
-    return TrainingPlan(modality, method, modality.storage(dataset.train),
+    return TrainingPlan(modality, method, storage,
                         ChannelsLastViews(view_maker) if channels_last else view_maker, resolved)

@@ -56,16 +56,18 @@ class TableViewMaker:
         self.spec, self.corruption, self.rate, self.request, self.noise_std = spec, corruption, rate, request, noise_std
         self._layouts: dict[str, LayoutTensors] = {}
 
-    def corrupt(self, xp: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One corrupted copy of a prepared batch and its per-dim mask."""
+    def corrupt(self, xp: torch.Tensor, generator: torch.Generator | None,
+                rate: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One corrupted copy of a prepared batch and its per-dim mask (at `rate`, default the view maker's)."""
+        rate = self.rate if rate is None else rate
         key = str(xp.device)
         if key not in self._layouts:
             self._layouts[key] = LayoutTensors(preprocessor(self.spec, xp.device).layout, xp.device)
         lt = self._layouts[key]
         if self.corruption == "gaussian":
-            out, m = CORRUPTIONS["gaussian"](xp, lt, self.noise_std, self.rate, generator)
+            out, m = CORRUPTIONS["gaussian"](xp, lt, self.noise_std, rate, generator)
         else:
-            out, m = CORRUPTIONS[self.corruption](xp, lt, self.rate, generator)
+            out, m = CORRUPTIONS[self.corruption](xp, lt, rate, generator)
         return out, m[:, lt.col_of_dim]
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Views:
@@ -73,11 +75,8 @@ class TableViewMaker:
         corrupted = [self.corrupt(xp, generator) for _ in range(self.request.global_views)]
         views = Views([c for c, _ in corrupted])
         if self.request.local_views:  # a table's "small crop": more of the row replaced, less of it seen
-            rate, self.rate = self.rate, min(0.9, self.rate + (1.0 - self.rate) * (1.0 - self.request.local_size))
-            try:
-                views.local_views = [self.corrupt(xp, generator)[0] for _ in range(self.request.local_views)]
-            finally:
-                self.rate = rate
+            rate = min(0.9, self.rate + (1.0 - self.rate) * (1.0 - self.request.local_size))
+            views.local_views = [self.corrupt(xp, generator, rate)[0] for _ in range(self.request.local_views)]
         if self.request.clean:
             views.clean = xp
         if self.request.corruption_mask:
