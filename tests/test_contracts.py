@@ -21,11 +21,12 @@ from selfsup.modalities import get_modality, modalities
 from selfsup.training import checkpoint as ckpt_io
 from selfsup.training.config import TrainConfig
 from selfsup.training.distributed import World
-from selfsup.training.loop import LoopState
+from selfsup.training.epoch_pass import TrainingSetPass
+from selfsup.training.loop import LoopState, before_epoch
 from selfsup.training.optim import build_optimizer
 from selfsup.training.plan import build_plan
 from selfsup.training.step import optimisation_step
-from selfsup.views import ViewRequest, Views, check_views
+from selfsup.views import ViewRequest, Views, check_views, with_indices
 
 PAIRS = supported_pairs()
 BATCH = 16
@@ -33,9 +34,11 @@ CPU = torch.device("cpu")
 
 
 def small_options(cls) -> dict:
-    """Heads of width 32 instead of the papers' 2048-8192 (the contracts do not depend on width)."""
-    return {k: 32 for k, v in cls.hyperparameters().items()
-            if k.endswith("_dim") and isinstance(v, int) and not isinstance(v, bool)}
+    """Heads of width 32 instead of the papers' 2048-8192, and 8 prototypes (clustering methods need no more than
+    the toy data's 48 samples); the contracts depend on neither."""
+    hp = cls.hyperparameters()
+    small = {k: 32 for k, v in hp.items() if k.endswith("_dim") and isinstance(v, int) and not isinstance(v, bool)}
+    return {**small, **({"num_prototypes": 8} if "num_prototypes" in hp else {})}
 
 
 def toy_dataset(modality_name: str) -> Dataset:
@@ -51,12 +54,16 @@ def assemble(method_name: str, modality_name: str):
     r = plan.resolved
     optimizer = build_optimizer(plan.method, r["optimizer"], r["lr"], r["weight_decay"], r["momentum"],
                                 r["excluded_lr_scale"])
+    request = plan.method.view_request()
+    before_epoch(plan.method, 0, TrainingSetPass(plan.storage, plan.view_maker, request, BATCH, 0, 0, CPU), CPU, "fp32")
     return plan, optimizer
 
 
 def step(plan, optimizer, seed: int):
     """One optimisation step on the first BATCH samples, views and dropout drawn from `seed`."""
-    views = plan.view_maker(plan.storage.take(torch.arange(BATCH)), torch.Generator().manual_seed(seed))
+    idx = torch.arange(BATCH)
+    views = with_indices(plan.view_maker(plan.storage.take(idx), torch.Generator().manual_seed(seed)), idx,
+                         plan.method.view_request())
     torch.manual_seed(seed)
     return views, optimisation_step(plan.method, plan.method, optimizer, views, 0.5, CPU, "fp32")
 
@@ -79,7 +86,8 @@ def test_one_step_checkpoint_round_trip_and_json_hyperparameters(method_name, mo
     assert request.recipe == cls.requested_views.recipe and json.loads(json.dumps(request.to_dict()))
 
     # the loss and its gradients, before any hook may drop some (DINO freezes its last layer in the first epoch)
-    views = plan.view_maker(plan.storage.take(torch.arange(BATCH)), torch.Generator().manual_seed(1))
+    views = with_indices(plan.view_maker(plan.storage.take(torch.arange(BATCH)), torch.Generator().manual_seed(1)),
+                         torch.arange(BATCH), request)
     check_views(request, views, modality_name)
     loss, logs = method(views)
     loss.backward()

@@ -197,6 +197,56 @@ def _dino_worker(rank: int, port: int, out_dir: str) -> None:
         gc.collect()
 
 
+def _memory_bank_worker(rank: int, port: int, out_dir: str) -> None:
+    """One DeepCluster-v2 step: every process's memory bank receives every process's projections at their indices."""
+    from selfsup.methods.base import TrainingContext
+    from selfsup.methods.deepcluster_v2 import DeepClusterV2
+
+    with gloo_group(rank, port):
+        n = LOCAL_BATCH * WORLD
+        gen = torch.Generator().manual_seed(5)
+        crops = [torch.randn(n, 10, generator=gen) for _ in range(2)]
+        indices = torch.randperm(n, generator=gen)
+
+        def one_step(world: bool, local: bool):
+            torch.manual_seed(0)
+            method = DeepClusterV2(TinyEncoder(), num_prototypes=3, heads=2, proj_hidden_dim=16, proj_dim=8,
+                                   local_crops=0)
+            method.setup(TrainingContext(n, LOCAL_BATCH if local else n, WORLD if world else 1))
+            method.memory.copy_(torch.nn.functional.normalize(torch.randn(method.memory.shape, generator=
+                                                                          torch.Generator().manual_seed(6)), dim=2))
+            method.label_bank(0)
+            if world:
+                method.set_world(rank, WORLD)
+            part = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH) if local else slice(None)
+            if local:
+                convert_sync_batchnorm(method, torch.device("cpu"))
+            model = ddp(method, torch.device("cpu")) if local else method
+            opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
+            views = Views([v[part] for v in crops], indices=indices[part])
+            optimisation_step(method, model, opt, views, 0.5, torch.device("cpu"), "fp32")
+            del model
+            return method.memory.clone()
+
+        single = one_step(world=False, local=False)
+        distributed = one_step(world=True, local=True)
+        naive = one_step(world=False, local=True)  # only its own projections: the negative control
+        report = {"diff": (distributed - single).abs().max().item(), "naive_diff": (naive - single).abs().max().item()}
+        with open(os.path.join(out_dir, f"bank{rank}.json"), "w") as f:
+            json.dump(report, f)
+        gc.collect()
+
+
+def test_deepcluster_memory_bank_holds_every_process_projections(tmp_path):
+    """After a step every process's bank equals the single-process bank on the concatenated batch (so every process
+    clusters the same bank into the same labels); a method not told about the other process (the negative control)
+    misses the other half."""
+    mp.spawn(_memory_bank_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    for rank in range(WORLD):
+        r = json.loads((tmp_path / f"bank{rank}.json").read_text())
+        assert r["diff"] <= 1e-5 and r["naive_diff"] > 1e-2, r
+
+
 def _sinkhorn_worker(rank: int, port: int, out_dir: str) -> None:
     """SwAV's codes: Sinkhorn over the global batch gives each process its rows of the single-process codes."""
     from selfsup.methods.swav import sinkhorn

@@ -191,3 +191,48 @@ def test_swav_queue_and_prototype_freeze():
         torch.testing.assert_close(method.prototypes.weight.norm(dim=1), torch.ones(4))
     assert method.queue_filled == 12 and method.extra_state()["queue_filled"] == 12
     assert float(method.queue.abs().sum()) > 0  # filled with the newest projections, now used in Sinkhorn
+
+
+def test_spherical_kmeans_by_hand():
+    # two groups on the unit circle: {[1,0], [.8,.6]} and {[0,1], [-.6,.8]}; from every start k-means ends there,
+    # with each centroid the normalised sum of its members: [1.8,.6]/|.| and [-.6,1.8]/|.|
+    from selfsup.methods.pseudo_labels import nearest_prototype, spherical_kmeans
+
+    x = t([[1, 0], [0.8, 0.6], [0, 1], [-0.6, 0.8]])
+    for seed in range(6):
+        centroids, labels = spherical_kmeans(x, 2, 10, torch.Generator().manual_seed(seed))
+        assert labels[0] == labels[1] and labels[2] == labels[3] and labels[0] != labels[2], (seed, labels)
+        first, second = centroids[labels[0]], centroids[labels[2]]
+        assert torch.allclose(first, t([1.8, 0.6]) / math.sqrt(1.8 ** 2 + 0.6 ** 2), atol=1e-6)
+        assert torch.allclose(second, t([-0.6, 1.8]) / math.sqrt(1.8 ** 2 + 0.6 ** 2), atol=1e-6)
+        assert torch.equal(nearest_prototype(x, centroids), labels)  # the labels belong to the returned centroids
+    with pytest.raises(ValueError, match="at least 5 samples"):
+        spherical_kmeans(x, 5, 10, torch.Generator().manual_seed(0))
+
+
+def test_equipartition_labels_by_hand():
+    # every sample prefers class 0 (argmax would put all 4 there); equal class sizes send the two samples with the
+    # smallest preference for 0 (rows 1 and 3: margins 0.5 and 0.1) to class 1
+    from selfsup.methods.pseudo_labels import equipartition_labels
+
+    scores = t([[2, 1], [2, 1.5], [2, 0], [2, 1.9]])
+    assert equipartition_labels(scores, epsilon=1.0).tolist() == [0, 1, 0, 1]
+    # scores that already split equally keep their argmax
+    balanced = t([[3, 0, 0], [0, 3, 0], [0, 0, 3], [3, 0, 0.1], [0, 3, 0.1], [0.1, 0, 3]])
+    assert equipartition_labels(balanced, epsilon=0.04).tolist() == [0, 1, 2, 0, 1, 2]
+    # many samples, K classes: the label counts are (about) N / K whatever the scores' bias
+    gen = torch.Generator().manual_seed(0)
+    skewed = torch.randn(600, 6, generator=gen) + torch.tensor([3.0, 2, 1, 0, 0, 0])
+    counts = torch.bincount(equipartition_labels(skewed, epsilon=0.1), minlength=6)
+    assert counts.min() >= 90 and counts.max() <= 110, counts
+
+
+def test_pseudo_label_loss_by_hand():
+    # head 0: crop logits [0,0] (CE ln 2) and [ln 3, 0] (CE ln 4/3) for label 0; head 1: the same crops, label 1
+    # (CE ln 2 and ln 4); T = 0.5 doubles the logits, so the crops carry logits / 2
+    from selfsup.methods.pseudo_labels import pseudo_label_loss
+
+    crops = [t([[0, 0]]), t([[math.log(3) / 2, 0]])]
+    loss = pseudo_label_loss([crops, crops], [torch.tensor([0]), torch.tensor([1])], temperature=0.5)
+    expected = ((math.log(2) + math.log(4 / 3)) / 2 + (math.log(2) + math.log(4)) / 2) / 2
+    assert loss.item() == pytest.approx(expected, abs=1e-6)

@@ -12,8 +12,14 @@ from selfsup.methods.numerics import FULL_PRECISION_LOSSES, LossCall, full_preci
 from selfsup.compatibility import supported_pairs
 from selfsup.modalities import get_modality
 from selfsup.modalities.image.encoders import ConvNet4
+from selfsup.methods.base import TrainingContext
+from selfsup.storage import TensorStorage
+from selfsup.training.epoch_pass import TrainingSetPass
+from selfsup.training.loop import before_epoch
 from selfsup.training.step import autocast_context
-from selfsup.views import Views
+from selfsup.views import Views, with_indices
+
+CPU = torch.device("cpu")
 
 
 def loss_and_grad(name, channels_last=False, precision="fp32"):
@@ -67,7 +73,8 @@ def small_options(cls) -> dict:
     depend on neither; emulated bf16 on CPUs without native support is slow)."""
     hp = cls.hyperparameters()
     small = {k: 64 for k, v in hp.items() if k.endswith("_dim") and isinstance(v, int) and not isinstance(v, bool)}
-    return {**small, **({"local_crops": 2} if "local_crops" in hp else {})}
+    return {**small, **({"local_crops": 2} if "local_crops" in hp else {}),
+            **({"num_prototypes": 8} if "num_prototypes" in hp else {})}
 
 
 PAIRS = supported_pairs()  # declared: the views a method requests and a modality makes, and the encoder protocols
@@ -82,7 +89,12 @@ def one_step(method_name: str, modality_name: str, precision: str):
     spec = modality.fit_spec(storage)
     torch.manual_seed(0)
     method = cls(modality.build_encoder(modality.default_encoder(spec), spec), **small_options(cls))
-    views = modality.view_maker(method.view_request(), spec)(storage[:32], torch.Generator().manual_seed(1))
+    request = method.view_request()
+    maker = modality.view_maker(request, spec)
+    method.setup(TrainingContext(len(storage), 32))  # the lifecycle: setup, the epoch-start hook, then steps
+    before_epoch(method, 0, TrainingSetPass(TensorStorage(storage), maker, request, 32, 0, 0, CPU), CPU, "fp32")
+    idx = torch.arange(32)
+    views = with_indices(maker(storage[idx], torch.Generator().manual_seed(1)), idx, request)
     torch.manual_seed(2)  # methods that draw crops or masks draw the same ones
     with recorded_loss_calls() as calls, autocast_context(torch.device("cpu"), precision):
         loss, _ = method(views)

@@ -167,3 +167,32 @@ def test_short_run_checkpoints_at_its_first_epoch_end_and_resumes_exactly(tmp_pa
     run = resume(tmp_path / "run", progress=False)
     assert run.summary["resumed_from_step"] == steps_per_epoch
     assert_same_weights(tmp_path / "ref", tmp_path / "run")
+
+
+MULTI_CROP_OFF = {"local_crops": 0}  # 8 x 8 digits: no room for local crops in ConvNet-4
+NEW_STATE = {  # method -> options exercising its own state (the names say which)
+    "dino": {"out_dim": 64, "hidden_dim": 64, "bottleneck_dim": 32, **MULTI_CROP_OFF},  # centre, teacher, frozen layer
+    "swav": {"num_prototypes": 30, "proj_hidden_dim": 64, "queue_length": 512, "queue_start": 0.0,
+             **MULTI_CROP_OFF},  # prototypes, queue and its fill count
+    "nnclr": {"proj_hidden_dim": 64, "pred_hidden_dim": 64, "queue_size": 512},  # support queue
+    "mocov3": {"proj_hidden_dim": 64, "pred_hidden_dim": 64},  # momentum encoder
+    "deepcluster_v2": {"num_prototypes": 30, "proj_hidden_dim": 64, **MULTI_CROP_OFF},  # memory bank, k-means labels
+    "sela": {"num_prototypes": 30, "proj_hidden_dim": 64, **MULTI_CROP_OFF},  # memory bank, prototypes, labels
+}
+
+
+@pytest.mark.parametrize("method", sorted(NEW_STATE))
+def test_resume_inside_an_epoch_restores_each_methods_state(method, tmp_path, monkeypatch):
+    """A run that dies in its third epoch resumes from a checkpoint in the middle of its second (queues, centre,
+    memory bank and pseudo-labels restored; the third epoch's per-epoch clustering runs again after the resume)
+    and ends with the uninterrupted run's weights, bit for bit."""
+    opts = dict(method=method, epochs=3, batch_size=256, seed=4, encoder_options=SMALL, monitor=False,
+                method_options=NEW_STATE[method], checkpoint_every_steps=7, threads=1)
+    selfsup.train("digits", out=tmp_path / "ref", **opts)
+    monkeypatch.setenv(FAULT_NONFINITE_STEP, "12")  # 5 steps an epoch: the last good checkpoint is step 7
+    with pytest.raises(selfsup.SelfSupError, match="last good checkpoint \\(step 7\\)"):
+        selfsup.train("digits", out=tmp_path / "run", **opts)
+    monkeypatch.delenv(FAULT_NONFINITE_STEP)
+    run = resume(tmp_path / "run", progress=False)
+    assert run.summary["resumed_from_step"] == 7
+    assert_same_weights(tmp_path / "ref", tmp_path / "run")

@@ -3,7 +3,8 @@ maker answers every training batch with a typed `Views`.
 
 A method never sees a positional list of tensors whose meaning depends on a convention: it reads
 `views.global_views`, `views.local_views`, `views.clean`, `views.corruption_mask`, `views.keep` and
-`views.overlap` by name, and the request says which of them it needs. All randomness (crops, corruptions,
+`views.overlap` by name, and the request says which of them it needs; `views.indices` (the samples' positions in
+the training set, for memory banks and pseudo-labels) comes from the loop, not the modality, when requested. All randomness (crops, corruptions,
 timestamp masks) comes from the loop's generator, so a seed and a checkpoint reproduce the views exactly.
 
 Recipes are named for what the views are, never for a method; every modality maps the names it supports
@@ -27,8 +28,8 @@ the global views; `Method.encode` runs one forward per group of equal shape (see
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Mapping, Protocol
 
 import torch
 
@@ -47,13 +48,14 @@ class ViewRequest:
     clean: bool = False  # also the input without augmentation (normalised like the views)
     corruption_mask: bool = False  # which values of global view 0 were corrupted (bool, same shape as the view)
     keep: bool = False  # per global view, which steps/tokens the encoder should see (bool [B, T], False = hide)
+    indices: bool = False  # the samples' positions in the training set (memory banks, per-sample pseudo-labels)
     options: Mapping[str, float] = field(default_factory=dict)  # the recipe's parameters the method owns
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (recorded in the run's config)."""
         return {"recipe": self.recipe, "global_views": self.global_views, "local_views": self.local_views,
                 "local_size": self.local_size, "clean": self.clean, "corruption_mask": self.corruption_mask,
-                "keep": self.keep, "options": dict(self.options)}
+                "keep": self.keep, "indices": self.indices, "options": dict(self.options)}
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Views:
     corruption_mask: torch.Tensor | None = None
     keep: list[torch.Tensor] | None = None
     overlap: Overlap | None = None
+    indices: torch.Tensor | None = None  # int64 [B]: each sample's position in the training set
 
     @property
     def crops(self) -> list[torch.Tensor]:
@@ -87,13 +90,28 @@ class Views:
         """The same views with `fn` applied to every view tensor (e.g. a memory format); masks untouched."""
         return Views([fn(v) for v in self.global_views], [fn(v) for v in self.local_views],
                      fn(self.clean) if self.clean is not None else None, self.corruption_mask, self.keep,
-                     self.overlap)
+                     self.overlap, self.indices)
 
 
 class ViewMaker(Protocol):
     """A modality's answer to a ViewRequest: storage batch (on the training device) -> Views."""
 
     def __call__(self, batch: Any, generator: torch.Generator | None = None) -> Views: ...
+
+
+class DatasetPass(Protocol):
+    """Every training sample once, as views with `indices` set, in batches of consecutive positions: what a method
+    may read in `Method.before_epoch` (DeepCluster's memory bank is filled from it). Iterating draws the views;
+    not iterating costs nothing."""
+
+    num_samples: int
+
+    def __iter__(self) -> Iterator[Views]: ...
+
+
+def with_indices(views: Views, indices: torch.Tensor, request: ViewRequest) -> Views:
+    """`views` carrying the samples' positions in the training set when `request.indices` asks for them."""
+    return replace(views, indices=indices) if request.indices else views
 
 
 def check_views(request: ViewRequest, views: Views, who: str) -> None:
@@ -106,6 +124,8 @@ def check_views(request: ViewRequest, views: Views, who: str) -> None:
     for name in ("clean", "corruption_mask"):
         if getattr(request, name) and getattr(views, name) is None:
             missing.append(name)
+    if request.indices and views.indices is None:
+        missing.append("indices")
     if request.keep and (views.keep is None or len(views.keep) != request.global_views):
         missing.append("keep masks")
     if missing:

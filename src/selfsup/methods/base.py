@@ -19,7 +19,7 @@ from ..encoders import Encoder
 from ..errors import ConfigError
 from ..registry import Registry
 from ..schedules import Schedule
-from ..views import ViewRequest, Views
+from ..views import DatasetPass, ViewRequest, Views
 
 StepLogs = dict[str, torch.Tensor]
 
@@ -68,6 +68,8 @@ class Method(nn.Module):
 
     Lifecycle, as the trainer drives it:
       `setup(context)` once, before the optimiser is built and before a checkpoint is restored;
+      `before_epoch(epoch, data)` at the start of every epoch (not when a run resumes inside one: the state it
+      set is in the checkpoint), in eval mode and without gradients, `data` a pass over the whole training set;
       per step: views made as `view_request()` says -> `forward(views)` (= `loss_on_views`) returns the loss and
       logs as tensors (no host sync inside a step: the trainer reads them only when it logs) -> backward ->
       `before_optimizer_step()` (gradient surgery, freezing a layer) -> optimiser step -> every
@@ -150,6 +152,11 @@ class Method(nn.Module):
     # ---- lifecycle hooks (defaults: nothing to do) ----
     def setup(self, context: TrainingContext) -> None:
         """Called once before training (and before a checkpoint is restored): size state to the data and batch."""
+
+    def before_epoch(self, epoch: int, data: DatasetPass) -> None:
+        """At the start of epoch `epoch` (0-based), before its first step, in eval mode, without gradients: state
+        that depends on the whole training set (DeepCluster's k-means over a memory bank, SeLa's self-labelling).
+        Iterating `data` yields views of every sample with `indices`; default: nothing."""
 
     def parameter_roles(self) -> ParameterRoles:
         """Modules the optimiser leaves alone, keeps at a fixed learning rate or does not decay (default: none)."""

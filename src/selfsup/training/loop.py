@@ -20,13 +20,14 @@ from ..errors import TrainingError
 from ..methods.base import Method
 from ..schedules import Schedule
 from ..storage import Storage
-from ..views import ViewMaker
+from ..views import ViewMaker, with_indices
 from .distributed import World, shard, sync_values
+from .epoch_pass import TrainingSetPass
 from .hooks import EpochHook
 from .loggers import MetricsLog
 from .optim import apply_schedules
 from .progress import Budget, Progress, make_progress
-from .step import optimisation_step
+from .step import autocast_context, optimisation_step
 from .threads import CpuShare
 
 
@@ -154,6 +155,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
             g.set_state(state.generators[name])
     data = storage.to(settings.device)
     forward = model if model is not None else method
+    request = method.view_request()
     result = LoopResult(steps=state.steps, samples=state.samples, losses=list(state.losses))
     if state.finished:
         return finish(result, state.train_seconds, steps_per_epoch)
@@ -205,6 +207,8 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
             if perm is None:
                 perm = torch.randperm(n, generator=gen)
                 epoch_losses, first_step = [], 0
+                before_epoch(method, epoch, TrainingSetPass(data, view_maker, request, batch, settings.seed, epoch,
+                                                            settings.device), settings.device, settings.precision)
             for i in range(first_step, steps_per_epoch):
                 now = time.perf_counter()
                 (elapsed, since_ckpt), (stop,) = sync_values(world, [now - start, now - last_ckpt_wall],
@@ -223,7 +227,8 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
                     last_ckpt_wall, last_ckpt_step = time.perf_counter(), result.steps
                 progress = (result.steps + 1) / total_steps if total_steps else elapsed / budget_s
                 idx = shard(perm, i, batch, world)
-                views = view_maker(data.take(idx.to(settings.device)), aug_gen)
+                idx = idx.to(settings.device)
+                views = with_indices(view_maker(data.take(idx), aug_gen), idx, request)
                 wd = settings.weight_decay_schedule(progress) if settings.weight_decay_schedule else None
                 lr = apply_schedules(optimizer, settings.lr_schedule(progress), wd)
                 loss, logs = optimisation_step(method, forward, optimizer, views, progress, settings.device,
@@ -282,6 +287,17 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
     finally:
         signals.close()
         bar.stop()
+
+
+def before_epoch(method: Method, epoch: int, data: TrainingSetPass, device: torch.device, precision: str) -> None:
+    """The method's epoch-start hook, in eval mode, without gradients, under the run's autocast; charged to training
+    time (it is part of the method's cost)."""
+    method.eval()
+    try:
+        with torch.no_grad(), autocast_context(device, precision):
+            method.before_epoch(epoch, data)
+    finally:
+        method.train()
 
 
 def warn_collapse(result: LoopResult, epoch: int, record: dict[str, Any], bar: Progress) -> None:
