@@ -18,6 +18,7 @@ into benchmarks/results/fmnist_budget_search.json (run candidates in stages with
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import sys
@@ -36,7 +37,7 @@ from _common import RESULTS, machine, save  # noqa: E402
 import selfsup  # noqa: E402
 from selfsup.data import Dataset, Split  # noqa: E402
 from selfsup.loading import load_dataset  # noqa: E402
-from selfsup.evaluate import evaluate_run  # noqa: E402
+from selfsup.evaluate import build_encoder, evaluate_run  # noqa: E402
 from selfsup.evaluation import knn_accuracy, linear_probe, stratified_validation_split  # noqa: E402
 from selfsup.presets import PRESETS  # noqa: E402
 from selfsup.run import encode_storage  # noqa: E402
@@ -84,6 +85,18 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # SimCLR's square-root rule for small batches and short schedules (appendix B.1): lr = 0.075 x sqrt(256)
     "simclr-w48-aug0.5-views16-sqrtlr": {"method": "simclr", "encoder": "convnet4", "encoder_options": W48,
                                          "augmentation_strength": 0.5, "augmentation": {"size": 16}, "lr": 1.2},
+    # the self-distillation and clustering methods of issue 16 on the preset's recipe (W48, strength 0.5, 16-px
+    # views), multi-crop with 6 local crops of 8 px (DINO's 96/224 of 16 px would be 7 px: too small for ConvNet-4),
+    # each method's paper optimiser and learning rate
+    **{f"{m}-w48-aug0.5-views16-local8": {"method": m, "encoder": "convnet4", "encoder_options": W48,
+                                          "augmentation_strength": 0.5, "augmentation": {"size": 16, "local_size": 8},
+                                          **extra}
+       for m, extra in (("dino", {}), ("swav", {}), ("deepcluster_v2", {}),
+                        # one head: SeLa's self-labelling (Sinkhorn over 50k x 3000 in float64) costs ~15 s a head
+                        ("sela", {"method_options": {"heads": 1}}))},
+    **{f"{m}-w48-aug0.5-views16": {"method": m, "encoder": "convnet4", "encoder_options": W48,
+                                   "augmentation_strength": 0.5, "augmentation": {"size": 16}}
+       for m in ("mocov3", "nnclr")},
     "simclr-w32-aug0.5-views16-b128": {"method": "simclr", "encoder": "convnet4", "encoder_options": W32,
                                        "augmentation_strength": 0.5, "augmentation": {"size": 16},
                                        "batch_size": 128},
@@ -116,6 +129,18 @@ def best_candidate(search_result: dict[str, Any]) -> str:
     return max(pool, key=lambda n: pool[n]["val_knn"] + pool[n]["val_linear"])
 
 
+def baselines_on_validation(run, fit: Split, val: Split) -> dict[str, Any]:
+    """Raw pixels and a randomly initialised encoder of the run's architecture, scored like the candidates."""
+    raw_fit, raw_val = (run.modality.raw_features(s.x, run.spec) for s in (fit, val))
+    lin = linear_probe(raw_fit, fit.y, raw_val, val.y)
+    raw = {"val_knn": round(knn_accuracy(raw_fit, fit.y, raw_val, val.y, k=200, temperature=0.1), 4),
+           "val_linear": round(lin["acc"], 4), "linear_C": lin["C"]}
+    random_run = copy.copy(run)
+    random_run.encoder = build_encoder(run.resolved, seed=run.config.seed + 1000)
+    return {"raw": raw, "random_encoder": {"encoder_options": run.resolved["encoder_options"],
+                                           **score_on_validation(random_run, fit, val)}}
+
+
 def search(minutes: float, only: list[str] | None, seed: int, stage: str) -> dict[str, Any]:
     ds = load_dataset("fashion-mnist")
     fit, val = validation_split(ds)
@@ -136,6 +161,10 @@ def search(minutes: float, only: list[str] | None, seed: int, stage: str) -> dic
                          "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
                          "train_seconds": round(train_s, 1), "eval_seconds": round(time.perf_counter() - start, 1),
                          "load_average_1min": machine()["load_average_1min"]}
+        arch = json.dumps(run.resolved["encoder_options"], sort_keys=True)
+        baselines = out.setdefault("baselines_on_validation", {})
+        if arch not in baselines:  # once per architecture: raw pixels and a random encoder, same split and probes
+            baselines[arch] = baselines_on_validation(run, fit, val)
         print(json.dumps({name: results[name]}), flush=True)
         out.update({"protocol": PROTOCOL + ", search on a validation split of train",
                     "validation": "10,000 images held out from the 60,000 training images (stratified, seed 0); "

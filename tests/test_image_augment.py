@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from selfsup.errors import ConfigError
 from selfsup.views import ViewRequest
 from selfsup.modalities.image.augment import RECIPES, ImageAugmentation, ImageViewMaker, augment, recipe
 
@@ -242,6 +243,12 @@ def test_multi_crop_views_and_clean_input() -> None:
     assert all(v.crop_scale == LOCAL_CROP_SCALE for v in vm.local_views)
     assert not torch.equal(views.local_views[0], views.local_views[1])
     torch.testing.assert_close(views.clean, ImageModality().prepare(x, spec))
+    # training views at 16 px with 8-px local crops (a fraction of 16 would give 7 px, too small for ConvNet-4)
+    small = ImageModality().view_maker(ViewRequest("instance", 2, local_views=2), spec, 1.0,
+                                       {"size": 16, "local_size": 8})(x, gen())
+    assert [tuple(v.shape[2:]) for v in small.crops] == [(16, 16)] * 2 + [(8, 8)] * 2
+    with pytest.raises(ConfigError, match="local_size=20: must lie between 4 and the views' size 16"):
+        ImageModality().view_maker(ViewRequest("instance", 2, local_views=2), spec, 1.0, {"size": 16, "local_size": 20})
 
 
 def test_convnet4_out_norm_standardises_the_feature() -> None:

@@ -100,9 +100,9 @@ class ViewMaker(Protocol):
 
 
 class DatasetPass(Protocol):
-    """Every training sample once, as views with `indices` set, in batches of consecutive positions: what a method
-    may read in `Method.before_epoch` (DeepCluster's memory bank is filled from it). Iterating draws the views;
-    not iterating costs nothing."""
+    """Every training sample once, as views with `indices` set (the global views; local crops may be left out), in
+    batches of consecutive positions: what a method may read in `Method.before_epoch` (DeepCluster's memory bank
+    is filled from it). Iterating draws the views; not iterating costs nothing."""
 
     num_samples: int
 

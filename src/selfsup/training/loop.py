@@ -127,10 +127,13 @@ class LoopResult:
 def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage, view_maker: ViewMaker,
              settings: LoopSettings, log: MetricsLog, epoch_hooks: list[EpochHook] = (), *,
              model: torch.nn.Module | None = None, resume: LoopState | None = None,
-             checkpoint: Callable[[LoopState], None] | None = None) -> LoopResult:
+             checkpoint: Callable[[LoopState], None] | None = None,
+             pass_view_maker: ViewMaker | None = None) -> LoopResult:
     """Train `method` on `storage` (never its labels) until the epoch or time budget is spent.
 
     `model` is what the forward pass calls (the DDP wrapper under torchrun; default the method).
+    `pass_view_maker` makes the views of `Method.before_epoch`'s pass over the data (default `view_maker`; the
+    plan gives one without the local crops).
     `checkpoint(state)` is called at step boundaries (every `checkpoint_every_steps` steps, every
     `checkpoint_seconds`, at epoch ends as EPOCH_END_CHECKPOINT_S says, on SIGINT/SIGTERM and when training
     ends); `resume` continues from such a state.
@@ -207,8 +210,9 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
             if perm is None:
                 perm = torch.randperm(n, generator=gen)
                 epoch_losses, first_step = [], 0
-                before_epoch(method, epoch, TrainingSetPass(data, view_maker, request, batch, settings.seed, epoch,
-                                                            settings.device), settings.device, settings.precision)
+                epoch_pass = TrainingSetPass(data, pass_view_maker or view_maker, request, batch, settings.seed, epoch,
+                                             settings.device)
+                before_epoch(method, epoch, epoch_pass, settings.device, settings.precision)
             for i in range(first_step, steps_per_epoch):
                 now = time.perf_counter()
                 (elapsed, since_ckpt), (stop,) = sync_values(world, [now - start, now - last_ckpt_wall],

@@ -3,7 +3,7 @@ the resolved settings a run records (everything needed before the first step, no
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -31,6 +31,7 @@ class TrainingPlan:
     storage: Storage
     view_maker: ViewMaker
     resolved: dict[str, Any]
+    pass_view_maker: ViewMaker | None = None  # the global views only, for Method.before_epoch's pass (None: view_maker)
 
     def lr_schedule(self, cfg: TrainConfig) -> Schedule:
         """Linear warm-up, then cosine to 0, as a factor of each group's base learning rate."""
@@ -145,5 +146,7 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
     }
     if world_size > 1:
         resolved.update({"world_size": world_size, "global_batch_size": global_batch, "sync_bn": cfg.sync_bn})
-    return TrainingPlan(modality, method, storage,
-                        ChannelsLastViews(view_maker) if channels_last else view_maker, resolved)
+    pass_maker = view_maker if not request.local_views else modality.view_maker(
+        replace(request, local_views=0), spec, cfg.augmentation_strength, augmentation)
+    wrap = ChannelsLastViews if channels_last else (lambda maker: maker)
+    return TrainingPlan(modality, method, storage, wrap(view_maker), resolved, wrap(pass_maker))

@@ -154,7 +154,8 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             restore_global_rng(*rng, device)
         try:
             result = run_loop(method, optimizer, plan.storage, plan.view_maker, settings, log, hooks,
-                              model=model, resume=loop_state, checkpoint=saver.save if saver else None)
+                              model=model, resume=loop_state, checkpoint=saver.save if saver else None,
+                              pass_view_maker=plan.pass_view_maker)
         except TrainingInterrupted as exc:
             launcher = f"torchrun --nproc_per_node {world.size} -m selfsup" if world.distributed else "selfsup"
             where = f"; checkpoint saved in {staging}; continue with: {launcher} train --resume {out_path}" \

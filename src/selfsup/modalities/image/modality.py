@@ -72,8 +72,9 @@ class ImageModality(Modality):
                    options: dict[str, Any] | None = None) -> ViewMaker:
         """Global views at `size` (default: the images' size) from the recipe's augmentations (view i uses the
         recipe's view i mod 2); local views (multi-crop) at local_size x size with DINO's local crops of 5-40% of
-        the area and the first global view's colour augmentations; the clean view is the resized, normalised
-        image. Options override fields of every view's ImageAugmentation (crop_scale only the global views')."""
+        the area and the first global view's colour augmentations (option `local_size`: their side in pixels
+        instead); the clean view is the resized, normalised image. Other options override fields of every view's
+        ImageAugmentation (crop_scale only the global views')."""
         from .augment import RECIPES, ImageAugmentation, ImageViewMaker, recipe
 
         if request.recipe not in RECIPES:
@@ -85,17 +86,19 @@ class ImageModality(Modality):
         size = int(options.pop("size", spec["size"]))  # training views may be smaller than the images (faster)
         if not 4 <= size <= 4 * spec["size"]:
             raise ConfigError(f"augmentation size={size}: must lie between 4 and {4 * spec['size']} pixels")
+        local_size = int(options.pop("local_size", max(4, round(size * request.local_size))))
+        if not 4 <= local_size <= size:
+            raise ConfigError(f"augmentation local_size={local_size}: must lie between 4 and the views' size {size}")
         known = set(ImageAugmentation.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ConfigError(f"unknown image augmentation option(s) {', '.join(unknown)}; known: size, "
+            raise ConfigError(f"unknown image augmentation option(s) {', '.join(unknown)}; known: size, local_size, "
                               f"{', '.join(sorted(known))}")
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
         augs = recipe(request.recipe, spec["size"], spec["channels"], strength)
         global_views = [replace(augs[i % len(augs)], **options) for i in range(request.global_views)]
         local_options = {k: v for k, v in options.items() if k != "crop_scale"}
         local = replace(augs[0], crop_scale=LOCAL_CROP_SCALE, **local_options)
-        local_size = max(4, round(size * request.local_size))
         return ImageViewMaker(global_views, spec["mean"], spec["std"], out_size=size,
                               local_views=[local] * request.local_views, local_size=local_size,
                               clean=request.clean)
