@@ -10,12 +10,17 @@ Hungarian accuracy, NMI and ARI against the labels (used for scoring only). Publ
 N2D (McConville et al. 2020) on Fashion-MNIST, accuracy 0.672 / NMI 0.684, and k-means on raw pixels ~0.47.
 
     python benchmarks/clustering.py --datasets digits,fashion-mnist --minutes 10 --json
+    python benchmarks/clustering.py --datasets fashion-mnist --configs preset,NAME --minutes 10 --json
+
+`--configs`: Fashion-MNIST pre-training configurations, `preset` (the dataset's measured preset) or candidate names
+of benchmarks/fmnist_budget.py (chosen there on a validation split of the training images); one block of rows each.
 
 Writes benchmarks/results/clustering.json with the machine it ran on and the time of each stage.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -28,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, publish  # noqa: E402
+from _common import RESULTS, machine, publish  # noqa: E402
+from fmnist_budget import CANDIDATES  # noqa: E402
 
 import selfsup  # noqa: E402
 from selfsup.cluster import scores  # noqa: E402
@@ -40,11 +46,13 @@ PUBLISHED = {"fashion-mnist": {"N2D (McConville et al. 2020)": {"acc": 0.672, "n
                                "k-means on raw pixels (literature, about)": {"acc": 0.47}}}
 
 
-def one(name: str, minutes: float, seed: int) -> dict:
+def one(name: str, minutes: float, seed: int, config: str = "preset") -> dict:
     ds = load_dataset(name)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         options = {"minutes": minutes} if name == "fashion-mnist" else {"epochs": 30}
+        if config != "preset":
+            options.update(CANDIDATES[config])
         run = selfsup.train(name, out=Path(tmp) / "run", seed=seed, monitor=False, **options)
         train_s = time.perf_counter() - start
         test = ds.test
@@ -60,7 +68,8 @@ def one(name: str, minutes: float, seed: int) -> dict:
         labels, _, details = scan(z, 10, seed=seed)
         rows["selfsup cluster (SCAN + self-labelling)"] = scores(test.y, labels)
         cluster_s = time.perf_counter() - t0
-    return {"data": name, "train_samples": len(ds.train), "clustered": f"{len(test)} test images, K = 10",
+    return {"data": name, "configuration": config, "options": options, "train_samples": len(ds.train),
+            "clustered": f"{len(test)} test images, K = 10",
             "training": {"method": run.summary["method"], "encoder": run.summary["encoder"],
                          "epochs": run.summary["epochs"], "train_seconds": round(train_s, 1),
                          "precision": run.resolved["precision"]},
@@ -72,18 +81,37 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="digits,fashion-mnist")
     p.add_argument("--minutes", type=float, default=10.0, help="Fashion-MNIST pre-training budget")
+    p.add_argument("--configs", default="preset", help="Fashion-MNIST configurations: preset and/or candidate names "
+                   "of benchmarks/fmnist_budget.py, comma-separated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    results = [one(name, args.minutes, args.seed) for name in args.datasets.split(",")]
+    configs = args.configs.split(",")
+    unknown = sorted(set(configs) - {"preset", *CANDIDATES})
+    if unknown:
+        p.error(f"--configs: unknown {', '.join(unknown)}; known: preset, {', '.join(CANDIDATES)}")
+    command = "python benchmarks/clustering.py " + " ".join(sys.argv[1:])
+    results = [{**one(name, args.minutes, args.seed, config), "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": command, "machine": machine()}
+               for name in args.datasets.split(",") for config in (configs if name == "fashion-mnist" else ["preset"])]
+    # blocks of other (data, configuration) pairs measured by earlier runs stay, each with its own date and machine
+    path = RESULTS / "clustering.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    earlier = [{"configuration": "preset", "measured": old.get("written"), "command": old.get("command"),
+                "machine": old.get("machine"), **r}
+               for r in old.get("datasets", [])]
+    done = {(r["data"], r["configuration"]) for r in results}
+    results = [r for r in earlier if (r["data"], r["configuration"]) not in done] + results
     doc = {"benchmark": "clustering without labels, K = 10, scored against the labels (Hungarian accuracy, NMI, ARI)",
-           "command": "python benchmarks/clustering.py " + " ".join(sys.argv[1:]), "seed": args.seed,
+           "command": command, "seed": args.seed,
            "budget": f"Fashion-MNIST: {args.minutes} min of pre-training on {args.threads} threads, then clustering "
                      "(timed separately); digits: the README's main job",
+           "merging": "each block carries the date and machine it was measured on; a run replaces the blocks of "
+                      "the (data, configuration) pairs it measures and keeps the others",
            "datasets": results, "machine": machine()}
-    summary = "; ".join(f"{r['data']}: SCAN acc {r['rows']['selfsup cluster (SCAN + self-labelling)']['acc']}, "
+    summary = "; ".join(f"{r['data']} ({r['configuration']}): SCAN acc {r['rows']['selfsup cluster (SCAN + self-labelling)']['acc']}, "
                         f"k-means raw {r['rows']['k-means on raw pixels']['acc']}" for r in results)
     publish("clustering", doc, args.json, summary)
 

@@ -94,6 +94,17 @@ CANDIDATES: dict[str, dict[str, Any]] = {
        for m, extra in (("dino", {}), ("swav", {}), ("deepcluster_v2", {}),
                         # one head: SeLa's self-labelling (Sinkhorn over 50k x 3000 in float64) costs ~15 s a head
                         ("sela", {"method_options": {"heads": 1}}))},
+    # short-budget variants (a 3-10 minute run is 2-20 epochs): DINO's teacher follows faster (momentum 0.99, the
+    # last layer not frozen, 1024 prototypes); SwAV with the paper's queue for batch 256 (3840, from 15% of training)
+    # and its prototypes not frozen
+    "dino-w48-aug0.5-views16-local8-short": {
+        "method": "dino", "encoder": "convnet4", "encoder_options": W48, "augmentation_strength": 0.5,
+        "augmentation": {"size": 16, "local_size": 8},
+        "method_options": {"base_momentum": 0.99, "freeze_last_layer_epochs": 0, "out_dim": 1024}},
+    "swav-w48-aug0.5-views16-local8-queue": {
+        "method": "swav", "encoder": "convnet4", "encoder_options": W48, "augmentation_strength": 0.5,
+        "augmentation": {"size": 16, "local_size": 8},
+        "method_options": {"queue_length": 3840, "freeze_prototypes_epochs": 0}},
     **{f"{m}-w48-aug0.5-views16": {"method": m, "encoder": "convnet4", "encoder_options": W48,
                                    "augmentation_strength": 0.5, "augmentation": {"size": 16}}
        for m in ("mocov3", "nnclr")},

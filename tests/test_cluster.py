@@ -54,3 +54,18 @@ def test_cluster_bad_input(digits_run, tmp_path):
     assert_error(cli("cluster", tmp_path / "nothing", "--out", out), "nothing", "no such run")
     assert_error(cli("cluster", digits_run, "--out", tmp_path / "c.txt"), ".csv or .parquet")
     assert not out.exists()
+
+
+def test_train_then_cluster_in_one_command(tmp_path):
+    """`selfsup train --cluster K`: training, evaluation, then SCAN on the training data, kept in the run and its
+    report; a bad K is refused before any training."""
+    run = tmp_path / "run"
+    proc = cli("train", "--data", "digits", "--epochs", "2", "--threads", "1", "--encoder-option",
+               "widths=[16,32,32,32]", "--cluster", "10", "--out", run)
+    assert proc.returncode == 0, proc.stderr
+    assert "into K = 10 with scan" in proc.stdout and f"clusters: {run / 'clusters.csv'}" in proc.stdout
+    assert len(pd.read_csv(run / "clusters.csv")) == 1347
+    assert json.loads((run / "clusters.json").read_text())["k"] == 10
+    assert "Clusters" in (run / "report.html").read_text()
+    assert_error(cli("train", "--data", "digits", "--cluster", "ten", "--out", tmp_path / "bad"), "--cluster", "'ten'")
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.partial").exists()

@@ -24,6 +24,8 @@ EXAMPLES = {
              "  selfsup embed runs/gunpoint --data ucr:GunPoint --per-timestep --out steps.npy",
     "eval": "selfsup eval runs/digits-simclr --data digits --json",
     "cluster": "selfsup cluster runs/digits-simclr --k 10 --out clusters.csv",
+    "prepare": "selfsup prepare folder:photos --out cache/photos --size 96 && "
+               "selfsup train --data prepared:cache/photos --out runs/photos",
     "methods": "selfsup methods",
     "encoders": "selfsup encoders",
     "datasets": "selfsup datasets",
@@ -100,11 +102,16 @@ def add_train_parser(sub) -> None:
                    help="skip per-epoch diagnostics")
     p.add_argument("--no-eval", action="store_true", help="skip evaluation (and the report) after training")
     p.add_argument("--no-report", action="store_true", help="skip report.html after training")
+    p.add_argument("--cache", metavar="DIR", help="decode --data (folder:PATH) once into a memory-mapped cache DIR "
+                   "(selfsup prepare), reused by later runs; training reads prepared:DIR")
+    p.add_argument("--cluster", metavar="K", help="after training, find the groups in the training data: SCAN "
+                   "into K clusters or 'auto' (as `selfsup cluster`); kept in RUN/clusters.csv and the report")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object (summary and evaluation) on stdout")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    args.cluster = cluster_count(args.cluster, "--cluster")  # checked before training, used after it
     from .presets import with_preset
     from .training.config import TrainConfig
     from .training.distributed import is_main_process
@@ -142,6 +149,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         base["method_options"] = {}
     if not args.config:
         overrides, args.preset = with_preset(overrides.get("data", TrainConfig.data), overrides)
+    if args.cache:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("--cache under torchrun: prepare the cache once first (selfsup prepare SOURCE --out "
+                              "DIR), then train every process on --data prepared:DIR")
+        from .preparation import prepare
+
+        prepare(overrides.get("data", base.get("data", TrainConfig.data)), args.cache,
+                progress=not args.quiet and not args.json)
+        overrides["data"] = f"prepared:{args.cache}"
     cfg = TrainConfig.from_dict({**base, **overrides}, "command line")
     run = train(cfg, args.out, progress=not args.quiet and not args.json, overwrite=args.overwrite)
     if not is_main_process():  # torchrun: rank 0 reports, evaluates and writes
@@ -150,7 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def finish_train(args: argparse.Namespace, run, cfg) -> int:
-    """After training: print the summary, evaluate and write the report (rank 0 only under torchrun)."""
+    """After training: print the summary, evaluate, cluster (--cluster) and write the report (rank 0 only under
+    torchrun)."""
     from .api import load
     from .evaluate import evaluate_run, format_results
     from .training.distributed import is_main_process
@@ -167,8 +184,9 @@ def finish_train(args: argparse.Namespace, run, cfg) -> int:
         if preset is not None:
             print(f"configuration: the measured preset for {s['data']} ({preset.chosen_by}; {preset.results}); "
                   f"--method or --encoder chooses your own")
-    if not args.no_eval:
+    if not args.no_eval or args.cluster is not None:
         run = load(args.out)
+    if not args.no_eval:
         try:
             results = evaluate_run(run, cfg.data)
         except ConfigError as exc:  # unlabelled data: nothing to evaluate against
@@ -179,10 +197,18 @@ def finish_train(args: argparse.Namespace, run, cfg) -> int:
         out["eval"] = results
         if not args.json:
             print(format_results(results) if "skipped" not in results else f"evaluation skipped: {results['skipped']}")
-        if not args.no_report and "skipped" not in results:
-            out["report"] = write_report_if_possible(run)
-            if not args.json:
-                print(f"report: {out['report']}")
+    if args.cluster is not None:
+        from .cluster import cluster_run, format_clustering
+
+        clustering = cluster_run(run, cfg.data, args.cluster)
+        keep_clustering_in_run(Path(args.out), clustering)
+        out["clusters"] = clustering.info
+        if not args.json:
+            print(format_clustering(clustering) + f"\nclusters: {Path(args.out) / 'clusters.csv'}")
+    if not args.no_eval and not args.no_report and "skipped" not in out["eval"]:
+        out["report"] = write_report_if_possible(run)
+        if not args.json:
+            print(f"report: {out['report']}")
     if args.json:
         print(json.dumps(out, default=str))
     return 0
@@ -250,6 +276,24 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cluster_count(text: str | None, flag: str) -> int | str | None:
+    """--k / --cluster: a whole number or 'auto' (None stays None)."""
+    if text is None or text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} must be a whole number or 'auto', got {text!r}") from None
+
+
+def keep_clustering_in_run(run_dir: Path, result) -> None:
+    """The run keeps its latest clustering (clusters.csv, clusters.json), which its report shows."""
+    from .artifacts import atomic_write_bytes, write_json
+
+    atomic_write_bytes(run_dir / "clusters.csv", result.table_bytes(".csv"))
+    write_json(run_dir / "clusters.json", result.info)
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     if not single_process("cluster"):
         return 0
@@ -261,11 +305,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: give a .csv or .parquet file")
     if out.is_dir():
         raise ConfigError(f"--out {out}: is a folder; give a file name such as {out / 'clusters.csv'}")
-    if args.k != "auto":
-        try:
-            args.k = int(args.k)
-        except ValueError:
-            raise ConfigError(f"--k must be a whole number or 'auto', got {args.k!r}") from None
+    args.k = cluster_count(args.k, "--k")
     result = cluster_run(args.run, args.data, args.k, args.method, args.split, resize=args.resize, strict=args.strict)
     for note in result.info.get("notes", []):
         print(f"selfsup: note: {note}", file=sys.stderr)
@@ -279,13 +319,29 @@ def cmd_cluster(args: argparse.Namespace) -> int:
           f"{out.with_suffix('.json')}")
     run_dir = Path(args.run)
     if (run_dir / "report.html").exists():  # the run keeps its latest clustering, and its report shows it
-        atomic_write_bytes(run_dir / "clusters.csv", result.table_bytes(".csv"))
-        write_json(run_dir / "clusters.json", result.info)
+        keep_clustering_in_run(run_dir, result)
         from .api import load
 
         report = write_report_if_possible(load(run_dir))
         if not args.json:
             print(f"report: {report} (with a clusters section)")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    if not single_process("prepare"):
+        return 0
+    from .preparation import prepare
+
+    manifest = prepare(args.source, args.out, args.size, args.mode, args.workers, args.skip_bad,
+                       progress=not args.json)
+    if args.json:
+        print(json.dumps(manifest))
+        return 0
+    for name, split in manifest["splits"].items():
+        print(f"{name}: {split['count']} samples of {'x'.join(map(str, split['shape'][1:]))} {split['dtype']}"
+              + (f", {len(split['skipped'])} skipped (listed in the manifest)" if split["skipped"] else ""))
+    print(f"prepared {manifest['source']} in {args.out}; train with --data prepared:{args.out}")
     return 0
 
 
@@ -473,6 +529,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "the details go beside it as .json")
     p.add_argument("--json", action="store_true", help="print the details as one JSON object")
     add_conform_flags(p)
+    p = sub.add_parser("prepare", help="decode an image folder once, in parallel, into a memory-mapped cache",
+                       epilog="example:\n  " + EXAMPLES["prepare"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="folder:PATH (PATH/train and PATH/test become splits)")
+    p.add_argument("--out", required=True, help="the cache folder (resumed if an earlier run was interrupted)")
+    p.add_argument("--size", type=int, help="side in pixels (default: as folder:PATH, the images' own if all are "
+                   "square and equal, else 64)")
+    p.add_argument("--mode", choices=["L", "RGB"], help="default: L when every image is greyscale, else RGB")
+    p.add_argument("--workers", type=int, help="decoding processes (default: every core)")
+    p.add_argument("--skip-bad", action="store_true", dest="skip_bad",
+                   help="leave out files that cannot be decoded (listed in the manifest) instead of stopping")
+    p.add_argument("--json", action="store_true", help="print the manifest as one JSON object")
     p = sub.add_parser("compare", help="several runs' figures side by side",
                        epilog="example:\n  " + EXAMPLES["compare"], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+")
@@ -488,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "cluster": cmd_cluster, "report": cmd_report, "compare": cmd_compare, "export": cmd_export,
+COMMANDS = {"prepare": cmd_prepare, "train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "cluster": cmd_cluster, "report": cmd_report, "compare": cmd_compare, "export": cmd_export,
             "methods": cmd_list, "encoders": cmd_list,
             "datasets": cmd_list}
 

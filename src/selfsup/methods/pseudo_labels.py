@@ -137,7 +137,8 @@ class PseudoLabelMethod(MultiCropMethod):
             for views in data:
                 for crop, h in enumerate(self.encode(views.global_views)):
                     self.memory[crop, views.indices] = self.project(h).float()
-        self.label_bank(epoch)
+        with torch.autocast(device_type=self.memory.device.type, enabled=False):  # clustering in float32
+            self.label_bank(epoch)
 
     def loss_on_views(self, views):
         z = [self.project(h) for h in self.encode(views.crops)]
