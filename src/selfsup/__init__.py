@@ -12,10 +12,11 @@ from .errors import SelfSupError
 from .version import __version__
 
 _PUBLIC = {"train": "api", "load": "api", "SelfSupervisedEmbedder": "api", "dataset_from_array": "api",
-           "load_dataset": "loading", "Run": "run", "cluster_run": "cluster"}
+           "load_dataset": "loading", "Run": "run", "cluster_run": "cluster",
+           "prepare": "preparation"}
 
 __all__ = ["train", "load", "Run", "SelfSupervisedEmbedder", "SelfSupError", "dataset_from_array", "load_dataset",
-           "cluster_run", "__version__"]
+           "cluster_run", "prepare", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -42,11 +42,13 @@ def dataset_from_array(x: Any, y: Any = None, modality: str | None = None, name:
 
 
 def train(data: str | Dataset | Any = "digits", method: str | None = None, out: str | Path | None = None,
-          progress: bool = False, overwrite: bool = False, **options: Any) -> Run:
+          progress: bool = False, overwrite: bool = False, cache: str | Path | None = None, **options: Any) -> Run:
     """Train an encoder on `data` (a source URI, a Dataset or an array) with `method`; options as TrainConfig.
 
     With neither `method` nor `encoder` given, a dataset with a measured preset (selfsup.presets, e.g.
     fashion-mnist) uses it; otherwise the method defaults to SimCLR.
+    `cache`: a folder for `data` (folder:PATH) decoded once into a memory-mapped cache (selfsup.prepare), made on
+    first use, reused after; training then reads `prepared:CACHE`.
     Example: ``run = selfsup.train("digits", method="byol", epochs=20, out="runs/byol")``.
     """
     names = {f.name for f in fields(TrainConfig)}
@@ -54,6 +56,13 @@ def train(data: str | Dataset | Any = "digits", method: str | None = None, out: 
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(names))}")
     dataset = None
+    if cache is not None:
+        if not isinstance(data, str):
+            raise ConfigError("cache= prepares a data source (folder:PATH); it cannot take an array or Dataset")
+        from .preparation import prepare
+
+        prepare(data, cache, progress=progress)
+        data = f"prepared:{cache}"
     if not isinstance(data, str):
         dataset = data if isinstance(data, Dataset) else dataset_from_array(data, modality=options.get("modality"))
         options.setdefault("modality", dataset.modality)

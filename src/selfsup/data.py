@@ -24,6 +24,7 @@ class Split:
     x: torch.Tensor
     y: np.ndarray | None = None
     mask: torch.Tensor | None = None  # optional validity mask (padded series, missing cells)
+    rows: Any = None  # storage.FileRows that `x` maps (prepared:DIR): training reads it batch by batch
 
     def __len__(self) -> int:
         return int(self.x.shape[0])

@@ -9,8 +9,11 @@ array, a list of graphs or tokenised text fit the same three calls. Modalities b
 from __future__ import annotations
 
 import hashlib
+import mmap
+import os
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 
@@ -49,3 +52,55 @@ class TensorStorage:
         h.update(repr((tuple(self.x.shape), str(self.x.dtype))).encode())
         h.update(self.x[rows].detach().cpu().contiguous().numpy().tobytes())
         return {"samples": n, "shape": list(self.x.shape), "digest": h.hexdigest()}
+
+
+class FileRows:
+    """A file of fixed-size rows (C-order [N, ...], no header), mapped copy-on-write: `array` reads it in place (the
+    page cache serves it; nothing is loaded up front), `release()` drops the pages this process touched from its
+    resident set (they stay in the page cache), and `read(indices)` copies rows with positioned reads without
+    mapping them (the resident set holds one batch, whatever the file's size)."""
+
+    def __init__(self, path: str, shape: tuple[int, ...], dtype: str) -> None:
+        self.path, self.shape, self.dtype = str(path), tuple(int(d) for d in shape), dtype
+        self.row_bytes = int(np.prod(self.shape[1:])) * np.dtype(dtype).itemsize
+        with open(self.path, "rb") as f:
+            self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        self.array = np.frombuffer(self.map, dtype=dtype).reshape(self.shape)
+        self._fd: int | None = None
+        self._pid = -1
+
+    def release(self) -> None:
+        dont_need = getattr(mmap, "MADV_DONTNEED", None)  # not on every platform: then the pages simply stay
+        if dont_need is not None:
+            self.map.madvise(dont_need)
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        if self._pid != os.getpid():  # a forked process opens its own descriptor
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype)
+        rows = out.reshape(len(indices), -1).view(np.uint8)
+        for i, index in enumerate(indices.tolist()):
+            data = os.pread(self._fd, self.row_bytes, index * self.row_bytes)
+            if len(data) != self.row_bytes:
+                raise OSError(f"{self.path}: short read at row {index} (the file changed?)")
+            rows[i] = np.frombuffer(data, dtype=np.uint8)
+        return out
+
+
+class FileRowStorage(TensorStorage):
+    """Storage read from a `FileRows` file by positioned reads, batch by batch: training's resident memory does not
+    grow with the data set (the page cache, shared by every process on the machine, holds the file). `x` is the
+    same rows as a tensor over the mapping (for describe and anything that reads the whole split)."""
+
+    def __init__(self, rows: FileRows, x: torch.Tensor, device: torch.device | None = None) -> None:
+        super().__init__(x)
+        self.rows, self.device = rows, device
+
+    def take(self, indices: torch.Tensor) -> torch.Tensor:
+        batch = torch.from_numpy(self.rows.read(indices.cpu().numpy()))
+        if self.device is None or self.device.type == "cpu":
+            return batch
+        return batch.pin_memory().to(self.device, non_blocking=True)
+
+    def to(self, device: torch.device) -> FileRowStorage:
+        return FileRowStorage(self.rows, self.x, torch.device(device))

@@ -4,5 +4,6 @@ from . import image  # noqa: F401
 from . import timeseries  # noqa: F401
 from . import tabular  # noqa: F401
 from . import npy  # noqa: F401
+from . import prepared  # noqa: F401
 
 __all__ = ["Modality", "get_modality", "modalities"]

@@ -16,7 +16,7 @@ from ..data import Dataset, SourceRequest, Split
 from ..encoders import Encoder
 from ..errors import ConfigError
 from ..registry import Registry
-from ..storage import Storage, TensorStorage
+from ..storage import FileRowStorage, Storage, TensorStorage
 from ..views import ViewMaker, ViewRequest
 
 
@@ -53,6 +53,9 @@ class Modality(ABC):
         """The split's training storage (default: its tensor; a validity mask is this modality's to interpret)."""
         if split.mask is not None:
             raise ConfigError(f"the {self.name} modality takes no validity mask on a split")
+        if split.rows is not None and tuple(split.x.shape) == split.rows.shape:  # a file: read batch by batch
+            split.rows.release()  # what loading touched (statistics of the first samples) leaves the resident set
+            return FileRowStorage(split.rows, split.x)
         return TensorStorage(split.x)
 
     @abstractmethod

@@ -11,6 +11,7 @@ import numpy as np
 
 from ...data import Dataset, SourceRequest, sources
 from ...errors import ConfigError, DataError
+from .decode import decode, default_size_and_mode, read_header
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "~/.cache/selfsup/fashion-mnist")
@@ -98,41 +99,34 @@ def list_images(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def folder_labels(root: Path, files: list[Path]) -> np.ndarray | None:
+    """First-level sub-folder names as labels when every image has one, else None."""
+    rel = [p.relative_to(root).parts for p in files]
+    return np.array([parts[0] for parts in rel]) if all(len(parts) > 1 for parts in rel) else None
+
+
 def read_image_folder(root: Path, size: int | None, mode: str | None,
                       max_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """All images under `root`, resized to size x size; labels from first-level sub-folders when every image has one.
+    """All images under `root` decoded to size x size (modalities/image/decode.py: EXIF orientation, 16-bit and
+    transparency handled, JPEG draft mode); labels from first-level sub-folders when every image has one.
 
     Images over Pillow's decompression-bomb limit (about 179 megapixels) are refused unless `max_pixels` raises it.
+    `selfsup prepare` does the same in parallel into a memory-mapped cache (selfsup/preparation.py).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     files = list_images(root)
     if not files:
         raise DataError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    images = []
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels or Image.MAX_IMAGE_PIXELS
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        for path in files:
-            try:
-                with Image.open(path) as im:
-                    im.load()
-                    images.append(im.copy())
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise DataError(f"{path}: refused as a possible decompression bomb ({exc}); if the file is trusted, "
-                                f"allow larger images with folder:{root}?max_pixels=N") from None
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-                raise DataError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
+        if size is None or mode is None:
+            auto_size, auto_mode = default_size_and_mode([read_header(p, max_pixels) for p in files])
+            size, mode = size or auto_size, mode or auto_mode
+        arr = np.stack([decode(p, size, mode, max_pixels) for p in files])
     finally:
         Image.MAX_IMAGE_PIXELS = limit
-    if mode is None:
-        mode = "L" if all(im.mode in ("L", "1", "I;16", "I") for im in images) else "RGB"
-    if size is None:
-        sizes = {im.size for im in images}
-        size = max(images[0].size) if len(sizes) == 1 and images[0].size[0] == images[0].size[1] else 64
-    arr = np.stack([np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR)) for im in images])
-    rel = [p.relative_to(root).parts for p in files]
-    labels = np.array([parts[0] for parts in rel]) if all(len(parts) > 1 for parts in rel) else None
-    return arr, labels
+    return arr, folder_labels(root, files)
 
 
 def positive_int_option(req: SourceRequest, name: str, low: int, high: int) -> int | None:
@@ -167,7 +161,7 @@ def load_folder(req: SourceRequest) -> Dataset:
         raise ConfigError(f"--data {req.uri}: mode={mode!r}; use mode=L (grayscale) or mode=RGB")
     if (root / "train").is_dir() and (root / "test").is_dir():
         x_tr, y_tr = read_image_folder(root / "train", size, mode, max_pixels)
-        x_te, y_te = read_image_folder(root / "test", x_tr.shape[1], "L" if x_tr.ndim == 3 else "RGB", max_pixels)
+        x_te, y_te = read_image_folder(root / "test", x_tr.shape[2], "L" if x_tr.shape[1] == 1 else "RGB", max_pixels)
         return image_dataset(req.uri, x_tr, y_tr, x_te, y_te)
     x, y = read_image_folder(root, size, mode, max_pixels)
     return image_dataset(req.uri, x, y)

@@ -1,0 +1,239 @@
+"""`selfsup prepare SOURCE --out DIR`: decode a folder of images once, in parallel, into a memory-mapped cache that
+training, embedding and evaluation read as `--data prepared:DIR` (or `selfsup train --cache DIR`).
+
+The cache (format "selfsup-prepared", version 1):
+  DIR/SPLIT.x.u8      the samples, uint8, C-order [N, C, S, S] (read with numpy.memmap, never unpickled)
+  DIR/SPLIT.y.npy     labels (sub-folder names; numpy .npy of strings, read with allow_pickle=False)
+  DIR/manifest.json   shapes, dtype, source, size and mode, resize filter, the inputs' list checksum, skipped files
+The manifest is written last and atomically: a folder without one is an unfinished preparation, which `prepared:`
+refuses and `selfsup prepare` resumes. Work goes in chunks of files; each chunk is decoded by a worker process
+straight into its rows of the (pre-allocated) array file, and the chunks done are recorded (atomically) in
+DIR/.progress.json, so an interrupted run continues where it stopped. A file that cannot be decoded stops the run
+with its name, or with `skip_bad` is left out (the arrays are compacted at the end) and listed in the manifest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .artifacts import write_json
+from .data import parse_uri
+from .errors import ConfigError, DataError
+from .modalities.prepared import FORMAT, MANIFEST, PROGRESS, VERSION, read_manifest
+
+CHUNK = 256  # files per unit of work (and of resumption)
+
+
+@dataclass
+class SplitInputs:
+    """One split's input files and labels."""
+
+    files: list[Path]
+    labels: np.ndarray | None
+
+
+@dataclass
+class PreparePlan:
+    """What to decode: splits of files, the sample shape and dtype, and a picklable decoder
+    `decode(path, *decode_args) -> array of sample_shape` that raises DataError on a bad file."""
+
+    source: str
+    splits: dict[str, SplitInputs]
+    sample_shape: tuple[int, ...]
+    dtype: str
+    decode: Callable[..., np.ndarray]
+    decode_args: tuple
+    spec: dict[str, Any]  # recorded in the manifest (size, mode, resize filter)
+
+
+def inputs_checksum(plan: PreparePlan) -> str:
+    """SHA-256 over every split's relative file names and sizes, and the decoding settings."""
+    h = hashlib.sha256(json.dumps({"spec": plan.spec, "shape": plan.sample_shape}, sort_keys=True).encode())
+    for name, split in plan.splits.items():
+        for path in split.files:
+            h.update(f"{name}\0{path}\0{path.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+def folder_plan(source: str, size: int | None = None, mode: str | None = None, skip_bad: bool = False) -> PreparePlan:
+    """The plan for `folder:PATH` (PATH/train and PATH/test become splits), with folder:'s size and mode defaults."""
+    from .modalities.image.decode import RESIZE_FILTER, decode, default_size_and_mode, read_header
+    from .modalities.image.sources import folder_labels, list_images
+
+    req = parse_uri(source)
+    if req.scheme != "folder" or not req.path:
+        raise ConfigError(f"selfsup prepare reads image folders (folder:PATH); got {source!r}")
+    root = Path(req.path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: folder not found")
+    size = size or (int(req.options["size"]) if "size" in req.options else None)
+    mode = mode or req.options.get("mode")
+    if mode is not None and mode not in ("L", "RGB"):
+        raise ConfigError(f"--mode {mode!r}: use L (grayscale) or RGB")
+    if size is not None and not 4 <= size <= 4096:
+        raise ConfigError(f"--size {size}: must lie between 4 and 4096 pixels")
+    max_pixels = int(req.options["max_pixels"]) if "max_pixels" in req.options else None
+    roots = {"train": root / "train", "test": root / "test"} if (root / "train").is_dir() and \
+        (root / "test").is_dir() else {"train": root}
+    splits = {}
+    for name, where in roots.items():
+        files = list_images(where)
+        if not files:
+            raise DataError(f"{where}: no images found")
+        splits[name] = SplitInputs(files, folder_labels(where, files))
+    if size is None or mode is None:  # headers only (no pixels): the same defaults as folder:PATH
+        headers = []
+        for path in splits["train"].files:
+            try:
+                headers.append(read_header(path, max_pixels))
+            except DataError:
+                if not skip_bad:
+                    raise
+        if not headers:
+            raise DataError(f"{root}: no readable image")
+        auto_size, auto_mode = default_size_and_mode(headers)
+        size, mode = size or auto_size, mode or auto_mode
+    channels = 1 if mode == "L" else 3
+    return PreparePlan(f"folder:{root}", splits, (channels, size, size), "uint8", decode, (size, mode, max_pixels),
+                       {"modality": "image", "size": size, "mode": mode, "resize_filter": RESIZE_FILTER,
+                        "jpeg_draft": True, "exif_orientation": True})
+
+
+def decode_chunk(task: tuple) -> tuple[str, int, list[tuple[int, str]]]:
+    """Worker: decode files [start, start + len(files)) of a split into their rows of the array file."""
+    split, start, files, array_path, total, shape, dtype, decode, decode_args, skip_bad = task
+    out = np.memmap(array_path, dtype=dtype, mode="r+", shape=(total, *shape))
+    bad: list[tuple[int, str]] = []
+    for i, path in enumerate(files):
+        try:
+            out[start + i] = decode(path, *decode_args)
+        except DataError as exc:
+            if not skip_bad:
+                del out
+                raise
+            bad.append((start + i, str(exc)))
+    out.flush()
+    del out
+    return split, start, bad
+
+
+class PrepareProgress:
+    """Items/s and ETA on stderr: a line rewritten in place on a terminal, else a line every 30 s."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        self.total, self.done, self.enabled = total, done, enabled
+        self.start, self.start_done, self.last = time.perf_counter(), done, 0.0
+        self.tty = sys.stderr.isatty()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < (0.5 if self.tty else 30.0) and self.done < self.total):
+            return
+        self.last = now
+        rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        line = f"prepare: {self.done}/{self.total} images, {rate:.0f} images/s, ETA {eta:.0f} s"
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+        if self.tty and self.done >= self.total:
+            print(file=sys.stderr)
+
+
+def prepare(source: str, out: str | Path, size: int | None = None, mode: str | None = None,
+            workers: int | None = None, skip_bad: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Decode `source` (folder:PATH) into the cache `out`, resuming an unfinished one; returns the manifest.
+
+    A finished cache of the same inputs and settings is returned as it is; one of other inputs is refused.
+    """
+    plan = folder_plan(source, size, mode, skip_bad)
+    out = Path(out).expanduser()
+    checksum = inputs_checksum(plan)
+    manifest = read_manifest(out) if out.is_dir() else None
+    if manifest is not None:
+        if manifest["inputs_sha256"] == checksum:
+            return manifest
+        raise ConfigError(f"--out {out}: holds a prepared dataset of other inputs or settings ({manifest['source']}, "
+                          f"size {manifest['spec']['size']}, mode {manifest['spec']['mode']}); choose another folder")
+    state_path = out / PROGRESS
+    state = json.loads(state_path.read_text()) if state_path.exists() else None
+    if state is not None and state.get("inputs_sha256") != checksum:
+        raise ConfigError(f"--out {out}: holds an unfinished preparation of other inputs or settings; remove it or "
+                          "choose another folder")
+    if state is None and out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out}: exists and is not empty; choose a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if state is None:
+        state = {"inputs_sha256": checksum, "done": {name: [] for name in plan.splits},
+                 "bad": {name: [] for name in plan.splits}}
+        for name, split in plan.splits.items():  # the array files at full size (sparse until written)
+            with open(out / f"{name}.x.u8.partial", "wb") as f:
+                f.truncate(len(split.files) * int(np.prod(plan.sample_shape)) * np.dtype(plan.dtype).itemsize)
+        write_json(state_path, state)
+    tasks = [(name, start, split.files[start:start + CHUNK], str(out / f"{name}.x.u8.partial"), len(split.files),
+              plan.sample_shape, plan.dtype, plan.decode, plan.decode_args, skip_bad)
+             for name, split in plan.splits.items() for start in range(0, len(split.files), CHUNK)
+             if start not in state["done"][name]]
+    total = sum(len(s.files) for s in plan.splits.values())
+    state["resumed_with"] = total - sum(len(t[2]) for t in tasks)  # inputs done before this run started
+    bar = PrepareProgress(total, state["resumed_with"], progress)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
+    if tasks:
+        # fork where there is one: the workers only run Pillow and numpy, and start without re-importing anything
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        with context.Pool(workers) as pool:
+            for split, start, bad in pool.imap_unordered(decode_chunk, tasks):
+                state["done"][split].append(start)
+                state["bad"][split].extend(bad)
+                write_json(state_path, state)
+                bar.update(min(CHUNK, len(plan.splits[split].files) - start))
+    return finish(plan, out, state, checksum)
+
+
+def finish(plan: PreparePlan, out: Path, state: dict[str, Any], checksum: str) -> dict[str, Any]:
+    """Compact away skipped files, write labels, then the manifest (last, atomically)."""
+    splits = {}
+    row_bytes = int(np.prod(plan.sample_shape)) * np.dtype(plan.dtype).itemsize
+    for name, split in plan.splits.items():
+        bad_rows = sorted(row for row, _ in state["bad"][name])
+        keep = np.setdiff1d(np.arange(len(split.files)), np.array(bad_rows, dtype=np.int64))
+        if len(keep) == 0:
+            raise DataError(f"{plan.source}: no image of the {name} split could be read")
+        partial, final = out / f"{name}.x.u8.partial", out / f"{name}.x.u8"
+        # (no partial file: an interrupted earlier finish already compacted and renamed it)
+        if bad_rows and partial.exists():  # stream the good rows into a new file
+            src = np.memmap(partial, dtype=np.uint8, mode="r", shape=(len(split.files), row_bytes))
+            dst = np.memmap(str(partial) + ".compact", dtype=np.uint8, mode="w+", shape=(len(keep), row_bytes))
+            for i in range(0, len(keep), 4096):
+                dst[i:i + 4096] = src[keep[i:i + 4096]]
+            dst.flush()
+            del src, dst
+            os.replace(str(partial) + ".compact", partial)
+        if partial.exists():
+            with open(partial, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(partial, final)
+        labels = None
+        if split.labels is not None:
+            labels = f"{name}.y.npy"
+            np.save(out / labels, split.labels[keep])
+        splits[name] = {"file": final.name, "count": int(len(keep)), "shape": [int(len(keep)), *plan.sample_shape],
+                        "dtype": plan.dtype, "labels": labels,
+                        "skipped": [{"file": str(split.files[row]), "error": error}
+                                    for row, error in sorted(state["bad"][name])]}
+    manifest = {"format": FORMAT, "version": VERSION, "source": plan.source, "spec": plan.spec, "splits": splits,
+                "inputs": sum(len(s.files) for s in plan.splits.values()), "inputs_sha256": checksum,
+                "skipped": sum(len(s["skipped"]) for s in splits.values()),
+                "resumed_with": state.get("resumed_with", 0),
+                "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_json(out / MANIFEST, manifest)
+    (out / PROGRESS).unlink(missing_ok=True)
+    return manifest
