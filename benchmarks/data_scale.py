@@ -100,25 +100,31 @@ def worker(args: argparse.Namespace) -> None:
     from selfsup.data import Dataset, Split
 
     options = {k: v for k, v in TRAIN.items() if v is not None}
-    if args.in_memory:  # the same pixels as the cache, copied into memory
+    if args.in_memory:  # the same pixels as the cache (the first --limit of them), copied into memory
         cached = selfsup.load_dataset(args.data)
-        data = Dataset("in-memory", "image", Split(cached.train.x.clone(), cached.train.y))
+        n = args.limit or len(cached.train)
+        data = Dataset("in-memory", "image", Split(cached.train.x[:n].clone(), cached.train.y[:n]))
         del cached
     else:
         data = args.data
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     run = selfsup.train(data, minutes=args.seconds / 60, out=args.out, **options)
-    print(json.dumps({"rank": int(os.environ.get("RANK", 0)), "img_per_s": run.summary["samples_per_s"],
+    rank = int(os.environ.get("RANK", 0))
+    Path(f"{args.out}.rank{rank}.json").write_text(json.dumps({"rank": rank, "img_per_s": run.summary["samples_per_s"],
                       "steps": run.summary["steps"], "train_seconds": run.summary["train_seconds"],
                       "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
                       "rss_before_training_gib": round(rss_before / 2**20, 3),
-                      "torch_threads": torch.get_num_threads()}), flush=True)
+                      "torch_threads": torch.get_num_threads(), "samples": len(data.train) if args.in_memory
+                      else None}))
 
 
-def training_run(data: str, seconds: float, out: Path, in_memory: bool = False, processes: int = 1) -> list[dict]:
+def training_run(data: str, seconds: float, out: Path, in_memory: bool = False, processes: int = 1,
+                 limit: int | None = None) -> list[dict]:
     cmd = [sys.executable, __file__, "--worker", "--data", data, "--seconds", str(seconds), "--out", str(out)]
     if in_memory:
         cmd.append("--in-memory")
+    if limit:
+        cmd += ["--limit", str(limit)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     if processes > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
@@ -127,7 +133,7 @@ def training_run(data: str, seconds: float, out: Path, in_memory: bool = False, 
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"training run failed: {proc.stderr[-3000:]}")
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return [json.loads(Path(f"{out}.rank{rank}.json").read_text()) for rank in range(processes)]
 
 
 def main() -> None:
@@ -142,6 +148,7 @@ def main() -> None:
     p.add_argument("--in-memory", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         worker(args)
@@ -157,6 +164,8 @@ def main() -> None:
         sample = [files[i] for i in np.random.default_rng(0).permutation(len(files))[:args.baseline_files]]
         base = baseline_rates(sample, args.size)
         shutil.rmtree(cache, ignore_errors=True)
+        for old_run in work.glob("run-*"):
+            shutil.rmtree(old_run, ignore_errors=True) if old_run.is_dir() else old_run.unlink()
         start = time.perf_counter()
         manifest = selfsup.prepare(f"folder:{folder}", cache, size=args.size, mode="RGB", progress=False)
         prepare_s = time.perf_counter() - start
@@ -165,6 +174,7 @@ def main() -> None:
         from_cache = training_run(data, args.seconds, work / "run-cache")[0]
         in_memory = training_run(data, args.seconds, work / "run-memory", in_memory=True)[0]
         torchrun = training_run(data, args.seconds, work / "run-ddp", processes=2)
+        model_only = training_run(data, args.seconds, work / "run-small", in_memory=True, limit=2000)[0]
         prepare_rate = len(files) / prepare_s
         doc = {
             "benchmark": "data at scale: selfsup prepare and training from the memory-mapped cache (issue 15)",
@@ -180,6 +190,10 @@ def main() -> None:
                        "skipped": manifest["skipped"]},
             "training": {"configuration": TRAIN, "seconds": args.seconds, "from_cache": from_cache,
                          "in_memory": in_memory,
+                         "model_only": {"what": "the same training on 2,000 images in memory: the model's own memory "
+                                        "(activations of a batch, weights, optimiser, torch)", **model_only},
+                         "peak_rss_from_cache_above_model_only_gib": round(from_cache["peak_rss_gib"]
+                                                                           - model_only["peak_rss_gib"], 3),
                          "cache_vs_memory_img_per_s": round(from_cache["img_per_s"] / in_memory["img_per_s"], 3),
                          "peak_rss_from_cache_vs_cache_size": round(from_cache["peak_rss_gib"] * 2**30 / cache_bytes, 3),
                          "torchrun_2_processes_from_cache": torchrun},
