@@ -2,14 +2,15 @@
 training, embedding and evaluation read as `--data prepared:DIR` (or `selfsup train --cache DIR`).
 
 The cache (format "selfsup-prepared", version 1):
-  DIR/SPLIT.x.u8      the samples, uint8, C-order [N, C, S, S] (read with numpy.memmap, never unpickled)
+  DIR/SPLIT.x.u8      the samples, uint8, C-order [N, C, S, S] (mapped in place, never unpickled)
   DIR/SPLIT.y.npy     labels (sub-folder names; numpy .npy of strings, read with allow_pickle=False)
   DIR/manifest.json   shapes, dtype, source, size and mode, resize filter, the inputs' list checksum, skipped files
 The manifest is written last and atomically: a folder without one is an unfinished preparation, which `prepared:`
-refuses and `selfsup prepare` resumes. Work goes in chunks of files; each chunk is decoded by a worker process
-straight into its rows of the (pre-allocated) array file, and the chunks done are recorded (atomically) in
-DIR/.progress.json, so an interrupted run continues where it stopped. A file that cannot be decoded stops the run
-with its name, or with `skip_bad` is left out (the arrays are compacted at the end) and listed in the manifest.
+refuses and `selfsup prepare` resumes. Work goes in chunks of 512 files; each chunk is decoded by a worker process
+straight into its rows of the (pre-allocated) array file, and the chunks done are recorded (atomically, at most
+every second and when the run stops) in DIR/.progress.json, so an interrupted run continues where it stopped. A
+file that cannot be decoded stops the run with its name, or with `skip_bad` is left out (the arrays are compacted
+at the end) and listed in the manifest.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from .data import parse_uri
 from .errors import ConfigError, DataError
 from .modalities.prepared import FORMAT, MANIFEST, PROGRESS, VERSION, read_manifest
 
-CHUNK = 256  # files per unit of work (and of resumption)
+CHUNK = 512  # files per unit of work (and of resumption)
+STATE_EVERY_S = 1.0  # the record of finished chunks is rewritten at most this often (and at the end)
 
 
 @dataclass
@@ -190,11 +192,17 @@ def prepare(source: str, out: str | Path, size: int | None = None, mode: str | N
         # fork where there is one: the workers only run Pillow and numpy, and start without re-importing anything
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
         with context.Pool(workers) as pool:
-            for split, start, bad in pool.imap_unordered(decode_chunk, tasks):
-                state["done"][split].append(start)
-                state["bad"][split].extend(bad)
+            saved = time.perf_counter()
+            try:
+                for split, start, bad in pool.imap_unordered(decode_chunk, tasks):
+                    state["done"][split].append(start)
+                    state["bad"][split].extend(bad)
+                    if time.perf_counter() - saved >= STATE_EVERY_S:  # a crash loses about a second of work
+                        write_json(state_path, state)
+                        saved = time.perf_counter()
+                    bar.update(min(CHUNK, len(plan.splits[split].files) - start))
+            finally:  # also when a file stops the run or Ctrl-C does: the chunks finished so far are kept
                 write_json(state_path, state)
-                bar.update(min(CHUNK, len(plan.splits[split].files) - start))
     return finish(plan, out, state, checksum)
 
 

@@ -58,9 +58,18 @@ class ImageModality(Modality):
         return torch.from_numpy(np.round(x * scale).astype(np.uint8))
 
     def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
-        sample = x[: min(len(x), 20000)].float().div_(255)
-        mean = sample.mean(dim=(0, 2, 3))
-        std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
+        # per-channel mean and (unbiased) std of the first 20,000 images, accumulated in float64 over chunks of
+        # 1,000: no float copy of the sample (2.2 GB for 96 x 96 RGB images), same figures to 6 decimals
+        n = 0
+        total = torch.zeros(x.shape[1], dtype=torch.float64)
+        squares = torch.zeros(x.shape[1], dtype=torch.float64)
+        for start in range(0, min(len(x), 20000), 1000):
+            chunk = x[start:min(start + 1000, 20000)].double().div_(255)
+            total += chunk.sum(dim=(0, 2, 3))
+            squares += chunk.square().sum(dim=(0, 2, 3))
+            n += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
+        mean = total / n
+        std = ((squares - n * mean.square()) / max(n - 1, 1)).clamp_min(0).sqrt().clamp_min(1e-3)
         return {"channels": int(x.shape[1]), "size": int(x.shape[2]), "height": int(x.shape[2]),
                 "width": int(x.shape[3]), "mean": [round(float(m), 6) for m in mean],
                 "std": [round(float(s), 6) for s in std]}

@@ -96,7 +96,11 @@ def load_fashion_mnist(req: SourceRequest) -> Dataset:
 
 
 def list_images(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Image files under `root`, sorted (os.walk: the directory entries' types, no stat per file)."""
+    found = []
+    for folder, _, names in os.walk(root):
+        found.extend(Path(folder) / name for name in names if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES)
+    return sorted(found)
 
 
 def folder_labels(root: Path, files: list[Path]) -> np.ndarray | None:
