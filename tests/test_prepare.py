@@ -103,6 +103,10 @@ def test_damaged_or_foreign_caches_are_refused_in_one_line(tmp_path):
         selfsup.prepare(f"folder:{folder}", tmp_path / "other", progress=False)
     with pytest.raises(selfsup.SelfSupError, match="reads image folders"):
         selfsup.prepare("digits", tmp_path / "d", progress=False)
+    with pytest.raises(selfsup.SelfSupError, match="--workers 0: must be at least 1"):
+        selfsup.prepare(f"folder:{folder}", tmp_path / "w", workers=0, progress=False)
+    with pytest.raises(selfsup.SelfSupError, match="--size 2: must lie between 4 and 4096"):
+        selfsup.prepare(f"folder:{folder}", tmp_path / "w", size=2, progress=False)
 
 
 def test_image_modes_exif_and_sixteen_bit(tmp_path):

@@ -156,6 +156,8 @@ def prepare(source: str, out: str | Path, size: int | None = None, mode: str | N
 
     A finished cache of the same inputs and settings is returned as it is; one of other inputs is refused.
     """
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers}: must be at least 1")
     plan = folder_plan(source, size, mode, skip_bad)
     out = Path(out).expanduser()
     checksum = inputs_checksum(plan)
