@@ -107,6 +107,8 @@ def test_damaged_or_foreign_caches_are_refused_in_one_line(tmp_path):
         selfsup.prepare(f"folder:{folder}", tmp_path / "w", workers=0, progress=False)
     with pytest.raises(selfsup.SelfSupError, match="--size 2: must lie between 4 and 4096"):
         selfsup.prepare(f"folder:{folder}", tmp_path / "w", size=2, progress=False)
+    with pytest.raises(selfsup.SelfSupError, match="size='abc' is not a whole number"):
+        selfsup.prepare(f"folder:{folder}?size=abc", tmp_path / "w", progress=False)
 
 
 def test_image_modes_exif_and_sixteen_bit(tmp_path):

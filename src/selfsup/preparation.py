@@ -69,7 +69,7 @@ def inputs_checksum(plan: PreparePlan) -> str:
 def folder_plan(source: str, size: int | None = None, mode: str | None = None, skip_bad: bool = False) -> PreparePlan:
     """The plan for `folder:PATH` (PATH/train and PATH/test become splits), with folder:'s size and mode defaults."""
     from .modalities.image.decode import RESIZE_FILTER, decode, default_size_and_mode, read_header
-    from .modalities.image.sources import folder_labels, list_images
+    from .modalities.image.sources import folder_labels, folder_options, list_images
 
     req = parse_uri(source)
     if req.scheme != "folder" or not req.path:
@@ -77,13 +77,12 @@ def folder_plan(source: str, size: int | None = None, mode: str | None = None, s
     root = Path(req.path).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: folder not found")
-    size = size or (int(req.options["size"]) if "size" in req.options else None)
-    mode = mode or req.options.get("mode")
-    if mode is not None and mode not in ("L", "RGB"):
+    uri_size, uri_mode, max_pixels = folder_options(req)  # the URI's own options, checked as folder: checks them
+    size, mode = size or uri_size, mode or uri_mode
+    if mode not in (None, "L", "RGB"):
         raise ConfigError(f"--mode {mode!r}: use L (grayscale) or RGB")
     if size is not None and not 4 <= size <= 4096:
         raise ConfigError(f"--size {size}: must lie between 4 and 4096 pixels")
-    max_pixels = int(req.options["max_pixels"]) if "max_pixels" in req.options else None
     roots = {"train": root / "train", "test": root / "test"} if (root / "train").is_dir() and \
         (root / "test").is_dir() else {"train": root}
     splits = {}

@@ -62,12 +62,16 @@ class FileRows:
 
     def __init__(self, path: str, shape: tuple[int, ...], dtype: str) -> None:
         self.path, self.shape, self.dtype = str(path), tuple(int(d) for d in shape), dtype
+        self._fd: int | None = None  # opened by the first read in each process
+        self._pid = -1
         self.row_bytes = int(np.prod(self.shape[1:])) * np.dtype(dtype).itemsize
         with open(self.path, "rb") as f:
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         self.array = np.frombuffer(self.map, dtype=dtype).reshape(self.shape)
-        self._fd: int | None = None
-        self._pid = -1
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
 
     def release(self) -> None:
         dont_need = getattr(mmap, "MADV_DONTNEED", None)  # not on every platform: then the pages simply stay

@@ -147,6 +147,17 @@ def positive_int_option(req: SourceRequest, name: str, low: int, high: int) -> i
     return value
 
 
+def folder_options(req: SourceRequest) -> tuple[int | None, str | None, int | None]:
+    """`folder:PATH?size=&mode=&max_pixels=` checked: (size, mode, max_pixels), None where not given."""
+    unknown = sorted(set(req.options) - {"size", "mode", "max_pixels"})
+    if unknown:
+        raise ConfigError(f"--data {req.uri}: unknown option(s) {', '.join(unknown)}; known: size, mode, max_pixels")
+    mode = req.options.get("mode")
+    if mode is not None and mode not in ("L", "RGB"):
+        raise ConfigError(f"--data {req.uri}: mode={mode!r}; use mode=L (grayscale) or mode=RGB")
+    return positive_int_option(req, "size", 4, 4096), mode, positive_int_option(req, "max_pixels", 1, 2**40)
+
+
 @sources.register("folder", "a tree of PNG/JPEG images: folder:PATH[?size=64&mode=RGB&max_pixels=N]; first-level "
                   "sub-folders are labels; PATH/train and PATH/test become splits", modality="image")
 def load_folder(req: SourceRequest) -> Dataset:
@@ -155,14 +166,7 @@ def load_folder(req: SourceRequest) -> Dataset:
     root = Path(req.path).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: folder not found")
-    unknown = sorted(set(req.options) - {"size", "mode", "max_pixels"})
-    if unknown:
-        raise ConfigError(f"--data {req.uri}: unknown option(s) {', '.join(unknown)}; known: size, mode, max_pixels")
-    size = positive_int_option(req, "size", 4, 4096)
-    max_pixels = positive_int_option(req, "max_pixels", 1, 2**40)
-    mode = req.options.get("mode")
-    if mode is not None and mode not in ("L", "RGB"):
-        raise ConfigError(f"--data {req.uri}: mode={mode!r}; use mode=L (grayscale) or mode=RGB")
+    size, mode, max_pixels = folder_options(req)
     if (root / "train").is_dir() and (root / "test").is_dir():
         x_tr, y_tr = read_image_folder(root / "train", size, mode, max_pixels)
         x_te, y_te = read_image_folder(root / "test", x_tr.shape[2], "L" if x_tr.shape[1] == 1 else "RGB", max_pixels)
