@@ -8,7 +8,10 @@ Fashion-MNIST's 70k images (mirrored copies beyond 70k), in one folder per class
   - `selfsup prepare` on every core: images/s over the whole folder, and its ratio to the baseline;
   - training for SECONDS from the cache (prepared:DIR, read batch by batch) and from the same pixels held in
     memory (same model, same seconds, each in its own process): images/s and peak RSS;
-  - a 2-process torchrun (gloo) training run from the cache: peak RSS of each process.
+  - a 2-process torchrun (gloo) training run from the cache: peak RSS of each process;
+  - the same images written as WebDataset-style tar shards (SHARD_SIZE per shard): training streamed from them
+    (--memory-budget 0: worker processes decode each batch while the model trains), images/s and peak RSS beside
+    the in-memory run, and the path the default memory budget picks for them.
 Targets (issue 15): prepare >= 1.8x the baseline on 2 cores; cache >= 0.95x the in-memory images/s; training's
 peak RSS from the cache under 25% of the cache's size and not growing with the number of processes.
 
@@ -73,6 +76,29 @@ def generate(folder: Path, count: int, workers: int) -> float:
     return time.perf_counter() - start
 
 
+SHARD_SIZE = 1000  # images per tar shard
+
+
+def write_shards(files: list[Path], folder: Path) -> int:
+    """The files as tar shards of SHARD_SIZE samples (KEY.jpg and KEY.cls, WebDataset's layout), in a shuffled
+    order (as shards are written for streaming); the number of shards."""
+    import io
+    import tarfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    order = np.random.default_rng(1).permutation(len(files))
+    for shard, start in enumerate(range(0, len(files), SHARD_SIZE)):
+        with tarfile.open(folder / f"shard-{shard:05d}.tar", "w") as tar:
+            for i in order[start:start + SHARD_SIZE]:
+                tar.add(files[i], arcname=f"{i:06d}.jpg")
+                label = files[i].parent.name.encode()
+                info = tarfile.TarInfo(f"{i:06d}.cls")
+                info.size = len(label)
+
+                tar.addfile(info, io.BytesIO(label))
+    return -(-len(files) // SHARD_SIZE)
+
+
 def baseline_rates(files: list[Path], size: int) -> dict:
     """Images/s of plain Pillow (no draft mode) and of selfsup's decoder, each in this one process."""
     from PIL import Image
@@ -107,6 +133,8 @@ def worker(args: argparse.Namespace) -> None:
         del cached
     else:
         data = args.data
+    if args.budget is not None:
+        options["memory_budget"] = args.budget
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     run = selfsup.train(data, minutes=args.seconds / 60, out=args.out, **options)
     rank = int(os.environ.get("RANK", 0))
@@ -114,13 +142,17 @@ def worker(args: argparse.Namespace) -> None:
                       "steps": run.summary["steps"], "train_seconds": run.summary["train_seconds"],
                       "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
                       "rss_before_training_gib": round(rss_before / 2**20, 3),
+                      "peak_rss_of_a_child_process_gib": round(  # decoding workers (DataLoader) and forked decoders
+                          resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 3),
                       "torch_threads": torch.get_num_threads(), "samples": len(data.train) if args.in_memory
-                      else None}))
+                      else None, "data_path": run.summary["data_path"]}))
 
 
 def training_run(data: str, seconds: float, out: Path, in_memory: bool = False, processes: int = 1,
-                 limit: int | None = None) -> list[dict]:
+                 limit: int | None = None, budget: float | None = None) -> list[dict]:
     cmd = [sys.executable, __file__, "--worker", "--data", data, "--seconds", str(seconds), "--out", str(out)]
+    if budget is not None:
+        cmd += ["--budget", str(budget)]
     if in_memory:
         cmd.append("--in-memory")
     if limit:
@@ -150,6 +182,7 @@ def main() -> None:
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--budget", type=float, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         worker(args)
@@ -164,10 +197,10 @@ def main() -> None:
         files = sorted(folder.rglob("*.jpg"))
         sample = [files[i] for i in np.random.default_rng(0).permutation(len(files))[:args.baseline_files]]
         base = baseline_rates(sample, args.size)
-        from selfsup.preparation import folder_plan, inputs_checksum
+        from selfsup.preparation import image_plan, inputs_checksum
 
         start = time.perf_counter()  # the part of prepare before any decoding: listing, labels, checksum
-        inputs_checksum(folder_plan(f"folder:{folder}", args.size, "RGB"))
+        inputs_checksum(image_plan(f"folder:{folder}", args.size, "RGB"))
         setup_s = time.perf_counter() - start
         shutil.rmtree(cache, ignore_errors=True)
         for old_run in work.glob("run-*"):
@@ -181,9 +214,17 @@ def main() -> None:
         in_memory = training_run(data, args.seconds, work / "run-memory", in_memory=True)[0]
         torchrun = training_run(data, args.seconds, work / "run-ddp", processes=2)
         model_only = training_run(data, args.seconds, work / "run-small", in_memory=True, limit=2000)[0]
+        shards = work / "shards"
+        shard_count = write_shards(files, shards) if not shards.exists() else len(list(shards.glob("*.tar")))
+        tar_uri = f"tar:{shards}?size={args.size}&mode=RGB"
+        streamed = training_run(tar_uri, args.seconds, work / "run-stream", budget=0)[0]
+        start = time.perf_counter()
+        default_path = selfsup.load_dataset(tar_uri).info["data_path"]  # what the default budget picks
+        default_load_s = time.perf_counter() - start
         prepare_rate = len(files) / prepare_s
         doc = {
-            "benchmark": "data at scale: selfsup prepare and training from the memory-mapped cache (issue 15)",
+            "benchmark": "data at scale: selfsup prepare, training from the memory-mapped cache and streamed from tar "
+                         "shards (issue 15)",
             "command": "python benchmarks/data_scale.py " + " ".join(sys.argv[1:]),
             "data": {"images": len(files), "generated_from": "Fashion-MNIST (70k, mirrored beyond), tinted RGB, "
                      "JPEG quality 80-95, sides 64-160 px", "generation_seconds": generated_s,
@@ -204,14 +245,20 @@ def main() -> None:
                                                                            - model_only["peak_rss_gib"], 3),
                          "cache_vs_memory_img_per_s": round(from_cache["img_per_s"] / in_memory["img_per_s"], 3),
                          "peak_rss_from_cache_vs_cache_size": round(from_cache["peak_rss_gib"] * 2**30 / cache_bytes, 3),
-                         "torchrun_2_processes_from_cache": torchrun},
+                         "torchrun_2_processes_from_cache": torchrun,
+                         "streamed_from_tar_shards": {"shards": shard_count, "images_per_shard": SHARD_SIZE,
+                                                      **streamed},
+                         "streamed_vs_memory_img_per_s": round(streamed["img_per_s"] / in_memory["img_per_s"], 3),
+                         "default_budget_path_for_the_shards": default_path,
+                         "default_budget_load_seconds": round(default_load_s, 1)},
             "targets": {"prepare_vs_pil_baseline": 1.8, "cache_vs_memory_img_per_s": 0.95,
                         "peak_rss_from_cache_vs_cache_size": 0.25},
             "machine": machine(),
         }
         summary = (f"prepare {doc['decode']['prepare_img_per_s']} img/s ({doc['decode']['prepare_vs_pil_baseline']}x "
                    f"PIL); training from cache {doc['training']['cache_vs_memory_img_per_s']}x in memory, RSS "
-                   f"{doc['training']['peak_rss_from_cache_vs_cache_size']} of the cache")
+                   f"{doc['training']['peak_rss_from_cache_vs_cache_size']} of the cache; streamed from tar shards "
+                   f"{doc['training']['streamed_vs_memory_img_per_s']}x in memory")
         publish("data_scale", doc, args.json, summary)
     finally:
         if not args.work:

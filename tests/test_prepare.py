@@ -101,7 +101,7 @@ def test_damaged_or_foreign_caches_are_refused_in_one_line(tmp_path):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(selfsup.SelfSupError, match="exists and is not empty"):
         selfsup.prepare(f"folder:{folder}", tmp_path / "other", progress=False)
-    with pytest.raises(selfsup.SelfSupError, match="reads image folders"):
+    with pytest.raises(selfsup.SelfSupError, match="reads encoded images: folder:, tar:"):
         selfsup.prepare("digits", tmp_path / "d", progress=False)
     with pytest.raises(selfsup.SelfSupError, match="--workers 0: must be at least 1"):
         selfsup.prepare(f"folder:{folder}", tmp_path / "w", workers=0, progress=False)
@@ -140,7 +140,7 @@ def test_prepare_and_cache_from_the_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"prepared:{tmp_path / 'cache2'}" in (run / "config.yaml").read_text()
     assert (tmp_path / "cache2" / "manifest.json").exists()
-    assert_error(cli("prepare", "digits", "--out", tmp_path / "x"), "reads image folders", "'digits'")
+    assert_error(cli("prepare", "digits", "--out", tmp_path / "x"), "reads encoded images", "'digits'")
     assert_error(cli("train", "--data", f"prepared:{tmp_path / 'nope'}", "--out", tmp_path / "r2", "--epochs", "1"),
                  "nope", "not found")
 

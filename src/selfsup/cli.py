@@ -75,6 +75,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it holds a finished run")
     p.add_argument("--config", help="a run's config.yaml to start from; other flags override it")
     p.add_argument("--data-dir", dest="data_dir", help="where dataset files live (e.g. Fashion-MNIST IDX files)")
+    p.add_argument("--memory-budget", type=float, dest="memory_budget", metavar="GB",
+                   help="decoded images (folder:, tar:, parquet:, hf:) up to GB are held in memory; larger data is "
+                   "streamed, decoded by worker processes (default: half the memory available)")
     add_table_flags(p)
     p.add_argument("--modality", help="force a modality for ambiguous sources (image, timeseries, tabular)")
     p.add_argument("--optimizer", choices=["lars", "sgd", "adamw"], help="default: the method's paper")
@@ -102,7 +105,7 @@ def add_train_parser(sub) -> None:
                    help="skip per-epoch diagnostics")
     p.add_argument("--no-eval", action="store_true", help="skip evaluation (and the report) after training")
     p.add_argument("--no-report", action="store_true", help="skip report.html after training")
-    p.add_argument("--cache", metavar="DIR", help="decode --data (folder:PATH) once into a memory-mapped cache DIR "
+    p.add_argument("--cache", metavar="DIR", help="decode --data (folder:, tar:, parquet:, hf:) once into a memory-mapped cache DIR "
                    "(selfsup prepare), reused by later runs; training reads prepared:DIR")
     p.add_argument("--cluster", metavar="K", help="after training, find the groups in the training data: SCAN "
                    "into K clusters or 'auto' (as `selfsup cluster`); kept in RUN/clusters.csv and the report")
@@ -119,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     base = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
     overrides = {k: getattr(args, k) for k in ("data", "method", "encoder", "epochs", "minutes", "batch_size", "seed",
-                                               "data_dir", "modality", "optimizer", "lr", "weight_decay", "weight_decay_end", "log_interval",
+                                               "data_dir", "modality", "memory_budget", "optimizer", "lr", "weight_decay", "weight_decay_end", "log_interval",
                                                "warmup_fraction", "augmentation_strength", "device", "threads",
                                                "precision", "channels_last", "compile", "select", "monitor",
                                                "checkpoint_minutes", "checkpoint_every_steps", "sync_bn", "log")
@@ -180,6 +183,8 @@ def finish_train(args: argparse.Namespace, run, cfg) -> int:
         print(f"trained {s['method']} / {s['encoder']} on {s['data']}: {s['steps']} steps, {s['epochs']} epochs in "
               f"{s['train_seconds']:.1f} s ({s['samples_per_s']:.0f} samples/s), final loss {s['final_loss']:.4f}")
         print(f"run directory: {args.out}")
+        if s.get("data_path", "memory") != "memory":
+            print(f"data: {s['data_path']}")
         preset = getattr(args, "preset", None)
         if preset is not None:
             print(f"configuration: the measured preset for {s['data']} ({preset.chosen_by}; {preset.results}); "
@@ -260,9 +265,19 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise ConfigError(f"--out {out}: is a folder; give a file name such as {out / 'embeddings.npy'}")
     run = load(args.run)
-    ds = load_dataset(args.data or run.config.data, args.data_dir or run.config.data_dir, run.resolved["modality"])
+    budget = args.memory_budget if args.memory_budget is not None else run.config.memory_budget
+    ds = load_dataset(args.data or run.config.data, args.data_dir or run.config.data_dir, run.resolved["modality"],
+                      None if budget is None else int(budget * 1e9))
     split = conformed_split(run, ds, args.split, args)
-    z = encode_storage(run.encoder, run.modality, run.spec, split.x, mask=split.mask,
+    source = split.x
+    stream = ds.split(args.split).stream
+    if stream is not None:  # too large for memory: every sample, decoded by worker processes while encoding
+        if tuple(split.x.shape[1:]) != tuple(stream.sample_shape):
+            raise ConfigError(f"--data {ds.name}: streamed samples of shape {tuple(stream.sample_shape)} cannot be "
+                              f"adapted to the run's {tuple(split.x.shape[1:])}; give the run's size in the URI "
+                              "(?size=)")
+        source = stream
+    z = encode_storage(run.encoder, run.modality, run.spec, source, mask=split.mask,
                        per_timestep=getattr(args, "per_timestep", False))
     import io
     buf = io.BytesIO()
@@ -489,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--data", help="data source (default: the run's)")
     p.add_argument("--data-dir", dest="data_dir")
+    p.add_argument("--memory-budget", type=float, dest="memory_budget", metavar="GB",
+                   help="as for train: larger encoded image data is decoded by worker processes while encoding")
     add_table_flags(p)
     p.add_argument("--split", default="train", choices=["train", "test"])
     add_conform_flags(p)

@@ -25,6 +25,9 @@ class Split:
     y: np.ndarray | None = None
     mask: torch.Tensor | None = None  # optional validity mask (padded series, missing cells)
     rows: Any = None  # storage.FileRows that `x` maps (prepared:DIR): training reads it batch by batch
+    # items.ItemStorage of the whole split when it is too large for memory: training streams it (decoding in worker
+    # processes) and `x`, `y` hold an evenly spaced sample of it, decoded, for statistics and evaluation
+    stream: Any = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -61,13 +64,15 @@ class SourceRequest:
     options: dict[str, str]
     data_dir: str | None = None
     modality: str | None = None
+    memory_budget: int | None = None  # bytes of decoded data a source may hold in memory (None: items.default_budget)
 
 
 SourceLoader = Callable[[SourceRequest], Dataset]
 sources: Registry[SourceLoader] = Registry("data source")
 
 
-def parse_uri(uri: str, data_dir: str | None = None, modality: str | None = None) -> SourceRequest:
+def parse_uri(uri: str, data_dir: str | None = None, modality: str | None = None,
+              memory_budget: int | None = None) -> SourceRequest:
     """Split 'scheme:path?k=v' (or a bare name like 'digits') into its parts."""
     if not uri or not isinstance(uri, str):
         raise ConfigError("--data must be a non-empty string such as 'digits' or 'folder:PATH'")
@@ -76,7 +81,7 @@ def parse_uri(uri: str, data_dir: str | None = None, modality: str | None = None
     if not sep:
         scheme, path = head, ""
     options = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
-    return SourceRequest(uri, scheme, path, options, data_dir, modality)
+    return SourceRequest(uri, scheme, path, options, data_dir, modality, memory_budget)
 
 
 def existing_file(path: str, what: str = "file") -> Path:

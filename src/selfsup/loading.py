@@ -8,9 +8,11 @@ from .data import Dataset, parse_uri, sources
 from .errors import ConfigError, DataError, SelfSupError
 
 
-def load_dataset(uri: str, data_dir: str | None = None, modality: str | None = None) -> Dataset:
-    """Load a dataset by URI; raises DataError/ConfigError with a one-line message on bad input."""
-    req = parse_uri(uri, data_dir, modality)
+def load_dataset(uri: str, data_dir: str | None = None, modality: str | None = None,
+                 memory_budget: int | None = None) -> Dataset:
+    """Load a dataset by URI; raises DataError/ConfigError with a one-line message on bad input. `memory_budget`
+    (bytes) bounds what a source of encoded samples decodes into memory; beyond it, training streams the data."""
+    req = parse_uri(uri, data_dir, modality, memory_budget)
     if req.scheme not in sources:
         known = ", ".join(e.name for e in sources)
         raise ConfigError(f"--data {uri!r}: unknown source {req.scheme!r}; known: {known}")

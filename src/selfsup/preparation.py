@@ -36,95 +36,100 @@ STATE_EVERY_S = 1.0  # the record of finished chunks is rewritten at most this o
 
 
 @dataclass
-class SplitInputs:
-    """One split's input files and labels."""
-
-    files: list[Path]
-    labels: np.ndarray | None
-
-
-@dataclass
 class PreparePlan:
-    """What to decode: splits of files, the sample shape and dtype, and a picklable decoder
-    `decode(path, *decode_args) -> array of sample_shape` that raises DataError on a bad file."""
+    """What to decode: splits of encoded items with their labels, the sample shape and dtype, and a picklable
+    decoder (items.Decoder) that raises DataError on a bad item."""
 
     source: str
-    splits: dict[str, SplitInputs]
+    splits: dict[str, Any]  # name -> modalities.image.encoded.EncodedSplit (items and labels)
     sample_shape: tuple[int, ...]
     dtype: str
-    decode: Callable[..., np.ndarray]
-    decode_args: tuple
+    decoder: Callable[[bytes, str], np.ndarray]
     spec: dict[str, Any]  # recorded in the manifest (size, mode, resize filter)
 
 
 def inputs_checksum(plan: PreparePlan) -> str:
-    """SHA-256 over every split's relative file names and sizes, and the decoding settings."""
+    """SHA-256 over every split's items (names and sizes) and the decoding settings."""
     h = hashlib.sha256(json.dumps({"spec": plan.spec, "shape": plan.sample_shape}, sort_keys=True).encode())
     for name, split in plan.splits.items():
-        for path in split.files:
-            h.update(f"{name}\0{path}\0{path.stat().st_size}\n".encode())
+        h.update(f"{name}\0{split.items.fingerprint()}\n".encode())
     return h.hexdigest()
 
 
-def folder_plan(source: str, size: int | None = None, mode: str | None = None, skip_bad: bool = False) -> PreparePlan:
-    """The plan for `folder:PATH` (PATH/train and PATH/test become splits), with folder:'s size and mode defaults."""
-    from .modalities.image.decode import RESIZE_FILTER, decode, default_size_and_mode, read_header
-    from .modalities.image.sources import folder_labels, folder_options, list_images
+def image_plan(source: str, size: int | None = None, mode: str | None = None, skip_bad: bool = False) -> PreparePlan:
+    """The plan for an encoded image source (folder:, tar:, parquet:, hf:), with folder:'s size and mode defaults."""
+    from .items import evenly_spaced
+    from .modalities.image.decode import RESIZE_FILTER, default_size_and_mode, read_header
+    from .modalities.image.encoded import HEADER_SAMPLES, common_options, encoded_splits, image_decoder
 
     req = parse_uri(source)
-    if req.scheme != "folder" or not req.path:
-        raise ConfigError(f"selfsup prepare reads image folders (folder:PATH); got {source!r}")
-    root = Path(req.path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{root}: folder not found")
-    uri_size, uri_mode, max_pixels = folder_options(req)  # the URI's own options, checked as folder: checks them
+    splits = encoded_splits(req)  # checks the URI's own options as the source does
+    uri_size, uri_mode, max_pixels, _ = common_options(req, set(req.options))
     size, mode = size or uri_size, mode or uri_mode
     if mode not in (None, "L", "RGB"):
         raise ConfigError(f"--mode {mode!r}: use L (grayscale) or RGB")
     if size is not None and not 4 <= size <= 4096:
         raise ConfigError(f"--size {size}: must lie between 4 and 4096 pixels")
-    roots = {"train": root / "train", "test": root / "test"} if (root / "train").is_dir() and \
-        (root / "test").is_dir() else {"train": root}
-    splits = {}
-    for name, where in roots.items():
-        files = list_images(where)
-        if not files:
-            raise DataError(f"{where}: no images found")
-        splits[name] = SplitInputs(files, folder_labels(where, files))
-    if size is None or mode is None:  # headers only (no pixels): the same defaults as folder:PATH
-        headers = []
-        for path in splits["train"].files:
+    if size is None or mode is None:  # headers only (no pixels): the same defaults as the source
+        items, headers = splits["train"].items, []
+        for i in evenly_spaced(len(items), HEADER_SAMPLES).tolist():
             try:
-                headers.append(read_header(path, max_pixels))
+                headers.append(read_header(items.read(i), max_pixels, items.where(i)))
             except DataError:
                 if not skip_bad:
                     raise
         if not headers:
-            raise DataError(f"{root}: no readable image")
+            raise DataError(f"{req.path}: no readable image")
         auto_size, auto_mode = default_size_and_mode(headers)
         size, mode = size or auto_size, mode or auto_mode
     channels = 1 if mode == "L" else 3
-    return PreparePlan(f"folder:{root}", splits, (channels, size, size), "uint8", decode, (size, mode, max_pixels),
+    return PreparePlan(req.uri, splits, (channels, size, size), "uint8", image_decoder(size, mode, max_pixels),
                        {"modality": "image", "size": size, "mode": mode, "resize_filter": RESIZE_FILTER,
                         "jpeg_draft": True, "exif_orientation": True})
 
 
-def decode_chunk(task: tuple) -> tuple[str, int, list[tuple[int, str]]]:
-    """Worker: decode files [start, start + len(files)) of a split into their rows of the array file."""
-    split, start, files, array_path, total, shape, dtype, decode, decode_args, skip_bad = task
-    out = np.memmap(array_path, dtype=dtype, mode="r+", shape=(total, *shape))
+_PLAN: dict[str, Any] = {}  # a worker's plan and settings, set once when it starts (not sent with every chunk)
+
+
+def start_worker(plan: PreparePlan, out: Path, skip_bad: bool) -> None:
+    _PLAN.update(plan=plan, out=out, skip_bad=skip_bad)
+
+
+def decode_chunk(task: tuple[str, int, int]) -> tuple[str, int, list[tuple[int, str]]]:
+    """Worker: decode items [start, end) of a split and write them to their rows of the split's array file with one
+    positioned write (the rows are contiguous; a skipped item's row stays zero until compaction). Nothing is synced
+    here: the main process syncs the file before it records chunks as done."""
+    split, start, end = task
+    plan, out_dir, skip_bad = _PLAN["plan"], _PLAN["out"], _PLAN["skip_bad"]
+    items = plan.splits[split].items
+    rows = np.zeros((end - start, *plan.sample_shape), dtype=plan.dtype)
     bad: list[tuple[int, str]] = []
-    for i, path in enumerate(files):
+    for i in range(start, end):
         try:
-            out[start + i] = decode(path, *decode_args)
+            rows[i - start] = plan.decoder(items.read(i), items.where(i))
         except DataError as exc:
             if not skip_bad:
-                del out
                 raise
-            bad.append((start + i, str(exc)))
-    out.flush()
-    del out
+            bad.append((i, str(exc)))
+    fd = os.open(out_dir / f"{split}.x.u8.partial", os.O_WRONLY)
+    try:
+        data, offset = memoryview(rows).cast("B"), start * rows[0].nbytes
+        while data:  # pwrite may write less than asked
+            written = os.pwrite(fd, data, offset)
+            data, offset = data[written:], offset + written
+    finally:
+        os.close(fd)
     return split, start, bad
+
+
+def sync_arrays(out: Path, names) -> None:
+    """fsync the splits' array files: chunks are recorded as done only once their rows are on disk."""
+    for name in names:
+        fd = os.open(out / f"{name}.x.u8.partial", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class PrepareProgress:
@@ -151,13 +156,14 @@ class PrepareProgress:
 
 def prepare(source: str, out: str | Path, size: int | None = None, mode: str | None = None,
             workers: int | None = None, skip_bad: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Decode `source` (folder:PATH) into the cache `out`, resuming an unfinished one; returns the manifest.
+    """Decode `source` (folder:, tar:, parquet: or hf: images) into the cache `out`, resuming an unfinished one;
+    returns the manifest.
 
     A finished cache of the same inputs and settings is returned as it is; one of other inputs is refused.
     """
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers {workers}: must be at least 1")
-    plan = folder_plan(source, size, mode, skip_bad)
+    plan = image_plan(source, size, mode, skip_bad)
     out = Path(out).expanduser()
     checksum = inputs_checksum(plan)
     manifest = read_manifest(out) if out.is_dir() else None
@@ -179,30 +185,31 @@ def prepare(source: str, out: str | Path, size: int | None = None, mode: str | N
                  "bad": {name: [] for name in plan.splits}}
         for name, split in plan.splits.items():  # the array files at full size (sparse until written)
             with open(out / f"{name}.x.u8.partial", "wb") as f:
-                f.truncate(len(split.files) * int(np.prod(plan.sample_shape)) * np.dtype(plan.dtype).itemsize)
+                f.truncate(len(split.items) * int(np.prod(plan.sample_shape)) * np.dtype(plan.dtype).itemsize)
         write_json(state_path, state)
-    tasks = [(name, start, split.files[start:start + CHUNK], str(out / f"{name}.x.u8.partial"), len(split.files),
-              plan.sample_shape, plan.dtype, plan.decode, plan.decode_args, skip_bad)
-             for name, split in plan.splits.items() for start in range(0, len(split.files), CHUNK)
+    tasks = [(name, start, min(start + CHUNK, len(split.items)))
+             for name, split in plan.splits.items() for start in range(0, len(split.items), CHUNK)
              if start not in state["done"][name]]
-    total = sum(len(s.files) for s in plan.splits.values())
-    state["resumed_with"] = total - sum(len(t[2]) for t in tasks)  # inputs done before this run started
+    total = sum(len(s.items) for s in plan.splits.values())
+    state["resumed_with"] = total - sum(end - start for _, start, end in tasks)  # inputs done before this run
     bar = PrepareProgress(total, state["resumed_with"], progress)
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
     if tasks:
         # fork where there is one: the workers only run Pillow and numpy, and start without re-importing anything
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        with context.Pool(workers) as pool:
+        with context.Pool(workers, initializer=start_worker, initargs=(plan, out, skip_bad)) as pool:
             saved = time.perf_counter()
             try:
                 for split, start, bad in pool.imap_unordered(decode_chunk, tasks):
                     state["done"][split].append(start)
                     state["bad"][split].extend(bad)
                     if time.perf_counter() - saved >= STATE_EVERY_S:  # a crash loses about a second of work
+                        sync_arrays(out, plan.splits)
                         write_json(state_path, state)
                         saved = time.perf_counter()
-                    bar.update(min(CHUNK, len(plan.splits[split].files) - start))
+                    bar.update(min(CHUNK, len(plan.splits[split].items) - start))
             finally:  # also when a file stops the run or Ctrl-C does: the chunks finished so far are kept
+                sync_arrays(out, plan.splits)
                 write_json(state_path, state)
     return finish(plan, out, state, checksum)
 
@@ -213,13 +220,13 @@ def finish(plan: PreparePlan, out: Path, state: dict[str, Any], checksum: str) -
     row_bytes = int(np.prod(plan.sample_shape)) * np.dtype(plan.dtype).itemsize
     for name, split in plan.splits.items():
         bad_rows = sorted(row for row, _ in state["bad"][name])
-        keep = np.setdiff1d(np.arange(len(split.files)), np.array(bad_rows, dtype=np.int64))
+        keep = np.setdiff1d(np.arange(len(split.items)), np.array(bad_rows, dtype=np.int64))
         if len(keep) == 0:
             raise DataError(f"{plan.source}: no image of the {name} split could be read")
         partial, final = out / f"{name}.x.u8.partial", out / f"{name}.x.u8"
         # (no partial file: an interrupted earlier finish already compacted and renamed it)
         if bad_rows and partial.exists():  # stream the good rows into a new file
-            src = np.memmap(partial, dtype=np.uint8, mode="r", shape=(len(split.files), row_bytes))
+            src = np.memmap(partial, dtype=np.uint8, mode="r", shape=(len(split.items), row_bytes))
             dst = np.memmap(str(partial) + ".compact", dtype=np.uint8, mode="w+", shape=(len(keep), row_bytes))
             for i in range(0, len(keep), 4096):
                 dst[i:i + 4096] = src[keep[i:i + 4096]]
@@ -236,10 +243,10 @@ def finish(plan: PreparePlan, out: Path, state: dict[str, Any], checksum: str) -
             np.save(out / labels, split.labels[keep])
         splits[name] = {"file": final.name, "count": int(len(keep)), "shape": [int(len(keep)), *plan.sample_shape],
                         "dtype": plan.dtype, "labels": labels,
-                        "skipped": [{"file": str(split.files[row]), "error": error}
+                        "skipped": [{"file": split.items.where(row), "error": error}
                                     for row, error in sorted(state["bad"][name])]}
     manifest = {"format": FORMAT, "version": VERSION, "source": plan.source, "spec": plan.spec, "splits": splits,
-                "inputs": sum(len(s.files) for s in plan.splits.values()), "inputs_sha256": checksum,
+                "inputs": sum(len(s.items) for s in plan.splits.values()), "inputs_sha256": checksum,
                 "skipped": sum(len(s["skipped"]) for s in splits.values()),
                 "resumed_with": state.get("resumed_with", 0),
                 "created": time.strftime("%Y-%m-%d %H:%M:%S")}

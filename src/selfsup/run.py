@@ -1,6 +1,8 @@
 """A finished run: its configuration, input spec and trained encoder; `embed` turns raw data into vectors."""
 from __future__ import annotations
 
+import functools
+
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from .encoders import Encoder, SequenceEncoder
 from .errors import ConfigError, DataError
 from .modalities import get_modality
 from .modalities.base import Modality, batched
-from .storage import Storage, TensorStorage
+from .storage import Storage, TensorStorage, consecutive, read_batches
 from .training.config import TrainConfig
 
 COMPLETE_MARKER = "summary.json"
@@ -76,8 +78,11 @@ def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x
     out = []
     try:
         storage = TensorStorage(x) if isinstance(x, torch.Tensor) else x
-        for sl in batched(len(storage), batch_size):
-            inp = modality.prepare(storage.take(torch.arange(sl.start, sl.stop)).to(dev), spec)
+        slices = batched(len(storage), batch_size)
+        batches = read_batches(storage, 0, len(slices), functools.partial(consecutive, batch=batch_size,
+                                                                          n=len(storage)), dev)
+        for sl, batch in zip(slices, batches):
+            inp = modality.prepare(batch.to(dev), spec)
             if modality.channels_last:  # the layout convolutions are fastest in (1.5x measured on CPU)
                 inp = inp.contiguous(memory_format=torch.channels_last)
             kwargs = {"mask": mask[sl].to(dev)} if mask is not None else {}

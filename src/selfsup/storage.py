@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-from typing import Any, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -29,9 +29,20 @@ class Storage(Protocol):
     def describe(self) -> dict[str, Any]:
         """JSON: samples, shape, dtype and a digest of up to 256 evenly spaced samples."""
 
+    workers: int  # processes worth decoding batches in ahead of the training loop (0: `take` in place is cheap)
+
+    def epoch_samples(self, processes: int, batch: int) -> int:
+        """How many samples an epoch of `processes` x `batch` covers (at most len(self))."""
+
+    def epoch_order(self, generator: torch.Generator, processes: int, batch: int) -> torch.Tensor:
+        """An epoch's sample order drawn from `generator` (the same on every process), laid out for
+        training.distributed.shard: process r's block of global batch s is its own batch."""
+
 
 class TensorStorage:
-    """A tensor whose first axis indexes samples."""
+    """A tensor whose first axis indexes samples; every epoch a uniform random permutation."""
+
+    workers = 0
 
     def __init__(self, x: torch.Tensor) -> None:
         self.x = x
@@ -52,6 +63,12 @@ class TensorStorage:
         h.update(repr((tuple(self.x.shape), str(self.x.dtype))).encode())
         h.update(self.x[rows].detach().cpu().contiguous().numpy().tobytes())
         return {"samples": n, "shape": list(self.x.shape), "digest": h.hexdigest()}
+
+    def epoch_samples(self, processes: int, batch: int) -> int:
+        return len(self)
+
+    def epoch_order(self, generator: torch.Generator, processes: int, batch: int) -> torch.Tensor:
+        return torch.randperm(len(self), generator=generator)
 
 
 class FileRows:
@@ -108,3 +125,41 @@ class FileRowStorage(TensorStorage):
 
     def to(self, device: torch.device) -> FileRowStorage:
         return FileRowStorage(self.rows, self.x, torch.device(device))
+
+
+PREFETCH_BATCHES = 2  # per worker process
+
+
+class IndexedBatches(torch.utils.data.Dataset):
+    """Batch k of a sequence of index batches, read from storage on the host (what DataLoader workers run)."""
+
+    def __init__(self, storage: Storage, count: int, indices: Callable[[int], torch.Tensor]) -> None:
+        self.storage, self.count, self.indices = storage, count, indices
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: int) -> Any:
+        return self.storage.take(self.indices(k))
+
+
+def consecutive(k: int, batch: int, n: int) -> torch.Tensor:
+    """Indices of batch k of range(n) in batches of `batch` (for read_batches, via functools.partial)."""
+    return torch.arange(k * batch, min((k + 1) * batch, n))
+
+
+def read_batches(storage: Storage, first: int, count: int, indices: Callable[[int], torch.Tensor],
+                 device: torch.device) -> Iterator[Any]:
+    """Batches first..count-1 (batch k holds the samples `indices(k)`), in order, on `device`: taken in place when
+    `storage.workers` is 0, else decoded ahead by that many DataLoader worker processes on the host (pinned memory
+    and non-blocking copies for a GPU). Closing the iterator early shuts the workers down."""
+    if storage.workers == 0:
+        for k in range(first, count):
+            yield storage.take(indices(k).to(device))
+        return
+    loader = torch.utils.data.DataLoader(
+        IndexedBatches(storage.to(torch.device("cpu")), count, indices), batch_size=None,
+        sampler=range(first, count), num_workers=storage.workers, pin_memory=device.type == "cuda",
+        prefetch_factor=PREFETCH_BATCHES)
+    for batch in loader:
+        yield batch.to(device, non_blocking=True)

@@ -53,6 +53,8 @@ class Modality(ABC):
         """The split's training storage (default: its tensor; a validity mask is this modality's to interpret)."""
         if split.mask is not None:
             raise ConfigError(f"the {self.name} modality takes no validity mask on a split")
+        if split.stream is not None:  # too large for memory: decoded while training
+            return split.stream
         if split.rows is not None and tuple(split.x.shape) == split.rows.shape:  # a file: read batch by batch
             split.rows.release()  # what loading touched (statistics of the first samples) leaves the resident set
             return FileRowStorage(split.rows, split.x)

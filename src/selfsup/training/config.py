@@ -75,6 +75,7 @@ class TrainConfig:
     data: str = "digits"
     data_dir: str | None = None
     modality: str | None = None
+    memory_budget: float | None = None  # GB of decoded samples a source may hold in memory (None: half the available)
     method: str = "simclr"
     method_options: dict[str, Any] = field(default_factory=dict)
     encoder: str | None = None
@@ -133,6 +134,8 @@ class TrainConfig:
             raise ConfigError(f"--minutes must be > 0, got {self.minutes}")
         if self.batch_size < 2:
             raise ConfigError(f"--batch-size must be >= 2, got {self.batch_size}")
+        if self.memory_budget is not None and not self.memory_budget >= 0:
+            raise ConfigError(f"--memory-budget must be >= 0 GB, got {self.memory_budget}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.weight_decay_end is not None and not self.weight_decay_end >= 0:

@@ -23,6 +23,7 @@ from ..storage import Storage
 from ..views import ViewMaker, with_indices
 from .distributed import World, shard, sync_values
 from .epoch_pass import TrainingSetPass
+from .feeder import epoch_batches
 from .hooks import EpochHook
 from .loggers import MetricsLog
 from .optim import apply_schedules
@@ -143,7 +144,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
     world = settings.world
     n = len(storage)
     batch = min(settings.batch_size, max(1, n // world.size))  # per process
-    steps_per_epoch = max(1, n // (batch * world.size))
+    steps_per_epoch = max(1, storage.epoch_samples(world.size, batch) // (batch * world.size))
     total_steps = settings.epochs * steps_per_epoch if settings.epochs else None
     budget_s = settings.minutes * 60 if settings.minutes else None
     gen = torch.Generator().manual_seed(settings.seed)  # permutations: the same on every process
@@ -204,15 +205,17 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
         checkpoint(state_now)
         start += time.perf_counter() - t0
 
+    feed = None  # this epoch's batches (training/feeder.py)
     try:
         done = False
         while not done:
             if perm is None:
-                perm = torch.randperm(n, generator=gen)
+                perm = data.epoch_order(gen, world.size, batch)
                 epoch_losses, first_step = [], 0
                 epoch_pass = TrainingSetPass(data, pass_view_maker or view_maker, request, batch, settings.seed, epoch,
                                              settings.device)
                 before_epoch(method, epoch, epoch_pass, settings.device, settings.precision)
+            feed = epoch_batches(data, perm, first_step, steps_per_epoch, batch, world, settings.device)
             for i in range(first_step, steps_per_epoch):
                 now = time.perf_counter()
                 (elapsed, since_ckpt), (stop,) = sync_values(world, [now - start, now - last_ckpt_wall],
@@ -232,7 +235,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
                 progress = (result.steps + 1) / total_steps if total_steps else elapsed / budget_s
                 idx = shard(perm, i, batch, world)
                 idx = idx.to(settings.device)
-                views = with_indices(view_maker(data.take(idx), aug_gen), idx, request)
+                views = with_indices(view_maker(next(feed), aug_gen), idx, request)
                 wd = settings.weight_decay_schedule(progress) if settings.weight_decay_schedule else None
                 lr = apply_schedules(optimizer, settings.lr_schedule(progress), wd)
                 loss, logs = optimisation_step(method, forward, optimizer, views, progress, settings.device,
@@ -259,6 +262,7 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
                 if total_steps is not None and result.steps >= total_steps:
                     done = True
                     break
+            feed.close()
             perm, first_step = None, 0
             flush()
             if epoch_losses:
@@ -289,6 +293,8 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
             save(snapshot(0, finished=True))
         return finish(result, seconds, steps_per_epoch)
     finally:
+        if feed is not None:
+            feed.close()
         signals.close()
         bar.stop()
 

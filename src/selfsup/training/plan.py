@@ -119,19 +119,20 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
         raise ConfigError(f"--method-option for {cfg.method!r}: {exc} (options given: "
                           f"{cfg.method_options or 'none'})") from None
     method.batched_views = cfg.batched_views
-    batch = min(cfg.batch_size, max(1, len(dataset.train) // world_size))
+    storage = modality.storage(dataset.train)
+    samples = len(storage)
+    batch = min(cfg.batch_size, max(1, samples // world_size))
     if world_size > 1 and batch < 2:
-        raise ConfigError(f"{len(dataset.train)} training samples are too few for {world_size} processes")
+        raise ConfigError(f"{samples} training samples are too few for {world_size} processes")
     global_batch = batch * world_size
-    steps_per_epoch = max(1, len(dataset.train) // global_batch)
-    method.setup(TrainingContext(len(dataset.train), batch, world_size,
+    steps_per_epoch = max(1, storage.epoch_samples(world_size, batch) // global_batch)
+    method.setup(TrainingContext(samples, batch, world_size,
                                  cfg.epochs * steps_per_epoch if cfg.epochs else None))
     defaults = method_cls.optimizer
     request = method.view_request()
     # the data source's view defaults (e.g. no mirror images of digits) under the caller's own options
     augmentation = {**dataset.info.get("view_options", {}), **cfg.augmentation}
     view_maker = modality.view_maker(request, spec, cfg.augmentation_strength, augmentation)
-    storage = modality.storage(dataset.train)
     check_views_fit_encoder(cfg.method, enc_name, encoder, view_maker, storage)
     channels_last = cfg.channels_last and modality.channels_last
     resolved = {

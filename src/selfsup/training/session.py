@@ -102,10 +102,11 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
     setup_start = time.perf_counter()
     try:
         if dataset is None:  # rank 0 first (it may download), then the others from its cache
-            dataset = agreed(world, lambda: load_dataset(cfg.data, cfg.data_dir, cfg.modality))
+            budget = None if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
+            dataset = agreed(world, lambda: load_dataset(cfg.data, cfg.data_dir, cfg.modality, budget))
             if world.distributed:
                 dataset = agreed(world, lambda: dataset if dataset is not None else load_dataset(
-                    cfg.data, cfg.data_dir, cfg.modality),
+                    cfg.data, cfg.data_dir, cfg.modality, budget),
                                  main_only=False)
         plan = build_plan(cfg, dataset, world.size)
         method, resolved = plan.method, plan.resolved
@@ -173,7 +174,8 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
         selected = select_encoder(method, hooks)
         summary = {
             "complete": True, "data": cfg.data, "method": cfg.method, "encoder": resolved["encoder"],
-            "train_samples": len(dataset.train), "steps": result.steps, "epochs": round(result.epochs, 3),
+            "train_samples": len(plan.storage), "data_path": dataset.info.get("data_path", "memory"),
+            "steps": result.steps, "epochs": round(result.epochs, 3),
             "train_seconds": round(result.seconds, 2), "setup_seconds": round(setup_seconds, 2),
             "samples_per_s": round(result.samples_per_s * world.size, 1), "final_loss": result.final_loss,
             "selected": selected, "device": str(device), "precision": resolved["precision"],

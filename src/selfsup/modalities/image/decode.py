@@ -12,8 +12,9 @@
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 import numpy as np
 
@@ -32,14 +33,19 @@ class Header(NamedTuple):
     mode: str
 
 
-def open_image(path: Path, max_pixels: int | None = None):
-    """Pillow's lazy open, with the decompression-bomb limit at `max_pixels` and errors as one-line DataErrors."""
+Encoded = Union[Path, bytes]  # a file, or an encoded image's bytes (a tar member, a Parquet or Arrow cell)
+
+
+def open_image(source: Encoded, max_pixels: int | None = None, where: str | None = None):
+    """Pillow's lazy open of a file or of encoded bytes, with the decompression-bomb limit at `max_pixels` and
+    errors as one-line DataErrors naming `where` (default: the file)."""
     from PIL import Image, UnidentifiedImageError
 
+    path = where or source
     if max_pixels:
         Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        return Image.open(path)
+        return Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"{path}: refused as a possible decompression bomb ({exc}); if the file is trusted, "
                         "allow larger images with ?max_pixels=N") from None
@@ -47,8 +53,8 @@ def open_image(path: Path, max_pixels: int | None = None):
         raise DataError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
 
 
-def read_header(path: Path, max_pixels: int | None = None) -> Header:
-    with open_image(path, max_pixels) as im:
+def read_header(source: Encoded, max_pixels: int | None = None, where: str | None = None) -> Header:
+    with open_image(source, max_pixels, where) as im:
         return Header(im.size[0], im.size[1], im.mode)
 
 
@@ -76,12 +82,15 @@ def to_mode(im, mode: str):
     return im.convert(mode)
 
 
-def decode(path: Path, size: int, mode: str, max_pixels: int | None = None) -> np.ndarray:
-    """The image at `path` as uint8 [C, size, size] (C = 1 for mode L, 3 for RGB)."""
+def decode(source: Encoded, size: int, mode: str, max_pixels: int | None = None, where: str | None = None
+           ) -> np.ndarray:
+    """The image in `source` (a file, or encoded bytes from `where`) as uint8 [C, size, size] (C = 1 for mode L,
+    3 for RGB)."""
     from PIL import Image, ImageOps
 
+    path = where or source
     try:
-        with open_image(path, max_pixels) as im:
+        with open_image(source, max_pixels, where) as im:
             if im.format == "JPEG":
                 im.draft("L" if mode == "L" else "RGB", (size, size))
             im.load()

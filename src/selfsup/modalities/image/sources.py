@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ...data import Dataset, SourceRequest, sources
-from ...errors import ConfigError, DataError
-from .decode import decode, default_size_and_mode, read_header
+from ...errors import DataError
+from .encoded import class_names, hf_files, hf_splits, load_encoded
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "~/.cache/selfsup/fashion-mnist")
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -95,81 +94,33 @@ def load_fashion_mnist(req: SourceRequest) -> Dataset:
     return ds
 
 
-def list_images(root: Path) -> list[Path]:
-    """Image files under `root`, sorted (os.walk: the directory entries' types, no stat per file)."""
-    found = []
-    for folder, _, names in os.walk(root):
-        found.extend(Path(folder) / name for name in names if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES)
-    return sorted(found)
-
-
-def folder_labels(root: Path, files: list[Path]) -> np.ndarray | None:
-    """First-level sub-folder names as labels when every image has one, else None."""
-    rel = [p.relative_to(root).parts for p in files]
-    return np.array([parts[0] for parts in rel]) if all(len(parts) > 1 for parts in rel) else None
-
-
-def read_image_folder(root: Path, size: int | None, mode: str | None,
-                      max_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """All images under `root` decoded to size x size (modalities/image/decode.py: EXIF orientation, 16-bit and
-    transparency handled, JPEG draft mode); labels from first-level sub-folders when every image has one.
-
-    Images over Pillow's decompression-bomb limit (about 179 megapixels) are refused unless `max_pixels` raises it.
-    `selfsup prepare` does the same in parallel into a memory-mapped cache (selfsup/preparation.py).
-    """
-    from PIL import Image
-
-    files = list_images(root)
-    if not files:
-        raise DataError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    limit = Image.MAX_IMAGE_PIXELS
-    try:
-        if size is None or mode is None:
-            auto_size, auto_mode = default_size_and_mode([read_header(p, max_pixels) for p in files])
-            size, mode = size or auto_size, mode or auto_mode
-        arr = np.stack([decode(p, size, mode, max_pixels) for p in files])
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-    return arr, folder_labels(root, files)
-
-
-def positive_int_option(req: SourceRequest, name: str, low: int, high: int) -> int | None:
-    """The integer option `name` of a data URI (None when absent), in [low, high], or a one-line ConfigError."""
-    if name not in req.options:
-        return None
-    text = req.options[name]
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"--data {req.uri}: {name}={text!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"--data {req.uri}: {name}={value} must lie between {low} and {high}")
-    return value
-
-
-def folder_options(req: SourceRequest) -> tuple[int | None, str | None, int | None]:
-    """`folder:PATH?size=&mode=&max_pixels=` checked: (size, mode, max_pixels), None where not given."""
-    unknown = sorted(set(req.options) - {"size", "mode", "max_pixels"})
-    if unknown:
-        raise ConfigError(f"--data {req.uri}: unknown option(s) {', '.join(unknown)}; known: size, mode, max_pixels")
-    mode = req.options.get("mode")
-    if mode is not None and mode not in ("L", "RGB"):
-        raise ConfigError(f"--data {req.uri}: mode={mode!r}; use mode=L (grayscale) or mode=RGB")
-    return positive_int_option(req, "size", 4, 4096), mode, positive_int_option(req, "max_pixels", 1, 2**40)
-
-
 @sources.register("folder", "a tree of PNG/JPEG images: folder:PATH[?size=64&mode=RGB&max_pixels=N]; first-level "
-                  "sub-folders are labels; PATH/train and PATH/test become splits", modality="image")
+                  "sub-folders are labels; PATH/train and PATH/test become splits; decoded in parallel, in memory "
+                  "within --memory-budget, else streamed", modality="image")
 def load_folder(req: SourceRequest) -> Dataset:
-    if not req.path:
-        raise ConfigError("--data folder:PATH needs a path")
-    root = Path(req.path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{root}: folder not found")
-    size, mode, max_pixels = folder_options(req)
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        x_tr, y_tr = read_image_folder(root / "train", size, mode, max_pixels)
-        x_te, y_te = read_image_folder(root / "test", x_tr.shape[2], "L" if x_tr.shape[1] == 1 else "RGB", max_pixels)
-        return image_dataset(req.uri, x_tr, y_tr, x_te, y_te)
-    x, y = read_image_folder(root, size, mode, max_pixels)
-    return image_dataset(req.uri, x, y)
+    return load_encoded(req)
+
+
+@sources.register("tar", "WebDataset-style tar shards: tar:PATTERN[?size=&mode=&label=cls&test=PATTERN&buffer=4096] "
+                  "(a .tar, a folder of them, a glob or shard-{000..099}.tar); labels from .cls members",
+                  modality="image")
+def load_tar(req: SourceRequest) -> Dataset:
+    return load_encoded(req)
+
+
+@sources.register("hf", "a Hugging Face datasets folder written by save_to_disk: hf:DIR[?image=COL&label=COL&size=]; "
+                  "an image column gives images (streamed beyond --memory-budget), else a table",
+                  modality="image, tabular")
+def load_hf(req: SourceRequest) -> Dataset:
+    from ..tabular.sources import arrow_table_dataset
+
+    files = hf_files(req)
+    splits = hf_splits(req) if req.modality in (None, "image") else None
+    if splits is None:
+        return arrow_table_dataset(req, {name: paths for name, (paths, _) in files.items()})
+    names = class_names(files["train"][1], req.options.get("label"))
+    if names is not None:  # ClassLabel codes -> their names
+        for split in splits.values():
+            if split.labels is not None:
+                split.labels = np.asarray(names, dtype=object)[split.labels.astype(np.int64)].astype(str)
+    return load_encoded(req, splits)

@@ -135,7 +135,6 @@ def read_parquet(path: str) -> RawTable:
     """A Parquet file via pyarrow (the optional extra 'tabular'); dictionary columns are categorical."""
     p = existing_file(path, "Parquet file")
     try:
-        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError(f"{p}: reading Parquet needs pyarrow: pip install 'selfsup[tabular]'") from None
@@ -143,6 +142,13 @@ def read_parquet(path: str) -> RawTable:
         table = pq.read_table(p)
     except Exception as exc:
         raise DataError(f"{p}: cannot read Parquet file ({type(exc).__name__}: {exc})") from None
+    return arrow_raw_table(table, str(p))
+
+
+def arrow_raw_table(table: Any, where: str) -> RawTable:
+    """A pyarrow Table as a RawTable: dictionary columns categorical, numbers and booleans as floats."""
+    import pyarrow as pa
+
     names, cols, kinds = [], [], []
     for name, col in zip(table.column_names, table.columns):
         t = col.type
@@ -153,14 +159,27 @@ def read_parquet(path: str) -> RawTable:
             cols.append(np.array([np.nan if v is None else float(v) for v in col.to_pylist()], dtype=np.float64))
             kinds.append(None)
         elif pa.types.is_temporal(t):
-            raise DataError(f"{p}: column {name!r} has type {t}; convert dates/times to numbers or strings first")
+            raise DataError(f"{where}: column {name!r} has type {t}; convert dates/times to numbers or strings first")
         else:
             cols.append(np.array(col.to_pylist(), dtype=object))
             kinds.append(None)
         names.append(str(name))
     if not names or table.num_rows == 0:
-        raise DataError(f"{p}: empty table")
-    return RawTable(names, cols, kinds, None, str(p))
+        raise DataError(f"{where}: empty table")
+    return RawTable(names, cols, kinds, None, where)
+
+
+def arrow_table_dataset(req: SourceRequest, files: dict[str, list[Path]]) -> Dataset:
+    """hf:DIR without an image column: its train (and test) split as a table."""
+    import pyarrow as pa
+
+    from ...shard_readers import open_arrow
+
+    check_options(req, {"label", "categorical", "numeric", "drop", "scaling"})
+    tables = {name: arrow_raw_table(pa.concat_tables([open_arrow(str(f)) for f in paths]), str(paths[0].parent))
+              for name, paths in files.items()}
+    label = req.options.get("label") or ("label" if "label" in tables["train"].names else None)
+    return table_dataset(req.uri, tables["train"], tables.get("test"), label, req.options)
 
 
 def label_values(col: np.ndarray, table: RawTable, name: str) -> np.ndarray:
@@ -242,8 +261,15 @@ def load_csv(req: SourceRequest) -> Dataset:
 
 
 @sources.register("parquet", "a Parquet table (needs pyarrow): parquet:PATH[?label=COL&categorical=A,B&drop=ID"
-                  "&test=TEST.parquet]", modality="tabular")
+                  "&test=TEST.parquet]; with a column of encoded images (or ?image=COL): images, PATH a file, "
+                  "folder, glob or range, row groups streamed beyond --memory-budget", modality="tabular, image")
 def load_parquet(req: SourceRequest) -> Dataset:
+    if req.modality in (None, "image") and req.path:  # a column of encoded images makes it image data
+        from ..image.encoded import load_encoded, parquet_splits
+
+        splits = parquet_splits(req)
+        if splits is not None:
+            return load_encoded(req, splits)
     return _file_dataset(req, read_parquet)
 
 
