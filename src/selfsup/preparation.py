@@ -32,7 +32,7 @@ from .errors import ConfigError, DataError
 from .modalities.prepared import FORMAT, MANIFEST, PROGRESS, VERSION, read_manifest
 
 CHUNK = 512  # files per unit of work (and of resumption)
-STATE_EVERY_S = 1.0  # the record of finished chunks is rewritten at most this often (and at the end)
+STATE_EVERY_S = 10.0  # the array files are synced and the chunks done recorded at most this often (and at the end)
 
 
 @dataclass
@@ -203,7 +203,7 @@ def prepare(source: str, out: str | Path, size: int | None = None, mode: str | N
                 for split, start, bad in pool.imap_unordered(decode_chunk, tasks):
                     state["done"][split].append(start)
                     state["bad"][split].extend(bad)
-                    if time.perf_counter() - saved >= STATE_EVERY_S:  # a crash loses about a second of work
+                    if time.perf_counter() - saved >= STATE_EVERY_S:  # a crash loses at most STATE_EVERY_S of work
                         sync_arrays(out, plan.splits)
                         write_json(state_path, state)
                         saved = time.perf_counter()

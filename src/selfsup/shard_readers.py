@@ -87,7 +87,7 @@ class LazyFiles:
 class FileItems:
     """One file per sample (a folder of images)."""
 
-    paths: list[Path]
+    paths: list[str]
     shards: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -99,15 +99,16 @@ class FileItems:
 
     def read(self, i: int) -> bytes:
         try:
-            return self.paths[i].read_bytes()
+            with open(self.paths[i], "rb") as f:
+                return f.read()
         except OSError as exc:
             raise DataError(f"{self.paths[i]}: cannot read ({exc.strerror or exc})") from None
 
     def where(self, i: int) -> str:
-        return str(self.paths[i])
+        return self.paths[i]
 
     def fingerprint(self) -> str:
-        return item_fingerprint([str(p) for p in self.paths], [p.stat().st_size for p in self.paths])
+        return item_fingerprint(self.paths, [os.stat(p).st_size for p in self.paths])
 
 
 @dataclass
