@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import selfsup
 from selfsup.loading import load_dataset
+from selfsup.modalities import get_modality
 from selfsup.modalities.image.decode import decode
 from test_bad_input_corpus import assert_error
 from test_bad_inputs import cli
@@ -101,8 +103,8 @@ def test_damaged_or_foreign_caches_are_refused_in_one_line(tmp_path):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(selfsup.SelfSupError, match="exists and is not empty"):
         selfsup.prepare(f"folder:{folder}", tmp_path / "other", progress=False)
-    with pytest.raises(selfsup.SelfSupError, match="reads encoded images: folder:, tar:"):
-        selfsup.prepare("digits", tmp_path / "d", progress=False)
+    with pytest.raises(selfsup.SelfSupError, match="--size and --mode are for images .folder:, tar:"):
+        selfsup.prepare("digits", tmp_path / "d", mode="L", progress=False)
     with pytest.raises(selfsup.SelfSupError, match="--workers 0: must be at least 1"):
         selfsup.prepare(f"folder:{folder}", tmp_path / "w", workers=0, progress=False)
     with pytest.raises(selfsup.SelfSupError, match="--size 2: must lie between 4 and 4096"):
@@ -140,7 +142,8 @@ def test_prepare_and_cache_from_the_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"prepared:{tmp_path / 'cache2'}" in (run / "config.yaml").read_text()
     assert (tmp_path / "cache2" / "manifest.json").exists()
-    assert_error(cli("prepare", "digits", "--out", tmp_path / "x"), "reads encoded images", "'digits'")
+    assert_error(cli("prepare", "digits", "--out", tmp_path / "x", "--size", "8"), "--size and --mode are for images",
+                 "digits is parsed as it is")
     assert_error(cli("train", "--data", f"prepared:{tmp_path / 'nope'}", "--out", tmp_path / "r2", "--epochs", "1"),
                  "nope", "not found")
 
@@ -162,3 +165,26 @@ def test_training_reads_the_cache_batch_by_batch(tmp_path):
     assert torch.equal(storage.to(torch.device("cpu")).take(idx), ds.train.x[idx])
     assert storage.describe() == TensorStorage(ds.train.x).describe()
     assert type(get_modality("image").storage(load_dataset(f"folder:{folder}?size=12").train)) is TensorStorage
+
+
+@pytest.mark.parametrize("source", ["ucr:GunPoint", "sklearn:wine"])
+def test_series_and_tables_are_prepared_as_float_arrays(source, tmp_path):
+    """Series and tables are parsed once (their sources' own readers) into float arrays read memory-mapped; the
+    storage, labels, classes and a table's schema (kinds, categories) equal the source's, and training reads them."""
+    memory = load_dataset(source)
+    manifest = selfsup.prepare(source, tmp_path / "cache", progress=False)
+    assert manifest["spec"]["modality"] == memory.modality
+    assert manifest["splits"]["train"]["dtype"] == str(memory.train.x.numpy().dtype)
+    prepared = load_dataset(f"prepared:{tmp_path / 'cache'}")
+    assert prepared.modality == memory.modality and prepared.info["classes"] == memory.info["classes"]
+    assert prepared.info["data_path"].startswith("memory-mapped:")
+    for a, b in ((prepared.train, memory.train), (prepared.test, memory.test)):
+        assert torch.equal(a.x.nan_to_num(-7.0), b.x.nan_to_num(-7.0)) and np.array_equal(a.y, b.y)
+    modality = get_modality(memory.modality)
+    assert modality.storage_info(prepared.train.x) == modality.storage_info(memory.train.x)
+    assert mapped_from(prepared.train.x.data_ptr(), tmp_path / "cache" / manifest["splits"]["train"]["file"])
+    assert selfsup.prepare(source, tmp_path / "cache", progress=False) == manifest  # finished: returned as it is
+    run = selfsup.train(f"prepared:{tmp_path / 'cache'}", epochs=1, batch_size=32, monitor=False, threads=1)
+    assert run.summary["train_samples"] == len(memory.train)
+    with pytest.raises(selfsup.SelfSupError, match="--size and --mode are for images"):
+        selfsup.prepare(source, tmp_path / "other", size=32, progress=False)

@@ -546,9 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "the details go beside it as .json")
     p.add_argument("--json", action="store_true", help="print the details as one JSON object")
     add_conform_flags(p)
-    p = sub.add_parser("prepare", help="decode an image folder once, in parallel, into a memory-mapped cache",
+    p = sub.add_parser("prepare", help="decode images once, in parallel, into a memory-mapped cache (series and "
+                       "tables: parsed once into float arrays)",
                        epilog="example:\n  " + EXAMPLES["prepare"], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="folder:PATH (PATH/train and PATH/test become splits)")
+    p.add_argument("source", help="images: folder:PATH, tar:SHARDS, parquet:FILES, hf:DIR (decoded in parallel); "
+                   "any other source (ucr:, ts:, csv:, ...) is read once and its arrays written as they are")
     p.add_argument("--out", required=True, help="the cache folder (resumed if an earlier run was interrupted)")
     p.add_argument("--size", type=int, help="side in pixels (default: as folder:PATH, the images' own if all are "
                    "square and equal, else 64)")

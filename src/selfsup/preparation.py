@@ -161,17 +161,21 @@ def prepare(source: str, out: str | Path, size: int | None = None, mode: str | N
 
     A finished cache of the same inputs and settings is returned as it is; one of other inputs is refused.
     """
+    from .modalities.image.encoded import ENCODED_SOURCES
+
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers {workers}: must be at least 1")
+    if parse_uri(source).scheme not in ENCODED_SOURCES:
+        if size is not None or mode is not None:
+            raise ConfigError(f"--size and --mode are for images ({', '.join(s + ':' for s in ENCODED_SOURCES)}); "
+                              f"{source} is parsed as it is")
+        return prepare_parsed(source, Path(out).expanduser())
     plan = image_plan(source, size, mode, skip_bad)
     out = Path(out).expanduser()
     checksum = inputs_checksum(plan)
-    manifest = read_manifest(out) if out.is_dir() else None
+    manifest = finished_cache(out, checksum)
     if manifest is not None:
-        if manifest["inputs_sha256"] == checksum:
-            return manifest
-        raise ConfigError(f"--out {out}: holds a prepared dataset of other inputs or settings ({manifest['source']}, "
-                          f"size {manifest['spec']['size']}, mode {manifest['spec']['mode']}); choose another folder")
+        return manifest
     state_path = out / PROGRESS
     state = json.loads(state_path.read_text()) if state_path.exists() else None
     if state is not None and state.get("inputs_sha256") != checksum:
@@ -214,6 +218,85 @@ def prepare(source: str, out: str | Path, size: int | None = None, mode: str | N
     return finish(plan, out, state, checksum)
 
 
+def finished_cache(out: Path, checksum: str) -> dict[str, Any] | None:
+    """The manifest of a finished cache of the same inputs in `out` (None when there is none); a ConfigError when it
+    holds other inputs."""
+    manifest = read_manifest(out) if out.is_dir() else None
+    if manifest is not None and manifest["inputs_sha256"] != checksum:
+        raise ConfigError(f"--out {out}: holds a prepared dataset of other inputs or settings ({manifest['source']}, "
+                          f"{json.dumps(manifest['spec'])[:120]}); choose another folder")
+    return manifest
+
+
+def write_manifest(out: Path, source: str, spec: dict[str, Any], splits: dict[str, Any], inputs: int, checksum: str,
+                   resumed_with: int = 0, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest, written last and atomically (a cache without one is unfinished)."""
+    manifest = {"format": FORMAT, "version": VERSION, "source": source, "spec": spec, "splits": splits,
+                "inputs": inputs, "inputs_sha256": checksum,
+                "skipped": sum(len(s["skipped"]) for s in splits.values()), "resumed_with": resumed_with,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S"), **({"info": info} if info is not None else {})}
+    write_json(out / MANIFEST, manifest)
+    (out / PROGRESS).unlink(missing_ok=True)
+    return manifest
+
+
+def json_safe(info: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a dataset's info that JSON can hold."""
+    safe = {}
+    for key, value in info.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        safe[key] = value
+    return safe
+
+
+def prepare_parsed(source: str, out: Path) -> dict[str, Any]:
+    """Series and tables: the source is read (parsed) once by its own reader, and each split's storage array written
+    as it is (float32 series with NaN padding, float64 tables) with the modality's record of what the array does not
+    hold (a table's schema), labels as codes and the dataset's classes and columns in the manifest."""
+    from .loading import load_dataset
+    from .modalities import get_modality
+    from .storage import TensorStorage
+
+    ds = load_dataset(source)
+    modality = get_modality(ds.modality)
+    splits = {"train": ds.train, **({"test": ds.test} if ds.test is not None else {})}
+    h = hashlib.sha256(json.dumps({"source": source, "modality": ds.modality}).encode())
+    for name, split in splits.items():
+        if split.mask is not None:
+            raise ConfigError(f"{source}: the {name} split carries a validity mask, which a prepared cache cannot hold")
+        h.update(json.dumps([name, TensorStorage(split.x).describe(), modality.storage_info(split.x)]).encode())
+        h.update(b"" if split.y is None else np.ascontiguousarray(split.y).tobytes())
+    checksum = h.hexdigest()
+    manifest = finished_cache(out, checksum)
+    if manifest is not None:
+        return manifest
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out}: exists and is not empty; choose a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    records = {}
+    for name, split in splits.items():
+        array = np.ascontiguousarray(split.x.numpy())
+        final = out / f"{name}.x.{array.dtype.str.lstrip('<>|=')}"
+        with open(str(final) + ".partial", "wb") as f:
+            for start in range(0, len(array), 4096):
+                f.write(array[start:start + 4096].tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(str(final) + ".partial", final)
+        labels = None
+        if split.y is not None:
+            labels = f"{name}.y.npy"
+            np.save(out / labels, np.asarray(split.y, dtype=np.int64))
+        records[name] = {"file": final.name, "count": len(array), "shape": list(array.shape), "dtype": str(array.dtype),
+                         "labels": labels, "skipped": []}
+    spec = {"modality": ds.modality, "storage": modality.storage_info(ds.train.x)}
+    return write_manifest(out, source, spec, records, sum(len(s) for s in splits.values()), checksum,
+                          info=json_safe(ds.info))
+
+
 def finish(plan: PreparePlan, out: Path, state: dict[str, Any], checksum: str) -> dict[str, Any]:
     """Compact away skipped files, write labels, then the manifest (last, atomically)."""
     splits = {}
@@ -245,11 +328,5 @@ def finish(plan: PreparePlan, out: Path, state: dict[str, Any], checksum: str) -
                         "dtype": plan.dtype, "labels": labels,
                         "skipped": [{"file": split.items.where(row), "error": error}
                                     for row, error in sorted(state["bad"][name])]}
-    manifest = {"format": FORMAT, "version": VERSION, "source": plan.source, "spec": plan.spec, "splits": splits,
-                "inputs": sum(len(s.items) for s in plan.splits.values()), "inputs_sha256": checksum,
-                "skipped": sum(len(s["skipped"]) for s in splits.values()),
-                "resumed_with": state.get("resumed_with", 0),
-                "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    write_json(out / MANIFEST, manifest)
-    (out / PROGRESS).unlink(missing_ok=True)
-    return manifest
+    return write_manifest(out, plan.source, plan.spec, splits, sum(len(s.items) for s in plan.splits.values()),
+                          checksum, state.get("resumed_with", 0))

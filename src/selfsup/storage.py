@@ -61,8 +61,11 @@ class TensorStorage:
         rows = torch.linspace(0, max(n - 1, 0), steps=min(n, 256)).round().long().unique()
         h = hashlib.blake2b(digest_size=16)
         h.update(repr((tuple(self.x.shape), str(self.x.dtype))).encode())
-        h.update(self.x[rows].detach().cpu().contiguous().numpy().tobytes())
+        h.update(self.sample_bytes(rows))
         return {"samples": n, "shape": list(self.x.shape), "digest": h.hexdigest()}
+
+    def sample_bytes(self, rows: torch.Tensor) -> bytes:
+        return self.x[rows].detach().cpu().contiguous().numpy().tobytes()
 
     def epoch_samples(self, processes: int, batch: int) -> int:
         return len(self)
@@ -125,6 +128,9 @@ class FileRowStorage(TensorStorage):
 
     def to(self, device: torch.device) -> FileRowStorage:
         return FileRowStorage(self.rows, self.x, torch.device(device))
+
+    def sample_bytes(self, rows: torch.Tensor) -> bytes:  # positioned reads: a fault on the mapping reads ahead
+        return self.rows.read(rows.numpy()).tobytes()   # ~1 MB around each row into the resident set
 
 
 PREFETCH_BATCHES = 2  # per worker process

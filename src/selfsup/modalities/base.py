@@ -60,6 +60,15 @@ class Modality(ABC):
             return FileRowStorage(split.rows, split.x)
         return TensorStorage(split.x)
 
+    def storage_info(self, x: torch.Tensor) -> dict[str, Any]:
+        """What storage `x` carries beyond its array (a table's schema), as JSON, kept in a prepared cache's
+        manifest (default: nothing)."""
+        return {}
+
+    def restore_storage(self, x: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
+        """Storage from a prepared cache's array and what `storage_info` recorded (default: the array as it is)."""
+        return x
+
     @abstractmethod
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         """Storage batch -> normalised float encoder input, without augmentation (for embedding)."""

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from ..data import Dataset, SourceRequest, sources
+from ..data import Dataset, SourceRequest, Split, sources
 from ..errors import ConfigError, DataError
 from ..storage import FileRows
 from .base import get_modality
@@ -60,14 +61,21 @@ def open_prepared(directory: str | Path) -> tuple[dict[str, Any], dict[str, tupl
 
 
 @sources.register("prepared", "a memory-mapped cache written by `selfsup prepare SOURCE --out DIR`: prepared:DIR",
-                  modality="image")
+                  modality="image, timeseries, tabular")
 def load_prepared(req: SourceRequest) -> Dataset:
     if not req.path:
         raise ConfigError("--data prepared:DIR needs a folder")
     manifest, arrays = open_prepared(req.path)
     (rows, y), test = arrays["train"], arrays.get("test")
     modality = get_modality(manifest["spec"]["modality"])
-    ds = modality.dataset_from_arrays(rows.array, y, req.uri, *((test[0].array, test[1]) if test else (None, None)))
+    if "info" in manifest:  # parsed series and tables: storage as written, labels as codes, the dataset's info
+        record = manifest["spec"].get("storage", {})
+        split = lambda r, labels: Split(modality.restore_storage(torch.from_numpy(r.array), record), labels)  # noqa: E731
+        ds = Dataset(req.uri, modality.name, split(rows, y), split(*test) if test else None, dict(manifest["info"]))
+    else:  # decoded images: validated as arrays, labels as written
+        ds = modality.dataset_from_arrays(rows.array, y, req.uri, *((test[0].array, test[1]) if test else (None, None)))
     ds.train.rows = rows  # training reads the file batch by batch (modalities.base.Modality.storage)
     ds.info["prepared"] = {"source": manifest["source"], "spec": manifest["spec"], "skipped": manifest["skipped"]}
+    ds.info["data_path"] = (f"memory-mapped: {len(rows.array):,} samples prepared from {manifest['source']}, read "
+                            "batch by batch")
     return ds

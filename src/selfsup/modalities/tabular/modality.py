@@ -93,6 +93,12 @@ class TabularModality(Modality):
     view_recipes = tuple(RECIPES)
     default_array_ranks = (2,)
 
+    def storage_info(self, x: torch.Tensor) -> dict[str, Any]:
+        return {"schema": schema_of(x)}
+
+    def restore_storage(self, x: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
+        return attach_schema(x, info["schema"])
+
     def from_array(self, x: Any, where: str, categorical: Any = None) -> torch.Tensor:
         """A 2-D array or DataFrame -> storage; kinds detected per column unless `categorical` names some."""
         from .sources import array_table, frame_table

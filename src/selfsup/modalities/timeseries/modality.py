@@ -23,7 +23,7 @@ import torch
 from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_arrays
 from ...errors import ConfigError, DataError
 from ...encoders import SequenceEncoder
-from ...storage import TensorStorage
+from ...storage import Storage, TensorStorage
 from ...views import ViewRequest
 from ..base import Modality, ViewMaker, modalities
 from .encoders import series_encoders
@@ -138,10 +138,10 @@ class TimeSeriesModality(Modality):
             raise ConfigError(f"the {request.recipe!r} series views carry no corruption mask")
         return SeriesViewMaker(request, views, spec["mean"], spec["std"])
 
-    def storage(self, split: Split) -> TensorStorage:
+    def storage(self, split: Split) -> Storage:
         """The split's series; a validity mask, if the split has one, becomes NaN (the one mask convention)."""
         if split.mask is None:
-            return TensorStorage(split.x)
+            return super().storage(split)  # a tensor, or a prepared file read batch by batch
         return TensorStorage(split.x.masked_fill(~split.mask.bool().unsqueeze(1), float("nan")))
 
     def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
