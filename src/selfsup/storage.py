@@ -155,10 +155,12 @@ def consecutive(k: int, batch: int, n: int) -> torch.Tensor:
 
 
 def read_batches(storage: Storage, first: int, count: int, indices: Callable[[int], torch.Tensor],
-                 device: torch.device) -> Iterator[Any]:
+                 device: torch.device, start_method: str | None = None) -> Iterator[Any]:
     """Batches first..count-1 (batch k holds the samples `indices(k)`), in order, on `device`: taken in place when
     `storage.workers` is 0, else decoded ahead by that many DataLoader worker processes on the host (pinned memory
-    and non-blocking copies for a GPU). Closing the iterator early shuts the workers down."""
+    and non-blocking copies for a GPU), started with `start_method` (default: the platform's; the trainer asks for
+    forkserver under torchrun, where forking a process that runs the process group's threads is unsafe). Closing
+    the iterator early shuts the workers down."""
     if storage.workers == 0:
         for k in range(first, count):
             yield storage.take(indices(k).to(device))
@@ -166,6 +168,6 @@ def read_batches(storage: Storage, first: int, count: int, indices: Callable[[in
     loader = torch.utils.data.DataLoader(
         IndexedBatches(storage.to(torch.device("cpu")), count, indices), batch_size=None,
         sampler=range(first, count), num_workers=storage.workers, pin_memory=device.type == "cuda",
-        prefetch_factor=PREFETCH_BATCHES)
+        prefetch_factor=PREFETCH_BATCHES, multiprocessing_context=start_method)
     for batch in loader:
         yield batch.to(device, non_blocking=True)

@@ -15,4 +15,5 @@ from .distributed import World, shard
 def epoch_batches(storage: Storage, order: torch.Tensor, first_step: int, steps: int, batch: int, world: World,
                   device: torch.device) -> Iterator[torch.Tensor]:
     """This process's batches of steps first_step..steps-1 of the epoch with `order`, on `device`."""
-    return read_batches(storage, first_step, steps, functools.partial(shard, order, batch=batch, world=world), device)
+    return read_batches(storage, first_step, steps, functools.partial(shard, order, batch=batch, world=world), device,
+                        "forkserver" if world.distributed else None)
