@@ -187,8 +187,11 @@ def test_embed_table_columns_are_matched_by_name(tmp_path):
 # ---- interruption, resume, internal errors ----
 
 def test_ctrl_c_during_imports_exits_130_in_one_line(tmp_path):
+    # SIGINT at its default in the child: a shell's background job inherits it ignored, and Python then installs no
+    # KeyboardInterrupt handler at all
     proc = subprocess.Popen([sys.executable, "-m", "selfsup", "train", "--data", "digits", "--out", tmp_path / "run",
-                             "--epochs", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--epochs", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(0.3)  # the package imports torch lazily, inside the command's error handling
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
