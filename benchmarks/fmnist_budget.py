@@ -111,6 +111,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "simclr-w32-aug0.5-views16-b128": {"method": "simclr", "encoder": "convnet4", "encoder_options": W32,
                                        "augmentation_strength": 0.5, "augmentation": {"size": 16},
                                        "batch_size": 128},
+    # issue 17: masked modelling on a Vision Transformer (ViT-Tiny, 4-px patches: 7 x 7 tokens of a 28-px image)
+    # and the classic pretext tasks on the preset's ConvNet-4 (W48), each with its paper's optimiser
+    "mae-vit_tiny": {"method": "mae", "encoder": "vit_tiny"},
+    "rotnet-w48": {"method": "rotnet", "encoder": "convnet4", "encoder_options": W48},
+    "npid-w48-aug0.5-views16": {"method": "npid", "encoder": "convnet4", "encoder_options": W48,
+                                "augmentation_strength": 0.5, "augmentation": {"size": 16}},
 }
 
 
@@ -172,7 +178,9 @@ def search(minutes: float, only: list[str] | None, seed: int, stage: str) -> dic
                          "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
                          "train_seconds": round(train_s, 1), "eval_seconds": round(time.perf_counter() - start, 1),
                          "load_average_1min": machine()["load_average_1min"]}
-        arch = json.dumps(run.resolved["encoder_options"], sort_keys=True)
+        arch = json.dumps(run.resolved["encoder_options"], sort_keys=True)  # (ConvNet-4: the options alone)
+        if run.resolved["encoder"] != "convnet4":
+            arch = json.dumps([run.resolved["encoder"], run.resolved["encoder_options"]], sort_keys=True)
         baselines = out.setdefault("baselines_on_validation", {})
         if arch not in baselines:  # once per architecture: raw pixels and a random encoder, same split and probes
             baselines[arch] = baselines_on_validation(run, fit, val)

@@ -88,7 +88,9 @@ def one_step(method_name: str, modality_name: str, precision: str):
     storage = modality.from_array(tiny_storage(modality_name, cls.requested_views.local_views > 0), "test")
     spec = modality.fit_spec(storage)
     torch.manual_seed(0)
-    method = cls(modality.build_encoder(modality.default_encoder(spec), spec), **small_options(cls))
+    name = modality.default_encoder_for(spec, cls.encoder_kind)
+    method = cls(modality.build_encoder(name, spec, **({"depth": 2} if name.startswith("vit") else {})),
+                 **small_options(cls))
     request = method.view_request()
     maker = modality.view_maker(request, spec)
     method.setup(TrainingContext(len(storage), 32))  # the lifecycle: setup, the epoch-start hook, then steps

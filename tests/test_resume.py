@@ -186,8 +186,14 @@ def test_resume_inside_an_epoch_restores_each_methods_state(method, tmp_path, mo
     """A run that dies in its third epoch resumes from a checkpoint in the middle of its second (queues, centre,
     memory bank and pseudo-labels restored; the third epoch's per-epoch clustering runs again after the resume)
     and ends with the uninterrupted run's weights, bit for bit."""
-    opts = dict(method=method, epochs=3, batch_size=256, seed=4, encoder_options=SMALL, monitor=False,
-                method_options=NEW_STATE[method], checkpoint_every_steps=7, threads=1)
+    assert_resumed_inside_an_epoch_exactly(tmp_path, monkeypatch, method=method, encoder_options=SMALL,
+                                           method_options=NEW_STATE[method])
+
+
+def assert_resumed_inside_an_epoch_exactly(tmp_path, monkeypatch, **options):
+    """Digits for 3 epochs of 5 steps with a checkpoint every 7 steps: a run that dies at step 12 resumes from step 7
+    (inside epoch 1) and ends with the uninterrupted run's weights, bit for bit."""
+    opts = dict(epochs=3, batch_size=256, seed=4, monitor=False, checkpoint_every_steps=7, threads=1, **options)
     selfsup.train("digits", out=tmp_path / "ref", **opts)
     monkeypatch.setenv(FAULT_NONFINITE_STEP, "12")  # 5 steps an epoch: the last good checkpoint is step 7
     with pytest.raises(selfsup.SelfSupError, match="last good checkpoint \\(step 7\\)"):

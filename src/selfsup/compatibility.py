@@ -7,9 +7,10 @@ from .modalities.base import Modality
 
 
 def trains_on(method: type[Method], modality: Modality) -> bool:
-    """True when the modality makes the views the method requests and its encoders implement the method's protocol."""
+    """True when the modality makes the views the method requests and one of its encoders implements the method's
+    protocol."""
     return (method.requested_views.recipe in modality.view_recipes
-            and issubclass(modality.encoder_kind, method.encoder_kind))
+            and any(issubclass(kind, method.encoder_kind) for kind in modality.encoder_kinds().values()))
 
 
 def supported_pairs() -> list[tuple[str, str]]:

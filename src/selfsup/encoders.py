@@ -7,6 +7,11 @@
   ``forward_sequence(x, step_mask=None) -> [B, T, out_dim]``; `step_mask` [B, T] bool (False = hide that
   step's input) is applied inside the encoder, after the input projection (TS2Vec's timestamp masking;
   masked image modelling will hide patches the same way).
+- `TokenEncoder`: an Encoder over patch tokens that really drops the hidden ones (masked modelling: MAE, I-JEPA):
+  ``tokens(x, keep=None) -> [B, K, token_dim]`` are the outputs of the kept patches only (hidden patches never
+  enter the transformer), ``patches(x)`` cuts the input into the patches the tokens stand for, and
+  ``position_table(x, width)`` gives the fixed position code of x's tokens at another width (for decoders and
+  predictors, which thereby need not know whether the tokens lie on a grid or a line).
 
 A method states which kind it needs (`Method.encoder_kind`); the trainer checks it with `isinstance`
 before building the method and names the encoders that qualify when it does not hold.
@@ -34,6 +39,32 @@ class SequenceEncoder(Encoder):
         raise NotImplementedError
 
 
+class TokenEncoder(Encoder):
+    """An Encoder over patch tokens; `forward(x)` is the mean of all tokens' outputs [B, out_dim] (evaluation)."""
+
+    token_dim: int  # width of one token's output
+    patch_dim: int  # values in one patch of the input (what `patches` cuts; a reconstruction target's width)
+
+    def token_count(self, x: torch.Tensor) -> int:
+        """How many tokens (patches) input `x` makes."""
+        raise NotImplementedError
+
+    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, K, token_dim]: the kept tokens' outputs in token order, after the final norm. `keep` [B, T] bool holds
+        the same number K of True in every row (None: all T tokens)."""
+        raise NotImplementedError
+
+    def patches(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, patch_dim]: the input cut into the tokens' patches."""
+        raise NotImplementedError
+
+    def position_table(self, x: torch.Tensor, width: int) -> torch.Tensor:
+        """[T, width]: the fixed position code of x's tokens, at `width`."""
+        raise NotImplementedError
+
+
 def encoder_kind_name(kind: type[Encoder]) -> str:
-    """'a sequence encoder' / 'an encoder', for error messages."""
+    """'a sequence encoder' / 'a token encoder' / 'an encoder', for error messages."""
+    if issubclass(kind, TokenEncoder):
+        return "a token encoder (patch tokens that can be dropped, e.g. vit_tiny)"
     return "a sequence encoder (per-step outputs)" if issubclass(kind, SequenceEncoder) else "an encoder"

@@ -21,7 +21,10 @@ to its own augmentations and refuses the others in one line (listing the ones it
 - ``overlapping_crops``: two crops of each series that overlap in a common segment, with random
   timestamp masks (TS2Vec); ``views.overlap`` says where the common steps are in each crop;
 - ``masked_values``: geometric segments of values masked (Zerveas et al.), ``views.corruption_mask`` True
-  on them.
+  on them;
+- ``crop_flip``: geometric augmentation only, a random resized crop of 20-100% of the area and a horizontal flip
+  (MAE's views: masked modelling needs the pixels' colours as they are);
+- ``rotations``: one ``crop_flip`` view turned by 0, 90, 180 and 270 degrees, as global views 0-3 (RotNet).
 
 Multi-crop: ``local_views`` smaller crops (side or length ``local_size`` times the global one) come after
 the global views; `Method.encode` runs one forward per group of equal shape (see there for BatchNorm).
@@ -34,7 +37,7 @@ from typing import Any, Iterator, Mapping, Protocol
 import torch
 
 RECIPES = ("instance", "instance_light", "asymmetric", "feature_corruption", "mask_and_replace", "swap_noise",
-           "overlapping_crops", "masked_values")
+           "overlapping_crops", "masked_values", "crop_flip", "rotations")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ class OptimizerDefaults:
     lr_scaling: str = "linear"  # lr = base_lr * batch / 256 ('linear'), or 'sqrt', or 'none'
     excluded_lr_scale: float = 1.0  # lr multiplier for biases/norm parameters (Barlow Twins: 0.0048 / 0.2)
     weight_decay_end: float | None = None  # weight decay at the end of training, on a cosine (DINO: 0.04 -> 0.4)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (MAE: 0.9, 0.95)
 
 
 @dataclass(frozen=True)

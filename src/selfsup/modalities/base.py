@@ -101,6 +101,22 @@ class Modality(ABC):
         """New data for a trained run -> storage consistent with the run's `spec` (default: `from_array`)."""
         return self.from_array(np.asarray(x), where)
 
+    def encoder_kinds(self) -> dict[str, type[Encoder]]:
+        """The protocol of each registered encoder: what it was registered with (`kind=`), else `encoder_kind`."""
+        return {e.name: e.extra.get("kind", self.encoder_kind) for e in self.encoders}
+
+    def default_encoder_for(self, spec: dict[str, Any], kind: type[Encoder]) -> str | None:
+        """`default_encoder(spec)` when it implements `kind`, else the registered encoder of that kind marked
+        `preferred`, else the first (None when none does): a method that needs a token encoder gets a Vision
+        Transformer without being told."""
+        kinds = self.encoder_kinds()
+        default = self.default_encoder(spec)
+        if issubclass(kinds.get(default.partition(":")[0], self.encoder_kind), kind):
+            return default
+        qualified = [e.name for e in self.encoders if issubclass(kinds[e.name], kind)]
+        preferred = [name for name in qualified if self.encoders.entry(name).extra.get("preferred")]
+        return (preferred or qualified or [None])[0]
+
     def build_encoder(self, name: str, spec: dict[str, Any], **options: Any) -> Encoder:
         """Instantiate a registered encoder for inputs described by `spec` (an `encoders.Encoder`)."""
         return self.encoders.get(name)(spec, **options)

@@ -76,7 +76,7 @@ def scaled_lr(base_lr: float, batch_size: int, rule: str) -> float:
 
 
 def build_optimizer(method: Method, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
-                    excluded_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+                    excluded_lr_scale: float = 1.0, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
     """The named optimiser over the method's trainable parameters (as its `parameter_roles` declares)."""
     targets = tuple(target for _, target in method.momentum_pairs())
     groups = parameter_groups(method, weight_decay, method.parameter_roles(), targets)
@@ -87,7 +87,7 @@ def build_optimizer(method: Method, name: str, lr: float, weight_decay: float, m
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas)
     raise ConfigError(f"--optimizer must be one of lars, sgd, adamw; got {name!r}")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..compatibility import modalities_for, trains_on
 from ..data import Dataset
 from ..encoders import encoder_kind_name
 from ..errors import ConfigError, DataError
@@ -90,12 +91,18 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
     """
     modality = get_modality(dataset.modality)
     spec = modality.fit_spec(dataset.train.x)
-    enc_name, enc_opts = split_encoder_name(cfg.encoder or modality.default_encoder(spec))
+    method_cls = methods.get(cfg.method)
+    if not trains_on(method_cls, modality):
+        where = modalities_for(cfg.method)
+        raise ConfigError(f"method {cfg.method!r} does not train on {dataset.modality} data (it needs "
+                          f"{method_cls.requested_views.recipe!r} views and {encoder_kind_name(method_cls.encoder_kind)})"
+                          f"; it trains on {', '.join(where) + ' data' if where else 'no registered modality'}")
+    default = modality.default_encoder_for(spec, method_cls.encoder_kind) or modality.default_encoder(spec)
+    enc_name, enc_opts = split_encoder_name(cfg.encoder or default)
     enc_opts = {**enc_opts, **cfg.encoder_options}
     if enc_name not in modality.encoders:
         known = ", ".join(modality.encoders.names())
         raise ConfigError(f"--encoder {enc_name!r} is not an encoder for {dataset.modality} data; known: {known}")
-    method_cls = methods.get(cfg.method)
     unknown = set(cfg.method_options) - set(method_cls.hyperparameters())
     if unknown:
         raise ConfigError(f"method {cfg.method!r} has no option(s) {', '.join(sorted(unknown))}; "
@@ -142,7 +149,8 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
         "lr": cfg.lr if cfg.lr is not None else scaled_lr(defaults.lr, global_batch, defaults.lr_scaling),
         "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else defaults.weight_decay,
         "weight_decay_end": cfg.weight_decay_end if cfg.weight_decay_end is not None else defaults.weight_decay_end,
-        "momentum": defaults.momentum, "excluded_lr_scale": defaults.excluded_lr_scale, "batch_size": batch,
+        "momentum": defaults.momentum, "betas": list(defaults.betas), "excluded_lr_scale": defaults.excluded_lr_scale,
+        "batch_size": batch,
         "views": request.to_dict(), "augmentation": augmentation, "channels_last": channels_last,
     }
     if world_size > 1:

@@ -204,11 +204,14 @@ class ImageViewMaker:
         local_views: Sequence[ImageAugmentation] = (),
         local_size: int | None = None,
         clean: bool = False,
+        rotations: bool = False,
     ) -> None:
         """views: one augmentation per global view; mean/std per channel (or one value); out_size: square side of
         the global views; local_views/local_size: the multi-crop views and their side; clean: also the
-        un-augmented image (at out_size)."""
+        un-augmented image (at out_size); rotations: the global views are the first view's crop turned by
+        0, 90, 180 and 270 degrees (`views` then holds that one view)."""
         self.views = list(views)
+        self.rotations = rotations
         self.out_size = out_size
         self.local_views, self.local_size = list(local_views), local_size
         self.clean = clean
@@ -227,7 +230,12 @@ class ImageViewMaker:
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Views:
         """x: uint8 [B, C, H, W] (or float in [0,1]) -> Views of float32 [B, C, S, S] tensors, normalised."""
         xf = self._to_float(x)
-        views = Views([self._standardise(augment(xf, v, generator, size=self.out_size)) for v in self.views],
+        if self.rotations:
+            crop = self._standardise(augment(xf, self.views[0], generator, size=self.out_size))
+            global_views = [torch.rot90(crop, k, dims=(2, 3)) for k in range(ROTATIONS)]
+        else:
+            global_views = [self._standardise(augment(xf, v, generator, size=self.out_size)) for v in self.views]
+        views = Views(global_views,
                       [self._standardise(augment(xf, v, generator, size=self.local_size)) for v in self.local_views])
         if self.clean:
             views.clean = self.normalise(x)
@@ -245,6 +253,7 @@ class ImageViewMaker:
 _JITTER = dict(jitter_p=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, grayscale_p=0.2, flip_p=0.5)
 _MOCO = ImageAugmentation(crop_scale=(0.2, 1.0), blur_p=0.5, **_JITTER)
 _BYOL = dict(_JITTER, saturation=0.2)
+_GEOMETRIC = ImageAugmentation(crop_scale=(0.2, 1.0), jitter_p=0.0, grayscale_p=0.0)
 
 RECIPES: dict[str, list[ImageAugmentation]] = {
     "instance": [ImageAugmentation(crop_scale=(0.08, 1.0), blur_p=0.5, **_JITTER)],  # SimCLR, Chen et al. 2020
@@ -253,7 +262,10 @@ RECIPES: dict[str, list[ImageAugmentation]] = {
         ImageAugmentation(blur_p=0.1, solarize_p=0.2, **_BYOL),
     ],
     "instance_light": [_MOCO],  # MoCo v2 (Chen et al. 2020), SimSiam (Chen & He 2021)
+    "crop_flip": [_GEOMETRIC],  # MAE, He et al. 2022
+    "rotations": [_GEOMETRIC],  # RotNet (Gidaris et al. 2018): the view maker turns it four ways
 }
+ROTATIONS = 4  # views of the rotations recipe: k x 90 degrees, k = 0..3
 
 
 def recipe(name: str, image_size: int, channels: int, strength: float = 1.0) -> list[ImageAugmentation]:

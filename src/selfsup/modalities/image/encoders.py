@@ -1,4 +1,4 @@
-"""Image encoders: the protocol's ConvNet-4, a CIFAR-style ResNet-18, and any timm model."""
+"""Image encoders: the protocol's ConvNet-4, a CIFAR-style ResNet-18, Vision Transformers (vit.py) and any timm model."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,9 +6,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...encoders import Encoder
+from ...encoders import Encoder, TokenEncoder
 from ...errors import ConfigError
 from ...registry import Registry
+from .vit import vit
 
 image_encoders: Registry = Registry("image encoder")
 
@@ -110,3 +111,17 @@ def resnet18(spec: dict[str, Any], **options: Any) -> Encoder:
 @image_encoders.register("timm", "any timm model by name: --encoder timm:NAME (optional extra 'timm')")
 def timm_encoder(spec: dict[str, Any], name: str = "resnet18", **options: Any) -> Encoder:
     return TimmEncoder(name, spec["channels"], **options)
+
+
+@image_encoders.register("vit_tiny", "Vision Transformer, Tiny: 192 wide, 12 blocks, 3 heads; a token encoder (masked "
+                         "patches dropped); patch side from the image size (options: patch_size, depth)",
+                         "Dosovitskiy et al. 2021; Touvron et al. 2021", kind=TokenEncoder, preferred=True)
+def vit_tiny(spec: dict[str, Any], **options: Any) -> Encoder:
+    return vit("vit_tiny", spec, **options)
+
+
+@image_encoders.register("vit_small", "Vision Transformer, Small: 384 wide, 12 blocks, 6 heads; a token encoder "
+                         "(options: patch_size, depth)", "Dosovitskiy et al. 2021; Touvron et al. 2021",
+                         kind=TokenEncoder)
+def vit_small(spec: dict[str, Any], **options: Any) -> Encoder:
+    return vit("vit_small", spec, **options)
