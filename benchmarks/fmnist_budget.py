@@ -117,6 +117,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "rotnet-w48": {"method": "rotnet", "encoder": "convnet4", "encoder_options": W48},
     "npid-w48-aug0.5-views16": {"method": "npid", "encoder": "convnet4", "encoder_options": W48,
                                 "augmentation_strength": 0.5, "augmentation": {"size": 16}},
+    "ijepa-vit_tiny": {"method": "ijepa", "encoder": "vit_tiny"},
+    "jigsaw-w48": {"method": "jigsaw", "encoder": "convnet4", "encoder_options": W48},
+    "relative_position-w48": {"method": "relative_position", "encoder": "convnet4", "encoder_options": W48},
 }
 
 

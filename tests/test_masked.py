@@ -8,9 +8,11 @@ import pytest
 import torch
 
 import selfsup
+from selfsup.methods.ijepa import IJEPA, block_shape, place_blocks
 from selfsup.methods.mae import mae_loss, random_keep
 from selfsup.methods.npid import instance_discrimination_loss, updated_bank_rows
-from selfsup.methods.rotnet import rotation_labels, rotation_loss
+from selfsup.methods.pretext import pretext_loss
+from selfsup.methods.rotnet import rotation_labels
 from selfsup.modalities import get_modality
 from selfsup.views import ViewRequest
 from test_bad_input_corpus import assert_error
@@ -79,7 +81,7 @@ def test_rotation_views_and_labels():
     assert rotation_labels(3).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     logits = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     expected = (-math.log(math.e ** 2 / (math.e ** 2 + 3)) + math.log(4)) / 2
-    assert rotation_loss(logits, torch.tensor([0, 1])).item() == pytest.approx(expected, rel=1e-6)
+    assert pretext_loss(logits, torch.tensor([0, 1])).item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(selfsup.SelfSupError, match="rotations views are 4"):
         modality.view_maker(ViewRequest("rotations", global_views=2), spec)
 
@@ -106,10 +108,96 @@ def test_new_methods_train_from_the_command_line_and_refuse_what_they_cannot(tmp
                  "does not train on tabular data", "'rotations' views", "trains on image data")
 
 
-@pytest.mark.parametrize("method,options", [("mae", {"decoder_dim": 32, "decoder_depth": 1}), ("npid", {})])
+def test_ijepa_blocks_have_the_papers_statistics():
+    torch.manual_seed(0)
+    shapes = [block_shape((14, 14), (0.15, 0.2), (0.75, 1.5)) for _ in range(2000)]
+    areas = np.array([h * w for h, w in shapes]) / 196
+    ratios = np.array([h / w for h, w in shapes])
+    assert 0.12 <= areas.min() and areas.max() <= 0.23 and abs(areas.mean() - 0.175) < 0.01  # sides rounded
+    assert 0.6 <= ratios.min() and ratios.max() <= 1.8 and ratios.min() < 0.9 and ratios.max() > 1.2
+    assert {block_shape((50,), (0.15, 0.2), (1, 1))[0] for _ in range(200)} <= set(range(7, 11))
+    blocks = place_blocks(3000, (7, 7), (2, 3), torch.device("cpu"))
+    assert (blocks.sum(dim=1) == 6).all()
+    grid = blocks.view(-1, 7, 7)
+    rows, cols = grid.any(dim=2).sum(dim=1), grid.any(dim=1).sum(dim=1)
+    assert (rows == 2).all() and (cols == 3).all()  # one 2 x 3 rectangle per image
+    left = grid.any(dim=1).float().argmax(dim=1)  # each block's first column
+    counts = torch.bincount(left, minlength=5)
+    assert len(counts) == 5 and (counts > 3000 / 5 * 0.8).all()  # every left edge 0..4 about equally often
+    method = IJEPA(vit(size=28, **TINY_VIT))
+    x = torch.randn(8, 1, 28, 28)
+    context, targets = method.masks(x)
+    assert len(targets) == 4 and len(set(context.sum(dim=1).tolist())) == 1
+    for block in targets:
+        assert len(set(block.sum(dim=1).tolist())) == 1 and not (block & context).any()
+
+
+@pytest.mark.parametrize("method,options", [("mae", {"decoder_dim": 32, "decoder_depth": 1}), ("npid", {}),
+                                            ("ijepa", {"predictor_dim": 32, "predictor_depth": 1})])
 def test_resume_inside_an_epoch_restores_masks_and_memory_bank(method, options, tmp_path, monkeypatch):
-    """MAE's masks come from the global generator (checkpointed), NPID's bank is a buffer: a run that dies in its
-    third epoch resumes from a checkpoint inside its second and ends with the uninterrupted run's weights."""
-    encoder = "vit_tiny" if method == "mae" else "convnet4"
+    """MAE's and I-JEPA's masks come from the global generator (checkpointed), NPID's bank is a buffer, I-JEPA's
+    target encoder follows by EMA: a run that dies in its third epoch resumes from a checkpoint inside its second
+    and ends with the uninterrupted run's weights."""
+    encoder = "vit_tiny" if method in ("mae", "ijepa") else "convnet4"
     assert_resumed_inside_an_epoch_exactly(tmp_path, monkeypatch, method=method, encoder=encoder, method_options=options,
-                                           encoder_options=TINY_VIT if method == "mae" else {"widths": [16, 32, 32, 32]})
+                                           encoder_options=TINY_VIT if encoder == "vit_tiny" else {"widths": [16, 32, 32, 32]})
+
+
+def test_jigsaw_permutations_tiles_and_shuffling():
+    from selfsup.methods.jigsaw import maximal_hamming_permutations
+
+    orders = maximal_hamming_permutations(100)
+    assert orders.shape == (100, 9) and len({tuple(o) for o in orders}) == 100
+    assert all(sorted(o) == list(range(9)) for o in orders.tolist())
+    distances = (orders[:, None, :] != orders[None, :, :]).sum(axis=2)
+    assert distances[~np.eye(100, dtype=bool)].min() >= 6  # greedy maximal distance (random pairs: ~8 on average)
+    assert np.array_equal(maximal_hamming_permutations(100, seed=2016), orders)  # a fixed set
+    modality = get_modality("image")
+    spec = modality.fit_spec(torch.randint(0, 255, (8, 1, 30, 30), dtype=torch.uint8))
+    maker = modality.view_maker(ViewRequest("tiles", global_views=9), spec, options={"crop_scale": [1.0, 1.0], "crop_ratio": [1.0, 1.0],
+                                                                                     "flip_p": 0.0})
+    x = torch.arange(900, dtype=torch.float32).view(1, 1, 30, 30).repeat(2, 1, 1, 1) / 900  # each pixel unique
+    views = maker(x, torch.Generator().manual_seed(0))
+    whole = maker.normalise(x)
+    assert len(views.global_views) == 9 and {tuple(v.shape) for v in views.global_views} == {(2, 1, 9, 9)}
+    for k, tile in enumerate(views.global_views):  # tile k lies inside cell k of the 3 x 3 grid of 10-px cells
+        r, c = divmod(k, 3)
+        cell = whole[..., 10 * r:10 * r + 10, 10 * c:10 * c + 10]
+        found = [(dr, dc) for dr in range(2) for dc in range(2)
+                 if torch.allclose(cell[..., dr:dr + 9, dc:dc + 9], tile, atol=1e-5)]
+        assert found, k
+    with pytest.raises(selfsup.SelfSupError, match="tiles views are 9"):
+        modality.view_maker(ViewRequest("tiles", global_views=4), spec)
+
+
+def classifier_inputs(method, classes: int, tiles: list, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What `method`'s classifier receives for `tiles` (heads replaced by identities) and the labels it drew."""
+    from selfsup.views import Views
+
+    method.tile_head = torch.nn.Identity()
+    seen = []
+    del method.classifier
+    method.classifier = lambda z: (seen.append(z), torch.zeros(z.shape[0], classes))[1]
+    torch.manual_seed(seed)
+    method(Views(tiles))
+    torch.manual_seed(seed)
+    return seen[0], torch.randint(0, classes, (tiles[0].shape[0],))
+
+
+def test_jigsaw_and_context_prediction_pick_the_tiles_they_say():
+    from selfsup.methods.jigsaw import Jigsaw
+    from selfsup.methods.relative_position import NEIGHBOURS, RelativePosition
+
+    class Identity(torch.nn.Module):  # an "encoder" whose feature is the tile's single value
+        out_dim = 1
+
+        def forward(self, x):
+            return x.flatten(1)[:, :1]
+
+    tiles = [torch.full((2, 1), float(k)) for k in range(9)]  # tile k carries the value k
+    jigsaw = Jigsaw(Identity(), permutations=10, tile_dim=1)
+    seen, labels = classifier_inputs(jigsaw, 10, tiles, seed=0)
+    assert torch.equal(seen, jigsaw.orders[labels].float())  # position j shows tile order[j]
+    pairs, labels = classifier_inputs(RelativePosition(Identity(), tile_dim=1), 8, tiles, seed=1)
+    assert pairs[:, 0].tolist() == [4.0, 4.0]  # the centre tile first
+    assert pairs[:, 1].tolist() == [float(NEIGHBOURS[i]) for i in labels.tolist()]

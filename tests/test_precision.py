@@ -54,12 +54,13 @@ def test_bf16_autocast_close_to_fp32(name):
 
 # ---- every registered method, on every modality it trains on, under forced bf16 autocast ----
 
-def tiny_storage(modality_name: str, multi_crop: bool = False):
+def tiny_storage(modality_name: str, multi_crop: bool = False, tiles: bool = False):
     """A few samples of each modality, small enough for emulated bf16 on CPUs without native support (images of
-    24 pixels for multi-crop methods, whose local crops must still pass ConvNet-4's three poolings)."""
+    24 pixels for multi-crop methods and 36 for tiled ones, whose local crops or tiles must still pass ConvNet-4's
+    three poolings)."""
     rng = np.random.default_rng(0)
     if modality_name == "image":
-        side = 24 if multi_crop else 12
+        side = 36 if tiles else 24 if multi_crop else 12
         return rng.integers(0, 256, (48, 1, side, side)).astype(np.uint8)
     if modality_name == "timeseries":
         return rng.standard_normal((48, 2, 24)).astype(np.float32).cumsum(-1)
@@ -85,7 +86,8 @@ def one_step(method_name: str, modality_name: str, precision: str):
     views and random draws: only `precision` differs between calls."""
     modality = get_modality(modality_name)
     cls = methods.get(method_name)
-    storage = modality.from_array(tiny_storage(modality_name, cls.requested_views.local_views > 0), "test")
+    storage = modality.from_array(tiny_storage(modality_name, cls.requested_views.local_views > 0,
+                                               cls.requested_views.recipe == "tiles"), "test")
     spec = modality.fit_spec(storage)
     torch.manual_seed(0)
     name = modality.default_encoder_for(spec, cls.encoder_kind)

@@ -49,6 +49,11 @@ class TokenEncoder(Encoder):
         """How many tokens (patches) input `x` makes."""
         raise NotImplementedError
 
+    def token_grid(self, x: torch.Tensor) -> tuple[int, ...]:
+        """How x's tokens are arranged, in token order: (rows, columns) for an image, (steps,) for a series
+        (block masks are drawn on it)."""
+        raise NotImplementedError
+
     def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """[B, K, token_dim]: the kept tokens' outputs in token order, after the final norm. `keep` [B, T] bool holds
         the same number K of True in every row (None: all T tokens)."""

@@ -24,7 +24,9 @@ to its own augmentations and refuses the others in one line (listing the ones it
   on them;
 - ``crop_flip``: geometric augmentation only, a random resized crop of 20-100% of the area and a horizontal flip
   (MAE's views: masked modelling needs the pixels' colours as they are);
-- ``rotations``: one ``crop_flip`` view turned by 0, 90, 180 and 270 degrees, as global views 0-3 (RotNet).
+- ``rotations``: one ``crop_flip`` view turned by 0, 90, 180 and 270 degrees, as global views 0-3 (RotNet);
+- ``tiles``: one ``crop_flip`` view cut into a 3 x 3 grid of cells, and from each cell a smaller tile (so that edges
+  do not continue from tile to tile), as global views 0-8 in row-major order (jigsaw puzzles, context prediction).
 
 Multi-crop: ``local_views`` smaller crops (side or length ``local_size`` times the global one) come after
 the global views; `Method.encode` runs one forward per group of equal shape (see there for BatchNorm).
@@ -37,7 +39,7 @@ from typing import Any, Iterator, Mapping, Protocol
 import torch
 
 RECIPES = ("instance", "instance_light", "asymmetric", "feature_corruption", "mask_and_replace", "swap_noise",
-           "overlapping_crops", "masked_values", "crop_flip", "rotations")
+           "overlapping_crops", "masked_values", "crop_flip", "rotations", "tiles")
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,10 @@ whatever the modality supplies; views are `crop_flip` crops (20-100% of the area
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..views import ViewRequest, Views
 from .base import Method, OptimizerDefaults, StepLogs, mlp, register_method
-from .numerics import full_precision
+from .pretext import pretext_loss, task_accuracy
 
 ROTATIONS = 4
 
@@ -26,11 +25,6 @@ def rotation_labels(batch: int, device: torch.device | None = None) -> torch.Ten
     """[4 x batch]: the rotation index k of each view when the four views' batches are concatenated in order."""
     return torch.arange(ROTATIONS, device=device).repeat_interleave(batch)
 
-
-@full_precision
-def rotation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the 4-way rotation logits."""
-    return F.cross_entropy(logits, labels)
 
 
 @register_method("rotnet", "Predict which of four rotations (0/90/180/270 degrees) an image was turned by "
@@ -47,5 +41,5 @@ class RotNet(Method):
         features = torch.cat(self.encode(views.global_views))
         logits = self.head(features)
         labels = rotation_labels(views.global_views[0].shape[0], logits.device)
-        loss = rotation_loss(logits, labels)
-        return loss, {"rotation_acc": (logits.detach().argmax(dim=1) == labels).float().mean()}
+        loss = pretext_loss(logits, labels)
+        return loss, {"rotation_acc": task_accuracy(logits, labels)}

@@ -205,13 +205,14 @@ class ImageViewMaker:
         local_size: int | None = None,
         clean: bool = False,
         rotations: bool = False,
+        tiled: bool = False,
     ) -> None:
         """views: one augmentation per global view; mean/std per channel (or one value); out_size: square side of
         the global views; local_views/local_size: the multi-crop views and their side; clean: also the
         un-augmented image (at out_size); rotations: the global views are the first view's crop turned by
-        0, 90, 180 and 270 degrees (`views` then holds that one view)."""
+        0, 90, 180 and 270 degrees, tiled: the 9 tiles of the first view's crop (`views` then holds that one view)."""
         self.views = list(views)
-        self.rotations = rotations
+        self.rotations, self.tiled = rotations, tiled
         self.out_size = out_size
         self.local_views, self.local_size = list(local_views), local_size
         self.clean = clean
@@ -233,6 +234,9 @@ class ImageViewMaker:
         if self.rotations:
             crop = self._standardise(augment(xf, self.views[0], generator, size=self.out_size))
             global_views = [torch.rot90(crop, k, dims=(2, 3)) for k in range(ROTATIONS)]
+        elif self.tiled:
+            crop = self._standardise(augment(xf, self.views[0], generator, size=self.out_size))
+            global_views = [tile.contiguous() for tile in tiles(crop, generator)]
         else:
             global_views = [self._standardise(augment(xf, v, generator, size=self.out_size)) for v in self.views]
         views = Views(global_views,
@@ -264,8 +268,22 @@ RECIPES: dict[str, list[ImageAugmentation]] = {
     "instance_light": [_MOCO],  # MoCo v2 (Chen et al. 2020), SimSiam (Chen & He 2021)
     "crop_flip": [_GEOMETRIC],  # MAE, He et al. 2022
     "rotations": [_GEOMETRIC],  # RotNet (Gidaris et al. 2018): the view maker turns it four ways
+    "tiles": [_GEOMETRIC],  # jigsaw (Noroozi & Favaro 2016), context (Doersch et al. 2015): the view maker tiles it
 }
 ROTATIONS = 4  # views of the rotations recipe: k x 90 degrees, k = 0..3
+TILES = 9  # views of the tiles recipe: a 3 x 3 grid
+TILE_FRACTION = 64 / 75  # a tile's side as a fraction of its cell's (the jigsaw paper's 64-px tiles of 75-px cells)
+
+
+def tiles(x: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tensor]:
+    """The 3 x 3 grid's tiles of images x [B, C, S, S], row-major: from each cell of side S // 3 a square of
+    TILE_FRACTION of its side at a random offset (drawn per tile and batch from `generator`)."""
+    cell = x.shape[-1] // 3
+    side = max(1, round(cell * TILE_FRACTION))
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    offsets = torch.randint(0, cell - side + 1, (TILES, 2), generator=generator, device=gdev).tolist()
+    return [x[..., r * cell + dr:r * cell + dr + side, c * cell + dc:c * cell + dc + side]
+            for (r, c), (dr, dc) in zip(((r, c) for r in range(3) for c in range(3)), offsets)]
 
 
 def recipe(name: str, image_size: int, channels: int, strength: float = 1.0) -> list[ImageAugmentation]:

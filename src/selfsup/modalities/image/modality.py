@@ -25,7 +25,7 @@ class ImageModality(Modality):
     name = "image"
     summary = "grayscale or RGB images (uint8 N x C x H x W in memory)"
     encoders = image_encoders
-    view_recipes = ("instance", "instance_light", "asymmetric", "crop_flip", "rotations")
+    view_recipes = ("instance", "instance_light", "asymmetric", "crop_flip", "rotations", "tiles")
     default_array_ranks = (3, 4)
     channels_last = True
 
@@ -84,7 +84,7 @@ class ImageModality(Modality):
         the area and the first global view's colour augmentations (option `local_size`: their side in pixels
         instead); the clean view is the resized, normalised image. Other options override fields of every view's
         ImageAugmentation (crop_scale only the global views')."""
-        from .augment import RECIPES, ROTATIONS, ImageAugmentation, ImageViewMaker, recipe
+        from .augment import RECIPES, ROTATIONS, TILES, ImageAugmentation, ImageViewMaker, recipe
 
         if request.recipe not in RECIPES:
             raise ConfigError(f"image data has no {request.recipe!r} views; image view recipes: "
@@ -105,16 +105,20 @@ class ImageModality(Modality):
                               f"{', '.join(sorted(known))}")
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
         augs = recipe(request.recipe, spec["size"], spec["channels"], strength)
-        rotations = request.recipe == "rotations"
-        if rotations and request.global_views != ROTATIONS:
-            raise ConfigError(f"the rotations views are {ROTATIONS} (0, 90, 180, 270 degrees); "
-                              f"{request.global_views} were asked for")
-        global_views = [replace(augs[i % len(augs)], **options) for i in range(1 if rotations else request.global_views)]
+        rotations, tiled = request.recipe == "rotations", request.recipe == "tiles"
+        fixed = {"rotations": (ROTATIONS, "0, 90, 180, 270 degrees"), "tiles": (TILES, "a 3 x 3 grid")}
+        if request.recipe in fixed and request.global_views != fixed[request.recipe][0]:
+            count, what = fixed[request.recipe]
+            raise ConfigError(f"the {request.recipe} views are {count} ({what}); {request.global_views} were asked for")
+        if tiled and size < 6:
+            raise ConfigError(f"tiles need views of at least 6 pixels (3 x 3 cells of 2); the views are {size}")
+        one = rotations or tiled
+        global_views = [replace(augs[i % len(augs)], **options) for i in range(1 if one else request.global_views)]
         local_options = {k: v for k, v in options.items() if k != "crop_scale"}
         local = replace(augs[0], crop_scale=LOCAL_CROP_SCALE, **local_options)
         return ImageViewMaker(global_views, spec["mean"], spec["std"], out_size=size,
                               local_views=[local] * request.local_views, local_size=local_size,
-                              clean=request.clean, rotations=rotations)
+                              clean=request.clean, rotations=rotations, tiled=tiled)
 
     def toy_data(self, n: int, generator: np.random.Generator) -> np.ndarray:
         """Grayscale 28 x 28 images: a random bright square on noise."""

@@ -51,6 +51,9 @@ class VisionTransformer(TokenEncoder):
                               "--encoder-option patch_size=P dividing the views' size")
         return h // self.patch_size, w // self.patch_size
 
+    def token_grid(self, x: torch.Tensor) -> tuple[int, int]:
+        return self.grid(x)
+
     def token_count(self, x: torch.Tensor) -> int:
         gh, gw = self.grid(x)
         return gh * gw
