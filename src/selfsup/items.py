@@ -89,12 +89,11 @@ def decode_all(items: Items, decoder: Decoder, shape: tuple[int, ...], dtype: st
     """Decode the items at `positions` (default all) into one array [len, *shape], in `workers` forked processes
     (default: every core) writing into a shared anonymous mapping, so nothing is copied back; serially where the
     platform cannot fork. The first bad item stops it with its DataError."""
-    positions = np.arange(len(items)) if positions is None else np.asarray(positions, dtype=np.int64)
-    count = len(positions)
+    subset = items if positions is None else Subset(items, np.asarray(positions, dtype=np.int64))
+    count = len(subset)
     row = int(np.prod(shape)) * np.dtype(dtype).itemsize
     buffer = mmap.mmap(-1, max(count * row, 1))  # MAP_SHARED | MAP_ANONYMOUS: forked writers fill it in place
     out = np.frombuffer(buffer, dtype=dtype, count=count * int(np.prod(shape))).reshape(count, *shape)
-    subset = items if positions is None or np.array_equal(positions, np.arange(len(items))) else Subset(items, positions)
     workers = max(1, min(workers or cpu_count(), -(-count // DECODE_CHUNK)))
     _TARGET.update(items=subset, decoder=decoder, out=out)
     try:

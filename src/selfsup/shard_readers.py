@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import DataError
 from .items import item_fingerprint
+from .storage import LazyFiles
 
 
 def expand_shards(pattern: str, suffixes: tuple[str, ...], what: str) -> list[Path]:
@@ -60,27 +61,6 @@ def expand_shards(pattern: str, suffixes: tuple[str, ...], what: str) -> list[Pa
     if not files:
         raise DataError(f"{pattern}: no {what} match")
     return files
-
-
-class LazyFiles:
-    """Descriptors opened on first use in each process (a forked worker opens its own)."""
-
-    def __init__(self) -> None:
-        self._fds: dict[int, int] = {}
-        self._pid = -1
-
-    def fd(self, key: int, path: str) -> int:
-        if self._pid != os.getpid():
-            self._fds, self._pid = {}, os.getpid()
-        if key not in self._fds:
-            self._fds[key] = os.open(path, os.O_RDONLY)
-        return self._fds[key]
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()
 
 
 @dataclass

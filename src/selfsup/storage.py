@@ -74,6 +74,33 @@ class TensorStorage:
         return torch.randperm(len(self), generator=generator)
 
 
+class LazyFiles:
+    """Read-only descriptors opened on first use in each process (a forked or spawned worker opens its own; a copy
+    made by pickling starts empty) and closed with the object in the process that opened them."""
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}
+        self._pid = -1
+
+    def __del__(self) -> None:
+        if self._pid == os.getpid():
+            for fd in self._fds.values():
+                os.close(fd)
+
+    def fd(self, key: int, path: str) -> int:
+        if self._pid != os.getpid():
+            self._fds, self._pid = {}, os.getpid()
+        if key not in self._fds:
+            self._fds[key] = os.open(path, os.O_RDONLY)
+        return self._fds[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()
+
+
 class FileRows:
     """A file of fixed-size rows (C-order [N, ...], no header), mapped copy-on-write: `array` reads it in place (the
     page cache serves it; nothing is loaded up front), `release()` drops the pages this process touched from its
@@ -82,16 +109,11 @@ class FileRows:
 
     def __init__(self, path: str, shape: tuple[int, ...], dtype: str) -> None:
         self.path, self.shape, self.dtype = str(path), tuple(int(d) for d in shape), dtype
-        self._fd: int | None = None  # opened by the first read in each process
-        self._pid = -1
+        self.files = LazyFiles()  # the descriptor positioned reads use, one per process
         self.row_bytes = int(np.prod(self.shape[1:])) * np.dtype(dtype).itemsize
         with open(self.path, "rb") as f:
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         self.array = np.frombuffer(self.map, dtype=dtype).reshape(self.shape)
-
-    def __del__(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
 
     def release(self) -> None:
         dont_need = getattr(mmap, "MADV_DONTNEED", None)  # not on every platform: then the pages simply stay
@@ -99,12 +121,11 @@ class FileRows:
             self.map.madvise(dont_need)
 
     def read(self, indices: np.ndarray) -> np.ndarray:
-        if self._pid != os.getpid():  # a forked process opens its own descriptor
-            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        fd = self.files.fd(0, self.path)
         out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype)
         rows = out.reshape(len(indices), -1).view(np.uint8)
         for i, index in enumerate(indices.tolist()):
-            data = os.pread(self._fd, self.row_bytes, index * self.row_bytes)
+            data = os.pread(fd, self.row_bytes, index * self.row_bytes)
             if len(data) != self.row_bytes:
                 raise OSError(f"{self.path}: short read at row {index} (the file changed?)")
             rows[i] = np.frombuffer(data, dtype=np.uint8)

@@ -237,10 +237,11 @@ def parquet_splits(req: SourceRequest) -> dict[str, EncodedSplit] | None:
     return column_splits(req, files, "parquet", "label")
 
 
-def hf_splits(req: SourceRequest) -> dict[str, EncodedSplit] | None:
+def hf_splits(req: SourceRequest, files: dict[str, tuple[list[Path], dict[str, Any]]] | None = None
+              ) -> dict[str, EncodedSplit] | None:
     """hf:DIR: a `datasets` folder written by save_to_disk (train: the `train` split or the only one; test: `test`,
-    else `validation`); None when it holds no encoded column (a table)."""
-    files = hf_files(req)
+    else `validation`; `files` when hf_files already read them); None when it holds no encoded column (a table)."""
+    files = files if files is not None else hf_files(req)
     return column_splits(req, {name: paths for name, (paths, _) in files.items()}, "arrow", "label")
 
 

@@ -115,7 +115,7 @@ def load_hf(req: SourceRequest) -> Dataset:
     from ..tabular.sources import arrow_table_dataset
 
     files = hf_files(req)
-    splits = hf_splits(req) if req.modality in (None, "image") else None
+    splits = hf_splits(req, files) if req.modality in (None, "image") else None
     if splits is None:
         return arrow_table_dataset(req, {name: paths for name, (paths, _) in files.items()})
     names = class_names(files["train"][1], req.options.get("label"))

@@ -38,7 +38,7 @@ class VisionTransformer(TokenEncoder):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.out_dim = self.token_dim = dim
         self.patch_dim = patch_size * patch_size * channels
-        self._tables: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._tables: dict[tuple[int, int, int, torch.device], torch.Tensor] = {}
         init_transformer(self)
         w = self.patch_embed.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # as a linear layer over the flattened patch (MAE)
@@ -60,10 +60,10 @@ class VisionTransformer(TokenEncoder):
 
     def position_table(self, x: torch.Tensor, width: int) -> torch.Tensor:
         gh, gw = self.grid(x)
-        key = (gh, gw, width)
+        key = (gh, gw, width, x.device)  # made once per device: no host-to-device copy per step
         if key not in self._tables:
-            self._tables[key] = sincos_2d(gh, gw, width)
-        return self._tables[key].to(x.device)
+            self._tables[key] = sincos_2d(gh, gw, width).to(x.device)
+        return self._tables[key]
 
     def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         t = self.patch_embed(x).flatten(2).transpose(1, 2)
