@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import selfsup
+from selfsup.methods.data2vec import data2vec_loss, data2vec_targets
 from selfsup.methods.ijepa import IJEPA, block_shape, place_blocks
 from selfsup.methods.mae import mae_loss, random_keep
 from selfsup.methods.npid import instance_discrimination_loss, updated_bank_rows
@@ -35,6 +36,65 @@ def test_mae_loss_by_hand():
     assert mae_loss(pred, target, hidden).item() == pytest.approx(1 / (2 + 1e-6), rel=1e-6)
     both = torch.tensor([[True, True]])  # patch 1: mean 2, variance 8 -> squared mean 4 / (8 + 1e-6)
     assert mae_loss(pred, target, both).item() == pytest.approx((1 / (2 + 1e-6) + 4 / (8 + 1e-6)) / 2, rel=1e-6)
+
+
+def test_mae_loss_leaves_unobserved_values_out():
+    pred = torch.zeros(1, 3, 3)
+    nan = float("nan")
+    target = torch.tensor([[[1.0, 3.0, nan], [nan, nan, nan], [2.0, nan, nan]]])
+    hidden = torch.ones(1, 3, dtype=torch.bool)
+    # patch 0 as (1, 3) alone; patch 1 has no observed value and leaves the mean; patch 2: one value, error 4
+    assert mae_loss(pred, target, hidden, normalise_target=False).item() == pytest.approx((5 + 4) / 2)
+    # normalised: patch 0 as in the hand test above; patch 2's one value minus its own mean is 0
+    assert mae_loss(pred, target, hidden).item() == pytest.approx((1 / (2 + 1e-6) + 0) / 2, rel=1e-6)
+
+
+def test_data2vec_targets_and_loss_by_hand():
+    a = torch.tensor([[[1.0, 0.0], [3.0, 4.0]]])  # [B=1, T=2, D=2]
+    b = torch.tensor([[[0.0, 2.0], [2.0, 0.0]]])
+    # instance norm over the 2 tokens, per feature: each feature becomes (-1, +1) or (+1, -1) (eps 1e-5 aside)
+    s = 1 / math.sqrt(1 + 1e-5)
+    only_top = data2vec_targets([a, b], top_k=1)  # b normalised: [[-1, 1], [1, -1]] x s; layer norm keeps it
+    assert torch.allclose(only_top, torch.tensor([[[-1.0, 1.0], [1.0, -1.0]]]) * s / math.sqrt(s * s + 1e-5),
+                          atol=1e-5)
+    both = data2vec_targets([a, b], top_k=2)  # a: [[-1, -1], [1, 1]]; mean with b: [[-1, 0], [1, 0]] x s
+    mean = torch.tensor([[[-1.0, 0.0], [1.0, 0.0]]]) * s  # then layer norm over the 2 features: (-1, 1), (1, -1)
+    assert torch.allclose(both, torch.nn.functional.layer_norm(mean, (2,)), atol=1e-6)
+    assert torch.allclose(both, torch.tensor([[[-1.0, 1.0], [1.0, -1.0]]]), atol=1e-4)
+    # an unobserved token leaves the statistics: only token 0 counts, so it normalises to 0 everywhere
+    alone = data2vec_targets([a], top_k=1, observed=torch.tensor([[True, False]]))
+    assert torch.allclose(alone[0, 0], torch.zeros(2), atol=1e-6)
+    pred = torch.zeros(1, 2, 4)
+    target = torch.tensor([[[1.0, 1.0, 1.0, 1.0], [2.0, 0.0, 0.0, 0.0]]])
+    hidden = torch.tensor([[True, True]])
+    assert data2vec_loss(pred, target, hidden).item() == pytest.approx((4 / 2 + 4 / 2) / 2)
+    assert data2vec_loss(pred, target, torch.tensor([[False, True]])).item() == pytest.approx(4 / 2)
+
+
+def test_the_series_patch_transformer_is_a_token_encoder():
+    from selfsup.encoders import TokenEncoder
+
+    encoder = get_modality("timeseries").build_encoder("patch_transformer", {"channels": 2}, dropout=0.0).eval()
+    assert isinstance(encoder, TokenEncoder) and encoder.patch_dim == 16 and encoder.layer_dim == 128
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 30)  # 4 patches of 8 steps, the last one 6 steps long
+    x[0, :, 20:] = float("nan")  # padding
+    x[1, 0, 5] = float("nan")  # a missing value
+    assert encoder.token_grid(x) == (4,) and encoder.tokens(x).shape == (3, 4, 320)
+    patches = encoder.patches(x)
+    assert patches.shape == (3, 4, 16)
+    assert torch.equal(patches[2, 1], x[2, :, 8:16].reshape(-1))  # channel by channel
+    assert patches[2, 3, 6:8].isnan().all() and patches[2, 3, 14:].isnan().all()  # beyond the end: unobserved
+    assert patches[1, 0, 5].isnan() and patches[1, 0].isnan().sum() == 1
+    assert patches[0, 3].isnan().all() and patches[0, 2, :4].isnan().sum() == 0
+    assert len(encoder.layer_outputs(x)) == 3 and encoder.layer_outputs(x)[0].shape == (3, 4, 128)
+    everything = torch.ones(3, 4, dtype=torch.bool)
+    assert torch.allclose(encoder.tokens(x, everything), encoder.tokens(x), atol=1e-5)
+    keep = torch.tensor([[True, False, True, False]] * 3)
+    changed = x.clone()
+    changed[:, :, 8:16] += 5.0  # patch 1 is hidden: the kept tokens cannot see it
+    assert torch.allclose(encoder.tokens(changed, keep), encoder.tokens(x, keep), atol=1e-5)
+    assert not torch.allclose(encoder.tokens(changed), encoder.tokens(x), atol=1e-3)
 
 
 def test_masks_keep_a_quarter_uniformly():
@@ -104,6 +164,15 @@ def test_new_methods_train_from_the_command_line_and_refuse_what_they_cannot(tmp
     assert run.embed(np.zeros((3, 8, 8), np.uint8)).shape == (3, 192)
     assert_error(cli("train", "--data", "digits", "--method", "mae", "--encoder", "convnet4", "--out",
                      tmp_path / "x", "--epochs", "1"), "needs a token encoder", "vit_tiny")
+    series = tmp_path / "series.npy"
+    np.save(series, np.random.default_rng(0).standard_normal((40, 2, 32)).astype(np.float32))
+    for method in ("data2vec2", "mae"):
+        out = tmp_path / f"series-{method}"
+        result = cli("train", "--data", f"npy:{series}", "--modality", "timeseries", "--method", method, "--epochs", "1",
+                     "--batch-size", "16", "--out", out, "--no-monitor", "--threads", "1")
+        assert result.returncode == 0, result.stderr
+        run = selfsup.load(out)
+        assert run.summary["encoder"] == "patch_transformer" and run.embed(np.zeros((2, 2, 32))).shape == (2, 320)
     assert_error(cli("train", "--data", "sklearn:wine", "--method", "rotnet", "--out", tmp_path / "y", "--epochs", "1"),
                  "does not train on tabular data", "'rotations' views", "trains on image data")
 
@@ -133,12 +202,13 @@ def test_ijepa_blocks_have_the_papers_statistics():
 
 
 @pytest.mark.parametrize("method,options", [("mae", {"decoder_dim": 32, "decoder_depth": 1}), ("npid", {}),
-                                            ("ijepa", {"predictor_dim": 32, "predictor_depth": 1})])
+                                            ("ijepa", {"predictor_dim": 32, "predictor_depth": 1}),
+                                            ("data2vec2", {"decoder_dim": 32, "decoder_depth": 1, "clones": 2})])
 def test_resume_inside_an_epoch_restores_masks_and_memory_bank(method, options, tmp_path, monkeypatch):
     """MAE's and I-JEPA's masks come from the global generator (checkpointed), NPID's bank is a buffer, I-JEPA's
     target encoder follows by EMA: a run that dies in its third epoch resumes from a checkpoint inside its second
-    and ends with the uninterrupted run's weights."""
-    encoder = "vit_tiny" if method in ("mae", "ijepa") else "convnet4"
+    and ends with the uninterrupted run's weights; so does data2vec 2.0's EMA teacher."""
+    encoder = "vit_tiny" if method in ("mae", "ijepa", "data2vec2") else "convnet4"
     assert_resumed_inside_an_epoch_exactly(tmp_path, monkeypatch, method=method, encoder=encoder, method_options=options,
                                            encoder_options=TINY_VIT if encoder == "vit_tiny" else {"widths": [16, 32, 32, 32]})
 

@@ -11,7 +11,9 @@
   ``tokens(x, keep=None) -> [B, K, token_dim]`` are the outputs of the kept patches only (hidden patches never
   enter the transformer), ``patches(x)`` cuts the input into the patches the tokens stand for, and
   ``position_table(x, width)`` gives the fixed position code of x's tokens at another width (for decoders and
-  predictors, which thereby need not know whether the tokens lie on a grid or a line).
+  predictors, which thereby need not know whether the tokens lie on a grid or a line), and
+  ``layer_outputs(x)`` every block's output for all tokens (data2vec's targets are the average of the top ones).
+  Unobserved input values (a series' padding and missing values) are NaN in ``patches``.
 
 A method states which kind it needs (`Method.encoder_kind`); the trainer checks it with `isinstance`
 before building the method and names the encoders that qualify when it does not hold.
@@ -44,6 +46,7 @@ class TokenEncoder(Encoder):
 
     token_dim: int  # width of one token's output
     patch_dim: int  # values in one patch of the input (what `patches` cuts; a reconstruction target's width)
+    layer_dim: int  # width of one block's output (`layer_outputs`)
 
     def token_count(self, x: torch.Tensor) -> int:
         """How many tokens (patches) input `x` makes."""
@@ -60,7 +63,12 @@ class TokenEncoder(Encoder):
         raise NotImplementedError
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, patch_dim]: the input cut into the tokens' patches."""
+        """[B, T, patch_dim]: the input cut into the tokens' patches; NaN where a value was not observed."""
+        raise NotImplementedError
+
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's output [B, T, layer_dim] for all T tokens, first block first (the residual stream, before
+        any final norm)."""
         raise NotImplementedError
 
     def position_table(self, x: torch.Tensor, width: int) -> torch.Tensor:

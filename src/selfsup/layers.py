@@ -68,3 +68,30 @@ def sincos_2d(height: int, width: int, dim: int) -> torch.Tensor:
         raise ValueError(f"a 2-D sine-cosine table needs a width divisible by 4, got {dim}")
     rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     return torch.cat([sincos_1d(cols.reshape(-1), dim // 2), sincos_1d(rows.reshape(-1), dim // 2)], dim=1)
+
+
+class MaskedDecoder(nn.Module):
+    """MAE's decoder, shared by the masked methods that predict something at every position from the kept tokens:
+    the kept tokens' outputs embedded at `dim`, a learned mask token at every hidden position, the fixed position
+    code added to all, a light Transformer, a final norm and a linear map to `out_dim` at every position."""
+
+    def __init__(self, token_dim: int, dim: int, depth: int, heads: int, out_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Linear(token_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.out = nn.Linear(dim, out_dim)
+        init_transformer(self)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward(self, latent: torch.Tensor, keep: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """latent [B, K, token_dim] (the kept tokens in order), keep [B, T] bool with K True per row, positions
+        [T, dim] -> [B, T, out_dim]."""
+        latent = self.embed(latent)
+        b, t = keep.shape
+        full = self.mask_token.to(latent.dtype).expand(b, t, -1).masked_scatter(keep[..., None], latent)
+        full = full + positions.to(full.dtype)
+        for block in self.blocks:
+            full = block(full)
+        return self.out(self.norm(full))

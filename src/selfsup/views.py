@@ -22,10 +22,11 @@ to its own augmentations and refuses the others in one line (listing the ones it
   timestamp masks (TS2Vec); ``views.overlap`` says where the common steps are in each crop;
 - ``masked_values``: geometric segments of values masked (Zerveas et al.), ``views.corruption_mask`` True
   on them;
-- ``crop_flip``: geometric augmentation only, a random resized crop of 20-100% of the area and a horizontal flip
-  (MAE's views: masked modelling needs the pixels' colours as they are);
-- ``rotations``: one ``crop_flip`` view turned by 0, 90, 180 and 270 degrees, as global views 0-3 (RotNet);
-- ``tiles``: one ``crop_flip`` view cut into a 3 x 3 grid of cells, and from each cell a smaller tile (so that edges
+- ``geometric``: where and how big, never the values (masked modelling needs them as they are): images a random
+  resized crop of 20-100% of the area and a horizontal flip (MAE's views); series a crop of 50-100% of the span
+  (PatchTST pre-trains on the plain series);
+- ``rotations``: one ``geometric`` view turned by 0, 90, 180 and 270 degrees, as global views 0-3 (RotNet);
+- ``tiles``: one ``geometric`` view cut into a 3 x 3 grid of cells, and from each cell a smaller tile (so that edges
   do not continue from tile to tile), as global views 0-8 in row-major order (jigsaw puzzles, context prediction).
 
 Multi-crop: ``local_views`` smaller crops (side or length ``local_size`` times the global one) come after
@@ -39,7 +40,7 @@ from typing import Any, Iterator, Mapping, Protocol
 import torch
 
 RECIPES = ("instance", "instance_light", "asymmetric", "feature_corruption", "mask_and_replace", "swap_noise",
-           "overlapping_crops", "masked_values", "crop_flip", "rotations", "tiles")
+           "overlapping_crops", "masked_values", "geometric", "rotations", "tiles")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ does) and placed independently per image; the context of every image is cut to t
 (keeping its first tokens in grid order), so the batch stays rectangular. The predictor is a narrow Transformer
 (the paper's: 384 wide, 12 blocks for ViT-H; here 96 wide, 4 blocks, 4 heads for ViT-Tiny) fed with the context
 tokens and one mask token per target position, each with the fixed position code. EMA momentum 0.996 -> 1
-linearly, AdamW lr 0.001 for batch 2048 (1.25e-4 x batch/256), weight decay 0.04 -> 0.4 (cosine), `crop_flip`
+linearly, AdamW lr 0.001 for batch 2048 (1.25e-4 x batch/256), weight decay 0.04 -> 0.4 (cosine), `geometric`
 views with no colour change (the paper uses random resized crops only). Departures: the squared L2 distance of the
 paper's text (its code uses a smooth L1); masks from torch's global generator (checkpointed, so a resume draws the
 same). On a series (a 1-D token grid) the blocks are segments of the given fractions of its length.
@@ -23,12 +23,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..encoders import TokenEncoder
-from ..layers import Block, init_transformer
+from ..layers import MaskedDecoder
 from ..views import ViewRequest, Views
-from .base import Method, OptimizerDefaults, StepLogs, check_option, make_target, register_method
+from .base import OptimizerDefaults, StepLogs, check_option, register_method
+from .momentum import TargetEncoderMethod
 from .numerics import full_precision
 
 
@@ -72,19 +72,13 @@ def ijepa_loss(predictions: list[torch.Tensor], targets: list[torch.Tensor]) -> 
     return sum(F.mse_loss(p, t) for p, t in zip(predictions, targets)) / len(predictions)
 
 
-class Predictor(nn.Module):
+class Predictor(MaskedDecoder):
     """Context tokens (embedded) and mask tokens at the target positions, each plus its position code, through a
-    narrow Transformer; the targets' outputs mapped back to the encoder's width."""
+    narrow Transformer; the targets' outputs mapped back to the encoder's width (MAE's decoder, over the context and
+    one target block rather than the whole grid)."""
 
     def __init__(self, token_dim: int, dim: int, depth: int, heads: int) -> None:
-        super().__init__()
-        self.embed = nn.Linear(token_dim, dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.out = nn.Linear(dim, token_dim)
-        init_transformer(self)
-        nn.init.normal_(self.mask_token, std=0.02)
+        super().__init__(token_dim, dim, depth, heads, token_dim)
 
     def forward(self, context: torch.Tensor, context_pos: torch.Tensor, target_pos: torch.Tensor) -> torch.Tensor:
         x = self.embed(context) + context_pos.to(context.dtype)
@@ -98,31 +92,23 @@ class Predictor(nn.Module):
 @register_method("ijepa", "Predict the representations of hidden target blocks from a context block, in "
                  "representation space, against an EMA target encoder (token encoders).",
                  "Assran et al. 2023, arXiv:2301.08243")
-class IJEPA(Method):
+class IJEPA(TargetEncoderMethod):
     encoder_kind = TokenEncoder
-    requested_views = ViewRequest("crop_flip", global_views=1)
+    requested_views = ViewRequest("geometric", global_views=1)
     optimizer = OptimizerDefaults("adamw", lr=1.25e-4, weight_decay=0.04, weight_decay_end=0.4)
 
     def __init__(self, encoder: TokenEncoder, targets: int = 4, target_scale_min: float = 0.15,
                  target_scale_max: float = 0.2, context_scale_min: float = 0.85, predictor_dim: int = 96,
                  predictor_depth: int = 4, predictor_heads: int = 4, base_momentum: float = 0.996) -> None:
-        super().__init__(encoder)
         check_option("ijepa", "targets", targets, 1, low_open=False)
         check_option("ijepa", "target_scale_min", target_scale_min, 0.0, target_scale_max)
         check_option("ijepa", "target_scale_max", target_scale_max, 0.0, 1.0)
         check_option("ijepa", "context_scale_min", context_scale_min, 0.0, 1.0)
-        check_option("ijepa", "base_momentum", base_momentum, 0.0, 1.0, low_open=False)
-        self.targets, self.base_momentum = int(targets), float(base_momentum)
+        super().__init__(encoder, base_momentum)
+        self.targets = int(targets)
         self.target_scale = (float(target_scale_min), float(target_scale_max))
         self.context_scale = (float(context_scale_min), 1.0)
         self.predictor = Predictor(encoder.token_dim, predictor_dim, predictor_depth, predictor_heads)
-        self.target_encoder = make_target(encoder)
-
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        return [(self.encoder, self.target_encoder)]
-
-    def target_momentum(self, progress: float) -> float:
-        return self.base_momentum + (1.0 - self.base_momentum) * progress  # linear, as the paper
 
     def masks(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(context [B, T], target blocks [B, T] each): every row of a mask holds the same number of True."""

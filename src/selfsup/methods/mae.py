@@ -7,20 +7,21 @@
     target = per-patch normalised patches of x            # norm_pix_loss
     loss = mean squared error over the hidden patches only
 
-Views: `crop_flip` (random resized crop of 20-100%, horizontal flip, no colour change), one per sample. AdamW with
+Views: `geometric` (random resized crop of 20-100%, horizontal flip, no colour change), one per sample. AdamW with
 betas (0.9, 0.95), weight decay 0.05, base lr 1.5e-4 x batch/256, cosine schedule with warm-up (the trainer's).
 Departures, for CPU budgets and small images: the decoder is 128 wide with 2 blocks and 4 heads (paper: 512, 8,
 16; its ablation finds one block already good for fine-tuning), and there is no [CLS] token (the encoder's
-embedding is the mean of its tokens). The mask is drawn from torch's global generator, which checkpoints save and
+embedding is the mean of its tokens). On a series (the patch Transformer) this is masked series modelling as PatchTST
+pre-trains (Nie et al. 2023: patches, 40% hidden, MSE on them; --method-option mask_ratio=0.4 for its ratio), with MAE's dropped tokens and decoder, and a patch's
+unobserved values left out of its target. The mask is drawn from torch's global generator, which checkpoints save and
 restore, so a resumed run draws the same masks.
 """
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..encoders import TokenEncoder
-from ..layers import Block, init_transformer
+from ..layers import MaskedDecoder
 from ..views import ViewRequest, Views
 from .base import Method, OptimizerDefaults, StepLogs, check_option, register_method
 from .numerics import full_precision
@@ -30,14 +31,19 @@ from .numerics import full_precision
 def mae_loss(pred: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor, normalise_target: bool = True
              ) -> torch.Tensor:
     """Mean over hidden patches of the per-patch mean squared error; pred/target [B, T, P], hidden [B, T] bool.
-    With `normalise_target` each target patch is standardised by its own mean and (unbiased) variance (+1e-6)."""
+    With `normalise_target` each target patch is standardised by its own mean and (unbiased) variance (+1e-6).
+    NaN in `target` is a value never observed (a series' padding or gap): it is left out of the patch's statistics
+    and error, and a patch with no observed value out of the mean."""
+    observed = ~target.isnan()
+    count = observed.sum(dim=-1, keepdim=True)
+    target = target.nan_to_num(0.0)
     if normalise_target:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
+        mean = target.sum(dim=-1, keepdim=True) / count.clamp(min=1)
+        var = ((target - mean).square() * observed).sum(dim=-1, keepdim=True) / (count - 1).clamp(min=1)
         target = (target - mean) / (var + 1e-6).sqrt()
-    per_patch = (pred - target).square().mean(dim=-1)
-    hidden = hidden.to(per_patch.dtype)
-    return (per_patch * hidden).sum() / hidden.sum()
+    per_patch = ((pred - target).square() * observed).sum(dim=-1) / count.squeeze(-1).clamp(min=1)
+    weight = (hidden & (count.squeeze(-1) > 0)).to(per_patch.dtype)
+    return (per_patch * weight).sum() / weight.sum().clamp(min=1)
 
 
 def random_keep(batch: int, tokens: int, mask_ratio: float, device: torch.device) -> torch.Tensor:
@@ -51,7 +57,7 @@ def random_keep(batch: int, tokens: int, mask_ratio: float, device: torch.device
                  "(token encoders, e.g. vit_tiny).", "He et al. 2022, arXiv:2111.06377")
 class MAE(Method):
     encoder_kind = TokenEncoder
-    requested_views = ViewRequest("crop_flip", global_views=1)
+    requested_views = ViewRequest("geometric", global_views=1)
     optimizer = OptimizerDefaults("adamw", lr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95))
 
     def __init__(self, encoder: TokenEncoder, mask_ratio: float = 0.75, decoder_dim: int = 128,
@@ -59,24 +65,12 @@ class MAE(Method):
         super().__init__(encoder)
         check_option("mae", "mask_ratio", mask_ratio, 0.0, 0.99)
         self.mask_ratio, self.norm_pix_loss = float(mask_ratio), bool(norm_pix_loss)
-        self.decoder_embed = nn.Linear(encoder.token_dim, decoder_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
-        self.decoder = nn.ModuleList(Block(decoder_dim, decoder_heads) for _ in range(decoder_depth))
-        self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
-        self.decoder_pred = nn.Linear(decoder_dim, encoder.patch_dim)
-        for module in (self.decoder_embed, self.decoder, self.decoder_norm, self.decoder_pred):
-            init_transformer(module)
-        nn.init.normal_(self.mask_token, std=0.02)
+        self.decoder = MaskedDecoder(encoder.token_dim, decoder_dim, decoder_depth, decoder_heads, encoder.patch_dim)
 
     def reconstruct(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """[B, T, patch_dim]: the decoder's prediction of every patch from the kept ones."""
-        latent = self.decoder_embed(self.encoder.tokens(x, keep))
-        b, t = keep.shape
-        full = self.mask_token.to(latent.dtype).expand(b, t, -1).masked_scatter(keep[..., None], latent)
-        full = full + self.encoder.position_table(x, full.shape[-1]).to(full.dtype)
-        for block in self.decoder:
-            full = block(full)
-        return self.decoder_pred(self.decoder_norm(full))
+        positions = self.encoder.position_table(x, self.decoder.embed.out_features)
+        return self.decoder(self.encoder.tokens(x, keep), keep, positions)
 
     def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
         x = views.global_views[0]

@@ -1,5 +1,6 @@
-"""The bootstrap structure BYOL and MoCo v3 share: an online encoder + projector + predictor, and an EMA target of
-the encoder and projector whose momentum rises from `base_momentum` to 1 on a cosine."""
+"""EMA targets. The bootstrap structure BYOL and MoCo v3 share: an online encoder + projector + predictor, and an EMA
+target of the encoder and projector whose momentum rises from `base_momentum` to 1 on a cosine. And the target
+encoder of the masked predictive methods (I-JEPA, data2vec 2.0), whose momentum rises linearly."""
 from __future__ import annotations
 
 import torch
@@ -37,3 +38,20 @@ class OnlineTargetMethod(Method):
         with torch.no_grad():
             t1, t2 = (self.target_projector(h) for h in self.encode(views.global_views, self.target_encoder))
         return p1, p2, t1, t2
+
+
+class TargetEncoderMethod(Method):
+    """A method with an EMA copy of its encoder (`target_encoder`) whose momentum rises linearly from `base_momentum`
+    to 1 over training (I-JEPA, data2vec 2.0)."""
+
+    def __init__(self, encoder, base_momentum: float) -> None:
+        super().__init__(encoder)
+        check_option(self.name, "base_momentum", base_momentum, 0.0, 1.0, low_open=False)
+        self.base_momentum = float(base_momentum)
+        self.target_encoder = make_target(encoder)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.encoder, self.target_encoder)]
+
+    def target_momentum(self, progress: float) -> float:
+        return self.base_momentum + (1.0 - self.base_momentum) * progress

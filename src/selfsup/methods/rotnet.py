@@ -8,7 +8,7 @@ The task only makes sense for images (the image modality alone makes `rotations`
 line). The paper's SGD (momentum 0.9, weight decay 5e-4, lr 0.1 for 128 images, i.e. 0.2 x batch/256, all four
 rotations of every image in the batch). Departures: the rotation classifier is an MLP (512 hidden, BatchNorm, ReLU)
 on the pooled embedding, not the paper's convolutional blocks on a mid-level feature map, so the encoder is
-whatever the modality supplies; views are `crop_flip` crops (20-100% of the area, horizontal flip) before turning.
+whatever the modality supplies; views are `geometric` crops (20-100% of the area, horizontal flip) before turning.
 """
 from __future__ import annotations
 

@@ -266,7 +266,7 @@ RECIPES: dict[str, list[ImageAugmentation]] = {
         ImageAugmentation(blur_p=0.1, solarize_p=0.2, **_BYOL),
     ],
     "instance_light": [_MOCO],  # MoCo v2 (Chen et al. 2020), SimSiam (Chen & He 2021)
-    "crop_flip": [_GEOMETRIC],  # MAE, He et al. 2022
+    "geometric": [_GEOMETRIC],  # MAE, He et al. 2022
     "rotations": [_GEOMETRIC],  # RotNet (Gidaris et al. 2018): the view maker turns it four ways
     "tiles": [_GEOMETRIC],  # jigsaw (Noroozi & Favaro 2016), context (Doersch et al. 2015): the view maker tiles it
 }

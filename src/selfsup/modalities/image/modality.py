@@ -25,7 +25,7 @@ class ImageModality(Modality):
     name = "image"
     summary = "grayscale or RGB images (uint8 N x C x H x W in memory)"
     encoders = image_encoders
-    view_recipes = ("instance", "instance_light", "asymmetric", "crop_flip", "rotations", "tiles")
+    view_recipes = ("instance", "instance_light", "asymmetric", "geometric", "rotations", "tiles")
     default_array_ranks = (3, 4)
     channels_last = True
 

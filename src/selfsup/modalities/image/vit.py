@@ -36,7 +36,7 @@ class VisionTransformer(TokenEncoder):
         self.patch_embed = nn.Conv2d(channels, dim, patch_size, stride=patch_size)
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.out_dim = self.token_dim = dim
+        self.out_dim = self.token_dim = self.layer_dim = dim
         self.patch_dim = patch_size * patch_size * channels
         self._tables: dict[tuple[int, int, int, torch.device], torch.Tensor] = {}
         init_transformer(self)
@@ -65,9 +65,20 @@ class VisionTransformer(TokenEncoder):
             self._tables[key] = sincos_2d(gh, gw, width).to(x.device)
         return self._tables[key]
 
-    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, width]: the patches embedded, plus their positions."""
         t = self.patch_embed(x).flatten(2).transpose(1, 2)
-        t = t + self.position_table(x, t.shape[-1]).to(t.dtype)
+        return t + self.position_table(x, t.shape[-1]).to(t.dtype)
+
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs, t = [], self.embed(x)
+        for block in self.blocks:
+            t = block(t)
+            outputs.append(t)
+        return outputs
+
+    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        t = self.embed(x)
         if keep is not None:  # hidden patches leave here: the blocks see K tokens per image
             t = t[keep].view(t.shape[0], -1, t.shape[-1])
         for block in self.blocks:

@@ -329,6 +329,8 @@ RECIPES: dict[str, list[SeriesAugmentation]] = {
     "instance": [_GENERIC],
     "instance_light": [_GENERIC],
     "asymmetric": [_GENERIC],
+    # masked modelling (MAE, data2vec, I-JEPA on the patch Transformer): a sub-series crop, values untouched
+    "geometric": [SeriesAugmentation(crop_scale=(0.5, 1.0))],
     # special views, built by overlapping_crops and masked_values from the plain z-scored series
     "overlapping_crops": [],
     "masked_values": [],

@@ -20,15 +20,15 @@ Padded steps come out of `forward_sequence` as zeros.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...encoders import SequenceEncoder
+from ...encoders import SequenceEncoder, TokenEncoder
 from ...errors import DataError
+from ...layers import sincos_1d
 from ...registry import Registry
 from .augment import span_mask
 
@@ -134,21 +134,14 @@ class DilatedConvEncoder(SequenceEncoder):
         return masked_max(h, inside)
 
 
-def sinusoidal_positions(n: int, dim: int, device: torch.device) -> torch.Tensor:
-    """The Transformer's fixed sine/cosine position encodings [n, dim] (any length)."""
-    pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    pe = torch.zeros(n, dim, device=device)
-    pe[:, 0::2] = torch.sin(pos * freq)
-    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
-    return pe
-
-
-class PatchTransformerEncoder(SequenceEncoder):
+class PatchTransformerEncoder(SequenceEncoder, TokenEncoder):
     """A small Transformer over non-overlapping patches (PatchTST, Nie et al. 2023): each patch of
     `patch_len` steps (all channels, plus their observed-indicators) is linearly embedded, sine/cosine
     positions added, pre-norm Transformer layers, linear head to `out_dim`. Per-step outputs repeat
-    their patch's vector; patches entirely in the padding are masked out of attention and pooling."""
+    their patch's vector; patches entirely in the padding are masked out of attention and pooling.
+
+    It is also a token encoder (one token per patch, on a 1-D grid): `tokens(x, keep)` runs the Transformer on the
+    kept patches only, so MAE, data2vec and I-JEPA train it as they train a ViT (masked series modelling)."""
 
     def __init__(self, in_channels: int, patch_len: int = 8, d_model: int = 128, depth: int = 3, heads: int = 4,
                  out_dim: int = 320, dropout: float = 0.1, ff_mult: int = 2) -> None:
@@ -162,39 +155,78 @@ class PatchTransformerEncoder(SequenceEncoder):
         self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, out_dim)
-        self.out_dim = out_dim
+        self.out_dim = self.token_dim = out_dim
+        self.patch_dim = in_channels * patch_len
+        self.layer_dim = d_model
+        self._tables: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
-    def _tokens(self, x: torch.Tensor, mask: torch.Tensor | None, step_mask: torch.Tensor | None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def token_count(self, x: torch.Tensor) -> int:
+        return (x.shape[-1] + self.patch_len - 1) // self.patch_len  # no negative floor division: ONNX truncates
+
+    def token_grid(self, x: torch.Tensor) -> tuple[int]:
+        return (self.token_count(x),)
+
+    def position_table(self, x: torch.Tensor, width: int) -> torch.Tensor:
+        n = self.token_count(x)
+        key = (n, width, x.device)  # made once per device and length: no host-to-device copy per step
+        if key not in self._tables:
+            self._tables[key] = sincos_1d(torch.arange(n), width).to(x.device)
+        return self._tables[key]
+
+    def _cut(self, t: torch.Tensor) -> torch.Tensor:
+        """[B, C', L] -> [B, n, C' x patch_len] (the end padded with zeros to whole patches)."""
+        b, c, length = t.shape
+        n, p = self.token_count(t), self.patch_len
+        return F.pad(t, (0, n * p - length)).view(b, c, n, p).permute(0, 2, 1, 3).reshape(b, n, c * p)
+
+    def patches(self, x: torch.Tensor) -> torch.Tensor:
+        values, value_obs, _, _ = encoder_inputs(x, None, self.in_channels)
+        return self._cut(values).masked_fill(~self._cut(value_obs.float()).bool(), float("nan"))
+
+    def _blocks(self, x: torch.Tensor, mask: torch.Tensor | None, step_mask: torch.Tensor | None,
+                keep: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(every layer's output [B, K, d_model] for the kept patches, kept patches holding observations [B, K],
+        inside span [B, L])."""
         values, value_obs, _, inside = encoder_inputs(x, mask, self.in_channels)
         if step_mask is not None:
             value_obs = value_obs & step_mask.to(values.device).bool().unsqueeze(1)
             values = values.masked_fill(~value_obs, 0.0)
-        b, c, t = values.shape
-        p = self.patch_len
-        n = (t + p - 1) // p  # ceil(t / p) without negative floor division (exported to ONNX as truncation)
-        pad = n * p - t
-        feats = torch.cat([values, value_obs.float()], dim=1)
-        feats = F.pad(feats, (0, pad))  # [B, 2C, n*p]
-        tokens = feats.view(b, 2 * c, n, p).permute(0, 2, 1, 3).reshape(b, n, 2 * c * p)
-        patch_in = F.pad(inside, (0, pad)).view(b, n, p).any(dim=-1)
-        h = self.embed(tokens) + sinusoidal_positions(n, self.embed.out_features, values.device)
+        patch_in = self._cut(inside[:, None].float()).bool().any(dim=-1)
+        h = self.embed(self._cut(torch.cat([values, value_obs.float()], dim=1)))
+        # made here rather than taken from position_table's cache, so an exported graph follows any series length
+        h = h + sincos_1d(torch.arange(h.shape[1], device=h.device), h.shape[-1]).to(h.dtype)
+        if keep is not None:  # hidden patches leave here: attention sees the kept ones only
+            h = h[keep].view(h.shape[0], -1, h.shape[-1])
+            patch_in = patch_in[keep].view(h.shape[0], -1)
         # a row with no observed patch would attend to nothing (NaN); let it attend freely, its output is dropped
         key_mask = ~patch_in & patch_in.any(dim=1, keepdim=True)
-        h = self.transformer(h, src_key_padding_mask=key_mask)
-        out = self.head(self.norm(h)).masked_fill(~patch_in.unsqueeze(-1), 0.0)
-        return out, patch_in, inside
+        outputs = []
+        for layer in self.transformer.layers:
+            h = layer(h, src_key_padding_mask=key_mask)
+            outputs.append(h)
+        return outputs, patch_in, inside
+
+    def _out(self, h: torch.Tensor, patch_in: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(h)).masked_fill(~patch_in.unsqueeze(-1), 0.0)
+
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self._blocks(x, None, None)[0]
+
+    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, K, out_dim]: the kept patches' outputs (patches wholly in the padding give zeros)."""
+        outputs, patch_in, _ = self._blocks(x, None, None, keep)
+        return self._out(outputs[-1], patch_in)
 
     def forward_sequence(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                          step_mask: torch.Tensor | None = None) -> torch.Tensor:
         """[B, C, T] -> [B, T, out_dim] (each step gets its patch's vector; padded steps are zeros)."""
-        out, _, inside = self._tokens(x, mask, step_mask)
-        seq = out.repeat_interleave(self.patch_len, dim=1)[:, : inside.shape[1]]
+        outputs, patch_in, inside = self._blocks(x, mask, step_mask)
+        seq = self._out(outputs[-1], patch_in).repeat_interleave(self.patch_len, dim=1)[:, : inside.shape[1]]
         return seq.masked_fill(~inside.unsqueeze(-1), 0.0)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        out, patch_in, _ = self._tokens(x, mask, None)
-        return masked_max(out, patch_in)
+        outputs, patch_in, _ = self._blocks(x, mask, None)
+        return masked_max(self._out(outputs[-1], patch_in), patch_in)
 
 
 #: Width of the dilated CNN's hidden blocks when none is given. TS2Vec uses 64; 32 scored as well in
@@ -212,6 +244,7 @@ def dilated_cnn(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
 
 
 @series_encoders.register("patch_transformer", "PatchTST-style Transformer over 8-step patches (3 layers, "
-                          "d_model 128), 320-d, max-pooled over patches", "Nie et al. 2023, arXiv:2211.14730")
+                          "d_model 128), 320-d, max-pooled over patches; a token encoder (masked patches dropped: "
+                          "mae, data2vec2, ijepa)", "Nie et al. 2023, arXiv:2211.14730", kind=PatchTransformerEncoder)
 def patch_transformer(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
     return PatchTransformerEncoder(spec["channels"], **options)

@@ -58,7 +58,7 @@ class TimeSeriesModality(Modality):
     name = "timeseries"
     summary = "univariate/multivariate series (float32 N x C x L in memory; NaN = padding or missing)"
     encoders = series_encoders
-    view_recipes = ("instance", "instance_light", "asymmetric", "overlapping_crops", "masked_values")
+    view_recipes = ("instance", "instance_light", "asymmetric", "overlapping_crops", "masked_values", "geometric")
     encoder_kind = SequenceEncoder
 
     def from_array(self, x: Any, where: str) -> torch.Tensor:
