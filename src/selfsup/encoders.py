@@ -20,8 +20,23 @@ before building the method and names the encoders that qualify when it does not 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """How an architecture is fine-tuned whole on few labels (selfsup.finetune), declared by its encoder class:
+    convolutional networks with batch norm take SGD (SimCLRv2's protocol), Transformers AdamW with a warm-up (MAE's
+    and DeiT's fine-tuning recipes). Learning rates are for the protocol's batch of 64."""
+
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum 0.9) or "adamw" (betas 0.9, 0.999)
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    warmup: float = 0.0  # fraction of the steps with a linear warm-up before the cosine decay
 
 
 class Encoder(nn.Module):
@@ -29,6 +44,7 @@ class Encoder(nn.Module):
 
     out_dim: int
     input_width: int | None = None
+    fine_tuning: ClassVar[FineTuning] = FineTuning()
 
     def forward(self, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
         raise NotImplementedError
@@ -44,6 +60,7 @@ class SequenceEncoder(Encoder):
 class TokenEncoder(Encoder):
     """An Encoder over patch tokens; `forward(x)` is the mean of all tokens' outputs [B, out_dim] (evaluation)."""
 
+    fine_tuning: ClassVar[FineTuning] = FineTuning("adamw", lr=5e-4, weight_decay=0.05, warmup=0.1)
     token_dim: int  # width of one token's output
     patch_dim: int  # values in one patch of the input (what `patches` cuts; a reconstruction target's width)
     layer_dim: int  # width of one block's output (`layer_outputs`)

@@ -14,22 +14,35 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Split
+from .encoders import Encoder
 from .evaluation.fewshot import few_label_splits
 from .modalities import get_modality
 from .run import Run, build_encoder, encode_storage
+from .schedules import Schedule
+from .training.step import autocast_context
 from .views import ViewRequest
 
 
-def finetune_once(encoder: nn.Module, resolved: dict[str, Any], x: torch.Tensor, y: np.ndarray,
-                  n_classes: int, steps: int = 300, lr: float = 0.05, seed: int = 0) -> nn.Module:
-    """Fine-tune a copy of `encoder` with a new linear head on (x, y) with light augmentation; returns encoder+head."""
+def finetune_once(encoder: Encoder, resolved: dict[str, Any], x: torch.Tensor, y: np.ndarray,
+                  n_classes: int, steps: int = 300, lr: float | None = None, seed: int = 0) -> nn.Module:
+    """Fine-tune a copy of `encoder` with a new linear head on (x, y) with light augmentation; returns encoder+head.
+    The optimiser is the one the encoder's architecture declares (`Encoder.fine_tuning`; `lr` overrides its rate),
+    with a cosine decay after its warm-up. The network runs at the run's training precision (bf16 autocast where it
+    trained so; the loss in float32)."""
     torch.manual_seed(seed)
     modality = get_modality(resolved["modality"])
     spec = resolved["data_spec"]
     views = modality.view_maker(ViewRequest("instance", global_views=1), spec, strength=0.5)
     model = nn.Sequential(copy.deepcopy(encoder), nn.Linear(encoder.out_dim, n_classes))
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    recipe = encoder.fine_tuning
+    rate = recipe.lr if lr is None else lr
+    if recipe.optimizer == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=rate, weight_decay=recipe.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=rate, momentum=0.9, weight_decay=recipe.weight_decay,
+                              nesterov=True)
+    factor = Schedule(1.0, 0.0, recipe.warmup)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: factor(step / steps))
     gen = torch.Generator().manual_seed(seed)
     yt = torch.as_tensor(y, dtype=torch.long)
     batch = min(64, len(x))
@@ -37,7 +50,9 @@ def finetune_once(encoder: nn.Module, resolved: dict[str, Any], x: torch.Tensor,
     for _ in range(steps):
         idx = torch.randint(len(x), (batch,), generator=gen)
         inp = views(x[idx], gen).global_views[0]
-        loss = F.cross_entropy(model(inp), yt[idx])
+        with autocast_context(torch.device("cpu"), resolved.get("precision", "fp32")):
+            logits = model(inp)
+        loss = F.cross_entropy(logits.float(), yt[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -46,10 +61,14 @@ def finetune_once(encoder: nn.Module, resolved: dict[str, Any], x: torch.Tensor,
 
 
 def few_label_finetune(run: Run, train: Split, test: Split, fractions: Sequence[float] = (0.01, 0.1),
-                       seeds: Sequence[int] = (0, 1, 2, 3, 4), steps: int = 300) -> dict[str, dict]:
-    """Fine-tune from the run's encoder and from a random encoder on each labelled subset; test accuracy mean/std."""
+                       seeds: Sequence[int] = (0, 1, 2, 3, 4), steps: int = 300, baseline: bool = True
+                       ) -> dict[str, dict]:
+    """Fine-tune from the run's encoder and (with `baseline`) from a random encoder of its architecture on each
+    labelled subset; test accuracy mean/std."""
     n_classes = int(max(train.y.max(), test.y.max())) + 1
-    starts = {"selfsup": run.encoder, "random_encoder": build_encoder(run.resolved, seed=run.config.seed + 1000)}
+    starts = {"selfsup": run.encoder}
+    if baseline:
+        starts["random_encoder"] = build_encoder(run.resolved, seed=run.config.seed + 1000)
     out: dict[str, dict] = {name: {} for name in starts}
     for fraction in fractions:
         subsets = few_label_splits(train.y, fraction, seeds)
