@@ -271,3 +271,43 @@ def test_jigsaw_and_context_prediction_pick_the_tiles_they_say():
     pairs, labels = classifier_inputs(RelativePosition(Identity(), tile_dim=1), 8, tiles, seed=1)
     assert pairs[:, 0].tolist() == [4.0, 4.0]  # the centre tile first
     assert pairs[:, 1].tolist() == [float(NEIGHBOURS[i]) for i in labels.tolist()]
+
+
+def test_masked_methods_illustrate_what_they_predict(tmp_path):
+    """MAE shows the visible patches and a reconstruction that keeps them; I-JEPA and data2vec 2.0 a similarity in
+    [-1, 1] exactly where they predict; the report draws them for images and series."""
+    from selfsup.methods.data2vec import Data2Vec2
+    from selfsup.methods.mae import MAE
+    from selfsup.report import illustration_section
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 12, 12)  # 2-px patches: 6 x 6 tokens
+    mae = MAE(vit(size=12, depth=1), decoder_dim=32, decoder_depth=1).eval()
+    with torch.no_grad():
+        shown = mae.illustrate(x)
+    visible, reconstruction = shown.pictures["visible (25%)"], shown.pictures["reconstruction"]
+    hidden = visible.isnan()
+    assert hidden.float().mean().item() == pytest.approx(27 / 36)  # 9 of 36 patches stay visible
+    assert torch.equal(reconstruction[~hidden], x[~hidden]) and not reconstruction.isnan().any()
+    assert not torch.allclose(reconstruction[hidden], x[hidden])
+    for method in (IJEPA(vit(size=12, depth=1), predictor_dim=32, predictor_depth=1),
+                   Data2Vec2(vit(size=12, depth=1), decoder_dim=32, decoder_depth=1)):
+        with torch.no_grad():
+            shown = method.eval().illustrate(x)
+        similarity = next(iter(shown.maps.values()))
+        assert similarity.shape == x.shape and similarity.isnan().any() and not similarity.isnan().all()
+        values = similarity[~similarity.isnan()]
+        assert (values.abs() <= 1 + 1e-5).all()
+        # shown where the method predicts, never where the encoder saw the input
+        assert (similarity.isnan() | shown.pictures["visible"].isnan()).all()
+    for data, method, options in (("digits", "mae", TINY_VIT), ("digits", "data2vec2", TINY_VIT)):
+        run = selfsup.train(data, method=method, epochs=1, batch_size=128, encoder_options=options, monitor=False,
+                            threads=1, out=tmp_path / method, method_options={"decoder_dim": 32})
+        parts = illustration_section(run, selfsup.load_dataset(data).test.x[:4])
+        assert parts[0] == "<h2>What the method predicts</h2>" and "data:image/png;base64," in parts[-1]
+    series = get_modality("timeseries").dataset_from_arrays(np.random.default_rng(0).standard_normal((40, 1, 32)),
+                                                            None, "noise")
+    run = selfsup.train(series, method="mae", epochs=1, batch_size=16, monitor=False, threads=1,
+                        out=tmp_path / "series")
+    assert "data:image/png;base64," in illustration_section(run, series.train.x[:3])[-1]
+    assert illustration_section(selfsup.load(tmp_path / "series"), series.train.x[:3])[0].startswith("<h2>")

@@ -83,6 +83,10 @@ class TokenEncoder(Encoder):
         """[B, T, patch_dim]: the input cut into the tokens' patches; NaN where a value was not observed."""
         raise NotImplementedError
 
+    def unpatch(self, patches: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of `patches`: [B, T, patch_dim] values laid back out in x's shape."""
+        raise NotImplementedError
+
     def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every block's output [B, T, layer_dim] for all T tokens, first block first (the residual stream, before
         any final norm)."""

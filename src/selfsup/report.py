@@ -1,8 +1,9 @@
 """`selfsup report RUN`: one self-contained report.html (figures embedded as PNG data URIs, no network).
 
 It leads with the verdict (each protocol beside raw input and a random encoder, differences in points, one
-sentence each), then the pictures (t-SNE map of test embeddings, nearest neighbours for pictures, the linear
-probe's confusion matrix), the training curves with a reading of the diagnostics, and configuration and
+sentence each), then the pictures (t-SNE map of test embeddings, nearest neighbours for pictures, what a masked method predicts
+(MAE's reconstructions, I-JEPA's and data2vec's prediction quality per position), the linear probe's confusion
+matrix), the training curves with a reading of the diagnostics, and configuration and
 environment folded away.
 """
 from __future__ import annotations
@@ -15,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from safetensors.torch import load_file
 
 from .artifacts import atomic_write_text
 from .evaluate import evaluation_rows, holdout_test_split
 from .loading import load_dataset
+from .methods import Method, TrainingContext, methods
 from .run import Run, encode_storage, load
 
 
@@ -284,6 +288,37 @@ h2{border-bottom:1px solid #ddd;margin-top:1.6em}.scroll{overflow-x:auto}
 details{margin:1em 0}summary{cursor:pointer;font-weight:600}.note{color:#555;font-size:.92em}"""
 
 
+def load_method(run: Run) -> Method:
+    """The run's method with its trained heads (method.safetensors) around the run's encoder, in eval mode."""
+    cls = methods.get(run.config.method)
+    method = cls(run.encoder, **run.resolved["method_options"])
+    method.setup(TrainingContext(int(run.summary.get("train_samples", 1)), int(run.resolved["batch_size"])))
+    state = {f"encoder.{k}": v for k, v in run.encoder.state_dict().items()}
+    path = run.path / "method.safetensors"
+    if path.exists():
+        state.update(load_file(str(path)))
+    method.load_state_dict(state)
+    return method.eval()
+
+
+def illustration_section(run: Run, x: torch.Tensor, n: int = 6) -> list[str]:
+    """What a masked method learned to do (Method.illustrate) on a few test samples, drawn by the modality."""
+    try:
+        method = load_method(run)
+    except Exception as exc:  # heads missing or of another version: the report shows the rest
+        return [f"<p class='note'>What the method predicts is not shown: {html.escape(str(exc))}</p>"]
+    torch.manual_seed(0)
+    with torch.no_grad():
+        illustration = method.illustrate(run.modality.prepare(x[:n], run.spec))
+    if illustration is None:
+        return []
+    fig = run.modality.draw_panels(illustration.pictures, illustration.maps, run.spec)
+    if fig is None:
+        return []
+    return ["<h2>What the method predicts</h2>", f"<p>{html.escape(illustration.caption)}</p>",
+            f'<img alt="what the method predicts" src="{figure_uri(fig)}">']
+
+
 def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_points: int = 2000) -> Path:
     """Write report.html for a run directory; returns its path.
 
@@ -326,6 +361,7 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
         pictures = run.modality.thumbnails(x)
         if pictures is not None:
             parts += ["<h2>Nearest neighbours</h2>", f'<img alt="nearest neighbours" src="{neighbour_grid(pictures, z)}">']
+        parts += illustration_section(run, x)
         cm = ev.get("linear_confusion")
         if cm is not None:
             parts += ["<h2>Confusion matrix</h2>", f'<img alt="confusion matrix" src="{confusion_figure(np.array(cm), classes)}">']

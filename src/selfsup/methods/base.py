@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -62,6 +62,16 @@ class ParameterRoles:
     frozen: tuple[nn.Module, ...] = ()  # never updated by the optimiser (running statistics, fixed prototypes)
     fixed_lr: tuple[nn.Module, ...] = ()  # kept at the base learning rate, outside the schedule (SimSiam's predictor)
     no_weight_decay: tuple[nn.Module, ...] = ()  # besides biases and normalisation weights, which never decay
+
+
+@dataclass
+class Illustration:
+    """Pictures for a report, each tensor shaped like the prepared inputs: `pictures` are inputs or predictions in
+    input space (NaN: not shown, e.g. a hidden patch), `maps` one value in [-1, 1] per input position (NaN: none)."""
+
+    pictures: dict[str, torch.Tensor]
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    caption: str = ""
 
 
 class Method(nn.Module):
@@ -177,6 +187,12 @@ class Method(nn.Module):
 
     def after_optimizer_step(self, progress: float) -> None:
         """After the optimiser step and the EMA of the momentum pairs, with training progress in [0, 1]."""
+
+    def illustrate(self, x: torch.Tensor) -> Illustration | None:
+        """What the method learned to do, on prepared inputs `x` (no augmentation), for the report: the inputs it
+        sees and what it predicts (MAE's reconstruction, I-JEPA's prediction quality per position). Called in eval
+        mode without gradients, with torch's generator seeded; default: nothing to show."""
+        return None
 
     def extra_state(self) -> dict[str, float]:
         """Scalar state that is neither a parameter nor a buffer (checkpointed; default: none)."""

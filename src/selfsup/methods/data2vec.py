@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from ..encoders import TokenEncoder
 from ..layers import MaskedDecoder
 from ..views import ViewRequest, Views
-from .base import OptimizerDefaults, StepLogs, check_option, register_method
+from .base import Illustration, OptimizerDefaults, StepLogs, check_option, register_method
+from .ijepa import token_illustration
 from .mae import random_keep
 from .momentum import TargetEncoderMethod
 from .numerics import full_precision
@@ -81,14 +82,25 @@ class Data2Vec2(TargetEncoderMethod):
         self.mask_ratio, self.clones, self.top_k = float(mask_ratio), int(clones), int(top_k_layers)
         self.decoder = MaskedDecoder(encoder.token_dim, decoder_dim, decoder_depth, decoder_heads, encoder.layer_dim)
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
-        x = views.global_views[0]
+    def predict(self, x: torch.Tensor, clones: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(predictions, targets, keep, observed) for `clones` copies of the batch under independent masks."""
         observed = ~self.encoder.patches(x).isnan().all(dim=-1)  # tokens holding at least one observed value
         with torch.no_grad():
             y = data2vec_targets(self.target_encoder.layer_outputs(x), self.top_k, observed)
-        xs = torch.cat([x] * self.clones)
+        xs = torch.cat([x] * clones)
         keep = random_keep(xs.shape[0], self.encoder.token_count(x), self.mask_ratio, x.device)
         positions = self.encoder.position_table(x, self.decoder.embed.out_features)
         pred = self.decoder(self.encoder.tokens(xs, keep), keep, positions)
-        hidden = ~keep & torch.cat([observed] * self.clones)
-        return data2vec_loss(pred, torch.cat([y] * self.clones), hidden), {}
+        return pred, torch.cat([y] * clones), keep, torch.cat([observed] * clones)
+
+    def illustrate(self, x: torch.Tensor) -> Illustration:
+        """The visible tokens' input, and at every hidden token the cosine similarity between the prediction and
+        the teacher's target."""
+        pred, y, keep, observed = self.predict(x, 1)
+        similarity = F.cosine_similarity(pred.float(), y, dim=-1).masked_fill(keep | ~observed, float("nan"))
+        return token_illustration(self.encoder, x, keep, similarity,
+                                  "data2vec 2.0: predicted against the teacher's targets at the hidden tokens")
+
+    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+        pred, y, keep, observed = self.predict(views.global_views[0], self.clones)
+        return data2vec_loss(pred, y, ~keep & observed), {}

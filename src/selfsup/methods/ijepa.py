@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..encoders import TokenEncoder
 from ..layers import MaskedDecoder
 from ..views import ViewRequest, Views
-from .base import OptimizerDefaults, StepLogs, check_option, register_method
+from .base import Illustration, OptimizerDefaults, StepLogs, check_option, register_method
 from .momentum import TargetEncoderMethod
 from .numerics import full_precision
 
@@ -122,8 +122,9 @@ class IJEPA(TargetEncoderMethod):
         context[:, 0] |= empty
         return first_true(context, int(context.sum(dim=1).min())), blocks
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
-        x = views.global_views[0]
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor],
+                                                 list[torch.Tensor]]:
+        """(context mask, per target block: its token positions [B, K], predictions and targets [B, K, D])."""
         context, blocks = self.masks(x)
         with torch.no_grad():
             h = self.target_encoder.tokens(x)
@@ -131,9 +132,35 @@ class IJEPA(TargetEncoderMethod):
         s = self.encoder.tokens(x, context)
         table = self.encoder.position_table(x, self.predictor.embed.out_features)
         context_pos = table[positions_of(context)]
-        predictions, targets = [], []
+        wheres, predictions, targets = [], [], []
         for block in blocks:
             where = positions_of(block)
+            wheres.append(where)
             predictions.append(self.predictor(s, context_pos, table[where]))
             targets.append(torch.gather(h, 1, where[..., None].expand(-1, -1, h.shape[-1])))
+        return context, wheres, predictions, targets
+
+    def illustrate(self, x: torch.Tensor) -> Illustration:
+        """The context the encoder sees, and at every target position the cosine similarity between the predicted
+        representation and the target encoder's."""
+        context, wheres, predictions, targets = self.predict(x)
+        similarity = torch.full(context.shape, float("nan"), device=x.device)
+        for where, p, t in zip(wheres, predictions, targets):
+            similarity.scatter_(1, where, F.cosine_similarity(p.float(), t.float(), dim=-1))
+        return token_illustration(self.encoder, x, context, similarity,
+                                  "I-JEPA: predicted against target representations of the target blocks")
+
+    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+        _, _, predictions, targets = self.predict(views.global_views[0])
         return ijepa_loss(predictions, targets), {}
+
+
+def token_illustration(encoder: TokenEncoder, x: torch.Tensor, visible: torch.Tensor, similarity: torch.Tensor,
+                       caption: str) -> Illustration:
+    """The input, its `visible` [B, T] tokens' patches, and a per-token `similarity` [B, T] (NaN: none) laid out
+    over the input."""
+    patches = encoder.patches(x)
+    shown = torch.where(visible[..., None], patches, torch.full_like(patches, float("nan")))
+    spread = similarity[..., None].expand(-1, -1, patches.shape[-1])
+    return Illustration({"input": x, "visible": encoder.unpatch(shown, x)},
+                        {"prediction vs target (cosine)": encoder.unpatch(spread, x)}, caption)

@@ -23,8 +23,19 @@ import torch
 from ..encoders import TokenEncoder
 from ..layers import MaskedDecoder
 from ..views import ViewRequest, Views
-from .base import Method, OptimizerDefaults, StepLogs, check_option, register_method
+from .base import Illustration, Method, OptimizerDefaults, StepLogs, check_option, register_method
 from .numerics import full_precision
+
+
+def patch_statistics(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, std = sqrt(unbiased variance + 1e-6), observed count) of each patch [B, T, P] -> [B, T, 1] each, over
+    its observed (not NaN) values."""
+    observed = ~patches.isnan()
+    count = observed.sum(dim=-1, keepdim=True)
+    values = patches.nan_to_num(0.0)
+    mean = values.sum(dim=-1, keepdim=True) / count.clamp(min=1)
+    var = ((values - mean).square() * observed).sum(dim=-1, keepdim=True) / (count - 1).clamp(min=1)
+    return mean, (var + 1e-6).sqrt(), count
 
 
 @full_precision
@@ -35,12 +46,10 @@ def mae_loss(pred: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor, nor
     NaN in `target` is a value never observed (a series' padding or gap): it is left out of the patch's statistics
     and error, and a patch with no observed value out of the mean."""
     observed = ~target.isnan()
-    count = observed.sum(dim=-1, keepdim=True)
+    mean, std, count = patch_statistics(target)
     target = target.nan_to_num(0.0)
     if normalise_target:
-        mean = target.sum(dim=-1, keepdim=True) / count.clamp(min=1)
-        var = ((target - mean).square() * observed).sum(dim=-1, keepdim=True) / (count - 1).clamp(min=1)
-        target = (target - mean) / (var + 1e-6).sqrt()
+        target = (target - mean) / std
     per_patch = ((pred - target).square() * observed).sum(dim=-1) / count.squeeze(-1).clamp(min=1)
     weight = (hidden & (count.squeeze(-1) > 0)).to(per_patch.dtype)
     return (per_patch * weight).sum() / weight.sum().clamp(min=1)
@@ -71,6 +80,21 @@ class MAE(Method):
         """[B, T, patch_dim]: the decoder's prediction of every patch from the kept ones."""
         positions = self.encoder.position_table(x, self.decoder.embed.out_features)
         return self.decoder(self.encoder.tokens(x, keep), keep, positions)
+
+    def illustrate(self, x: torch.Tensor) -> Illustration:
+        """The visible patches, and the reconstruction (hidden patches predicted, visible ones pasted back; with
+        normalised targets each prediction is put back at its patch's own mean and spread, as MAE's demo does)."""
+        keep = random_keep(x.shape[0], self.encoder.token_count(x), self.mask_ratio, x.device)
+        target = self.encoder.patches(x)
+        pred = self.reconstruct(x, keep).float()
+        if self.norm_pix_loss:
+            mean, std, _ = patch_statistics(target)
+            pred = pred * std + mean
+        kept = keep[..., None]
+        visible = torch.where(kept, target, torch.full_like(target, float("nan")))
+        return Illustration({"input": x, f"visible ({1 - self.mask_ratio:.0%})": self.encoder.unpatch(visible, x),
+                             "reconstruction": self.encoder.unpatch(torch.where(kept, target, pred), x)},
+                            caption="MAE: the decoder's prediction of every hidden patch from the visible ones")
 
     def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
         x = views.global_views[0]

@@ -133,6 +133,13 @@ class Modality(ABC):
         """Storage samples as uint8 pictures [N, C, H, W] for a report's neighbour grid (None: not pictures)."""
         return None
 
+    def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
+                    ) -> Any:
+        """A matplotlib figure of a few samples for a report (a method's illustration): `pictures` are prepared
+        inputs or predictions in input space (NaN: not shown), `maps` one value in [-1, 1] per input position (NaN:
+        none); None when the modality has no way to draw them."""
+        return None
+
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any],
                      mask: torch.Tensor | None = None) -> np.ndarray:
         """The raw-input baseline: normalised inputs flattened to vectors."""

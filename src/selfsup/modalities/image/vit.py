@@ -91,6 +91,11 @@ class VisionTransformer(TokenEncoder):
         b, c = x.shape[:2]
         return x.reshape(b, c, gh, p, gw, p).permute(0, 2, 4, 3, 5, 1).reshape(b, gh * gw, p * p * c)
 
+    def unpatch(self, patches: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        gh, gw = self.grid(x)
+        p, (b, c) = self.patch_size, x.shape[:2]
+        return patches.reshape(b, gh, gw, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, gh * p, gw * p)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tokens(x).mean(dim=1)
 

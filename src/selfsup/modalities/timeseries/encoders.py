@@ -183,6 +183,11 @@ class PatchTransformerEncoder(SequenceEncoder, TokenEncoder):
         values, value_obs, _, _ = encoder_inputs(x, None, self.in_channels)
         return self._cut(values).masked_fill(~self._cut(value_obs.float()).bool(), float("nan"))
 
+    def unpatch(self, patches: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = patches.shape
+        c, p = self.in_channels, self.patch_len
+        return patches.reshape(b, n, c, p).permute(0, 2, 1, 3).reshape(b, c, n * p)[..., : x.shape[-1]]
+
     def _blocks(self, x: torch.Tensor, mask: torch.Tensor | None, step_mask: torch.Tensor | None,
                 keep: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """(every layer's output [B, K, d_model] for the kept patches, kept patches holding observations [B, K],
