@@ -80,8 +80,11 @@ def probe_and_finetune(run: selfsup.Run, ds, fractions: tuple[float, ...], seeds
             f: {k: ft["random_encoder"][f][k] for k in ("mean", "std", "accs", "n_labels")}
             for f in ft["random_encoder"]}
     out["finetune_seconds"] = round(time.perf_counter() - start, 1)
-    out["finetune_settings"] = {"steps": 300, "seeds": list(seeds), "optimizer": "SGD nesterov, lr 0.05, cosine",
-                                "batch": 64, "views": "instance recipe at strength 0.5"}
+    recipe = run.encoder.fine_tuning
+    out["finetune_settings"] = {"steps": 300, "seeds": list(seeds), "batch": 64, "views": "instance recipe at strength 0.5",
+                                "optimizer": f"{recipe.optimizer}, lr {recipe.lr}, weight decay {recipe.weight_decay}, "
+                                             f"warm-up {recipe.warmup:.0%} of the steps, then cosine "
+                                             "(the encoder's declared fine-tuning recipe)"}
     return out
 
 
