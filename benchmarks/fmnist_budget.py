@@ -118,6 +118,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "npid-w48-aug0.5-views16": {"method": "npid", "encoder": "convnet4", "encoder_options": W48,
                                 "augmentation_strength": 0.5, "augmentation": {"size": 16}},
     "ijepa-vit_tiny": {"method": "ijepa", "encoder": "vit_tiny"},
+    "data2vec2-vit_tiny": {"method": "data2vec2", "encoder": "vit_tiny"},
     "jigsaw-w48": {"method": "jigsaw", "encoder": "convnet4", "encoder_options": W48},
     "relative_position-w48": {"method": "relative_position", "encoder": "convnet4", "encoder_options": W48},
 }

@@ -17,6 +17,9 @@ Parts (results merged into benchmarks/results/token_encoders.json, one key a par
     python benchmarks/token_encoders.py --part fmnist --methods mae:15,ijepa:3,data2vec2:3 --finetune-seeds 2
     python benchmarks/token_encoders.py --part digits --methods mae,data2vec2 --epochs 30
     python benchmarks/token_encoders.py --part series --methods mae,data2vec2 --problem GunPoint --seeds 3
+
+A run stopped before its end (the JSON is written last) keeps what it printed: `--from-log LOG` with the same
+arguments records the per-method lines of that output (fmnist and digits parts), marked as such.
 """
 from __future__ import annotations
 
@@ -137,11 +140,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--problem", default="GunPoint", help="series: UCR problem name")
     parser.add_argument("--seeds", type=int, default=3, help="series: training seeds 0..N-1")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--from-log", help="record the per-method lines a stopped run of these arguments printed")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     specs = [(m.partition(":")[0], float(m.partition(":")[2] or 3)) for m in args.methods.split(",")]
     seeds = tuple(range(args.finetune_seeds))
-    if args.part == "fmnist":
+    if args.from_log:
+        result = {}
+        for line in Path(args.from_log).read_text().splitlines():
+            if line.startswith("{"):
+                result.update({m: {**r, "recorded_from": "the printed output of a run stopped before it wrote "
+                                                         "its JSON (--from-log)"} for m, r in json.loads(line).items()})
+        for r in result.values():  # runs before commit 'records the fine-tuning recipe' printed a stale label
+            if r.get("finetune_settings", {}).get("optimizer", "").startswith("SGD nesterov, lr 0.05, cosine"):
+                r["finetune_settings"]["optimizer"] = ("adamw, lr 0.0005, weight decay 0.05, warm-up 10% of the steps, "
+                                                      "then cosine (the encoder's declared fine-tuning recipe; the run "
+                                                      "printed the label of the SGD recipe it no longer used)")
+    elif args.part == "fmnist":
         result = image_part("fashion-mnist", specs, "minutes", seeds, (0.01, 0.1), {})
     elif args.part == "digits":
         result = image_part("digits", [(m, args.epochs) for m, _ in specs], "epochs", seeds, (0.1, 1.0), {})
@@ -149,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         result = series_part(args.problem, [m for m, _ in specs], args.seeds)
     path = RESULTS / f"{NAME}.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
-    command = "python benchmarks/token_encoders.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/token_encoders.py " + " ".join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--from-log") and a != args.from_log)
     part = doc.setdefault(args.part, {})
     part.update({method: {**r, "command": command, "machine": machine()} for method, r in result.items()})
     doc["about"] = __doc__.split("\n\n")[0]
