@@ -1,10 +1,10 @@
 """`selfsup report RUN`: one self-contained report.html (figures embedded as PNG data URIs, no network).
 
 It leads with the verdict (each protocol beside raw input and a random encoder, differences in points, one
-sentence each), then the pictures (t-SNE map of test embeddings, nearest neighbours for pictures, what a masked method predicts
-(MAE's reconstructions, I-JEPA's and data2vec's prediction quality per position), the linear probe's confusion
-matrix), the training curves with a reading of the diagnostics, and configuration and
-environment folded away.
+sentence each), then the pictures (t-SNE map of test embeddings, nearest neighbours for pictures, what a masked
+method predicts (MAE's reconstructions, I-JEPA's and data2vec's prediction quality per position), the linear probe's
+confusion matrix), the training curves with a reading of the diagnostics, and configuration and environment folded
+away.
 """
 from __future__ import annotations
 
