@@ -92,17 +92,19 @@ def probe_and_finetune(run: selfsup.Run, ds, fractions: tuple[float, ...], seeds
 
 
 def image_part(data: str, specs: list[tuple[str, float]], budget: str, seeds: tuple[int, ...],
-               fractions: tuple[float, ...], encoder_options: dict[str, Any]) -> dict[str, Any]:
+               fractions: tuple[float, ...], encoder_options: dict[str, Any], measure_baselines: bool) -> dict[str, Any]:
     ds = load_dataset(data)
     results: dict[str, Any] = {}
     for i, (method, amount) in enumerate(specs):
         options = {"minutes": amount} if budget == "minutes" else {"epochs": int(amount)}
+        print(f"# training {method} for {amount} {budget} from {time.strftime('%H:%M:%S')}", file=sys.stderr, flush=True)
         start = time.perf_counter()
         run = selfsup.train(ds, method=method, encoder="vit_tiny", encoder_options=encoder_options, seed=0,
                             monitor=False, **options)
         wall = time.perf_counter() - start
+        print(f"# training {method} ended at {time.strftime('%H:%M:%S')}; evaluating", file=sys.stderr, flush=True)
         result = {budget: amount, "training": {**training_summary(run, len(ds.train)), "wall_seconds": round(wall, 1)},
-                  **probe_and_finetune(run, ds, fractions, seeds, baselines=i == 0)}
+                  **probe_and_finetune(run, ds, fractions, seeds, baselines=measure_baselines and i == 0)}
         results[method] = rounded(result)
         print(json.dumps({method: results[method]}), flush=True)
     return results
@@ -140,11 +142,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--problem", default="GunPoint", help="series: UCR problem name")
     parser.add_argument("--seeds", type=int, default=3, help="series: training seeds 0..N-1")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baselines-measured", action="store_true",
+                        help="fmnist/digits: skip raw input and the random ViT, which an earlier run of this part "
+                             "measured (same seed-0 encoder, so the same numbers); the entry names that run")
     parser.add_argument("--from-log", help="record the per-method lines a stopped run of these arguments printed")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     specs = [(m.partition(":")[0], float(m.partition(":")[2] or 3)) for m in args.methods.split(",")]
     seeds = tuple(range(args.finetune_seeds))
+    path = RESULTS / f"{NAME}.json"
+    if args.baselines_measured:  # checked before hours of training, not after
+        earlier = json.loads(path.read_text()).get(args.part, {}) if path.exists() else {}
+        measured = [(m, r) for m, r in earlier.items() if "baselines" in r and m not in {m for m, _ in specs}]
+        if args.part == "series" or not measured:
+            raise SystemExit(f"--baselines-measured: no other entry of part {args.part!r} in {path} has baselines; "
+                             "run once without it")
+        source, entry = measured[0]
     if args.from_log:
         result = {}
         for line in Path(args.from_log).read_text().splitlines():
@@ -157,17 +170,26 @@ def main(argv: list[str] | None = None) -> int:
                                                       "then cosine (the encoder's declared fine-tuning recipe; the run "
                                                       "printed the label of the SGD recipe it no longer used)")
     elif args.part == "fmnist":
-        result = image_part("fashion-mnist", specs, "minutes", seeds, (0.01, 0.1), {})
+        result = image_part("fashion-mnist", specs, "minutes", seeds, (0.01, 0.1), {}, not args.baselines_measured)
     elif args.part == "digits":
-        result = image_part("digits", [(m, args.epochs) for m, _ in specs], "epochs", seeds, (0.1, 1.0), {})
+        result = image_part("digits", [(m, args.epochs) for m, _ in specs], "epochs", seeds, (0.1, 1.0), {},
+                            not args.baselines_measured)
     else:
         result = series_part(args.problem, [m for m, _ in specs], args.seeds)
-    path = RESULTS / f"{NAME}.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     command = "python benchmarks/token_encoders.py " + " ".join(
         a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--from-log") and a != args.from_log)
     part = doc.setdefault(args.part, {})
-    part.update({method: {**r, "command": command, "machine": machine()} for method, r in result.items()})
+    if args.baselines_measured:
+        for r in result.values():
+            r["baselines"] = entry["baselines"]
+            r["baselines_measured_by"] = f"the {source!r} entry of this part: {entry['command']}"
+    for method, r in result.items():
+        earlier = part.get(method)
+        for budget in ("minutes", "epochs"):
+            if earlier is not None and budget in earlier and earlier[budget] != r.get(budget):  # keep other budgets
+                part[f"{method}@{earlier[budget]:g}{budget}"] = part.pop(method)
+        part[method] = {**r, "command": command, "machine": machine()}
     doc["about"] = __doc__.split("\n\n")[0]
     save(NAME, doc)
     return 0
