@@ -9,7 +9,8 @@ import numpy as np
 
 from .data import Dataset, Split
 from .errors import ConfigError
-from .evaluation import data_k, few_label_linear, kmeans_clustering, knn_accuracy, linear_probe, svm_protocol
+from .evaluation import (data_k, few_label_linear, kmeans_clustering, knn_accuracy, linear_probe, sts_protocol,
+                         svm_protocol)
 from .loading import load_dataset
 from .run import Run, build_encoder, encode_storage
 
@@ -111,6 +112,8 @@ def headline(result: dict[str, Any]) -> float | None:
         return result["acc"]
     if "nmi" in result:
         return result["nmi"]
+    if "spearman" in result:
+        return result["spearman"]
     fractions = sorted((k for k in result if k.replace(".", "").isdigit()), key=float)
     return result[fractions[-1]]["mean"] if fractions else None
 
@@ -130,6 +133,8 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
     if ds.modality != run.resolved["modality"]:
         raise ConfigError(f"--data {ds.name!r} is {ds.modality} data but the run was trained on "
                           f"{run.resolved['modality']} data")
+    if ds.info.get("pairs") is not None:  # pairs with gold similarity (sts:PATH): the STS protocol
+        return evaluate_pairs(run, ds, baselines)
     if ds.train.y is None:
         raise ConfigError(f"--data {ds.name!r} has no labels; evaluation protocols need labels")
     check_labels(ds)
@@ -172,12 +177,33 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
     return results
 
 
+def evaluate_pairs(run: Run, ds: Dataset, baselines: bool = True) -> dict[str, Any]:
+    """The STS protocol on a dataset of sentence pairs with gold scores (`info["pairs"]`: indices into the training
+    split and scores), for the run's encoder and, with `baselines`, raw input and a random encoder."""
+    x, notes = run.modality.conform(ds.train.x, run.spec, f"--data {ds.name}")
+    pairs = ds.info["pairs"]
+    start = time.perf_counter()
+    split = Split(x)
+    feats = feature_sets(run, split, Split(x[:0]), baselines)
+    results: dict[str, Any] = {"data": ds.name, "test_source": "sentence pairs with gold scores", "n_train": 0,
+                               "n_test": len(pairs["gold"]), "protocols": {"sts": {
+                                   name: sts_protocol(tr, pairs["first"], pairs["second"], pairs["gold"])
+                                   for name, (tr, _) in feats.items()}}}
+    if notes:
+        results["notes"] = notes
+    results["sts_spearman"] = results["protocols"]["sts"]["selfsup"]["spearman"]
+    results["baselines"] = {name: {"sts": results["protocols"]["sts"][name]["spearman"]}
+                            for name in ("raw", "random_encoder") if baselines}
+    results["seconds"] = round(time.perf_counter() - start, 2)
+    return results
+
+
 def evaluation_rows(ev: dict[str, Any]) -> list[list[Any]]:
     """One row per (protocol, metric) with selfsup / raw / random-encoder columns."""
     rows = []
     for proto, by_name in ev.get("protocols", {}).items():
         sample = by_name.get("selfsup", {})
-        metrics = [m for m in ("acc", "acc_k20", "acc_k200", "nmi", "ari") if m in sample]
+        metrics = [m for m in ("acc", "acc_k20", "acc_k200", "nmi", "ari", "spearman", "pearson") if m in sample]
         for frac in [k for k in sample if k.replace(".", "").isdigit()]:  # few-label: {"0.01": {"mean","std"}}
             rows.append([f"{proto} {float(frac):.0%} labels"] + [
                 f"{by_name[n][frac]['mean']:.4f} ± {by_name[n][frac]['std']:.4f}" if n in by_name else "-"

@@ -9,36 +9,42 @@ from torch import nn
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through `F.scaled_dot_product_attention` (fused kernels where available)."""
+    """Multi-head self-attention through `F.scaled_dot_product_attention` (fused kernels where available); `valid`
+    [B, T] bool (False: a padding token) keeps padding out of every token's keys, and `dropout` drops attention
+    weights while training (BERT's 0.1, which SimCSE's views come from)."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
-        self.heads = heads
+        self.heads, self.dropout = heads, dropout
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d))
+        mask = None if valid is None else valid[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(out.transpose(1, 2).reshape(b, t, d))
 
 
 class Block(nn.Module):
-    """x + attention(norm(x)), then x + MLP(norm(x)) (GELU, hidden `mlp_ratio` x width), as ViT and MAE."""
+    """x + attention(norm(x)), then x + MLP(norm(x)) (GELU, hidden `mlp_ratio` x width), as ViT and MAE; `dropout`
+    (BERT's hidden and attention dropout) after the attention and the MLP, and on the attention weights."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, heads)
+        self.attn = Attention(dim, heads, dropout)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), valid))
+        return x + self.drop(self.mlp(self.norm2(x)))
 
 
 def init_transformer(module: nn.Module) -> None:

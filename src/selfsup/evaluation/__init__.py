@@ -1,10 +1,12 @@
-"""Evaluation of frozen embeddings: kNN, linear, few-label, SVM, clustering protocols and label-free diagnostics."""
+"""Evaluation of frozen embeddings: kNN, linear, few-label, SVM, clustering and STS protocols and label-free
+diagnostics."""
 from .clustering import hungarian_accuracy, kmeans_clustering
 from .diagnostics import alignment, dimension_std, embedding_diagnostics, rankme, uniformity
 from .fewshot import few_label_linear, few_label_splits
 from .knn import data_k, knn_accuracy, knn_predict
 from .linear import DEFAULT_CS, linear_probe
 from .splits import stratified_validation_split
+from .sts import pair_cosines, sts_protocol
 from .svm import svm_protocol
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "linear_probe",
     "rankme",
     "stratified_validation_split",
+    "pair_cosines",
+    "sts_protocol",
     "svm_protocol",
     "uniformity",
 ]

@@ -3,6 +3,7 @@ from .base import Modality, get_modality, modalities
 from . import image  # noqa: F401
 from . import timeseries  # noqa: F401
 from . import tabular  # noqa: F401
+from . import text  # noqa: F401
 from . import npy  # noqa: F401
 from . import prepared  # noqa: F401
 

@@ -1,0 +1,99 @@
+"""The text modality: items of text (sentences, paragraphs, documents) as UTF-8 bytes in storage (`codec`), a
+WordPiece tokenizer trained on the training text and kept in the run's input spec (`tokenizer`), token-id views
+(`views`) and encoders over token ids (`encoders`).
+
+The input spec (`fit_spec`) holds the tokenizer, so `embed`, `eval` and a resumed run tokenise new text exactly as
+training did. `prepare` turns a storage batch into int64 token ids [B, T] padded with 0 to the batch's longest item.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...data import Dataset, Split
+from ...encoders import SequenceEncoder
+from ...errors import DataError
+from ...views import ViewRequest
+from ..base import Modality, ViewMaker, modalities
+from .codec import TextPolicy, from_storage, to_storage
+from .encoders import text_encoders
+from .tokenizer import PAD, encode, pad_ids, train_tokenizer
+from .views import RECIPES, text_view_maker
+
+#: at most this many training items train the tokenizer (evenly spaced): enough for a stable vocabulary
+TOKENIZER_SAMPLE = 200_000
+TOY_WORDS = ("a man woman child dog cat plays reads eats runs sleeps guitar book apple ball park house quickly "
+             "slowly the small big red green happy sad").split()
+
+
+class TextModality(Modality):
+    """Sentences or documents; a list of strings, a text file (one item a line) or a column of a table."""
+
+    name = "text"
+    summary = "text items (UTF-8 bytes in memory; WordPiece tokens trained on the data, kept in the run)"
+    encoders = text_encoders
+    view_recipes = RECIPES
+    encoder_kind = SequenceEncoder
+    default_array_ranks = (1,)
+
+    def from_array(self, x: Any, where: str) -> torch.Tensor:
+        if isinstance(x, str):
+            raise DataError(f"{where}: a single string; pass a list of texts")
+        if isinstance(x, np.ndarray) and x.dtype.kind not in "UO":
+            raise DataError(f"{where}: a {x.ndim}-D array of {x.dtype} is not text (expected strings); "
+                            "pass modality= for other data")
+        items = list(x)
+        return to_storage(items, where, TextPolicy())
+
+    def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
+        return x.dtype == torch.uint8 and x.dim() == 2
+
+    def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
+        return self.from_array([x] if isinstance(x, str) else x, where)
+
+    def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
+        rows = torch.linspace(0, len(x) - 1, steps=min(len(x), TOKENIZER_SAMPLE)).round().long().unique()
+        texts = from_storage(x[rows])
+        tokenizer = train_tokenizer(texts)
+        lengths = [len(ids) for ids in encode(texts[:2000], tokenizer)]
+        return {"items": int(len(x)), "tokenizer": tokenizer, "tokenizer_trained_on": int(len(rows)),
+                "median_tokens": float(np.median(lengths)),
+                "longer_than_max_tokens": float(np.mean([n >= tokenizer["max_tokens"] for n in lengths]))}
+
+    def default_encoder(self, spec: dict[str, Any]) -> str:
+        return "transformer"
+
+    def view_maker(self, request: ViewRequest, spec: dict[str, Any], strength: float = 1.0,
+                   options: dict[str, Any] | None = None) -> ViewMaker:
+        return text_view_maker(request, spec["tokenizer"], strength, options)
+
+    def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+        return pad_ids(encode(from_storage(x), spec["tokenizer"]), x.device)
+
+    def prepared_input(self, spec: dict[str, Any]) -> str:
+        tok = spec["tokenizer"]
+        return (f"int64 token ids [batch, tokens] from the run's WordPiece tokenizer ({tok['vocab_size']} tokens, "
+                f"lower-cased, at most {tok['max_tokens']} tokens an item), padded with {PAD} after each item")
+
+    def toy_data(self, n: int, generator: np.random.Generator) -> list[str]:
+        """Sentences of 3-12 random words from a small vocabulary."""
+        return [" ".join(generator.choice(TOY_WORDS, size=int(generator.integers(3, 13)))) for _ in range(n)]
+
+    def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
+        """The raw-input baseline for text: each item's bag of tokens (log(1 + count) over the run's vocabulary),
+        L2-normalised."""
+        ids = encode(from_storage(x), spec["tokenizer"])
+        out = np.zeros((len(ids), spec["tokenizer"]["vocab_size"]), dtype=np.float32)
+        for row, item in enumerate(ids):
+            np.add.at(out[row], item, 1.0)
+        out = np.log1p(out)
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def dataset_from_arrays(self, x: Any, y: np.ndarray | None, name: str) -> Dataset:
+        return Dataset(name, self.name, Split(self.from_array(x, name), y))
+
+
+modalities.add("text", TextModality(), TextModality.summary)

@@ -1,0 +1,99 @@
+"""Text views: token ids [B, T] (0 = padding) made from a storage batch by the run's tokenizer.
+
+Recipes (views.RECIPES names; what the views are, never a method):
+
+- ``instance``, ``instance_light``, ``asymmetric``: the same text in every global view, optionally with tokens deleted
+  (`deletion`, the probability of deleting each token; default 0). With deletion 0 the views differ only by the
+  encoder's dropout: unsupervised SimCSE's views (Gao et al. 2021 found dropout alone beat deletion, cropping and
+  synonym replacement on STS-B), and what any generic method (SimCLR, BYOL, VICReg, ...) trains on for text.
+  `--augmentation-strength` scales `deletion`.
+
+Multi-crop: local views are random contiguous spans of `local_size` of each text's tokens (at least one token), the
+text counterpart of small crops.
+
+Deletion keeps at least one token of every text and closes the gaps (the kept tokens move left, in order), as the
+deletion noise of TSDAE and CLEAR. Randomness comes from the loop's generator, so a seed reproduces the views.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+from ...errors import ConfigError
+from ...views import ViewRequest, Views
+from .codec import from_storage
+from .tokenizer import PAD, encode, pad_ids
+
+RECIPES = ("instance", "instance_light", "asymmetric")
+
+
+@dataclass(frozen=True)
+class TextAugmentation:
+    deletion: float = 0.0  # probability of deleting each token
+
+    @classmethod
+    def from_options(cls, strength: float, options: dict[str, Any] | None) -> TextAugmentation:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options or {}) - known)
+        if unknown:
+            raise ConfigError(f"unknown text augmentation option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        aug = cls(**(options or {}))
+        if not 0.0 <= aug.deletion < 1.0:
+            raise ConfigError(f"text augmentation deletion={aug.deletion} must be in [0, 1)")
+        return cls(deletion=min(0.95, aug.deletion * max(0.0, strength)))
+
+
+def delete_tokens(ids: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Each real token deleted with probability `p` (at least the first kept), the rest moved left in order."""
+    if p <= 0:
+        return ids
+    valid = ids != PAD
+    dev = generator.device if generator is not None else ids.device
+    drop = torch.rand(ids.shape, generator=generator, device=dev).to(ids.device) < p
+    keep = valid & ~drop
+    keep[:, 0] |= ~keep.any(dim=1)  # never an empty text
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices  # kept first, in their order
+    moved = ids.gather(1, order)
+    return moved.masked_fill(~keep.gather(1, order), PAD)
+
+
+def random_spans(ids: torch.Tensor, fraction: float, generator: torch.Generator | None) -> torch.Tensor:
+    """A contiguous span of each text, `fraction` of its real tokens long (at least one), moved to the left."""
+    lengths = (ids != PAD).sum(dim=1)
+    span = (lengths.float() * fraction).round().long().clamp(min=1)
+    span = torch.minimum(span, lengths.clamp(min=1))
+    dev = generator.device if generator is not None else ids.device
+    u = torch.rand(len(ids), generator=generator, device=dev).to(ids.device)
+    start = (u * (lengths - span + 1).float()).long()
+    steps = torch.arange(ids.shape[1], device=ids.device)
+    positions = (start[:, None] + steps[None]).clamp(max=ids.shape[1] - 1)
+    return ids.gather(1, positions).masked_fill(steps[None] >= span[:, None], PAD)
+
+
+class TextViewMaker:
+    """Storage batch (uint8 UTF-8 rows) -> Views of token ids on the batch's device."""
+
+    def __init__(self, request: ViewRequest, tokenizer: dict[str, Any], augmentation: TextAugmentation) -> None:
+        self.request, self.tokenizer, self.augmentation = request, tokenizer, augmentation
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> Views:
+        ids = pad_ids(encode(from_storage(batch), self.tokenizer), batch.device)
+        views = Views([delete_tokens(ids, self.augmentation.deletion, generator)
+                       for _ in range(self.request.global_views)])
+        views.local_views = [delete_tokens(random_spans(ids, self.request.local_size, generator),
+                                           self.augmentation.deletion, generator)
+                             for _ in range(self.request.local_views)]
+        if self.request.clean:
+            views.clean = ids
+        return views
+
+
+def text_view_maker(request: ViewRequest, tokenizer: dict[str, Any], strength: float,
+                    options: dict[str, Any] | None) -> TextViewMaker:
+    if request.recipe not in RECIPES:
+        raise ConfigError(f"view recipe {request.recipe!r} has no text version; known: {', '.join(RECIPES)}")
+    if request.keep or request.corruption_mask:
+        raise ConfigError(f"the {request.recipe!r} text views carry no token masks")
+    return TextViewMaker(request, tokenizer, TextAugmentation.from_options(strength, options))

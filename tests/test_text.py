@@ -1,0 +1,155 @@
+"""The text modality: storage and reading policy, the tokenizer kept in the run, padding, views, SimCSE's loss by
+hand, the STS protocol against a hand-computed Spearman, bad input in one line, and the CLI end to end."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import selfsup
+from selfsup.errors import DataError
+from selfsup.evaluation import sts_protocol
+from selfsup.loading import load_dataset
+from selfsup.methods.simcse import simcse_loss
+from selfsup.modalities import get_modality
+from selfsup.modalities.text.codec import TextPolicy, cut, from_storage, read_lines, to_storage
+from selfsup.modalities.text.tokenizer import PAD, decode, encode, pad_ids, train_tokenizer
+from selfsup.modalities.text.views import delete_tokens, random_spans
+
+from conftest import run_cli
+from test_cli import assert_one_line_error
+
+pytest.importorskip("tokenizers")
+
+CORPUS = ["A man is playing a guitar.", "A woman is slicing an onion!", "The cat sat on the mat.",
+          "A dog runs in the park.", "Two men play football on the beach.", "A girl reads a book."] * 20
+
+
+def test_storage_round_trip_and_cut_at_a_character():
+    texts = ["héllo wörld", "naïve café ☕", "x"]
+    assert from_storage(to_storage(texts, "t")) == texts
+    assert cut("aé".encode(), 2) == b"a"  # é is 2 bytes: never half a character
+    policy = TextPolicy(max_bytes=16)
+    x = to_storage(["é" * 20], "t", policy)
+    assert policy.truncated == 1 and from_storage(x) == ["é" * 8]
+
+
+def test_reading_policy_is_counted():
+    policy = TextPolicy()
+    texts, lines = read_lines(b"first\n\n   \nsecond \xff line\nthird\n", "f.txt", policy)
+    assert texts == ["first", "second \ufffd line", "third"] and lines == [1, 4, 5]
+    assert policy.skipped_empty == 2 and policy.replaced_invalid_utf8 == 1
+
+
+def test_tokenizer_round_trip_and_special_tokens():
+    spec = train_tokenizer(CORPUS, vocab_size=200)
+    assert spec["tokens"][:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    ids = encode(["A man is playing a guitar.", "  "], spec)
+    assert PAD not in ids[0] and ids[1] == [1]  # nothing to tokenise -> [UNK], never an empty item
+    assert decode(pad_ids(ids), spec)[0] == "a man is playing a guitar ."
+    assert train_tokenizer(CORPUS, vocab_size=200)["digest"] == spec["digest"]  # deterministic
+
+
+def test_padding_never_changes_an_embedding():
+    ds = selfsup.api.dataset_from_array(CORPUS, modality="text")
+    run = selfsup.train(ds, method="simcse", epochs=1, batch_size=16, monitor=False, seed=0)
+    alone = run.embed(["A man is playing a guitar."])
+    batched = run.embed(["A man is playing a guitar.", "Two men play football on the beach and a dog runs."])
+    np.testing.assert_allclose(alone[0], batched[0], atol=1e-5)
+    # the padded positions hold no token: whatever an encoder is asked to hide there is ignored
+    ids = run.modality.prepare(run.modality.to_storage(["a dog runs .", "a girl reads a book in the park ."], "t",
+                                                       run.spec), run.spec)
+    noisy = ids.clone()
+    hidden = ids == PAD
+    noisy[hidden] = 7
+    enc = run.encoder.eval()
+    with torch.no_grad():
+        a = enc.forward_sequence(ids)
+        b = enc.forward_sequence(noisy, step_mask=~hidden)
+    torch.testing.assert_close(a[~hidden], b[~hidden], atol=1e-5, rtol=1e-5)
+    assert (b[hidden] == 0).all()
+
+
+def test_deletion_and_spans_keep_order_and_at_least_one_token():
+    ids = torch.tensor([[5, 6, 7, 8, 0, 0], [9, 0, 0, 0, 0, 0]])
+    g = torch.Generator().manual_seed(0)
+    out = delete_tokens(ids, 0.9, g)
+    for row, src in zip(out.tolist(), ids.tolist()):
+        kept = [t for t in row if t != PAD]
+        assert kept and kept == [t for t in src if t in kept]  # a subsequence, in order
+        assert row[:len(kept)] == kept  # moved left
+    again = delete_tokens(ids, 0.9, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    spans = random_spans(ids, 0.5, torch.Generator().manual_seed(1))
+    assert (spans != PAD).sum(1).tolist() == [2, 1]
+    first = spans[0, :2].tolist()
+    assert any(first == ids[0, s:s + 2].tolist() for s in range(3))
+
+
+def test_simcse_loss_hand_computed():
+    # z1 = z2 = two orthogonal unit vectors: positive logit 1 / 0.05 = 20, negative 0
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert simcse_loss(z, z.clone(), 0.05).item() == pytest.approx(math.log(1 + math.exp(-20)), abs=1e-7)
+    # one direction only: z1[0] against z2's rows [1,0] (cos 1) and [1,1]/sqrt2 (cos 1/sqrt2), temperature 1
+    z1, z2 = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    c = 1 / math.sqrt(2)
+    expected = 0.5 * (-1 + math.log(math.exp(1) + math.exp(c)) + (-c + math.log(math.exp(0) + math.exp(c))))
+    assert simcse_loss(z1, z2, 1.0).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_sts_protocol_against_a_hand_computed_spearman():
+    emb = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [-1.0, 0.1]])
+    first, second = [0, 0, 0, 0], [1, 2, 3, 4]  # cosines 1, 0.707, 0, -0.995: ranks 4 3 2 1
+    gold = [5.0, 3.0, 4.0, 0.0]  # ranks 4 2 3 1 -> d^2 = 0 + 1 + 1 + 0 = 2; rho = 1 - 6*2 / (4*15) = 0.8
+    assert sts_protocol(emb, first, second, gold)["spearman"] == pytest.approx(80.0)
+
+
+def test_bad_text_input_is_one_line(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "blank.txt").write_text("\n  \n\n")
+    (tmp_path / "binary.txt").write_bytes(b"abc\x00\x01\x02" * 10)
+    (tmp_path / "t.csv").write_text("id,sentence\n1,hello there\n")
+    for uri, needle in [("text:{}/empty.txt", "empty file"), ("text:{}/blank.txt", "every line is empty"),
+                        ("text:{}/binary.txt", "not a text file"), ("text:{}/t.csv", "no column 'text'"),
+                        ("text:{}/t.csv?column=sentence&label=y", "no column 'y'")]:
+        with pytest.raises(DataError, match=needle):
+            load_dataset(uri.format(tmp_path))
+    with pytest.raises(DataError, match="item 1 is empty"):
+        get_modality("text").from_array(["fine", "  "], "list")
+    assert_one_line_error(run_cli("train", "--data", f"text:{tmp_path}/binary.txt", "--out", tmp_path / "r"),
+                          "binary.txt", "NUL byte")
+    assert not (tmp_path / "r").exists()
+
+
+def test_table_column_with_labels_and_policy(tmp_path):
+    (tmp_path / "t.csv").write_text("sentence,y\nhello there,pos\n,neg\nsad day,neg\ngood day,pos\n")
+    ds = load_dataset(f"text:{tmp_path}/t.csv?column=sentence&label=y")
+    assert from_storage(ds.train.x) == ["hello there", "sad day", "good day"]
+    assert ds.info["classes"] == ["neg", "pos"] and ds.train.y.tolist() == [1, 0, 1]
+    assert ds.info["text_policy"]["skipped_empty"] == 1
+
+
+def test_cli_trains_embeds_and_evaluates_text(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n")
+    sts = tmp_path / "sts.tsv"
+    rows = [("A man is playing a guitar.", "A man plays a guitar.", 4.8), ("A cat sat on the mat.", "A dog runs.", 0.4),
+            ("A girl reads a book.", "A woman reads a book.", 3.6), ("Two men play football.", "An onion.", 0.0)]
+    sts.write_text("".join(f"g\tf\ty\t{i}\t{s}\t{a}\t{b}\n" for i, (a, b, s) in enumerate(rows)))
+    out = tmp_path / "run"
+    proc = run_cli("train", "--data", f"text:{corpus}", "--method", "simcse", "--epochs", "1", "--batch-size", "16",
+                   "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    run = selfsup.load(out)
+    assert run.spec["tokenizer"]["tokens"][0] == "[PAD]"  # the tokenizer travels with the run
+    proc = run_cli("eval", out, "--data", f"sts:{sts}", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["protocols"]["sts"]) == {"selfsup", "raw", "random_encoder"}
+    assert result["protocols"]["sts"]["selfsup"]["pairs"] == 4
+    texts = tmp_path / "new.txt"
+    texts.write_text("a man is playing\nsomething never seen before\n")
+    proc = run_cli("embed", out, "--data", f"text:{texts}", "--out", tmp_path / "emb.npy")
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(tmp_path / "emb.npy").shape == (2, run.encoder.out_dim)
