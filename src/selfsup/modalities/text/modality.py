@@ -19,11 +19,12 @@ from ...views import ViewRequest
 from ..base import Modality, ViewMaker, modalities
 from .codec import TextPolicy, from_storage, to_storage
 from .encoders import text_encoders
-from .tokenizer import PAD, encode, pad_ids, train_tokenizer
+from .tokenizer import PAD, encode, hf_tokenizer_spec, pad_ids, train_tokenizer
 from .views import RECIPES, text_view_maker
 
 #: at most this many training items train the tokenizer (evenly spaced): enough for a stable vocabulary
 TOKENIZER_SAMPLE = 200_000
+RAW_WIDTH = 8192  # columns of the bag-of-tokens baseline
 TOY_WORDS = ("a man woman child dog cat plays reads eats runs sleeps guitar book apple ball park house quickly "
              "slowly the small big red green happy sad").split()
 
@@ -65,6 +66,12 @@ class TextModality(Modality):
     def default_encoder(self, spec: dict[str, Any]) -> str:
         return "transformer"
 
+    def spec_for_encoder(self, spec: dict[str, Any], encoder: str, options: dict[str, Any]) -> dict[str, Any]:
+        """A pretrained (`hf:`) encoder reads its own tokenizer's ids; the others the vocabulary learned here."""
+        if encoder != "hf" or not options.get("name"):
+            return spec
+        return {**spec, "tokenizer": hf_tokenizer_spec(options["name"], 128)}
+
     def view_maker(self, request: ViewRequest, spec: dict[str, Any], strength: float = 1.0,
                    options: dict[str, Any] | None = None) -> ViewMaker:
         return text_view_maker(request, spec["tokenizer"], strength, options)
@@ -74,6 +81,9 @@ class TextModality(Modality):
 
     def prepared_input(self, spec: dict[str, Any]) -> str:
         tok = spec["tokenizer"]
+        if tok["kind"] == "hf":
+            return (f"int64 token ids [batch, tokens] of hf:{tok['model']}'s own tokenizer plus one (0 = padding after "
+                    f"each item), with its special tokens, at most {tok['max_tokens']} tokens an item")
         return (f"int64 token ids [batch, tokens] from the run's WordPiece tokenizer ({tok['vocab_size']} tokens, "
                 f"lower-cased, at most {tok['max_tokens']} tokens an item), padded with {PAD} after each item")
 
@@ -82,12 +92,12 @@ class TextModality(Modality):
         return [" ".join(generator.choice(TOY_WORDS, size=int(generator.integers(3, 13)))) for _ in range(n)]
 
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
-        """The raw-input baseline for text: each item's bag of tokens (log(1 + count) over the run's vocabulary),
-        L2-normalised."""
+        """The raw-input baseline for text: each item's bag of tokens (log(1 + count) per token id; ids beyond
+        RAW_WIDTH, in a pretrained tokenizer's larger vocabulary, share columns modulo it), L2-normalised."""
         ids = encode(from_storage(x), spec["tokenizer"])
-        out = np.zeros((len(ids), spec["tokenizer"]["vocab_size"]), dtype=np.float32)
+        out = np.zeros((len(ids), min(RAW_WIDTH, spec["tokenizer"]["vocab_size"])), dtype=np.float32)
         for row, item in enumerate(ids):
-            np.add.at(out[row], item, 1.0)
+            np.add.at(out[row], np.asarray(item) % out.shape[1], 1.0)
         out = np.log1p(out)
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out

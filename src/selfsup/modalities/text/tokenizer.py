@@ -6,12 +6,17 @@ stored in the run's input spec as its ordered token list, so `embed` applies exa
 Token ids: 0 is [PAD] (every batch is padded with it to its longest item; encoders read `ids != PAD` as the padding
 mask), 1 [UNK], 2 [CLS], 3 [SEP], 4 [MASK]; no special token is added to an item (mean pooling needs none). Items
 longer than `max_tokens` are cut there.
+
+A pretrained encoder's tokenizer (`hf_tokenizer_spec`: the `tokenizer.json` of a Hugging Face model folder) is used as
+the model was trained, special tokens ([CLS] ... [SEP]) included, with its ids shifted up by one so that 0 stays
+padding for views and encoders alike (the `hf:` encoder shifts them back).
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 from collections import Counter
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -92,21 +97,65 @@ def tokenizer_spec(tokens: list[str], max_tokens: int) -> dict[str, Any]:
             "digest": digest, "tokens": list(tokens)}
 
 
+def hf_tokenizer_file(model: str) -> Path:
+    """The tokenizer.json of a Hugging Face model folder (or of a hub model already in the local cache)."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(model, allow_patterns=["tokenizer.json"]))
+        except Exception as exc:  # offline, unknown model, no huggingface_hub
+            raise ConfigError(f"hf:{model}: not a model folder, and the hub cannot give it ({type(exc).__name__})") \
+                from None
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        raise ConfigError(f"hf:{model}: no tokenizer.json in {folder} (a fast tokenizer is needed)")
+    return path
+
+
+def hf_tokenizer_spec(model: str, max_tokens: int) -> dict[str, Any]:
+    """The spec entry of a pretrained model's own tokenizer (read from its folder when used)."""
+    path = hf_tokenizer_file(model)
+    tokenizer = _tokenizers().Tokenizer.from_file(str(path))
+    digest = hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest()
+    return {"kind": "hf", "model": str(model), "max_tokens": int(max_tokens),
+            "vocab_size": tokenizer.get_vocab_size() + 1, "digest": digest}
+
+
 @functools.lru_cache(maxsize=8)
 def _built(digest: str, tokens: tuple[str, ...]) -> Any:
     tk = _tokenizers()
     return _pipeline(tk.models.WordPiece(vocab={t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
 
 
+@functools.lru_cache(maxsize=4)
+def _pretrained(model: str, digest: str) -> Any:
+    path = hf_tokenizer_file(model)
+    if hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest() != digest:
+        raise ConfigError(f"hf:{model}: its tokenizer.json changed since the run was trained")
+    tokenizer = _tokenizers().Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
 def build_tokenizer(spec: dict[str, Any]) -> Any:
     """The `tokenizers.Tokenizer` a spec entry describes (built once per vocabulary)."""
+    if spec["kind"] == "hf":
+        return _pretrained(spec["model"], spec["digest"])
     return _built(spec["digest"], tuple(spec["tokens"]))
 
 
 def encode(texts: Sequence[str], spec: dict[str, Any]) -> list[list[int]]:
-    """Token ids of each text, cut at the spec's `max_tokens`; an item with no token becomes [UNK]."""
-    encodings = build_tokenizer(spec).encode_batch(list(texts), add_special_tokens=False)
+    """Token ids of each text, cut at the spec's `max_tokens`; an item with no token becomes [UNK]. A pretrained
+    tokenizer's ids come shifted up by one (0 = padding), with its special tokens, the last one kept when cut."""
     limit = spec["max_tokens"]
+    if spec["kind"] == "hf":
+        encodings = build_tokenizer(spec).encode_batch(list(texts), add_special_tokens=True)
+        return [[i + 1 for i in (e.ids if len(e.ids) <= limit else e.ids[:limit - 1] + e.ids[-1:])]
+                for e in encodings]
+    encodings = build_tokenizer(spec).encode_batch(list(texts), add_special_tokens=False)
     return [e.ids[:limit] or [UNK] for e in encodings]
 
 
@@ -122,4 +171,5 @@ def pad_ids(ids: list[list[int]], device: torch.device | str | None = None) -> t
 def decode(ids: torch.Tensor, spec: dict[str, Any]) -> list[str]:
     """Token ids [B, T] back to text (padding dropped; WordPiece continuations joined)."""
     tokenizer = build_tokenizer(spec)
-    return [tokenizer.decode([int(i) for i in row if i != PAD]) for row in ids.tolist()]
+    shift = 1 if spec["kind"] == "hf" else 0
+    return [tokenizer.decode([int(i) - shift for i in row if i != PAD]) for row in ids.tolist()]

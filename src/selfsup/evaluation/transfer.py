@@ -1,0 +1,32 @@
+"""SentEval-style transfer (Conneau & Kiela 2018): logistic regression on frozen embeddings, accuracy by 10-fold
+stratified cross-validation over every labelled item, the L2 penalty C chosen inside each training fold by an inner
+5-fold cross-validation (never on the outer test fold)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: SentEval's grid for the logistic-regression penalty (2^-2 .. 2^4, here as sklearn's C)
+TRANSFER_CS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def transfer_accuracy(x: np.ndarray, y: np.ndarray, folds: int = 10, seed: int = 0) -> dict[str, Any]:
+    """Mean and std of the outer folds' test accuracy, and the C each fold chose."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y)
+    outer = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    accs, chosen = [], []
+    for train, test in outer.split(x, y):
+        model = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                             {"logisticregression__C": list(TRANSFER_CS)},
+                             cv=StratifiedKFold(5, shuffle=True, random_state=seed))
+        model.fit(x[train], y[train])
+        accs.append(float(model.score(x[test], y[test])))
+        chosen.append(float(model.best_params_["logisticregression__C"]))
+    return {"acc": float(np.mean(accs)), "std": float(np.std(accs)), "folds": folds, "seed": seed, "C": chosen}
