@@ -8,8 +8,8 @@
     global average pooling), when timm is installed; target ratio >= 1.0 (selfsup's images/s over timm's);
   - MAE's whole training step (masked encoder, decoder, loss, optimiser) in images/s.
 Sizes: 28 px greyscale (Fashion-MNIST, 4-px patches: 49 tokens) and 96 px RGB (8-px patches: 144 tokens).
-Each timing is the median of --repeats runs of --steps steps after warm-up, fp32 and bf16 autocast where the CPU has
-native bf16. Run it alone: other processes on 2 cores distort every figure.
+Each timing is the median of --repeats runs of --steps steps after warm-up (selfsup's and timm's training-step
+rounds alternate), fp32 and bf16 autocast where the CPU has native bf16. Run it alone: other processes on 2 cores distort every figure.
 
 timm imports torchvision when it is imported (data transforms, `FrozenBatchNorm2d`), and no torchvision wheel may
 exist for the torch in use (none on this machine's disk is built for torch 2.13). Its VisionTransformer calls nothing
@@ -56,6 +56,22 @@ def timed(fn, steps: int, repeats: int) -> float:
             fn()
         rounds.append((time.perf_counter() - start) / steps)
     return statistics.median(rounds)
+
+
+def timed_alternately(fns: dict, steps: int, repeats: int) -> dict[str, float]:
+    """`timed` for several functions whose rounds alternate (A, B, A, B, ...), so that a change in the machine's
+    speed during the measurement (other load, clock) falls on all of them alike; median seconds per call each."""
+    for fn in fns.values():
+        fn()
+        fn()
+    rounds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            rounds[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(r) for name, r in rounds.items()}
 
 
 def autocast(precision: str):
@@ -139,15 +155,15 @@ def measure(name: str, channels: int, side: int, batch: int, precision: str, ste
               "kept_tokens": int(keep[0].sum()), "patch_size": ours.patch_size,
               "forward_all_tokens_ms": round(1000 * full_s, 2), "forward_75pct_masked_ms": round(1000 * masked_s, 2),
               "masked_over_full": round(masked_s / full_s, 3)}
-    head = torch.nn.Linear(192, 10)
-    ours_step = timed(training_step(ours, head, x, precision), max(1, steps // 2), repeats)
-    result["selfsup_train_img_per_s"] = round(batch / ours_step, 1)
+    contenders = {"selfsup": training_step(ours, torch.nn.Linear(192, 10), x, precision)}
     reference = timm_vit(channels, side, ours.patch_size)
     if reference is not None:
-        timm_step = timed(training_step(reference, torch.nn.Linear(192, 10), x, precision), max(1, steps // 2),
-                          repeats)
-        result["timm_train_img_per_s"] = round(batch / timm_step, 1)
-        result["selfsup_over_timm"] = round(timm_step / ours_step, 3)
+        contenders["timm"] = training_step(reference, torch.nn.Linear(192, 10), x, precision)
+    step_s = timed_alternately(contenders, max(1, steps // 2), repeats)
+    result["selfsup_train_img_per_s"] = round(batch / step_s["selfsup"], 1)
+    if reference is not None:
+        result["timm_train_img_per_s"] = round(batch / step_s["timm"], 1)
+        result["selfsup_over_timm"] = round(step_s["timm"] / step_s["selfsup"], 3)
     mae = MAE(ours)
     optimizer = torch.optim.AdamW(mae.parameters(), lr=1e-4, betas=(0.9, 0.95))
 

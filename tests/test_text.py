@@ -208,3 +208,26 @@ def test_hf_encoder_matches_transformers_mean_pooling_and_keeps_its_tokenizer(tm
     again = selfsup.load(tmp_path / "r")
     assert again.spec["tokenizer"]["kind"] == "hf"
     np.testing.assert_allclose(again.embed(sentences), run.embed(sentences), atol=1e-5)
+
+
+def test_tsdae_loss_hand_computed_ignores_padding():
+    from selfsup.methods.tsdae import tsdae_loss
+
+    # two real tokens (ids 1 and 2) and one padding position; logits over 3 ids
+    logits = torch.tensor([[[0.0, 2.0, 0.0], [0.0, 0.0, 1.0], [9.0, -9.0, -9.0]]])
+    target = torch.tensor([[1, 2, 0]])
+    first = -2 + math.log(2 + math.exp(2))
+    second = -1 + math.log(2 + math.exp(1))
+    assert tsdae_loss(logits, target).item() == pytest.approx((first + second) / 2, abs=1e-6)
+
+
+def test_tsdae_views_delete_and_keep_the_clean_sentence():
+    ds = selfsup.api.dataset_from_array(CORPUS, modality="text")
+    run = selfsup.train(ds, method="tsdae", epochs=2, batch_size=16, monitor=False)
+    assert run.resolved["views"]["options"] == {"deletion": 0.6} and np.isfinite(run.summary["final_loss"])
+    text = get_modality("text")
+    maker = text.view_maker(selfsup.methods.methods.get("tsdae").requested_views, run.spec)
+    views = maker(text.to_storage(["two men play football on the beach and a dog runs in the park ."] * 64, "t",
+                                  run.spec), torch.Generator().manual_seed(0))
+    kept = (views.global_views[0] != PAD).sum(1).float() / (views.clean != PAD).sum(1).float()
+    assert 0.3 < kept.mean().item() < 0.5  # 40% of the tokens kept on average

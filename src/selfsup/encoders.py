@@ -15,6 +15,9 @@
   ``layer_outputs(x)`` every block's output for all tokens (data2vec's targets are the average of the top ones).
   Unobserved input values (a series' padding and missing values) are NaN in ``patches``.
 
+- `VocabularyEncoder`: a SequenceEncoder over discrete ids (int64 [B, T], 0 = padding) from a vocabulary of
+  `vocab_size` ids: a method that predicts ids (TSDAE's decoder, masked language modelling) sizes its output by it.
+
 A method states which kind it needs (`Method.encoder_kind`); the trainer checks it with `isinstance`
 before building the method and names the encoders that qualify when it does not hold.
 """
@@ -55,6 +58,12 @@ class SequenceEncoder(Encoder):
 
     def forward_sequence(self, x: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+
+class VocabularyEncoder(SequenceEncoder):
+    """A SequenceEncoder whose inputs are ids from a vocabulary (0 = padding; the model never predicts it)."""
+
+    vocab_size: int
 
 
 class TokenEncoder(Encoder):
@@ -101,4 +110,6 @@ def encoder_kind_name(kind: type[Encoder]) -> str:
     """'a sequence encoder' / 'a token encoder' / 'an encoder', for error messages."""
     if issubclass(kind, TokenEncoder):
         return "a token encoder (patch tokens that can be dropped, e.g. vit_tiny)"
+    if issubclass(kind, VocabularyEncoder):
+        return "an encoder over vocabulary ids (text)"
     return "a sequence encoder (per-step outputs)" if issubclass(kind, SequenceEncoder) else "an encoder"

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...encoders import SequenceEncoder
+from ...encoders import VocabularyEncoder
 from ...errors import ConfigError
 import numpy as np
 
@@ -37,7 +37,7 @@ from .word_vectors import vectors_for
 text_encoders: Registry = Registry("text encoder")
 
 
-class TextTransformer(SequenceEncoder):
+class TextTransformer(VocabularyEncoder):
     """Token ids -> one vector per token (`forward_sequence`) or per text (`forward`: the mean over real tokens)."""
 
     def __init__(self, vocab_size: int, dim: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
@@ -47,7 +47,7 @@ class TextTransformer(SequenceEncoder):
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
         self.embed_dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.out_dim = dim
+        self.out_dim, self.vocab_size = dim, vocab_size
         init_transformer(self)
         nn.init.normal_(self.embedding.weight, std=0.02)  # BERT's initialisation of the embedding table
         with torch.no_grad():
@@ -89,14 +89,14 @@ def masked_mean(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return (tokens * valid).sum(1) / valid.sum(1).clamp_min(1).to(tokens.dtype)
 
 
-class WordVectorEncoder(SequenceEncoder):
+class WordVectorEncoder(VocabularyEncoder):
     """Token ids -> their (trainable) word vectors, dropout, mean over the real tokens."""
 
     def __init__(self, vectors: np.ndarray, dropout: float = 0.1) -> None:
         super().__init__()
         self.embedding = nn.Embedding.from_pretrained(torch.from_numpy(vectors), freeze=False, padding_idx=PAD)
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.out_dim = int(vectors.shape[1])
+        self.out_dim, self.vocab_size = int(vectors.shape[1]), int(vectors.shape[0])
 
     def forward_sequence(self, x: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
         valid = x != PAD
@@ -116,7 +116,7 @@ def word_vectors(spec: dict[str, Any], table: str = "glove", dropout: float = 0.
     return WordVectorEncoder(vectors, dropout)
 
 
-class PretrainedTextEncoder(SequenceEncoder):
+class PretrainedTextEncoder(VocabularyEncoder):
     """A Hugging Face encoder over the modality's ids (shifted by one: 0 = padding), mean- or [CLS]-pooled."""
 
     def __init__(self, model: str, pooling: str = "mean") -> None:
@@ -134,6 +134,7 @@ class PretrainedTextEncoder(SequenceEncoder):
         self.pooling = pooling
         self.pad_id = self.model.config.pad_token_id or 0
         self.out_dim = int(self.model.config.hidden_size)
+        self.vocab_size = int(self.model.config.vocab_size) + 1  # the modality's ids: the model's plus one
 
     def forward_sequence(self, x: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
         valid = x != PAD

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ...data import Dataset, Split
-from ...encoders import SequenceEncoder
+from ...encoders import VocabularyEncoder
 from ...errors import DataError
 from ...views import ViewRequest
 from ..base import Modality, ViewMaker, modalities
@@ -36,7 +36,7 @@ class TextModality(Modality):
     summary = "text items (UTF-8 bytes in memory; WordPiece tokens trained on the data, kept in the run)"
     encoders = text_encoders
     view_recipes = RECIPES
-    encoder_kind = SequenceEncoder
+    encoder_kind = VocabularyEncoder
     default_array_ranks = (1,)
 
     def from_array(self, x: Any, where: str) -> torch.Tensor:

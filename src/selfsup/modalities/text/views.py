@@ -96,4 +96,6 @@ def text_view_maker(request: ViewRequest, tokenizer: dict[str, Any], strength: f
         raise ConfigError(f"view recipe {request.recipe!r} has no text version; known: {', '.join(RECIPES)}")
     if request.keep or request.corruption_mask:
         raise ConfigError(f"the {request.recipe!r} text views carry no token masks")
-    return TextViewMaker(request, tokenizer, TextAugmentation.from_options(strength, options))
+    # the method's recipe parameters (TSDAE's deletion ratio), then the caller's own
+    return TextViewMaker(request, tokenizer, TextAugmentation.from_options(strength, {**request.options,
+                                                                                     **(options or {})}))
