@@ -231,3 +231,15 @@ def test_tsdae_views_delete_and_keep_the_clean_sentence():
                                   run.spec), torch.Generator().manual_seed(0))
     kept = (views.global_views[0] != PAD).sum(1).float() / (views.clean != PAD).sum(1).float()
     assert 0.3 < kept.mean().item() < 0.5  # 40% of the tokens kept on average
+
+
+def test_report_shows_nearest_neighbour_sentences(tmp_path):
+    pytest.importorskip("matplotlib")
+    from selfsup.report import report
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"{s} <b>{i % 7}</b>" for i, s in enumerate(CORPUS)) + "\n")
+    selfsup.train(f"text:{corpus}", method="simcse", epochs=1, batch_size=16, monitor=False, out=tmp_path / "r")
+    page = report(tmp_path / "r").read_text()
+    assert "Nearest neighbours" in page and "neighbour 4" in page
+    assert "<b>" not in page and "&lt;b&gt;" in page  # the texts are shown escaped

@@ -112,6 +112,28 @@ def neighbour_grid(x: np.ndarray, z: np.ndarray, n_queries: int = 8, k: int = 8,
     return figure_uri(fig)
 
 
+def neighbour_sentences(run: Run, ds: Any, samples: int = 2000, n_queries: int = 6, k: int = 4) -> list[str]:
+    """For text: a few items of the data and their k nearest neighbours by cosine similarity of embeddings (among up
+    to `samples` items), as a table; nothing for modalities without captions."""
+    split = ds.test if ds.test is not None else ds.train
+    sel = np.sort(np.random.default_rng(0).permutation(len(split))[:samples])
+    captions = run.modality.captions(split.x[sel])
+    if captions is None or len(sel) < 2:
+        return []
+    z = encode_storage(run.encoder, run.modality, run.spec, split.x[sel])
+    zn = z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)
+    queries = np.random.default_rng(1).choice(len(sel), size=min(n_queries, len(sel)), replace=False)
+    rows = []
+    for q in queries:
+        sims = zn @ zn[q]
+        sims[q] = -np.inf
+        nearest = np.argsort(-sims)[:k]
+        rows.append([captions[q][:200]] + [f"{captions[i][:200]} ({sims[i]:.2f})" for i in nearest])
+    head = f"<h2>Nearest neighbours</h2><p>{len(queries)} items of {human(len(sel))} and their {k} nearest by cosine " \
+           "similarity of the embeddings.</p>"
+    return [head, table(rows, ["item"] + [f"neighbour {i + 1}" for i in range(k)])]
+
+
 def cluster_grid(x: np.ndarray, labels: np.ndarray, confidence: np.ndarray, per_side: int = 5) -> str:
     """One row per cluster: its `per_side` most typical members (highest confidence), then its least typical."""
     import matplotlib.pyplot as plt
@@ -365,6 +387,8 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
         cm = ev.get("linear_confusion")
         if cm is not None:
             parts += ["<h2>Confusion matrix</h2>", f'<img alt="confusion matrix" src="{confusion_figure(np.array(cm), classes)}">']
+    if ds is not None:
+        parts += neighbour_sentences(run, ds)
     parts += clusters_section(run, ds)
     if steps:
         parts += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{curves_figure(steps, epochs)}">']

@@ -138,6 +138,10 @@ class Modality(ABC):
         """Storage samples as uint8 pictures [N, C, H, W] for a report's neighbour grid (None: not pictures)."""
         return None
 
+    def captions(self, x: torch.Tensor) -> list[str] | None:
+        """Storage samples as short texts for a report's neighbour table (None: not text)."""
+        return None
+
     def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
                     ) -> Any:
         """A matplotlib figure of a few samples for a report (a method's illustration): `pictures` are prepared

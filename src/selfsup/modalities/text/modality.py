@@ -87,6 +87,9 @@ class TextModality(Modality):
         return (f"int64 token ids [batch, tokens] from the run's WordPiece tokenizer ({tok['vocab_size']} tokens, "
                 f"lower-cased, at most {tok['max_tokens']} tokens an item), padded with {PAD} after each item")
 
+    def captions(self, x: torch.Tensor) -> list[str]:
+        return from_storage(x)
+
     def toy_data(self, n: int, generator: np.random.Generator) -> list[str]:
         """Sentences of 3-12 random words from a small vocabulary."""
         return [" ".join(generator.choice(TOY_WORDS, size=int(generator.integers(3, 13)))) for _ in range(n)]
