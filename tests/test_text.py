@@ -243,3 +243,24 @@ def test_report_shows_nearest_neighbour_sentences(tmp_path):
     page = report(tmp_path / "r").read_text()
     assert "Nearest neighbours" in page and "neighbour 4" in page
     assert "<b>" not in page and "&lt;b&gt;" in page  # the texts are shown escaped
+
+
+def test_span_views_draw_long_anchors_and_short_positives_of_the_same_item():
+    from selfsup.views import ViewRequest
+
+    text = get_modality("text")
+    spec = text.fit_spec(text.from_array(CORPUS, "corpus"))
+    maker = text.view_maker(ViewRequest("spans"), spec)
+    sentence = " ".join(["a man is playing a guitar and two men play football on the beach"] * 2)
+    views = maker(text.to_storage([sentence] * 400, "t", spec), torch.Generator().manual_seed(0))
+    n = (text.prepare(text.to_storage([sentence], "t", spec), spec) != PAD).sum().item()
+    anchor, positive = ((v != PAD).sum(1).float() / n for v in views.global_views)
+    assert anchor.mean().item() == pytest.approx(4 / 6, abs=0.04)  # Beta(4, 2) has mean 2/3
+    assert positive.mean().item() == pytest.approx(2 / 6, abs=0.04)  # Beta(2, 4): 1/3
+    ids = text.prepare(text.to_storage([sentence], "t", spec), spec)[0].tolist()
+    for view in views.global_views:  # every span is a contiguous piece of the item
+        row = [t for t in view[0].tolist() if t != PAD]
+        assert any(ids[s:s + len(row)] == row for s in range(len(ids)))
+    run = selfsup.train(selfsup.api.dataset_from_array(CORPUS, modality="text"), method="declutr", epochs=1,
+                        batch_size=16, monitor=False)
+    assert np.isfinite(run.summary["final_loss"])

@@ -27,7 +27,9 @@ to its own augmentations and refuses the others in one line (listing the ones it
   (PatchTST pre-trains on the plain series);
 - ``rotations``: one ``geometric`` view turned by 0, 90, 180 and 270 degrees, as global views 0-3 (RotNet);
 - ``tiles``: one ``geometric`` view cut into a 3 x 3 grid of cells, and from each cell a smaller tile (so that edges
-  do not continue from tile to tile), as global views 0-8 in row-major order (jigsaw puzzles, context prediction).
+  do not continue from tile to tile), as global views 0-8 in row-major order (jigsaw puzzles, context prediction);
+- ``spans``: contiguous spans of the same item at random places: global view 0 a long one (the anchor), the others
+  shorter ones that may overlap it, sit beside it or inside it (DeCLUTR's anchors and positives; text).
 
 Multi-crop: ``local_views`` smaller crops (side or length ``local_size`` times the global one) come after
 the global views; `Method.encode` runs one forward per group of equal shape (see there for BatchNorm).
@@ -40,7 +42,7 @@ from typing import Any, Iterator, Mapping, Protocol
 import torch
 
 RECIPES = ("instance", "instance_light", "asymmetric", "feature_corruption", "mask_and_replace", "swap_noise",
-           "overlapping_crops", "masked_values", "geometric", "rotations", "tiles")
+           "overlapping_crops", "masked_values", "geometric", "rotations", "tiles", "spans")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,10 @@
 
 Recipes (views.RECIPES names; what the views are, never a method):
 
+- ``spans``: global view 0 a contiguous span of each text, its length a Beta(4, 2) fraction of the text's tokens (the
+  anchor), the other global views spans of Beta(2, 4) fractions at independent random places, so they overlap the
+  anchor, sit beside it or inside it (DeCLUTR, Giorgi et al. 2021: its anchors and positives, with lengths as
+  fractions of the item where the paper samples 32-512 tokens of documents); deletion applies on top.
 - ``instance``, ``instance_light``, ``asymmetric``: the same text in every global view, optionally with tokens deleted
   (`deletion`, the probability of deleting each token; default 0). With deletion 0 the views differ only by the
   encoder's dropout: unsupervised SimCSE's views (Gao et al. 2021 found dropout alone beat deletion, cropping and
@@ -26,7 +30,9 @@ from ...views import ViewRequest, Views
 from .codec import from_storage
 from .tokenizer import PAD, encode, pad_ids
 
-RECIPES = ("instance", "instance_light", "asymmetric")
+RECIPES = ("instance", "instance_light", "asymmetric", "spans")
+#: DeCLUTR's span lengths as a fraction of the item: anchors ~ Beta(4, 2) (long), positives ~ Beta(2, 4) (short)
+ANCHOR_BETA, POSITIVE_BETA = (4, 2), (2, 4)
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,10 @@ def delete_tokens(ids: torch.Tensor, p: float, generator: torch.Generator | None
     return moved.masked_fill(~keep.gather(1, order), PAD)
 
 
-def random_spans(ids: torch.Tensor, fraction: float, generator: torch.Generator | None) -> torch.Tensor:
-    """A contiguous span of each text, `fraction` of its real tokens long (at least one), moved to the left."""
+def random_spans(ids: torch.Tensor, fraction: float | torch.Tensor, generator: torch.Generator | None
+                 ) -> torch.Tensor:
+    """A contiguous span of each text, `fraction` (one, or one per text) of its real tokens long (at least one), at a
+    uniformly random place, moved to the left."""
     lengths = (ids != PAD).sum(dim=1)
     span = (lengths.float() * fraction).round().long().clamp(min=1)
     span = torch.minimum(span, lengths.clamp(min=1))
@@ -72,6 +80,15 @@ def random_spans(ids: torch.Tensor, fraction: float, generator: torch.Generator 
     return ids.gather(1, positions).masked_fill(steps[None] >= span[:, None], PAD)
 
 
+def beta_fractions(n: int, shape: tuple[int, int], generator: torch.Generator | None,
+                   device: torch.device) -> torch.Tensor:
+    """`n` draws of Beta(a, b) for whole a, b from the generator: the a-th smallest of a + b - 1 uniforms."""
+    a, b = shape
+    dev = generator.device if generator is not None else device
+    u = torch.rand((n, a + b - 1), generator=generator, device=dev)
+    return u.sort(dim=1).values[:, a - 1].to(device)
+
+
 class TextViewMaker:
     """Storage batch (uint8 UTF-8 rows) -> Views of token ids on the batch's device."""
 
@@ -80,8 +97,14 @@ class TextViewMaker:
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> Views:
         ids = pad_ids(encode(from_storage(batch), self.tokenizer), batch.device)
-        views = Views([delete_tokens(ids, self.augmentation.deletion, generator)
-                       for _ in range(self.request.global_views)])
+        if self.request.recipe == "spans":
+            views = Views([delete_tokens(random_spans(ids, beta_fractions(len(ids), ANCHOR_BETA if i == 0 else
+                                                                          POSITIVE_BETA, generator, ids.device),
+                                                      generator), self.augmentation.deletion, generator)
+                           for i in range(self.request.global_views)])
+        else:
+            views = Views([delete_tokens(ids, self.augmentation.deletion, generator)
+                           for _ in range(self.request.global_views)])
         views.local_views = [delete_tokens(random_spans(ids, self.request.local_size, generator),
                                            self.augmentation.deletion, generator)
                              for _ in range(self.request.local_views)]
