@@ -264,3 +264,25 @@ def test_span_views_draw_long_anchors_and_short_positives_of_the_same_item():
     run = selfsup.train(selfsup.api.dataset_from_array(CORPUS, modality="text"), method="declutr", epochs=1,
                         batch_size=16, monitor=False)
     assert np.isfinite(run.summary["final_loss"])
+
+
+def test_mlm_loss_and_bert_masking():
+    from selfsup.methods.mlm import mlm_loss
+    from selfsup.modalities.text.views import mask_tokens
+
+    logits = torch.tensor([[[0.0, 3.0, 0.0], [5.0, 0.0, 0.0]]])
+    target, chosen = torch.tensor([[1, 2]]), torch.tensor([[True, False]])
+    assert mlm_loss(logits, target, chosen).item() == pytest.approx(-3 + math.log(2 + math.exp(3)), abs=1e-6)
+    ids = torch.randint(5, 100, (400, 50))
+    ids[:, 40:] = PAD
+    out, picked = mask_tokens(ids, 0.15, 4, 100, [0, 1, 2, 3, 4], torch.Generator().manual_seed(0))
+    assert not picked[:, 40:].any() and torch.equal(out[:, 40:], ids[:, 40:])  # padding never chosen nor changed
+    assert picked.float()[:, :40].mean().item() == pytest.approx(0.15, abs=0.01)
+    masked = (out == 4) & picked
+    kept = (out == ids) & picked
+    assert masked.sum() / picked.sum() == pytest.approx(0.8, abs=0.02)
+    assert kept.sum() / picked.sum() == pytest.approx(0.1 + 0.1 / 95, abs=0.02)  # left, or replaced by itself
+    assert torch.equal(out[~picked], ids[~picked]) and out.max() < 100 and out[:, :40].min() >= 4
+    run = selfsup.train(selfsup.api.dataset_from_array(CORPUS, modality="text"), method="mlm", epochs=3,
+                        batch_size=16, monitor=False)
+    assert np.isfinite(run.summary["final_loss"])

@@ -29,7 +29,10 @@ to its own augmentations and refuses the others in one line (listing the ones it
 - ``tiles``: one ``geometric`` view cut into a 3 x 3 grid of cells, and from each cell a smaller tile (so that edges
   do not continue from tile to tile), as global views 0-8 in row-major order (jigsaw puzzles, context prediction);
 - ``spans``: contiguous spans of the same item at random places: global view 0 a long one (the anchor), the others
-  shorter ones that may overlap it, sit beside it or inside it (DeCLUTR's anchors and positives; text).
+  shorter ones that may overlap it, sit beside it or inside it (DeCLUTR's anchors and positives; text);
+- ``masked_tokens``: BERT's corruption of a sequence of vocabulary ids: 15% of the real tokens chosen
+  (``views.corruption_mask``), 80% of those replaced by the mask id, 10% by a random id, 10% left; ``views.clean``
+  the original ids (masked language modelling; text).
 
 Multi-crop: ``local_views`` smaller crops (side or length ``local_size`` times the global one) come after
 the global views; `Method.encode` runs one forward per group of equal shape (see there for BatchNorm).
@@ -42,7 +45,8 @@ from typing import Any, Iterator, Mapping, Protocol
 import torch
 
 RECIPES = ("instance", "instance_light", "asymmetric", "feature_corruption", "mask_and_replace", "swap_noise",
-           "overlapping_crops", "masked_values", "geometric", "rotations", "tiles", "spans")
+           "overlapping_crops", "masked_values", "geometric", "rotations", "tiles", "spans",
+           "masked_tokens")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,6 @@ from . import ts2vec, masked_reconstruction  # noqa: F401
 from . import scarf, vime, denoising_autoencoder  # noqa: F401
 from . import dino, mocov3, nnclr, swav, deepcluster_v2, sela  # noqa: F401
 from . import mae, ijepa, data2vec, rotnet, jigsaw, relative_position, npid  # noqa: F401
-from . import simcse, tsdae, declutr  # noqa: F401
+from . import simcse, tsdae, declutr, mlm  # noqa: F401
 
 __all__ = ["Method", "OptimizerDefaults", "ParameterRoles", "TrainingContext", "methods", "register_method"]

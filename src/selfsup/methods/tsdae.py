@@ -38,8 +38,7 @@ PAD = 0  # the padding id of every VocabularyEncoder
 def tsdae_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross entropy of the decoder's logits [B, T, V] against the original ids [B, T], over the real (non-padding)
     tokens only."""
-    real = target != PAD
-    return F.cross_entropy(logits[real], target[real])
+    return F.cross_entropy(logits.flatten(0, 1), target.masked_fill(target == PAD, -100).flatten(), ignore_index=-100)
 
 
 @register_method("tsdae", "Denoising auto-encoder: reconstruct a sentence from the embedding of its 40% kept tokens "

@@ -168,6 +168,23 @@ def pad_ids(ids: list[list[int]], device: torch.device | str | None = None) -> t
     return out.to(device) if device is not None else out
 
 
+def special_ids(spec: dict[str, Any]) -> tuple[int, list[int]]:
+    """(the mask id, every special id) in the modality's ids (a pretrained tokenizer's shifted by one)."""
+    if spec["kind"] != "hf":
+        return MASK, list(range(len(SPECIAL_TOKENS)))
+    return _pretrained_specials(spec["model"], spec["digest"])
+
+
+@functools.lru_cache(maxsize=4)
+def _pretrained_specials(model: str, digest: str) -> tuple[int, list[int]]:
+    tokenizer = _pretrained(model, digest)
+    added = {token.content: i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
+    mask = next((added[t] for t in ("[MASK]", "<mask>") if t in added), None)
+    if mask is None:
+        raise ConfigError(f"hf:{model}: its tokenizer has no mask token ([MASK] or <mask>)")
+    return mask + 1, sorted(i + 1 for i in added.values())
+
+
 def decode(ids: torch.Tensor, spec: dict[str, Any]) -> list[str]:
     """Token ids [B, T] back to text (padding dropped; WordPiece continuations joined)."""
     tokenizer = build_tokenizer(spec)

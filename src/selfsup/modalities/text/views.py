@@ -6,6 +6,9 @@ Recipes (views.RECIPES names; what the views are, never a method):
   anchor), the other global views spans of Beta(2, 4) fractions at independent random places, so they overlap the
   anchor, sit beside it or inside it (DeCLUTR, Giorgi et al. 2021: its anchors and positives, with lengths as
   fractions of the item where the paper samples 32-512 tokens of documents); deletion applies on top.
+- ``masked_tokens``: BERT's masking (Devlin et al. 2019): `ratio` (0.15) of the real tokens chosen, 80% of those
+  replaced by [MASK], 10% by a random token of the vocabulary (never a special one), 10% left as they are; the chosen
+  positions in `corruption_mask`, the original ids in `clean`. At least one token of every text is chosen.
 - ``instance``, ``instance_light``, ``asymmetric``: the same text in every global view, optionally with tokens deleted
   (`deletion`, the probability of deleting each token; default 0). With deletion 0 the views differ only by the
   encoder's dropout: unsupervised SimCSE's views (Gao et al. 2021 found dropout alone beat deletion, cropping and
@@ -28,9 +31,9 @@ import torch
 from ...errors import ConfigError
 from ...views import ViewRequest, Views
 from .codec import from_storage
-from .tokenizer import PAD, encode, pad_ids
+from .tokenizer import PAD, encode, pad_ids, special_ids
 
-RECIPES = ("instance", "instance_light", "asymmetric", "spans")
+RECIPES = ("instance", "instance_light", "asymmetric", "spans", "masked_tokens")
 #: DeCLUTR's span lengths as a fraction of the item: anchors ~ Beta(4, 2) (long), positives ~ Beta(2, 4) (short)
 ANCHOR_BETA, POSITIVE_BETA = (4, 2), (2, 4)
 
@@ -89,6 +92,27 @@ def beta_fractions(n: int, shape: tuple[int, int], generator: torch.Generator | 
     return u.sort(dim=1).values[:, a - 1].to(device)
 
 
+def mask_tokens(ids: torch.Tensor, ratio: float, mask_id: int, vocab_size: int, specials: list[int],
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(corrupted ids, chosen positions): BERT's 80/10/10 corruption of `ratio` of each text's real tokens."""
+    real = ids != PAD
+    for special in specials:
+        real &= ids != special
+    dev = generator.device if generator is not None else ids.device
+    u = torch.rand((3, *ids.shape), generator=generator, device=dev).to(ids.device)
+    chosen = real & (u[0] < ratio)
+    first_real = real.int().argmax(dim=1)
+    none = ~chosen.any(dim=1) & real.any(dim=1)  # every text with a real token gets at least one to predict
+    chosen[none, first_real[none]] = True
+    random_ids = torch.randint(0, vocab_size, ids.shape, generator=generator, device=dev).to(ids.device)
+    allowed = torch.ones(vocab_size, dtype=torch.bool, device=ids.device)
+    allowed[[PAD, *specials]] = False
+    random_ids = torch.where(allowed[random_ids], random_ids, torch.full_like(ids, mask_id))
+    out = torch.where(chosen & (u[1] < 0.8), torch.full_like(ids, mask_id), ids)
+    out = torch.where(chosen & (u[1] >= 0.8) & (u[2] < 0.5), random_ids, out)
+    return out, chosen
+
+
 class TextViewMaker:
     """Storage batch (uint8 UTF-8 rows) -> Views of token ids on the batch's device."""
 
@@ -97,6 +121,11 @@ class TextViewMaker:
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> Views:
         ids = pad_ids(encode(from_storage(batch), self.tokenizer), batch.device)
+        if self.request.recipe == "masked_tokens":
+            mask_id, specials = special_ids(self.tokenizer)
+            corrupted, chosen = mask_tokens(ids, float(self.request.options.get("ratio", 0.15)), mask_id,
+                                            self.tokenizer["vocab_size"], specials, generator)
+            return Views([corrupted], clean=ids, corruption_mask=chosen)
         if self.request.recipe == "spans":
             views = Views([delete_tokens(random_spans(ids, beta_fractions(len(ids), ANCHOR_BETA if i == 0 else
                                                                           POSITIVE_BETA, generator, ids.device),
@@ -117,8 +146,12 @@ def text_view_maker(request: ViewRequest, tokenizer: dict[str, Any], strength: f
                     options: dict[str, Any] | None) -> TextViewMaker:
     if request.recipe not in RECIPES:
         raise ConfigError(f"view recipe {request.recipe!r} has no text version; known: {', '.join(RECIPES)}")
-    if request.keep or request.corruption_mask:
+    if request.keep or (request.corruption_mask and request.recipe != "masked_tokens"):
         raise ConfigError(f"the {request.recipe!r} text views carry no token masks")
+    if request.recipe == "masked_tokens":
+        if request.global_views != 1 or request.local_views:
+            raise ConfigError("masked_tokens text views are one masked copy of each text (global_views=1)")
+        return TextViewMaker(request, tokenizer, TextAugmentation.from_options(strength, options))
     # the method's recipe parameters (TSDAE's deletion ratio), then the caller's own
     return TextViewMaker(request, tokenizer, TextAugmentation.from_options(strength, {**request.options,
                                                                                      **(options or {})}))
