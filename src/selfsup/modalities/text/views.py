@@ -13,7 +13,7 @@ Recipes (views.RECIPES names; what the views are, never a method):
   (`deletion`, the probability of deleting each token; default 0). With deletion 0 the views differ only by the
   encoder's dropout: unsupervised SimCSE's views (Gao et al. 2021 found dropout alone beat deletion, cropping and
   synonym replacement on STS-B), and what any generic method (SimCLR, BYOL, VICReg, ...) trains on for text.
-  `--augmentation-strength` scales `deletion`.
+  `--aug-strength` scales `deletion`.
 
 Multi-crop: local views are random contiguous spans of `local_size` of each text's tokens (at least one token), the
 text counterpart of small crops.
