@@ -91,6 +91,23 @@ def encoder_embed(encoder: torch.nn.Module, run: selfsup.Run) -> Embed:
     return embed
 
 
+def padding_ratios(run: selfsup.Run, corpus: list[str], batch: int, seed: int) -> dict[str, float]:
+    """Positions computed per real token (1: no padding) in an epoch's batches: uniformly random ones, and the
+    length-grouped ones text training draws."""
+    from selfsup.modalities.text.storage import LengthGroupedStorage
+    from selfsup.modalities.text.tokenizer import encode
+
+    tokens = torch.tensor([len(ids) for ids in encode(corpus, run.spec["tokenizer"])])
+    storage = LengthGroupedStorage(run.modality.to_storage(corpus, "corpus", run.spec))
+    full = len(corpus) // batch * batch
+    out = {}
+    for name, order in (("random_batches", torch.randperm(len(corpus), generator=torch.Generator().manual_seed(seed))),
+                        ("length_grouped_batches", storage.epoch_order(torch.Generator().manual_seed(seed), 1, batch))):
+        lengths = tokens[order[:full]].view(-1, batch)
+        out[name] = round(float(lengths.max(1).values.sum() * batch / lengths.sum()), 3)
+    return out
+
+
 def scores(embed: Embed, sts: dict[str, tuple], transfer: dict[str, tuple], seed: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, (first, second, gold) in sts.items():
@@ -188,6 +205,8 @@ def main() -> None:
                      "vocabulary": run.spec["tokenizer"]["vocab_size"], "seed": args.seed,
                      "encoder_options": run.resolved["encoder_options"],
                      "method_options": run.resolved["method_options"], "lr": run.resolved["lr"]},
+        "padding": {"batch": args.batch_size, **padding_ratios(run, corpus, args.batch_size, args.seed),
+                    "note": "positions computed per real token, 1 = no padding (a batch is padded to its longest item)"},
         "results": measured, "targets": TARGETS, "published": PUBLISHED, "machine": machine()}
     best = measured[f"selfsup {args.method} ({args.encoder})"]
     publish("text", doc, args.json, f"STS-B {best['STS-B']}, SICK-R {best['SICK-R']}, MR {best['MR']}, "

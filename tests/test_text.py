@@ -130,6 +130,31 @@ def test_table_column_with_labels_and_policy(tmp_path):
     assert ds.info["text_policy"]["skipped_empty"] == 1
 
 
+def test_hugging_face_saved_dataset_folder(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    splits = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"review": ["good film", "", "dull plot"], "stars": ["pos", "neg", "neg"]}),
+        "test": datasets.Dataset.from_dict({"review": ["fine acting"], "stars": ["pos"]})})
+    splits.save_to_disk(str(tmp_path / "dict"))
+    ds = load_dataset(f"text:{tmp_path}/dict?column=review&label=stars")
+    assert from_storage(ds.train.x) == ["good film", "dull plot"] and ds.train.y.tolist() == [1, 0]
+    assert from_storage(ds.test.x) == ["fine acting"] and ds.test.y.tolist() == [1]
+    assert ds.info["text_policy"]["skipped_empty"] == 1
+    splits["train"].save_to_disk(str(tmp_path / "one"))
+    one = load_dataset(f"text:{tmp_path}/one?column=review")
+    assert from_storage(one.train.x) == ["good film", "dull plot"] and one.test is None
+    with pytest.raises(DataError, match="no column 'text'; columns: review, stars"):
+        load_dataset(f"text:{tmp_path}/one")
+    coded = datasets.Dataset.from_dict({"text": ["sad day", "good day"], "label": [0, 1]}, features=datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}))
+    coded.save_to_disk(str(tmp_path / "coded"))
+    labelled = load_dataset(f"text:{tmp_path}/coded?label=label")  # the ClassLabel's names, not its codes
+    assert labelled.info["classes"] == ["neg", "pos"] and labelled.train.y.tolist() == [0, 1]
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(DataError, match="not a Hugging Face datasets folder written by save_to_disk"):
+        load_dataset(f"text:{tmp_path}/plain")
+
+
 def test_cli_trains_embeds_and_evaluates_text(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(CORPUS) + "\n")
@@ -286,3 +311,21 @@ def test_mlm_loss_and_bert_masking():
     run = selfsup.train(selfsup.api.dataset_from_array(CORPUS, modality="text"), method="mlm", epochs=3,
                         batch_size=16, monitor=False)
     assert np.isfinite(run.summary["final_loss"])
+
+
+def test_length_grouped_epochs_are_permutations_of_similar_length_batches():
+    from selfsup.modalities.text.storage import LengthGroupedStorage
+
+    rng = np.random.default_rng(0)
+    texts = [" ".join(["word"] * int(n)) for n in rng.integers(1, 60, size=1000)]
+    storage = LengthGroupedStorage(to_storage(texts, "t", TextPolicy()))
+    order = storage.epoch_order(torch.Generator().manual_seed(0), 2, 16)  # global batches of 32
+    assert sorted(order.tolist()) == list(range(1000))  # every item once
+    again = storage.epoch_order(torch.Generator().manual_seed(0), 2, 16)
+    assert torch.equal(order, again)
+    lengths = storage.lengths[order[:31 * 32]].view(31, 32).float()
+    shuffled = storage.lengths[torch.randperm(1000, generator=torch.Generator().manual_seed(1))[:31 * 32]]
+    assert lengths.std(1).mean() < 0.2 * shuffled.view(31, 32).float().std(1).mean()  # similar lengths together
+    firsts = lengths[:, 0]
+    assert not bool((firsts[1:] >= firsts[:-1]).all())  # the batches themselves come in random order
+    assert storage.to(torch.device("cpu")) is storage

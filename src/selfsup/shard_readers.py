@@ -355,3 +355,18 @@ def saved_dataset_files(folder: Path) -> tuple[list[Path], dict[str, Any]]:
         if not f.is_file():
             raise DataError(f"{f}: missing (listed in {folder / 'state.json'})")
     return files, features or {}
+
+
+def saved_dataset_train_test(root: Path) -> dict[str, tuple[list[Path], dict[str, Any]]]:
+    """The Arrow files and features of a save_to_disk folder's train split (`train`, else the first) and, when it
+    has one, its test split (`test`, else `validation`)."""
+    found = saved_dataset_splits(root)
+    train = "train" if "train" in found else next(iter(found))
+    test = next((name for name in ("test", "validation") if name in found and name != train), None)
+    return {"train": saved_dataset_files(found[train]), **({"test": saved_dataset_files(found[test])} if test else {})}
+
+
+def class_names(features: dict[str, Any], label: str | None) -> list[str] | None:
+    """A `datasets` ClassLabel's names for the label column, if it is one."""
+    feature = features.get(label or "label") if isinstance(features, dict) else None
+    return feature.get("names") if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" else None

@@ -247,23 +247,14 @@ def hf_splits(req: SourceRequest, files: dict[str, tuple[list[Path], dict[str, A
 
 def hf_files(req: SourceRequest) -> dict[str, tuple[list[Path], dict[str, Any]]]:
     """The train (and test) split's Arrow files and features of an hf:DIR source."""
-    from ...shard_readers import saved_dataset_files, saved_dataset_splits
+    from ...shard_readers import saved_dataset_train_test
 
     if not req.path:
         raise ConfigError("--data hf:DIR needs a folder written by datasets' save_to_disk")
     root = Path(req.path).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: folder not found")
-    found = saved_dataset_splits(root)
-    train = "train" if "train" in found else next(iter(found))
-    test = next((name for name in ("test", "validation") if name in found and name != train), None)
-    return {"train": saved_dataset_files(found[train]), **({"test": saved_dataset_files(found[test])} if test else {})}
-
-
-def class_names(features: dict[str, Any], label: str | None) -> list[str] | None:
-    """A `datasets` ClassLabel's names for the label column, if it is one."""
-    feature = features.get(label or "label") if isinstance(features, dict) else None
-    return feature.get("names") if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" else None
+    return saved_dataset_train_test(root)
 
 
 ENCODED_SOURCES = {"folder": folder_splits, "tar": tar_splits, "parquet": parquet_splits, "hf": hf_splits}

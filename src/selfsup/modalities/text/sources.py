@@ -4,6 +4,10 @@
   Parquet file (by suffix) with the items in ``column`` (default ``text``) and, optionally, labels in ``label``
   (kept for evaluation, never used for pre-training); ``test=PATH``: a second file of the same kind, the test split;
   ``max_bytes``: longer items are cut (default 2048 bytes of UTF-8).
+- ``text:FOLDER``: a Hugging Face `datasets` folder written by ``save_to_disk`` (a Dataset, or a DatasetDict whose
+  ``train`` split is read for training and its ``test`` (else ``validation``) split as the test split), with the
+  same ``column``/``label`` options (a ClassLabel's codes become its names). Its Arrow files are read with pyarrow
+  (shard_readers); the `datasets` package is not needed.
 - ``sts:PATH``: sentence pairs with gold similarity scores for the STS protocol, the 7-column tab-separated format
   of the SentEval/STS benchmark files (genre, file, year, id, score, sentence 1, sentence 2); the training split
   holds every sentence once (for embedding and whitening), `info["pairs"]` the pairs and scores.
@@ -21,13 +25,14 @@ import numpy as np
 
 from ...data import Dataset, SourceRequest, Split, encode_labels, existing_file, sources
 from ...errors import ConfigError, DataError
+from ...shard_readers import class_names, open_arrow, saved_dataset_train_test
 from .codec import DEFAULT_MAX_BYTES, TextPolicy, cell_strings, read_lines, to_storage
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".parquet": None}
 URI_OPTIONS = {"column", "label", "test", "max_bytes"}
 
 
-def _read_table(path: Path, column: str, label: str | None) -> tuple[list[Any], list[Any] | None, list[int]]:
+def _read_table(path: Path, column: str, label: str | None) -> tuple[list[Any], list[Any] | None, list[str]]:
     try:
         import pandas as pd
     except ImportError:
@@ -43,16 +48,41 @@ def _read_table(path: Path, column: str, label: str | None) -> tuple[list[Any], 
         if name not in frame.columns:
             raise DataError(f"{path}: no column {name!r}; columns: {', '.join(map(str, frame.columns))}")
     header = 1 if suffix in (".csv", ".tsv") else 0
-    rows = [i + 1 + header for i in range(len(frame))]  # file lines (CSV: after the header), 1-based
+    rows = [f"at line {i + 1 + header}" for i in range(len(frame))]  # file lines (CSV: after the header), 1-based
     return list(frame[column]), (list(frame[label]) if label else None), rows
 
 
-def read_text_file(path_text: str, options: dict[str, str], policy: TextPolicy) -> tuple[Any, np.ndarray | None]:
-    """One split's storage and raw labels (None without a label column)."""
-    path = existing_file(path_text, "text file")
+def _read_saved_dataset(files: list[Path], features: dict[str, Any], column: str, label: str | None
+                        ) -> tuple[list[Any], list[Any] | None, list[str]]:
+    """One split of a save_to_disk folder (its Arrow files, read with pyarrow): the column's values, the labels
+    (a ClassLabel's codes as their names) and "at row i" for each row."""
+    import pyarrow as pa
+
+    table = pa.concat_tables([open_arrow(str(f)) for f in files])
+    for name in [column] + ([label] if label else []):
+        if name not in table.column_names:
+            raise DataError(f"{files[0].parent}: no column {name!r}; columns: {', '.join(table.column_names)}")
+    values = table.column(column).to_pylist()
+    labels = table.column(label).to_pylist() if label else None
+    names = class_names(features, label) if label else None
+    if labels is not None and names is not None:
+        labels = [names[int(v)] for v in labels]
+    return values, labels, [f"at row {i}" for i in range(len(values))]
+
+
+def read_text_file(source: str | tuple[list[Path], dict[str, Any]], options: dict[str, str], policy: TextPolicy
+                   ) -> tuple[Any, np.ndarray | None]:
+    """One split's storage and raw labels (None without a label column): a file's path, or one split of a saved
+    dataset (its Arrow files and features)."""
     column, label = options.get("column", "text"), options.get("label")
-    if path.suffix.lower() in TABLE_SUFFIXES:
-        values, labels, rows = _read_table(path, column, label)
+    if isinstance(source, tuple):
+        path = source[0][0].parent
+        values, labels, rows = _read_saved_dataset(*source, column, label)
+    else:
+        path = existing_file(source, "text file")
+    if isinstance(source, tuple) or path.suffix.lower() in TABLE_SUFFIXES:
+        if not isinstance(source, tuple):
+            values, labels, rows = _read_table(path, column, label)
         texts = cell_strings(values)
         keep = [i for i, t in enumerate(texts) if t.strip()]
         policy.skipped_empty += len(texts) - len(keep)
@@ -64,13 +94,13 @@ def read_text_file(path_text: str, options: dict[str, str], policy: TextPolicy) 
         if label or "column" in options:
             raise ConfigError(f"{path}: a plain text file has no columns; column= and label= need a .csv, .tsv, "
                               ".jsonl or .parquet file")
-        texts, rows = read_lines(path.read_bytes(), str(path), policy)
-        y = None
-    return to_storage(texts, str(path), policy, [f"at line {r}" for r in rows]), y
+        texts, lines = read_lines(path.read_bytes(), str(path), policy)
+        rows, y = [f"at line {r}" for r in lines], None
+    return to_storage(texts, str(path), policy, rows), y
 
 
-@sources.register("text", "text, one item a line (text:PATH), or a column of a CSV/TSV/JSONL/Parquet file "
-                          "(text:PATH?column=text&label=y&test=TEST)", modality="text")
+@sources.register("text", "text, one item a line (text:PATH), or a column of a CSV/TSV/JSONL/Parquet file or of a "
+                          "datasets save_to_disk folder (text:PATH?column=text&label=y&test=TEST)", modality="text")
 def load_text(req: SourceRequest) -> Dataset:
     unknown = set(req.options) - URI_OPTIONS
     if unknown:
@@ -85,12 +115,18 @@ def load_text(req: SourceRequest) -> Dataset:
     if max_bytes < 16:
         raise ConfigError(f"--data {req.uri}: max_bytes must be at least 16, got {max_bytes}")
     policy = TextPolicy(max_bytes=max_bytes)
-    x, y = read_text_file(req.path, req.options, policy)
+    train: str | tuple[list[Path], dict[str, Any]] = req.path
+    test_source: str | tuple[list[Path], dict[str, Any]] | None = req.options.get("test")
+    if Path(req.path).expanduser().is_dir():  # a datasets save_to_disk folder: its train and test splits
+        splits = saved_dataset_train_test(Path(req.path).expanduser())
+        train = splits["train"]
+        test_source = test_source if test_source is not None else splits.get("test")
+    x, y = read_text_file(train, req.options, policy)
     test = None
     yt = None
-    if "test" in req.options:
+    if test_source is not None:
         test_policy = TextPolicy(max_bytes=max_bytes)
-        xt, yt = read_text_file(req.options["test"], req.options, test_policy)
+        xt, yt = read_text_file(test_source, req.options, test_policy)
         test = Split(xt)
     (y, yt), classes = encode_labels(y, yt)
     if test is not None:
