@@ -147,6 +147,11 @@ def adaptation(methods: list[str], seed: int, sts: dict[str, tuple], transfer: d
     return out
 
 
+def current_results() -> dict[str, Any]:
+    path = RESULTS / "text.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["scratch", "adaptation"], default="scratch")
@@ -154,6 +159,8 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--method", default="simcse")
     p.add_argument("--encoder", default="transformer")
+    p.add_argument("--encoder-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="encoder option, e.g. vectors=glove (repeatable)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -162,29 +169,33 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sts = {name: read_sts(str(STS_DIR / file)) for name, file in STS_FILES.items()}
     transfer = transfer_sets()
-    path = RESULTS / "text.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
     command = "python benchmarks/text.py " + " ".join(sys.argv[1:])
     if args.part == "adaptation":
-        doc["adaptation"] = {**adaptation(args.methods.split(","), args.seed, sts, transfer), "command": command,
-                             "machine": machine()}
+        result = {**adaptation(args.methods.split(","), args.seed, sts, transfer), "command": command,
+                  "machine": machine()}
+        doc = current_results()
+        doc["adaptation"] = result
         publish("text", doc, args.json, "adaptation: " + ", ".join(
             f"{k} MR {v['MR']}" for k, v in doc["adaptation"]["results"].items()))
         return
     corpus, corpus_info = pretraining_corpus()
+    encoder_options = dict(option.split("=", 1) for option in args.encoder_option)
+    config = f"{args.method} ({args.encoder}{''.join(f', {k}={v}' for k, v in encoder_options.items())})"
+    print(f"# timed training started: {config}", file=sys.stderr, flush=True)  # side jobs pause (the note says how)
     start = time.perf_counter()
     run = selfsup.train(selfsup.api.dataset_from_array(corpus, modality="text", name="text-bench-corpus"),
                         method=args.method, encoder=args.encoder, minutes=args.minutes, batch_size=args.batch_size,
-                        seed=args.seed, monitor=False)
+                        seed=args.seed, monitor=False, encoder_options=encoder_options)
     train_wall = time.perf_counter() - start
+    print("# timed training ended", file=sys.stderr, flush=True)
     ours = encoder_embed(run.encoder, run)
     sample = np.random.default_rng(args.seed).choice(len(corpus), size=min(20000, len(corpus)), replace=False)
     whitening = fit_whitening(ours([corpus[i] for i in sample]), fitted_on="20,000 pre-training sentences")
     rows: dict[str, Embed] = {
-        f"selfsup {args.method} ({args.encoder})": ours,
-        f"selfsup {args.method} ({args.encoder}) + whitening": lambda s: whitening.transform(ours(s)),
-        f"random {args.encoder} (same tokenizer)": encoder_embed(build_encoder(run.resolved, seed=args.seed + 1000),
-                                                                 run),
+        f"selfsup {config}": ours,
+        f"selfsup {config} + whitening": lambda s: whitening.transform(ours(s)),
+        f"untrained {config.split(' ', 1)[1]}: the random encoder, same tokenizer": encoder_embed(
+            build_encoder(run.resolved, seed=args.seed + 1000), run),
         "averaged GloVe (50-d)": averaged_glove,
         "TF-IDF + truncated SVD (300)": tfidf_svd(corpus),
     }
@@ -194,7 +205,8 @@ def main() -> None:
         measured[name] = {**scores(embed, sts, transfer, args.seed), "seconds": round(time.perf_counter() - t0, 1)}
         print(name, measured[name], file=sys.stderr, flush=True)
     s = run.summary
-    doc["scratch"] = {
+    doc = current_results()  # read now: another part may have written meanwhile
+    doc.setdefault("scratch", {})[config] = {
         "benchmark": "Text from scratch: STS and transfer (issue 18)", "command": command,
         "corpus": corpus_info, "transfer_sets": {k: len(v[0]) for k, v in transfer.items()},
         "sts_pairs": {k: len(v[2]) for k, v in sts.items()},
@@ -208,7 +220,7 @@ def main() -> None:
         "padding": {"batch": args.batch_size, **padding_ratios(run, corpus, args.batch_size, args.seed),
                     "note": "positions computed per real token, 1 = no padding (a batch is padded to its longest item)"},
         "results": measured, "targets": TARGETS, "published": PUBLISHED, "machine": machine()}
-    best = measured[f"selfsup {args.method} ({args.encoder})"]
+    best = measured[f"selfsup {config}"]
     publish("text", doc, args.json, f"STS-B {best['STS-B']}, SICK-R {best['SICK-R']}, MR {best['MR']}, "
                                     f"CR {best['CR']}")
 
