@@ -7,6 +7,7 @@ import pytest
 from torch import nn
 
 import selfsup
+from selfsup.errors import ConfigError
 from selfsup.methods import Method, ParameterRoles
 from selfsup.methods.base import cosine_momentum
 from selfsup.schedules import Schedule
@@ -54,6 +55,22 @@ def test_groups_follow_the_declared_roles_and_schedules():
     assert by_name["plain.weight"]["weight_decay"] == 0.0  # no_weight_decay
     assert by_name["fixed.weight"]["lr"] == pytest.approx(0.1)  # fixed learning rate, outside the schedule
     assert by_name["fixed.weight"]["weight_decay"] == 0.3
+
+
+def test_encoder_lr_scale_slows_the_encoder_only():
+    encoder = nn.Linear(3, 4)
+    encoder.out_dim = 4
+    method = TwoHeads(encoder)
+    opt = build_optimizer(method, "adamw", lr=0.1, weight_decay=0.05, encoder_lr_scale=0.25)
+    apply_schedules(opt, 0.5)
+    names = {id(p): n for n, p in method.named_parameters()}
+    lr = {names[id(p)]: g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr["encoder.weight"] == lr["encoder.bias"] == pytest.approx(0.1 * 0.5 * 0.25)
+    assert lr["plain.weight"] == pytest.approx(0.05) and lr["fixed.weight"] == pytest.approx(0.1)  # heads: as before
+    unscaled = build_optimizer(method, "adamw", lr=0.1, weight_decay=0.05)
+    assert len(unscaled.param_groups) < len(opt.param_groups)  # scale 1: the groups (and checkpoints) of before
+    with pytest.raises(ConfigError, match="--encoder-lr-scale must be > 0"):
+        selfsup.train("digits", epochs=1, encoder_lr_scale=0.0)
 
 
 def test_weight_decay_schedule_end_to_end(tmp_path):

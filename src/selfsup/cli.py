@@ -82,6 +82,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--modality", help="force a modality for ambiguous sources (image, timeseries, tabular)")
     p.add_argument("--optimizer", choices=["lars", "sgd", "adamw"], help="default: the method's paper")
     p.add_argument("--lr", type=float, help="learning rate (default: paper value x batch/256)")
+    p.add_argument("--encoder-lr-scale", type=float, dest="encoder_lr_scale",
+                   help="the encoder trains at lr x this, the method's heads at lr (adapting a pretrained encoder: "
+                        "e.g. --lr 5e-4 --encoder-lr-scale 0.06 gives it 3e-5)")
     p.add_argument("--weight-decay", type=float, dest="weight_decay")
     p.add_argument("--log-interval", type=float, dest="log_interval",
                    help="seconds between progress lines when stderr is not a terminal (default 30)")
@@ -122,7 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     base = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
     overrides = {k: getattr(args, k) for k in ("data", "method", "encoder", "epochs", "minutes", "batch_size", "seed",
-                                               "data_dir", "modality", "memory_budget", "optimizer", "lr", "weight_decay", "weight_decay_end", "log_interval",
+                                               "data_dir", "modality", "memory_budget", "optimizer", "lr", "encoder_lr_scale", "weight_decay", "weight_decay_end", "log_interval",
                                                "warmup_fraction", "augmentation_strength", "device", "threads",
                                                "precision", "channels_last", "compile", "select", "monitor",
                                                "checkpoint_minutes", "checkpoint_every_steps", "sync_bn", "log")

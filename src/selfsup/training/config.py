@@ -85,6 +85,7 @@ class TrainConfig:
     batch_size: int = 256
     optimizer: str | None = None
     lr: float | None = None
+    encoder_lr_scale: float = 1.0  # the encoder's parameters train at lr x this (a pretrained encoder under new heads)
     weight_decay: float | None = None
     weight_decay_end: float | None = None  # cosine from weight_decay to this value (None: constant)
     warmup_fraction: float = 0.1
@@ -138,6 +139,8 @@ class TrainConfig:
             raise ConfigError(f"--memory-budget must be >= 0 GB, got {self.memory_budget}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if not self.encoder_lr_scale > 0:
+            raise ConfigError(f"--encoder-lr-scale must be > 0, got {self.encoder_lr_scale}")
         if self.weight_decay_end is not None and not self.weight_decay_end >= 0:
             raise ConfigError(f"--weight-decay-end must be >= 0, got {self.weight_decay_end}")
         if not 0 <= self.warmup_fraction < 1:

@@ -48,22 +48,23 @@ class LARS(torch.optim.Optimizer):
 
 
 def parameter_groups(method: nn.Module, weight_decay: float, roles: ParameterRoles = ParameterRoles(),
-                     targets: tuple[nn.Module, ...] = ()) -> list[dict]:
+                     targets: tuple[nn.Module, ...] = (), encoder: nn.Module | None = None) -> list[dict]:
     """Trainable parameters in groups: regular / excluded from decay (1-D: biases, norms, and the modules `roles`
-    names) and fixed-lr ones; the parameters of frozen modules, of momentum `targets` and any with
-    requires_grad=False are left out."""
+    names), fixed-lr ones, and those of `encoder` apart from the rest (`in_encoder`); the parameters of frozen
+    modules, of momentum `targets` and any with requires_grad=False are left out."""
     def ids(modules: tuple[nn.Module, ...]) -> set[int]:
         return {id(p) for m in modules for p in m.parameters()}
 
     frozen, fixed, no_decay = ids(tuple(roles.frozen) + tuple(targets)), ids(roles.fixed_lr), ids(roles.no_weight_decay)
-    groups: dict[tuple[bool, bool], list[torch.Tensor]] = {}
+    in_encoder = ids((encoder,)) if encoder is not None else set()
+    groups: dict[tuple[bool, bool, bool], list[torch.Tensor]] = {}
     for p in method.parameters():
         if not p.requires_grad or id(p) in frozen:
             continue
-        key = (p.ndim <= 1 or id(p) in no_decay, id(p) in fixed)
+        key = (p.ndim <= 1 or id(p) in no_decay, id(p) in fixed, id(p) in in_encoder)
         groups.setdefault(key, []).append(p)
-    return [{"params": ps, "weight_decay": 0.0 if excl else weight_decay, "lars_exclude": excl, "fixed_lr": fixed}
-            for (excl, fixed), ps in sorted(groups.items())]
+    return [{"params": ps, "weight_decay": 0.0 if excl else weight_decay, "lars_exclude": excl, "fixed_lr": fixed,
+             "in_encoder": enc} for (excl, fixed, enc), ps in sorted(groups.items())]
 
 
 def scaled_lr(base_lr: float, batch_size: int, rule: str) -> float:
@@ -76,12 +77,16 @@ def scaled_lr(base_lr: float, batch_size: int, rule: str) -> float:
 
 
 def build_optimizer(method: Method, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
-                    excluded_lr_scale: float = 1.0, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
-    """The named optimiser over the method's trainable parameters (as its `parameter_roles` declares)."""
+                    excluded_lr_scale: float = 1.0, betas: tuple[float, float] = (0.9, 0.999),
+                    encoder_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    """The named optimiser over the method's trainable parameters (as its `parameter_roles` declares); the encoder's
+    at lr x `encoder_lr_scale`."""
     targets = tuple(target for _, target in method.momentum_pairs())
-    groups = parameter_groups(method, weight_decay, method.parameter_roles(), targets)
+    groups = parameter_groups(method, weight_decay, method.parameter_roles(), targets,  # the same groups as ever at 1
+                              method.encoder if encoder_lr_scale != 1.0 else None)
     for g in groups:
-        g["base_lr"] = lr * (excluded_lr_scale if g["lars_exclude"] else 1.0)
+        g["base_lr"] = (lr * (excluded_lr_scale if g["lars_exclude"] else 1.0)
+                        * (encoder_lr_scale if g["in_encoder"] else 1.0))
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "sgd":

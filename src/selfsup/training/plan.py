@@ -148,6 +148,7 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
         "method_options": {**method_cls.hyperparameters(), **cfg.method_options},
         "optimizer": cfg.optimizer or defaults.name,
         "lr": cfg.lr if cfg.lr is not None else scaled_lr(defaults.lr, global_batch, defaults.lr_scaling),
+        "encoder_lr_scale": cfg.encoder_lr_scale,
         "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else defaults.weight_decay,
         "weight_decay_end": cfg.weight_decay_end if cfg.weight_decay_end is not None else defaults.weight_decay_end,
         "momentum": defaults.momentum, "betas": list(defaults.betas), "excluded_lr_scale": defaults.excluded_lr_scale,

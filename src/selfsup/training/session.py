@@ -120,7 +120,8 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             if cfg.sync_bn:
                 distributed.convert_sync_batchnorm(method, device)
         optimizer = build_optimizer(method, resolved["optimizer"], resolved["lr"], resolved["weight_decay"],
-                                    resolved["momentum"], resolved["excluded_lr_scale"], tuple(resolved["betas"]))
+                                    resolved["momentum"], resolved["excluded_lr_scale"], tuple(resolved["betas"]),
+                                    resolved.get("encoder_lr_scale", 1.0))
         checkpoint_seconds = cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None
         resolved["precision"] = resolve_precision(cfg.precision, device)
         settings = LoopSettings(resolved["batch_size"], cfg.epochs, cfg.minutes, plan.lr_schedule(cfg), cfg.seed,
