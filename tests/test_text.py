@@ -57,6 +57,10 @@ def test_padding_never_changes_an_embedding():
     alone = run.embed(["A man is playing a guitar."])
     batched = run.embed(["A man is playing a guitar.", "Two men play football on the beach and a dog runs."])
     np.testing.assert_allclose(alone[0], batched[0], atol=1e-5)
+    # embedding sorts items by length (modality.encoding_order) and puts the outputs back in the caller's order
+    mixed = ["Two men play football on the beach and a dog runs.", "A dog.", "A man is playing a guitar.", "Hi"]
+    one_by_one = np.concatenate([run.embed([text]) for text in mixed])
+    np.testing.assert_allclose(run.embed(mixed), one_by_one, atol=1e-5)
     # the padded positions hold no token: whatever an encoder is asked to hide there is ignored
     ids = run.modality.prepare(run.modality.to_storage(["a dog runs .", "a girl reads a book in the park ."], "t",
                                                        run.spec), run.spec)

@@ -73,6 +73,10 @@ def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x
                               f"{type(encoder).__name__} is not one")
         forward = encoder.forward_sequence
     dev = torch.device(device) if device else next(encoder.parameters()).device
+    order = modality.encoding_order(x) if isinstance(x, torch.Tensor) and not per_timestep else None
+    if order is not None:  # e.g. text by length: batches padded little; the outputs are put back in place below
+        x = x[order.to(x.device)]
+        mask = mask[order.to(mask.device)] if mask is not None else None
     was_training = encoder.training
     encoder.eval()
     out = []
@@ -91,7 +95,10 @@ def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x
         encoder.train(was_training)
     if not out:
         return np.zeros((0, encoder.out_dim), np.float32)
-    return torch.cat(out).numpy()
+    result = torch.cat(out)
+    if order is not None:
+        result = torch.empty_like(result).index_copy_(0, order.cpu(), result)
+    return result.numpy()
 
 
 def build_encoder(resolved: dict[str, Any], seed: int | None = None) -> Encoder:

@@ -142,6 +142,12 @@ class Modality(ABC):
         """Storage samples as short texts for a report's neighbour table (None: not text)."""
         return None
 
+    def encoding_order(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The order in which a frozen encoder is best applied to in-memory storage `x` (items of similar cost in the
+        same batch: text by length, so that a batch is padded little); None: as given. Outputs come back in the
+        original order either way."""
+        return None
+
     def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
                     ) -> Any:
         """A matplotlib figure of a few samples for a report (a method's illustration): `pictures` are prepared

@@ -20,7 +20,7 @@ from ...views import ViewRequest
 from ..base import Modality, ViewMaker, modalities
 from .codec import TextPolicy, from_storage, to_storage
 from .encoders import text_encoders
-from .storage import LengthGroupedStorage
+from .storage import LengthGroupedStorage, item_lengths
 from .tokenizer import PAD, encode, hf_tokenizer_spec, pad_ids, train_tokenizer
 from .views import RECIPES, text_view_maker
 
@@ -95,6 +95,10 @@ class TextModality(Modality):
                     f"each item), with its special tokens, at most {tok['max_tokens']} tokens an item")
         return (f"int64 token ids [batch, tokens] from the run's WordPiece tokenizer ({tok['vocab_size']} tokens, "
                 f"lower-cased, at most {tok['max_tokens']} tokens an item), padded with {PAD} after each item")
+
+    def encoding_order(self, x: torch.Tensor) -> torch.Tensor:
+        """Shortest first: each embedding batch is padded to about its own length."""
+        return torch.sort(item_lengths(x), stable=True).indices
 
     def captions(self, x: torch.Tensor) -> list[str]:
         return from_storage(x)
