@@ -15,7 +15,8 @@ from selfsup.methods.simcse import simcse_loss
 from selfsup.modalities import get_modality
 from selfsup.modalities.text.codec import TextPolicy, cut, from_storage, read_lines, to_storage
 from selfsup.modalities.text.tokenizer import PAD, decode, encode, pad_ids, train_tokenizer
-from selfsup.modalities.text.views import delete_tokens, random_spans
+from selfsup.modalities.text.views import cut_span, delete_tokens, random_spans
+from selfsup.views import ViewRequest
 
 from conftest import run_cli
 from test_cli import assert_one_line_error
@@ -89,6 +90,23 @@ def test_deletion_and_spans_keep_order_and_at_least_one_token():
     assert (spans != PAD).sum(1).tolist() == [2, 1]
     first = spans[0, :2].tolist()
     assert any(first == ids[0, s:s + 2].tolist() for s in range(3))
+
+
+def test_span_cutoff_keeps_positions_and_a_token():
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 0, 0], [3, 0, 0, 0, 0, 0, 0, 0], [4, 5, 0, 0, 0, 0, 0, 0]])
+    out = cut_span(ids, 0.5, torch.Generator().manual_seed(0))
+    assert ((out != PAD).sum(1)).tolist() == [3, 1, 1]  # half of 6, never the only token, 0.5 x 2 = 1
+    row = out[0].tolist()
+    cut = [i for i in range(6) if row[i] == PAD]
+    assert cut == list(range(cut[0], cut[0] + 3))  # one contiguous span
+    assert all(row[i] == ids[0, i] for i in range(6) if i not in cut)  # the others where they were
+    assert torch.equal(cut_span(ids, 0.0, None), ids)
+    maker = get_modality("text").view_maker(ViewRequest("instance", global_views=2),
+                                            {"tokenizer": train_tokenizer(CORPUS, vocab_size=200)}, 1.0,
+                                            {"cutoff": 0.3})
+    views = maker(to_storage(CORPUS[:4], "t", TextPolicy()), torch.Generator().manual_seed(0))
+    full = pad_ids(encode(CORPUS[:4], maker.tokenizer))
+    assert ((views.global_views[0] != PAD).sum(1) < (full != PAD).sum(1)).all()
 
 
 def test_simcse_loss_hand_computed():

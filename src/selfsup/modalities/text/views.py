@@ -13,7 +13,12 @@ Recipes (views.RECIPES names; what the views are, never a method):
   (`deletion`, the probability of deleting each token; default 0). With deletion 0 the views differ only by the
   encoder's dropout: unsupervised SimCSE's views (Gao et al. 2021 found dropout alone beat deletion, cropping and
   synonym replacement on STS-B), and what any generic method (SimCLR, BYOL, VICReg, ...) trains on for text.
-  `--aug-strength` scales `deletion`.
+  `--aug-strength` scales `deletion` and `cutoff`.
+
+`cutoff` (every recipe but masked_tokens; default 0): span cutoff (Shen et al. 2020, "A Simple but Tough-to-Beat
+Data Augmentation Approach", as ConSERT uses it): a contiguous span of that fraction of each view's tokens is
+removed from attention and pooling (set to padding) while the other tokens keep their positions; deletion, by
+contrast, closes the gap. At least one token of every text stays.
 
 Multi-crop: local views are random contiguous spans of `local_size` of each text's tokens (at least one token), the
 text counterpart of small crops.
@@ -41,6 +46,7 @@ ANCHOR_BETA, POSITIVE_BETA = (4, 2), (2, 4)
 @dataclass(frozen=True)
 class TextAugmentation:
     deletion: float = 0.0  # probability of deleting each token
+    cutoff: float = 0.0  # fraction of each text's tokens cut out as one span, positions kept
 
     @classmethod
     def from_options(cls, strength: float, options: dict[str, Any] | None) -> TextAugmentation:
@@ -49,9 +55,14 @@ class TextAugmentation:
         if unknown:
             raise ConfigError(f"unknown text augmentation option(s) {', '.join(unknown)}; known: {', '.join(known)}")
         aug = cls(**(options or {}))
-        if not 0.0 <= aug.deletion < 1.0:
-            raise ConfigError(f"text augmentation deletion={aug.deletion} must be in [0, 1)")
-        return cls(deletion=min(0.95, aug.deletion * max(0.0, strength)))
+        for name in ("deletion", "cutoff"):
+            if not 0.0 <= getattr(aug, name) < 1.0:
+                raise ConfigError(f"text augmentation {name}={getattr(aug, name)} must be in [0, 1)")
+        scale = max(0.0, strength)
+        return cls(deletion=min(0.95, aug.deletion * scale), cutoff=min(0.95, aug.cutoff * scale))
+
+    def __call__(self, ids: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return cut_span(delete_tokens(ids, self.deletion, generator), self.cutoff, generator)
 
 
 def delete_tokens(ids: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -66,6 +77,21 @@ def delete_tokens(ids: torch.Tensor, p: float, generator: torch.Generator | None
     order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices  # kept first, in their order
     moved = ids.gather(1, order)
     return moved.masked_fill(~keep.gather(1, order), PAD)
+
+
+def cut_span(ids: torch.Tensor, fraction: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Span cutoff: a contiguous run of `fraction` of each text's real tokens (rounded; never all of them) set to
+    padding in place, at a uniformly random start; the other tokens keep their positions."""
+    if fraction <= 0:
+        return ids
+    lengths = (ids != PAD).sum(dim=1)
+    span = torch.minimum((lengths.float() * fraction).round().long(), (lengths - 1).clamp(min=0))
+    dev = generator.device if generator is not None else ids.device
+    u = torch.rand(len(ids), generator=generator, device=dev).to(ids.device)
+    start = (u * (lengths - span + 1).float()).long()
+    steps = torch.arange(ids.shape[1], device=ids.device)[None]
+    cut = (steps >= start[:, None]) & (steps < (start + span)[:, None])
+    return ids.masked_fill(cut, PAD)
 
 
 def random_spans(ids: torch.Tensor, fraction: float | torch.Tensor, generator: torch.Generator | None
@@ -127,15 +153,12 @@ class TextViewMaker:
                                             self.tokenizer["vocab_size"], specials, generator)
             return Views([corrupted], clean=ids, corruption_mask=chosen)
         if self.request.recipe == "spans":
-            views = Views([delete_tokens(random_spans(ids, beta_fractions(len(ids), ANCHOR_BETA if i == 0 else
-                                                                          POSITIVE_BETA, generator, ids.device),
-                                                      generator), self.augmentation.deletion, generator)
-                           for i in range(self.request.global_views)])
+            views = Views([self.augmentation(random_spans(ids, beta_fractions(
+                len(ids), ANCHOR_BETA if i == 0 else POSITIVE_BETA, generator, ids.device), generator), generator)
+                for i in range(self.request.global_views)])
         else:
-            views = Views([delete_tokens(ids, self.augmentation.deletion, generator)
-                           for _ in range(self.request.global_views)])
-        views.local_views = [delete_tokens(random_spans(ids, self.request.local_size, generator),
-                                           self.augmentation.deletion, generator)
+            views = Views([self.augmentation(ids, generator) for _ in range(self.request.global_views)])
+        views.local_views = [self.augmentation(random_spans(ids, self.request.local_size, generator), generator)
                              for _ in range(self.request.local_views)]
         if self.request.clean:
             views.clean = ids
