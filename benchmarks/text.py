@@ -103,7 +103,7 @@ def padding_ratios(run: selfsup.Run, corpus: list[str], batch: int, seed: int) -
     from selfsup.modalities.text.tokenizer import encode
 
     tokens = torch.tensor([len(ids) for ids in encode(corpus, run.spec["tokenizer"])])
-    storage = LengthGroupedStorage(run.modality.to_storage(corpus, "corpus", run.spec))
+    storage = LengthGroupedStorage(run.modality.to_storage(corpus, "corpus", run.spec), tokens)
     full = len(corpus) // batch * batch
     out = {}
     for name, order in (("random_batches", torch.randperm(len(corpus), generator=torch.Generator().manual_seed(seed))),

@@ -159,12 +159,12 @@ def test_training_reads_the_cache_batch_by_batch(tmp_path):
     folder = make_folder(tmp_path / "photos", n_per_class=5)
     selfsup.prepare(f"folder:{folder}", tmp_path / "cache", size=12, progress=False)
     ds = load_dataset(f"prepared:{tmp_path / 'cache'}")
-    storage = get_modality("image").storage(ds.train)
+    storage = get_modality("image").storage(ds.train, {})
     assert isinstance(storage, FileRowStorage) and len(storage) == 10
     idx = torch.tensor([7, 0, 3, 3, 9])
     assert torch.equal(storage.to(torch.device("cpu")).take(idx), ds.train.x[idx])
     assert storage.describe() == TensorStorage(ds.train.x).describe()
-    assert type(get_modality("image").storage(load_dataset(f"folder:{folder}?size=12").train)) is TensorStorage
+    assert type(get_modality("image").storage(load_dataset(f"folder:{folder}?size=12").train, {})) is TensorStorage
 
 
 @pytest.mark.parametrize("source", ["ucr:GunPoint", "sklearn:wine"])

@@ -54,8 +54,9 @@ class Modality(ABC):
         """A batched view maker answering `request` (a recipe from views.RECIPES this modality supports, the
         numbers of global and local views, the extras); a ConfigError in one line when it cannot."""
 
-    def storage(self, split: Split) -> Storage:
-        """The split's training storage (default: its tensor; a validity mask is this modality's to interpret)."""
+    def storage(self, split: Split, spec: dict[str, Any]) -> Storage:
+        """The split's training storage under the run's input spec (default: its tensor; a validity mask is this
+        modality's to interpret)."""
         if split.mask is not None:
             raise ConfigError(f"the {self.name} modality takes no validity mask on a split")
         if split.stream is not None:  # too large for memory: decoded while training

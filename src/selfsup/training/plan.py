@@ -127,7 +127,7 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
         raise ConfigError(f"--method-option for {cfg.method!r}: {exc} (options given: "
                           f"{cfg.method_options or 'none'})") from None
     method.batched_views = cfg.batched_views
-    storage = modality.storage(dataset.train)
+    storage = modality.storage(dataset.train, spec)
     samples = len(storage)
     batch = min(cfg.batch_size, max(1, samples // world_size))
     if world_size > 1 and batch < 2:

@@ -20,7 +20,7 @@ from ...views import ViewRequest
 from ..base import Modality, ViewMaker, modalities
 from .codec import TextPolicy, from_storage, to_storage
 from .encoders import text_encoders
-from .storage import LengthGroupedStorage, item_lengths
+from .storage import LengthGroupedStorage, item_lengths, token_counts
 from .tokenizer import PAD, encode, hf_tokenizer_spec, pad_ids, train_tokenizer
 from .views import RECIPES, text_view_maker
 
@@ -56,12 +56,12 @@ class TextModality(Modality):
     def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
         return self.from_array([x] if isinstance(x, str) else x, where)
 
-    def storage(self, split: Split) -> Storage:
-        """Text in memory trains in batches of similar length (storage.py: 3.5x less padding measured); a split
-        streamed or read from a prepared file keeps the default."""
+    def storage(self, split: Split, spec: dict[str, Any]) -> Storage:
+        """Text in memory trains in batches of similar token counts (storage.py); a split streamed or read from a
+        prepared file keeps the default."""
         if split.mask is None and split.stream is None and split.rows is None:
-            return LengthGroupedStorage(split.x)
-        return super().storage(split)
+            return LengthGroupedStorage(split.x, token_counts(split.x, spec["tokenizer"]))
+        return super().storage(split, spec)
 
     def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
         rows = torch.linspace(0, len(x) - 1, steps=min(len(x), TOKENIZER_SAMPLE)).round().long().unique()

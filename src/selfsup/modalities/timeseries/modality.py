@@ -138,10 +138,10 @@ class TimeSeriesModality(Modality):
             raise ConfigError(f"the {request.recipe!r} series views carry no corruption mask")
         return SeriesViewMaker(request, views, spec["mean"], spec["std"])
 
-    def storage(self, split: Split) -> Storage:
+    def storage(self, split: Split, spec: dict[str, Any]) -> Storage:
         """The split's series; a validity mask, if the split has one, becomes NaN (the one mask convention)."""
         if split.mask is None:
-            return super().storage(split)  # a tensor, or a prepared file read batch by batch
+            return super().storage(split, spec)  # a tensor, or a prepared file read batch by batch
         return TensorStorage(split.x.masked_fill(~split.mask.bool().unsqueeze(1), float("nan")))
 
     def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
