@@ -222,6 +222,24 @@ def test_word_vector_encoder_starts_as_averaged_vectors(tmp_path):
                       epochs=1, monitor=False)
 
 
+def test_transformer_token_embeddings_start_from_word_vectors(tmp_path):
+    table = tmp_path / "vectors.txt"
+    table.write_text("man 1 0 0\nguitar 0 1 0\ndog 1 1 0\n")
+    text = get_modality("text")
+    spec = text.fit_spec(text.from_array(CORPUS + ["man guitar dog"] * 2, "corpus"))
+    tokens = spec["tokenizer"]["tokens"]
+    rows = [tokens.index(w) for w in ("man", "guitar", "dog")]
+    plain = text.build_encoder("transformer", spec, dim=32, depth=1)
+    seeded = text.build_encoder("transformer", spec, dim=32, depth=1, vectors=str(table))
+    e = seeded.embedding.weight.detach()[rows]
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(e[0], e[1], dim=0).abs() < 1e-5  # orthogonal words stay orthogonal
+    assert cos(e[0], e[2], dim=0) == pytest.approx(2 ** -0.5, abs=1e-5)  # and the others keep their cosine
+    assert e.pow(2).mean().item() == pytest.approx(0.5, rel=1e-4)  # the positions' scale (RMS 1/sqrt 2)
+    other = [i for i in range(5, len(tokens)) if i not in rows][:20]  # words the table lacks: BERT's init
+    assert seeded.embedding.weight[other].std().item() < 0.05 and plain.embedding.weight[rows].abs().max() < 0.2
+
+
 def test_transfer_protocol_cross_validates():
     from selfsup.evaluation import transfer_accuracy
 

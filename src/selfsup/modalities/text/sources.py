@@ -80,22 +80,20 @@ def read_text_file(source: str | tuple[list[Path], dict[str, Any]], options: dic
         values, labels, rows = _read_saved_dataset(*source, column, label)
     else:
         path = existing_file(source, "text file")
-    if isinstance(source, tuple) or path.suffix.lower() in TABLE_SUFFIXES:
-        if not isinstance(source, tuple):
-            values, labels, rows = _read_table(path, column, label)
-        texts = cell_strings(values)
-        keep = [i for i, t in enumerate(texts) if t.strip()]
-        policy.skipped_empty += len(texts) - len(keep)
-        if not keep:
-            raise DataError(f"{path}: no text in column {column!r} (every cell is empty)")
-        texts, rows = [texts[i].strip() for i in keep], [rows[i] for i in keep]
-        y = None if labels is None else np.asarray([labels[i] for i in keep])
-    else:
-        if label or "column" in options:
-            raise ConfigError(f"{path}: a plain text file has no columns; column= and label= need a .csv, .tsv, "
-                              ".jsonl or .parquet file")
-        texts, lines = read_lines(path.read_bytes(), str(path), policy)
-        rows, y = [f"at line {r}" for r in lines], None
+        if path.suffix.lower() not in TABLE_SUFFIXES:
+            if label or "column" in options:
+                raise ConfigError(f"{path}: a plain text file has no columns; column= and label= need a .csv, .tsv, "
+                                  ".jsonl or .parquet file")
+            texts, lines = read_lines(path.read_bytes(), str(path), policy)
+            return to_storage(texts, str(path), policy, [f"at line {r}" for r in lines]), None
+        values, labels, rows = _read_table(path, column, label)
+    texts = cell_strings(values)
+    keep = [i for i, t in enumerate(texts) if t.strip()]
+    policy.skipped_empty += len(texts) - len(keep)
+    if not keep:
+        raise DataError(f"{path}: no text in column {column!r} (every cell is empty)")
+    texts, rows = [texts[i].strip() for i in keep], [rows[i] for i in keep]
+    y = None if labels is None else np.asarray([labels[i] for i in keep])
     return to_storage(texts, str(path), policy, rows), y
 
 
