@@ -26,8 +26,13 @@ def dataset_from_array(x: Any, y: Any = None, modality: str | None = None, name:
     """An in-memory Dataset from an array or DataFrame and optional labels.
 
     Without `modality`, the modality whose `default_array_ranks` holds the array's rank takes it (images: N x H x W
-    or N x H x W x C; 2-D arrays and DataFrames: tables; series always need modality='timeseries').
+    or N x H x W x C; 2-D arrays and DataFrames: tables; series always need modality='timeseries'); a list of networkx
+    graphs or PyTorch Geometric Data objects is graphs, one such graph alone the nodes of a graph (modality.claims).
     """
+    claimed = [m.name for m in (e.obj for e in modalities) if m.claims(x)]
+    if modality is None and claimed:  # objects a modality recognises (graphs) stay as they are
+        (y,), _ = encode_labels(None if y is None else np.asarray(y))
+        return get_modality(claimed[0]).dataset_from_arrays(x, y, name)
     frame = is_frame(x)  # a pandas DataFrame keeps its column names and dtypes
     x = x.numpy() if isinstance(x, torch.Tensor) else x if frame else np.asarray(x)
     if modality is None:

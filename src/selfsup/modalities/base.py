@@ -31,6 +31,11 @@ class Modality(ABC):
     channels_last: ClassVar[bool] = False  # whether views can be made in the channels-last memory format
     default_array_ranks: ClassVar[tuple[int, ...]] = ()  # plain arrays of these ranks are this modality's by default
 
+    def claims(self, x: Any) -> bool:
+        """Whether in-memory data `x` is this modality's whatever its array rank (a list of graph objects is a
+        graph data set); default: no, the rank decides (`default_array_ranks`)."""
+        return False
+
     @abstractmethod
     def from_array(self, x: np.ndarray, where: str) -> torch.Tensor:
         """Validate a raw array and convert it to this modality's storage tensor; `where` names its origin."""

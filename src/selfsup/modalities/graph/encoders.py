@@ -1,0 +1,162 @@
+"""Graph encoders (encoders.GraphEncoder) built from PyTorch Geometric's layers over prepared packed graphs.
+
+Each flattens its batch (codec.flatten: node rows graph after graph, both directions of every undirected edge) and
+runs message passing; `readout` turns node outputs into one vector a sample: the sum (GIN, as InfoGraph and GraphCL)
+or mean (GCN, GAT) over its nodes, or its root node's output when the samples are rooted neighbourhoods of one large
+graph (node-level data; the spec says `readout: root`). All of them are invariant to the order of a graph's nodes.
+`hide` (GraphMAE) replaces the hidden nodes' inputs by a learned mask token, zero at initialisation.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...encoders import GraphEncoder, NodeOutputs
+from ...errors import ConfigError
+from ...registry import Registry
+from .codec import flatten, padded
+
+graph_encoders: Registry = Registry("graph encoder")
+READOUTS = ("sum", "mean", "root")
+
+
+def pyg() -> Any:
+    try:
+        import torch_geometric.nn as gnn
+    except ImportError:
+        raise ConfigError("graph encoders use PyTorch Geometric: pip install 'selfsup[graph]'") from None
+    return gnn
+
+
+def pool(nodes: NodeOutputs, how: str) -> torch.Tensor:
+    """[B, d]: each sample's nodes summed or averaged (`how`), or its first node's output ("root"; zeros for a sample
+    with no node)."""
+    if how == "root":
+        counts = torch.bincount(nodes.owner, minlength=nodes.count)
+        first = (torch.cumsum(counts, 0) - counts).clamp(max=max(nodes.features.shape[0] - 1, 0))
+        return nodes.features[first] * (counts > 0)[:, None].to(nodes.features.dtype)
+    out = nodes.features.new_zeros(nodes.count, nodes.features.shape[1])
+    out = out.index_add(0, nodes.owner, nodes.features)
+    if how == "mean":
+        counts = torch.bincount(nodes.owner, minlength=nodes.count).clamp(min=1)
+        out = out / counts[:, None].to(out.dtype)
+    return out
+
+
+class MessagePassingEncoder(GraphEncoder):
+    """Layers of message passing over flattened packed graphs; subclasses build `layers` and say how they combine."""
+
+    def __init__(self, spec: dict[str, Any], readout: str | None) -> None:
+        super().__init__()
+        readout = readout or spec.get("readout", "sum")
+        if readout not in READOUTS:
+            raise ConfigError(f"encoder option readout={readout!r}: one of {', '.join(READOUTS)}")
+        self.readout_kind = readout
+        self.input_width = int(spec["node_width"])
+        self.mask_token = nn.Parameter(torch.zeros(1, self.input_width))
+
+    def propagate(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def node_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        p = padded(x)
+        return p.nodes[p.node_valid]
+
+    def node_outputs(self, x: torch.Tensor, hide: torch.Tensor | None = None) -> NodeOutputs:
+        flat = flatten(x)
+        inputs = flat.x
+        h = inputs if hide is None else torch.where(hide[:, None], self.mask_token.to(inputs.dtype), inputs)
+        out = self.propagate(h, flat.edge_index)
+        return NodeOutputs(out, flat.owner, flat.count, flat.edge_index, inputs)
+
+    def readout(self, nodes: NodeOutputs) -> torch.Tensor:
+        return pool(nodes, self.readout_kind)
+
+
+class GIN(MessagePassingEncoder):
+    """Xu et al. 2019 as InfoGraph and GraphCL use it: each layer GINConv(Linear-ReLU-Linear), ReLU, BatchNorm; the
+    node output is the concatenation of every layer's output (jumping knowledge), pooled by sum."""
+
+    def __init__(self, spec: dict[str, Any], hidden: int = 32, layers: int = 3, readout: str | None = None) -> None:
+        super().__init__(spec, readout)
+        if hidden < 1 or layers < 1:
+            raise ConfigError(f"gin: hidden and layers must be at least 1 (got {hidden}, {layers})")
+        gnn = pyg()
+        width = self.input_width
+        self.convs, self.norms = nn.ModuleList(), nn.ModuleList()
+        for _ in range(layers):
+            mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+            self.convs.append(gnn.GINConv(mlp))
+            self.norms.append(nn.BatchNorm1d(hidden))
+            width = hidden
+        self.node_dim = self.out_dim = hidden * layers
+
+    def propagate(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for conv, norm in zip(self.convs, self.norms):
+            x = norm(torch.relu(conv(x, edge_index)))
+            outs.append(x)
+        return torch.cat(outs, dim=1)
+
+
+class GCN(MessagePassingEncoder):
+    """Kipf & Welling 2017: GCNConv layers (symmetric normalisation with self-loops), PReLU after each (DGI's
+    encoder is one such layer of 512; GRACE's two); the node output is the last layer's."""
+
+    def __init__(self, spec: dict[str, Any], hidden: int = 256, layers: int = 2, readout: str | None = None) -> None:
+        super().__init__(spec, readout or spec.get("readout", "mean"))
+        if hidden < 1 or layers < 1:
+            raise ConfigError(f"gcn: hidden and layers must be at least 1 (got {hidden}, {layers})")
+        gnn = pyg()
+        widths = [self.input_width] + [hidden] * layers
+        self.convs = nn.ModuleList(gnn.GCNConv(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.acts = nn.ModuleList(nn.PReLU(hidden) for _ in range(layers))
+        self.node_dim = self.out_dim = hidden
+
+    def propagate(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        for conv, act in zip(self.convs, self.acts):
+            x = act(conv(x, edge_index))
+        return x
+
+
+class GAT(MessagePassingEncoder):
+    """Velickovic et al. 2018: GATConv layers of `heads` attention heads (concatenated), ELU after each; dropout 0.1
+    on the attention coefficients (the paper's 0.6 is for 140 labelled Cora nodes, not for pre-training)."""
+
+    def __init__(self, spec: dict[str, Any], hidden: int = 64, heads: int = 4, layers: int = 2, dropout: float = 0.1,
+                 readout: str | None = None) -> None:
+        super().__init__(spec, readout or spec.get("readout", "mean"))
+        if hidden < 1 or layers < 1 or heads < 1:
+            raise ConfigError(f"gat: hidden, heads and layers must be at least 1 (got {hidden}, {heads}, {layers})")
+        gnn = pyg()
+        widths = [self.input_width] + [hidden * heads] * layers
+        self.convs = nn.ModuleList(gnn.GATConv(a, hidden, heads=heads, dropout=dropout)
+                                   for a in widths[:-1])
+        self.node_dim = self.out_dim = hidden * heads
+
+    def propagate(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = nn.functional.elu(conv(x, edge_index))
+        return x
+
+
+@graph_encoders.register("gin", "Graph Isomorphism Network (3 layers of 32, BatchNorm, every layer's output "
+                                "concatenated, sum pooling): graph-level, InfoGraph's and GraphCL's encoder",
+                         "Xu et al. 2019, arXiv:1810.00826")
+def gin(spec: dict[str, Any], hidden: int = 32, layers: int = 3, readout: str = "") -> GIN:
+    return GIN(spec, hidden, layers, readout or None)
+
+
+@graph_encoders.register("gcn", "Graph Convolutional Network (2 layers of 256, PReLU), mean pooling or the root node: "
+                                "node-level, DGI's and GRACE's encoder", "Kipf & Welling 2017, arXiv:1609.02907")
+def gcn(spec: dict[str, Any], hidden: int = 256, layers: int = 2, readout: str = "") -> GCN:
+    return GCN(spec, hidden, layers, readout or None)
+
+
+@graph_encoders.register("gat", "Graph Attention Network (2 layers, 4 heads of 64, ELU), mean pooling or the root node",
+                         "Velickovic et al. 2018, arXiv:1710.10903")
+def gat(spec: dict[str, Any], hidden: int = 64, heads: int = 4, layers: int = 2, dropout: float = 0.1,
+        readout: str = "") -> GAT:
+    return GAT(spec, hidden, heads, layers, dropout, readout or None)

@@ -1,0 +1,72 @@
+"""Node features learned on the training graphs: the categories of each label column (one-hot, an unseen value all
+zeros) and the mean and standard deviation of each attribute column (standardised, a missing value 0), kept in the
+run's input spec; graphs with no node columns get the constant 1 (what GraphCL's and InfoGraph's code give
+unlabelled graphs)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...errors import DataError
+from .codec import Layout, Padded, assemble, padded
+
+
+def fit_features(x: torch.Tensor) -> dict[str, Any]:
+    """The node-feature part of the input spec, from packed training storage."""
+    p = padded(x)
+    lay = p.layout
+    nodes = p.nodes[p.node_valid].double()
+    categories = [sorted(set(torch.unique(nodes[:, j]).long().tolist())) for j in range(lay.node_categorical)]
+    numeric = nodes[:, lay.node_categorical:]
+    finite = torch.isfinite(numeric)
+    count = finite.sum(0).clamp(min=1)
+    mean = torch.where(finite, numeric, 0).sum(0) / count
+    var = (torch.where(finite, numeric - mean, 0) ** 2).sum(0) / count
+    std = var.sqrt()
+    width = sum(len(c) for c in categories) + lay.node_numeric
+    return {"node_categories": categories, "node_mean": mean.tolist(),
+            "node_std": [float(s) if s > 1e-12 else 1.0 for s in std.tolist()], "node_width": max(width, 1),
+            "node_categorical": lay.node_categorical, "node_numeric": lay.node_numeric,
+            "edge_categorical": lay.edge_categorical, "edge_numeric": lay.edge_numeric}
+
+
+def check_widths(x: torch.Tensor, spec: dict[str, Any], where: str) -> None:
+    """One-line DataError when storage `x` has other node or edge columns than the run was trained on."""
+    lay = Layout.of(x)
+    for key, got in (("node_categorical", lay.node_categorical), ("node_numeric", lay.node_numeric),
+                     ("edge_categorical", lay.edge_categorical), ("edge_numeric", lay.edge_numeric)):
+        if got != spec[key]:
+            words = key.replace("_", " ").replace("categorical", "label").replace("numeric", "attribute")
+            raise DataError(f"{where}: {got} {words} columns, the run was trained on {spec[key]} "
+                            "(features of the wrong width)")
+
+
+def featurise(x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+    """Packed storage -> the prepared packed tensor: node_width numeric columns a node, no edge columns."""
+    p = padded(x)
+    lay = p.layout
+    cat, num = p.nodes[..., :lay.node_categorical], p.nodes[..., lay.node_categorical:]
+    parts = []
+    for j, values in enumerate(spec["node_categories"]):
+        table = torch.tensor(values, dtype=torch.float32, device=x.device)
+        parts.append((cat[..., j:j + 1] == table).float())
+    if lay.node_numeric:
+        mean = torch.tensor(spec["node_mean"], dtype=torch.float32, device=x.device)
+        std = torch.tensor(spec["node_std"], dtype=torch.float32, device=x.device)
+        parts.append(torch.nan_to_num((num.float() - mean) / std, nan=0.0, posinf=0.0, neginf=0.0))
+    if not parts:
+        parts.append(torch.ones(*p.nodes.shape[:2], 1, device=x.device))
+    nodes = torch.cat(parts, dim=-1)
+    if nodes.shape[-1] != spec["node_width"]:
+        raise DataError(f"node features of width {nodes.shape[-1]}, the run's are {spec['node_width']}")
+    out = replace(lay, node_categorical=0, node_numeric=nodes.shape[-1], edge_categorical=0, edge_numeric=0)
+    return assemble(Padded(out, p.nodes_count, p.edges_count, nodes, p.edges,
+                           p.edge_columns.new_zeros(len(x), lay.max_edges, 0)))
+
+
+def graph_statistics(x: torch.Tensor) -> np.ndarray:
+    """[N, 2]: each graph's node and edge counts (as stored)."""
+    return torch.stack([x[:, 0], x[:, 1]], dim=1).numpy()
