@@ -22,8 +22,8 @@
   ``node_outputs(x, hide=None) -> NodeOutputs`` (every node of the batch, graph after graph, with the sample each
   belongs to, the message-passing edges between them and their input features), and ``readout(nodes) -> [B,
   out_dim]``, the sample's vector (pooled over its nodes, or its root node's for rooted neighbourhoods); `forward(x)`
-  is ``readout(node_outputs(x))``. `hide` [M] bool replaces those nodes' input features by a learned mask token before
-  the first layer (masked feature modelling: GraphMAE). Node-level losses (GRACE, DGI, InfoGraph) read these without
+  is ``readout(node_outputs(x))``. `hide` [M] bool replaces those nodes' input features by `mask_token` [input_width]
+  (the caller's learned token; zeros without one) before the first layer (masked feature modelling: GraphMAE). Node-level losses (GRACE, DGI, InfoGraph) read these without
   knowing how graphs are stored.
 
 A method states which kind it needs (`Method.encoder_kind`); the trainer checks it with `isinstance`
@@ -138,7 +138,8 @@ class GraphEncoder(Encoder):
         nodes draws its mask over these rows)."""
         raise NotImplementedError
 
-    def node_outputs(self, x: torch.Tensor, hide: torch.Tensor | None = None) -> NodeOutputs:
+    def node_outputs(self, x: torch.Tensor, hide: torch.Tensor | None = None,
+                     mask_token: torch.Tensor | None = None) -> NodeOutputs:
         raise NotImplementedError
 
     def readout(self, nodes: NodeOutputs) -> torch.Tensor:

@@ -9,8 +9,8 @@ import numpy as np
 
 from .data import Dataset, Split
 from .errors import ConfigError
-from .evaluation import (data_k, few_label_linear, kmeans_clustering, knn_accuracy, linear_probe, sts_protocol,
-                         svm_protocol, transfer_accuracy)
+from .evaluation import (cross_validated_svm, data_k, few_label_linear, kmeans_clustering, knn_accuracy,
+                         linear_probe, sts_protocol, svm_protocol, transfer_accuracy)
 from .loading import load_dataset
 from .run import Run, build_encoder, encode_storage
 from .whitening import Whitening
@@ -109,6 +109,8 @@ PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "svm": lambda a, b, c, d: {k: v for k, v in svm_protocol(a, b, c, d).items() if k != "predictions"},
     # SentEval's transfer: 10-fold cross-validation over every labelled item (both splits), C by inner CV
     "transfer": lambda a, b, c, d: transfer_accuracy(np.concatenate([a, c]), np.concatenate([b, d])),
+    # InfoGraph's and GraphCL's graph classification: 10-fold CV over both splits, an RBF SVM with C by inner CV
+    "svm_cv": lambda a, b, c, d: cross_validated_svm(np.concatenate([a, c]), np.concatenate([b, d])),
 }
 
 

@@ -1,7 +1,7 @@
 """GraphMAE: Hou et al. 2022, "GraphMAE: Self-Supervised Masked Graph Autoencoders".
 
     hide = random mask_rate of the batch's nodes          # 0.75 (MUTAG)
-    H    = f(X with hidden nodes' features -> [MASK])      # a learned token, the encoder's
+    H    = f(X with hidden nodes' features -> [MASK])      # a learned token
     Z    = W H; Z[hide] = 0                                # re-mask before decoding
     X^   = GIN-layer(Z, A)                                 # one message-passing layer back to the input width
     loss = mean over hidden nodes of (1 - cos(X^_v, X_v))^alpha      # scaled cosine error, alpha = 2 (MUTAG)
@@ -60,13 +60,14 @@ class GraphMAE(Method):
         check_option("graphmae", "mask_rate", mask_rate, 0.0, 1.0)
         check_option("graphmae", "alpha", alpha, 0.0)
         self.mask_rate, self.alpha = mask_rate, alpha
+        self.mask_token = nn.Parameter(torch.zeros(int(encoder.input_width)))  # [MASK], zero at first (the code's)
         self.encoder_to_decoder = nn.Linear(encoder.node_dim, decoder_dim, bias=False)
         self.decoder = GINDecoderLayer(decoder_dim, decoder_dim, int(encoder.input_width))
 
     def loss_on_views(self, views):
         x = views.global_views[0]
         hide = hidden_nodes(self.encoder.node_inputs(x).shape[0], self.mask_rate, x.device)
-        nodes = self.encoder.node_outputs(x, hide)
+        nodes = self.encoder.node_outputs(x, hide, self.mask_token)
         z = self.encoder_to_decoder(nodes.features).masked_fill(hide[:, None], 0.0)  # re-mask
         rebuilt = self.decoder(z, nodes.edges)
         return scaled_cosine_error(rebuilt[hide], nodes.inputs[hide], self.alpha), {}

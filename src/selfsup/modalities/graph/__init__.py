@@ -1,3 +1,4 @@
 """Graphs: graph-level and node-level data (see modality.py); importing registers the modality and its sources."""
 from . import modality  # noqa: F401
 from . import sources  # noqa: F401
+from . import nodes  # noqa: F401

@@ -4,7 +4,7 @@ Each flattens its batch (codec.flatten: node rows graph after graph, both direct
 runs message passing; `readout` turns node outputs into one vector a sample: the sum (GIN, as InfoGraph and GraphCL)
 or mean (GCN, GAT) over its nodes, or its root node's output when the samples are rooted neighbourhoods of one large
 graph (node-level data; the spec says `readout: root`). All of them are invariant to the order of a graph's nodes.
-`hide` (GraphMAE) replaces the hidden nodes' inputs by a learned mask token, zero at initialisation.
+`hide` (GraphMAE) replaces the hidden nodes' inputs by the caller's `mask_token` (zeros without one).
 """
 from __future__ import annotations
 
@@ -55,7 +55,6 @@ class MessagePassingEncoder(GraphEncoder):
             raise ConfigError(f"encoder option readout={readout!r}: one of {', '.join(READOUTS)}")
         self.readout_kind = readout
         self.input_width = int(spec["node_width"])
-        self.mask_token = nn.Parameter(torch.zeros(1, self.input_width))
 
     def propagate(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -64,10 +63,14 @@ class MessagePassingEncoder(GraphEncoder):
         p = padded(x)
         return p.nodes[p.node_valid]
 
-    def node_outputs(self, x: torch.Tensor, hide: torch.Tensor | None = None) -> NodeOutputs:
+    def node_outputs(self, x: torch.Tensor, hide: torch.Tensor | None = None,
+                     mask_token: torch.Tensor | None = None) -> NodeOutputs:
         flat = flatten(x)
         inputs = flat.x
-        h = inputs if hide is None else torch.where(hide[:, None], self.mask_token.to(inputs.dtype), inputs)
+        h = inputs
+        if hide is not None:
+            token = mask_token.to(inputs.dtype) if mask_token is not None else inputs.new_zeros(())
+            h = torch.where(hide[:, None], token, inputs)
         out = self.propagate(h, flat.edge_index)
         return NodeOutputs(out, flat.owner, flat.count, flat.edge_index, inputs)
 

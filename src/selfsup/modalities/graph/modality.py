@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...data import Dataset
 from ...encoders import GraphEncoder
 from ...errors import DataError
 from ..base import Modality, ViewMaker, modalities
@@ -49,6 +50,11 @@ class GraphModality(Modality):
             raise DataError(f"{where}: a {x.ndim}-D array of {x.dtype} is not graphs; pass networkx graphs or "
                             "torch_geometric Data objects")
         return pack(to_graphs(items, where), where)
+
+    def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
+        """New graphs for a trained run (`Run.embed`): as `from_array`; np.asarray (the base's) would split a list of
+        networkx graphs into their nodes."""
+        return self.from_array(x, where)
 
     def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
         return x.dtype == torch.float32 and x.dim() == 2 and x.shape[1] >= HEADER_SIZE
@@ -96,6 +102,18 @@ class GraphModality(Modality):
             graphs.append(Data(x=torch.from_numpy(labels), edge_index=torch.from_numpy(edges.T.copy()).long(),
                                num_nodes=size))
         return graphs
+
+    def dataset_from_arrays(self, x: Any, y: np.ndarray | None, name: str) -> Dataset:
+        if is_graph_object(x):  # one graph: its nodes are the samples
+            from .nodes import node_dataset
+            return node_dataset(x, y, name)
+        return super().dataset_from_arrays(x, y, name)
+
+    def thumbnails(self, x: torch.Tensor) -> np.ndarray:
+        """Drawings of the graphs (drawing.py: spring layout, nodes coloured by their first label column)."""
+        from .drawing import thumbnails
+
+        return thumbnails(x, Layout.of(x).rooted)
 
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
         """The raw-input baseline for graphs: each graph's summed and averaged node features (a bag of node labels)

@@ -27,14 +27,6 @@ GRAKEL_COPIES = ("MUTAG", "Cuneiform")
 TU_FILES = ("A", "graph_indicator", "graph_labels", "node_labels", "node_attributes", "edge_labels", "edge_attributes")
 
 
-def _columns(values: np.ndarray, rows: int) -> np.ndarray:
-    """A [rows, k] matrix from a vector or a matrix (k = 0 when `values` is None)."""
-    if values is None:
-        return np.zeros((rows, 0))
-    values = np.asarray(values)
-    return values.reshape(rows, -1) if values.ndim == 1 or values.ndim == 2 else values.reshape(rows, -1)
-
-
 def _read_numbers(path: Path, dtype: Any) -> np.ndarray:
     """A TU text file of comma-separated numbers, one row a line, as a 2-D array; a bad line is a one-line error."""
     rows = []
@@ -44,9 +36,12 @@ def _read_numbers(path: Path, dtype: Any) -> np.ndarray:
             if not line:
                 continue
             try:
-                rows.append([dtype(float(cell)) if dtype is int else float(cell) for cell in line.split(",")])
+                values = [float(cell) for cell in line.split(",")]
             except ValueError:
                 raise DataError(f"{path}: line {number}: {line[:60]!r} is not comma-separated numbers") from None
+            if dtype is int and any(v != int(v) for v in values):
+                raise DataError(f"{path}: line {number}: {line[:60]!r} is not whole numbers (ids and labels are)")
+            rows.append(values)
             if rows and len(rows[-1]) != len(rows[0]):
                 raise DataError(f"{path}: line {number} has {len(rows[-1])} values, line 1 has {len(rows[0])}")
     if not rows:
