@@ -36,10 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, machine, publish  # noqa: E402
+from _common import machine, publish  # noqa: E402
 
 import selfsup  # noqa: E402
-from selfsup.data import Dataset, parse_uri, sources  # noqa: E402
+from selfsup.data import parse_uri, sources  # noqa: E402
 from selfsup.evaluation import cross_validated_kernel_svm, cross_validated_svm  # noqa: E402
 from selfsup.modalities import get_modality  # noqa: E402
 from selfsup.modalities.graph.codec import unpack  # noqa: E402

@@ -19,7 +19,7 @@ from selfsup.methods.graphcl import graphcl_loss
 from selfsup.methods.graphmae import scaled_cosine_error
 from selfsup.methods.infograph import jsd_local_global_loss
 from selfsup.modalities import get_modality
-from selfsup.modalities.graph.codec import Graph, Layout, assemble, flatten, pack, padded, relayout, unpack
+from selfsup.modalities.graph.codec import Graph, Layout, assemble, flatten, pack, padded, unpack
 from selfsup.modalities.graph.views import (drop_edges, drop_nodes, grow_subgraph, mask_attributes,
                                             mask_feature_columns, perturb_edges, shuffle_features)
 from selfsup.views import ViewRequest
@@ -100,26 +100,6 @@ def test_undirected_graphs_are_stored_once_and_flatten_gives_both_directions():
     assert Layout.of(d).directed and unpack(d)[0].edges.tolist() == u.edges.tolist()
     assert flatten(d).edge_index.shape[1] == 5 + 1
 
-
-def test_relayout_pads_a_tensor_to_concatenate_it_with_larger_graphs():
-    small = [graph(2, [[0, 1]], node_cat=[[3], [4]], edge_num=[[0.5]])]
-    large = [graph(5, [[0, 1], [1, 2], [2, 3], [3, 4]], node_cat=[[1], [2], [3], [4], [5]],
-                   edge_num=[[1], [2], [3], [4]])]
-    ts, tl = pack(small, "s"), pack(large, "l")
-    grown = relayout(ts, Layout.of(tl).max_nodes, Layout.of(tl).max_edges)
-    assert Layout.of(grown).max_nodes == 5 and Layout.of(grown).max_edges == 4 and grown.shape[1] == tl.shape[1]
-    assert_same_graph(unpack(grown)[0], small[0])
-    both = torch.cat([grown, tl])
-    for got, want in zip(unpack(both), small + large):
-        assert_same_graph(got, want)
-    assert relayout(tl, 2, 1) is tl  # never shrinks
-    # growing only the edges keeps the nodes where they are
-    only_edges = relayout(ts, 1, 3)
-    assert Layout.of(only_edges).max_nodes == 2 and Layout.of(only_edges).max_edges == 3
-    assert_same_graph(unpack(only_edges)[0], small[0])
-
-
-# ---- augmentations, against direct computations on known graphs ----
 
 def connected_graphs(sizes, seed=0):
     """Connected networkx graphs (a ring with random chords) of the given sizes."""

@@ -21,7 +21,7 @@ work on the padded [B, max_nodes, ...] views of a tensor, without a Python loop 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -132,12 +132,12 @@ def assemble(p: Padded) -> torch.Tensor:
                       (p.edge_columns.float() * edge_valid).reshape(b, -1)], dim=1)
 
 
-def is_symmetric(edges: np.ndarray) -> bool:
-    """Whether every edge (u, v) of [E, 2] also appears as (v, u)."""
+def is_symmetric(edges: np.ndarray, n: int) -> bool:
+    """Whether every edge (u, v) of [E, 2] (nodes 0..n-1) also appears as (v, u)."""
     if len(edges) == 0:
         return True
-    forward = {(int(u), int(v)) for u, v in edges}
-    return all((v, u) in forward for u, v in forward)
+    forward = np.unique(edges[:, 0] * n + edges[:, 1])
+    return bool(np.isin(edges[:, 1] * n + edges[:, 0], forward).all())
 
 
 def one_direction(g: Graph) -> Graph:
@@ -189,7 +189,7 @@ def pack(graphs: list[Graph], where: str, directed: bool | None = None, rooted: 
     for i, g in enumerate(graphs):
         check_graph(g, f"{where}: graph {i}", widths)
     if directed is None:
-        directed = not all(is_symmetric(g.edges) for g in graphs)
+        directed = not all(is_symmetric(g.edges, g.num_nodes) for g in graphs)
     if not directed:
         graphs = [one_direction(g) for g in graphs]
     lay = Layout(max(g.num_nodes for g in graphs), max(max(len(g.edges) for g in graphs), 1), *widths,
@@ -221,20 +221,6 @@ def unpack(t: torch.Tensor) -> list[Graph]:
                          ecols[:, :lay.edge_categorical].astype(np.int64),
                          ecols[:, lay.edge_categorical:].astype(np.float64)))
     return out
-
-
-def relayout(t: torch.Tensor, max_nodes: int, max_edges: int) -> torch.Tensor:
-    """Packed tensor `t` padded to at least `max_nodes` nodes and `max_edges` edges a row (to concatenate it with a
-    tensor of larger graphs)."""
-    p = padded(t)
-    lay = p.layout
-    grow_n, grow_e = max(0, max_nodes - lay.max_nodes), max(0, max_edges - lay.max_edges)
-    if not grow_n and not grow_e:
-        return t
-    new = replace(lay, max_nodes=lay.max_nodes + grow_n, max_edges=lay.max_edges + grow_e)
-    pad = torch.nn.functional.pad
-    return assemble(Padded(new, p.nodes_count, p.edges_count, pad(p.nodes, (0, 0, 0, grow_n)),
-                           pad(p.edges, (0, 0, 0, grow_e)), pad(p.edge_columns, (0, 0, 0, grow_e))))
 
 
 @dataclass

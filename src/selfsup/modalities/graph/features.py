@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from ...errors import DataError
@@ -65,8 +64,3 @@ def featurise(x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
     out = replace(lay, node_categorical=0, node_numeric=nodes.shape[-1], edge_categorical=0, edge_numeric=0)
     return assemble(Padded(out, p.nodes_count, p.edges_count, nodes, p.edges,
                            p.edge_columns.new_zeros(len(x), lay.max_edges, 0)))
-
-
-def graph_statistics(x: torch.Tensor) -> np.ndarray:
-    """[N, 2]: each graph's node and edge counts (as stored)."""
-    return torch.stack([x[:, 0], x[:, 1]], dim=1).numpy()

@@ -56,7 +56,7 @@ import torch
 
 from ...data import Dataset, SourceRequest, Split, encode_labels, existing_file, sources
 from ...errors import ConfigError, DataError
-from .codec import EXACT, HEADER_SIZE, Graph, Layout, check_graph, one_direction
+from .codec import EXACT, HEADER_SIZE, Graph, Layout, check_graph, is_symmetric, one_direction
 from .sources import _attribute_names, _data_graph, _networkx_graph, is_graph_object
 
 DEFAULT_FANOUT = (10, 10)
@@ -106,14 +106,6 @@ def _draw(indptr: np.ndarray, indices: np.ndarray, fanout: int, rng: np.random.G
     out = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=out[1:])
     return out, chosen
-
-
-def is_symmetric(edges: np.ndarray, n: int) -> bool:
-    """Whether every edge (u, v) of [E, 2] also appears as (v, u) (vectorised codec.is_symmetric)."""
-    if len(edges) == 0:
-        return True
-    forward = np.unique(edges[:, 0] * n + edges[:, 1])
-    return bool(np.isin(edges[:, 1] * n + edges[:, 0], forward, assume_unique=False).all())
 
 
 @dataclass
