@@ -18,11 +18,15 @@ Node level (--part nodes): a graph with planted communities generated offline (s
 and a spectral embedding of the adjacency (scikit-learn), each probed by logistic regression on a stratified 50/50
 split of the nodes (C by inner CV on the training half).
 
-    python benchmarks/graphs.py --json
+    python benchmarks/graphs.py --json --part mutag
+    python benchmarks/graphs.py --json --part nodes --seeds 3
+
+A part updates its own entry of benchmarks/results/graphs.json (with its command and machine); --part all writes both.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -36,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, publish  # noqa: E402
+from _common import RESULTS, machine, publish  # noqa: E402
 
 import selfsup  # noqa: E402
 from selfsup.data import parse_uri, sources  # noqa: E402
@@ -176,18 +180,23 @@ def main() -> None:
     ap.add_argument("--part", choices=("mutag", "nodes", "all"), default="all")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    doc: dict[str, Any] = {"machine": machine(), "command": "python benchmarks/graphs.py " + " ".join(sys.argv[1:]),
-                           "seeds": list(range(args.seeds))}
+    path = RESULTS / "graphs.json"
+    doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() and args.part != "all" else {}
+    part_info = {"machine": machine(), "command": "python benchmarks/graphs.py " + " ".join(sys.argv[1:]),
+                 "seeds": list(range(args.seeds))}
     if args.part in ("mutag", "all"):
-        doc["mutag"] = mutag(list(range(args.seeds)), args.methods.split(","), args.threads)
+        doc["mutag"] = {**mutag(list(range(args.seeds)), args.methods.split(","), args.threads), **part_info}
     if args.part in ("nodes", "all"):
         from graphs_nodes import node_level
 
-        doc["nodes"] = node_level(list(range(args.seeds)), args.threads)
+        doc["nodes"] = {**node_level(list(range(args.seeds)), args.threads), **part_info}
+    doc["machine"] = part_info["machine"]  # the last part's; each part keeps its own
     summary = ""
     if "mutag" in doc:
         t = doc["mutag"]["targets"]
         summary = f"MUTAG best {t['best_method']} {t['best_acc']:.2f} (WL {t['wl_acc']:.2f})"
+    if "nodes" in doc:
+        summary += " nodes: " + ", ".join(f"{m} {r['acc_mean']:.2f}" for m, r in doc["nodes"]["methods"].items())
     publish("graphs", doc, args.json, summary)
 
 

@@ -601,3 +601,24 @@ def test_cli_trains_and_embeds_mutag(tmp_path):
     run = selfsup.load(out)
     assert emb.shape == (188, run.encoder.out_dim)
     np.testing.assert_allclose(emb, run.embed(load_dataset("tu:MUTAG").train.x), atol=1e-5)
+
+
+def test_rooted_neighbourhoods_mark_each_samples_own_node_and_grace_contrasts_only_those():
+    from selfsup.methods.grace import GRACE
+
+    graphs = [graph(3, [[0, 1], [1, 2]], node_num=np.eye(3)), graph(2, [[0, 1]], node_num=np.eye(3)[:2])]
+    plain, rooted = pack(graphs, "plain"), pack(graphs, "rooted", rooted=True)
+    modality = get_modality("graph")
+    spec = modality.fit_spec(plain)
+    encoder = modality.build_encoder("gin", spec, hidden=4, layers=1)
+    assert encoder.node_outputs(modality.prepare(plain, spec)).anchors is None
+    assert encoder.node_outputs(modality.prepare(rooted, spec)).anchors.tolist() == [0, 3]  # rows of the roots
+    method = GRACE(encoder, proj_dim=4)
+    seen = []
+    method.projector.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    views = modality.view_maker(method.view_request(), spec)(rooted, torch.Generator().manual_seed(0))
+    method(views)
+    assert seen == [2, 2]  # the two roots in each view, not the 5 node rows
+    seen.clear()
+    method(modality.view_maker(method.view_request(), spec)(plain, torch.Generator().manual_seed(0)))
+    assert seen == [5, 5]

@@ -123,6 +123,9 @@ class NodeOutputs:
     count: int  # B, the samples of the batch (a graph may have no node left after an augmentation)
     edges: torch.Tensor  # int64 [2, E]: directed message-passing edges (source row, target row) between the M nodes
     inputs: torch.Tensor  # [M, input_width]: each node's input features (a reconstruction target)
+    # int64 [B]: the row of each sample's own node when a sample is a node's neighbourhood in a larger graph (its
+    # other rows are copies of nodes that are samples too); None when every row is a distinct node (graph samples)
+    anchors: torch.Tensor | None = None
 
 
 class GraphEncoder(Encoder):

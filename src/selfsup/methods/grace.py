@@ -6,9 +6,11 @@
 
 Projection head fc2(ELU(fc1(h))) of width 128 (the official code's); views with the Cora rates (edge dropping 0.2 /
 0.4, feature masking 0.3 / 0.4); Adam at lr 5e-4, weight decay 1e-5 (Cora). Departures: the paper trains on one
-whole graph; here a batch holds many graphs (or node neighbourhoods), every node of it an anchor, and when a batch
-has more than `max_nodes` nodes a random subset of that many (the same in both views) takes part, which bounds the
-O(M^2) similarity matrix; across processes each process contrasts its own nodes.
+whole graph; here a batch holds many graphs, every node of it an anchor, or node neighbourhoods of one large graph,
+each sample's own node an anchor (its neighbours are copies of other samples' nodes, which must not be negatives
+of themselves; the encoder marks them, `NodeOutputs.anchors`), so the negatives are the batch's other nodes; when more
+than `max_nodes` rows take part, a random subset of that many (the same in both views) does, which bounds the O(M^2)
+similarity matrix; across processes each process contrasts its own nodes.
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ class GRACE(Method):
     def loss_on_views(self, views):
         first, second = (self.encoder.node_outputs(v) for v in views.global_views)
         u, v = first.features, second.features
+        if first.anchors is not None:  # node-level samples: each node once, not its copies in other neighbourhoods
+            u, v = u[first.anchors], v[second.anchors]
         if len(u) > self.max_nodes:
             chosen = torch.randperm(len(u), device=u.device)[:self.max_nodes]
             u, v = u[chosen], v[chosen]

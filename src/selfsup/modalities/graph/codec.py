@@ -232,6 +232,7 @@ class FlatBatch:
     owner: torch.Tensor  # int64 [M]: each node's graph
     first: torch.Tensor  # int64 [B]: each graph's first node's row (its root, for rooted neighbourhoods)
     count: int
+    rooted: bool = False
 
 
 def flatten(t: torch.Tensor) -> FlatBatch:
@@ -246,4 +247,4 @@ def flatten(t: torch.Tensor) -> FlatBatch:
         loops = edges[:, 0] == edges[:, 1]
         edges = torch.cat([edges, edges[~loops].flip(1)])
     owner = torch.repeat_interleave(torch.arange(len(t), device=t.device), counts, output_size=x.shape[0])
-    return FlatBatch(x, edges.T.contiguous(), owner, first, len(t))
+    return FlatBatch(x, edges.T.contiguous(), owner, first, len(t), p.layout.rooted)

@@ -72,7 +72,7 @@ class MessagePassingEncoder(GraphEncoder):
             token = mask_token.to(inputs.dtype) if mask_token is not None else inputs.new_zeros(())
             h = torch.where(hide[:, None], token, inputs)
         out = self.propagate(h, flat.edge_index)
-        return NodeOutputs(out, flat.owner, flat.count, flat.edge_index, inputs)
+        return NodeOutputs(out, flat.owner, flat.count, flat.edge_index, inputs, flat.first if flat.rooted else None)
 
     def readout(self, nodes: NodeOutputs) -> torch.Tensor:
         return pool(nodes, self.readout_kind)
