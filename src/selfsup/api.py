@@ -30,7 +30,7 @@ def dataset_from_array(x: Any, y: Any = None, modality: str | None = None, name:
     graphs or PyTorch Geometric Data objects is graphs, one such graph alone the nodes of a graph (modality.claims).
     """
     claimed = [m.name for m in (e.obj for e in modalities) if m.claims(x)]
-    if modality is None and claimed:  # objects a modality recognises (graphs) stay as they are
+    if claimed and modality in (None, claimed[0]):  # objects a modality recognises (graphs) stay as they are
         (y,), _ = encode_labels(None if y is None else np.asarray(y))
         return get_modality(claimed[0]).dataset_from_arrays(x, y, name)
     frame = is_frame(x)  # a pandas DataFrame keeps its column names and dtypes
