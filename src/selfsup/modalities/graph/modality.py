@@ -49,7 +49,8 @@ class GraphModality(Modality):
         if items is None:
             raise DataError(f"{where}: a {x.ndim}-D array of {x.dtype} is not graphs; pass networkx graphs or "
                             "torch_geometric Data objects")
-        return pack(to_graphs(items, where), where)
+        graphs, directed = to_graphs(items, where)
+        return pack(graphs, where, directed)
 
     def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
         """New graphs for a trained run (`Run.embed`): as `from_array`; np.asarray (the base's) would split a list of

@@ -148,11 +148,8 @@ def _networkx_graph(g: Any, where: str, attributes: tuple[list[str], list[str], 
                                                for a in num]) if num else [] for n, d in zip(nodes, node_data)])
     except (TypeError, ValueError) as e:
         raise DataError(f"{where}: a node attribute is not numeric ({e})") from None
-    edge_list = list(g.edges(data=True))
+    edge_list = list(g.edges(data=True))  # an undirected edge once, in either direction: the caller says `directed`
     edges = np.asarray([[index[u], index[v]] for u, v, _ in edge_list], dtype=np.int64).reshape(-1, 2)
-    if not g.is_directed():  # networkx lists an undirected edge once; the codec stores it once
-        edges = np.concatenate([edges, edges[:, ::-1]])
-        edge_list = edge_list + edge_list
     try:
         edge_cat = np.asarray([[float(column(d, a, "an edge")) for a in ecat] for _, _, d in edge_list])
         edge_num = np.asarray([[float(column(d, a, "an edge")) for a in enum] for _, _, d in edge_list])
@@ -193,8 +190,10 @@ def is_graph_object(x: Any) -> bool:
     return module in ("networkx", "torch_geometric")
 
 
-def to_graphs(items: Any, where: str) -> list[Graph]:
-    """A list of networkx graphs or PyG Data objects -> codec graphs (attributes chosen from the first graph)."""
+def to_graphs(items: Any, where: str) -> tuple[list[Graph], bool | None]:
+    """A list of networkx graphs or PyG Data objects -> (codec graphs, directed): networkx says whether its graphs are
+    directed (an undirected edge is listed once); for PyG Data, None (undirected when every graph's edges are
+    symmetric, codec.pack's rule). Attributes are chosen from the first graph."""
     items = list(items)
     if not items:
         raise DataError(f"{where}: no graphs")
@@ -203,9 +202,11 @@ def to_graphs(items: Any, where: str) -> list[Graph]:
             raise DataError(f"{where}: item {i} is a {type(g).__name__}, not a networkx graph or a torch_geometric "
                             "Data object")
     if type(items[0]).__module__.startswith("torch_geometric"):
-        return [_data_graph(d, f"{where}: graph {i}") for i, d in enumerate(items)]
+        return [_data_graph(d, f"{where}: graph {i}") for i, d in enumerate(items)], None
     first = items[0]
     node0 = first.nodes[next(iter(first.nodes))] if first.number_of_nodes() else {}
     edge0 = next(iter(first.edges(data=True)), (None, None, {}))[2]
     names = (*_attribute_names(node0), *_attribute_names(edge0))
-    return [_networkx_graph(g, f"{where}: graph {i}", names) for i, g in enumerate(items)]
+    if any(g.is_directed() != first.is_directed() for g in items):
+        raise DataError(f"{where}: directed and undirected networkx graphs mixed")
+    return [_networkx_graph(g, f"{where}: graph {i}", names) for i, g in enumerate(items)], bool(first.is_directed())
