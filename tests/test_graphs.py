@@ -636,3 +636,27 @@ def test_thumbnails_draw_each_graph_with_its_nodes_coloured_by_label_and_a_roote
     assert {tuple(c) for c in pictures[1].reshape(3, -1).T.tolist()} == {(255, 255, 255), tuple(PALETTE[2])}
     rooted = get_modality("graph").thumbnails(pack(graphs, "g", rooted=True))
     assert (0, 0, 0) in {tuple(c) for c in rooted[0].reshape(3, -1).T.tolist()}
+
+
+def test_cross_validated_svm_folds_choice_of_candidates_and_precomputed_kernels():
+    from selfsup.evaluate import PROTOCOLS
+    from selfsup.evaluation import cross_validated_svm
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    signal = rng.standard_normal((80, 4)) + 3.0 * y[:, None]
+    noise = rng.standard_normal((80, 4))
+    r = cross_validated_svm(signal, y, seed=0)
+    assert r["folds"] == 10 and len(r["fold_acc"]) == 10 and r["acc"] > 0.95
+    assert cross_validated_svm(noise, y, seed=0)["acc"] < 0.75
+    both = cross_validated_svm({"noise": noise, "signal": signal}, y, seed=0)  # chosen on training folds only
+    assert [c["features"] for c in both["chosen"]] == ["signal"] * 10 and both["acc"] == r["acc"]
+    kernels = {"noise": noise @ noise.T, "signal": signal @ signal.T}
+    gram = cross_validated_svm(kernels, y, seed=0, kernel="precomputed")
+    assert {c["features"] for c in gram["chosen"]} == {"signal"} and gram["acc"] > 0.95
+    linear = cross_validated_svm(signal, y, seed=0, kernel="linear")
+    assert gram["fold_acc"] == linear["fold_acc"]  # the same linear SVM, given as its Gram matrix
+    with pytest.raises(ValueError, match="at least 10 samples of every class"):
+        cross_validated_svm(signal[:45], y[:45], seed=0)
+    split = PROTOCOLS["svm_cv"](signal[:60], y[:60], signal[60:], y[60:])  # both splits, cross-validated together
+    assert len(split["fold_acc"]) == 10 and split["acc"] > 0.95

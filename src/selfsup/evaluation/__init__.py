@@ -1,6 +1,6 @@
 """Evaluation of frozen embeddings: kNN, linear, few-label, SVM, clustering and STS protocols and label-free
 diagnostics."""
-from .cross_validation import cross_validated_kernel_svm, cross_validated_svm
+from .cross_validation import cross_validated_svm
 from .clustering import hungarian_accuracy, kmeans_clustering
 from .diagnostics import alignment, dimension_std, embedding_diagnostics, rankme, uniformity
 from .fewshot import few_label_linear, few_label_splits
@@ -15,7 +15,6 @@ __all__ = [
     "DEFAULT_CS",
     "TRANSFER_CS",
     "alignment",
-    "cross_validated_kernel_svm",
     "cross_validated_svm",
     "data_k",
     "dimension_std",

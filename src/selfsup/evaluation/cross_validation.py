@@ -1,8 +1,8 @@
 """The graph-classification protocol of InfoGraph and GraphCL (their `evaluate_embedding.py`): frozen embeddings of
 every sample, stratified 10-fold cross-validation, in each fold an SVM whose C (and, for kernels, the kernel's
 parameter) is chosen by 5-fold cross-validation on the nine training folds only; the figure is the mean test
-accuracy over the folds (and their standard deviation). A precomputed-kernel variant serves kernel baselines (the
-Weisfeiler-Lehman subtree kernel), with the kernel among several (its iterations) chosen by the same inner CV.
+accuracy over the folds (and their standard deviation). Kernel matrices (kernel="precomputed") serve kernel baselines
+(the Weisfeiler-Lehman subtree kernel), the matrix among several (its iterations) chosen by the same inner CV.
 """
 from __future__ import annotations
 
@@ -34,41 +34,21 @@ def _summary(accuracies: list[float], chosen: list[dict[str, Any]], folds: int, 
 def cross_validated_svm(features: Any, labels: Any, folds: int = FOLDS, seed: int = 0, kernel: str = "rbf",
                         cs: tuple[float, ...] = C_GRID) -> dict[str, Any]:
     """Stratified `folds`-fold accuracy of an SVC (`kernel`, gamma 'scale') on `features`, C by inner 5-fold CV on
-    each fold's training part. `features` may be a dict of candidate feature sets (the embeddings of several
-    pre-training settings): the inner CV then chooses the set and C together, in each fold, from its training part."""
+    each fold's training part. `features` may be a dict of candidates (the embeddings of several pre-training
+    settings, or kernel matrices [N, N] with kernel="precomputed"): the inner CV then chooses the candidate and C
+    together, in each fold, from its training part."""
     candidates = features if isinstance(features, dict) else {None: features}
     xs = {key: as_features(x, "features") for key, x in candidates.items()}
     y = as_labels(labels, len(next(iter(xs.values()))), "labels")
+    gram = kernel == "precomputed"
     accuracies, chosen = [], []
     for train, test in _folds(y, folds, seed):
+        columns = train if gram else slice(None)  # a kernel matrix against the training samples only
         inner = StratifiedKFold(min(INNER_FOLDS, int(np.unique(y[train], return_counts=True)[1].min())),
                                 shuffle=True, random_state=seed)
         searches = {key: GridSearchCV(SVC(kernel=kernel, gamma="scale"), {"C": list(cs)}, cv=inner)
-                    .fit(x[train], y[train]) for key, x in xs.items()}
+                    .fit(x[train][:, columns], y[train]) for key, x in xs.items()}
         key = max(searches, key=lambda k: searches[k].best_score_)  # the first of equals: dicts keep their order
-        accuracies.append(float(searches[key].score(xs[key][test], y[test])))
+        accuracies.append(float(searches[key].score(xs[key][test][:, columns], y[test])))
         chosen.append({"C": float(searches[key].best_params_["C"]), **({"features": key} if key is not None else {})})
-    return _summary(accuracies, chosen, folds, seed)
-
-
-def cross_validated_kernel_svm(kernels: dict[Any, np.ndarray], labels: Any, folds: int = FOLDS, seed: int = 0,
-                               cs: tuple[float, ...] = C_GRID) -> dict[str, Any]:
-    """The same protocol with precomputed kernel matrices [N, N]: (kernel, C) chosen by inner CV in each fold."""
-    y = np.asarray(labels)
-    accuracies, chosen = [], []
-    for train, test in _folds(y, folds, seed):
-        inner = list(StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=seed).split(train, y[train]))
-        best: tuple[float, Any, float] = (-1.0, None, 0.0)
-        for key, k in kernels.items():
-            ktrain = k[np.ix_(train, train)]
-            for c in cs:
-                scores = [SVC(kernel="precomputed", C=c).fit(ktrain[np.ix_(a, a)], y[train][a])
-                          .score(ktrain[np.ix_(b, a)], y[train][b]) for a, b in inner]
-                if np.mean(scores) > best[0]:
-                    best = (float(np.mean(scores)), key, c)
-        _, key, c = best
-        k = kernels[key]
-        model = SVC(kernel="precomputed", C=c).fit(k[np.ix_(train, train)], y[train])
-        accuracies.append(float(model.score(k[np.ix_(test, train)], y[test])))
-        chosen.append({"kernel": key, "C": c})
     return _summary(accuracies, chosen, folds, seed)
