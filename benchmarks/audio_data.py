@@ -35,11 +35,10 @@ SNRS = (None, 30.0, 20.0, 10.0)
 RATE = 16_000
 
 
-def speak(text: str, voice: str, rate: int, pitch: int, workdir: Path) -> tuple[np.ndarray, int]:
-    """espeak-ng's waveform (float32, its own rate) of `text`."""
+def speak(text: str, voice: str, rate: int, pitch: int, path: Path) -> tuple[np.ndarray, int]:
+    """espeak-ng's waveform (float32, its own rate) of `text`, through the scratch file `path`."""
     import soundfile as sf
 
-    path = workdir / f"{abs(hash((text, voice, rate, pitch)))}.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "-w", str(path), text], check=True,
                    capture_output=True)
     wave, sr = sf.read(str(path), dtype="float32")
@@ -84,7 +83,8 @@ def generate(out: Path, repeats: int = 2, seed: int = 0, workers: int = 2, per_a
     shutil.rmtree(partial, ignore_errors=True)
 
     def make(job: dict) -> dict:
-        wave, sr = speak(job["word"], f"{job['accent']}+{job['variant']}", job["clip_rate"], job["clip_pitch"], tmp)
+        wave, sr = speak(job["word"], f"{job['accent']}+{job['variant']}", job["clip_rate"], job["clip_pitch"],
+                         tmp / f"{job['speaker']}_{job['digit']}_{job['repeat']}.wav")  # one scratch file a job
         wave = with_noise(resample(wave, sr, RATE), job["snr_db"], np.random.default_rng(job["noise_seed"]))
         path = Path(str(job["digit"])) / f"{job['speaker']}_{job['repeat']}.wav"
         (partial / path.parent).mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,9 @@ def test_a_folder_reads_as_lengths_and_padded_mono_clips_at_one_rate_with_subfol
     sf.write(str(tmp_path / "dog" / "b.flac"), tone(3.0, 16000, channels=2), 16000)  # stereo, longer than 2 s
     sf.write(str(tmp_path / "cat" / "c.wav"), tone(1.0, 44100), 44100)  # another rate
     x, labels, policy = read_folder(str(tmp_path), rate=16000, seconds=2.0)
-    assert x.shape == (3, 1 + 32000) and labels == ["cat", "dog", "dog"]  # sorted paths: cat/c, dog/a, dog/b
+    assert x.shape == (3, 2 + 32000) and labels == ["cat", "dog", "dog"]  # sorted paths: cat/c, dog/a, dog/b
     assert clip_lengths(x).tolist() == [16000, 8000, 32000]
-    assert torch.all(x[1, 1 + 8000:] == 0) and float(x[1, 1:8001].abs().max()) > 0.4  # padded with zeros after
+    assert torch.all(x[1, 2 + 8000:] == 0) and float(x[1, 2:8002].abs().max()) > 0.4  # padded with zeros after
     assert policy.to_dict() == {"rate": 16000, "samples": 32000, "downmixed": 1, "resampled": 1, "cut": 1,
                                 "channels": {"1": 2, "2": 1}}
     np.testing.assert_allclose(x[2, 1:1001].numpy(), tone(0.5, 16000)[:1000], atol=1e-4)  # stereo mean = the tone

@@ -22,6 +22,16 @@ from .training.session import train as train_config
 __all__ = ["train", "load", "SelfSupervisedEmbedder", "dataset_from_array"]
 
 
+def as_array(x: Any) -> np.ndarray:
+    """np.asarray(x), or for a list of items of different lengths (clips, series) a 1-D object array of them."""
+    try:
+        return np.asarray(x)
+    except ValueError:
+        items = np.empty(len(x), dtype=object)
+        items[:] = [np.asarray(item) for item in x]
+        return items
+
+
 def dataset_from_array(x: Any, y: Any = None, modality: str | None = None, name: str = "array") -> Dataset:
     """An in-memory Dataset from an array or DataFrame and optional labels.
 
@@ -34,7 +44,7 @@ def dataset_from_array(x: Any, y: Any = None, modality: str | None = None, name:
         (y,), _ = encode_labels(None if y is None else np.asarray(y))
         return get_modality(claimed[0]).dataset_from_arrays(x, y, name)
     frame = is_frame(x)  # a pandas DataFrame keeps its column names and dtypes
-    x = x.numpy() if isinstance(x, torch.Tensor) else x if frame else np.asarray(x)
+    x = x.numpy() if isinstance(x, torch.Tensor) else x if frame else as_array(x)
     if modality is None:
         rank = 2 if frame else x.ndim
         takers = [m.name for m in (e.obj for e in modalities) if rank in m.default_array_ranks]

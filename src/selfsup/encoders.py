@@ -15,6 +15,12 @@
   ``layer_outputs(x)`` every block's output for all tokens (data2vec's targets are the average of the top ones).
   Unobserved input values (a series' padding and missing values) are NaN in ``patches``.
 
+- `FrameEncoder`: a SequenceEncoder whose steps each have an output of their own, computed by the same network at
+  every step (convolutions without pooling in time): no step shares its vector with a neighbour, so predicting a
+  later step's output is never copying an earlier one (CPC's future prediction needs this; a CNN that pools time or
+  a Transformer over patches repeats one vector for several steps). Steps past the end of a sample (padding) come
+  out as exact zeros, so a loss can leave them out.
+
 - `VocabularyEncoder`: a SequenceEncoder over discrete ids (int64 [B, T], 0 = padding) from a vocabulary of
   `vocab_size` ids: a method that predicts ids (TSDAE's decoder, masked language modelling) sizes its output by it.
 
@@ -66,6 +72,10 @@ class SequenceEncoder(Encoder):
 
     def forward_sequence(self, x: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+
+class FrameEncoder(SequenceEncoder):
+    """A SequenceEncoder with a distinct output at every step (no pooling in time)."""
 
 
 class VocabularyEncoder(SequenceEncoder):

@@ -134,6 +134,44 @@ def neighbour_sentences(run: Run, ds: Any, samples: int = 2000, n_queries: int =
     return [head, table(rows, ["item"] + [f"neighbour {i + 1}" for i in range(k)])]
 
 
+def neighbour_media(run: Run, x: torch.Tensor, z: np.ndarray, n_queries: int = 4, k: int = 3) -> list[str]:
+    """For recordings: a few clips, playable, each beside its k nearest neighbours by cosine similarity of the
+    embeddings, with their spectrograms; nothing for modalities without media."""
+    if len(z) < 2:
+        return []
+    rng = np.random.default_rng(1)
+    queries = rng.choice(len(z), size=min(n_queries, len(z)), replace=False)
+    zn = z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)
+    rows_idx = []
+    for q in queries:
+        sims = zn @ zn[q]
+        sims[q] = -np.inf
+        rows_idx.append([int(q), *np.argsort(-sims)[:k].tolist()])
+    chosen = sorted({i for row in rows_idx for i in row})
+    players = run.modality.media(x[chosen])
+    if players is None:
+        return []
+    pictures = run.modality.thumbnails(x[chosen])
+    where = {i: j for j, i in enumerate(chosen)}
+
+    def cell(i: int) -> str:
+        j = where[i]
+        img = ""
+        if pictures is not None:
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(1.6, 0.9))
+            ax.imshow(pictures[j][0], cmap="magma", aspect="auto")
+            ax.axis("off")
+            img = f'<img alt="spectrogram" src="{figure_uri(fig)}"><br>'
+        return img + players[j]
+
+    rows = [[Raw(cell(i)) for i in row] for row in rows_idx]
+    head = f"<h2>Listen: clips and their nearest neighbours</h2><p>{len(rows)} test clips (left) and their {k} " \
+           "nearest by cosine similarity of the embeddings, with their log-mel spectrograms.</p>"
+    return [head, table(rows, ["clip"] + [f"neighbour {i + 1}" for i in range(k)])]
+
+
 def cluster_grid(x: np.ndarray, labels: np.ndarray, confidence: np.ndarray, per_side: int = 5) -> str:
     """One row per cluster: its `per_side` most typical members (highest confidence), then its least typical."""
     import matplotlib.pyplot as plt
@@ -383,6 +421,7 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
         pictures = run.modality.thumbnails(x)
         if pictures is not None:
             parts += ["<h2>Nearest neighbours</h2>", f'<img alt="nearest neighbours" src="{neighbour_grid(pictures, z)}">']
+        parts += neighbour_media(run, x, z)
         parts += illustration_section(run, x)
         cm = ev.get("linear_confusion")
         if cm is not None:

@@ -7,5 +7,6 @@ from . import dino, mocov3, nnclr, swav, deepcluster_v2, sela  # noqa: F401
 from . import mae, ijepa, data2vec, rotnet, jigsaw, relative_position, npid  # noqa: F401
 from . import simcse, tsdae, declutr, mlm  # noqa: F401
 from . import graphcl, infograph, grace, dgi, bgrl, graphmae  # noqa: F401
+from . import cpc, byol_a, cola, hubert_lite  # noqa: F401
 
 __all__ = ["Method", "OptimizerDefaults", "ParameterRoles", "TrainingContext", "methods", "register_method"]

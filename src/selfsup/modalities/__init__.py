@@ -5,6 +5,7 @@ from . import timeseries  # noqa: F401
 from . import tabular  # noqa: F401
 from . import text  # noqa: F401
 from . import graph  # noqa: F401
+from . import audio  # noqa: F401
 from . import npy  # noqa: F401
 from . import prepared  # noqa: F401
 

@@ -144,6 +144,10 @@ class Modality(ABC):
         """Storage samples as uint8 pictures [N, C, H, W] for a report's neighbour grid (None: not pictures)."""
         return None
 
+    def media(self, x: torch.Tensor) -> list[str] | None:
+        """Storage samples as HTML media elements (audio players) for a report's neighbour table (None: none)."""
+        return None
+
     def captions(self, x: torch.Tensor) -> list[str] | None:
         """Storage samples as short texts for a report's neighbour table (None: not text)."""
         return None

@@ -3,8 +3,8 @@
 to one rate (frontend.resample) and cut or zero-padded to one length, with each clip's real length kept so that
 padding can be masked. A folder's sub-folders are the labels (for evaluation only).
 
-Storage rows (`pack_clips`): column 0 the clip's real length in samples, then `samples` samples (float32, zero
-after the length).
+Storage rows (`pack_clips`): column 0 the clip's real length in samples, column 1 the sample rate, then `samples`
+samples (float32, zero after the length).
 """
 from __future__ import annotations
 
@@ -63,14 +63,18 @@ def read_clip(path_text: str | Path, policy: ReadPolicy) -> np.ndarray:
     return mono.astype(np.float32)
 
 
+HEADER = 2  # storage columns before the samples: real length, sample rate
+
+
 def pack_clips(waves: list[np.ndarray], policy: ReadPolicy) -> torch.Tensor:
-    """Waveforms -> storage [N, 1 + samples]: each clip's real length, then its first `samples` samples, zero-padded."""
-    out = np.zeros((len(waves), 1 + policy.samples), dtype=np.float32)
+    """Waveforms -> storage [N, 2 + samples]: each clip's real length and the rate, then its first `samples`
+    samples, zero-padded."""
+    out = np.zeros((len(waves), HEADER + policy.samples), dtype=np.float32)
     for row, wave in zip(out, waves):
         n = min(len(wave), policy.samples)
         policy.cut += int(len(wave) > policy.samples)
-        row[0] = n
-        row[1:1 + n] = wave[:n]
+        row[0], row[1] = n, policy.rate
+        row[HEADER:HEADER + n] = wave[:n]
     return torch.from_numpy(out)
 
 

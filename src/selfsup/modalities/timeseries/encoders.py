@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...encoders import SequenceEncoder, TokenEncoder
+from ...encoders import FrameEncoder, SequenceEncoder, TokenEncoder
 from ...errors import DataError
 from ...layers import sincos_1d
 from ...registry import Registry
@@ -95,7 +95,7 @@ class ConvBlock(nn.Module):
         return out.masked_fill(outside, 0.0) if outside is not None else out
 
 
-class DilatedConvEncoder(SequenceEncoder):
+class DilatedConvEncoder(FrameEncoder):
     """TS2Vec's encoder (Yue et al. 2022): linear input projection, `depth` residual blocks of dilated
     convolutions (dilation 2^i, GELU) plus a final block to `out_dim`, dropout 0.1 on the output.
     With causal=True the convolutions only look back, as T-Loss's causal CNN (Franceschi et al. 2019)."""
