@@ -28,7 +28,7 @@ def test_a_folder_reads_as_lengths_and_padded_mono_clips_at_one_rate_with_subfol
     assert torch.all(x[1, 2 + 8000:] == 0) and float(x[1, 2:8002].abs().max()) > 0.4  # padded with zeros after
     assert policy.to_dict() == {"rate": 16000, "samples": 32000, "downmixed": 1, "resampled": 1, "cut": 1,
                                 "channels": {"1": 2, "2": 1}}
-    np.testing.assert_allclose(x[2, 1:1001].numpy(), tone(0.5, 16000)[:1000], atol=1e-4)  # stereo mean = the tone
+    np.testing.assert_allclose(x[2, 2:1002].numpy(), tone(0.5, 16000)[:1000], atol=1e-4)  # stereo mean = the tone
 
 
 def test_unusable_files_are_refused_in_one_line(tmp_path):

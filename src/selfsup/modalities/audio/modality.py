@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from typing import Any
 
 import numpy as np
@@ -283,6 +284,18 @@ def _int_option(req: SourceRequest, name: str, default: int) -> int:
     return int(value)
 
 
+def state_reading(where: str, policy: ReadPolicy) -> None:
+    """Say in one warning what reading changed: files mixed down to mono, resampled, cut."""
+    done = [f"{policy.downmixed} file(s) with {'/'.join(str(c) for c in sorted(policy.channels) if c > 1)} channels "
+            "mixed down to mono (the mean of the channels)"] if policy.downmixed else []
+    if policy.resampled:
+        done.append(f"{policy.resampled} file(s) resampled to {policy.rate} Hz")
+    if policy.cut:
+        done.append(f"{policy.cut} clip(s) longer than {policy.samples / policy.rate:g} s cut to their start")
+    if done:
+        warnings.warn(f"audio:{where}: {'; '.join(done)}", stacklevel=3)
+
+
 @sources.register("audio", "a folder of recordings (WAV/FLAC/OGG...; sub-folders are labels): "
                            "audio:FOLDER[?sr=16000&seconds=2&test=FOLDER2]", modality="audio")
 def load_audio(req: SourceRequest) -> Dataset:
@@ -293,10 +306,12 @@ def load_audio(req: SourceRequest) -> Dataset:
         raise ConfigError("audio: needs a folder, e.g. audio:recordings/?sr=16000&seconds=2")
     rate, seconds = _int_option(req, "sr", DEFAULT_RATE), _number_option(req, "seconds", 2.0)
     x, labels, policy = read_folder(req.path, rate, seconds)
+    state_reading(req.path, policy)
     info: dict[str, Any] = {"reading": policy.to_dict()}
     test_x, test_labels = None, None
     if "test" in req.options:
         test_x, test_labels, test_policy = read_folder(req.options["test"], rate, seconds)
+        state_reading(req.options["test"], test_policy)
         info["test_reading"] = test_policy.to_dict()
         if (labels is None) != (test_labels is None):
             raise DataError(f"--data {req.uri}: one of the folders has label sub-folders and the other not")

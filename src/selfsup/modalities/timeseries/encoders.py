@@ -140,15 +140,21 @@ class PatchTransformerEncoder(SequenceEncoder, TokenEncoder):
     positions added, pre-norm Transformer layers, linear head to `out_dim`. Per-step outputs repeat
     their patch's vector; patches entirely in the padding are masked out of attention and pooling.
 
+    `pool`: how a sample's vector is made from its patches' outputs, "max" (TS2Vec's instance representation) or
+    "mean" (HuBERT's and SUPERB's utterance-level pooling).
+
     It is also a token encoder (one token per patch, on a 1-D grid): `tokens(x, keep)` runs the Transformer on the
     kept patches only, so MAE, data2vec and I-JEPA train it as they train a ViT (masked series modelling)."""
 
     def __init__(self, in_channels: int, patch_len: int = 8, d_model: int = 128, depth: int = 3, heads: int = 4,
-                 out_dim: int = 320, dropout: float = 0.1, ff_mult: int = 2) -> None:
+                 out_dim: int = 320, dropout: float = 0.1, ff_mult: int = 2, pool: str = "max") -> None:
         super().__init__()
+        if pool not in ("max", "mean"):
+            raise ValueError(f"pool must be 'max' or 'mean', got {pool!r}")
         self.in_channels = in_channels
         self.input_width = in_channels
         self.patch_len = patch_len
+        self.pool = pool
         self.embed = nn.Linear(2 * in_channels * patch_len, d_model)
         layer = nn.TransformerEncoderLayer(d_model, heads, ff_mult * d_model, dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
@@ -231,7 +237,11 @@ class PatchTransformerEncoder(SequenceEncoder, TokenEncoder):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         outputs, patch_in, _ = self._blocks(x, mask, None)
-        return masked_max(self._out(outputs[-1], patch_in), patch_in)
+        out = self._out(outputs[-1], patch_in)
+        if self.pool == "mean":
+            weights = patch_in.unsqueeze(-1).to(out.dtype)
+            return (out * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return masked_max(out, patch_in)
 
 
 #: Width of the dilated CNN's hidden blocks when none is given. TS2Vec uses 64; 32 scored as well in
