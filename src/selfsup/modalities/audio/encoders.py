@@ -16,8 +16,9 @@ frames are; pooling skips invalid frames.
   field centred on the frame), each followed by a per-frame layer norm (wav2vec 2.0's layer-norm variant; CPC used
   none, and a norm over time would let padding in) and ReLU; width 256 (CPC: 512), mean-pooled;
 - `dilated_cnn`: TS2Vec's dilated CNN over the mel bands (a series of n_mels channels; hidden width 64);
-- `transformer`: the PatchTransformer of the series modality over patches of 4 frames (40 ms) of all mel bands: a
-  token encoder, so masked modelling (MAE, data2vec, I-JEPA) trains it, and the encoder `hubert_lite` is built for.
+- `transformer`: the PatchTransformer of the series modality over patches of 2 frames (20 ms, HuBERT's frame rate) of
+  all mel bands, 4 layers of width 192 (HuBERT Base: 12 of 768), mean-pooled (HuBERT's utterance-level pooling in
+  SUPERB): a token encoder, so masked modelling (MAE, data2vec, I-JEPA) trains it, and `hubert_lite`'s encoder.
 """
 from __future__ import annotations
 
@@ -185,9 +186,9 @@ def dilated_cnn(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
     return DilatedConvEncoder(spec["channels"], **{"hidden": 64, **options})
 
 
-@audio_encoders.register("transformer", "Transformer over 40 ms patches of the log-mel spectrogram (4 layers, "
-                         "d_model 192, 256-d); a token encoder (mae, data2vec2, ijepa) and hubert_lite's",
+@audio_encoders.register("transformer", "Transformer over 20 ms patches of the log-mel spectrogram (4 layers, "
+                         "d_model 192, 256-d, mean-pooled); a token encoder (mae, data2vec2, ijepa) and hubert_lite's",
                          "Hsu et al. 2021 (HuBERT), arXiv:2106.07447", kind=PatchTransformerEncoder, preferred=True)
 def transformer(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
-    return PatchTransformerEncoder(spec["channels"], **{"patch_len": 4, "d_model": 192, "depth": 4, "heads": 4,
-                                                        "out_dim": 256, **options})
+    return PatchTransformerEncoder(spec["channels"], **{"patch_len": 2, "d_model": 192, "depth": 4, "heads": 4,
+                                                        "out_dim": 256, "pool": "mean", **options})
