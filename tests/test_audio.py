@@ -158,6 +158,19 @@ def test_bilinear_contrastive_loss_by_hand():
         rel=1e-6)
 
 
+def test_cpc_and_cola_losses_of_shards_average_to_the_global_batch_loss():
+    torch.manual_seed(0)
+    z, pred = torch.randn(6, 5, 4), torch.randn(6, 5, 4)
+    valid = torch.ones(6, 5, dtype=torch.bool)
+    full = future_info_nce(pred, z, valid, 2)
+    parts = [future_info_nce(pred[r * 2:(r + 1) * 2], z[r * 2:(r + 1) * 2], valid[:2], 2, z, 2 * r) for r in range(3)]
+    assert float(sum(parts) / 3) == pytest.approx(float(full), abs=1e-6)
+    a, p, w = torch.randn(6, 3), torch.randn(6, 3), torch.randn(3, 3)
+    full = bilinear_contrastive_loss(a, p, w)
+    parts = [bilinear_contrastive_loss(a[r * 2:(r + 1) * 2], p, w, 2 * r) for r in range(3)]
+    assert float(sum(parts) / 3) == pytest.approx(float(full), abs=1e-6)
+
+
 def test_masked_unit_loss_counts_only_masked_steps():
     scores = torch.tensor([[[2.0, 0.0], [0.0, 0.0], [5.0, -5.0]]])
     units = torch.tensor([[0, 1, 1]])

@@ -25,8 +25,8 @@ LOCAL_BATCH = 6
 TOL = 1e-6
 BF16_GRAD_TOL = 2e-2
 # MoCo's first step scores each local query against the shared queue: a per-sample loss that needs no gather
-METHODS = ("simclr", "vicreg", "barlow_twins", "moco")
-GATHERING = ("simclr", "vicreg", "barlow_twins")
+METHODS = ("simclr", "vicreg", "barlow_twins", "moco", "cola")
+GATHERING = ("simclr", "vicreg", "barlow_twins", "cola")
 
 
 def free_port() -> int:
@@ -50,7 +50,8 @@ def build(name: str):
     opts = {"simclr": {"proj_hidden_dim": 16, "proj_dim": 8, "temperature": 0.5},
             "vicreg": {"proj_hidden_dim": 16, "proj_dim": 8},
             "barlow_twins": {"proj_hidden_dim": 16, "proj_dim": 8},
-            "moco": {"proj_hidden_dim": 16, "proj_dim": 8, "queue_size": 32}}[name]
+            "moco": {"proj_hidden_dim": 16, "proj_dim": 8, "queue_size": 32},
+            "cola": {"proj_dim": 8}}[name]
     return methods.get(name)(TinyEncoder(), **opts)
 
 

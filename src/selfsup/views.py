@@ -45,10 +45,12 @@ the global views; `Method.encode` runs one forward per group of equal shape (see
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterator, Mapping, Protocol
 
 import torch
+
+from .errors import ConfigError
 
 RECIPES = ("instance", "instance_light", "asymmetric", "feature_corruption", "mask_and_replace", "swap_noise",
            "overlapping_crops", "masked_values", "geometric", "rotations", "tiles", "spans",
@@ -125,6 +127,16 @@ class DatasetPass(Protocol):
     num_samples: int
 
     def __iter__(self) -> Iterator[Views]: ...
+
+
+def with_options(augmentation: Any, options: Mapping[str, Any], what: str) -> Any:
+    """A modality's augmentation dataclass with fields overridden by `--augment` options (lists become tuples); a
+    ConfigError in one line naming the unknown ones and the known fields."""
+    known = {f.name for f in fields(augmentation)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} augmentation option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return replace(augmentation, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
 
 
 def with_indices(views: Views, indices: torch.Tensor, request: ViewRequest) -> Views:

@@ -6,7 +6,10 @@
     loss = cross-entropy of each anchor's own positive among the positives of every clip of the batch
 
 The anchors' candidates are the positives of the (global, under torchrun) batch; there is no temperature (the
-bilinear W sets the scale). Paper defaults: 512-unit head with layer norm and tanh, Adam lr 1e-4, batch 1024 (256
+bilinear W sets the scale). Under torchrun the positives are gathered with their gradients flowing back to each
+process's own part (`Method.gather`, proved in collectives.py): a process's loss is the mean over its own anchors of
+the global batch's terms, so the average of the processes' losses and DDP's averaged gradients are those of one
+process on the global batch (tests/test_distributed.py, with a negative control without the gather). Paper defaults: 512-unit head with layer norm and tanh, Adam lr 1e-4, batch 1024 (256
 here, the trainer's default, for a CPU), segments of 960 ms of the clip (here 80% of the stored clip, `--augment
 crop=...`). The paper uses no augmentation beyond the choice of segments; the audio `instance_light` views also
 change the gain by up to 6 dB (a shift that the log-mel normalisation leaves nearly invisible).

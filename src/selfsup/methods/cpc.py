@@ -15,8 +15,10 @@ clip's end (padding) are left out of the loss. The encoder must give every step 
 step would be copying. Paper defaults: K = 12, GRU of 256 units, Adam lr 2e-4 (AdamW without decay), one crop of each clip (the paper
 cuts 20480-sample windows; here `geometric` crops of 80% of the stored clip). The downstream representation is the
 encoder's (z pooled over time; the paper also probes c: the GRU is a training head here, not saved).
-Under torchrun the candidates are gathered from every process (`Method.gather`), so the loss is that of the global
-batch, as SimCLR's.
+Under torchrun the candidates are gathered from every process with their gradients flowing back to each process's
+own part (`Method.gather`, proved in collectives.py), as SimCLR's: the average of the processes' losses is the
+global batch's loss when every process has as many valid steps (clips without padding; tested on shards), and a
+mean of per-process means otherwise.
 """
 from __future__ import annotations
 

@@ -174,8 +174,9 @@ class AudioModality(Modality):
     def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
                 strict: bool = False) -> tuple[torch.Tensor, list[str]]:
         """Clips must be at the run's rate; any length is fine (padding never changes an embedding)."""
-        rate = int(x[0, 1]) if len(x) else spec["sample_rate"]
-        if rate != spec["sample_rate"]:
+        other = x[:, 1] != spec["sample_rate"]
+        if bool(other.any()):
+            rate = int(x[int(other.nonzero()[0, 0]), 1])
             raise DataError(f"{where}: clips at {rate} Hz, but the run was trained at {spec['sample_rate']} Hz; read "
                             f"them with sr={spec['sample_rate']}")
         return x, []

@@ -24,14 +24,14 @@ the series modality's views (TS2Vec's crops, Zerveas et al.'s masks) of the whol
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError
-from ...views import ViewRequest, Views
+from ...views import ViewRequest, Views, with_options
 from ..timeseries.augment import left_align, masked_values, overlapping_crops, take_windows
 from .frontend import FrontEnd, frame_mask, log_mel
 
@@ -74,12 +74,7 @@ def recipe(name: str, strength: float, options: dict[str, Any] | None) -> AudioA
         return None
     aug = aug.scaled(strength) if strength != 1.0 else aug
     if options:
-        known = {f.name for f in fields(AudioAugmentation)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown audio augmentation option(s) {', '.join(unknown)}; known: "
-                              f"{', '.join(sorted(known))}")
-        aug = replace(aug, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+        aug = with_options(aug, options, "audio")
     if not 0 < aug.crop <= 1:
         raise ConfigError(f"audio augmentation crop={aug.crop}: must be in (0, 1]")
     return aug
@@ -133,7 +128,7 @@ class AudioViewMaker:
     def _view(self, wave: torch.Tensor, lengths: torch.Tensor, window: int, aug: AudioAugmentation,
               generator: torch.Generator | None) -> torch.Tensor:
         b, dev = wave.shape[0], wave.device
-        window = max(self.input.fe.hop_length * 4, min(window, wave.shape[-1]))
+        window = min(max(self.input.fe.hop_length * 4, window), wave.shape[-1])  # at least 4 frames if it can
         room = (lengths - window).clamp(min=0)
         start = (_uniform((b,), generator, dev) * (room + 1)).long().clamp(max=room)
         view = take_windows(wave, start, window)

@@ -16,14 +16,14 @@ segment permutation (the span is cut into 2..k equal segments that are shuffled)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError
-from ...views import Overlap, ViewRequest, Views
+from ...views import Overlap, ViewRequest, Views, with_options
 
 
 @dataclass(frozen=True)
@@ -343,11 +343,5 @@ def recipe(name: str, strength: float = 1.0, options: dict[str, Any] | None = No
         raise ConfigError(f"view recipe {name!r} has no time-series version; known: {', '.join(sorted(RECIPES))}")
     views = [v.scaled(strength) if strength != 1.0 else v for v in RECIPES[name]]
     if options:
-        known = {f.name for f in fields(SeriesAugmentation)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown time-series augmentation option(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(sorted(known))}")
-        opts = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-        views = [replace(v, **opts) for v in views]
+        views = [with_options(v, options, "time-series") for v in views]
     return views
