@@ -11,6 +11,14 @@ std over seeds and the wall time per data set; writes JSON (default benchmarks/r
     python benchmarks/ucr.py --datasets GunPoint,ArrowHead,ItalyPowerDemand,BasicMotions,JapaneseVowels --seeds 3 --json
 
 Any problem bundled with aeon works by name (`ucr:NAME`), or a path to X_TRAIN.ts (X_TEST.ts beside it).
+
+A whole archive: `--archive DIR` runs every problem of a UCR (128) or UEA (30) archive folder in the official layout
+(DIR/NAME/NAME_TRAIN.ts and NAME_TEST.ts, or the UCR 2018 DIR/NAME/NAME_TRAIN.tsv and NAME_TEST.tsv with the label
+first), appending each finished run to `--results` (JSON lines, default benchmarks/results/archive-DIRNAME.jsonl), so
+an interrupted archive resumes where it stopped; `--published CSV` (a column `problem`, one column of accuracies per
+method, e.g. TS2Vec,T-Loss) adds the papers' summary: mean accuracy, average rank and wins/ties/losses against each.
+
+    python benchmarks/ucr.py --archive ~/Univariate_ts --published ts2vec_ucr128.csv --seeds 1
 Runs go `--jobs` at a time (default 2), each with `--threads` PyTorch threads (default 1): on a small
 shared CPU, two single-threaded processes use two cores far better than one two-threaded one.
 """
@@ -107,6 +115,106 @@ def machine() -> dict:
             "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
 
 
+def archive_problems(folder: str) -> list[tuple[str, str]]:
+    """(name, data URI) of every problem in an archive folder: DIR/NAME/NAME_TRAIN.ts (+ NAME_TEST.ts), or the UCR 2018
+    DIR/NAME/NAME_TRAIN.tsv (+ NAME_TEST.tsv, label first); sorted by name. A folder with neither is skipped."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise SystemExit(f"--archive {folder}: not a folder")
+    found = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        name = sub.name
+        for suffix in (".ts", ".tsv"):
+            train, test = sub / f"{name}_TRAIN{suffix}", sub / f"{name}_TEST{suffix}"
+            if train.is_file() and test.is_file():
+                uri = f"ts:{train}?test={test}" if suffix == ".ts" else \
+                    f"tscsv:{train}?label=first&header=no&test={test}"
+                found.append((name, uri))
+                break
+    if not found:
+        raise SystemExit(f"--archive {folder}: no problem folders (NAME/NAME_TRAIN.ts or NAME/NAME_TRAIN.tsv)")
+    return found
+
+
+def read_results(path: Path) -> list[dict]:
+    """The runs already appended to a results file (JSON lines). A torn last line (a write interrupted) is dropped
+    and the file rewritten without it (atomically), so the next run appends after a whole line."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    if len(rows) < len(lines) or not path.read_text().endswith("\n") and rows:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        os.replace(tmp, path)
+    return rows
+
+
+def append_result(path: Path, row: dict) -> None:
+    """One finished run appended as a JSON line, flushed to disk before the next run starts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_published(path: str) -> dict[str, dict[str, float]]:
+    """Per-problem published accuracies from a CSV: a `problem` column, then one column per method (empty: none)."""
+    import csv
+
+    with open(Path(path).expanduser(), newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "problem" not in rows[0]:
+        raise SystemExit(f"--published {path}: needs a header with a 'problem' column and one column per method")
+    table: dict[str, dict[str, float]] = {}
+    for i, row in enumerate(rows, 2):
+        scores = {}
+        for method, cell in row.items():
+            if method == "problem" or cell is None or not cell.strip():
+                continue
+            try:
+                scores[method] = float(cell)
+            except ValueError:
+                raise SystemExit(f"--published {path}:{i}: {method}={cell!r} is not an accuracy") from None
+        table[row["problem"].strip()] = scores
+    return table
+
+
+def archive_summary(per: dict[str, dict], published: dict[str, dict[str, float]]) -> dict:
+    """The papers' summary of an archive: selfsup's mean accuracy, and against each published method on the problems
+    both have: the two means, wins/ties/losses (compared at the published 3 decimals) and the average rank among all
+    methods on the problems every one of them has (rank 1 best, ties share the mean rank)."""
+    ours = {name: round(e["acc_mean"], 3) for name, e in per.items()}
+    out: dict = {"problems": len(ours), "mean_acc": round(float(np.mean(list(ours.values()))), 4) if ours else None}
+    methods = sorted({m for scores in published.values() for m in scores})
+    versus = {}
+    for m in methods:
+        common = [n for n in ours if m in published.get(n, {})]
+        if not common:
+            continue
+        a = np.array([ours[n] for n in common])
+        b = np.array([published[n][m] for n in common])
+        versus[m] = {"problems": len(common), "selfsup_mean": round(float(a.mean()), 4),
+                     "published_mean": round(float(b.mean()), 4), "wins": int((a > b).sum()),
+                     "ties": int((a == b).sum()), "losses": int((a < b).sum())}
+    out["versus"] = versus
+    everyone = [n for n in ours if all(m in published.get(n, {}) for m in methods)] if methods else []
+    if everyone:
+        from scipy.stats import rankdata
+
+        names = ["selfsup", *methods]
+        ranks = np.array([rankdata([-ours[n], *(-published[n][m] for m in methods)]) for n in everyone])
+        out["average_rank"] = {"problems": len(everyone),
+                               **{k: round(float(v), 3) for k, v in zip(names, ranks.mean(axis=0))}}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,34 +225,59 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (default 2)")
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads per run (default 1)")
     p.add_argument("--iters", type=int, help="override the pre-training iterations (smoke tests only)")
+    p.add_argument("--archive", help="a UCR/UEA archive folder: every problem in it (instead of --datasets)")
+    p.add_argument("--results", help="JSON-lines file each finished run is appended to; runs already in it are not "
+                                     "run again (default with --archive: benchmarks/results/archive-DIRNAME.jsonl)")
+    p.add_argument("--published", help="CSV of published per-problem accuracies: problem,METHOD1,METHOD2,...")
     args = p.parse_args(argv)
 
     from selfsup.modalities.timeseries.modality import DEFAULT_CONFIG
 
-    names = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    pairs = [data_uri(n) for n in names]
+    if args.archive:
+        pairs = archive_problems(args.archive)
+        results_path = Path(args.results) if args.results else \
+            DEFAULT_OUT.parent / f"archive-{Path(args.archive).expanduser().resolve().name}.jsonl"
+        if args.out == str(DEFAULT_OUT):  # the archive's summary does not replace the five-problem benchmark's
+            args.out = str(results_path.with_suffix(".json"))
+    else:
+        pairs = [data_uri(d.strip()) for d in args.datasets.split(",") if d.strip()]
+        results_path = Path(args.results) if args.results else None
     seeds = list(range(args.seeds))
-    jobs = [(name, uri, s, args.threads, args.iters) for name, uri in pairs for s in seeds]
-    if args.jobs > 1:  # longest first (cost grows with series length at a fixed number of iterations)
+    done = read_results(results_path) if results_path else []
+    finished = {(r["dataset"], r["seed"]) for r in done}
+    jobs = [(name, uri, s, args.threads, args.iters) for name, uri in pairs for s in seeds
+            if (name, s) not in finished]
+    if args.jobs > 1 and jobs:  # longest first (cost grows with series length at a fixed number of iterations)
         from selfsup.loading import load_dataset
 
         length = {name: load_dataset(uri).train.x.shape[-1] for name, uri in pairs}
         jobs.sort(key=lambda j: -length[j[0]])
     start = time.perf_counter()
-    results: list[dict] = []
+    results: list[dict] = [r for r in done if (r["dataset"], r["seed"]) in {(n, s) for n, _ in pairs for s in seeds}]
+
+    def finish(row: dict) -> None:
+        results.append(row)
+        if results_path:
+            append_result(results_path, row)
+
     if args.jobs <= 1:
-        results = [one_run(*j) for j in jobs]
+        for j in jobs:
+            finish(one_run(*j))
     else:
+        from concurrent.futures import as_completed
+
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=ctx) as ex:
-            results = list(ex.map(one_run, *zip(*jobs)))
+            for future in as_completed([ex.submit(one_run, *j) for j in jobs]):
+                finish(future.result())
     total = time.perf_counter() - start
+    published = read_published(args.published) if args.published else {}
 
     per: dict[str, dict] = {}
     for name, _ in pairs:
-        rows = [r for r in results if r["dataset"] == name]
+        rows = sorted((r for r in results if r["dataset"] == name), key=lambda r: r["seed"])
         accs = np.array([r["acc"] for r in rows])
-        pub = PUBLISHED.get(name, {})
+        pub = {**PUBLISHED.get(name, {}), **published.get(name, {})}
         target_name = "TS2Vec" if "TS2Vec" in pub else ("T-Loss" if "T-Loss" in pub else None)
         entry = {"acc_mean": round(float(accs.mean()), 4), "acc_std": round(float(accs.std()), 4),
                  "accs": [round(float(a), 4) for a in accs], "C": [r["C"] for r in rows],
@@ -166,13 +299,17 @@ def main(argv: list[str] | None = None) -> int:
                                    if args.iters is None else args.iters, **effective_options(DEFAULT_CONFIG)},
         "parallel": {"jobs": args.jobs, "threads_per_job": args.threads},
         "machine": machine(), "total_seconds": round(total, 1),
-        "seconds_note": "per data set: wall time of pre-training + evaluation summed over its seeds "
-                        "(each run on its own process)",
+        "seconds_note": "per data set: wall time of pre-training + evaluation summed over its seeds ("
+                        + ("each run in a worker process of its own, --jobs at a time" if args.jobs > 1 else
+                           "the runs one after another in this process") + ")",
         "std_note": "population standard deviation over seeds (ddof=0)",
         "target_note": "target: TS2Vec's published figure where there is one, else T-Loss's; met when the mean "
                        "rounded to the published 3 decimals is at least the figure",
         "datasets": per,
     }
+    if args.archive:
+        doc["archive"] = {"folder": str(Path(args.archive).expanduser()), "results": str(results_path),
+                          "resumed_runs": len(done), **archive_summary(per, published)}
     if args.out:
         from _common import write_result
 
