@@ -33,6 +33,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def one_run(name: str, uri: str, seed: int, threads: int, iters: int | None) -> 
     return {"dataset": name, "seed": seed, "acc": res["acc"], "C": res["C"], "steps": run.summary["steps"],
             "train_seconds": round(train_s, 2), "seconds": round(time.perf_counter() - start, 2),
             "n_train": len(ds.train), "n_test": len(ds.test), "shape": list(ds.train.x.shape[1:]),
-            "final_loss": run.summary["final_loss"], "precision": run.resolved["precision"]}
+            "final_loss": run.summary["final_loss"], "precision": run.resolved["precision"], "iters": iters}
 
 
 def effective_options(cfg: dict) -> dict:
@@ -127,8 +128,9 @@ def archive_problems(folder: str) -> list[tuple[str, str]]:
         for suffix in (".ts", ".tsv"):
             train, test = sub / f"{name}_TRAIN{suffix}", sub / f"{name}_TEST{suffix}"
             if train.is_file() and test.is_file():
-                uri = f"ts:{train}?test={test}" if suffix == ".ts" else \
-                    f"tscsv:{train}?label=first&header=no&test={test}"
+                quoted = quote(str(test), safe="/")  # option values are URL-decoded: '&', '+' survive
+                uri = f"ts:{train}?test={quoted}" if suffix == ".ts" else \
+                    f"tscsv:{train}?label=first&header=no&test={quoted}"
                 found.append((name, uri))
                 break
     if not found:
@@ -141,14 +143,16 @@ def read_results(path: Path) -> list[dict]:
     and the file rewritten without it (atomically), so the next run appends after a whole line."""
     if not path.exists():
         return []
-    lines = path.read_text().splitlines()
+    text = path.read_text()
+    lines = text.splitlines()
     rows = []
-    for line in lines:
+    for i, line in enumerate(lines, 1):
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            break
-    if len(rows) < len(lines) or not path.read_text().endswith("\n") and rows:
+            if i < len(lines):
+                raise SystemExit(f"--results {path}:{i}: not a JSON line (only the last line may be torn)") from None
+    if len(rows) < len(lines) or (rows and not text.endswith("\n")):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         os.replace(tmp, path)
@@ -168,20 +172,27 @@ def read_published(path: str) -> dict[str, dict[str, float]]:
     """Per-problem published accuracies from a CSV: a `problem` column, then one column per method (empty: none)."""
     import csv
 
-    with open(Path(path).expanduser(), newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(Path(path).expanduser(), newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SystemExit(f"--published {path}: cannot read it ({exc})") from None
     if not rows or "problem" not in rows[0]:
         raise SystemExit(f"--published {path}: needs a header with a 'problem' column and one column per method")
     table: dict[str, dict[str, float]] = {}
     for i, row in enumerate(rows, 2):
         scores = {}
         for method, cell in row.items():
-            if method == "problem" or cell is None or not cell.strip():
+            if method is None or not isinstance(cell, str):
+                raise SystemExit(f"--published {path}:{i}: more or fewer cells than the header has")
+            if method == "problem" or not cell.strip():
                 continue
             try:
                 scores[method] = float(cell)
             except ValueError:
-                raise SystemExit(f"--published {path}:{i}: {method}={cell!r} is not an accuracy") from None
+                scores[method] = float("nan")
+            if not 0 <= scores[method] <= 1:
+                raise SystemExit(f"--published {path}:{i}: {method}={cell!r} is not an accuracy in [0, 1]")
         table[row["problem"].strip()] = scores
     return table
 
@@ -199,7 +210,7 @@ def archive_summary(per: dict[str, dict], published: dict[str, dict[str, float]]
         if not common:
             continue
         a = np.array([ours[n] for n in common])
-        b = np.array([published[n][m] for n in common])
+        b = np.array([round(published[n][m], 3) for n in common])  # both sides at the published 3 decimals
         versus[m] = {"problems": len(common), "selfsup_mean": round(float(a.mean()), 4),
                      "published_mean": round(float(b.mean()), 4), "wins": int((a > b).sum()),
                      "ties": int((a == b).sum()), "losses": int((a < b).sum())}
@@ -209,7 +220,7 @@ def archive_summary(per: dict[str, dict], published: dict[str, dict[str, float]]
         from scipy.stats import rankdata
 
         names = ["selfsup", *methods]
-        ranks = np.array([rankdata([-ours[n], *(-published[n][m] for m in methods)]) for n in everyone])
+        ranks = np.array([rankdata([-ours[n], *(-round(published[n][m], 3) for m in methods)]) for n in everyone])
         out["average_rank"] = {"problems": len(everyone),
                                **{k: round(float(v), 3) for k, v in zip(names, ranks.mean(axis=0))}}
     return out
@@ -243,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [data_uri(d.strip()) for d in args.datasets.split(",") if d.strip()]
         results_path = Path(args.results) if args.results else None
     seeds = list(range(args.seeds))
-    done = read_results(results_path) if results_path else []
+    published = read_published(args.published) if args.published else {}
+    # a run counts as done for the same problem, seed and schedule (a smoke run with --iters is not the real one)
+    done = [r for r in (read_results(results_path) if results_path else []) if r.get("iters") == args.iters]
     finished = {(r["dataset"], r["seed"]) for r in done}
     jobs = [(name, uri, s, args.threads, args.iters) for name, uri in pairs for s in seeds
             if (name, s) not in finished]
@@ -268,10 +281,13 @@ def main(argv: list[str] | None = None) -> int:
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=ctx) as ex:
-            for future in as_completed([ex.submit(one_run, *j) for j in jobs]):
-                finish(future.result())
+            try:
+                for future in as_completed([ex.submit(one_run, *j) for j in jobs]):
+                    finish(future.result())
+            except BaseException:  # a failed run or Ctrl-C: the queued runs do not start (finished ones are kept)
+                ex.shutdown(wait=False, cancel_futures=True)
+                raise
     total = time.perf_counter() - start
-    published = read_published(args.published) if args.published else {}
 
     per: dict[str, dict] = {}
     for name, _ in pairs:
@@ -300,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         "parallel": {"jobs": args.jobs, "threads_per_job": args.threads},
         "machine": machine(), "total_seconds": round(total, 1),
         "seconds_note": "per data set: wall time of pre-training + evaluation summed over its seeds ("
-                        + ("each run in a worker process of its own, --jobs at a time" if args.jobs > 1 else
+                        + ("in --jobs worker processes, one run at a time in each" if args.jobs > 1 else
                            "the runs one after another in this process") + ")",
         "std_note": "population standard deviation over seeds (ddof=0)",
         "target_note": "target: TS2Vec's published figure where there is one, else T-Loss's; met when the mean "

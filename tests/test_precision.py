@@ -91,6 +91,7 @@ def one_step(method_name: str, modality_name: str, precision: str):
     spec = modality.fit_spec(storage)
     torch.manual_seed(0)
     name = modality.default_encoder_for(spec, cls.encoder_kind)
+    spec = modality.spec_for_encoder(spec, name, {})  # as the training plan does (a waveform encoder reads samples)
     method = cls(modality.build_encoder(name, spec, **({"depth": 2} if name.startswith("vit") else {})),
                  **small_options(cls))
     request = method.view_request()

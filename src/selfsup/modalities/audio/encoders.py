@@ -110,16 +110,15 @@ class SpectrogramCNN(SequenceEncoder):
         h = torch.nan_to_num(x.float(), nan=0.0).masked_fill(~hidden.unsqueeze(1), 0.0).unsqueeze(1)  # B 1 F T
         extra = -x.shape[-1] % self.factor  # whole pooled frames: the end padded with invalid zeros
         h, valid = F.pad(h, (0, extra)), F.pad(steps_valid, (0, extra), value=False)
+        short = (valid.sum(dim=1) < self.factor)[:, None]  # no whole pooled frame: keep its partial first one
         for block in self.blocks:
             h = block(h)
             h = F.max_pool2d(h, 2)
-            valid = pooled_validity(valid)
+            whole, partial = pooled_validity(valid), valid[:, :2 * (valid.shape[1] // 2)].view(len(valid), -1, 2).any(2)
+            valid = torch.where(short, partial, whole)
             h = h.masked_fill(~valid[:, None, None, :], 0.0)  # past the end: what zero padding would show
         b, c, f, t = h.shape
         out = self.fc(h.permute(0, 3, 1, 2).reshape(b, t, c * f))
-        if t > 0:  # a clip shorter than one pooled frame keeps its first (partial) frame rather than nothing
-            valid = valid.clone()
-            valid[:, 0] = True
         return out, valid, steps_valid
 
     def forward_sequence(self, x: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -7,6 +7,8 @@ frame mask of padded clips, and resampling to one rate.
   filters, natural log of (energy + `floor`): BYOL-A's and COLA's input (64 mels, 25 ms windows, 10 ms hop at 16 kHz);
 - `mfcc`: the orthonormal DCT-II of the log-mel frames, the first `count` coefficients (the classic speech features
   whose per-clip mean and standard deviation are the baseline of the audio benchmark);
+- `clip_log_mel`: the log-mel of stored clips as every part of selfsup sees it (encoder input, statistics, MFCC
+  baseline, pictures): zero-padded so that padding never changes a frame, NaN past each clip's end;
 - `frame_mask`: which frames of a centred STFT lie on the clip, for a clip of `length` samples padded to the batch's
   longest (a frame counts when its centre is a real sample);
 - `resample`: polyphase resampling (scipy.signal.resample_poly, a Kaiser-windowed low-pass) from one rate to another,
@@ -58,10 +60,23 @@ def _filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float, f_max: 
     return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)  # [n_mels, n_fft // 2 + 1]
 
 
+_ON_DEVICE: dict[tuple, torch.Tensor] = {}  # tables copied to a device once, not at every step
+
+
+def on_device(key: tuple, table: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """`table` as a float32 tensor on `device`, copied there once per process and key."""
+    dev = torch.device(device)
+    full_key = (*key, str(dev))
+    if full_key not in _ON_DEVICE:
+        _ON_DEVICE[full_key] = torch.from_numpy(np.ascontiguousarray(table, dtype=np.float32)).to(dev)
+    return _ON_DEVICE[full_key]
+
+
 def mel_filterbank(fe: FrontEnd, device: torch.device | str = "cpu") -> torch.Tensor:
     """[n_mels, n_fft // 2 + 1] triangular HTK-mel filters."""
     f_max = fe.f_max if fe.f_max is not None else fe.sample_rate / 2
-    return torch.from_numpy(_filterbank(fe.n_fft, fe.n_mels, fe.sample_rate, fe.f_min, f_max)).to(device)
+    key = ("mel", fe.n_fft, fe.n_mels, fe.sample_rate, fe.f_min, f_max)
+    return on_device(key, _filterbank(fe.n_fft, fe.n_mels, fe.sample_rate, fe.f_min, f_max), device)
 
 
 def power_spectrogram(wave: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
@@ -89,8 +104,17 @@ def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 def mfcc(log_mels: torch.Tensor, count: int = 20) -> torch.Tensor:
     """[B, n_mels, frames] log mel energies -> [B, count, frames] cepstral coefficients (orthonormal DCT-II)."""
-    basis = torch.from_numpy(_dct_matrix(log_mels.shape[1], count)).to(log_mels.device, log_mels.dtype)
-    return torch.matmul(basis, log_mels)
+    basis = on_device(("dct", log_mels.shape[1], count), _dct_matrix(log_mels.shape[1], count), log_mels.device)
+    return torch.matmul(basis.to(log_mels.dtype), log_mels)
+
+
+def clip_log_mel(wave: torch.Tensor, lengths: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
+    """Stored clips [B, samples] (zero past `lengths`) -> [B, n_mels, 1 + samples // hop] log mel energies, NaN on
+    the frames past each clip's end. The wave is zero-padded by n_fft / 2 first, so that frames near a clip's end see
+    its samples and zeros however far it is padded (the STFT's reflect padding then reflects zeros)."""
+    frames = fe.frames(wave.shape[-1])
+    spec = log_mel(torch.nn.functional.pad(wave.float(), (0, fe.n_fft // 2)), fe)[..., :frames]
+    return spec.masked_fill(~frame_mask(lengths, fe, frames).unsqueeze(1), float("nan"))
 
 
 def frame_mask(lengths: torch.Tensor, fe: FrontEnd, frames: int) -> torch.Tensor:

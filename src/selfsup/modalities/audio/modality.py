@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import warnings
 from typing import Any
 
@@ -26,7 +27,7 @@ from ...errors import ConfigError, DataError
 from ...views import ViewRequest
 from ..base import Modality, ViewMaker, batched, modalities
 from .encoders import audio_encoders
-from .frontend import FrontEnd, frame_mask, log_mel, mfcc
+from .frontend import FrontEnd, clip_log_mel, mfcc
 from .reading import HEADER, ReadPolicy, pack_clips, read_folder
 from .views import AudioInput, AudioViewMaker, recipe
 
@@ -115,12 +116,11 @@ class AudioModality(Modality):
         sums, squares, count, energy = torch.zeros(fe.n_mels, dtype=torch.float64), \
             torch.zeros(fe.n_mels, dtype=torch.float64), 0, 0.0
         for sl in batched(len(sel), 64):
-            spec_b = log_mel(waves[sl], fe)
-            valid = frame_mask(lengths[sl], fe, spec_b.shape[-1]).unsqueeze(1)
-            vals = spec_b.double() * valid
+            spec_b = clip_log_mel(waves[sl], lengths[sl], fe)
+            vals = torch.nan_to_num(spec_b.double(), nan=0.0)
             sums += vals.sum(dim=(0, 2))
             squares += (vals ** 2).sum(dim=(0, 2))
-            count += int(valid.sum())
+            count += int((~torch.isnan(spec_b[:, 0])).sum())  # frames on the clips
             energy += float((waves[sl].double() ** 2).sum())
         mean = sums / count
         std = (squares / count - mean ** 2).clamp(min=0).sqrt().clamp(min=1e-3)
@@ -213,8 +213,7 @@ class AudioModality(Modality):
         fe = self.front_end(spec)
         out = []
         for sl in batched(len(x), 256):
-            s = log_mel(x[sl, HEADER:].float(), fe)
-            s = s.masked_fill(~frame_mask(x[sl, 0].long(), fe, s.shape[-1]).unsqueeze(1), float("nan"))
+            s = clip_log_mel(x[sl, HEADER:], x[sl, 0].long(), fe)
             lo = torch.nan_to_num(s, nan=float("inf")).amin(dim=(1, 2), keepdim=True)
             hi = torch.nan_to_num(s, nan=float("-inf")).amax(dim=(1, 2), keepdim=True)
             pic = torch.nan_to_num((s - lo) / (hi - lo).clamp(min=1e-6), nan=0.0)
@@ -249,8 +248,9 @@ def mfcc_statistics(x: torch.Tensor, spec: dict[str, Any], count: int = MFCC_COU
     fe = AudioModality.front_end(spec)
     out = []
     for sl in batched(len(x), 128):
-        c = mfcc(log_mel(x[sl, HEADER:].float(), fe), count)
-        valid = frame_mask(x[sl, 0].long(), fe, c.shape[-1]).unsqueeze(1).float()
+        logs = clip_log_mel(x[sl, HEADER:], x[sl, 0].long(), fe)
+        valid = (~torch.isnan(logs[:, :1])).float()
+        c = mfcc(torch.nan_to_num(logs, nan=0.0), count)
         n = valid.sum(-1).clamp(min=1)
         mean = (c * valid).sum(-1) / n
         std = (((c - mean.unsqueeze(-1)) ** 2 * valid).sum(-1) / n).sqrt()
@@ -273,9 +273,12 @@ def _number_option(req: SourceRequest, name: str, default: float) -> float:
     if text is None:
         return default
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise ConfigError(f"--data {req.uri}: {name}={text!r} is not a number") from None
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"--data {req.uri}: {name}={text!r} is not a positive number")
+    return value
 
 
 def _int_option(req: SourceRequest, name: str, default: int) -> int:

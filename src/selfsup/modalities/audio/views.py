@@ -8,12 +8,13 @@ leave padding out.
 
 - crop: one window of `crop` x the stored length for the whole batch (views must share a shape), placed uniformly
   inside each clip's real samples (a clip shorter than the window is taken whole and padded);
-- gain: x 10^(g / 20), g uniform in +-`gain_db` (COLA, BYOL-A's pre-normalisation makes it a shift of the log-mel);
+- gain: x 10^(g / 20), g uniform in +-`gain_db` (a shift of the log-mel, nearly removed by its normalisation);
 - mixup (BYOL-A): (1 - l) x + l x', l uniform in [0, `mixup`], x' another clip of the batch (rolled by a random
   offset), cut to x's length. BYOL-A mixes exp(log-mel) with clips from a memory of past batches; mixing waveforms of
   the batch is the same in expectation over phases and needs no memory;
 - random resized crop (BYOL-A): a region of 0.6-1.5 x the frames and 0.6-1.5 x the bands, resized back bilinearly (a
-  cheap tempo and pitch change; outside the spectrogram: 0, the normalised mean);
+  cheap tempo and pitch change; bands outside the spectrogram: 0, the normalised mean; frames outside the clip: NaN,
+  not observed);
 - SpecAugment (Park et al. 2019): `freq_masks` bands of up to `freq_width` mel bands and `time_masks` spans of up to
   `time_width` x the frames set to 0; on waveforms, the time masks zero spans of samples.
 
@@ -27,13 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError
 from ...views import ViewRequest, Views, with_options
 from ..timeseries.augment import left_align, masked_values, overlapping_crops, take_windows
-from .frontend import FrontEnd, frame_mask, log_mel
+from .frontend import FrontEnd, clip_log_mel, on_device
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,11 @@ class AudioAugmentation:
     time_width: float = 0.1
 
     def scaled(self, strength: float) -> AudioAugmentation:
-        r = self.resize
-        return replace(self, gain_db=self.gain_db * strength, mixup=min(0.9, self.mixup * strength),
-                       resize=None if r is None else (1 - (1 - r[0]) * strength, 1 + (r[1] - 1) * strength),
-                       freq_width=round(self.freq_width * strength), time_width=self.time_width * strength)
+        """Every change `strength` times as strong (clamped: a region of at least 0.1, mixing at most 0.9)."""
+        r, k = self.resize, max(0.0, strength)
+        return replace(self, gain_db=self.gain_db * k, mixup=min(0.9, self.mixup * k),
+                       resize=None if r is None else (max(0.1, 1 - (1 - r[0]) * k), 1 + (r[1] - 1) * k),
+                       freq_width=round(self.freq_width * k), time_width=min(1.0, self.time_width * k))
 
 
 _FULL = AudioAugmentation(gain_db=6.0, mixup=0.4, resize=(0.6, 1.5), freq_masks=2, freq_width=8, time_masks=2,
@@ -93,19 +96,16 @@ class AudioInput:
         self.fe = FrontEnd(sample_rate=spec["sample_rate"], n_fft=fe["n_fft"], win_length=fe["win_length"],
                            hop_length=fe["hop_length"], n_mels=fe["n_mels"], f_min=fe["f_min"])
         self.waveform = spec["input"] == "waveform"
-        self.mean = torch.tensor(spec["mel_mean"], dtype=torch.float32).view(1, -1, 1)
-        self.std = torch.tensor(spec["mel_std"], dtype=torch.float32).view(1, -1, 1)
+        self.mean = np.asarray(spec["mel_mean"], dtype=np.float32).reshape(1, -1, 1)
+        self.std = np.asarray(spec["mel_std"], dtype=np.float32).reshape(1, -1, 1)
+        self.key = ("statistics", *spec["mel_mean"], *spec["mel_std"])  # copied to the device once
         self.rms = float(spec["wave_rms"])
 
     def spectrogram(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """[B, samples] zero past `lengths` -> [B, n_mels, frames] normalised log-mel, NaN past the end. The wave is
-        zero-padded by n_fft / 2 first, so that frames near a clip's end see its samples and zeros however far it is
-        padded (the STFT's reflect padding then reflects zeros)."""
-        fe = self.fe
-        frames = fe.frames(wave.shape[-1])
-        spec = log_mel(F.pad(wave, (0, fe.n_fft // 2)), fe)[..., :frames]
-        spec = (spec - self.mean.to(spec.device)) / self.std.to(spec.device)
-        return spec.masked_fill(~frame_mask(lengths, fe, frames).unsqueeze(1), float("nan"))
+        """[B, samples] zero past `lengths` -> [B, n_mels, frames] normalised log-mel, NaN past the end."""
+        spec = clip_log_mel(wave, lengths, self.fe)
+        return (spec - on_device(self.key + ("mean",), self.mean, spec.device)) / \
+            on_device(self.key + ("std",), self.std, spec.device)
 
     def __call__(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Waveforms [B, samples] (anything past `lengths` is ignored) -> encoder input."""
@@ -128,7 +128,7 @@ class AudioViewMaker:
     def _view(self, wave: torch.Tensor, lengths: torch.Tensor, window: int, aug: AudioAugmentation,
               generator: torch.Generator | None) -> torch.Tensor:
         b, dev = wave.shape[0], wave.device
-        window = min(max(self.input.fe.hop_length * 4, window), wave.shape[-1])  # at least 4 frames if it can
+        window = min(max(self.input.fe.hop_length * 8, window), wave.shape[-1])  # at least 9 frames if it can
         room = (lengths - window).clamp(min=0)
         start = (_uniform((b,), generator, dev) * (room + 1)).long().clamp(max=room)
         view = take_windows(wave, start, window)
@@ -166,7 +166,7 @@ class AudioViewMaker:
         values = F.grid_sample(torch.nan_to_num(x, nan=0.0).unsqueeze(1), grid, align_corners=False)[:, 0]
         kept = F.grid_sample(observed.float().expand(-1, x.shape[1], -1).unsqueeze(1), grid, mode="nearest",
                              align_corners=False)[:, 0, :1] > 0.5
-        kept[:, :, 0] = True  # never an empty view
+        kept[:, :, 0] |= ~kept.any(dim=-1)  # never an empty view
         return values.masked_fill(~kept, float("nan"))
 
     def _freq_masks(self, x: torch.Tensor, aug: AudioAugmentation, generator: torch.Generator | None) -> torch.Tensor:
