@@ -42,6 +42,13 @@ class FrontEnd:
         return 1 + samples // self.hop_length
 
 
+def front_end_of(spec: dict) -> FrontEnd:
+    """The FrontEnd a run's data spec describes (its `sample_rate` and `frontend` settings)."""
+    fe = spec["frontend"]
+    return FrontEnd(sample_rate=spec["sample_rate"], n_fft=fe["n_fft"], win_length=fe["win_length"],
+                    hop_length=fe["hop_length"], n_mels=fe["n_mels"], f_min=fe["f_min"])
+
+
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
 

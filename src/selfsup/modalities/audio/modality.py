@@ -27,7 +27,7 @@ from ...errors import ConfigError, DataError
 from ...views import ViewRequest
 from ..base import Modality, ViewMaker, batched, modalities
 from .encoders import audio_encoders
-from .frontend import FrontEnd, clip_log_mel, mfcc
+from .frontend import clip_log_mel, front_end_of, mfcc
 from .reading import HEADER, ReadPolicy, pack_clips, read_folder
 from .views import AudioInput, AudioViewMaker, recipe
 
@@ -110,7 +110,7 @@ class AudioModality(Modality):
         rate = int(rates[0])
         samples = int(x.shape[1] - HEADER)
         spec: dict[str, Any] = {"sample_rate": rate, "samples": samples, "frontend": frontend_settings(rate)}
-        fe = self.front_end(spec)
+        fe = front_end_of(spec)
         sel = torch.linspace(0, len(x) - 1, min(len(x), 512)).round().long().unique()
         lengths, waves = x[sel, 0].long(), x[sel, HEADER:].float()
         sums, squares, count, energy = torch.zeros(fe.n_mels, dtype=torch.float64), \
@@ -131,12 +131,6 @@ class AudioModality(Modality):
                 "clips": int(len(x)), "mean_seconds": float(seconds.mean()), "max_seconds": float(seconds.max()),
                 "normalisation": "log-mel z-scored per band with training statistics (waveform input: divided by "
                                  "the training RMS)"}
-
-    @staticmethod
-    def front_end(spec: dict[str, Any]) -> FrontEnd:
-        fe = spec["frontend"]
-        return FrontEnd(sample_rate=spec["sample_rate"], n_fft=fe["n_fft"], win_length=fe["win_length"],
-                        hop_length=fe["hop_length"], n_mels=fe["n_mels"], f_min=fe["f_min"])
 
     def spec_for_encoder(self, spec: dict[str, Any], encoder: str, options: dict[str, Any]) -> dict[str, Any]:
         """A waveform encoder reads samples (1 channel); the others the log-mel spectrogram."""
@@ -210,7 +204,7 @@ class AudioModality(Modality):
     def thumbnails(self, x: torch.Tensor) -> np.ndarray:
         """Log-mel spectrograms as uint8 pictures [N, 1, mels, frames] (low frequencies at the bottom)."""
         spec = {"sample_rate": int(x[0, 1]), "frontend": frontend_settings(int(x[0, 1]))}
-        fe = self.front_end(spec)
+        fe = front_end_of(spec)
         out = []
         for sl in batched(len(x), 256):
             s = clip_log_mel(x[sl, HEADER:], x[sl, 0].long(), fe)
@@ -245,7 +239,7 @@ class AudioModality(Modality):
 
 def mfcc_statistics(x: torch.Tensor, spec: dict[str, Any], count: int = MFCC_COUNT) -> np.ndarray:
     """[N, 2 * count]: per clip, the mean then the standard deviation over its frames of `count` MFCCs."""
-    fe = AudioModality.front_end(spec)
+    fe = front_end_of(spec)
     out = []
     for sl in batched(len(x), 128):
         logs = clip_log_mel(x[sl, HEADER:], x[sl, 0].long(), fe)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from ...errors import ConfigError
 from ...views import ViewRequest, Views, with_options
 from ..timeseries.augment import left_align, masked_values, overlapping_crops, take_windows
-from .frontend import FrontEnd, clip_log_mel, on_device
+from .frontend import clip_log_mel, front_end_of, on_device
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,7 @@ class AudioInput:
     """Stored clips -> the encoder's input (log-mel or waveform), normalised with the run's statistics."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        fe = spec["frontend"]
-        self.fe = FrontEnd(sample_rate=spec["sample_rate"], n_fft=fe["n_fft"], win_length=fe["win_length"],
-                           hop_length=fe["hop_length"], n_mels=fe["n_mels"], f_min=fe["f_min"])
+        self.fe = front_end_of(spec)
         self.waveform = spec["input"] == "waveform"
         self.mean = np.asarray(spec["mel_mean"], dtype=np.float32).reshape(1, -1, 1)
         self.std = np.asarray(spec["mel_std"], dtype=np.float32).reshape(1, -1, 1)
