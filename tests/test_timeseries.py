@@ -222,15 +222,28 @@ def test_padding_and_masked_steps_do_not_change_embeddings(make):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_dilated_conv_skips_taps_that_only_see_padding_exactly(causal):
+def test_dilated_conv_as_one_matrix_product_equals_the_padded_convolution(causal):
+    """The channels-last matrix-product convolution equals nn.Conv1d on the zero-padded series, in value and
+    gradient, including the lengths where taps only see padding and are skipped."""
     from selfsup.modalities.timeseries.encoders import DilatedConv
 
     torch.manual_seed(0)
-    for dilation, length in ((16, 10), (16, 16), (16, 17), (512, 24)):
+    for dilation, length in ((1, 7), (2, 1), (4, 9), (16, 10), (16, 16), (16, 17), (512, 24)):
         conv = DilatedConv(4, 5, 3, dilation, causal)
-        x = torch.randn(2, 4, length)
-        full = conv.conv(F.pad(x, conv.pad))  # the plain padded convolution
-        torch.testing.assert_close(conv(x), full, atol=1e-6, rtol=1e-6)
+        field = 2 * dilation
+        pad = (field, 0) if causal else (field // 2, field - field // 2)
+        x = torch.randn(2, length, 4, requires_grad=True)
+        ours = conv(x)
+        reference = conv.conv(F.pad(x.transpose(1, 2), pad)).transpose(1, 2)  # the plain padded convolution
+        torch.testing.assert_close(ours, reference, atol=1e-6, rtol=1e-6)
+        g_ours = torch.autograd.grad(ours.square().sum(), (x, conv.conv.weight))
+        g_ref = torch.autograd.grad(reference.square().sum(), (x, conv.conv.weight))
+        for a, b in zip(g_ours, g_ref):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        if length > dilation:  # negative control: the kernel read backwards is another convolution
+            flipped = conv.conv.weight.detach().flip(-1)
+            wrong = F.conv1d(F.pad(x.transpose(1, 2), pad), flipped, conv.conv.bias, dilation=dilation)
+            assert not torch.allclose(ours, wrong.transpose(1, 2), atol=1e-3)
 
 
 def test_ts2vec_run_per_timestep_embeddings_and_cli(tmp_path):

@@ -57,27 +57,50 @@ def masked_max(h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return torch.where(keep.any(dim=1, keepdim=True), pooled, torch.zeros_like(pooled))
 
 
+def shift_steps(x: torch.Tensor, offset: int) -> torch.Tensor:
+    """[B, T, C] -> out[:, t] = x[:, t + offset], zeros where t + offset falls outside 0..T-1."""
+    if offset == 0:
+        return x
+    if offset > 0:
+        return F.pad(x[:, offset:], (0, 0, 0, offset))
+    return F.pad(x[:, :offset], (0, 0, -offset, 0))
+
+
 class DilatedConv(nn.Module):
-    """Conv1d with explicit zero padding: 'same' (centred, TS2Vec) or causal (left only, T-Loss)."""
+    """Conv1d with zero padding, 'same' (centred, TS2Vec) or causal (left only, T-Loss), on channels-last [B, T, C].
+
+    Computed as one matrix product: the input shifted by each tap's offset (zeros past the ends, as the
+    convolution's own padding) is concatenated along channels, [B, T, k C_in], and multiplied by the kernel
+    reshaped to [C_out, k C_in]. Taps whose offset reaches beyond the series only see padding and are skipped.
+    On a CPU this beats nn.Conv1d several times at TS2Vec's sizes (small batches of short series, 32-64
+    channels), whose dilated and bf16 cases fall back to im2col loops; the weights keep nn.Conv1d's layout
+    ([C_out, C_in, k], same names), so checkpoints are unchanged.
+    """
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int, dilation: int, causal: bool) -> None:
         super().__init__()
         field = (kernel_size - 1) * dilation
-        self.pad = (field, 0) if causal else (field // 2, field - field // 2)
+        self.pad_left = field if causal else field // 2
         self.conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation)
 
+    def offsets(self) -> list[int]:
+        """Where each tap reads, relative to the output step."""
+        return [j * self.conv.dilation[0] - self.pad_left for j in range(self.conv.kernel_size[0])]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        length = x.shape[-1]
-        # taps whose offset reaches beyond the series only ever see the zero padding: skip them (same result)
-        taps = [j for j in range(self.conv.kernel_size[0]) if abs(j * self.conv.dilation[0] - self.pad[0]) < length]
-        if len(taps) == 1:
-            j = taps[0]
-            return F.conv1d(x, self.conv.weight[:, :, j:j + 1].contiguous(), self.conv.bias)
-        return self.conv(F.pad(x, self.pad))
+        length = x.shape[1]
+        taps = [(j, o) for j, o in enumerate(self.offsets()) if abs(o) < length]
+        weight = self.conv.weight
+        if len(taps) < weight.shape[-1]:
+            weight = weight[:, :, [j for j, _ in taps]]
+        cols = [shift_steps(x, o) for _, o in taps]
+        stacked = cols[0] if len(cols) == 1 else torch.cat(cols, dim=-1)
+        return F.linear(stacked, weight.permute(0, 2, 1).reshape(weight.shape[0], -1), self.conv.bias)
 
 
 class ConvBlock(nn.Module):
-    """Residual block of TS2Vec: GELU -> dilated conv -> GELU -> dilated conv, plus a (1x1-projected) skip."""
+    """Residual block of TS2Vec: GELU -> dilated conv -> GELU -> dilated conv, plus a (1x1-projected) skip.
+    Channels-last: x [B, T, C]."""
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int, dilation: int, final: bool, causal: bool) -> None:
         super().__init__()
@@ -86,8 +109,8 @@ class ConvBlock(nn.Module):
         self.projector = nn.Conv1d(c_in, c_out, 1) if c_in != c_out or final else None
 
     def forward(self, x: torch.Tensor, outside: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, C, T]; `outside` [B, 1, T] (True = padding) is zeroed after each convolution, as a border is."""
-        residual = x if self.projector is None else self.projector(x)
+        """x [B, T, C]; `outside` [B, T, 1] (True = padding) is zeroed after each convolution, as a border is."""
+        residual = x if self.projector is None else F.linear(x, self.projector.weight[..., 0], self.projector.bias)
         h = F.gelu(self.conv1(F.gelu(x)))
         if outside is not None:
             h = h.masked_fill(outside, 0.0)
@@ -98,7 +121,8 @@ class ConvBlock(nn.Module):
 class DilatedConvEncoder(FrameEncoder):
     """TS2Vec's encoder (Yue et al. 2022): linear input projection, `depth` residual blocks of dilated
     convolutions (dilation 2^i, GELU) plus a final block to `out_dim`, dropout 0.1 on the output.
-    With causal=True the convolutions only look back, as T-Loss's causal CNN (Franceschi et al. 2019)."""
+    With causal=True the convolutions only look back, as T-Loss's causal CNN (Franceschi et al. 2019).
+    Runs channels-last ([B, T, C] between blocks), so no transposes are needed around the per-step outputs."""
 
     def __init__(self, in_channels: int, hidden: int = 64, depth: int = 10, out_dim: int = 320,
                  kernel_size: int = 3, causal: bool = False, dropout: float = 0.1) -> None:
@@ -117,11 +141,11 @@ class DilatedConvEncoder(FrameEncoder):
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         values, _, step_obs, inside = encoder_inputs(x, mask, self.in_channels)
         keep = step_obs if step_mask is None else step_obs & step_mask.to(step_obs.device).bool()
-        h = self.input_fc(values.transpose(1, 2)).masked_fill(~keep.unsqueeze(-1), 0.0).transpose(1, 2)
-        outside = ~inside.unsqueeze(1) if not bool(inside.all()) else None  # None: no padding in this batch
+        h = self.input_fc(values.transpose(1, 2)).masked_fill(~keep.unsqueeze(-1), 0.0)
+        outside = ~inside.unsqueeze(-1) if not bool(inside.all()) else None  # None: no padding in this batch
         for block in self.blocks:
             h = block(h, outside)
-        return self.repr_dropout(h).transpose(1, 2), inside
+        return self.repr_dropout(h), inside
 
     def forward_sequence(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                          step_mask: torch.Tensor | None = None) -> torch.Tensor:
