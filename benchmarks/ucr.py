@@ -62,27 +62,50 @@ def data_uri(name: str) -> tuple[str, str]:
     return name, f"ucr:{name}"
 
 
-def one_run(name: str, uri: str, seed: int, threads: int, iters: int | None) -> dict:
-    """Pre-train + SVM protocol for one data set and seed; timings in seconds."""
+def warm_imports() -> None:
+    """Import once, before any clock starts, what the first training of a process would otherwise import inside it
+    (torch's optimisers pull in torch._dynamo, the evaluation scikit-learn): with --jobs 1 the first run of the
+    process, whichever implementation it is, would pay a few seconds the others do not."""
+    import scipy.stats  # noqa: F401
+    import sklearn.svm  # noqa: F401
+    import torch._dynamo  # noqa: F401
+
+    import selfsup.api  # noqa: F401
+
+
+def pretrain(ds, seed: int, threads: int, iters: int | None, variant: dict | None = None):
+    """selfsup's default time-series configuration (with `variant`'s overrides: encoder_options, method_options,
+    batch_size, iters_scale, other TrainConfig fields) trained on `ds.train` without labels; (run, seconds)."""
+    import selfsup
+    from selfsup.modalities.timeseries.modality import DEFAULT_CONFIG, ts2vec_schedule
+
+    variant = dict(variant or {})
+    scale = variant.pop("iters_scale", 1.0)
+    cfg = {**DEFAULT_CONFIG, **variant}
+    sched = ts2vec_schedule(len(ds.train), int(np.prod(ds.train.x.shape)), cfg.pop("batch_size"))
+    steps_per_epoch = max(1, len(ds.train) // sched["batch_size"])
+    if iters is not None or scale != 1.0:  # shorter schedules for smoke tests, longer ones for ablations
+        sched["epochs"] = max(1, round((iters or sched["iterations"]) * scale / steps_per_epoch))
+    start = time.perf_counter()
+    run = selfsup.train(ds, epochs=sched["epochs"], batch_size=sched["batch_size"], seed=seed, monitor=False,
+                        threads=threads, **cfg)
+    return run, time.perf_counter() - start
+
+
+def one_run(name: str, uri: str, seed: int, threads: int, iters: int | None, variant: dict | None = None) -> dict:
+    """Pre-train + SVM protocol for one data set and seed; timings in seconds (train_seconds: the training alone)."""
     import torch
 
     torch.set_num_threads(threads)
-    import selfsup
     from selfsup.loading import load_dataset
     from selfsup.evaluation import svm_protocol
-    from selfsup.modalities.timeseries.modality import DEFAULT_CONFIG, ts2vec_schedule
 
+    warm_imports()
     start = time.perf_counter()
     ds = load_dataset(uri)
     if ds.test is None or ds.train.y is None or ds.test.y is None:
         raise SystemExit(f"{name}: needs labelled train and test splits")
-    cfg = dict(DEFAULT_CONFIG)
-    sched = ts2vec_schedule(len(ds.train), int(np.prod(ds.train.x.shape)), cfg.pop("batch_size"))
-    if iters is not None:  # shorter schedules for smoke tests
-        sched["epochs"] = max(1, round(iters / max(1, len(ds.train) // sched["batch_size"])))
-    run = selfsup.train(ds, epochs=sched["epochs"], batch_size=sched["batch_size"], seed=seed, monitor=False,
-                        threads=threads, **cfg)
-    train_s = time.perf_counter() - start
+    run, train_s = pretrain(ds, seed, threads, iters, variant)
     z_train, z_test = run.embed(ds.train.x), run.embed(ds.test.x)
     res = svm_protocol(z_train, ds.train.y, z_test, ds.test.y, seed=seed)
     return {"dataset": name, "seed": seed, "acc": res["acc"], "C": res["C"], "steps": run.summary["steps"],
@@ -91,7 +114,71 @@ def one_run(name: str, uri: str, seed: int, threads: int, iters: int | None) -> 
             "final_loss": run.summary["final_loss"], "precision": run.resolved["precision"], "iters": iters}
 
 
-def effective_options(cfg: dict) -> dict:
+def official_inputs(train, test) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test series as the official TS2Vec loaders hand them to its model: [N, T, C] float32, NaN where
+    nothing was observed. Multivariate (UEA): each channel standardised with the training split's statistics
+    (sklearn's StandardScaler, NaN ignored). Univariate (UCR): left as they are when the archive already z-normalised
+    every series, else one z-score with the training split's mean and std (the official loader keeps a list of
+    the UCR 2018 problems that are not z-normalised; here the same fact is read from the data)."""
+    def steps_last(split) -> np.ndarray:
+        x = split.x.numpy().astype(np.float32).transpose(0, 2, 1).copy()
+        if split.mask is not None:  # a step marked unobserved is NaN in every channel
+            x[~split.mask.numpy().astype(bool)] = np.nan
+        return x
+
+    xtr, xte = steps_last(train), steps_last(test)
+    if xtr.shape[-1] > 1:
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(xtr.reshape(-1, xtr.shape[-1]))
+        return tuple(scaler.transform(x.reshape(-1, x.shape[-1])).reshape(x.shape).astype(np.float32)
+                     for x in (xtr, xte))
+    with np.errstate(all="ignore"):
+        means, stds = np.nanmean(xtr[..., 0], axis=1), np.nanstd(xtr[..., 0], axis=1)
+    if np.allclose(means, 0, atol=1e-2) and np.allclose(stds, 1, atol=1e-2):
+        return xtr, xte
+    mean, std = np.nanmean(xtr), np.nanstd(xtr)
+    return (xtr - mean) / std, (xte - mean) / std
+
+
+def official_run(name: str, uri: str, seed: int, threads: int, iters: int | None) -> dict:
+    """The same problem and seed with the authors' TS2Vec code (PyPI `ts2vec` 0.1, a copy of zhihanyue/ts2vec run
+    unmodified on the CPU): its defaults of train.py (batch 8, lr 1e-3, 320-d, width 64, depth 10, max_train_length
+    3000, 200 or 600 iterations), its seeding (random, numpy, torch), its max-pooled full-series encoding, and the
+    same SVM protocol as selfsup's runs. train_seconds: `fit` alone, as the official script reports it."""
+    import random
+
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        from ts2vec import TS2Vec
+    except ImportError:
+        raise SystemExit("--peer official needs the authors' code: pip install ts2vec==0.1") from None
+    from selfsup.evaluation import svm_protocol
+    from selfsup.loading import load_dataset
+
+    warm_imports()
+    start = time.perf_counter()
+    ds = load_dataset(uri)
+    xtr, xte = official_inputs(ds.train, ds.test)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    model = TS2Vec(input_dims=xtr.shape[-1], device="cpu", batch_size=8, lr=0.001, output_dims=320,
+                   max_train_length=3000)
+    t0 = time.perf_counter()
+    model.fit(xtr, n_iters=iters)
+    train_s = time.perf_counter() - t0
+    z_train, z_test = (np.asarray(model.encode(x, encoding_window="full_series")).reshape(len(x), -1)
+                       for x in (xtr, xte))
+    res = svm_protocol(z_train, ds.train.y, z_test, ds.test.y, seed=seed)
+    return {"dataset": name, "seed": seed, "acc": res["acc"], "C": res["C"], "steps": model.n_iters,
+            "train_seconds": round(train_s, 2), "seconds": round(time.perf_counter() - start, 2), "iters": iters,
+            "peer": "official"}
+
+
+def effective_options(cfg: dict, hidden: int | None = None) -> dict:
     """The method's and encoder's hyper-parameters as the default configuration resolves them."""
     import inspect
 
@@ -103,7 +190,7 @@ def effective_options(cfg: dict) -> dict:
         sig = inspect.signature(encoders.DilatedConvEncoder.__init__)
         opts["encoder_options"] = {k: p.default for k, p in sig.parameters.items()
                                    if p.default is not inspect.Parameter.empty}
-        opts["encoder_options"]["hidden"] = encoders.DEFAULT_HIDDEN
+        opts["encoder_options"]["hidden"] = hidden or encoders.DEFAULT_HIDDEN
     return opts
 
 
@@ -240,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", help="JSON-lines file each finished run is appended to; runs already in it are not "
                                      "run again (default with --archive: benchmarks/results/archive-DIRNAME.jsonl)")
     p.add_argument("--published", help="CSV of published per-problem accuracies: problem,METHOD1,METHOD2,...")
+    p.add_argument("--peer", choices=["official"], help="also run the authors' TS2Vec code (pip install ts2vec==0.1) "
+                                                        "on the same problems and seeds, same protocol, same machine")
+    p.add_argument("--hidden", type=int, help="the dilated CNN's width for selfsup's runs (default: the shipped "
+                                              "DEFAULT_HIDDEN)")
     args = p.parse_args(argv)
 
     from selfsup.modalities.timeseries.modality import DEFAULT_CONFIG
@@ -257,14 +348,18 @@ def main(argv: list[str] | None = None) -> int:
     published = read_published(args.published) if args.published else {}
     # a run counts as done for the same problem, seed and schedule (a smoke run with --iters is not the real one)
     done = [r for r in (read_results(results_path) if results_path else []) if r.get("iters") == args.iters]
-    finished = {(r["dataset"], r["seed"]) for r in done}
-    jobs = [(name, uri, s, args.threads, args.iters) for name, uri in pairs for s in seeds
-            if (name, s) not in finished]
+    finished = {(r["dataset"], r["seed"], r.get("peer")) for r in done}
+    variant = {"encoder_options": {"hidden": args.hidden}} if args.hidden else None
+    jobs = [(one_run, (name, uri, s, args.threads, args.iters, variant)) for name, uri in pairs for s in seeds
+            if (name, s, None) not in finished]
+    if args.peer:
+        jobs += [(official_run, (name, uri, s, args.threads, args.iters)) for name, uri in pairs for s in seeds
+                 if (name, s, args.peer) not in finished]
     if args.jobs > 1 and jobs:  # longest first (cost grows with series length at a fixed number of iterations)
         from selfsup.loading import load_dataset
 
         length = {name: load_dataset(uri).train.x.shape[-1] for name, uri in pairs}
-        jobs.sort(key=lambda j: -length[j[0]])
+        jobs.sort(key=lambda j: -length[j[1][0]])
     start = time.perf_counter()
     results: list[dict] = [r for r in done if (r["dataset"], r["seed"]) in {(n, s) for n, _ in pairs for s in seeds}]
 
@@ -274,15 +369,15 @@ def main(argv: list[str] | None = None) -> int:
             append_result(results_path, row)
 
     if args.jobs <= 1:
-        for j in jobs:
-            finish(one_run(*j))
+        for fn, job in jobs:
+            finish(fn(*job))
     else:
         from concurrent.futures import as_completed
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=ctx) as ex:
             try:
-                for future in as_completed([ex.submit(one_run, *j) for j in jobs]):
+                for future in as_completed([ex.submit(fn, *job) for fn, job in jobs]):
                     finish(future.result())
             except BaseException:  # a failed run or Ctrl-C: the queued runs do not start (finished ones are kept)
                 ex.shutdown(wait=False, cancel_futures=True)
@@ -291,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
 
     per: dict[str, dict] = {}
     for name, _ in pairs:
-        rows = sorted((r for r in results if r["dataset"] == name), key=lambda r: r["seed"])
+        rows = sorted((r for r in results if r["dataset"] == name and not r.get("peer")), key=lambda r: r["seed"])
         accs = np.array([r["acc"] for r in rows])
         pub = {**PUBLISHED.get(name, {}), **published.get(name, {})}
         target_name = "TS2Vec" if "TS2Vec" in pub else ("T-Loss" if "T-Loss" in pub else None)
@@ -305,6 +400,17 @@ def main(argv: list[str] | None = None) -> int:
             # published figures are rounded to 3 decimals (GunPoint's 0.987 is 148/150): compare at that precision
             entry["target"] = {"name": target_name, "acc": pub[target_name],
                                "met": bool(round(float(accs.mean()), 3) >= pub[target_name])}
+        peer_rows = sorted((r for r in results if r["dataset"] == name and r.get("peer")), key=lambda r: r["seed"])
+        if peer_rows:
+            paccs = np.array([r["acc"] for r in peer_rows])
+            peer_train = sum(r["train_seconds"] for r in peer_rows)
+            entry["official"] = {"acc_mean": round(float(paccs.mean()), 4), "acc_std": round(float(paccs.std()), 4),
+                                 "accs": [round(float(a), 4) for a in paccs], "C": [r["C"] for r in peer_rows],
+                                 "train_seconds": round(peer_train, 1),
+                                 "seconds": round(sum(r["seconds"] for r in peer_rows), 1),
+                                 "steps": peer_rows[0]["steps"]}
+            entry["versus_official"] = {"acc_delta": round(float(accs.mean() - paccs.mean()), 4),
+                                        "train_time_ratio": round(sum(r["train_seconds"] for r in rows) / peer_train, 3)}
         per[name] = entry
     doc = {
         "benchmark": "UCR/UEA classification, TS2Vec/T-Loss protocol (frozen encoder, max-pooled series vector, "
@@ -312,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT),
                                                                   *(argv if argv is not None else sys.argv[1:])]),
         "seeds": seeds, "config": {**DEFAULT_CONFIG, "iterations": "200 (600 beyond 100,000 values; TS2Vec)"
-                                   if args.iters is None else args.iters, **effective_options(DEFAULT_CONFIG)},
+                                   if args.iters is None else args.iters, **effective_options(DEFAULT_CONFIG, args.hidden)},
         "parallel": {"jobs": args.jobs, "threads_per_job": args.threads},
         "machine": machine(), "total_seconds": round(total, 1),
         "seconds_note": "per data set: wall time of pre-training + evaluation summed over its seeds ("
@@ -323,6 +429,13 @@ def main(argv: list[str] | None = None) -> int:
                        "rounded to the published 3 decimals is at least the figure",
         "datasets": per,
     }
+    if args.peer:
+        doc["peer"] = {"official": "the authors' TS2Vec code (PyPI ts2vec 0.1, a copy of zhihanyue/ts2vec), run "
+                                   "unmodified on the CPU with train.py's defaults (batch 8, lr 1e-3, width 64, depth "
+                                   "10, 320-d, 200/600 iterations), inputs as its UCR/UEA loaders give them, scored by "
+                                   "the same SVM protocol; train_seconds = its fit() alone",
+                       "train_time_ratio_note": "selfsup's training seconds / the official code's, summed over the "
+                                                "seeds, in this run on this machine"}
     if args.archive:
         doc["archive"] = {"folder": str(Path(args.archive).expanduser()), "results": str(results_path),
                           "resumed_runs": len(done), **archive_summary(per, published)}
@@ -340,6 +453,10 @@ def main(argv: list[str] | None = None) -> int:
             met = "" if "target" not in e else ("  ok" if e["target"]["met"] else "  below")
             print(f"{name:<20}{e['acc_mean']:>13.3f} ± {e['acc_std']:.3f}{cell('TS2Vec')}{cell('T-Loss')}"
                   f"{(e['target']['acc'] if 'target' in e else float('nan')):>9.3f}{e['seconds']:>10.1f}{met}")
+            if "official" in e:
+                o, v = e["official"], e["versus_official"]
+                print(f"{'  official code':<20}{o['acc_mean']:>13.3f} ± {o['acc_std']:.3f}   train "
+                      f"{o['train_seconds']:.1f} s vs selfsup {e['train_seconds']:.1f} s: ratio {v['train_time_ratio']}")
         print(f"total {total:.1f} s ({len(seeds)} seeds, {args.jobs} jobs x {args.threads} thread(s)); "
               f"JSON: {args.out}")
     return 0

@@ -100,3 +100,55 @@ def test_a_torn_last_line_is_dropped_and_that_run_done_again(tmp_path):
     assert ucr.read_results(path) == [{"dataset": "Alpha", "seed": 0, "acc": 1.0}]
     ucr.append_result(path, {"dataset": "Beta", "seed": 0, "acc": 0.5})  # the redone run lands on a line of its own
     assert [r["dataset"] for r in ucr.read_results(path)] == ["Alpha", "Beta"]
+
+
+def test_the_official_code_runs_beside_selfsup_on_the_same_problems_and_resumes(archive, tmp_path, monkeypatch):
+    """--peer official: the authors' TS2Vec (PyPI ts2vec 0.1) on the same problems and seeds, scored by the same
+    protocol; its runs are appended and resumed like selfsup's, and the summary gives both and their time ratio."""
+    root, _ = archive
+    results, out = tmp_path / "runs.jsonl", tmp_path / "summary.json"
+    argv = ["--archive", str(root), "--seeds", "1", "--iters", "2", "--jobs", "1", "--threads", "1",
+            "--results", str(results), "--out", str(out), "--peer", "official"]
+    assert ucr.main(argv) == 0
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted((r["dataset"], r.get("peer") or "") for r in rows) == [("Alpha", ""), ("Alpha", "official"),
+                                                                   ("Beta", ""), ("Beta", "official")]
+    assert all(r["steps"] == 2 for r in rows)  # the official code honoured the same schedule
+    doc = json.loads(out.read_text())
+    for name in ("Alpha", "Beta"):
+        entry = doc["datasets"][name]
+        assert 0 <= entry["official"]["acc_mean"] <= 1 and entry["official"]["train_seconds"] > 0
+        seconds = {peer: sum(r["train_seconds"] for r in rows if r["dataset"] == name and r.get("peer") == peer)
+                   for peer in (None, "official")}
+        assert entry["versus_official"]["train_time_ratio"] == pytest.approx(seconds[None] / seconds["official"],
+                                                                             abs=2e-3)
+        assert entry["versus_official"]["acc_delta"] == pytest.approx(
+            entry["acc_mean"] - entry["official"]["acc_mean"], abs=1e-3)
+    calls = []
+    monkeypatch.setattr(ucr, "official_run", lambda *args: calls.append(args))
+    monkeypatch.setattr(ucr, "one_run", lambda *args: calls.append(args))
+    assert ucr.main(argv) == 0 and calls == []  # both implementations' runs were resumed, none run again
+
+
+def test_official_inputs_follow_the_official_loaders():
+    """Already z-normalised univariate series pass unchanged; others get one z-score with the training statistics;
+    multivariate series are standardised per channel; steps without observation stay NaN."""
+    import torch
+
+    from selfsup.data import Split
+
+    rng = np.random.default_rng(0)
+    raw = rng.standard_normal((6, 1, 20)).astype(np.float32)
+    normalised = (raw - raw.mean(-1, keepdims=True)) / raw.std(-1, keepdims=True)
+    xtr, xte = ucr.official_inputs(Split(torch.from_numpy(normalised)), Split(torch.from_numpy(normalised[:2])))
+    assert xtr.shape == (6, 20, 1) and np.array_equal(xtr[..., 0], normalised[:, 0])
+    shifted = 3 + 2 * raw
+    xtr, xte = ucr.official_inputs(Split(torch.from_numpy(shifted)), Split(torch.from_numpy(shifted[:2] + 1)))
+    assert abs(xtr.mean()) < 1e-5 and abs(xtr.std() - 1) < 1e-4
+    np.testing.assert_allclose(xte[..., 0], (shifted[:2, 0] + 1 - shifted.mean()) / shifted.std(), rtol=1e-5)
+    multi = np.concatenate([raw, 10 + 5 * raw], axis=1)
+    multi[0, :, 15:] = np.nan  # a shorter series, NaN-padded
+    xtr, _ = ucr.official_inputs(Split(torch.from_numpy(multi)), Split(torch.from_numpy(multi[:2])))
+    assert np.isnan(xtr[0, 15:]).all() and not np.isnan(xtr[1:]).any()
+    np.testing.assert_allclose(np.nanmean(xtr, axis=(0, 1)), 0, atol=1e-5)
+    np.testing.assert_allclose(np.nanstd(xtr, axis=(0, 1)), 1, atol=1e-4)
