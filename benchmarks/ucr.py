@@ -111,7 +111,8 @@ def one_run(name: str, uri: str, seed: int, threads: int, iters: int | None, var
     return {"dataset": name, "seed": seed, "acc": res["acc"], "C": res["C"], "steps": run.summary["steps"],
             "train_seconds": round(train_s, 2), "seconds": round(time.perf_counter() - start, 2),
             "n_train": len(ds.train), "n_test": len(ds.test), "shape": list(ds.train.x.shape[1:]),
-            "final_loss": run.summary["final_loss"], "precision": run.resolved["precision"], "iters": iters}
+            "final_loss": run.summary["final_loss"], "precision": run.resolved["precision"], "iters": iters,
+            "hidden": (variant or {}).get("encoder_options", {}).get("hidden"), "device": run.summary["device"]}
 
 
 def official_inputs(train, test) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +127,13 @@ def official_inputs(train, test) -> tuple[np.ndarray, np.ndarray]:
             x[~split.mask.numpy().astype(bool)] = np.nan
         return x
 
-    xtr, xte = steps_last(train), steps_last(test)
+    def own_length(x: np.ndarray) -> np.ndarray:
+        """Trailing steps no series observes removed (selfsup pads train and test to one length; the official
+        loaders keep each split's own)."""
+        seen = ~np.isnan(x).all(axis=(0, 2))
+        return x[:, : int(np.nonzero(seen)[0].max()) + 1] if seen.any() else x
+
+    xtr, xte = own_length(steps_last(train)), own_length(steps_last(test))
     if xtr.shape[-1] > 1:
         from sklearn.preprocessing import StandardScaler
 
@@ -134,8 +141,9 @@ def official_inputs(train, test) -> tuple[np.ndarray, np.ndarray]:
         return tuple(scaler.transform(x.reshape(-1, x.shape[-1])).reshape(x.shape).astype(np.float32)
                      for x in (xtr, xte))
     with np.errstate(all="ignore"):
-        means, stds = np.nanmean(xtr[..., 0], axis=1), np.nanstd(xtr[..., 0], axis=1)
-    if np.allclose(means, 0, atol=1e-2) and np.allclose(stds, 1, atol=1e-2):
+        means = np.nanmean(xtr[..., 0], axis=1)
+        stds = [np.nanstd(xtr[..., 0], axis=1, ddof=ddof) for ddof in (0, 1)]  # the archive used either
+    if np.allclose(means, 0, atol=1e-2) and any(np.allclose(sd, 1, atol=1e-2) for sd in stds):
         return xtr, xte
     mean, std = np.nanmean(xtr), np.nanstd(xtr)
     return (xtr - mean) / std, (xte - mean) / std
@@ -144,8 +152,9 @@ def official_inputs(train, test) -> tuple[np.ndarray, np.ndarray]:
 def official_run(name: str, uri: str, seed: int, threads: int, iters: int | None) -> dict:
     """The same problem and seed with the authors' TS2Vec code (PyPI `ts2vec` 0.1, a copy of zhihanyue/ts2vec run
     unmodified on the CPU): its defaults of train.py (batch 8, lr 1e-3, 320-d, width 64, depth 10, max_train_length
-    3000, 200 or 600 iterations), its seeding (random, numpy, torch), its max-pooled full-series encoding, and the
-    same SVM protocol as selfsup's runs. train_seconds: `fit` alone, as the official script reports it."""
+    3000, 200 or 600 iterations), its seeding (init_dl_program's), its max-pooled full-series encoding, and the
+    same SVM protocol as selfsup's runs, on the device selfsup's 'auto' picks. train_seconds: the model built and
+    fitted, as train.py's "Training time" (less its final save)."""
     import random
 
     import torch
@@ -162,12 +171,13 @@ def official_run(name: str, uri: str, seed: int, threads: int, iters: int | None
     start = time.perf_counter()
     ds = load_dataset(uri)
     xtr, xte = official_inputs(ds.train, ds.test)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    model = TS2Vec(input_dims=xtr.shape[-1], device="cpu", batch_size=8, lr=0.001, output_dims=320,
+    random.seed(seed)  # as train.py's init_dl_program: random, numpy and torch from seed, seed + 1, seed + 2
+    np.random.seed(seed + 1)
+    torch.manual_seed(seed + 2)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where selfsup's device='auto' trains
+    t0 = time.perf_counter()  # train.py's "Training time": the model built, then fit
+    model = TS2Vec(input_dims=xtr.shape[-1], device=device, batch_size=8, lr=0.001, output_dims=320,
                    max_train_length=3000)
-    t0 = time.perf_counter()
     model.fit(xtr, n_iters=iters)
     train_s = time.perf_counter() - t0
     z_train, z_test = (np.asarray(model.encode(x, encoding_window="full_series")).reshape(len(x), -1)
@@ -175,7 +185,7 @@ def official_run(name: str, uri: str, seed: int, threads: int, iters: int | None
     res = svm_protocol(z_train, ds.train.y, z_test, ds.test.y, seed=seed)
     return {"dataset": name, "seed": seed, "acc": res["acc"], "C": res["C"], "steps": model.n_iters,
             "train_seconds": round(train_s, 2), "seconds": round(time.perf_counter() - start, 2), "iters": iters,
-            "peer": "official"}
+            "peer": "official", "hidden": 64, "device": device}
 
 
 def effective_options(cfg: dict, hidden: int | None = None) -> dict:
@@ -347,9 +357,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     published = read_published(args.published) if args.published else {}
     # a run counts as done for the same problem, seed and schedule (a smoke run with --iters is not the real one)
-    done = [r for r in (read_results(results_path) if results_path else []) if r.get("iters") == args.iters]
+    from selfsup.modalities.timeseries.encoders import DEFAULT_HIDDEN
+
+    hidden = args.hidden or DEFAULT_HIDDEN
+    # the official code always runs at its width; selfsup's runs count only at the width asked for
+    done = [r for r in (read_results(results_path) if results_path else []) if r.get("iters") == args.iters
+            and (r.get("peer") or r.get("hidden", DEFAULT_HIDDEN) == hidden)]
     finished = {(r["dataset"], r["seed"], r.get("peer")) for r in done}
-    variant = {"encoder_options": {"hidden": args.hidden}} if args.hidden else None
+    variant = {"encoder_options": {"hidden": hidden}}
     jobs = [(one_run, (name, uri, s, args.threads, args.iters, variant)) for name, uri in pairs for s in seeds
             if (name, s, None) not in finished]
     if args.peer:

@@ -228,15 +228,18 @@ def test_dilated_conv_as_one_matrix_product_equals_the_padded_convolution(causal
     from selfsup.modalities.timeseries.encoders import DilatedConv
 
     torch.manual_seed(0)
-    for dilation, length in ((1, 7), (2, 1), (4, 9), (16, 10), (16, 16), (16, 17), (512, 24)):
-        conv = DilatedConv(4, 5, 3, dilation, causal)
-        field = 2 * dilation
+    cases = [(3, d, n) for d, n in ((1, 7), (2, 1), (4, 9), (16, 10), (16, 16), (16, 17), (512, 24))]
+    cases += [(2, 4, 1), (2, 4, 3), (4, 2, 5), (4, 8, 2)]  # even kernels: every tap may land in the padding
+    for kernel, dilation, length in cases:
+        conv = DilatedConv(4, 5, kernel, dilation, causal)
+        field = (kernel - 1) * dilation
         pad = (field, 0) if causal else (field // 2, field - field // 2)
         x = torch.randn(2, length, 4, requires_grad=True)
         ours = conv(x)
         reference = conv.conv(F.pad(x.transpose(1, 2), pad)).transpose(1, 2)  # the plain padded convolution
         torch.testing.assert_close(ours, reference, atol=1e-6, rtol=1e-6)
-        g_ours = torch.autograd.grad(ours.square().sum(), (x, conv.conv.weight))
+        g_ours = torch.autograd.grad(ours.square().sum(), (x, conv.conv.weight), allow_unused=True,
+                                     materialize_grads=True)
         g_ref = torch.autograd.grad(reference.square().sum(), (x, conv.conv.weight))
         for a, b in zip(g_ours, g_ref):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -139,8 +139,9 @@ def test_official_inputs_follow_the_official_loaders():
 
     rng = np.random.default_rng(0)
     raw = rng.standard_normal((6, 1, 20)).astype(np.float32)
-    normalised = (raw - raw.mean(-1, keepdims=True)) / raw.std(-1, keepdims=True)
-    xtr, xte = ucr.official_inputs(Split(torch.from_numpy(normalised)), Split(torch.from_numpy(normalised[:2])))
+    normalised = (raw - raw.mean(-1, keepdims=True)) / raw.std(-1, keepdims=True, ddof=1)  # as the UCR archive
+    padded = np.concatenate([normalised, np.full((6, 1, 3), np.nan, np.float32)], axis=-1)  # padded to the test's
+    xtr, xte = ucr.official_inputs(Split(torch.from_numpy(padded)), Split(torch.from_numpy(normalised[:2])))
     assert xtr.shape == (6, 20, 1) and np.array_equal(xtr[..., 0], normalised[:, 0])
     shifted = 3 + 2 * raw
     xtr, xte = ucr.official_inputs(Split(torch.from_numpy(shifted)), Split(torch.from_numpy(shifted[:2] + 1)))
