@@ -81,7 +81,9 @@ def pretrain(ds, seed: int, threads: int, iters: int | None, variant: dict | Non
 
     variant = dict(variant or {})
     scale = variant.pop("iters_scale", 1.0)
-    cfg = {**DEFAULT_CONFIG, **variant}
+    cfg = dict(DEFAULT_CONFIG)
+    for key, value in variant.items():  # option dictionaries merged key by key
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
     sched = ts2vec_schedule(len(ds.train), int(np.prod(ds.train.x.shape)), cfg.pop("batch_size"))
     steps_per_epoch = max(1, len(ds.train) // sched["batch_size"])
     if iters is not None or scale != 1.0:  # shorter schedules for smoke tests, longer ones for ablations
