@@ -197,7 +197,7 @@ def effective_options(cfg: dict, hidden: int | None = None) -> dict:
     from selfsup.methods import methods
     from selfsup.modalities.timeseries import encoders
 
-    opts = {"method_options": methods.get(cfg["method"]).hyperparameters()}
+    opts = {"method_options": {**methods.get(cfg["method"]).hyperparameters(), **cfg.get("method_options", {})}}
     if cfg.get("encoder") == "dilated_cnn":
         sig = inspect.signature(encoders.DilatedConvEncoder.__init__)
         opts["encoder_options"] = {k: p.default for k, p in sig.parameters.items()
