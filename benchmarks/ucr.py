@@ -78,12 +78,11 @@ def pretrain(ds, seed: int, threads: int, iters: int | None, variant: dict | Non
     batch_size, iters_scale, other TrainConfig fields) trained on `ds.train` without labels; (run, seconds)."""
     import selfsup
     from selfsup.modalities.timeseries.modality import DEFAULT_CONFIG, ts2vec_schedule
+    from selfsup.presets import merge_options
 
     variant = dict(variant or {})
     scale = variant.pop("iters_scale", 1.0)
-    cfg = dict(DEFAULT_CONFIG)
-    for key, value in variant.items():  # option dictionaries merged key by key
-        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    cfg = merge_options(DEFAULT_CONFIG, variant)
     sched = ts2vec_schedule(len(ds.train), int(np.prod(ds.train.x.shape)), cfg.pop("batch_size"))
     steps_per_epoch = max(1, len(ds.train) // sched["batch_size"])
     if iters is not None or scale != 1.0:  # shorter schedules for smoke tests, longer ones for ablations
@@ -325,6 +324,15 @@ def archive_summary(per: dict[str, dict], published: dict[str, dict[str, float]]
     return out
 
 
+def seed_summary(rows: list[dict]) -> dict:
+    """One implementation's runs of one problem over its seeds: accuracies (mean, population std), C, seconds."""
+    accs = np.array([r["acc"] for r in rows])
+    return {"acc_mean": round(float(accs.mean()), 4), "acc_std": round(float(accs.std()), 4),
+            "accs": [round(float(a), 4) for a in accs], "C": [r["C"] for r in rows],
+            "seconds": round(sum(r["seconds"] for r in rows), 1),
+            "train_seconds": round(sum(r["train_seconds"] for r in rows), 1), "steps": rows[0]["steps"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -407,11 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         accs = np.array([r["acc"] for r in rows])
         pub = {**PUBLISHED.get(name, {}), **published.get(name, {})}
         target_name = "TS2Vec" if "TS2Vec" in pub else ("T-Loss" if "T-Loss" in pub else None)
-        entry = {"acc_mean": round(float(accs.mean()), 4), "acc_std": round(float(accs.std()), 4),
-                 "accs": [round(float(a), 4) for a in accs], "C": [r["C"] for r in rows],
-                 "seconds": round(sum(r["seconds"] for r in rows), 1),
-                 "train_seconds": round(sum(r["train_seconds"] for r in rows), 1),
-                 "steps": rows[0]["steps"], "n_train": rows[0]["n_train"], "n_test": rows[0]["n_test"],
+        entry = {**seed_summary(rows), "n_train": rows[0]["n_train"], "n_test": rows[0]["n_test"],
                  "shape": rows[0]["shape"], "precision": sorted({r["precision"] for r in rows}), "published": pub}
         if target_name:
             # published figures are rounded to 3 decimals (GunPoint's 0.987 is 148/150): compare at that precision
@@ -420,14 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         peer_rows = sorted((r for r in results if r["dataset"] == name and r.get("peer")), key=lambda r: r["seed"])
         if peer_rows:
             paccs = np.array([r["acc"] for r in peer_rows])
-            peer_train = sum(r["train_seconds"] for r in peer_rows)
-            entry["official"] = {"acc_mean": round(float(paccs.mean()), 4), "acc_std": round(float(paccs.std()), 4),
-                                 "accs": [round(float(a), 4) for a in paccs], "C": [r["C"] for r in peer_rows],
-                                 "train_seconds": round(peer_train, 1),
-                                 "seconds": round(sum(r["seconds"] for r in peer_rows), 1),
-                                 "steps": peer_rows[0]["steps"]}
+            entry["official"] = seed_summary(peer_rows)
             entry["versus_official"] = {"acc_delta": round(float(accs.mean() - paccs.mean()), 4),
-                                        "train_time_ratio": round(sum(r["train_seconds"] for r in rows) / peer_train, 3)}
+                                        "train_time_ratio": round(sum(r["train_seconds"] for r in rows)
+                                                                  / sum(r["train_seconds"] for r in peer_rows), 3)}
         per[name] = entry
     doc = {
         "benchmark": "UCR/UEA classification, TS2Vec/T-Loss protocol (frozen encoder, max-pooled series vector, "

@@ -52,10 +52,9 @@ VARIANTS: dict[str, dict] = {
 
 def merged(variant: dict) -> dict:
     """The base with one variant's overrides (option dictionaries merged key by key)."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in BASE.items()}
-    for key, value in variant.items():
-        out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
-    return out
+    from selfsup.presets import merge_options
+
+    return merge_options(BASE, variant)
 
 
 def cv_accuracy(z: np.ndarray, y: np.ndarray, seed: int, repeats: int = 3) -> float:

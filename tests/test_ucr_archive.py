@@ -153,3 +153,21 @@ def test_official_inputs_follow_the_official_loaders():
     assert np.isnan(xtr[0, 15:]).all() and not np.isnan(xtr[1:]).any()
     np.testing.assert_allclose(np.nanmean(xtr, axis=(0, 1)), 0, atol=1e-5)
     np.testing.assert_allclose(np.nanstd(xtr, axis=(0, 1)), 1, atol=1e-4)
+
+
+def test_ablation_scores_by_cross_validation_inside_the_training_split():
+    """ucr_ablation.cv_accuracy: held-out folds of the given (training) embeddings only; separable classes score 1,
+    labels unrelated to the embeddings score near chance; a variant overrides the base key by key."""
+    import ucr_ablation
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 12)
+    separable = np.eye(3)[y] * 5 + 0.1 * rng.standard_normal((36, 3))
+    assert ucr_ablation.cv_accuracy(separable, y, seed=0) == 1.0
+    noise = rng.standard_normal((36, 3))
+    assert ucr_ablation.cv_accuracy(noise, y, seed=0) < 0.6
+    with pytest.raises(SystemExit, match="single training series"):
+        ucr_ablation.cv_accuracy(noise[:4], np.array([0, 0, 0, 1]), seed=0)
+    combined = ucr_ablation.merged(ucr_ablation.VARIANTS["no timestamp mask + width 32"])
+    assert combined["encoder_options"] == {"hidden": 32}
+    assert combined["method_options"] == {**ucr_ablation.BASE["method_options"], "mask_p": 0.0}

@@ -48,13 +48,18 @@ def with_preset(data: str | None, options: dict[str, Any]) -> tuple[dict[str, An
     preset = preset_for(data, options)
     if preset is None:
         return options, None
-    merged = dict(preset.options)
-    for key, value in options.items():
+    return merge_options(preset.options, options), preset
+
+
+def merge_options(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` applied; option dictionaries (method_options, ...) are merged key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
-    return merged, preset
+    return merged
 
 
 #: Fashion-MNIST under a CPU budget: the winner of `benchmarks/fmnist_budget.py --search` (results in
