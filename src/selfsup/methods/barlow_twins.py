@@ -24,10 +24,14 @@ def off_diagonal(m: torch.Tensor) -> torch.Tensor:
 
 @full_precision
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051, eps: float = 1e-5) -> torch.Tensor:
-    """sum_i (1 - C_ii)^2 + lambda sum_{i != j} C_ij^2, with C the batch cross-correlation."""
+    """sum_i (1 - C_ii)^2 + lambda sum_{i != j} C_ij^2, with C the batch cross-correlation.
+
+    Each dimension is standardised as the authors' code does (BatchNorm without affine parameters):
+    (z - mean) / sqrt(biased variance + eps).
+    """
     n = z1.shape[0]
-    z1 = (z1 - z1.mean(0)) / (z1.std(0, unbiased=False) + eps)
-    z2 = (z2 - z2.mean(0)) / (z2.std(0, unbiased=False) + eps)
+    z1 = (z1 - z1.mean(0)) / torch.sqrt(z1.var(0, unbiased=False) + eps)
+    z2 = (z2 - z2.mean(0)) / torch.sqrt(z2.var(0, unbiased=False) + eps)
     c = z1.T @ z2 / n
     on_diag = (torch.diagonal(c) - 1).pow(2).sum()
     return on_diag + lambd * off_diagonal(c).pow(2).sum()
