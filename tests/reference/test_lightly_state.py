@@ -3,6 +3,7 @@ run for several training steps on both sides; the EMA update and momentum schedu
 block masks (distribution summaries against lightly's IJEPAMaskCollator, the authors' collator)."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from lightly.data.ijepa_collate import IJEPAMaskCollator
@@ -15,10 +16,10 @@ from lightly.utils.scheduler import cosine_schedule
 
 from _compare import assert_close
 from selfsup.methods.base import TrainingContext, cosine_momentum
-from selfsup.methods.dino import DINO
-from selfsup.methods.ijepa import IJEPA
+from selfsup.methods.dino import DINO, dino_loss
+from selfsup.methods.ijepa import IJEPA, block_shape
 from selfsup.methods.mae import random_keep
-from selfsup.methods.moco import MoCo
+from selfsup.methods.moco import MoCo, moco_loss
 from selfsup.methods.nnclr import NNCLR
 from selfsup.methods.numerics import recorded_loss_calls
 from selfsup.methods.queues import enqueue
@@ -44,7 +45,7 @@ def batch(step, crops=2):
 
 
 def forward(method, views):
-    """The method's loss on `views` and the full-precision loss calls it made (their tensors as the method passed them)."""
+    """The method's loss on `views` and the full-precision loss calls it made (the tensors the method passed)."""
     with recorded_loss_calls() as calls:
         loss, _ = method(views)
     return loss, calls
@@ -98,8 +99,6 @@ def test_lightlys_in_loss_bank_update_lets_the_second_view_see_the_first_views_k
     g = torch.Generator().manual_seed(1)
     q1, q2, k1, k2 = (torch.randn(B, 16, generator=g) for _ in range(4))
     queue = F.normalize(torch.randn(4 * B, 16, generator=g), dim=1)
-    from selfsup.methods.moco import moco_loss
-
     criterion = NTXentLoss(temperature=0.2, memory_bank_size=(4 * B, 16))
     criterion.memory_bank.bank = queue.clone()
     first = criterion(q1.requires_grad_(), k2)  # enqueues k2
@@ -194,15 +193,12 @@ def test_dino_teacher_temperature_warm_up_is_lightlys_epoch_schedule_in_progress
                          warmup_teacher_temp_epochs=warmup_epochs)
     for epoch in range(warmup_epochs):
         progress = warmup * epoch / (warmup_epochs - 1)
-        assert method.teacher_temp(progress) == __import__("pytest").approx(
-            float(criterion.teacher_temp_schedule[epoch]), rel=1e-6)
+        assert method.teacher_temp(progress) == pytest.approx(float(criterion.teacher_temp_schedule[epoch]), rel=1e-6)
     for progress in (0.31, 0.5, 1.0):
         assert method.teacher_temp(progress) == 0.07
     # the loss under lightly's epoch schedule equals selfsup's at the mapped progress
     g = torch.Generator().manual_seed(3)
     student, teacher = list(torch.randn(4, B, 8, generator=g)), list(torch.randn(2, B, 8, generator=g))
-    from selfsup.methods.dino import dino_loss
-
     epoch = 7
     assert_close(dino_loss(student, teacher, torch.zeros(1, 8), 0.1,
                            method.teacher_temp(warmup * epoch / (warmup_epochs - 1))),
@@ -339,6 +335,16 @@ def test_ijepa_masks_match_the_authors_collator_in_distribution_except_at_the_gr
     assert lcov[-1].sum() == 0 and lcov[:, -1].sum() == 0
     assert scov[-1].sum() > 0 and scov[:, -1].sum() > 0
     assert float(lc.mean()) < float(sc.mean()) < 0.5 and float(lc.mean()) > 0.2
+    # block shapes: the collator draws area and aspect from one number (correlated once the sides are rounded),
+    # selfsup independently (stated in ijepa.py)
+    collator = IJEPAMaskCollator(input_size=224, patch_size=16)
+    g = torch.Generator().manual_seed(5)
+    torch.manual_seed(5)
+    theirs = torch.tensor([collator._sample_block_size(g, (0.15, 0.2), (0.75, 1.5)) for _ in range(2000)]).float()
+    ours = torch.tensor([block_shape((14, 14), (0.15, 0.2), (0.75, 1.5)) for _ in range(2000)]).float()
+    for shapes, low, high in ((theirs, 0.4, 1.0), (ours, -0.15, 0.15)):
+        corr = torch.corrcoef(torch.stack([shapes.prod(dim=1), shapes[:, 0] / shapes[:, 1]]))[0, 1]
+        assert low <= float(corr) <= high
     # both peak in the middle of the grid: the central 4 x 4 is covered far more often than the border
     for cov in (lcov, scov):
         assert cov[5:9, 5:9].mean() > 3 * cov[0].mean()

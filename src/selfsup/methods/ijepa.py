@@ -14,8 +14,11 @@ does) and placed independently per image; the context of every image is cut to t
 tokens and one mask token per target position, each with the fixed position code. EMA momentum 0.996 -> 1
 linearly, AdamW lr 0.001 for batch 2048 (1.25e-4 x batch/256), weight decay 0.04 -> 0.4 (cosine), `geometric`
 views with no colour change (the paper uses random resized crops only). Departures: the squared L2 distance of the
-paper's text (its code uses a smooth L1); masks from torch's global generator (checkpointed, so a resume draws the
-same). On a series (a 1-D token grid) the blocks are segments of the given fractions of its length.
+paper's text (its code uses a smooth L1); a block's area and aspect ratio drawn independently, the aspect
+log-uniform (the authors' collator uses one uniform draw for both), and blocks placed anywhere on the grid (the
+collator never reaches the last row and column, so its context block is at most (H-1) x (W-1)); masks from
+torch's global generator (checkpointed, so a resume draws the same). On a series (a 1-D token grid) the blocks
+are segments of the given fractions of its length.
 """
 from __future__ import annotations
 

@@ -10,8 +10,10 @@
 Views: `geometric` (random resized crop of 20-100%, horizontal flip, no colour change), one per sample. AdamW with
 betas (0.9, 0.95), weight decay 0.05, base lr 1.5e-4 x batch/256, cosine schedule with warm-up (the trainer's).
 Departures, for CPU budgets and small images: the decoder is 128 wide with 2 blocks and 4 heads (paper: 512, 8,
-16; its ablation finds one block already good for fine-tuning), and there is no [CLS] token (the encoder's
-embedding is the mean of its tokens). On a series (the patch Transformer) this is masked series modelling as PatchTST
+16; its ablation finds one block already good for fine-tuning), there is no [CLS] token (the encoder's
+embedding is the mean of its tokens), and the number of kept patches is T x (1 - mask_ratio) rounded to the
+nearest (MAE's code floors it: the same count whenever the fraction is below one half, e.g. 49 of 196 at 0.75).
+On a series (the patch Transformer) this is masked series modelling as PatchTST
 pre-trains (Nie et al. 2023: patches, 40% hidden, MSE on them; --method-option mask_ratio=0.4 for its ratio), with MAE's dropped tokens and decoder, and a patch's
 unobserved values left out of its target. The mask is drawn from torch's global generator, which checkpoints save and
 restore, so a resumed run draws the same masks.

@@ -4,7 +4,9 @@ A momentum (EMA) key encoder and a queue of past keys supply negatives; MLP head
 temperature 0.2, queue 65536 (capped below the dataset size so a queue never holds the same
 image twice), momentum 0.99 (the paper's 0.999 suits 800-epoch ImageNet runs; solo-learn uses
 0.99 on small data), SGD lr 0.03 x batch/256, weight decay 1e-4. The loss is symmetrised over the
-two views (as in solo-learn's MoCo v2+); shuffle-BN is unnecessary as the key encoder runs its own forward. Under torchrun the keys of all
+two views (as in solo-learn's MoCo v2+): both terms score against the queue as it was before the step, and the
+keys of both views (the first view's, then the second's) are enqueued after the optimiser step; shuffle-BN is
+unnecessary as the key encoder runs its own forward. Under torchrun the keys of all
 processes are gathered before they are enqueued (as the paper's `concat_all_gather`), so every process
 holds the same queue, the one a single process would hold on the concatenated batch.
 """

@@ -3,14 +3,16 @@ Visual Representations" (ICCV, arXiv:2104.14548).
 
 The positive of a view is not its other view but the other view's nearest neighbour in a support queue of
 past embeddings. Projector 3-layer 2048-256 with BatchNorm, predictor 4096-256; the loss is InfoNCE between
-NN(z1) and the prediction p2 (the batch's other rows' neighbours are the negatives), symmetrised, temperature
-0.1; the support set is a FIFO queue of projections (98,304 in the paper), filled after each step with the
-batch's first-view projections (every process's, so all queues stay identical). LARS, lr 0.3 x batch/256,
+NN(z1) and the prediction p2 (anchor NN(z1)_i, candidates the batch's predictions p2_j: the other rows' are the
+negatives, as the paper's equation 2), symmetrised, temperature 0.1; the support set is a FIFO queue of
+projections (98,304 in the paper), filled after each step with the batch's first-view projections (every
+process's, so all queues stay identical). LARS, lr 0.3 x batch/256,
 weight decay 1e-6; BYOL's asymmetric augmentation.
 
 Departure for small data: the queue is capped below the number of training samples (whole global batches),
 as for MoCo, so it never holds the same sample twice; until it has been filled once, its random initial rows
-act as (meaningless) neighbours, as in the paper's implementation.
+act as (meaningless) neighbours, as in the paper's implementation. (LightlySSL's NNCLR uses NT-Xent between
+NN(z) and p instead, which adds the predictions as anchors and same-side negatives; this loss follows the paper.)
 """
 from __future__ import annotations
 

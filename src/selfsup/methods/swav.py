@@ -13,8 +13,9 @@ weight decay 1e-6; SimCLR's augmentations.
 
 Small batches: the paper adds a queue of past projections (3840 with batch 256, from epoch 15) so
 Sinkhorn sees enough samples; `queue_length` (0 = off, the default here) and `queue_start` (the fraction of
-training after which the queue is used) switch it on. Departure: `queue_start` is a fraction of training
-rather than an epoch number.
+training after which the queue is used) switch it on. Departures: `queue_start` is a fraction of training
+rather than an epoch number, and the queue is filled from the first step (the paper's code starts filling it at
+the queue's epoch), so it is full when it starts to be used.
 """
 from __future__ import annotations
 
