@@ -12,7 +12,7 @@ from selfsup.methods.dcl import dcl_loss
 from selfsup.methods.directclr import directclr_loss, scaled_loss_dim
 from selfsup.methods.mmcr import mmcr_loss
 from selfsup.methods.simclr import nt_xent_loss
-from selfsup.methods.tico import tico_covariance, tico_loss
+from selfsup.methods.tico import tico_loss
 from selfsup.views import Views
 
 from test_distributed import TinyEncoder, free_port, gloo_group, grads
@@ -73,18 +73,33 @@ def test_dcl_shards_average_to_the_full_loss(sigma):
 # ---- TiCo ----
 
 def test_tico_hand_computed_over_two_steps():
-    c = torch.zeros(2, 2)
     # step 1: z1 = I, B = I/2, C = 0.1 B = 0.05 I; cosines (1, 0) -> -0.5; z C z = 0.05 each -> 20 * 0.05 = 1
     z1, z2 = t([[1, 0], [0, 2]]), t([[1, 0], [1, 0]])
-    c = tico_covariance(z1, c, beta=0.9)
+    loss, c = tico_loss(z1, z2, torch.zeros(2, 2), beta=0.9, rho=20.0)
     torch.testing.assert_close(c, 0.05 * torch.eye(2))
-    assert tico_loss(z1, z2, c, rho=20.0).item() == pytest.approx(-0.5 + 1.0, abs=1e-6)
+    assert loss.item() == pytest.approx(-0.5 + 1.0, abs=1e-6)
     # step 2: both rows (0.6, 0.8): B = [[.36,.48],[.48,.64]], C = 0.9 C + 0.1 B = [[.081,.048],[.048,.109]];
     # z C z = .36*.081 + 2*.48*.048 + .64*.109 = 0.145; cos 1 -> -1 + 20 * 0.145 = 1.9
     z = t([[0.6, 0.8], [3, 4]])
-    c = tico_covariance(z, c, beta=0.9)
+    loss, c = tico_loss(z, z, c, beta=0.9, rho=20.0)
     torch.testing.assert_close(c, t([[0.081, 0.048], [0.048, 0.109]]))
-    assert tico_loss(z, z, c, rho=20.0).item() == pytest.approx(-1 + 20 * 0.145, abs=1e-5)
+    assert loss.item() == pytest.approx(-1 + 20 * 0.145, abs=1e-5)
+
+
+def test_tico_covariance_takes_no_gradient():
+    z1, z2 = torch.randn(6, 3, requires_grad=True), torch.randn(6, 3)
+    loss, c = tico_loss(z1, z2, torch.zeros(3, 3))
+    assert not c.requires_grad
+    (g,) = torch.autograd.grad(loss, z1)
+
+    def by_hand(cov):
+        n, m = torch.nn.functional.normalize(z1, dim=1), torch.nn.functional.normalize(z2, dim=1)
+        return -(n * m).sum(1).mean() + 20 * ((n @ cov(n)) * n).sum(1).mean()
+
+    (g_fixed,) = torch.autograd.grad(by_hand(lambda n: c), z1)
+    torch.testing.assert_close(g, g_fixed, rtol=1e-5, atol=1e-6)
+    (g_through,) = torch.autograd.grad(by_hand(lambda n: 0.1 * n.T @ n / 6), z1)  # C inside autograd: another
+    assert (g_through - g).abs().max() > 1e-3
 
 
 def test_tico_covariance_is_a_buffer_kept_after_the_step_outside_autograd():
@@ -98,7 +113,7 @@ def test_tico_covariance_is_a_buffer_kept_after_the_step_outside_autograd():
     pending = method.pending_covariance
     assert not pending.requires_grad and pending.grad_fn is None
     z1 = method.projector(method.encoder(views.global_views[0]))
-    torch.testing.assert_close(pending, tico_covariance(z1, torch.zeros(8, 8)))
+    torch.testing.assert_close(pending, tico_loss(z1, z1, torch.zeros(8, 8))[1])
     method.after_optimizer_step(0.0)
     assert torch.equal(method.covariance, pending) and method.pending_covariance is None
     method(views)  # the next step reads C_1: beta C_1 + (1 - beta) B

@@ -29,20 +29,22 @@ from .base import Method, OptimizerDefaults, check_option, make_target, mlp, reg
 from .numerics import full_precision
 
 
-@full_precision
-def tico_covariance(z1: torch.Tensor, covariance: torch.Tensor, beta: float = 0.9) -> torch.Tensor:
-    """beta C + (1 - beta) z1^T z1 / N over unit-norm z1, without gradient: the C the loss reads and keeps."""
+def updated_covariance(z1: torch.Tensor, covariance: torch.Tensor, beta: float) -> torch.Tensor:
+    """beta C + (1 - beta) z1^T z1 / N over unit-norm z1, without gradient."""
     z = F.normalize(z1.detach(), dim=1)
     return beta * covariance + (1 - beta) * (z.T @ z) / z.shape[0]
 
 
 @full_precision
-def tico_loss(z1: torch.Tensor, z2: torch.Tensor, covariance: torch.Tensor, rho: float = 20.0) -> torch.Tensor:
-    """-mean cos(z1, z2) + rho mean_i z1_i^T C z1_i, with z1, z2 normalised and C the updated covariance."""
+def tico_loss(z1: torch.Tensor, z2: torch.Tensor, covariance: torch.Tensor, beta: float = 0.9,
+              rho: float = 20.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(-mean cos(z1, z2) + rho mean_i z1_i^T C z1_i, C) with z1, z2 normalised and C = beta `covariance` +
+    (1 - beta) z1^T z1 / N, the updated covariance (no gradient), which the caller keeps for the next step."""
+    covariance = updated_covariance(z1, covariance.detach(), beta)
     z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     invariance = -(z1 * z2).sum(dim=1).mean()
-    contrast = ((z1 @ covariance.detach()) * z1).sum(dim=1).mean()
-    return invariance + rho * contrast
+    contrast = ((z1 @ covariance) * z1).sum(dim=1).mean()
+    return invariance + rho * contrast, covariance
 
 
 @register_method("tico", "Transformation invariance plus contrast against a running covariance of past embeddings.",
@@ -78,10 +80,8 @@ class TiCo(Method):
             z2 = self.target_projector(self.encode([second], self.target_encoder)[0])
         if self.distributed:  # C and the loss of the global batch, identical on every process
             z1, z2 = self.gather(z1), self.gather(z2)
-        with torch.no_grad():
-            covariance = tico_covariance(z1, self.covariance, self.beta)
-        self.pending_covariance = covariance
-        return tico_loss(z1, z2, covariance, self.rho), {}
+        loss, self.pending_covariance = tico_loss(z1, z2, self.covariance, self.beta, self.rho)
+        return loss, {}
 
     @torch.no_grad()
     def after_optimizer_step(self, progress: float) -> None:
