@@ -10,7 +10,8 @@ queue). C is a buffer: the loss reads the updated matrix, and the buffer takes t
 step, outside autograd; it starts at zero.
 
 Defaults: beta 0.9, the paper's, and rho 20, the value of the TiCo code LightlySSL's loss was written from
-(sayannag/TiCo-pytorch) and of LightlySSL's earlier releases (1.6 defaults to 8); the paper's projector 4096-256 (Linear-BN-ReLU-Linear); view 2 encoded by an EMA copy of the encoder
+(sayannag/TiCo-pytorch) and of LightlySSL's earlier releases (1.6 defaults to 8); the paper's projector 4096-256
+(Linear-BN-ReLU-Linear); view 2 encoded by an EMA copy of the encoder
 and projector, as in BYOL, with momentum rising from 0.99 to 1 on a cosine (BYOL's schedule as selfsup runs it);
 BYOL's views and optimiser (LARS, lr 0.2 x batch/256, weight decay 1.5e-6). The loss is the paper's,
 one-directional (z1 from the online network, z2 from the target), without a symmetric second term; LightlySSL's
