@@ -2,15 +2,23 @@
 
 Every op acts on a whole batch ``[B, C, H, W]`` at once with per-sample random parameters, on the batch's
 device, with no per-sample Python loops: crop + flip + resize is one bilinear ``grid_sample`` call over a
-per-sample affine grid, colour ops are broadcast arithmetic / batched 3x3 channel matrices (``bmm``), blur is
-two grouped depthwise convolutions.
-All randomness comes from one optional ``torch.Generator``, so a seed reproduces the views exactly.
+per-sample affine grid, colour ops are batched channel matrices (``baddbmm``), blur is two batched banded matmuls.
+All randomness comes from one optional ``torch.Generator``: `sample_params` draws a batch's parameters (a pure
+function of the batch size, image shape, recipe and generator), `augment` applies them, so a seed reproduces
+the views exactly.
+
+The parameters follow the distributions of torchvision's transforms (RandomResizedCrop, RandomHorizontalFlip,
+RandomApply(ColorJitter), RandomGrayscale, RandomApply(GaussianBlur), RandomSolarize) with the same settings,
+checked sample against sample in tests/reference/test_view_statistics.py. Departures: the crop box is
+continuous (sub-pixel size and offset, where torchvision rounds the size and draws an integer offset); hue
+is a rotation of chroma in YIQ space rather than a shift of HSV hue (same hue factor, in turns); the blur
+kernel spans 2 * ceil(3 * max sigma) + 1 pixels (SimCLR's spans 10% of the image side).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +26,8 @@ import torch.nn.functional as F
 from ...views import Views
 
 _LUMA = (0.299, 0.587, 0.114)
-# Columns of the per-sample uniform draw shared by all ops of one `augment` call.
-_AREA, _RATIO, _CX, _CY, _FLIP, _JIT, _BRI, _CON, _SAT, _HUE, _GRAY, _BLUR, _SIGMA, _SOL = range(14)
+CROP_TRIES = 10  # random resized crop: boxes drawn per sample before the centre-crop fallback (as torchvision)
+_OPS = ("brightness", "contrast", "saturation", "hue")  # colour jitter ops; ViewParams.order indexes these
 
 
 def _hue_basis() -> torch.Tensor:
@@ -69,10 +77,31 @@ class ImageAugmentation:
         )
 
 
-def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, x: torch.Tensor) -> torch.Tensor:
-    """U[0,1) draws on the generator's device, moved to x's device/dtype (CPU generators can't draw on CUDA)."""
-    dev = generator.device if generator is not None else x.device
-    return torch.rand(shape, generator=generator, device=dev).to(device=x.device, dtype=x.dtype)
+@dataclass(frozen=True)
+class ViewParams:
+    """One batch's drawn augmentation parameters, per sample (leading dimension B).
+
+    centre, extent: the crop box's centre (x, y) in the image's normalised [-1, 1] coordinates and its
+    half-extent (x, y) in the same coordinates, which is also the box's width (height) as a fraction of the
+    image's: its area fraction is extent.prod(1), its aspect ratio (in pixels) extent_x * W / (extent_y * H).
+    factors: brightness, contrast, saturation factors and hue shift (in turns), identity (1, 1, 1, 0) where
+    jitter is False; order: each sample's permutation of the jitter ops (indices into _OPS).
+    """
+
+    centre: torch.Tensor  # [B, 2]
+    extent: torch.Tensor  # [B, 2]
+    flip: torch.Tensor  # [B] bool
+    jitter: torch.Tensor  # [B] bool
+    factors: torch.Tensor  # [B, 4]
+    order: torch.Tensor  # [B, 4] int64
+    gray: torch.Tensor  # [B] bool
+    blur: torch.Tensor  # [B] bool
+    sigma: torch.Tensor  # [B], blur sigma in pixels (drawn for every sample, used where blur is True)
+    solarize: torch.Tensor  # [B] bool
+
+    def to(self, device: torch.device) -> ViewParams:
+        """The same parameters on `device`."""
+        return ViewParams(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
 def _between(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -80,22 +109,62 @@ def _between(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * u
 
 
-def _crop_flip(x: torch.Tensor, u: torch.Tensor, aug: ImageAugmentation, size: tuple[int, int]) -> torch.Tensor:
-    """Random resized crop + horizontal flip + resize to `size` in one bilinear grid_sample (torchvision-like draws)."""
+def _crop_box(u_area: torch.Tensor, u_ratio: torch.Tensor, u_pos: torch.Tensor, aug: ImageAugmentation,
+              height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random resized crop boxes (centre, half-extent) as torchvision's RandomResizedCrop draws them: up to
+    CROP_TRIES (area fraction, log-uniform aspect ratio) pairs per sample (u_area, u_ratio: [B, CROP_TRIES]), the
+    first that fits inside the image taken at a uniform position (u_pos: [B, 2]); if none fits, the central
+    crop of the whole image, or of its largest part whose aspect ratio lies in crop_ratio."""
+    area = _between(u_area, *aug.crop_scale)
+    lo, hi = min(aug.crop_ratio), max(aug.crop_ratio)
+    ratio = torch.exp(_between(u_ratio, math.log(aug.crop_ratio[0]), math.log(aug.crop_ratio[1])))
+    cw, ch = torch.sqrt(area * ratio * (height / width)), torch.sqrt(area / ratio * (width / height))
+    fits = (cw <= 1) & (ch <= 1)
+    first = fits.int().argmax(1, keepdim=True)  # the first fitting try (0 when none fits)
+    extent = torch.cat([cw.gather(1, first), ch.gather(1, first)], 1)
+    image_ratio = width / height
+    fallback = ((1.0, image_ratio / lo) if image_ratio < lo
+                else (hi / image_ratio, 1.0) if image_ratio > hi else (1.0, 1.0))
+    found = fits.any(1, keepdim=True)
+    extent = torch.where(found, extent, extent.new_tensor(fallback))
+    centre = torch.where(found, (1 - extent) * (2 * u_pos - 1), 0.0)
+    return centre, extent
+
+
+def sample_params(batch: int, height: int, width: int, aug: ImageAugmentation,
+                  generator: torch.Generator | None = None, device: torch.device | str | None = None) -> ViewParams:
+    """Draw the augmentation parameters of `batch` images of height x width from one U[0,1) block of the
+    generator (on the generator's device; `device` when there is no generator). Jitter factors are
+    U[max(0, 1 - m), 1 + m] for magnitude m, the hue shift U[-hue, hue], sigma U[blur_sigma], each op applied
+    with its probability, the jitter ops in a random order per sample (as torchvision's per-image ColorJitter)."""
+    dev = generator.device if generator is not None else torch.device(device or "cpu")
+    widths = [CROP_TRIES, CROP_TRIES, 2, 1, 1, 4, 4, 1, 1, 1, 1]
+    u = torch.rand(batch, sum(widths), generator=generator, device=dev)
+    u_area, u_ratio, u_pos, u_flip, u_jit, u_fac, u_order, u_gray, u_blur, u_sigma, u_sol = u.split(widths, dim=1)
+    centre, extent = _crop_box(u_area, u_ratio, u_pos, aug, height, width)
+    jitter = u_jit[:, 0] < aug.jitter_p
+    lows = [max(0.0, 1 - m) for m in (aug.brightness, aug.contrast, aug.saturation)] + [-aug.hue]
+    highs = [1 + aug.brightness, 1 + aug.contrast, 1 + aug.saturation, aug.hue]
+    factors = torch.where(jitter[:, None], _between(u_fac, u.new_tensor(lows), u.new_tensor(highs)),
+                          u.new_tensor([1.0, 1.0, 1.0, 0.0]))
+    return ViewParams(
+        centre=centre, extent=extent, flip=u_flip[:, 0] < aug.flip_p, jitter=jitter, factors=factors,
+        order=u_order.argsort(1), gray=u_gray[:, 0] < aug.grayscale_p, blur=u_blur[:, 0] < aug.blur_p,
+        sigma=_between(u_sigma[:, 0], *aug.blur_sigma), solarize=u_sol[:, 0] < aug.solarize_p,
+    )
+
+
+def _crop_flip(x: torch.Tensor, p: ViewParams, aug: ImageAugmentation, size: tuple[int, int]) -> torch.Tensor:
+    """Crop + horizontal flip + resize to `size` in one bilinear grid_sample."""
     b, _, h, w = x.shape
-    flip = u[:, _FLIP] < aug.flip_p
     if aug.crop_scale == (1.0, 1.0) and tuple(aug.crop_ratio) == (1.0, 1.0) and size == (h, w) and h == w:
-        return torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x) if aug.flip_p > 0 else x
-    area = _between(u[:, _AREA], *aug.crop_scale)
-    ratio = torch.exp(_between(u[:, _RATIO], math.log(aug.crop_ratio[0]), math.log(aug.crop_ratio[1])))
-    cw = torch.sqrt(area * ratio * (h / w)).clamp(max=1.0)  # crop half-extents in normalised [-1, 1] coords
-    ch = torch.sqrt(area / ratio * (w / h)).clamp(max=1.0)
-    cx, cy = (1 - cw) * (2 * u[:, _CX] - 1), (1 - ch) * (2 * u[:, _CY] - 1)
+        return torch.where(p.flip.view(b, 1, 1, 1), x.flip(-1), x) if aug.flip_p > 0 else x
+    (cx, cy), (cw, ch) = p.centre.to(x).unbind(1), p.extent.to(x).unbind(1)
     # Equivalent to F.affine_grid with theta = [[±cw, 0, cx], [0, ch, cy]], but separable (affine_grid is a slow bmm).
     ho, wo = size
     bx = (torch.arange(wo, device=x.device, dtype=x.dtype) * 2 + 1) / wo - 1  # output pixel centres
     by = (torch.arange(ho, device=x.device, dtype=x.dtype) * 2 + 1) / ho - 1
-    gx = torch.where(flip, -cw, cw)[:, None] * bx + cx[:, None]
+    gx = torch.where(p.flip, -cw, cw)[:, None] * bx + cx[:, None]
     gy = ch[:, None] * by + cy[:, None]
     grid = torch.empty(b, ho, wo, 2, device=x.device, dtype=x.dtype)
     grid[..., 0], grid[..., 1] = gx[:, None, :], gy[:, :, None]
@@ -107,34 +176,43 @@ def _mix(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return torch.bmm(m, x.flatten(2)).view_as(x)
 
 
-def _jitter(x: torch.Tensor, u: torch.Tensor, aug: ImageAugmentation, order: list[int]) -> torch.Tensor:
-    """Colour jitter (brightness, contrast, saturation, hue) in one random order per call, clamped after each op.
+def _jitter(x: torch.Tensor, p: ViewParams, aug: ImageAugmentation) -> torch.Tensor:
+    """Colour jitter (brightness, contrast, saturation, hue) in each sample's own order, clamped after each op.
 
-    Samples not drawn (prob 1 - jitter_p) get identity parameters, which leave them exactly unchanged.
+    Every op is a per-sample affine channel map x -> M x + s (s non-zero for contrast only, which blends with the
+    image's mean grey level), so one step of the order is one batched `baddbmm` whichever op each sample takes.
+    Ops of magnitude 0 (and saturation, hue on 1-channel images) are left out; samples not drawn (prob
+    1 - jitter_p) get identity maps, which leave them exactly unchanged.
     """
     b, c = x.shape[:2]
-    on = u[:, _JIT] < aug.jitter_p
-    luma = x.new_tensor(_LUMA)
-    eye = torch.eye(c, device=x.device, dtype=x.dtype)
-
-    def factor(col: int, m: float) -> torch.Tensor:
-        return torch.where(on, _between(u[:, col], max(0.0, 1 - m), 1 + m), 1.0)
-
-    for op in order:
-        if op == 0 and aug.brightness > 0:  # x * f, f in [1-b, 1+b]
-            x = (x * factor(_BRI, aug.brightness).view(b, 1, 1, 1)).clamp_(0, 1)
-        elif op == 1 and aug.contrast > 0:  # blend with the image's mean grey level
-            f = factor(_CON, aug.contrast)
-            mean = x.mean((2, 3)) @ luma if c == 3 else x.mean((1, 2, 3))
-            x = (x * f.view(b, 1, 1, 1)).add_(((1 - f) * mean).view(b, 1, 1, 1)).clamp_(0, 1)
-        elif op == 2 and c == 3 and aug.saturation > 0:  # blend with the grey image
-            f = factor(_SAT, aug.saturation).view(b, 1, 1)
-            x = _mix(x, f * eye + (1 - f) * luma.expand(3, 3)).clamp_(0, 1)
-        elif op == 3 and c == 3 and aug.hue > 0:  # rotate chroma in YIQ space
-            t = _between(u[:, _HUE], -aug.hue, aug.hue).mul(2 * math.pi).view(b, 1, 1)
-            basis = _HUE_BASIS.to(device=x.device, dtype=x.dtype)
-            m = torch.where(on.view(b, 1, 1), basis[0] + t.cos() * basis[1] + t.sin() * basis[2], eye)
-            x = _mix(x, m).clamp_(0, 1)
+    magnitudes = (aug.brightness, aug.contrast, aug.saturation if c == 3 else 0.0, aug.hue if c == 3 else 0.0)
+    ops = [i for i, m in enumerate(magnitudes) if m > 0]
+    if not ops:
+        return x
+    luma = x.new_tensor(_LUMA) if c == 3 else x.new_ones(1)
+    eye = torch.eye(c, device=x.device, dtype=x.dtype).expand(b, c, c)
+    f = p.factors.to(x).view(b, 4, 1, 1)
+    maps = [f[:, 0] * eye, f[:, 1] * eye]
+    if c == 3:
+        t = f[:, 3].mul(2 * math.pi)
+        basis = _HUE_BASIS.to(device=x.device, dtype=x.dtype)
+        maps += [f[:, 2] * eye + (1 - f[:, 2]) * luma.expand(3, 3),  # blend with the grey image
+                 torch.where(t != 0, basis[0] + t.cos() * basis[1] + t.sin() * basis[2], eye)]  # YIQ chroma rotation
+    maps = torch.stack([maps[i] for i in ops], 1)  # [B, len(ops), C, C]
+    ranks = p.order.argsort(1)[:, ops].to(x.device)  # where each used op falls in the sample's order
+    steps = ranks.argsort(1)  # [B, len(ops)]: indices into `ops`, in the sample's order
+    rows = torch.arange(b, device=x.device)
+    contrast = ops.index(1) if 1 in ops else -1
+    for k in range(len(ops)):
+        step = steps[:, k]
+        shift = torch.zeros(b, device=x.device, dtype=x.dtype)
+        if contrast >= 0:
+            shift = torch.where(step == contrast, (1 - f[:, 1, 0, 0]) * (x.mean((2, 3)) @ luma), shift)
+        m = maps[rows, step]
+        if c == 1:  # a per-sample scalar map: elementwise is faster than a batch of 1 x 1 matmuls
+            x = torch.addcmul(shift.view(b, 1, 1, 1), m.view(b, 1, 1, 1), x).clamp_(0, 1)
+        else:
+            x = torch.baddbmm(shift.view(b, 1, 1), m, x.flatten(2)).view_as(x).clamp_(0, 1)
     return x
 
 
@@ -146,7 +224,7 @@ def _reflect_conv_matrices(kern: torch.Tensor, n: int) -> torch.Tensor:
     return torch.einsum("bk,iks->bis", kern, F.one_hot(src, n).to(kern))
 
 
-def _blur(x: torch.Tensor, u: torch.Tensor, aug: ImageAugmentation) -> torch.Tensor:
+def _blur(x: torch.Tensor, p: ViewParams, aug: ImageAugmentation) -> torch.Tensor:
     """Gaussian blur with per-sample sigma; unselected samples get a delta kernel (an exact no-op).
 
     The separable per-sample kernels are applied as two batched banded matmuls (rows, then columns) rather than as
@@ -156,10 +234,10 @@ def _blur(x: torch.Tensor, u: torch.Tensor, aug: ImageAugmentation) -> torch.Ten
     k = min(2 * math.ceil(3 * aug.blur_sigma[1]) + 1, min(h, w) - (1 - min(h, w) % 2))
     if k < 3:
         return x
-    sigma = _between(u[:, _SIGMA], *aug.blur_sigma).clamp(min=1e-3).view(b, 1)
+    sigma = p.sigma.to(x).clamp(min=1e-3).view(b, 1)
     t = torch.arange(k, device=x.device, dtype=x.dtype) - k // 2
     kern = torch.exp(-(t**2) / (2 * sigma**2))
-    kern = torch.where((u[:, _BLUR] < aug.blur_p).view(b, 1), kern / kern.sum(1, keepdim=True), (t == 0).to(x.dtype))
+    kern = torch.where(p.blur.to(x.device).view(b, 1), kern / kern.sum(1, keepdim=True), (t == 0).to(x.dtype))
     mh = _reflect_conv_matrices(kern, h)
     mw = mh if w == h else _reflect_conv_matrices(kern, w)
     y = torch.bmm(x.reshape(b, c * h, w), mw.transpose(1, 2)).view(b, c, h, w)  # along W
@@ -172,23 +250,23 @@ def augment(
     """x: float [B, C, H, W] in [0, 1] (C = 1 or 3); returns an augmented batch of the same shape/dtype/device, values in [0, 1].
 
     Order (as SimCLR/BYOL): crop+flip(+resize to `size` x `size` if given), colour jitter, grayscale, blur,
-    solarize. Saturation, hue and grayscale only apply to 3-channel (RGB) images.
+    solarize, with the parameters `sample_params` draws. Saturation, hue and grayscale only apply to 3-channel
+    (RGB) images.
     """
     if x.dim() != 4 or not x.is_floating_point():
         raise ValueError(f"expected a float [B, C, H, W] batch, got {tuple(x.shape)} {x.dtype}")
     b, c, h, w = x.shape
-    u = _uniform((b, 14), generator, x)
-    x = _crop_flip(x, u, aug, (size, size) if size is not None else (h, w))
+    p = sample_params(b, h, w, aug, generator, device=x.device).to(x.device)
+    x = _crop_flip(x, p, aug, (size, size) if size is not None else (h, w))
     if aug.jitter_p > 0:
-        gdev = generator.device if generator is not None else x.device
-        x = _jitter(x, u, aug, torch.randperm(4, generator=generator, device=gdev).tolist())
+        x = _jitter(x, p, aug)
     if c == 3 and aug.grayscale_p > 0:
         gray = x.new_tensor(_LUMA).expand(3, 3)  # every output channel = luminance
-        x = _mix(x, torch.where((u[:, _GRAY] < aug.grayscale_p).view(b, 1, 1), gray, torch.eye(3).to(x)))
+        x = _mix(x, torch.where(p.gray.view(b, 1, 1), gray, torch.eye(3).to(x)))
     if aug.blur_p > 0:
-        x = _blur(x, u, aug)
+        x = _blur(x, p, aug)
     if aug.solarize_p > 0:
-        x = torch.where((u[:, _SOL] < aug.solarize_p).view(b, 1, 1, 1) & (x >= 0.5), 1 - x, x)
+        x = torch.where(p.solarize.view(b, 1, 1, 1) & (x >= 0.5), 1 - x, x)
     return x
 
 
@@ -260,7 +338,10 @@ _BYOL = dict(_JITTER, saturation=0.2)
 _GEOMETRIC = ImageAugmentation(crop_scale=(0.2, 1.0), jitter_p=0.0, grayscale_p=0.0)
 
 RECIPES: dict[str, list[ImageAugmentation]] = {
-    "instance": [ImageAugmentation(crop_scale=(0.08, 1.0), blur_p=0.5, **_JITTER)],  # SimCLR, Chen et al. 2020
+    # SimCLR, Chen et al. 2020, with its colour distortion ColorJitter(0.8 s, 0.8 s, 0.8 s, 0.2 s) at strength
+    # s = 0.5, the paper's CIFAR-10 setting (and MoCo v2's values); its ImageNet runs use s = 1, that is
+    # `--augment brightness=0.8 contrast=0.8 saturation=0.8 hue=0.2`.
+    "instance": [ImageAugmentation(crop_scale=(0.08, 1.0), blur_p=0.5, **_JITTER)],
     "asymmetric": [  # BYOL, Grill et al. 2020; also Barlow Twins / VICReg
         ImageAugmentation(blur_p=1.0, solarize_p=0.0, **_BYOL),
         ImageAugmentation(blur_p=0.1, solarize_p=0.2, **_BYOL),
