@@ -66,14 +66,17 @@ class TextAugmentation:
 
 
 def delete_tokens(ids: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Each real token deleted with probability `p` (at least the first kept), the rest moved left in order."""
+    """Each real token deleted with probability `p`, the rest moved left in order; where every token of a text drew
+    deletion, one of them, uniformly chosen, stays (sentence-transformers' TSDAE noise: the one whose draw was
+    highest, uniform by symmetry, so no further random number is drawn)."""
     if p <= 0:
         return ids
     valid = ids != PAD
     dev = generator.device if generator is not None else ids.device
-    drop = torch.rand(ids.shape, generator=generator, device=dev).to(ids.device) < p
-    keep = valid & ~drop
-    keep[:, 0] |= ~keep.any(dim=1)  # never an empty text
+    draws = torch.rand(ids.shape, generator=generator, device=dev).to(ids.device)
+    keep = valid & (draws >= p)
+    survivor = draws.masked_fill(~valid, -1.0).argmax(dim=1, keepdim=True)
+    keep.scatter_(1, survivor, keep.gather(1, survivor) | ~keep.any(dim=1, keepdim=True))  # never an empty text
     order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices  # kept first, in their order
     moved = ids.gather(1, order)
     return moved.masked_fill(~keep.gather(1, order), PAD)
