@@ -23,8 +23,9 @@ contrast, closes the gap. At least one token of every text stays.
 Multi-crop: local views are random contiguous spans of `local_size` of each text's tokens (at least one token), the
 text counterpart of small crops.
 
-Deletion keeps at least one token of every text and closes the gaps (the kept tokens move left, in order), as the
-deletion noise of TSDAE and CLEAR. Randomness comes from the loop's generator, so a seed reproduces the views.
+Deletion keeps at least one token of every text (where all drew deletion, one of them chosen uniformly) and closes the
+gaps (the kept tokens move left, in order), as the deletion noise of TSDAE (sentence-transformers' distribution of
+kept tokens) and CLEAR. Randomness comes from the loop's generator, so a seed reproduces the views.
 """
 from __future__ import annotations
 
