@@ -4,7 +4,8 @@
 SELFSUP_REFERENCE_REQUIRED=1, as the folder's conftest does for lightly). `pygcl` loads PyGCL's loss and sampler
 modules without its package __init__, which imports DGL, torch_sparse and an augmentation module written for an older
 PyG; the losses and the samplers need none of them (torch_scatter is imported by the sampler module but called only
-by `CrossScaleSampler(use_gpu=True)`, which the tests do not use: the stand-in refuses to be called).
+by `CrossScaleSampler(use_gpu=True)`, which the tests do not use: a stand-in, present only while that module is
+imported, refuses to be called).
 """
 import importlib
 import importlib.util
@@ -30,13 +31,19 @@ def _refuse(*args, **kwargs):
 
 def pygcl():
     """(GCL.losses, GCL.models) of PyGCL 0.1.2."""
-    if "GCL.losses" not in sys.modules:
+    if "GCL.models" not in sys.modules:
         spec = importlib.util.find_spec("GCL")
         if spec is None:
             require("GCL")  # skips or fails with the reason
         package = types.ModuleType("GCL")
         package.__path__ = list(spec.submodule_search_locations)
         sys.modules.setdefault("GCL", package)
-        if importlib.util.find_spec("torch_scatter") is None:
+        stand_in = importlib.util.find_spec("torch_scatter") is None
+        if stand_in:  # only while the sampler module binds its name: later imports must not see a torch_scatter
             sys.modules["torch_scatter"] = types.SimpleNamespace(scatter=_refuse)
+        try:
+            importlib.import_module("GCL.models")
+        finally:
+            if stand_in:
+                del sys.modules["torch_scatter"]
     return importlib.import_module("GCL.losses"), importlib.import_module("GCL.models")
