@@ -5,11 +5,12 @@ BYOL (Grill et al. 2020) on two augmentations of one segment of a clip:
     v1, v2 = aug(x), aug(x)                 # mixup with other clips, random resized crop of the log-mel
     p1, p2 = q(g(f(v1))), q(g(f(v2)))       # online: encoder, projector, predictor
     t1, t2 = g'(f'(v1)), g'(f'(v2))         # target: EMA copies, no gradient
-    loss = (2 - 2 cos(p1, t2) + 2 - 2 cos(p2, t1)) / 2
+    loss = (2 - 2 cos(p1, t2) + 2 - 2 cos(p2, t1)) / 2     # the mean of the two directions
 
 What makes it BYOL-A rather than BYOL on audio views is the paper's recipe: the audio `instance` views (its mixup of
 a clip with others and its random resized crop), projector and predictor MLPs of 4096 hidden
 units to 256, Adam at lr 3e-4 without weight decay (AdamW with no decay) and a constant target decay of 0.99 (BYOL's rises to 1).
+BYOL-A's code (built on byol-pytorch) sums the two directions: twice this loss, the same Adam steps.
 Departures: mixup partners are other clips of the batch rather than a memory of past batches, and the waveform is
 mixed rather than exp(log-mel) (the same in expectation over phases); the views also carry SpecAugment's masks
 (BYOL-A v2 and ATST add them; `--augment freq_masks=0 time_masks=0` removes them). Its encoder is `spectrogram_cnn`,

@@ -8,7 +8,8 @@ Views: `feature_shuffle` (view 0 the graphs, view 1 the corrupted ones; rows are
 the paper permutes the whole graph's). Adam at lr 0.001 (the official code's), no weight decay; Xavier-initialised
 bilinear weights. Departure: a batch holds several graphs (or node neighbourhoods, as the paper's Reddit and PPI
 runs sample), each with its own summary, every node scored against its own graph's; the mean of the positive and the
-negative terms each over their nodes.
+negative terms each over their nodes. The loss is half of PyTorch Geometric's DeepGraphInfomax.loss (which sums the two
+terms; DGI's code averages its 2N logits, as here), and the discriminator has DGI's bias (PyG's has none).
 """
 from __future__ import annotations
 

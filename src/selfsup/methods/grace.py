@@ -4,6 +4,9 @@
     l(u_i) = -log( e^{cos(u_i,v_i)/t} / ( sum_k e^{cos(u_i,v_k)/t} + sum_{k != i} e^{cos(u_i,u_k)/t} ) )
     loss = mean_i (l(u_i) + l(v_i)) / 2      # inter-view and intra-view negatives, t = 0.5
 
+An anchor's similarity to itself is no negative (as GRACE's code; PyGCL's DualBranchContrast puts e^(1/t) into
+every denominator).
+
 Projection head fc2(ELU(fc1(h))) of width 128 (the official code's); views with the Cora rates (edge dropping 0.2 /
 0.4, feature masking 0.3 / 0.4); Adam at lr 5e-4, weight decay 1e-5 (Cora). Departures: the paper trains on one
 whole graph; here a batch holds many graphs, every node of it an anchor, or node neighbourhoods of one large graph,

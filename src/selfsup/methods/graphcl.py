@@ -5,10 +5,11 @@
     loss_i = -log( exp(cos(z_i, z'_i)/t) / sum_{j != i} exp(cos(z_i, z'_j)/t) )    # t = 0.2
 
 The loss is the official `loss_cal`: one direction, negatives the other view's graphs only, the positive left out of
-the denominator. Projection head Linear(d, d)-ReLU-Linear(d, d); GIN of 3 layers of 32 (the `gin` encoder's default,
-the paper's script for MUTAG), Adam at lr 0.01, batch 128, 20 epochs. Departure: the augmentation ratio is the paper's
-0.2 for both augmentations (the code drops 10% of the nodes and grows subgraphs from the start node's neighbours
-only, its issues 6 and 7); across processes the negatives are the global batch's augmented graphs.
+the denominator (PyGCL's InfoNCE keeps it; its GraphCL also averages both directions). Projection head
+Linear(d, d)-ReLU-Linear(d, d); GIN of 3 layers of 32 (the `gin` encoder's default, the paper's script for MUTAG),
+Adam at lr 0.01, batch 128, 20 epochs. Departure: the augmentation ratio is the paper's 0.2 for both augmentations
+(the code drops 10% of the nodes and grows subgraphs from the start node's neighbours only, its issues 6 and 7);
+across processes the negatives are the global batch's augmented graphs.
 """
 from __future__ import annotations
 

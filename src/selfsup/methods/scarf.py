@@ -6,7 +6,8 @@ recipe 'feature_corruption') in which a random subset of features (the paper's c
 features' empirical marginal distributions. Both go through the encoder f and the pre-training head
 g (2 layers of 256 units); InfoNCE between g(f(x_i)) and g(f(x~_i)) with cosine similarity, the
 other rows' corrupted views being the negatives. Paper: f is a 4-layer, 256-unit ReLU MLP; Adam
-with lr 1e-3, batch 128; temperature 1.0 and corruption rate 0.6.
+with lr 1e-3, batch 128; temperature 1.0 and corruption rate 0.6. The loss is the paper's InfoNCE, not SimCLR's
+NT-Xent that TabularS3L's SCARF trains with (both directions, the other anchors also negatives).
 
 selfsup's defaults differ where validation said so: temperature 0.5 here and corruption rate 0.3 in
 the tabular modality's 'feature_corruption' views. Both were chosen once, for all tables, on validation splits

@@ -8,7 +8,8 @@ the `instance` recipe of text), and each first embedding must pick its own secon
     loss = CE(cos(z1_i, z2_j) / tau, j = i)  # in-batch negatives, tau = 0.05
 
 Paper defaults kept: temperature 0.05, the MLP head over the pooled embedding during training only (evaluation uses
-the encoder's embedding), one direction of the loss (z1 against all z2). Departures: the optimiser is AdamW at
+the encoder's embedding), one direction of the loss (z1 against all z2: sentence-transformers'
+MultipleNegativesRankingLoss at its default scale 20, not its symmetric form). Departures: the optimiser is AdamW at
 lr 5e-4 x batch/256 with no weight decay, for an encoder trained from scratch (the paper fine-tunes a pretrained
 BERT at 3e-5 with batch 64: pass `--lr 3e-5` for a pretrained `hf:` encoder); across processes the negatives are
 the global batch's second views.

@@ -23,8 +23,9 @@ contrast, closes the gap. At least one token of every text stays.
 Multi-crop: local views are random contiguous spans of `local_size` of each text's tokens (at least one token), the
 text counterpart of small crops.
 
-Deletion keeps at least one token of every text and closes the gaps (the kept tokens move left, in order), as the
-deletion noise of TSDAE and CLEAR. Randomness comes from the loop's generator, so a seed reproduces the views.
+Deletion keeps at least one token of every text (where all drew deletion, one of them chosen uniformly) and closes the
+gaps (the kept tokens move left, in order), as the deletion noise of TSDAE (sentence-transformers' distribution of
+kept tokens) and CLEAR. Randomness comes from the loop's generator, so a seed reproduces the views.
 """
 from __future__ import annotations
 
@@ -66,14 +67,17 @@ class TextAugmentation:
 
 
 def delete_tokens(ids: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Each real token deleted with probability `p` (at least the first kept), the rest moved left in order."""
+    """Each real token deleted with probability `p`, the rest moved left in order; where every token of a text drew
+    deletion, one of them, uniformly chosen, stays (sentence-transformers' TSDAE noise: the one whose draw was
+    highest, uniform by symmetry, so no further random number is drawn)."""
     if p <= 0:
         return ids
     valid = ids != PAD
     dev = generator.device if generator is not None else ids.device
-    drop = torch.rand(ids.shape, generator=generator, device=dev).to(ids.device) < p
-    keep = valid & ~drop
-    keep[:, 0] |= ~keep.any(dim=1)  # never an empty text
+    draws = torch.rand(ids.shape, generator=generator, device=dev).to(ids.device)
+    keep = valid & (draws >= p)
+    survivor = draws.masked_fill(~valid, -1.0).argmax(dim=1, keepdim=True)
+    keep.scatter_(1, survivor, keep.gather(1, survivor) | ~keep.any(dim=1, keepdim=True))  # never an empty text
     order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices  # kept first, in their order
     moved = ids.gather(1, order)
     return moved.masked_fill(~keep.gather(1, order), PAD)
