@@ -154,7 +154,8 @@ def test_sigreg_by_hand():
     assert sigreg(z, t([[1]]), knots=2, t_max=1.0).item() == pytest.approx(expected, rel=1e-6)
     # samples 0 and 2: ecf(1) = (1 + e^{2i}) / 2 -> |ecf - phi|^2 = ((1 + cos 2) / 2 - e^-1/2)^2 + (sin 2 / 2)^2
     err = ((1 + math.cos(2)) / 2 - math.exp(-0.5)) ** 2 + (math.sin(2) / 2) ** 2
-    assert sigreg(t([[0], [2]]), t([[1]]), knots=2, t_max=1.0).item() == pytest.approx(2 * math.exp(-0.5) * err, rel=1e-6)
+    expected = 2 * math.exp(-0.5) * err
+    assert sigreg(t([[0], [2]]), t([[1]]), knots=2, t_max=1.0).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_sigreg_prefers_isotropic_gaussian():

@@ -12,9 +12,10 @@ official one: Linear-BN-ReLU to 4096, Linear-BN-ReLU, Linear to 1024, then L2 no
 paper's batch of 100 (unscaled), weight decay 1e-4.
 
 Departures, stated:
-- The patches are selfsup's `asymmetric` views (VICReg's augmentations, as the paper's) at the training resolution:
-  random resized crops of 8-100% of the area with a free aspect ratio, where the paper takes fixed square crops of
-  25% of the area (`--augment crop_scale=[0.25,0.25] crop_ratio=[1,1]` gives those on images).
+- The patches are selfsup's `asymmetric` views (VICReg's and BYOL's two augmentation distributions, alternating over
+  the patches; the paper's patches all take one close to the second, blur and solarisation with probability 0.1) at
+  the training resolution: random resized crops of 8-100% of the area with a free aspect ratio, where the paper
+  takes fixed square crops of 25% of the area (`--augment crop_scale=[0.25,0.25] crop_ratio=[1,1]` on images).
 - `num_patches` = 20 is the paper's smaller setting; every patch costs a forward pass, so on CPUs a few (e.g.
   `--method-option num_patches=4`) keep a step affordable at the price of the paper's one-epoch convergence.
 - R(Z) is computed with the b x b Gram matrix when the batch is smaller than d (det(I_d + c Z^T Z) = det(I_b + c Z

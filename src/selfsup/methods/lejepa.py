@@ -3,9 +3,11 @@
 
 No teacher, no stop-gradient, no predictor network: the projected embeddings of every view of an image are pulled
 towards the mean of its global views' embeddings (the prediction loss), and SIGReg keeps the embeddings an isotropic
-Gaussian, which makes collapse impossible:
+Gaussian, which rules out collapse:
 
-    loss = lambda SIGReg(z) + (1 - lambda) 1/V sum_v mean_b ||c_b - z_{v,b}||^2 / D,   c_b = 1/V_g sum_{g global} z_{g,b}.
+    loss = lambda SIGReg(z) + (1 - lambda) 1/V sum_v mean_b ||c_b - z_{v,b}||^2 / D,  c_b = 1/V_g sum_g z_{g,b}
+
+(g over the V_g global views, v over all V views).
 
 SIGReg (Sketched Isotropic Gaussian Regularisation) projects the N embeddings of a view on K random unit directions
 a_k and tests each 1-D sample against N(0, 1) with the Epps-Pulley statistic, the weighted L2 distance between its
@@ -23,9 +25,10 @@ and averaged over directions and views. Defaults of the authors' code and README
 The directions of step s are drawn from a torch.Generator seeded with s (as the authors' code seeds with its global
 step): the same on every process and on every device, and a run resumed from a checkpoint draws the same ones.
 
-Departures, stated: the views are selfsup's `instance` crops (8-100% of the area for the global views) and multi-crop
-local views (5-40% on images); under torchrun SIGReg is computed on every process's batch (gathered), as the authors'
-all-reduce of the characteristic functions does.
+Departures, stated: the views are selfsup's `instance` views (SimCLR's: crops of 8-100% of the area for the global
+views, colour jitter with saturation 0.4 and no solarisation, where the authors' jitter saturation by 0.2 and solarise
+with probability 0.2) and multi-crop local views (5-40% of the area on images); under torchrun SIGReg is computed on
+every process's batch (gathered), as the authors' all-reduce of the characteristic functions does.
 """
 from __future__ import annotations
 
@@ -71,8 +74,8 @@ def lejepa_loss(global_z: list[torch.Tensor], local_z: list[torch.Tensor], direc
     return lambd * sigreg(every, directions, knots, t_max) + (1 - lambd) * prediction
 
 
-@register_method("lejepa", "SIGReg keeps embeddings isotropic Gaussian while every view predicts the mean of the global "
-                 "views' embeddings.", "Balestriero & LeCun 2025, arXiv:2511.08544")
+@register_method("lejepa", "SIGReg keeps embeddings isotropic Gaussian while every view predicts the mean of the "
+                 "global views' embeddings.", "Balestriero & LeCun 2025, arXiv:2511.08544")
 class LeJEPA(MultiCropMethod):
     requested_views = ViewRequest("instance", global_views=2, local_views=6, local_size=98 / 224)
     optimizer = OptimizerDefaults("adamw", lr=5e-4, weight_decay=5e-2, lr_scaling="none")
