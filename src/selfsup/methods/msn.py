@@ -97,11 +97,12 @@ def msn_loss(anchors: list[torch.Tensor], target: torch.Tensor, prototypes: torc
 
 
 class MSNHead(nn.Sequential):
-    """3 linear layers, BatchNorm and GELU after the two hidden ones (the paper's projection head)."""
+    """3 linear layers, BatchNorm and GELU after the two hidden ones (the paper's projection head; no bias before
+    a BatchNorm)."""
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
-        super().__init__(nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.GELU(),
-                         nn.Linear(hidden_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.GELU(),
+        super().__init__(nn.Linear(in_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.GELU(),
+                         nn.Linear(hidden_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.GELU(),
                          nn.Linear(hidden_dim, out_dim))
 
 
