@@ -43,6 +43,7 @@ from torch import nn
 
 from ..collectives import all_reduce_sum, all_reduce_with_grad
 from ..encoders import TokenEncoder
+from ..errors import ConfigError
 from ..views import ViewRequest, Views
 from .base import OptimizerDefaults, ParameterRoles, StepLogs, check_option, make_target, register_method
 from .mae import random_keep
@@ -126,7 +127,7 @@ class MSN(TargetEncoderMethod):
         check_option("msn", "sinkhorn_iterations", sinkhorn_iterations, 0, low_open=False)
         check_option("msn", "me_max_weight", me_max_weight, 0.0, low_open=False)
         if prior not in PRIORS:
-            raise ValueError(f"--method-option prior={prior!r} for 'msn': must be one of {', '.join(PRIORS)}")
+            raise ConfigError(f"--method-option prior={prior!r} for 'msn': must be one of {', '.join(PRIORS)}")
         super().__init__(encoder, base_momentum)
         self.mask_ratio, self.focal_views = float(mask_ratio), int(focal_views)
         self.temperature, self.target_temperature = float(temperature), float(target_temperature)
