@@ -81,24 +81,30 @@ def test_msn_unmasked_identical_views_give_the_loss_of_equal_anchor_and_target()
     z = method.head(method.encoder.tokens(x).mean(dim=1))
     expected = msn_loss([z], z, method.prototypes.weight, 0.1, 0.025, 3, 1.0)
     torch.testing.assert_close(loss, expected)
-    assert method.view_request().local_views == 0 and small_msn(focal_views=3).view_request().local_views == 3
 
 
-def test_msn_masks_every_anchor_view_and_never_the_target():
-    method = small_msn(mask_ratio=0.5, focal_views=2)
+def test_msn_masks_the_anchor_and_cuts_focal_blocks_from_it_never_masking_the_target():
+    method = small_msn(mask_ratio=0.5, focal_views=2, focal_scale_min=0.25, focal_scale_max=0.25)
     seen = []
     for name, encoder in (("online", method.encoder), ("target", method.target_encoder)):
         def record(x, keep=None, _tokens=encoder.tokens, _name=name):
-            seen.append((_name, tuple(x.shape), None if keep is None else keep.sum(dim=1).tolist()))
+            seen.append((_name, x.clone(), keep))
             return _tokens(x, keep)
         encoder.tokens = record
-    x, local = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 4, 4)
-    loss, _ = method(Views([x, x], [local, local]))
+    target, anchor = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
+    loss, _ = method(Views([target, anchor]))
     loss.backward()
-    # anchor: 16 tokens, 8 kept; the two focal views in one forward: 4 tokens each, 2 kept; target: all 16
-    assert seen == [("online", (3, 1, 8, 8), [8] * 3), ("online", (6, 1, 4, 4), [2] * 6), ("target", (3, 1, 8, 8), None)]
+    assert [name for name, _, _ in seen] == ["online", "online", "target"]
+    (_, x_anchor, keep_anchor), (_, x_focal, keep_focal), (_, x_target, keep_target) = seen
+    assert torch.equal(x_anchor, anchor) and keep_anchor.sum(dim=1).tolist() == [8] * 3  # 16 tokens, half kept
+    assert torch.equal(x_focal, torch.cat([anchor, anchor])) and keep_focal.sum(dim=1).tolist() == [2] * 6
+    for row in keep_focal.view(6, 4, 4):  # 2 of the 4 tokens of a 2 x 2 block (a quarter of the 4 x 4 grid)
+        r, c = row.nonzero().unbind(1)
+        assert int(r.max() - r.min()) <= 1 and int(c.max() - c.min()) <= 1
+    assert torch.equal(x_target, target) and keep_target is None
     assert method.prototypes.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in method.target_head.parameters())
+    assert method.view_request().local_views == 0
 
 
 def test_msn_options_are_checked():
@@ -119,7 +125,8 @@ def test_momentum_grouping_by_hand():
 
 def test_smog_loss_by_hand():
     # groups e1, e2 at temperature 0.1; t1 belongs to group 0, t2 to group 1
-    # p1 = e1 predicts t2's group 1: logits (10, 0) -> log(1 + e^10); p2 = (1, 1) predicts group 0: equal logits -> log 2
+    # p1 = e1 predicts t2's group 1: logits (10, 0) -> log(1 + e^10)
+    # p2 = (1, 1) predicts t1's group 0: equal logits -> log 2
     loss = smog_loss([t([E1]), t([[1, 1]])], [t([[3, 0]]), t([[0, 1]])], t([E1, E2]), 0.1)
     assert loss.item() == pytest.approx((math.log(1 + math.exp(10)) + math.log(2)) / 2, rel=1e-6)
 
