@@ -10,5 +10,6 @@ from . import graphcl, infograph, grace, dgi, bgrl, graphmae  # noqa: F401
 from . import cpc, byol_a, cola, hubert_lite  # noqa: F401
 from . import dcl, tico, mmcr, directclr  # noqa: F401
 from . import wmse, fastsiam, emp_ssl, lejepa  # noqa: F401
+from . import msn, smog  # noqa: F401
 
 __all__ = ["Method", "OptimizerDefaults", "ParameterRoles", "TrainingContext", "methods", "register_method"]
