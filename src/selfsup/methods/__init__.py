@@ -8,5 +8,6 @@ from . import mae, ijepa, data2vec, rotnet, jigsaw, relative_position, npid  # n
 from . import simcse, tsdae, declutr, mlm  # noqa: F401
 from . import graphcl, infograph, grace, dgi, bgrl, graphmae  # noqa: F401
 from . import cpc, byol_a, cola, hubert_lite  # noqa: F401
+from . import dinov2, vicregl  # noqa: F401
 
 __all__ = ["Method", "OptimizerDefaults", "ParameterRoles", "TrainingContext", "methods", "register_method"]
