@@ -128,3 +128,54 @@ def test_vicregl_never_matches_padding_tokens():
     assert torch.equal(chosen[:, 0], a[:, 0]) and torch.equal(partner[:, 0], b[:, 0])
     chosen, partner = nearest_matches(a, b, 1)
     assert torch.equal(chosen[:, 0], a[:, 1]) and torch.equal(partner[:, 0], b[:, 1])
+
+
+# ---- the methods' steps ----
+
+def small_vit():
+    torch.manual_seed(0)
+    return VisionTransformer(channels=1, patch_size=2, dim=16, depth=1, heads=2)
+
+
+def multi_crop_views(locals_=2):
+    from selfsup.views import Views
+    g = torch.Generator().manual_seed(1)
+    return Views([torch.randn(16, 1, 8, 8, generator=g) for _ in range(2)],
+                 [torch.randn(16, 1, 4, 4, generator=g) for _ in range(locals_)])
+
+
+def test_dinov2_step_adds_its_three_terms_and_trains_only_the_student():
+    from selfsup.methods.dinov2 import DINOv2
+    method = DINOv2(small_vit(), out_dim=16, hidden_dim=16, bottleneck_dim=8, local_crops=2)
+    torch.manual_seed(2)
+    loss, logs = method(multi_crop_views())
+    assert loss.item() == pytest.approx((logs["dino"] + logs["ibot"] + 0.1 * logs["koleo"]).item(), rel=1e-5)
+    loss.backward()
+    assert method.ibot_head.last_layer.parametrizations.weight.original1.grad.abs().sum() > 0
+    assert method.encoder.patch_embed.weight.grad.abs().sum() > 0
+    teacher = [*method.teacher_encoder.parameters(), *method.teacher_dino_head.parameters(),
+               *method.teacher_ibot_head.parameters()]
+    assert all(p.grad is None and not p.requires_grad for p in teacher)
+    assert len(method.momentum_pairs()) == 3
+
+
+def test_dinov2_tied_heads_share_one_module():
+    from selfsup.methods.dinov2 import DINOv2
+    method = DINOv2(small_vit(), out_dim=16, hidden_dim=16, bottleneck_dim=8, local_crops=0, separate_heads=False)
+    assert method.ibot_head is method.dino_head and method.teacher_ibot_head is method.teacher_dino_head
+    assert len(method.momentum_pairs()) == 2
+    torch.manual_seed(2)
+    loss, _ = method(multi_crop_views(0))
+    assert torch.isfinite(loss)
+
+
+def test_vicregl_alpha_one_leaves_the_local_projector_untrained():
+    from selfsup.methods.vicregl import VICRegL
+    for alpha, local_grad in ((1.0, False), (0.75, True)):
+        method = VICRegL(small_vit(), proj_dim=8, proj_hidden_dim=8, maps_proj_dim=8, maps_proj_hidden_dim=8,
+                         local_crops=2, alpha=alpha)
+        loss, _ = method(multi_crop_views())
+        loss.backward()
+        grad = method.maps_projector[0].weight.grad
+        assert (grad is not None and bool(grad.abs().sum() > 0)) == local_grad
+        assert method.projector[0].weight.grad.abs().sum() > 0

@@ -15,9 +15,11 @@ teacher (momentum 0.992 -> 1 on a cosine):
     loss = L_dino + L_ibot + 0.1 L_koleo
 
 The student sees the local crops too (DINO's loss only). Both heads are DINO's head (3-layer MLP, 2048 hidden,
-GELU, 256-d L2-normalised bottleneck, weight-normalised prototypes layer) and, as in the paper, are separate
-(`separate_heads=False` ties them, as iBOT does). The teacher is centred with Sinkhorn-Knopp (3 iterations, the
-paper's choice over DINO's centring EMA) at temperature 0.04 -> 0.07 (warm-up), the student's temperature is 0.1.
+GELU, 256-d L2-normalised bottleneck, weight-normalised prototypes layer) and are separate, as the paper finds
+best (`separate_heads=False` ties them, as iBOT and the code's default configuration do). The teacher is centred
+with Sinkhorn-Knopp (3 iterations; the paper's choice over DINO's centring EMA, which its code keeps as an option)
+at temperature 0.04 -> 0.07 (warm-up); the student's temperature is 0.1. KoLeo is taken on each global crop's
+features on its own and summed over the two crops (as the paper's code does).
 The prototypes' layers are frozen during the first epoch. AdamW, lr 0.004 x sqrt(batch / 1024) (= 0.002 x
 sqrt(batch / 256)), weight decay 0.04 -> 0.4 on a cosine (the code's default configuration), 2 global + 8 local
 crops (multi-crop).

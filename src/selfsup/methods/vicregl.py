@@ -13,10 +13,12 @@ VICReg on the pooled features of the views, plus VICReg on their local features,
     loss = alpha global + (1 - alpha) mean_ij local_ij           # alpha = 0.75
 
 lambda = mu = 25, nu = 1 with the covariance term averaged over the views (the authors' code; half of VICReg's
-sum over two views). Matches are kept best first. Projectors: 3 layers of 2048 (the paper's 8192 is for ImageNet,
-as in selfsup's VICReg) for the global embeddings, 3 layers of 512 for the local ones (the paper's). LARS, lr 0.3 x
-batch/256, weight decay 1e-6 (the paper's ResNet-50 recipe); 2 global + 6 local crops (multi-crop), BYOL's
-asymmetric augmentations as VICReg.
+sum over two views). Matches are kept best first, 20 and 4 of them (the paper's text and LightlySSL; the authors'
+code keeps every token in its feature-space matching, in token order). Projectors: 3 layers of 2048 for the global
+embeddings (the paper's 8192 is for ImageNet, as in selfsup's VICReg), 3 layers of 512 for the local ones (the
+paper's). AdamW, lr 5e-4 x batch/256, weight decay 0.05: the authors' code default, for ConvNeXt, a LayerNorm
+network like the token encoders here (their ResNet-50 recipe: LARS, lr 0.3, weight decay 1e-6). 2 global + 6
+local crops (multi-crop), BYOL's asymmetric augmentations as VICReg.
 
 Departures, stated:
 - the local features are a token encoder's per-token outputs (a ViT's patches, a series' patches): selfsup's
@@ -24,7 +26,9 @@ Departures, stated:
 - local features are matched in feature space only. The paper also matches them by location (each position to
   the nearest positions of the other view in image coordinates, which needs the crops' geometry); selfsup's views
   do not carry it, so that term is left out, and local_ij is the feature-space term alone;
-- tokens that hold no observed value (a series' padding) are never matched.
+- tokens that hold no observed value (a series' padding) are never matched;
+- the local projector learns at the same rate as the rest (the authors' code: a tenth), and the crops are the
+  modality's (the authors': 40-100% global, 8-40% local).
 """
 from __future__ import annotations
 
@@ -84,7 +88,7 @@ def vicregl_loss(embeddings: list[torch.Tensor], maps: list[torch.Tensor], globa
 class VICRegL(Method):
     encoder_kind = TokenEncoder
     requested_views = ViewRequest("asymmetric", global_views=2, local_views=6, local_size=96 / 224)
-    optimizer = OptimizerDefaults("lars", lr=0.3, weight_decay=1e-6)
+    optimizer = OptimizerDefaults("adamw", lr=5e-4, weight_decay=0.05)
 
     def __init__(self, encoder: TokenEncoder, proj_dim: int = 2048, proj_hidden_dim: int = 2048,
                  maps_proj_dim: int = 512, maps_proj_hidden_dim: int = 512, local_crops: int = 6, alpha: float = 0.75,
