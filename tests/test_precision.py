@@ -56,11 +56,11 @@ def test_bf16_autocast_close_to_fp32(name):
 
 def tiny_storage(modality_name: str, multi_crop: bool = False, tiles: bool = False):
     """A few samples of each modality, small enough for emulated bf16 on CPUs without native support (images of
-    24 pixels for multi-crop methods and 36 for tiled ones, whose local crops or tiles must still pass ConvNet-4's
-    three poolings)."""
+    28 pixels for multi-crop methods and 36 for tiled ones, whose local crops or tiles must still pass ConvNet-4's
+    three poolings; local crops of 12 pixels are also whole 4-pixel ViT patches)."""
     rng = np.random.default_rng(0)
     if modality_name == "image":
-        side = 36 if tiles else 24 if multi_crop else 12
+        side = 36 if tiles else 28 if multi_crop else 12
         return rng.integers(0, 256, (48, 1, side, side)).astype(np.uint8)
     if modality_name == "timeseries":
         return rng.standard_normal((48, 2, 24)).astype(np.float32).cumsum(-1)

@@ -11,5 +11,6 @@ from . import cpc, byol_a, cola, hubert_lite  # noqa: F401
 from . import dcl, tico, mmcr, directclr  # noqa: F401
 from . import wmse, fastsiam, emp_ssl, lejepa  # noqa: F401
 from . import msn, smog  # noqa: F401
+from . import dinov2, vicregl  # noqa: F401
 
 __all__ = ["Method", "OptimizerDefaults", "ParameterRoles", "TrainingContext", "methods", "register_method"]

@@ -10,25 +10,36 @@ import torch
 import torch.nn.functional as F
 
 from ..views import ViewRequest
-from .barlow_twins import off_diagonal
 from .base import Method, OptimizerDefaults, mlp, register_method
 from .numerics import full_precision
+
+
+def variance_term(z: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Mean over features (and positions) of ReLU(1 - sqrt(var + eps)), the variance over the batch (dim 0) of
+    z [N, ..., D]."""
+    return F.relu(1 - torch.sqrt(z.var(0) + eps)).mean()
+
+
+def covariance_term(z: torch.Tensor) -> torch.Tensor:
+    """Sum of the squared off-diagonal entries of the D x D covariance over the batch (dim 0), / D; z [N, ..., D]
+    has one covariance per position, and the terms are averaged over positions."""
+    n, d = z.shape[0], z.shape[-1]
+    z = z - z.mean(0)
+    cov = torch.einsum("n...c,n...d->...cd", z, z) / (n - 1)
+    off = cov - torch.diag_embed(torch.diagonal(cov, dim1=-2, dim2=-1))
+    return off.square().sum(dim=(-2, -1)).mean() / d
 
 
 @full_precision
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
                 cov_weight: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
-    """lambda * MSE(z1, z2) + mu * mean ReLU(1 - std) + nu * sum of squared off-diagonal covariances / D."""
-    n, d = z1.shape
+    """lambda * MSE(z1, z2) + mu * mean ReLU(1 - std) + nu * sum of squared off-diagonal covariances / D.
+
+    z1, z2 [N, D]; or [N, ..., D], the batch statistics then taken at each position and averaged over positions
+    (VICRegL's matched local features)."""
     invariance = F.mse_loss(z1, z2)
-    z1 = z1 - z1.mean(0)
-    z2 = z2 - z2.mean(0)
-    std1 = torch.sqrt(z1.var(0) + eps)
-    std2 = torch.sqrt(z2.var(0) + eps)
-    variance = 0.5 * (F.relu(1 - std1).mean() + F.relu(1 - std2).mean())
-    cov1 = z1.T @ z1 / (n - 1)
-    cov2 = z2.T @ z2 / (n - 1)
-    covariance = off_diagonal(cov1).pow(2).sum() / d + off_diagonal(cov2).pow(2).sum() / d
+    variance = 0.5 * (variance_term(z1, eps) + variance_term(z2, eps))
+    covariance = covariance_term(z1) + covariance_term(z2)
     return sim_weight * invariance + var_weight * variance + cov_weight * covariance
 
 
