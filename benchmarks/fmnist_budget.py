@@ -121,6 +121,20 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "data2vec2-vit_tiny": {"method": "data2vec2", "encoder": "vit_tiny"},
     "jigsaw-w48": {"method": "jigsaw", "encoder": "convnet4", "encoder_options": W48},
     "relative_position-w48": {"method": "relative_position", "encoder": "convnet4", "encoder_options": W48},
+    # the methods of LightlySSL 1.6 added to selfsup, each with its defaults on the preset's recipe (W48, strength
+    # 0.5, 16-px views; 8-px local crops where the method takes them)
+    **{f"{m}-w48-aug0.5-views16": {"method": m, "encoder": "convnet4", "encoder_options": W48,
+                                   "augmentation_strength": 0.5, "augmentation": {"size": 16}}
+       for m in ("dcl", "dclw", "tico", "mmcr", "directclr", "wmse", "fastsiam", "smog")},
+    "lejepa-w48-aug0.5-views16-local8": {"method": "lejepa", "encoder": "convnet4", "encoder_options": W48,
+                                         "augmentation_strength": 0.5, "augmentation": {"size": 16, "local_size": 8}},
+    # 4 patches instead of the paper's 20 (the CPU setting of EMP-SSL's docstring: 20 views of every image leave a
+    # 3-minute budget a few hundred images)
+    "emp_ssl-w48-aug0.5-views16-patches4": {"method": "emp_ssl", "encoder": "convnet4", "encoder_options": W48,
+                                            "augmentation_strength": 0.5, "augmentation": {"size": 16},
+                                            "method_options": {"num_patches": 4}},
+    # the token-encoder methods on ViT-Tiny (4-px patches), as mae/ijepa/data2vec2 above
+    **{f"{m}-vit_tiny": {"method": m, "encoder": "vit_tiny"} for m in ("msn", "dinov2", "vicregl")},
 }
 
 
@@ -182,9 +196,7 @@ def search(minutes: float, only: list[str] | None, seed: int, stage: str) -> dic
                          "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
                          "train_seconds": round(train_s, 1), "eval_seconds": round(time.perf_counter() - start, 1),
                          "load_average_1min": machine()["load_average_1min"]}
-        arch = json.dumps(run.resolved["encoder_options"], sort_keys=True)  # (ConvNet-4: the options alone)
-        if run.resolved["encoder"] != "convnet4":
-            arch = json.dumps([run.resolved["encoder"], run.resolved["encoder_options"]], sort_keys=True)
+        arch = architecture_key({"encoder": run.resolved["encoder"], "encoder_options": run.resolved["encoder_options"]})
         baselines = out.setdefault("baselines_on_validation", {})
         if arch not in baselines:  # once per architecture: raw pixels and a random encoder, same split and probes
             baselines[arch] = baselines_on_validation(run, fit, val)
@@ -198,6 +210,52 @@ def search(minutes: float, only: list[str] | None, seed: int, stage: str) -> dic
         out["best"] = best_candidate(out)
         save("fmnist_budget_search", out)
     return out
+
+
+#: The candidates of the README's table of LightlySSL 1.6's methods (`--table lightly`).
+LIGHTLY_METHODS = ("dcl-w48-aug0.5-views16", "dclw-w48-aug0.5-views16", "tico-w48-aug0.5-views16",
+                   "mmcr-w48-aug0.5-views16", "directclr-w48-aug0.5-views16", "wmse-w48-aug0.5-views16",
+                   "fastsiam-w48-aug0.5-views16", "smog-w48-aug0.5-views16", "lejepa-w48-aug0.5-views16-local8",
+                   "emp_ssl-w48-aug0.5-views16-patches4", "msn-vit_tiny", "dinov2-vit_tiny", "vicregl-vit_tiny")
+TABLES = {"lightly": LIGHTLY_METHODS}
+
+
+def architecture_key(options: dict[str, Any]) -> str:
+    """The key of `baselines_on_validation` for a candidate's options (ConvNet-4: its options alone)."""
+    encoder = options.get("encoder", "convnet4")
+    encoder_options = options.get("encoder_options", {})
+    if encoder == "convnet4":
+        return json.dumps(encoder_options, sort_keys=True)
+    return json.dumps([encoder, encoder_options], sort_keys=True)
+
+
+def screen_table(search_result: dict[str, Any], names: tuple[str, ...]) -> str:
+    """Markdown rows of screened candidates beside the raw pixels and the random encoder of their architecture, as
+    measured on the same validation images; a candidate not screened yet is left out."""
+    rows = ["| candidate | encoder | validation kNN / linear | random encoder | raw pixels | epochs | steps | "
+            "load (1 min) |", "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        r = search_result["candidates"].get(name)
+        if r is None:
+            continue
+        base = search_result["baselines_on_validation"][architecture_key(r["options"])]
+        rnd, raw = base["random_encoder"], base["raw"]
+        better = r["val_knn"] > rnd["val_knn"] and r["val_linear"] > rnd["val_linear"]
+        score = f"{r['val_knn']:.3f} / {r['val_linear']:.3f}"
+        rows.append(f"| `{name}` | {r['options'].get('encoder', 'convnet4')} | {f'**{score}**' if better else score} "
+                    f"| {rnd['val_knn']:.3f} / {rnd['val_linear']:.3f} | {raw['val_knn']:.3f} / "
+                    f"{raw['val_linear']:.3f} | {r['epochs']} | {r['steps']} | {r['load_average_1min']:.1f} |")
+    return "\n".join(rows)
+
+
+def write_readme_table(name: str, table: str) -> None:
+    """Replace the rows between README's markers of screen table `name` (tests/test_readme.py checks them)."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start = text.index(f"<!-- screen table {name}:")
+    start = text.index("\n", start) + 1
+    end = text.index(f"<!-- end of screen table {name} -->", start)
+    readme.write_text(text[:start] + table + "\n" + text[end:])
 
 
 def budget_run(minutes: float, seed: int) -> dict[str, Any]:
@@ -241,7 +299,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated candidate names (search mode)")
     parser.add_argument("--stage", choices=["screen", "final"], default="screen",
                         help="search mode: short-budget screen, or the final round at the full budget")
+    parser.add_argument("--table", choices=sorted(TABLES),
+                        help="print the README's markdown table of these screened candidates and exit")
+    parser.add_argument("--readme", action="store_true", help="with --table: also write it into README.md")
     args = parser.parse_args(argv)
+    if args.table:
+        table = screen_table(json.loads((RESULTS / "fmnist_budget_search.json").read_text()), TABLES[args.table])
+        if args.readme:
+            write_readme_table(args.table, table)
+        print(table)
+        return 0
     torch.set_num_threads(args.threads)
     if args.search:
         only = args.only.split(",") if args.only else None

@@ -15,3 +15,20 @@ def test_methods_table_is_the_registry():
     assert table.group(1) == methods_markdown(), "regenerate it with `selfsup methods --markdown`"
     listed = re.findall(r"^\| `([a-z0-9_]+)` \|", table.group(1), re.M)
     assert sorted(listed) == sorted(methods.names()) and len(listed) >= 11
+
+
+def test_screen_tables_are_rendered_from_the_results():
+    import sys
+
+    sys.path.insert(0, str(README.parent / "benchmarks"))
+    import json
+
+    import fmnist_budget
+
+    search = json.loads((fmnist_budget.RESULTS / "fmnist_budget_search.json").read_text())
+    text = README.read_text()
+    for name, candidates in fmnist_budget.TABLES.items():
+        block = re.search(rf"<!-- screen table {name}:[^\n]*-->\n(.*?)<!-- end of screen table {name} -->", text, re.S)
+        assert block, f"README lost the markers of screen table {name!r}"
+        assert block.group(1).rstrip("\n") == fmnist_budget.screen_table(search, candidates), \
+            f"regenerate it with `python benchmarks/fmnist_budget.py --table {name}`"
