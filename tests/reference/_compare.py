@@ -3,7 +3,7 @@ import torch
 
 
 def assert_close(ours: torch.Tensor, theirs: torch.Tensor, rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    """Values equal at rtol 1e-5 in fp32 (the issue's tolerance), with a small absolute floor for values near 0."""
+    """Values equal at rtol 1e-5 in fp32 (the reference checks' tolerance), with a small absolute floor for values near 0."""
     torch.testing.assert_close(ours.detach().float(), theirs.detach().float(), rtol=rtol, atol=atol)
 
 
