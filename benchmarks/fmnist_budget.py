@@ -1,4 +1,4 @@
-"""Protocol "Fashion-MNIST, CPU budget" (/work/shared/reference/benchmark-protocol.md).
+"""Protocol "Fashion-MNIST, CPU budget" (../shared/reference/benchmark-protocol.md).
 
 Default mode: `selfsup.train("fashion-mnist", minutes=M)` with no other option, i.e. the measured preset
 of selfsup.presets, on the 60k training images without labels, 2 threads; then, on the frozen encoder,

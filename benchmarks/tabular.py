@@ -1,4 +1,4 @@
-"""Protocol "Tabular, few labels" (docs: /work/shared/reference/benchmark-protocol.md).
+"""Protocol "Tabular, few labels" (../shared/reference/benchmark-protocol.md).
 
 Pre-train one encoder per dataset on all training rows without labels; then for label fractions 1%,
 10% and 100% of the training split (stratified draws, fixed seeds, 5 draws for the small fractions)

@@ -15,7 +15,7 @@ from .loading import load_dataset
 from .run import Run, build_encoder, encode_storage
 from .whitening import Whitening
 
-DEFAULT_PROTOCOLS = ("knn", "linear", "kmeans")  # kmeans: are the groups the classes? (issue 16)
+DEFAULT_PROTOCOLS = ("knn", "linear", "kmeans")  # kmeans: are the groups the classes?
 
 
 def holdout_test_split(ds: Dataset, fraction: float = 0.25, seed: int = 0) -> tuple[Split, Split, str]:

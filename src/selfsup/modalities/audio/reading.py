@@ -1,4 +1,4 @@
-"""Reading recordings for the audio modality (issue 20, in progress): files decoded with `soundfile` (WAV, FLAC, OGG,
+"""Reading recordings for the audio modality files decoded with `soundfile` (WAV, FLAC, OGG,
 ...), mixed down to mono (the mean of the channels; how many files had more than one channel is counted), resampled
 to one rate (frontend.resample) and cut or zero-padded to one length, with each clip's real length kept so that
 padding can be masked. A folder's sub-folders are the labels (for evaluation only).

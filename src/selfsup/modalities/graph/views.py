@@ -9,7 +9,7 @@ Augmentations (You et al. 2020, GraphCL, section 3.1; Zhu et al. 2020, GRACE; Ve
   (1 - ratio) x n nodes are in (GraphCL's code grows it this way; its paper calls it a random walk); the induced
   subgraph is kept;
 - edge perturbation: round-down `ratio` x e of each graph's edges removed (GraphCL's unsupervised code removes and
-  adds none, see its issue 7; an undirected edge counts once);
+  adds none, see GitHub issue #7 of its repository; an undirected edge counts once);
 - attribute masking: round-down `ratio` x n nodes' features replaced by N(0.5, 0.5) noise (GraphCL's code);
 - edge dropping (GRACE): each edge removed with probability p_e;
 - feature masking (GRACE): each feature column zeroed with probability p_f, the same columns for all nodes of a graph;
