@@ -20,7 +20,14 @@ from .base import OptimizerDefaults, TrainingContext, check_option
 from .multicrop import MultiCropMethod
 from .numerics import full_precision
 
+DEFAULT_PROTOTYPES = 3000  # K of both papers (ImageNet: ~430 images a cluster)
 ASSIGN_CHUNK = 8192  # rows of the bank scored at once against the prototypes (bounds the N x K working memory)
+
+
+def default_prototypes(num_samples: int) -> int:
+    """K when none is given: the papers' 3000, at most a tenth of the training samples (at least 10 a cluster on
+    average; 1,347 digits get 134), and at least 2."""
+    return max(2, min(DEFAULT_PROTOTYPES, num_samples // 10))
 
 
 @torch.no_grad()
@@ -93,13 +100,16 @@ class PseudoLabelMethod(MultiCropMethod):
     requested_views = ViewRequest("instance", global_views=2, local_views=6, local_size=96 / 224, indices=True)
     optimizer = OptimizerDefaults("lars", lr=0.3, weight_decay=1e-6)
 
-    def __init__(self, encoder, num_prototypes: int, heads: int, proj_hidden_dim: int, proj_dim: int,
+    def __init__(self, encoder, num_prototypes: int | None, heads: int, proj_hidden_dim: int, proj_dim: int,
                  temperature: float, local_crops: int) -> None:
         super().__init__(encoder, local_crops, frozen_epochs=0)
-        check_option(self.name, "num_prototypes", num_prototypes, 2, low_open=False)
+        if num_prototypes is not None:
+            check_option(self.name, "num_prototypes", num_prototypes, 2, low_open=False)
         check_option(self.name, "heads", heads, 1, low_open=False)
         check_option(self.name, "temperature", temperature, 0.0)
-        self.num_prototypes, self.heads, self.temperature = num_prototypes, heads, temperature
+        self.given_prototypes = num_prototypes
+        self.num_prototypes = num_prototypes or DEFAULT_PROTOTYPES
+        self.heads, self.temperature, self.proj_dim = heads, temperature, proj_dim
         self.projector = nn.Sequential(nn.Linear(self.feature_dim, proj_hidden_dim), nn.BatchNorm1d(proj_hidden_dim),
                                        nn.ReLU(inplace=True), nn.Linear(proj_hidden_dim, proj_dim))
         n_global = self.requested_views.global_views
@@ -109,13 +119,23 @@ class PseudoLabelMethod(MultiCropMethod):
 
     def setup(self, context: TrainingContext) -> None:
         super().setup(context)
-        if context.num_samples < self.num_prototypes:
+        if self.given_prototypes is None:
+            k = default_prototypes(context.num_samples)
+            if k != self.num_prototypes:
+                self.num_prototypes = k
+                self.build_prototypes(k)
+        elif context.num_samples < self.num_prototypes:
             raise ConfigError(f"{self.name} clusters the training set into num_prototypes={self.num_prototypes} "
                               f"clusters but it has {context.num_samples} samples; pass --method-option "
                               f"num_prototypes=N with N <= {context.num_samples} (for example "
                               f"{max(2, context.num_samples // 10)})")
         self.memory = self.memory.new_zeros(self.memory.shape[0], context.num_samples, self.memory.shape[2])
         self.labels = self.labels.new_zeros(self.heads, context.num_samples)
+
+    def build_prototypes(self, k: int) -> None:
+        """(Re)create every head's `k` prototypes (called from __init__, and by `setup` when the training set
+        sets K)."""
+        raise NotImplementedError
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(h), dim=1)

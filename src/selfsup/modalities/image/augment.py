@@ -367,6 +367,13 @@ def tiles(x: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tens
             for (r, c), (dr, dc) in zip(((r, c) for r in range(3) for c in range(3)), offsets)]
 
 
+def tiled_size(size: int, smallest_tile: int) -> int:
+    """The smallest crop side >= `size` whose tiles (`tiles`) are at least `smallest_tile` pixels wide."""
+    while round((size // 3) * TILE_FRACTION) < smallest_tile:
+        size += 1
+    return size
+
+
 def recipe(name: str, image_size: int, channels: int, strength: float = 1.0) -> list[ImageAugmentation]:
     """The named recipe (views.RECIPES) adapted to the image size: blur is dropped for images <= 32 px (as
     SimCLR/solo-learn do for CIFAR); view i of a request uses entry i mod len of the list."""

@@ -9,13 +9,16 @@ from torch import nn
 from ...encoders import Encoder, TokenEncoder
 from ...errors import ConfigError
 from ...registry import Registry
-from .vit import vit
+from .vit import default_patch, vit
 
 image_encoders: Registry = Registry("image encoder")
 
 
 def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+CONVNET4_WIDTHS = (64, 128, 256, 512)
 
 
 class ConvNet4(Encoder):
@@ -25,7 +28,7 @@ class ConvNet4(Encoder):
     statistics at evaluation), so the representation is centred instead of all-positive after the ReLU.
     """
 
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (64, 128, 256, 512),
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = CONVNET4_WIDTHS,
                  out_norm: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -96,6 +99,19 @@ class TimmEncoder(Encoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+def view_geometry(name: str, spec: dict[str, Any], options: dict[str, Any]) -> tuple[int, int]:
+    """(smallest side, side multiple) of the square views the named image encoder (with its options) takes: a
+    ConvNet-4 halves its input before each of its last blocks (3 max-pools: 8 px), a ViT cuts it into whole
+    patches; the CIFAR ResNet-18 (stride-2 convolutions with padding) and timm models take any side >= 1 here,
+    and a view they cannot take is found by the plan's trial forward pass."""
+    if name == "convnet4":
+        return 2 ** (len(options.get("widths", CONVNET4_WIDTHS)) - 1), 1
+    if name in ("vit_tiny", "vit_small"):
+        patch = int(options.get("patch_size") or default_patch(spec["size"]))
+        return patch, patch
+    return 1, 1
 
 
 @image_encoders.register("convnet4", "4-block ConvNet (64-128-256-512), the benchmark protocol's reference backbone")

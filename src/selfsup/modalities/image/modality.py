@@ -19,6 +19,12 @@ from .encoders import image_encoders
 LOCAL_CROP_SCALE = (0.05, 0.4)
 
 
+def fitted_side(side: int, size: int, smallest: int, multiple: int) -> int:
+    """`side` raised to at least 4 px and `smallest`, rounded up to a multiple of `multiple`, and at most `size`."""
+    side = max(4, smallest, side)
+    return min(size, -(-side // multiple) * multiple)
+
+
 class ImageModality(Modality):
     """Grayscale or RGB images of any size; stored as uint8 so a whole dataset fits in memory."""
 
@@ -77,14 +83,24 @@ class ImageModality(Modality):
     def default_encoder(self, spec: dict[str, Any]) -> str:
         return "convnet4" if spec["channels"] == 1 or spec["size"] <= 32 else "resnet18"
 
+    def spec_for_encoder(self, spec: dict[str, Any], encoder: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The fitted spec plus the views the encoder takes: their smallest side and the multiple their side must
+        be (`min_view`, `view_multiple`; encoders.view_geometry)."""
+        from .encoders import view_geometry
+
+        smallest, multiple = view_geometry(encoder, spec, options)
+        return {**spec, "min_view": smallest, "view_multiple": multiple}
+
     def view_maker(self, request: ViewRequest, spec: dict[str, Any], strength: float = 1.0,
                    options: dict[str, Any] | None = None) -> ViewMaker:
         """Global views at `size` (default: the images' size) from the recipe's augmentations (view i uses the
         recipe's view i mod 2); local views (multi-crop) at local_size x size with DINO's local crops of 5-40% of
         the area and the first global view's colour augmentations (option `local_size`: their side in pixels
-        instead); the clean view is the resized, normalised image. Other options override fields of every view's
-        ImageAugmentation (crop_scale only the global views')."""
-        from .augment import RECIPES, ROTATIONS, TILES, ImageAugmentation, ImageViewMaker, recipe
+        instead; by default the request's fraction of `size`, raised to the encoder's smallest view and rounded up
+        to its side multiple: 8-px digits on ConvNet-4 get 8-px local crops, not 3-px ones); tiles are cut from a
+        crop large enough for the encoder to take them. The clean view is the resized, normalised image. Other
+        options override fields of every view's ImageAugmentation (crop_scale only the global views')."""
+        from .augment import RECIPES, ROTATIONS, TILES, ImageAugmentation, ImageViewMaker, recipe, tiled_size
 
         if request.recipe not in RECIPES:
             raise ConfigError(f"image data has no {request.recipe!r} views; image view recipes: "
@@ -95,7 +111,9 @@ class ImageModality(Modality):
         size = int(options.pop("size", spec["size"]))  # training views may be smaller than the images (faster)
         if not 4 <= size <= 4 * spec["size"]:
             raise ConfigError(f"augmentation size={size}: must lie between 4 and {4 * spec['size']} pixels")
-        local_size = int(options.pop("local_size", max(4, round(size * request.local_size))))
+        smallest, multiple = spec.get("min_view", 1), spec.get("view_multiple", 1)
+        local_size = int(options.pop("local_size")) if "local_size" in options else fitted_side(
+            round(size * request.local_size), size, smallest, multiple)
         if not 4 <= local_size <= size:
             raise ConfigError(f"augmentation local_size={local_size}: must lie between 4 and the views' size {size}")
         known = set(ImageAugmentation.__dataclass_fields__)
@@ -112,6 +130,8 @@ class ImageModality(Modality):
             raise ConfigError(f"the {request.recipe} views are {count} ({what}); {request.global_views} were asked for")
         if tiled and size < 6:
             raise ConfigError(f"tiles need views of at least 6 pixels (3 x 3 cells of 2); the views are {size}")
+        if tiled:  # the crop is made large enough for tiles the encoder takes (8-px digits on ConvNet-4: 27-px crops, 8-px tiles)
+            size = tiled_size(size, smallest)
         one = rotations or tiled
         global_views = [replace(augs[i % len(augs)], **options) for i in range(1 if one else request.global_views)]
         local_options = {k: v for k, v in options.items() if k != "crop_scale"}
