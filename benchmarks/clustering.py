@@ -9,13 +9,14 @@ architecture, on selfsup's embeddings, and `selfsup cluster` (SCAN + self-labell
 Hungarian accuracy, NMI and ARI against the labels (used for scoring only). Published rows beside:
 N2D (McConville et al. 2020) on Fashion-MNIST, accuracy 0.672 / NMI 0.684, and k-means on raw pixels ~0.47.
 
-    python benchmarks/clustering.py --datasets digits,fashion-mnist --minutes 10 --json
+    python benchmarks/clustering.py --datasets digits,fashion-mnist --minutes 10 --seeds 0,1,2 --json
     python benchmarks/clustering.py --datasets fashion-mnist --configs preset,NAME --minutes 10 --json
 
 `--configs`: Fashion-MNIST pre-training configurations, `preset` (the dataset's measured preset) or candidate names
 of benchmarks/fmnist_budget.py (chosen there on a validation split of the training images); one block of rows each.
 
-Writes benchmarks/results/clustering.json with the machine it ran on and the time of each stage.
+Every row is a mean and std over --seeds (default 0, 1, 2; the per-seed scores are kept). Writes
+benchmarks/results/clustering.json with the machine it ran on and the time of each stage.
 """
 from __future__ import annotations
 
@@ -77,13 +78,28 @@ def one(name: str, minutes: float, seed: int, config: str = "preset") -> dict:
             "published": PUBLISHED.get(name, {})}
 
 
+def over_seeds(name: str, minutes: float, seeds: list[int], config: str) -> dict:
+    """`one` for every seed (pre-training, random encoder and clustering all follow the seed), and every row's
+    scores as mean and std over the seeds."""
+    per_seed = [one(name, minutes, seed, config) for seed in seeds]
+    rows = {label: {metric: {"mean": round(float(np.mean([r["rows"][label][metric] for r in per_seed])), 4),
+                             "std": round(float(np.std([r["rows"][label][metric] for r in per_seed], ddof=1)), 4)
+                             if len(per_seed) > 1 else 0.0}
+                    for metric in per_seed[0]["rows"][label]}
+            for label in per_seed[0]["rows"]}
+    first = per_seed[0]
+    return {**{k: first[k] for k in ("data", "configuration", "options", "train_samples", "clustered", "published")},
+            "seeds": seeds, "rows": rows,
+            "per_seed": [{k: r[k] for k in ("training", "cluster_seconds", "rows", "scan")} for r in per_seed]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="digits,fashion-mnist")
     p.add_argument("--minutes", type=float, default=10.0, help="Fashion-MNIST pre-training budget")
     p.add_argument("--configs", default="preset", help="Fashion-MNIST configurations: preset and/or candidate names "
                    "of benchmarks/fmnist_budget.py, comma-separated")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds; rows are means and stds over them")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -93,7 +109,8 @@ def main() -> None:
     if unknown:
         p.error(f"--configs: unknown {', '.join(unknown)}; known: preset, {', '.join(CANDIDATES)}")
     command = "python benchmarks/clustering.py " + " ".join(sys.argv[1:])
-    results = [{**one(name, args.minutes, args.seed, config), "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+    seeds = [int(x) for x in args.seeds.split(",")]
+    results = [{**over_seeds(name, args.minutes, seeds, config), "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "command": command, "machine": machine()}
                for name in args.datasets.split(",") for config in (configs if name == "fashion-mnist" else ["preset"])]
     # blocks of other (data, configuration) pairs measured by earlier runs stay, each with its own date and machine
@@ -103,16 +120,17 @@ def main() -> None:
                 "machine": old.get("machine"), **r}
                for r in old.get("datasets", [])]
     done = {(r["data"], r["configuration"]) for r in results}
-    results = [r for r in earlier if (r["data"], r["configuration"]) not in done] + results
+    measured, results = results, [r for r in earlier if (r["data"], r["configuration"]) not in done] + results
     doc = {"benchmark": "clustering without labels, K = 10, scored against the labels (Hungarian accuracy, NMI, ARI)",
-           "command": command, "seed": args.seed,
+           "command": command, "seeds": seeds,
            "budget": f"Fashion-MNIST: {args.minutes} min of pre-training on {args.threads} threads, then clustering "
                      "(timed separately); digits: the README's main job",
            "merging": "each block carries the date and machine it was measured on; a run replaces the blocks of "
                       "the (data, configuration) pairs it measures and keeps the others",
            "datasets": results, "machine": machine()}
-    summary = "; ".join(f"{r['data']} ({r['configuration']}): SCAN acc {r['rows']['selfsup cluster (SCAN + self-labelling)']['acc']}, "
-                        f"k-means raw {r['rows']['k-means on raw pixels']['acc']}" for r in results)
+    summary = "; ".join(f"{r['data']} ({r['configuration']}): SCAN acc "
+                        f"{r['rows']['selfsup cluster (SCAN + self-labelling)']['acc']['mean']}, "
+                        f"k-means raw {r['rows']['k-means on raw pixels']['acc']['mean']}" for r in measured)
     publish("clustering", doc, args.json, summary)
 
 

@@ -44,6 +44,13 @@ class VisionTransformer(TokenEncoder):
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # as a linear layer over the flattened patch (MAE)
         nn.init.zeros_(self.patch_embed.bias)
 
+    def parameter_depths(self) -> tuple[dict[str, int], int]:
+        """The patch embedding at depth 0, block i at i + 1, the final norm at depth + 1 (as MAE's layer ids)."""
+        last = len(self.blocks) + 1
+        depth = {"patch_embed": 0, "norm": last}
+        return {name: int(name.split(".")[1]) + 1 if name.startswith("blocks.") else depth[name.split(".")[0]]
+                for name, _ in self.named_parameters()}, last
+
     def grid(self, x: torch.Tensor) -> tuple[int, int]:
         h, w = x.shape[-2:]
         if h % self.patch_size or w % self.patch_size:

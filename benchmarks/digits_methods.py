@@ -1,0 +1,75 @@
+"""Every image method with its defaults on the bundled 8 x 8 digits: does training beat the untrained encoder?
+
+For every method of the registry that trains on images (compatibility.supported_pairs), `selfsup.train("digits",
+method=M, epochs=E)` with nothing else given (the method's default encoder, views, optimiser and batch; the digits
+source's view options), then `selfsup.evaluate` on the digits test split: kNN (k=20, cosine) and the linear probe
+(C chosen on a validation split of the training images), beside the random encoder of the same architecture and
+raw pixels, measured in the same call. Results are merged into benchmarks/results/digits_methods.json, one entry a
+method and seed (run methods in stages with --only).
+
+    python benchmarks/digits_methods.py --epochs 30 [--only simclr,dino] [--seeds 0] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, save  # noqa: E402
+
+import selfsup  # noqa: E402
+from selfsup.compatibility import supported_pairs  # noqa: E402
+from selfsup.evaluate import evaluate_run  # noqa: E402
+
+NAME = "digits_methods"
+
+
+def image_methods() -> list[str]:
+    return sorted(m for m, d in supported_pairs() if d == "image")
+
+
+def measure(method: str, epochs: int, seed: int, threads: int | None) -> dict:
+    start = time.perf_counter()
+    run = selfsup.train("digits", method=method, epochs=epochs, seed=seed, threads=threads, monitor=False)
+    train_seconds = time.perf_counter() - start
+    ev = evaluate_run(run, protocols=("knn", "linear"))
+    base = ev["baselines"]
+    entry = {"method": method, "seed": seed, "epochs": epochs, "encoder": run.resolved["encoder"],
+             "precision": run.resolved["precision"], "knn": round(ev["knn_acc"], 4),
+             "linear": round(ev["linear_acc"], 4),
+             "random_knn": round(base["random_encoder"]["knn"], 4),
+             "random_linear": round(base["random_encoder"]["linear"], 4),
+             "raw_knn": round(base["raw"]["knn"], 4), "raw_linear": round(base["raw"]["linear"], 4),
+             "train_seconds": round(train_seconds, 1)}
+    entry["beats_random"] = entry["knn"] > entry["random_knn"] and entry["linear"] > entry["random_linear"]
+    return entry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--only", default="", help="comma-separated methods (default: every image method)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    methods = args.only.split(",") if args.only else image_methods()
+    path = RESULTS / f"{NAME}.json"
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    entries = {f"{e['method']}/{e['seed']}": e for e in doc.get("entries", [])}
+    for method in methods:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            entry = measure(method, args.epochs, seed, args.threads)
+            entries[f"{method}/{seed}"] = {**entry, "machine": machine()}
+            print(json.dumps({k: v for k, v in entry.items()}), flush=True)
+            save(NAME, {
+                "protocol": "digits test split: kNN (k=20, cosine) and linear probe on the frozen encoder, beside "
+                            "the random encoder of the same architecture and raw pixels (selfsup.evaluate)",
+                "command": "python benchmarks/digits_methods.py " + " ".join(sys.argv[1:]),
+                "entries": sorted(entries.values(), key=lambda e: (e["method"], e["seed"]))})
+
+
+if __name__ == "__main__":
+    main()
