@@ -1,9 +1,9 @@
 """The README main job on the bundled 8 x 8 digits: its recipe chosen on validation, its figures over seeds.
 
---search: each candidate (a set of `selfsup.train` options) trains on 80% of digits' 1,347 training images (seeds
-0, 1, 2) and is scored on the other 20% (never the test split): weighted kNN (k = 20, the evaluate protocol's k
-for digits) and the linear probe (C chosen inside the 80%), beside raw pixels and the random encoder of the same
-architecture. Results merge into benchmarks/results/digits_main_job_search.json (run in stages with --only).
+--search: each candidate (a set of `selfsup.train` options) trains on digits' 1,347 training images without labels
+(seeds 0, 1, 2) and is scored by 5-fold cross-validation over the training labels (never the test split): weighted
+kNN (k = 20, the evaluate protocol's k for digits) and the linear probe (C chosen inside each fit), beside raw
+pixels and the random encoder of the same architecture. Results merge into benchmarks/results/digits_main_job_search.json (run in stages with --only).
 
 --final (default): the main job as the README runs it (`selfsup.train("digits", epochs=E)`: the digits preset of
 selfsup.presets, nothing else given) for each seed and precision (fp32 and bf16 forced: one machine gives both),
@@ -12,6 +12,7 @@ random encoder in the same call; means and stds into benchmarks/results/digits_m
 
     python benchmarks/digits_main_job.py --search [--only NAME,NAME]
     python benchmarks/digits_main_job.py --final --seeds 0,1,2 --precisions fp32,bf16
+    python benchmarks/digits_main_job.py --readme     # README's figures from the results
 """
 from __future__ import annotations
 
@@ -40,8 +41,12 @@ BN = {"out_norm": True}
 CANDIDATES: dict[str, dict[str, Any]] = {
     "simclr": {"method": "simclr"},
     "simclr-outnorm": {"method": "simclr", "encoder_options": BN},
-    "simclr-e60": {"method": "simclr", "epochs": 60},
     "simclr-t0.2": {"method": "simclr", "method_options": {"temperature": 0.2}},
+    "simclr-t0.1": {"method": "simclr", "method_options": {"temperature": 0.1}},
+    "simclr-t0.2-e60": {"method": "simclr", "method_options": {"temperature": 0.2}, "epochs": 60},
+    "dcl": {"method": "dcl"},
+    "dcl-t0.2": {"method": "dcl", "method_options": {"temperature": 0.2}},
+    "byol_a": {"method": "byol_a"},
     "byol": {"method": "byol"},
     "byol-outnorm": {"method": "byol", "encoder_options": BN},
     "moco": {"method": "moco"},
@@ -55,25 +60,27 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 
-def validation_split(ds: Dataset) -> tuple[Split, Split]:
-    perm = np.random.default_rng(0).permutation(len(ds.train))
-    val, fit = np.sort(perm[: len(perm) // 5]), np.sort(perm[len(perm) // 5:])
-    return Split(ds.train.x[fit], ds.train.y[fit]), Split(ds.train.x[val], ds.train.y[val])
-
-
 def probe(a: np.ndarray, ya: np.ndarray, b: np.ndarray, yb: np.ndarray) -> dict[str, float]:
-    return {"knn": round(float(knn_accuracy(a, ya, b, yb, k=20)), 4),
-            "linear": round(float(linear_probe(a, ya, b, yb)["acc"]), 4)}
+    return {"knn": float(knn_accuracy(a, ya, b, yb, k=20)), "linear": float(linear_probe(a, ya, b, yb)["acc"])}
+
+
+def cross_validated(features: np.ndarray, y: np.ndarray, folds: int = 5) -> dict[str, float]:
+    """kNN and linear probe accuracy over the training images by stratified `folds`-fold cross-validation (every
+    training image is scored once, by probes fitted on the other folds; the test split is never touched)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    scores = [probe(features[a], y[a], features[b], y[b]) for a, b in
+              StratifiedKFold(folds, shuffle=True, random_state=0).split(features, y)]
+    return {k: round(float(np.mean([s[k] for s in scores])), 4) for k in ("knn", "linear")}
 
 
 def search(names: list[str], seeds: list[int]) -> None:
     ds = load_dataset("digits")
-    fit, val = validation_split(ds)
-    unlabelled = Dataset("digits", "image", Split(fit.x, None), None, dict(ds.info))
+    x, y = ds.train.x, ds.train.y
+    unlabelled = Dataset("digits", "image", Split(x, None), None, dict(ds.info))
     path = RESULTS / "digits_main_job_search.json"
     doc = json.loads(path.read_text()) if path.exists() else {"candidates": {}}
-    flat = lambda x: x.reshape(len(x), -1).float().numpy()  # noqa: E731
-    doc["raw"] = probe(flat(fit.x), fit.y, flat(val.x), val.y)
+    doc["raw"] = cross_validated(x.reshape(len(x), -1).float().numpy(), y)
     for name in names:
         options = {"epochs": EPOCHS, **CANDIDATES[name]}
         per_seed = []
@@ -82,17 +89,17 @@ def search(names: list[str], seeds: list[int]) -> None:
             run = selfsup.train(unlabelled, seed=seed, monitor=False, **options)
             seconds = time.perf_counter() - start
             rnd = build_encoder(run.resolved, seed=seed + 1000)
-            random_feats = [encode_storage(rnd, run.modality, run.spec, s.x) for s in (fit, val)]
-            per_seed.append({"seed": seed, **probe(run.embed(fit.x), fit.y, run.embed(val.x), val.y),
-                             "random": probe(random_feats[0], fit.y, random_feats[1], val.y),
+            per_seed.append({"seed": seed, **cross_validated(run.embed(x), y),
+                             "random": cross_validated(encode_storage(rnd, run.modality, run.spec, x), y),
                              "train_seconds": round(seconds, 1), "precision": run.resolved["precision"]})
             print(name, json.dumps(per_seed[-1]), file=sys.stderr, flush=True)
         summary = {k: {"mean": round(float(np.mean([s[k] for s in per_seed])), 4),
                        "std": round(float(np.std([s[k] for s in per_seed], ddof=1)), 4)} for k in ("knn", "linear")}
         doc["candidates"][name] = {"options": options, "seeds": per_seed, **summary,
                                    "score": round(summary["knn"]["mean"] + summary["linear"]["mean"], 4)}
-        doc.update(protocol="digits: train on 80% of the training images, kNN (k=20) and linear probe on the other "
-                            "20%; mean over seeds", score="mean kNN + mean linear", machine=machine())
+        doc.update(protocol="digits: pre-train on the 1,347 training images without labels; kNN (k=20) and linear "
+                            "probe by 5-fold cross-validation over the training labels; mean over seeds",
+                   score="mean kNN + mean linear", machine=machine())
         save("digits_main_job_search", doc)
     ranked = sorted(doc["candidates"].items(), key=lambda kv: -kv[1]["score"])
     for name, c in ranked:
@@ -133,6 +140,28 @@ def final(seeds: list[int], precisions: list[str], epochs: int) -> None:
                       f"{s['selfsup_linear']['mean']} vs raw {s['raw_linear']['mean']}" for p, s in summary.items()))
 
 
+def readme_figures(result: dict[str, Any]) -> str:
+    """The README's sentence of the main job's figures, from digits_main_job.json (tests/test_readme.py checks it)."""
+    parts = []
+    for precision, s in result["summary"].items():
+        f = lambda key: f"{s[key]['mean']:.3f} ± {s[key]['std']:.3f}"  # noqa: E731
+        parts.append(f"{precision}: kNN {f('selfsup_knn')} against raw pixels {s['raw_knn']['mean']:.3f} and the "
+                     f"random encoder {f('random_encoder_knn')}, linear probe {f('selfsup_linear')} against "
+                     f"{s['raw_linear']['mean']:.3f} and {f('random_encoder_linear')}, k-means accuracy "
+                     f"{f('selfsup_kmeans')} against {s['raw_kmeans']['mean']:.3f}")
+    seeds = sorted({r["seed"] for r in result["rows"]})
+    return (f"Measured over seeds {', '.join(map(str, seeds))} (mean ± std; "
+            f"`benchmarks/results/digits_main_job.json`, written {result['written'][:10]}): " + "; ".join(parts) + ".")
+
+
+def write_readme(result: dict[str, Any]) -> None:
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    text = readme.read_text()
+    start = text.index("\n", text.index("<!-- main job figures:")) + 1
+    end = text.index("<!-- end of main job figures -->", start)
+    readme.write_text(text[:start] + readme_figures(result) + "\n" + text[end:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--search", action="store_true")
@@ -141,7 +170,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--readme", action="store_true", help="write the README's figures from the results and exit")
     args = parser.parse_args()
+    if args.readme:
+        write_readme(json.loads((RESULTS / "digits_main_job.json").read_text()))
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.search:
         search(args.only.split(",") if args.only else list(CANDIDATES), seeds)

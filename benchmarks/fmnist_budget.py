@@ -159,6 +159,19 @@ def score_on_validation(run, fit: Split, val: Split) -> dict[str, Any]:
             "val_linear": round(lin["acc"], 4), "linear_C": lin["C"]}
 
 
+def with_seed(previous: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]:
+    """A candidate's record after one more run: the runs of every seed at the same budget kept under `seeds`, and
+    val_knn / val_linear their means (a run of a seed already there replaces it; another budget starts afresh)."""
+    runs = {} if previous is None or previous.get("minutes") != entry["minutes"] else dict(
+        previous.get("seeds") or {str(previous["seed"]): {k: v for k, v in previous.items() if k != "seeds"}})
+    runs[str(entry["seed"])] = entry
+    if len(runs) == 1:
+        return entry
+    mean = {k: round(float(np.mean([r[k] for r in runs.values()])), 4) for k in ("val_knn", "val_linear")}
+    std = {f"{k}_std": round(float(np.std([r[k] for r in runs.values()], ddof=1)), 4) for k in mean}
+    return {**entry, **mean, **std, "seed": sorted(int(s) for s in runs), "seeds": runs}
+
+
 def best_candidate(search_result: dict[str, Any]) -> str:
     """The winner: highest val_knn + val_linear in the final round (full budget) if run, else in the screen."""
     pool = search_result.get("final_round") or search_result["candidates"]
@@ -192,11 +205,12 @@ def search(minutes: float, only: list[str] | None, seed: int, stage: str) -> dic
         train_s = time.perf_counter() - start
         start = time.perf_counter()
         scores = score_on_validation(run, fit, val)
-        results[name] = {"options": options, "minutes": minutes, "seed": seed, **scores,
-                         "steps": run.summary["steps"], "img_per_s": run.summary["samples_per_s"],
-                         "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
-                         "train_seconds": round(train_s, 1), "eval_seconds": round(time.perf_counter() - start, 1),
-                         "load_average_1min": machine()["load_average_1min"]}
+        entry = {"options": options, "minutes": minutes, "seed": seed, **scores,
+                 "steps": run.summary["steps"], "img_per_s": run.summary["samples_per_s"],
+                 "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
+                 "train_seconds": round(train_s, 1), "eval_seconds": round(time.perf_counter() - start, 1),
+                 "load_average_1min": machine()["load_average_1min"]}
+        results[name] = with_seed(results.get(name), entry)
         arch = architecture_key({"encoder": run.resolved["encoder"], "encoder_options": run.resolved["encoder_options"]})
         baselines = out.setdefault("baselines_on_validation", {})
         if arch not in baselines:  # once per architecture: raw pixels and a random encoder, same split and probes

@@ -13,7 +13,8 @@ def test_preset_applies_only_without_method_or_encoder():
     assert opts["minutes"] == 10 and opts["method"] == preset.options["method"]
     assert with_preset("fashion-mnist", {"method": "byol"}) == ({"method": "byol"}, None)
     assert with_preset("fashion-mnist?dir=/x", {"encoder": "resnet18"})[1] is None
-    assert with_preset("digits", {"minutes": 1}) == ({"minutes": 1}, None)
+    assert with_preset("digits", {"minutes": 1, "method": "byol"}) == ({"minutes": 1, "method": "byol"}, None)
+    assert with_preset("npy:x.npy", {"minutes": 1}) == ({"minutes": 1}, None)
 
 
 def test_caller_options_override_the_preset():
@@ -29,6 +30,12 @@ def test_fashion_mnist_preset_is_the_search_winner():
     pool = search.get("final_round") or search["candidates"]
     assert search["best"] == max(pool, key=lambda n: pool[n]["val_knn"] + pool[n]["val_linear"])
     assert PRESETS["fashion-mnist"].options == pool[search["best"]]["options"]
+
+
+def test_digits_preset_is_the_search_winner():
+    search = json.loads((SEARCH.parent / "digits_main_job_search.json").read_text())
+    best = max(search["candidates"].values(), key=lambda c: c["score"])
+    assert PRESETS["digits"].options == {k: v for k, v in best["options"].items() if k != "epochs"}
 
 
 def test_cli_without_method_uses_the_series_preset(tmp_path, capsys):

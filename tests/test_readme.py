@@ -32,3 +32,19 @@ def test_screen_tables_are_rendered_from_the_results():
         assert block, f"README lost the markers of screen table {name!r}"
         assert block.group(1).rstrip("\n") == fmnist_budget.screen_table(search, candidates), \
             f"regenerate it with `python benchmarks/fmnist_budget.py --table {name}`"
+
+
+def test_main_job_figures_are_rendered_from_the_results():
+    import sys
+
+    sys.path.insert(0, str(README.parent / "benchmarks"))
+    import json
+
+    import digits_main_job
+
+    result = json.loads((digits_main_job.RESULTS / "digits_main_job.json").read_text())
+    block = re.search(r"<!-- main job figures:[^\n]*-->\n(.*?)\n<!-- end of main job figures -->", README.read_text(),
+                      re.S)
+    assert block, "README lost the markers of the main job's figures"
+    assert block.group(1) == digits_main_job.readme_figures(result), \
+        "regenerate them with `python benchmarks/digits_main_job.py --readme`"
