@@ -263,6 +263,23 @@ def screen_table(search_result: dict[str, Any], names: tuple[str, ...]) -> str:
     return "\n".join(rows)
 
 
+def budget_table(result: dict[str, Any]) -> str:
+    """Markdown rows of the budget runs (fmnist_budget.json): per precision, mean ± std over seeds of selfsup, raw
+    pixels and the random encoder, measured in the same runs (the README's table; tests/test_readme.py checks it)."""
+    rows = ["| precision (seeds) | preset kNN (k=200) | raw pixels | random encoder | preset linear | raw pixels | "
+            "random encoder | epochs | every seed above raw |", "|---|---|---|---|---|---|---|---|---|"]
+    f = lambda v: f"{v['mean']:.3f} ± {v['std']:.3f}"  # noqa: E731
+    for precision, s in result["summary"].items():
+        runs = [r for r in result["runs"] if r["precision"] == precision]
+        epochs = np.mean([r["training"]["epochs"] for r in runs])
+        rows.append(f"| {precision} ({', '.join(map(str, s['seeds']))}) | **{f(s['selfsup']['knn_acc'])}** | "
+                    f"{f(s['raw']['knn_acc'])} | {f(s['random_encoder']['knn_acc'])} | "
+                    f"**{f(s['selfsup']['linear_acc'])}** | {f(s['raw']['linear_acc'])} | "
+                    f"{f(s['random_encoder']['linear_acc'])} | {epochs:.1f} | "
+                    f"{'yes' if s['every_seed_above_raw'] else 'no'} |")
+    return "\n".join(rows)
+
+
 def write_readme_table(name: str, table: str) -> None:
     """Replace the rows between README's markers of screen table `name` (tests/test_readme.py checks them)."""
     readme = ROOT / "README.md"
@@ -341,7 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", choices=sorted(TABLES),
                         help="print the README's markdown table of these screened candidates and exit")
     parser.add_argument("--readme", action="store_true", help="with --table: also write it into README.md")
+    parser.add_argument("--budget-table", action="store_true",
+                        help="write the README's table of the budget runs (fmnist_budget.json) and exit")
     args = parser.parse_args(argv)
+    if args.budget_table:
+        table = budget_table(json.loads((RESULTS / "fmnist_budget.json").read_text()))
+        write_readme_table("budget", table)
+        print(table)
+        return 0
     if args.table:
         table = screen_table(json.loads((RESULTS / "fmnist_budget_search.json").read_text()), TABLES[args.table])
         if args.readme:
