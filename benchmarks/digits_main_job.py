@@ -3,7 +3,8 @@
 --search: each candidate (a set of `selfsup.train` options) trains on digits' 1,347 training images without labels
 (seeds 0, 1, 2) and is scored by 5-fold cross-validation over the training labels (never the test split): weighted
 kNN (k = 20, the evaluate protocol's k for digits) and the linear probe (C chosen inside each fit), beside raw
-pixels and the random encoder of the same architecture. Results merge into benchmarks/results/digits_main_job_search.json (run in stages with --only).
+pixels and the random encoder of the same architecture. Results merge into
+benchmarks/results/digits_main_job_search.json (run in stages with --only).
 
 --final (default): the main job as the README runs it (`selfsup.train("digits", epochs=E)`: the digits preset of
 selfsup.presets, nothing else given) for each seed and precision (fp32 and bf16 forced: one machine gives both),
@@ -44,6 +45,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "simclr-t0.2": {"method": "simclr", "method_options": {"temperature": 0.2}},
     "simclr-t0.1": {"method": "simclr", "method_options": {"temperature": 0.1}},
     "simclr-t0.2-e60": {"method": "simclr", "method_options": {"temperature": 0.2}, "epochs": 60},
+    "simclr-t0.1-e60": {"method": "simclr", "method_options": {"temperature": 0.1}, "epochs": 60},
     "dcl": {"method": "dcl"},
     "dcl-t0.2": {"method": "dcl", "method_options": {"temperature": 0.2}},
     "byol_a": {"method": "byol_a"},

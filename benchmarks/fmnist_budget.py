@@ -1,9 +1,10 @@
 """Protocol "Fashion-MNIST, CPU budget" (../shared/reference/benchmark-protocol.md).
 
 Default mode: `selfsup.train("fashion-mnist", minutes=M, seed=S, precision=P)` with no other option, i.e. the
-measured preset of selfsup.presets, for every seed (default 0, 1, 2) and forced precision (--precisions), on the 60k training images without labels, 2 threads; then, on the frozen encoder,
-weighted kNN (k=200, cosine, T=0.1) and the linear probe (C chosen on a validation split of train) on the
-test set, beside raw pixels and a randomly initialised encoder of the same architecture, in this run.
+measured preset of selfsup.presets, for every seed (default 0, 1, 2) and forced precision (--precisions), on the
+60k training images without labels, 2 threads; then, on the frozen encoder, weighted kNN (k=200, cosine, T=0.1)
+and the linear probe (C chosen on a validation split of train) on the test set, beside raw pixels and a randomly
+initialised encoder of the same architecture, in the same run.
 Training time is the budget; set-up and evaluation are reported separately. Peak RSS is measured.
 
 Search mode (--search): how the preset was chosen. Each candidate configuration trains for

@@ -130,7 +130,7 @@ class ImageModality(Modality):
             raise ConfigError(f"the {request.recipe} views are {count} ({what}); {request.global_views} were asked for")
         if tiled and size < 6:
             raise ConfigError(f"tiles need views of at least 6 pixels (3 x 3 cells of 2); the views are {size}")
-        if tiled:  # the crop is made large enough for tiles the encoder takes (8-px digits on ConvNet-4: 27-px crops, 8-px tiles)
+        if tiled:  # a crop large enough for tiles the encoder takes (8-px digits, ConvNet-4: 27-px crop, 8-px tiles)
             size = tiled_size(size, smallest)
         one = rotations or tiled
         global_views = [replace(augs[i % len(augs)], **options) for i in range(1 if one else request.global_views)]
