@@ -244,11 +244,14 @@ def test_resume_accepts_the_staging_folder_and_names_what_changed(tmp_path, monk
 
 
 def test_multi_crop_views_too_small_for_the_encoder_are_refused_before_training(tmp_path):
-    """digits are 8 x 8: DINO's local crops (96/224 of the side) would be 4 x 4, too small for ConvNet-4's pooling."""
+    """digits are 8 x 8: local crops of 4 x 4 pixels asked for are too small for ConvNet-4's pooling (by default
+    the local crops are raised to the 8 pixels the encoder takes)."""
     out = tmp_path / "run"
     common = ["--epochs", "1", "--encoder-option", "widths=[8,8,8,8]", "--threads", "1", "--no-monitor", "--no-eval",
               "--quiet", "--batch-size", "128", "--method-option", "out_dim=64", "--method-option", "hidden_dim=32"]
-    proc = cli("train", "--data", "digits", "--method", "dino", "--out", out, *common)
+    config = tmp_path / "config.yaml"
+    config.write_text("data: digits\nmethod: dino\naugmentation:\n  local_size: 4\n")
+    proc = cli("train", "--config", config, "--out", out, *common)
     assert_error(proc, "dino", "1x4x4", "convnet4", "local_crops=0")
     assert not out.exists() and not out.with_name("run.partial").exists()
     proc = cli("train", "--data", "digits", "--method", "dino", "--method-option", "local_crops=0", "--out", out,
