@@ -169,3 +169,20 @@ def test_progress_lines_when_output_is_not_a_terminal(tmp_path):
     assert sum(" done: mean loss " in line for line in lines) == 2
     quiet = run_cli(*args, "--out", tmp_path / "quiet", "--quiet")
     assert quiet.returncode == 0 and "selfsup: epoch" not in quiet.stderr, quiet.stderr
+
+
+def test_augment_flag_sets_view_options(tmp_path):
+    """`--augment KEY=VALUE` reaches the view maker (a local crop the encoder cannot take is refused, naming it) and
+    is recorded in the run's resolved augmentation over the data source's own view options."""
+    import yaml
+
+    common = ["train", "--data", "digits", "--epochs", "1", "--threads", "1", "--no-eval", "--no-monitor", "--quiet",
+              "--encoder-option", "widths=[8,8,8,8]"]
+    assert_one_line_error(run_cli(*common, "--method", "dino", "--augment", "local_size=4", "--out", tmp_path / "a"),
+                          "1x4x4")
+    proc = run_cli(*common, "--method", "simclr", "--augment", "crop_scale=[0.8,1.0]", "flip_p=0.2", "--augment",
+                   "flip_p=0.5", "--out", tmp_path / "b")
+    assert proc.returncode == 0, proc.stderr
+    config = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
+    assert config["resolved"]["augmentation"] == {"crop_scale": [0.8, 1.0], "flip_p": 0.5}
+    assert_one_line_error(run_cli(*common, "--augment", "flip_p", "--out", tmp_path / "c"), "--augment")

@@ -94,6 +94,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--aug-strength", type=float, dest="augmentation_strength", help="scale augmentation (1 = paper)")
     p.add_argument("--method-option", action="append", metavar="KEY=VALUE", help="method hyper-parameter")
     p.add_argument("--encoder-option", action="append", metavar="KEY=VALUE", help="encoder argument")
+    p.add_argument("--augment", action="extend", nargs="+", metavar="KEY=VALUE",
+                   help="view option of the modality (images: size, local_size, crop_scale=[0.2,1], flip_p, ...)")
     p.add_argument("--device", help="auto (default), cpu or cuda[:N]")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch, fixed (default: adaptive, the cores that "
                    "other processes leave free, re-checked during training)")
@@ -134,7 +136,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out is not None and Path(args.out) != Path(args.resume):
             raise ConfigError("--resume RUN continues RUN; drop --out (or give the same path)")
         for flag, value in (("--config", args.config), ("--method-option", args.method_option),
-                            ("--encoder-option", args.encoder_option), ("--overwrite", args.overwrite or None)):
+                            ("--encoder-option", args.encoder_option), ("--augment", args.augment),
+                            ("--overwrite", args.overwrite or None)):
             if value:
                 raise ConfigError(f"--resume continues {args.resume} with its saved configuration; drop {flag}")
         run = resume(args.resume, progress=not args.quiet and not args.json, overrides=overrides)
@@ -151,6 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.encoder_option:
         overrides["encoder_options"] = {**base.get("encoder_options", {}),
                                         **key_values(args.encoder_option, "--encoder-option")}
+    if args.augment:
+        overrides["augmentation"] = {**base.get("augmentation", {}), **key_values(args.augment, "--augment")}
     if args.method and args.config and "method_options" not in overrides and args.method != base.get("method"):
         base["method_options"] = {}
     if not args.config:
