@@ -128,11 +128,11 @@ def choose_lr(encoder: Encoder, resolved: dict[str, Any], x: torch.Tensor, y: np
         return base, {}
     fit, val = stratified_validation_split(y, 0.2, seed)
     scores = {}
-    for factor in factors:
-        model = finetune_once(encoder, resolved, x[fit], y[fit], n_classes, steps, base * factor, seed)
-        scores[f"{base * factor:.3g}"] = accuracy(model, resolved, x[val], y[val])
-    best = max(scores, key=lambda k: scores[k])  # the first of equal scores: the smaller rate
-    return float(best), scores
+    for rate in sorted(base * factor for factor in factors):
+        model = finetune_once(encoder, resolved, x[fit], y[fit], n_classes, steps, rate, seed)
+        scores[rate] = accuracy(model, resolved, x[val], y[val])
+    best = max(scores, key=lambda rate: scores[rate])  # the first of equal scores: the smaller rate
+    return best, {f"{rate:.3g}": score for rate, score in scores.items()}
 
 
 def few_label_finetune(run: Run, train: Split, test: Split, fractions: Sequence[float] = (0.01, 0.1),

@@ -66,7 +66,7 @@ def merge_options(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, 
 #: benchmarks/results/fmnist_budget_search.json, final round: 10 minutes, seeds 0-2, kNN + linear probe on 10k images
 #: held out from the training set): RotNet (predict which of 4 rotations turned the image) on a ConvNet-4 of widths
 #: 48-96-192-384 (384-d) at the images' 28 x 28 pixels, with its paper's optimiser. In 10 minutes on 2 cores it
-#: gets ~4-5 epochs and beats the 10-minute SimCLR recipe it replaced (16-px views, ~12 epochs) by ~4 points of
+#: gets ~3-5 epochs and beats the 10-minute SimCLR recipe it replaced (16-px views, ~12 epochs) by ~4 points of
 #: validation kNN: on 28-px grey garments the rotation task needs no colour or crop invariance the data lacks.
 FASHION_MNIST = Preset(
     {"method": "rotnet", "encoder": "convnet4", "encoder_options": {"widths": [48, 96, 192, 384]}},

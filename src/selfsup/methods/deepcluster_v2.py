@@ -3,7 +3,8 @@
 
 At the start of every epoch the memory bank (every training sample's L2-normalised projection, one bank per
 global crop: methods/pseudo_labels.py) is clustered by spherical k-means (10 iterations) into K = 3000
-clusters (by default at most a tenth of the training samples: pseudo_labels.default_prototypes), three times (three heads, head h on global crop h mod 2, each from its own random start). The
+clusters (by default at most a tenth of the training samples: pseudo_labels.default_prototypes), three times
+(three heads, head h on global crop h mod 2, each from its own random start). The
 centroids become each head's prototypes, frozen for the epoch; every crop of a sample is then trained to
 predict its sample's cluster under each head: cross-entropy of softmax(z . centroids / 0.1), averaged over heads
 and crops (multi-crop: 2 global + 6 local crops). Projection head 2048-128; LARS, lr 0.3 x batch/256 (the paper's
@@ -11,8 +12,8 @@ and crops (multi-crop: 2 global + 6 local crops). Projection head 2048-128; LARS
 
 Departures: the bank is filled by one pass over the training set at epoch 0, as the reference code does, in
 eval mode (BatchNorm's running statistics); k-means draws its starting centroids from a generator seeded by the
-epoch and head, so every process of a torchrun job gets the same clusters from the same bank. A `num_prototypes` given
-larger than the training set is refused with the value to pass.
+epoch and head, so every process of a torchrun job gets the same clusters from the same bank. A `num_prototypes`
+given larger than the training set is refused with the value to pass.
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 learning" (ICLR, arXiv:1911.05371), in the form Caron et al. 2020 (arXiv:2006.09882, appendix) call SeLa-v2:
 SwAV's projection head, multi-crop and a memory bank instead of SeLa's separate forward passes.
 
-Every head h has K = 3000 trainable prototypes (by default at most a tenth of the training samples:
-pseudo_labels.default_prototypes) (L2-normalised after every step, as SwAV's). At the start of every
+Every head h has K = 3000 trainable prototypes, L2-normalised after every step as SwAV's (by default at most a
+tenth of the training samples: pseudo_labels.default_prototypes). At the start of every
 epoch the whole training set is self-labelled: the logits z . w_k / 0.1 of the memory bank (every sample's
 projection: methods/pseudo_labels.py) are turned into hard labels by SeLa's optimal transport with the
 equipartition constraint (every cluster gets N/K samples; Sinkhorn-Knopp on P^lambda, lambda = 25). Every crop
