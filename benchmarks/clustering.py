@@ -11,6 +11,8 @@ N2D (McConville et al. 2020) on Fashion-MNIST, accuracy 0.672 / NMI 0.684, and k
 
     python benchmarks/clustering.py --datasets digits,fashion-mnist --minutes 10 --seeds 0,1,2 --json
     python benchmarks/clustering.py --datasets fashion-mnist --configs preset,NAME --minutes 10 --json
+    python benchmarks/fmnist_budget.py --minutes 10 --seeds 0,1,2 --keep-runs DIR   # then, on the same encoders:
+    python benchmarks/clustering.py --datasets fashion-mnist --runs DIR --seeds 0,1,2 --json
 
 `--configs`: Fashion-MNIST pre-training configurations, `preset` (the dataset's measured preset) or candidate names
 of benchmarks/fmnist_budget.py (chosen there on a validation split of the training images); one block of rows each.
@@ -47,15 +49,29 @@ PUBLISHED = {"fashion-mnist": {"N2D (McConville et al. 2020)": {"acc": 0.672, "n
                                "k-means on raw pixels (literature, about)": {"acc": 0.47}}}
 
 
-def one(name: str, minutes: float, seed: int, config: str = "preset") -> dict:
-    ds = load_dataset(name)
+def trained(name: str, minutes: float, seed: int, config: str, out: Path, runs: Path | None):
+    """The pre-trained run clustered: the one benchmarks/fmnist_budget.py --keep-runs RUNS left for this seed (its
+    10-minute preset, so one training serves both benchmarks), else a new one in `out`."""
+    if runs is not None:
+        found = sorted(runs.glob(f"seed{seed}-*"))
+        if len(found) != 1:
+            raise SystemExit(f"--runs {runs}: expected one run directory seed{seed}-PRECISION, found {len(found)}")
+        run = selfsup.load(found[0])
+        if run.config.seed != seed:
+            raise SystemExit(f"--runs {found[0]}: trained with seed {run.config.seed}, not {seed}")
+        return run, {"minutes": run.config.minutes, "run": str(found[0])}, run.summary["train_seconds"]
+    options = {"minutes": minutes} if name == "fashion-mnist" else {"epochs": 30}
+    if config != "preset":
+        options.update(CANDIDATES[config])
     start = time.perf_counter()
+    run = selfsup.train(name, out=out, seed=seed, monitor=False, **options)
+    return run, options, time.perf_counter() - start
+
+
+def one(name: str, minutes: float, seed: int, config: str = "preset", runs: Path | None = None) -> dict:
+    ds = load_dataset(name)
     with tempfile.TemporaryDirectory() as tmp:
-        options = {"minutes": minutes} if name == "fashion-mnist" else {"epochs": 30}
-        if config != "preset":
-            options.update(CANDIDATES[config])
-        run = selfsup.train(name, out=Path(tmp) / "run", seed=seed, monitor=False, **options)
-        train_s = time.perf_counter() - start
+        run, options, train_s = trained(name, minutes, seed, config, Path(tmp) / "run", runs)
         test = ds.test
         t0 = time.perf_counter()
         z = encode_storage(run.encoder, run.modality, run.spec, test.x)
@@ -78,10 +94,10 @@ def one(name: str, minutes: float, seed: int, config: str = "preset") -> dict:
             "published": PUBLISHED.get(name, {})}
 
 
-def over_seeds(name: str, minutes: float, seeds: list[int], config: str) -> dict:
+def over_seeds(name: str, minutes: float, seeds: list[int], config: str, runs: Path | None = None) -> dict:
     """`one` for every seed (pre-training, random encoder and clustering all follow the seed), and every row's
     scores as mean and std over the seeds."""
-    per_seed = [one(name, minutes, seed, config) for seed in seeds]
+    per_seed = [one(name, minutes, seed, config, runs) for seed in seeds]
     rows = {label: {metric: {"mean": round(float(np.mean([r["rows"][label][metric] for r in per_seed])), 4),
                              "std": round(float(np.std([r["rows"][label][metric] for r in per_seed], ddof=1)), 4)
                              if len(per_seed) > 1 else 0.0}
@@ -101,6 +117,8 @@ def main() -> None:
                    "of benchmarks/fmnist_budget.py, comma-separated")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds; rows are means and stds over them")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", metavar="DIR", help="Fashion-MNIST preset: cluster the runs that "
+                   "`benchmarks/fmnist_budget.py --keep-runs DIR` trained (one per seed) instead of training again")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -110,7 +128,10 @@ def main() -> None:
         p.error(f"--configs: unknown {', '.join(unknown)}; known: preset, {', '.join(CANDIDATES)}")
     command = "python benchmarks/clustering.py " + " ".join(sys.argv[1:])
     seeds = [int(x) for x in args.seeds.split(",")]
-    results = [{**over_seeds(name, args.minutes, seeds, config), "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+    if args.runs and (args.datasets != "fashion-mnist" or configs != ["preset"]):
+        p.error("--runs: only with --datasets fashion-mnist --configs preset (the runs of fmnist_budget.py)")
+    runs = Path(args.runs) if args.runs else None
+    results = [{**over_seeds(name, args.minutes, seeds, config, runs), "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "command": command, "machine": machine()}
                for name in args.datasets.split(",") for config in (configs if name == "fashion-mnist" else ["preset"])]
     # blocks of other (data, configuration) pairs measured by earlier runs stay, each with its own date and machine

@@ -291,12 +291,15 @@ def write_readme_table(name: str, table: str) -> None:
     readme.write_text(text[:start] + table + "\n" + text[end:])
 
 
-def budget_run(minutes: float, seed: int, precision: str = "auto") -> dict[str, Any]:
+def budget_run(minutes: float, seed: int, precision: str = "auto", keep: Path | None = None) -> dict[str, Any]:
+    """One 10-minute run of the preset, evaluated with its baselines; with `keep`, its run directory stays in
+    KEEP/seedS-PRECISION (benchmarks/clustering.py --runs clusters the same encoders)."""
     start = time.perf_counter()
     ds = load_dataset("fashion-mnist")
     load_s = time.perf_counter() - start
+    out = None if keep is None else keep / f"seed{seed}-{precision}"
     # no method/encoder: the fashion-mnist preset
-    run = selfsup.train(ds, minutes=minutes, seed=seed, precision=precision)
+    run = selfsup.train(ds, minutes=minutes, seed=seed, precision=precision, out=out)
     rss_after_training = peak_rss_gib()
     ev = evaluate_run(run, ds, protocols=("knn", "linear"))
     preset = PRESETS["fashion-mnist"]
@@ -321,6 +324,18 @@ def budget_run(minutes: float, seed: int, precision: str = "auto") -> dict[str, 
         "peak_rss_gib": {"after_training": rss_after_training, "after_evaluation": peak_rss_gib()},
         "peers": PEERS, "machine": machine(),
     }
+
+
+def merged_runs(previous: dict[str, Any] | None, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of an earlier budget file that this one does not replace (same preset and budget, another seed or
+    precision), followed by this one's: one file holds fp32 and bf16 measured in separate invocations."""
+    if not runs:
+        return []
+    new = {(r["seed"], r["precision"]) for r in runs}
+    same = lambda r: (r["configuration"]["preset"] == runs[0]["configuration"]["preset"]  # noqa: E731
+                      and r["minutes"] == runs[0]["minutes"])
+    kept = [r for r in (previous or {}).get("runs", []) if same(r) and (r["seed"], r["precision"]) not in new]
+    return kept + runs
 
 
 def seed_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -350,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", default="auto",
                         help="budget mode: comma-separated precisions to force (fp32, bf16; auto: the machine's)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep-runs", metavar="DIR",
+                        help="budget mode: keep each run's directory under DIR (for benchmarks/clustering.py --runs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--search", action="store_true", help="score the candidate configurations on validation")
     parser.add_argument("--search-minutes", type=float, default=3.0)
@@ -381,9 +398,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--only: unknown candidate(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}")
         result = search(args.search_minutes, only, args.seed, args.stage)
     else:
-        runs = [budget_run(args.minutes, seed, precision) for precision in args.precisions.split(",")
+        keep = Path(args.keep_runs) if args.keep_runs else None
+        runs = [budget_run(args.minutes, seed, precision, keep) for precision in args.precisions.split(",")
                 for seed in (int(x) for x in args.seeds.split(","))]
-        result = seed_summary(runs)
+        path = RESULTS / "fmnist_budget.json"
+        result = seed_summary(merged_runs(json.loads(path.read_text()) if path.exists() else None, runs))
         path = save("fmnist_budget", result)
         if not args.json:
             for precision, s in result["summary"].items():

@@ -102,19 +102,27 @@ class TimmEncoder(Encoder):
 
 
 def view_geometry(name: str, spec: dict[str, Any], options: dict[str, Any]) -> tuple[int, int]:
-    """(smallest side, side multiple) of the square views the named image encoder (with its options) takes: a
-    ConvNet-4 halves its input before each of its last blocks (3 max-pools: 8 px), a ViT cuts it into whole
-    patches; the CIFAR ResNet-18 (stride-2 convolutions with padding) and timm models take any side >= 1 here,
-    and a view they cannot take is found by the plan's trial forward pass."""
-    if name == "convnet4":
-        return 2 ** (len(options.get("widths", CONVNET4_WIDTHS)) - 1), 1
-    if name in ("vit_tiny", "vit_small"):
-        patch = int(options.get("patch_size") or default_patch(spec["size"]))
-        return patch, patch
-    return 1, 1
+    """(smallest side, side multiple) of the square views the named image encoder (with its options) takes, as its
+    registration declares (`view_geometry=`); an encoder that declares none takes any side >= 1 here (the CIFAR
+    ResNet-18's padded stride-2 convolutions, timm models), and a view it cannot take is found by the plan's trial
+    forward pass."""
+    declared = image_encoders.entry(name).extra.get("view_geometry")
+    return (1, 1) if declared is None else declared(spec, options)
 
 
-@image_encoders.register("convnet4", "4-block ConvNet (64-128-256-512), the benchmark protocol's reference backbone")
+def convnet4_geometry(spec: dict[str, Any], options: dict[str, Any]) -> tuple[int, int]:
+    """ConvNet-4 halves its input before each block after the first (3 max-pools: 8 px for the default widths)."""
+    return 2 ** (len(options.get("widths", CONVNET4_WIDTHS)) - 1), 1
+
+
+def vit_geometry(spec: dict[str, Any], options: dict[str, Any]) -> tuple[int, int]:
+    """A ViT cuts its input into whole patches: at least one, and a side that is a multiple of the patch's."""
+    patch = int(options.get("patch_size") or default_patch(spec["size"]))
+    return patch, patch
+
+
+@image_encoders.register("convnet4", "4-block ConvNet (64-128-256-512), the benchmark protocol's reference backbone",
+                         view_geometry=convnet4_geometry)
 def convnet4(spec: dict[str, Any], **options: Any) -> Encoder:
     return ConvNet4(spec["channels"], **options)
 
@@ -131,13 +139,14 @@ def timm_encoder(spec: dict[str, Any], name: str = "resnet18", **options: Any) -
 
 @image_encoders.register("vit_tiny", "Vision Transformer, Tiny: 192 wide, 12 blocks, 3 heads; a token encoder (masked "
                          "patches dropped); patch side from the image size (options: patch_size, depth)",
-                         "Dosovitskiy et al. 2021; Touvron et al. 2021", kind=TokenEncoder, preferred=True)
+                         "Dosovitskiy et al. 2021; Touvron et al. 2021", kind=TokenEncoder, preferred=True,
+                         view_geometry=vit_geometry)
 def vit_tiny(spec: dict[str, Any], **options: Any) -> Encoder:
     return vit("vit_tiny", spec, **options)
 
 
 @image_encoders.register("vit_small", "Vision Transformer, Small: 384 wide, 12 blocks, 6 heads; a token encoder "
                          "(options: patch_size, depth)", "Dosovitskiy et al. 2021; Touvron et al. 2021",
-                         kind=TokenEncoder)
+                         kind=TokenEncoder, view_geometry=vit_geometry)
 def vit_small(spec: dict[str, Any], **options: Any) -> Encoder:
     return vit("vit_small", spec, **options)
