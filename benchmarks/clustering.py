@@ -5,8 +5,8 @@ For each data set: pre-train with selfsup's default configuration for it (fashio
 the 60k training images for --minutes; digits: the README's main job, 30 epochs), embed the evaluation images
 (Fashion-MNIST: the 10k test images; digits: the 450 test images), and cluster them into K = 10 groups. Rows,
 all measured in this run: spherical k-means on raw pixels, on a randomly initialised encoder of the same
-architecture, on selfsup's embeddings, and `selfsup cluster` (SCAN + self-labelling on the embeddings);
-Hungarian accuracy, NMI and ARI against the labels (used for scoring only). Published rows beside:
+architecture, on selfsup's embeddings, and `selfsup cluster`: SCAN + self-labelling on the embeddings, and
+k-means on their UMAP manifold (`--method umap`, N2D's recipe); Hungarian accuracy, NMI and ARI against the labels (used for scoring only). Published rows beside:
 N2D (McConville et al. 2020) on Fashion-MNIST, accuracy 0.672 / NMI 0.684, and k-means on raw pixels ~0.47.
 
     python benchmarks/clustering.py --datasets digits,fashion-mnist --minutes 10 --seeds 0,1,2 --json
@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from fmnist_budget import CANDIDATES  # noqa: E402
 
 import selfsup  # noqa: E402
 from selfsup.cluster import scores  # noqa: E402
+from selfsup.evaluation.manifold import manifold_clusters  # noqa: E402
 from selfsup.evaluation.scan import scan, spherical_kmeans  # noqa: E402
 from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.run import build_encoder, encode_storage  # noqa: E402
@@ -84,6 +86,8 @@ def one(name: str, minutes: float, seed: int, config: str = "preset", runs: Path
             rows[label] = scores(test.y, pred)
         labels, _, details = scan(z, 10, seed=seed)
         rows["selfsup cluster (SCAN + self-labelling)"] = scores(test.y, labels)
+        manifold, _, _ = manifold_clusters(z, 10, seed=seed)
+        rows["selfsup cluster --method umap (N2D)"] = scores(test.y, manifold)
         cluster_s = time.perf_counter() - t0
     return {"data": name, "configuration": config, "options": options, "train_samples": len(ds.train),
             "clustered": f"{len(test)} test images, K = 10",
@@ -109,6 +113,37 @@ def over_seeds(name: str, minutes: float, seeds: list[int], config: str, runs: P
             "per_seed": [{k: r[k] for k in ("training", "cluster_seconds", "rows", "scan")} for r in per_seed]}
 
 
+ROW_ORDER = ("k-means on raw pixels", "k-means on a random encoder", "k-means on selfsup embeddings",
+             "selfsup cluster (SCAN + self-labelling)", "selfsup cluster --method umap (N2D)")
+
+
+def cell(score: Any, metric: str) -> str:
+    """One figure of a block: the mean (± std over seeds) or, in blocks of one seed, the value."""
+    value = score[metric]
+    if isinstance(value, dict):
+        return f"{value['mean']:.3f} ± {value['std']:.3f}" if value["std"] else f"{value['mean']:.3f}"
+    return f"{value:.3f}"
+
+
+def clustering_table(doc: dict[str, Any]) -> str:
+    """README's clustering table, one row per (data, configuration) block of clustering.json: accuracy / NMI of
+    each row, the encoder it clustered, its seeds and the date it was measured (tests/test_readme.py checks it)."""
+    rows = ["| data (clustered) | encoder | k-means raw pixels | k-means random encoder | k-means selfsup | "
+            "`selfsup cluster` (SCAN) | `--method umap` (N2D) | published |", "|---|---|---|---|---|---|---|---|"]
+    for block in doc["datasets"]:
+        first = block["per_seed"][0]["training"] if block.get("per_seed") else block["training"]
+        seeds = block.get("seeds", [0])
+        encoder = (f"{first['method']} ({block['configuration']}), {first['precision']}, seeds "
+                   f"{','.join(map(str, seeds))}, {str(block['measured'])[:10]}")
+        published = "; ".join(f"{name.split(' (')[0]} {v['acc']:.3f} / {v['nmi']:.3f}"
+                              for name, v in block.get("published", {}).items() if "nmi" in v)
+        figures = [f"{cell(block['rows'][r], 'acc')} / {cell(block['rows'][r], 'nmi')}" if r in block["rows"]
+                   else "not measured" for r in ROW_ORDER]
+        rows.append(f"| {block['data']} ({block['clustered']}) | {encoder} | " + " | ".join(figures) +
+                    f" | {published} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="digits,fashion-mnist")
@@ -120,7 +155,13 @@ def main() -> None:
     p.add_argument("--runs", metavar="DIR", help="Fashion-MNIST preset: cluster the runs that "
                    "`benchmarks/fmnist_budget.py --keep-runs DIR` trained (one per seed) instead of training again")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--readme", action="store_true", help="write README's clustering table from the results and exit")
     args = p.parse_args()
+    if args.readme:
+        import blocks
+
+        blocks.write("clustering table")
+        return
     torch.set_num_threads(args.threads)
     configs = args.configs.split(",")
     unknown = sorted(set(configs) - {"preset", *CANDIDATES})

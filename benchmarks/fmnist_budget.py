@@ -47,7 +47,7 @@ from selfsup.run import encode_storage  # noqa: E402
 PROTOCOL = "Fashion-MNIST, CPU budget (shared/reference/benchmark-protocol.md)"
 PEERS = {
     "lightly_1.6.0_simclr_10min": {"knn_acc": 0.808, "linear_acc": 0.876, "img_per_s": 359,
-                                   "source": "issue 4, measured on a 2-core machine with avx512_bf16 "
+                                   "source": "shared/reference/anchors.md, measured on a 2-core machine with avx512_bf16 "
                                              "(ConvNet-4, batch 256)"},
     "raw_pixels_rbf_svm": {"acc": 0.897, "source": "Xiao et al. 2017, Table 3 (SVC rbf, C=10)"},
     "raw_pixels_knn_anchor": {"acc": 0.818, "source": "shared/reference/anchors.md (same kNN protocol)"},
@@ -87,7 +87,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # SimCLR's square-root rule for small batches and short schedules (appendix B.1): lr = 0.075 x sqrt(256)
     "simclr-w48-aug0.5-views16-sqrtlr": {"method": "simclr", "encoder": "convnet4", "encoder_options": W48,
                                          "augmentation_strength": 0.5, "augmentation": {"size": 16}, "lr": 1.2},
-    # the self-distillation and clustering methods of issue 16 on the preset's recipe (W48, strength 0.5, 16-px
+    # the self-distillation and clustering methods on the preset's recipe (W48, strength 0.5, 16-px
     # views), multi-crop with 6 local crops of 8 px (DINO's 96/224 of 16 px would be 7 px: too small for ConvNet-4),
     # each method's paper optimiser and learning rate
     **{f"{m}-w48-aug0.5-views16-local8": {"method": m, "encoder": "convnet4", "encoder_options": W48,
@@ -113,10 +113,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "simclr-w32-aug0.5-views16-b128": {"method": "simclr", "encoder": "convnet4", "encoder_options": W32,
                                        "augmentation_strength": 0.5, "augmentation": {"size": 16},
                                        "batch_size": 128},
-    # issue 17: masked modelling on a Vision Transformer (ViT-Tiny, 4-px patches: 7 x 7 tokens of a 28-px image)
+    # masked modelling on a Vision Transformer (ViT-Tiny, 4-px patches: 7 x 7 tokens of a 28-px image)
     # and the classic pretext tasks on the preset's ConvNet-4 (W48), each with its paper's optimiser
     "mae-vit_tiny": {"method": "mae", "encoder": "vit_tiny"},
     "rotnet-w48": {"method": "rotnet", "encoder": "convnet4", "encoder_options": W48},
+    # the same with its embedding standardised by a BatchNorm without affine parameters (running statistics)
+    "rotnet-w48-outnorm": {"method": "rotnet", "encoder": "convnet4", "encoder_options": {**W48, "out_norm": True}},
     "npid-w48-aug0.5-views16": {"method": "npid", "encoder": "convnet4", "encoder_options": W48,
                                 "augmentation_strength": 0.5, "augmentation": {"size": 16}},
     "ijepa-vit_tiny": {"method": "ijepa", "encoder": "vit_tiny"},
@@ -281,16 +283,6 @@ def budget_table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def write_readme_table(name: str, table: str) -> None:
-    """Replace the rows between README's markers of screen table `name` (tests/test_readme.py checks them)."""
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start = text.index(f"<!-- screen table {name}:")
-    start = text.index("\n", start) + 1
-    end = text.index(f"<!-- end of screen table {name} -->", start)
-    readme.write_text(text[:start] + table + "\n" + text[end:])
-
-
 def budget_run(minutes: float, seed: int, precision: str = "auto", keep: Path | None = None) -> dict[str, Any]:
     """One 10-minute run of the preset, evaluated with its baselines; with `keep`, its run directory stays in
     KEEP/seedS-PRECISION (benchmarks/clustering.py --runs clusters the same encoders)."""
@@ -380,14 +372,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the README's table of the budget runs (fmnist_budget.json) and exit")
     args = parser.parse_args(argv)
     if args.budget_table:
-        table = budget_table(json.loads((RESULTS / "fmnist_budget.json").read_text()))
-        write_readme_table("budget", table)
-        print(table)
+        import blocks
+
+        blocks.write("screen table budget")
+        print(blocks.BLOCKS["screen table budget"]())
         return 0
     if args.table:
         table = screen_table(json.loads((RESULTS / "fmnist_budget_search.json").read_text()), TABLES[args.table])
         if args.readme:
-            write_readme_table(args.table, table)
+            import blocks
+
+            blocks.write(f"screen table {args.table}")
         print(table)
         return 0
     torch.set_num_threads(args.threads)

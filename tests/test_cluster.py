@@ -69,3 +69,40 @@ def test_train_then_cluster_in_one_command(tmp_path):
     assert "Clusters" in (run / "report.html").read_text()
     assert_error(cli("train", "--data", "digits", "--cluster", "ten", "--out", tmp_path / "bad"), "--cluster", "'ten'")
     assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.partial").exists()
+
+
+def moons(n=900, seed=0):
+    """Two interleaved half circles (scikit-learn's moons) in the plane z = 4: connected, curved groups that k-means
+    splits across (they stay apart after L2 normalisation)."""
+    import numpy as np
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n, noise=0.05, random_state=seed)
+    return np.concatenate([x, np.full((n, 1), 4.0)], 1).astype(np.float32), y
+
+
+def test_manifold_clustering_finds_connected_groups_that_kmeans_splits():
+    pytest.importorskip("umap")
+    from sklearn.metrics import adjusted_rand_score
+
+    from selfsup.evaluation.manifold import manifold_clusters
+    from selfsup.evaluation.scan import spherical_kmeans
+
+    z, y = moons()
+    labels, conf, details = manifold_clusters(z, 2, seed=0)
+    km, _ = spherical_kmeans(z, 2, 0)
+    assert adjusted_rand_score(y, labels) > 0.95, details
+    assert adjusted_rand_score(y, km) < 0.5  # negative control: the moons defeat k-means
+    assert conf.shape == (900,) and ((conf > 0) & (conf <= 1)).all()
+    again, _, _ = manifold_clusters(z, 2, seed=0)
+    assert (again == labels).all()  # seeded: the same clusters every time
+
+
+def test_cluster_with_umap_from_the_cli(digits_run, tmp_path):
+    pytest.importorskip("umap")
+    out = tmp_path / "u.csv"
+    proc = cli("cluster", digits_run, "--k", "10", "--method", "umap", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert set(info["scores"]) == {"kmeans_raw_input", "kmeans_embeddings", "umap"} and info["umap"]["dimensions"] == 10
+    assert info["scores"]["umap"]["acc"] > info["scores"]["kmeans_raw_input"]["acc"]

@@ -1,8 +1,8 @@
 """`selfsup cluster RUN`: the groups in a trained run's embeddings, with their quality measured where labels exist.
 
 Steps the user sees and can switch: spherical k-means on the embeddings (always, the baseline), then SCAN
-(evaluation/scan.py: neighbour consistency and balanced clusters, then self-labelling) unless
-`method="kmeans"`. K is given or chosen without labels (`k="auto"`: the best cosine silhouette of k-means over
+(evaluation/scan.py: neighbour consistency and balanced clusters, then self-labelling), or with `method="umap"`
+k-means on the embeddings' UMAP manifold (evaluation/manifold.py, N2D), or nothing more with `method="kmeans"`. K is given or chosen without labels (`k="auto"`: the best cosine silhouette of k-means over
 2..min(20, n/10), reported with every score). With labels, Hungarian accuracy, NMI and ARI are measured in the
 same run for k-means on raw input, k-means on the embeddings and the chosen method.
 """
@@ -19,11 +19,12 @@ from .data import Dataset
 from .errors import ConfigError
 from .evaluate import conformed_split
 from .evaluation.clustering import hungarian_accuracy
+from .evaluation.manifold import manifold_clusters
 from .evaluation.scan import choose_k, scan, spherical_kmeans
 from .loading import load_dataset
 from .run import Run, encode_storage, load
 
-METHODS = ("scan", "kmeans")
+METHODS = ("scan", "umap", "kmeans")
 
 
 @dataclass
@@ -86,13 +87,16 @@ def cluster_run(run: Run | str | Path, data: str | Dataset | None = None, k: int
     if method == "scan":
         labels, conf, details = scan(z, k, seed=seed)
         info["scan"] = details
+    elif method == "umap":
+        labels, conf, details = manifold_clusters(z, k, seed=seed)
+        info["umap"] = details
     else:
         labels, conf = km_labels, km_conf
     if part.y is not None and len(np.unique(part.y)) > 1:
         raw_labels, _ = spherical_kmeans(run.modality.raw_features(part.x, run.spec, part.mask), k, seed)
         info["scores"] = {"kmeans_raw_input": scores(part.y, raw_labels), "kmeans_embeddings": scores(part.y, km_labels)}
-        if method == "scan":
-            info["scores"]["scan"] = scores(part.y, labels)
+        if method != "kmeans":
+            info["scores"][method] = scores(part.y, labels)
     info["sizes"] = np.bincount(labels, minlength=k).tolist()
     return Clustering(labels, conf, info)
 
