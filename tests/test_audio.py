@@ -308,6 +308,9 @@ def test_audio_trains_embeds_per_frame_evaluates_and_reports_from_the_cli(folder
                         "--batch-size", "8", "--threads", "1", "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "2 file(s) with 2 channels mixed down to mono" in r.stderr and "2 file(s) resampled to 16000 Hz" in r.stderr
+    # one line each, no source file or line of the code that warned
+    assert any(line.startswith("selfsup: warning: audio:") for line in r.stderr.splitlines()), r.stderr
+    assert "UserWarning" not in r.stderr and ".py:" not in r.stderr, r.stderr
     ev = json.loads((out / "eval.json").read_text())
     assert set(ev["baselines"]) == {"raw", "random_encoder"}  # raw = MFCC statistics for audio
     report = (out / "report.html").read_text()

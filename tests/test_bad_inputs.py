@@ -263,3 +263,55 @@ def test_collapse_is_warned_about(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.count("embeddings collapsed at epoch 0") == 1 and "epoch 1" not in err
     assert json.loads((tmp_path / "run" / COMPLETE_MARKER).read_text())["warnings"] == run.summary["warnings"]
+
+
+def test_a_fifo_named_like_an_image_is_not_listed(tmp_path):
+    """A FIFO would block the decoder forever: the folder source lists regular files (and links to them) only."""
+    import os
+
+    from selfsup.modalities.image.encoded import list_images
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(png_bytes())
+    (tmp_path / "y.png").write_bytes(png_bytes(seed=1))
+    os.mkfifo(tmp_path / "fifo.png")
+    os.symlink(tmp_path / "y.png", tmp_path / "link.png")
+    names = [os.path.relpath(p, tmp_path) for p in list_images(tmp_path)]
+    assert names == [os.path.join("a", "x.png"), "link.png", "y.png"]
+
+
+def test_artifacts_get_the_mode_of_the_umask(tmp_path):
+    import os
+
+    from selfsup.artifacts import write_json
+
+    previous = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"a": 1})
+        os.umask(0o077)
+        write_json(tmp_path / "b.json", {"b": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # readable by others: a report can be shared
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("command", ["compare", "prepare"])
+def test_unwritable_outputs_are_one_line_errors(tmp_path, command):
+    """An output the system refuses (a folder that cannot hold files, a path that is a file) is named in one line,
+    exit status 2, not an internal error."""
+    if command == "compare":
+        run = tmp_path / "run"
+        assert cli("train", "--data", "digits", "--epochs", "1", "--out", run, *TINY).returncode == 0
+        target = "/proc/c.html"
+        proc = cli("compare", run, run, "--html", target)
+    else:
+        target = tmp_path / "afile"
+        target.write_text("")
+        (tmp_path / "imgs").mkdir()
+        for i in range(4):
+            (tmp_path / "imgs" / f"{i}.png").write_bytes(png_bytes(seed=i))
+        proc = cli("prepare", f"folder:{tmp_path / 'imgs'}", "--out", target, "--workers", "1")
+    assert proc.returncode == 2, proc
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("selfsup: error:") and str(target) in err, err

@@ -193,7 +193,7 @@ def test_edges_source_errors_are_one_line(tmp_path, reader):
              "f2": "a,1\nb,2,5\nc,3\n", "f3": "a,1\nb,x2\nc,3\n", "f4": "a,1\nb,2\na,3\n", "empty": "",
              "blank": "# only a comment\n\n", "l2": "a,x\nb,y\nq,x\nc,x\n", "l3": "a,x\nc,x\n", "one": "a\n",
              "e3": "# made by hand\n\na,b\n  # b,c\nb , zed\n", "f5": "a,1\nb,\nc,3\n", "e4": "a,b\n,c\n",
-             "f6": 'a,1\n"b,2\nc,3\n'}
+             "f6": 'a,1\n"b,2\nc,3\n', "f7": "0.615,1\n0.2,2\n0.615,3\n"}
     p = {name: write(tmp_path / f"{name}.csv", text) for name, text in files.items()}
 
     def bad(uri, pattern, error=DataError):
@@ -204,7 +204,9 @@ def test_edges_source_errors_are_one_line(tmp_path, reader):
     bad(f"edges:{p['e2']}?features={p['f']}", r"e2.csv: line 2: node 'zed' is not in the features file .*f.csv")
     bad(f"edges:{p['e']}?features={p['f2']}", r"f2.csv: line 2 has 3 values, expected 2")
     bad(f"edges:{p['e']}?features={p['f3']}", r"f3.csv: line 2: 'x2' is not a number")
-    bad(f"edges:{p['e']}?features={p['f4']}", r"f4.csv: line 3: node 'a' listed a second time")
+    bad(f"edges:{p['e']}?features={p['f4']}", r"f4.csv: line 3: node 'a' listed a second time$")
+    bad(f"edges:{p['e']}?features={p['f7']}", r"f7.csv: line 3: node '0.615' listed a second time; the first column "
+        r"of a features file is the node id .* does the file lack its id column\?")
     bad(f"edges:{p['empty']}", r"empty.csv: empty file")
     bad(f"edges:{p['blank']}", r"blank.csv: empty file \(no rows\)")
     bad(f"edges:{p['e']}?features={p['f']}&labels={p['l2']}",

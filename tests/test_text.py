@@ -369,3 +369,17 @@ def test_length_grouped_epochs_are_permutations_of_similar_length_batches():
     firsts = lengths[:, 0]
     assert not bool((firsts[1:] >= firsts[:-1]).all())  # the batches themselves come in random order
     assert storage.to(torch.device("cpu")) is storage
+
+
+def test_sts_files_whose_scores_cannot_be_ranked_are_refused(tmp_path):
+    from selfsup.modalities.text.sources import read_sts
+
+    rows = [f"g\tf\t2012\t{i}\t3.0\tsentence a {i}\tsentence b {i}" for i in range(4)]
+    (tmp_path / "flat.tsv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"flat.tsv: every gold score is 3; a rank correlation"):
+        read_sts(str(tmp_path / "flat.tsv"))
+    (tmp_path / "nan.tsv").write_text("\n".join(rows[:3] + [rows[3].replace("\t3.0\t", "\tnan\t")]) + "\n")
+    with pytest.raises(DataError, match=r"nan.tsv: line 4: the score 'nan' is not a finite number"):
+        read_sts(str(tmp_path / "nan.tsv"))
+    (tmp_path / "ok.tsv").write_text("\n".join(rows[:3] + [rows[3].replace("\t3.0\t", "\t4.5\t")]) + "\n")
+    assert read_sts(str(tmp_path / "ok.tsv"))[2].tolist() == [3.0, 3.0, 3.0, 4.5]

@@ -13,10 +13,28 @@ import yaml
 from safetensors.torch import save_file
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the process's umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+def temporary_beside(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new temporary file in `path`'s folder, with the mode a plain open() would give `path`
+    (0666 less the umask: 0644 under the usual 022, not mkstemp's 0600); an OSError names `path`, not the
+    temporary name the user never typed."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write bytes to `path` through a temporary file in the same folder and an atomic rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -43,7 +61,7 @@ def write_yaml(path: str | Path, obj: Any) -> None:
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Save a flat dict of tensors as safetensors, atomically (shared storage is cloned)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_beside(path)
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from urllib.parse import parse_qsl, urlencode
 from pathlib import Path
 from typing import Any, Sequence
@@ -59,8 +60,9 @@ def add_train_parser(sub) -> None:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="number of epochs (default 100)")
     budget.add_argument("--minutes", type=float, help="wall-clock training budget; the schedule spans it")
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int, dest="batch_size",
+                   help="samples per step and per process (default 256; under torchrun the global batch is x processes)")
+    p.add_argument("--seed", type=int, help="seed of the weights, the data order and the views (default 0)")
     p.add_argument("--out", help="run directory to create (required unless --resume)")
     p.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (RUN.partial) from its last "
                    "checkpoint with its saved configuration")
@@ -79,18 +81,19 @@ def add_train_parser(sub) -> None:
                    help="decoded images (folder:, tar:, parquet:, hf:) up to GB are held in memory; larger data is "
                    "streamed, decoded by worker processes (default: half the memory available)")
     add_table_flags(p)
-    p.add_argument("--modality", help="force a modality for ambiguous sources (image, timeseries, tabular)")
+    p.add_argument("--modality", help="force a modality for ambiguous sources (image, timeseries, tabular, text, graph, audio)")
     p.add_argument("--optimizer", choices=["lars", "sgd", "adamw"], help="default: the method's paper")
     p.add_argument("--lr", type=float, help="learning rate (default: paper value x batch/256)")
     p.add_argument("--encoder-lr-scale", type=float, dest="encoder_lr_scale",
                    help="the encoder trains at lr x this, the method's heads at lr (adapting a pretrained encoder: "
                         "e.g. --lr 5e-4 --encoder-lr-scale 0.06 gives it 3e-5)")
-    p.add_argument("--weight-decay", type=float, dest="weight_decay")
+    p.add_argument("--weight-decay", type=float, dest="weight_decay", help="default: the method's paper")
     p.add_argument("--log-interval", type=float, dest="log_interval",
                    help="seconds between progress lines when stderr is not a terminal (default 30)")
     p.add_argument("--weight-decay-end", type=float, dest="weight_decay_end",
                    help="weight decay at the end of training, reached on a cosine from --weight-decay (DINO: 0.04 -> 0.4)")
-    p.add_argument("--warmup-fraction", type=float, dest="warmup_fraction")
+    p.add_argument("--warmup-fraction", type=float, dest="warmup_fraction",
+                   help="share of the steps with a linear learning-rate warm-up before the cosine (default 0.1)")
     p.add_argument("--aug-strength", type=float, dest="augmentation_strength", help="scale augmentation (1 = paper)")
     p.add_argument("--method-option", action="append", metavar="KEY=VALUE", help="method hyper-parameter")
     p.add_argument("--encoder-option", action="append", metavar="KEY=VALUE", help="encoder argument")
@@ -579,7 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data source (default: the run's)")
     p.add_argument("--split", default="train", choices=["train", "test"])
     p.add_argument("--k", default="auto", help="number of clusters, or 'auto' (best silhouette, says why)")
-    p.add_argument("--method", default="scan", choices=["scan", "kmeans"], help="SCAN (default) or k-means only")
+    p.add_argument("--method", default="scan", choices=["scan", "umap", "kmeans"],
+                   help="SCAN (default), umap (k-means on the embeddings' UMAP manifold, N2D; needs the cluster "
+                        "extra) or k-means only")
     p.add_argument("--out", required=True, help="clusters.csv or .parquet (index, cluster, confidence); "
                    "the details go beside it as .json")
     p.add_argument("--json", action="store_true", help="print the details as one JSON object")
@@ -620,7 +625,21 @@ COMMANDS = {"prepare": cmd_prepare, "train": cmd_train, "embed": cmd_embed, "eva
 INTERNAL_ERROR = 3  # exit status of an unexpected error (2: the user's input, 130: interrupted)
 
 
+def warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                 line: str | None = None) -> None:
+    """`warnings.showwarning` for the command line: one line, `selfsup: warning: ...`, without the file, line and
+    source text of the code that warned (they mean nothing to a user)."""
+    first = (str(message).strip().splitlines() or [""])[0]
+    print(f"selfsup: warning: {first}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings():  # restores the caller's warning display (tests call main in-process)
+        warnings.showwarning = warning_line
+        return run_command(argv)
+
+
+def run_command(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     is_main_process = lambda: os.environ.get("RANK", "0") == "0"  # noqa: E731 -- torchrun's rank; no torch import
@@ -643,7 +662,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         if is_main_process():
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
-            print(f"selfsup: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback; "
-                  "please report it)", file=sys.stderr)
-        return INTERNAL_ERROR
+            print(failure_line(exc), file=sys.stderr)
+        return 2 if isinstance(exc, OSError) and exc.filename else INTERNAL_ERROR
+
+
+def failure_line(exc: Exception) -> str:
+    """The one line an unexpected exception prints: the file and the system's reason for an OSError that names a
+    file (a folder that cannot be written, a full disk, a path that is a file: the user's environment), else an
+    internal error to report."""
+    if isinstance(exc, OSError) and exc.filename:
+        return f"selfsup: error: {exc.filename}: {exc.strerror or exc}"
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return (f"selfsup: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback; "
+            "please report it)")

@@ -509,7 +509,11 @@ def read_features(path_text: str) -> tuple[Path, list[str], np.ndarray]:
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         i = next(i for i, node in enumerate(ids) if node in seen or seen.add(node))
-        raise DataError(f"{t.path}: line {t.line(i)}: node {ids[i]!r} listed a second time")
+        hint = ""
+        if _is_number(ids[i]) and not float(ids[i]).is_integer():  # a feature value where the id should be
+            hint = ("; the first column of a features file is the node id (node,feature1,feature2,...), and "
+                    f"{ids[i]!r} looks like a feature value: does the file lack its id column?")
+        raise DataError(f"{t.path}: line {t.line(i)}: node {ids[i]!r} listed a second time{hint}")
     return t.path, ids, values
 
 

@@ -148,6 +148,8 @@ def read_sts(path_text: str) -> tuple[list[str], list[str], np.ndarray]:
             score = float(cells[4])
         except ValueError:
             raise DataError(f"{path}: line {number}: the score {cells[4]!r} is not a number") from None
+        if not np.isfinite(score):
+            raise DataError(f"{path}: line {number}: the score {cells[4]!r} is not a finite number")
         a, b = cells[5].strip(), "\t".join(cells[6:]).strip()
         if not a or not b:
             raise DataError(f"{path}: line {number} has an empty sentence")
@@ -156,6 +158,8 @@ def read_sts(path_text: str) -> tuple[list[str], list[str], np.ndarray]:
         gold.append(score)
     if not gold:
         raise DataError(f"{path}: no sentence pairs")
+    if len(set(gold)) < 2:
+        raise DataError(f"{path}: every gold score is {gold[0]:g}; a rank correlation needs scores that differ")
     return first, second, np.asarray(gold, dtype=np.float64)
 
 
