@@ -17,7 +17,7 @@ from selfsup.evaluation import (
     svm_protocol,
 )
 from selfsup.evaluation import fewshot
-from selfsup.evaluation.linear import _fit_softmax
+from selfsup.evaluation.linear import fit_softmax
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -143,7 +143,7 @@ def test_knn_rejects_bad_labels():
 # ----------------------------------------------------------------------------- linear
 
 
-def test_fit_softmax_matches_sklearn_objective():
+def testfit_softmax_matches_sklearn_objective():
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(0)
@@ -151,7 +151,7 @@ def test_fit_softmax_matches_sklearn_objective():
     y = (x[:, 0] + 0.5 * x[:, 1] + 0.5 * rng.standard_normal(200) > 0).astype(int) + (x[:, 2] > 1)
     for C in (0.05, 1.0):
         ref = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(x, y)
-        w, b = _fit_softmax(torch.from_numpy(x), torch.from_numpy(y), 3, C, tol=1e-10, max_iter=2000)
+        w, b = fit_softmax(torch.from_numpy(x), torch.from_numpy(y), 3, C, tol=1e-10, max_iter=2000)
         np.testing.assert_allclose(w.numpy(), ref.coef_, atol=1e-4)
         np.testing.assert_allclose(b.numpy() - b.numpy().mean(), ref.intercept_ - ref.intercept_.mean(), atol=1e-4)
 

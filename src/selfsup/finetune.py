@@ -29,6 +29,7 @@ from torch import nn
 from .data import Split
 from .encoders import Encoder
 from .evaluation.fewshot import few_label_splits
+from .evaluation.linear import fit_softmax
 from .evaluation.splits import stratified_validation_split
 from .modalities import get_modality
 from .run import Run, build_encoder, encode_storage
@@ -44,19 +45,14 @@ VIEW_SIZE_OPTIONS = ("size", "local_size")  # the training run's view sizes: fin
 
 def fit_head(features: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float = 1e-4,
              iterations: int = 100) -> nn.Linear:
-    """The linear probe as a torch head: multinomial logistic regression on frozen features (L-BFGS, float32)."""
+    """The linear probe as a torch head: the evaluation's multinomial logistic regression (evaluation.linear's
+    L-BFGS solver, float32) on the frozen features, with mean cross-entropy + weight_decay * ||W||^2."""
     head = nn.Linear(features.shape[1], n_classes)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
-    opt = torch.optim.LBFGS(head.parameters(), max_iter=iterations, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(head(features), y) + weight_decay * head.weight.square().sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    # fit_softmax's penalty is ||W||^2 / (2 C n): C = 1 / (2 weight_decay n) gives weight_decay ||W||^2
+    w, b = fit_softmax(features.float(), y, n_classes, C=1.0 / (2 * weight_decay * len(features)), max_iter=iterations)
+    with torch.no_grad():
+        head.weight.copy_(w)
+        head.bias.copy_(b)
     return head
 
 

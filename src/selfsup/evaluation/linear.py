@@ -20,7 +20,7 @@ from .splits import as_features, as_labels, stratified_validation_split
 DEFAULT_CS: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
-def _fit_softmax(
+def fit_softmax(
     x: torch.Tensor,
     y: torch.Tensor,
     n_classes: int,
@@ -93,14 +93,14 @@ def linear_probe(
         x_fit, x_val = _standardise(xtr[fit_idx], xtr[val_idx])
         init = None
         for C in Cs:
-            init = weights[C] = _fit_softmax(x_fit, ytr[fit_idx], k, C, init, max_iter)
+            init = weights[C] = fit_softmax(x_fit, ytr[fit_idx], k, C, init, max_iter)
             val_scores[C] = float(np.mean(_predict(*init, x_val) == yidx[val_idx]))
         best_C = max(Cs, key=lambda c: val_scores[c])  # first maximum = strongest regularisation on ties
     else:
         best_C = Cs[0]
 
     x_all, x_test = _standardise(xtr, xte)
-    w, b = _fit_softmax(x_all, ytr, k, best_C, weights.get(best_C), max_iter)
+    w, b = fit_softmax(x_all, ytr, k, best_C, weights.get(best_C), max_iter)
     pred = classes[_predict(w, b, x_test)]
     return {
         "acc": float(np.mean(pred == as_labels(test_y, len(pred), "test_y"))),
