@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Audio benchmark (issue 20; protocol "Audio, speaker-independent spoken digits" in
+"""Audio benchmark (protocol "Audio, speaker-independent spoken digits" in
 ../shared/reference/benchmark-protocol.md): speaker-independent spoken-digit recognition with a linear probe on frozen
 clip embeddings, at 100% and 10% of the labels, and speaker identification as a second task.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Spoken digits synthesised offline with Debian's espeak-ng (issue 20's benchmark data; protocol "Audio,
+"""Spoken digits synthesised offline with Debian's espeak-ng (the audio benchmark's data; protocol "Audio,
 speaker-independent spoken digits").
 
 A speaker is an English accent of espeak-ng (8 of them) with one of its voice variants (14 drawn per accent, seeded)

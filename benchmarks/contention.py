@@ -86,7 +86,7 @@ def main() -> None:
     alone = cases["alone_adaptive"]["img_per_s"]
     ratio = cases["pair_adaptive"]["img_per_s"] / alone
     result = {
-        "protocol": "issue 11: two identical `selfsup train --data digits --method simclr --epochs "
+        "protocol": "two identical `selfsup train --data digits --method simclr --epochs "
                     f"{args.epochs} --no-eval --no-report --quiet` processes started together versus one alone "
                     "(wall time of whole processes, start-up included)",
         "command": "python benchmarks/contention.py " + " ".join(sys.argv[1:]),

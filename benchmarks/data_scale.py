@@ -12,7 +12,7 @@ Fashion-MNIST's 70k images (mirrored copies beyond 70k), in one folder per class
   - the same images written as WebDataset-style tar shards (SHARD_SIZE per shard): training streamed from them
     (--memory-budget 0: worker processes decode each batch while the model trains), images/s and peak RSS beside
     the in-memory run, and the path the default memory budget picks for them.
-Targets (issue 15): prepare >= 1.8x the baseline on 2 cores; cache >= 0.95x the in-memory images/s; training's
+Targets: prepare >= 1.8x the baseline on 2 cores; cache >= 0.95x the in-memory images/s; training's
 peak RSS from the cache under 25% of the cache's size and not growing with the number of processes.
 
     python benchmarks/data_scale.py --count 100000 --json
@@ -224,7 +224,7 @@ def main() -> None:
         prepare_rate = len(files) / prepare_s
         doc = {
             "benchmark": "data at scale: selfsup prepare, training from the memory-mapped cache and streamed from tar "
-                         "shards (issue 15)",
+                         "shards",
             "command": "python benchmarks/data_scale.py " + " ".join(sys.argv[1:]),
             "data": {"images": len(files), "generated_from": "Fashion-MNIST (70k, mirrored beyond), tinted RGB, "
                      "JPEG quality 80-95, sides 64-160 px", "generation_seconds": generated_s,

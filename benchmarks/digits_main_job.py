@@ -161,14 +161,6 @@ def readme_figures(result: dict[str, Any]) -> str:
             f"`benchmarks/results/digits_main_job.json`, written {result['written'][:10]}): " + "; ".join(parts) + ".")
 
 
-def write_readme(result: dict[str, Any]) -> None:
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    text = readme.read_text()
-    start = text.index("\n", text.index("<!-- main job figures:")) + 1
-    end = text.index("<!-- end of main job figures -->", start)
-    readme.write_text(text[:start] + readme_figures(result) + "\n" + text[end:])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--search", action="store_true")
@@ -180,7 +172,9 @@ def main() -> None:
     parser.add_argument("--readme", action="store_true", help="write the README's figures from the results and exit")
     args = parser.parse_args()
     if args.readme:
-        write_readme(json.loads((RESULTS / "digits_main_job.json").read_text()))
+        import blocks
+
+        blocks.write("main job figures")
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.search:

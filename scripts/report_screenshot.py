@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Make docs/report-digits.png: the README's main job (SimCLR on digits, 30 epochs), its report.html opened in
-headless Chromium, the top of the page captured (the verdict, then the first pictures).
+"""Make docs/report-digits.png: the README's main job (its command, run here unless --run holds its result), its
+report.html opened in headless Chromium and captured from the top (the verdict, the pictures) down to the end of
+the Clusters section.
 
-    python scripts/report_screenshot.py [--run runs/digits] [--out docs/report-digits.png] [--height 1800]
+    python scripts/report_screenshot.py [--run runs/digits] [--out docs/report-digits.png]
 
 Needs chromium and chromium-driver (Debian packages; scripts/test.sh installs them) and selenium.
 """
@@ -28,11 +29,31 @@ def headless_chromium(width: int, height: int):
                             options=opts)
 
 
-def screenshot(page: Path, out: Path, width: int, height: int) -> None:
-    driver = headless_chromium(width, height)
+#: the README's main job, as its first command runs it (after the installs)
+MAIN_JOB = ["train", "--data", "digits", "--epochs", "30", "--overwrite", "--cluster", "10"]
+
+#: JavaScript: the page's height down to the end of the Clusters section (the top of the heading after it)
+CLUSTERS_END = """
+const heads = Array.from(document.querySelectorAll('h2'));
+const i = heads.findIndex(h => h.textContent === 'Clusters');
+if (i < 0) return -1;
+const next = heads[i + 1];
+return Math.ceil(next ? next.getBoundingClientRect().top + window.scrollY : document.body.scrollHeight);
+"""
+
+
+def screenshot(page: Path, out: Path, width: int, max_height: int) -> int:
+    """Capture `page` from the top to the end of its Clusters section (at most `max_height` px); the height."""
+    driver = headless_chromium(width, 900)
     try:
         driver.get(page.resolve().as_uri())
+        height = driver.execute_script(CLUSTERS_END)
+        if height < 0:
+            raise SystemExit(f"{page}: no Clusters section (train with --cluster K)")
+        height = min(int(height) + 16, max_height)
+        driver.set_window_size(width, height)
         driver.save_screenshot(str(out))
+        return height
     finally:
         driver.quit()
 
@@ -42,23 +63,15 @@ def main() -> None:
     p.add_argument("--run", default=str(ROOT / "runs" / "digits"), help="run directory (trained here if missing)")
     p.add_argument("--out", default=str(ROOT / "docs" / "report-digits.png"))
     p.add_argument("--width", type=int, default=1100)
-    p.add_argument("--height", type=int, default=1800)
+    p.add_argument("--max-height", type=int, default=6000)
     args = p.parse_args()
-    sys.path.insert(0, str(ROOT / "src"))
-    import selfsup
-    from selfsup.artifacts import write_json
-    from selfsup.evaluate import evaluate_run
-    from selfsup.report import build_report
-
     run_dir = Path(args.run)
-    if not (run_dir / "summary.json").exists():
-        selfsup.train("digits", epochs=30, out=run_dir, overwrite=True, progress=False)
-    run = selfsup.load(run_dir)
-    if not (run_dir / "eval.json").exists():
-        write_json(run_dir / "eval.json", evaluate_run(run, "digits"))
-    page = build_report(run)
-    screenshot(page, Path(args.out), args.width, args.height)
-    print(f"{args.out} (from {page})")
+    if not (run_dir / "clusters.csv").exists():
+        import subprocess
+
+        subprocess.run([sys.executable, "-m", "selfsup", *MAIN_JOB, "--out", str(run_dir)], check=True)
+    height = screenshot(run_dir / "report.html", Path(args.out), args.width, args.max_height)
+    print(f"{args.out}: {args.width} x {height} px (from {run_dir / 'report.html'})")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The corpus of bad and awkward inputs (issue 13): every case gives one line naming the culprit with exit status 2,
+"""The corpus of bad and awkward inputs: every case gives one line naming the culprit with exit status 2,
 or the stated behaviour for awkward-but-valid input; no traceback anywhere. Inputs are generated at test time.
 Add the cases of every new source and modality here."""
 import json

@@ -1,4 +1,4 @@
-"""Masked modelling and pretext tasks (issue 17): the Vision Transformer as a token encoder (hidden patches dropped,
+"""Masked modelling and pretext tasks: the Vision Transformer as a token encoder (hidden patches dropped,
 patches cut as MAE cuts them), MAE's loss and masks, RotNet's views and labels, NPID's memory bank; losses by hand,
 training from the command line, and exact resume of the bank and of the masks."""
 import math

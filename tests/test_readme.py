@@ -1,52 +1,81 @@
-"""README's claims that code can check: the methods table lists every registered method, as the registry says."""
+"""README.md and the docs pages: short, no block typed twice, every figure block equal to its rendering from the
+results (benchmarks/blocks.py), the methods table equal to the registry."""
+import json
 import re
+import sys
 from pathlib import Path
 
-from selfsup.cli import methods_markdown
 from selfsup.methods import methods
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+sys.path.insert(0, str(README.parent / "benchmarks"))
+
+import blocks  # noqa: E402
 
 
-def test_methods_table_is_the_registry():
+def test_readme_is_short_and_starts_with_the_two_commands():
     text = README.read_text()
-    table = re.search(r"<!-- methods table:[^\n]*-->\n(.*?)\n<!-- end of methods table -->", text, re.S)
-    assert table, "README lost its methods table markers"
-    assert table.group(1) == methods_markdown(), "regenerate it with `selfsup methods --markdown`"
-    listed = re.findall(r"^\| `([a-z0-9_]+)` \|", table.group(1), re.M)
+    assert len(text.splitlines()) <= 220
+    commands = re.findall(r"```bash\n(.*?)```", text[:text.index("\n## ")], re.S)
+    assert len(commands) == 2, commands
+    assert "pip install" in commands[0] and "selfsup train --data digits" in commands[0]
+    assert commands[1].strip() == "bash scripts/test.sh"
+
+
+def repeated_runs(lines: list[str], length: int = 5) -> list[int]:
+    """Line numbers (1-based) where a run of `length` identical non-blank lines starts a second time."""
+    seen, repeats = {}, []
+    for i in range(len(lines) - length + 1):
+        run = tuple(lines[i:i + length])
+        if sum(bool(x.strip()) for x in run) < length or any(x.strip() in ("```", "|---|---|") for x in run):
+            continue
+        if run in seen and i >= seen[run] + length:
+            repeats.append(i + 1)
+        seen.setdefault(run, i)
+    return repeats
+
+
+def test_no_block_of_five_lines_appears_twice():
+    assert repeated_runs(["a", "b", "c", "d", "e", "x", "a", "b", "c", "d", "e"]) == [7]  # negative control
+    for path in blocks.documents():
+        assert not repeated_runs(path.read_text().splitlines()), path
+
+
+def test_every_figure_block_is_its_rendering():
+    found = {}
+    for path in blocks.documents():
+        for name, content in blocks.blocks_in(path.read_text()).items():
+            found[name] = path
+            assert content == blocks.BLOCKS[name](), \
+                f"{path.name}: block {name!r} is stale; regenerate it with `python benchmarks/blocks.py`"
+    assert set(found) == set(blocks.BLOCKS), f"blocks no document holds: {set(blocks.BLOCKS) - set(found)}"
+
+
+def test_a_changed_result_makes_its_block_stale():
+    """Negative control: the check above compares with the JSON, so one changed figure no longer matches."""
+    import clustering
+
+    doc = json.loads((blocks.RESULTS / "clustering.json").read_text())
+    changed = json.loads(json.dumps(doc))
+    changed["datasets"][0]["rows"]["k-means on raw pixels"]["acc"] = 0.123
+    page = next(p for p in blocks.documents() if "clustering table" in blocks.blocks_in(p.read_text()))
+    assert clustering.clustering_table(changed) != blocks.blocks_in(page.read_text())["clustering table"]
+
+
+def test_methods_table_lists_every_registered_method():
+    table = blocks.BLOCKS["methods table"]()
+    listed = re.findall(r"^\| `([a-z0-9_]+)` \|", table, re.M)
     assert sorted(listed) == sorted(methods.names()) and len(listed) >= 11
 
 
-def test_screen_tables_are_rendered_from_the_results():
-    import sys
-
-    sys.path.insert(0, str(README.parent / "benchmarks"))
-    import json
-
-    import fmnist_budget
-
-    search = json.loads((fmnist_budget.RESULTS / "fmnist_budget_search.json").read_text())
-    text = README.read_text()
-    budget = json.loads((fmnist_budget.RESULTS / "fmnist_budget.json").read_text())
-    for name, table in [("budget", fmnist_budget.budget_table(budget))] + [
-            (name, fmnist_budget.screen_table(search, candidates)) for name, candidates in fmnist_budget.TABLES.items()]:
-        block = re.search(rf"<!-- screen table {name}:[^\n]*-->\n(.*?)<!-- end of screen table {name} -->", text, re.S)
-        assert block, f"README lost the markers of screen table {name!r}"
-        assert block.group(1).rstrip("\n") == table, \
-            f"regenerate it with `python benchmarks/fmnist_budget.py --table {name}` (budget: --budget-table)"
-
-
-def test_main_job_figures_are_rendered_from_the_results():
-    import sys
-
-    sys.path.insert(0, str(README.parent / "benchmarks"))
-    import json
-
-    import digits_main_job
-
-    result = json.loads((digits_main_job.RESULTS / "digits_main_job.json").read_text())
-    block = re.search(r"<!-- main job figures:[^\n]*-->\n(.*?)\n<!-- end of main job figures -->", README.read_text(),
-                      re.S)
-    assert block, "README lost the markers of the main job's figures"
-    assert block.group(1) == digits_main_job.readme_figures(result), \
-        "regenerate them with `python benchmarks/digits_main_job.py --readme`"
+def test_the_project_speaks_of_the_product_not_of_its_history():
+    """README, docs, sources, benchmark scripts and results name no work session or issue number (dates and commit
+    hashes say when); the pattern is checked on a planted line first (negative control)."""
+    pattern = re.compile(r"session [0-9]|issue [0-9]+", re.I)
+    assert pattern.search("measured in Session 3 for issue 12")
+    root = README.parent
+    files = [README, *root.glob("docs/**/*.md"), *root.glob("src/**/*.py"), *root.glob("benchmarks/*.py"),
+             *root.glob("benchmarks/results/*.json")]
+    found = [f"{p.relative_to(root)}:{n}" for p in files
+             for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if pattern.search(line)]
+    assert not found, found

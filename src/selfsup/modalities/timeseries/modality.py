@@ -248,7 +248,7 @@ class TimeSeriesModality(Modality):
 #: configuration (width 64, mask 0.5) at 0.939 / 0.954 (seeds 0-2 / 3-5), no timestamp mask scored 0.952 / 0.958
 #: and no mask at width 32 0.961 (seeds 3-5); widths 32, 64 and 128 within noise of each other, batch 16 0.947,
 #: the instance or temporal term alone, 2x iterations, warm-up + cosine and the last iterate instead of the
-#: average did not help. Earlier sessions: TS2Vec beat masked reconstruction and SimCLR on series views, the
+#: average did not help. Earlier measurements: TS2Vec beat masked reconstruction and SimCLR on series views, the
 #: non-causal encoder beat the causal one, max-pooling beat mean and max+mean pooling, jitter/scaling did not help.
 #: The paper's own ablation over 128 UCR problems found the mask helpful on average; the method
 #: keeps the paper's mask_p=0.5 for a user who chooses ts2vec with options of their own.
