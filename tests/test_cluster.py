@@ -96,6 +96,10 @@ def test_manifold_clustering_finds_connected_groups_that_kmeans_splits():
     assert conf.shape == (900,) and ((conf > 0) & (conf <= 1)).all()
     again, _, _ = manifold_clusters(z, 2, seed=0)
     assert (again == labels).all()  # seeded: the same clusters every time
+    import numba
+
+    # numba's OpenMP layer would leave threads that slow every later torch step in this process many times over
+    assert numba.threading_layer() == "workqueue"
 
 
 def test_cluster_with_umap_from_the_cli(digits_run, tmp_path):

@@ -27,11 +27,15 @@ DIMENSIONS = 10
 def manifold_coordinates(z: Any, dims: int = DIMENSIONS, neighbours: int = NEIGHBOURS, seed: int = 0) -> np.ndarray:
     """[N, dims] UMAP coordinates of the L2-normalised embeddings (min_dist 0: tight clumps, as N2D)."""
     try:
+        import numba
         import umap
     except ImportError:
         from ..errors import ConfigError
 
         raise ConfigError("--method umap needs the umap-learn package: pip install 'selfsup[cluster]'") from None
+    # numba's default OpenMP layer leaves threads that slow torch's later work in the same process 10-40x (measured:
+    # a ViT training step after UMAP); its plain worker queue does not. Set before numba's first parallel launch.
+    numba.config.THREADING_LAYER = "workqueue"
     zn = normalise(z)
     neighbours = max(2, min(neighbours, len(zn) - 1))
     dims = max(1, min(dims, len(zn) - 2))
