@@ -61,7 +61,8 @@ def add_train_parser(sub) -> None:
     budget.add_argument("--epochs", type=int, help="number of epochs (default 100)")
     budget.add_argument("--minutes", type=float, help="wall-clock training budget; the schedule spans it")
     p.add_argument("--batch-size", type=int, dest="batch_size",
-                   help="samples per step and per process (default 256; under torchrun the global batch is x processes)")
+                   help="samples per step and per process (default 256; under torchrun the global batch is "
+                        "x processes)")
     p.add_argument("--seed", type=int, help="seed of the weights, the data order and the views (default 0)")
     p.add_argument("--out", help="run directory to create (required unless --resume)")
     p.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (RUN.partial) from its last "
@@ -81,7 +82,8 @@ def add_train_parser(sub) -> None:
                    help="decoded images (folder:, tar:, parquet:, hf:) up to GB are held in memory; larger data is "
                    "streamed, decoded by worker processes (default: half the memory available)")
     add_table_flags(p)
-    p.add_argument("--modality", help="force a modality for ambiguous sources (image, timeseries, tabular, text, graph, audio)")
+    p.add_argument("--modality", help="force a modality for ambiguous sources (image, timeseries, tabular, text, "
+                   "graph, audio)")
     p.add_argument("--optimizer", choices=["lars", "sgd", "adamw"], help="default: the method's paper")
     p.add_argument("--lr", type=float, help="learning rate (default: paper value x batch/256)")
     p.add_argument("--encoder-lr-scale", type=float, dest="encoder_lr_scale",

@@ -2,8 +2,9 @@
 
 Steps the user sees and can switch: spherical k-means on the embeddings (always, the baseline), then SCAN
 (evaluation/scan.py: neighbour consistency and balanced clusters, then self-labelling), or with `method="umap"`
-k-means on the embeddings' UMAP manifold (evaluation/manifold.py, N2D), or nothing more with `method="kmeans"`. K is given or chosen without labels (`k="auto"`: the best cosine silhouette of k-means over
-2..min(20, n/10), reported with every score). With labels, Hungarian accuracy, NMI and ARI are measured in the
+k-means on the embeddings' UMAP manifold (evaluation/manifold.py, N2D), or nothing more with `method="kmeans"`.
+K is given or chosen without labels (`k="auto"`: the best cosine silhouette of k-means over 2..min(20, n/10),
+reported with every score). With labels, Hungarian accuracy, NMI and ARI are measured in the
 same run for k-means on raw input, k-means on the embeddings and the chosen method.
 """
 from __future__ import annotations
