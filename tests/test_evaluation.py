@@ -283,3 +283,34 @@ def test_knn_k_follows_the_data():
     assert data_k(np.repeat(np.arange(10), 6000)) == 200  # Fashion-MNIST
     assert data_k(np.repeat(np.arange(10), 135)) == 20  # digits: round(0.15 * 135)
     assert data_k(np.array([0] * 500 + [1] * 12)) == 5
+
+
+def test_gradient_boosting_known_answers_leaf_choice_and_categories(sep, rnd):
+    from selfsup.evaluation import gradient_boosting
+
+    res = gradient_boosting(*sep)
+    assert res["acc"] >= 0.98 and res["min_samples_leaf"] in (5, 20)  # chosen on a validation fifth
+    assert abs(gradient_boosting(*rnd)["acc"] - 0.1) < 0.05  # random labels: chance
+    xtr, ytr, xte, yte = sep
+    few = gradient_boosting(xtr[:20], ytr[:20], xte, yte)  # < 2 validation rows a class: the fallback leaf
+    assert few["min_samples_leaf"] == 2
+    # a categorical column is split by category, not by order: classes 0 and 2 against 1 in one split
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 3, 400).astype(np.float64)
+    y = (codes == 1).astype(int)
+    x = np.stack([codes, rng.normal(size=400)], 1)
+    assert gradient_boosting(x[:300], y[:300], x[300:], y[300:], categorical=[True, False])["acc"] == 1.0
+
+
+def test_choose_features_prefers_the_set_that_holds_the_signal():
+    from selfsup.evaluation.trees import choose_features
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    signal = (y[:, None] + 0.1 * rng.normal(size=(60, 2)))
+    noise = rng.normal(size=(60, 2))
+    name, scores = choose_features({"noise": (noise, None), "signal": (signal, None)}, y)
+    assert name == "signal" and scores["signal"] > 0.9 > scores["noise"]
+    name, _ = choose_features({"signal": (signal, None), "noise": (noise, None)}, y)
+    assert name == "signal"  # the order does not decide when the scores differ
+    assert choose_features({"a": (signal[:3], None), "b": (noise[:3], None)}, y[[0, 20, 40]]) == ("b", {})

@@ -67,3 +67,17 @@ def test_no_rate_search_on_a_handful_of_labels(digits_run):
     ds = selfsup.load_dataset("digits")
     lr, scores = choose_lr(run.encoder, run.resolved, ds.train.x[:50], ds.train.y[:50], 10, 5, (0.5, 1.0), 0)
     assert lr == run.encoder.fine_tuning.lr and scores == {}
+
+
+def test_tables_fine_tune_on_their_rows_as_they_are_and_beat_the_probe():
+    """The tabular encoders declare their recipe (AdamW, no corrupted rows, up to 3,000 steps); on digits read as a
+    table, fine-tuning with every label beats the frozen encoder's linear probe."""
+    ds = selfsup.load_dataset("sklearn:digits", modality="tabular")
+    torch.manual_seed(0)
+    run = selfsup.train(ds, method="scarf", epochs=5, batch_size=128, monitor=False, device="cpu",
+                        encoder_options={"width": 64, "depth": 2})
+    assert run.encoder.fine_tuning.view_strength == 0.0 and run.encoder.fine_tuning.max_steps == 3000
+    probe = linear_probe(run.embed(ds.train.x), ds.train.y, run.embed(ds.test.x), ds.test.y)["acc"]
+    res = few_label_finetune(run, ds.train, ds.test, fractions=(1.0,), seeds=(0,), baseline=False)["selfsup"]["1.0"]
+    assert res["steps"] == training_steps(len(ds.train), 30, 100, 3000)
+    assert res["mean"] >= probe, (res, probe)

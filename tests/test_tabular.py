@@ -278,7 +278,7 @@ def test_methods_train_on_tables(method, options):
                         encoder_options=TINY, method_options=options, log_every=1, seed=0)
     assert math.isfinite(run.summary["final_loss"]) and run.summary["steps"] == 24
     z = run.embed(df.iloc[:10])
-    assert z.shape == (10, 32) and np.isfinite(z).all()
+    assert z.shape == (10, 64) and np.isfinite(z).all()
 
 
 def test_reconstruction_methods_learn(tmp_path):
@@ -313,13 +313,68 @@ def test_run_embed_new_rows_after_reload(tmp_path):
     assert cfg["resolved"]["data_spec"]["columns"][2]["name"] == "colour"
     new = pd.DataFrame({"age": [None, 35.0], "income": [5e4, None], "colour": ["mauve", "red"], "size": ["S", "Q"]})
     z1, z2 = run.embed(new), loaded.embed(new)
-    assert z1.shape == (2, 32) and np.isfinite(z1).all() and np.allclose(z1, z2, atol=1e-6)
+    assert z1.shape == (2, 64) and np.isfinite(z1).all() and np.allclose(z1, z2, atol=1e-6)
     # The same rows as an object array in the spec's column order embed identically.
     assert np.allclose(loaded.embed(new[["age", "income", "colour", "size"]].to_numpy(object)), z2, atol=1e-6)
     with pytest.raises(DataError, match="missing column"):
         loaded.embed(new.drop(columns="size"))
     with pytest.raises(DataError, match=r"row 1.*column 'age'"):
         loaded.embed(new.assign(age=["1", "old"]))
+
+
+def test_concat_readout_is_every_block_side_by_side():
+    spec = get_modality("tabular").fit_spec(torch.as_tensor(np.random.default_rng(0).normal(size=(64, 5))))
+    mlp = get_modality("tabular").encoders.get("mlp")
+    enc = mlp(spec, width=8, depth=3, readout="concat").eval()
+    x = torch.randn(4, spec["input_dim"])
+    z = enc(x)
+    h, blocks = x, []
+    for block in enc.net:
+        h = block(h)
+        blocks.append(h)
+    assert enc.out_dim == 24 and z.shape == (4, 24)
+    assert torch.equal(z, torch.cat(blocks, 1))
+    last = mlp(spec, width=8, depth=3, readout="last").eval()
+    last.load_state_dict(enc.state_dict())  # the same parameters: only what is read out differs
+    assert torch.equal(last(x), blocks[-1])
+    with pytest.raises(ConfigError, match="readout"):
+        mlp(spec, readout="mean")
+
+
+def test_with_raw_puts_the_raw_features_before_the_embedding(tmp_path):
+    from selfsup.cli import main
+
+    df = mixed_frame(128)
+    run = selfsup.train(selfsup.dataset_from_array(df), method="scarf", epochs=1, batch_size=64, monitor=False,
+                        encoder_options=TINY, out=tmp_path / "run")
+    raw = run.modality.raw_features(run.modality.to_storage(df, "input", run.spec), run.spec)
+    both = run.embed(df, with_raw=True)
+    assert both.shape == (128, raw.shape[1] + 64)
+    assert np.allclose(both[:, :raw.shape[1]], raw, atol=1e-6) and np.allclose(both[:, raw.shape[1]:], run.embed(df))
+    df.to_csv(tmp_path / "t.csv", index=False)
+    assert main(["embed", str(tmp_path / "run"), "--data", f"csv:{tmp_path / 't.csv'}", "--out",
+                 str(tmp_path / "z.npy"), "--with-raw"]) == 0
+    assert np.allclose(np.load(tmp_path / "z.npy"), both, atol=1e-4)
+    with pytest.raises(ConfigError, match="per-time-step"):
+        from selfsup.run import with_raw_features
+        with_raw_features(run, torch.zeros(2, 4), None, np.zeros((2, 3, 4), np.float32))
+
+
+def test_eval_trees_see_the_raw_columns_beside_each_embedding(tmp_path):
+    from selfsup.evaluate import beside_raw, evaluate_run, format_results, holdout_test_split
+
+    ds = load_dataset("sklearn:breast_cancer", None, "tabular")
+    run = selfsup.train(ds, method="scarf", epochs=1, batch_size=64, monitor=False, encoder_options=TINY)
+    res = evaluate_run(run, ds, protocols=("trees", "linear"), finetune=False)
+    trees = res["protocols"]["trees"]
+    assert set(trees) == {"selfsup", "raw", "random_encoder"} and trees["raw"]["acc"] > 0.85
+    assert res["trees_acc"] == trees["selfsup"]["acc"] and "(raw beside each)" in format_results(res)
+    train, test, _ = holdout_test_split(ds)
+    z = (np.zeros((len(train), 3), np.float32), np.ones((len(test), 3), np.float32))
+    sets = beside_raw({"selfsup": z}, run, train, test)
+    raw = run.modality.raw_features(train.x, run.spec)
+    assert sets["raw"][0].shape == raw.shape and sets["selfsup"][0].shape == (len(train), raw.shape[1] + 3)
+    assert np.array_equal(sets["selfsup"][0][:, :raw.shape[1]], raw) and (sets["selfsup"][1][:, -3:] == 1).all()
 
 
 def test_sklearn_pipeline_on_numeric_table():
@@ -336,6 +391,9 @@ def test_sklearn_pipeline_on_numeric_table():
     pipe.fit(xtr, ytr)
     assert pipe.score(xte, yte) > 0.9
     assert clone(pipe).steps[0][1].get_params()["method"] == "scarf"
+    both = selfsup.SelfSupervisedEmbedder(method="scarf", epochs=1, with_raw=True).fit(xtr).transform(xte)
+    assert both.shape == (len(xte), 30 + 1024) and np.allclose(both[:, :30].mean(0), ((xte - xtr.mean(0)) /
+                                                                                      xtr.std(0)).mean(0), atol=1e-4)
 
 
 def test_cli_trains_and_evaluates_a_csv(tmp_path, capsys):

@@ -98,7 +98,7 @@ class SelfSupervisedEmbedder(TransformerMixin, BaseEstimator):
 
     def __init__(self, method: str = "simclr", encoder: str | None = None, epochs: int | None = 20,
                  minutes: float | None = None, batch_size: int = 256, seed: int = 0, modality: str | None = None,
-                 device: str = "auto", method_options: dict | None = None) -> None:
+                 device: str = "auto", method_options: dict | None = None, with_raw: bool = False) -> None:
         self.method = method
         self.encoder = encoder
         self.epochs = epochs
@@ -108,6 +108,7 @@ class SelfSupervisedEmbedder(TransformerMixin, BaseEstimator):
         self.modality = modality
         self.device = device
         self.method_options = method_options
+        self.with_raw = with_raw
 
     def fit(self, X: Any, y: Any = None) -> "SelfSupervisedEmbedder":
         """Pre-train on X; y is ignored (self-supervised)."""
@@ -120,6 +121,7 @@ class SelfSupervisedEmbedder(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        """Embeddings of X from the fitted encoder."""
+        """Embeddings of X from the fitted encoder; with `with_raw`, X's raw features first, then the embedding
+        (`Run.embed(with_raw=True)`), for a downstream model that should see both."""
         check_is_fitted(self, "run_")
-        return self.run_.embed(X)
+        return self.run_.embed(X, with_raw=self.with_raw)

@@ -296,6 +296,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
         from .whitening import run_whitening
 
         z = run_whitening(run, whiten_dim(args.whiten)).transform(z)
+    if args.with_raw:
+        if stream is not None:
+            raise ConfigError(f"--with-raw: --data {ds.name} is streamed from disk; raw features need it in memory "
+                              "(raise --memory-budget)")
+        from .run import with_raw_features
+
+        z = with_raw_features(run, split.x, split.mask, z)
     import io
     buf = io.BytesIO()
     np.save(buf, z)
@@ -552,6 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-timestep", action="store_true", dest="per_timestep",
                    help="time series: one vector per time step (N x length x dim; padded steps are zeros)")
     add_whiten_flag(p)
+    p.add_argument("--with-raw", action="store_true", dest="with_raw",
+                   help="the raw baseline's features (tables: z-scored numeric columns, missing indicators, one-hot "
+                        "categories) first, then the embedding, in one matrix: for a tree model that should see both")
     p = sub.add_parser("eval", help="evaluate a run's frozen encoder with baselines",
                        epilog="example:\n  " + EXAMPLES["eval"], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")

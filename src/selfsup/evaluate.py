@@ -9,8 +9,8 @@ import numpy as np
 
 from .data import Dataset, Split
 from .errors import ConfigError
-from .evaluation import (cross_validated_svm, data_k, few_label_linear, kmeans_clustering, knn_accuracy,
-                         linear_probe, sts_protocol, svm_protocol, transfer_accuracy)
+from .evaluation import (cross_validated_svm, data_k, few_label_linear, gradient_boosting, kmeans_clustering,
+                         knn_accuracy, linear_probe, sts_protocol, svm_protocol, transfer_accuracy)
 from .loading import load_dataset
 from .run import Run, build_encoder, encode_storage
 from .whitening import Whitening
@@ -111,7 +111,20 @@ PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "transfer": lambda a, b, c, d: transfer_accuracy(np.concatenate([a, c]), np.concatenate([b, d])),
     # InfoGraph's and GraphCL's graph classification: 10-fold CV over both splits, an RBF SVM with C by inner CV
     "svm_cv": lambda a, b, c, d: cross_validated_svm(np.concatenate([a, c]), np.concatenate([b, d])),
+    # HistGradientBoosting: on the raw features alone, and on the raw features beside each embedding (BESIDE_RAW)
+    "trees": lambda a, b, c, d: gradient_boosting(a, b, c, d),
 }
+BESIDE_RAW = frozenset({"trees"})  # protocols whose model sees [raw features | embedding], as a tree model given both
+
+
+def beside_raw(feats: dict[str, tuple[np.ndarray, np.ndarray]], run: Run, train: Split, test: Split
+               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The raw features alone ("raw") and, for every other feature set, [raw | that set] for train and test."""
+    mod, spec = run.modality, run.spec
+    raw = feats.get("raw") or (mod.raw_features(train.x, spec, train.mask), mod.raw_features(test.x, spec, test.mask))
+    both = {name: (np.concatenate([raw[0], tr], 1), np.concatenate([raw[1], te], 1))
+            for name, (tr, te) in feats.items() if name != "raw"}
+    return {**both, "raw": raw}
 
 
 def headline(result: dict[str, Any]) -> float | None:
@@ -168,8 +181,9 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
     if notes:
         results["notes"] = notes
     for proto in protocols:
+        sets = beside_raw(feats, run, train, test) if proto in BESIDE_RAW else feats
         results["protocols"][proto] = {name: PROTOCOLS[proto](tr, train.y, te, test.y)
-                                       for name, (tr, te) in feats.items()}
+                                       for name, (tr, te) in sets.items()}
     p = results["protocols"]
     if "linear" in p:
         results["linear_confusion"] = p["linear"]["selfsup"].pop("confusion")
@@ -179,7 +193,7 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
         from .finetune import few_label_finetune
         results["protocols"]["finetune"] = few_label_finetune(run, train, test)
     for proto, key in (("knn", "knn_acc"), ("linear", "linear_acc"), ("svm", "svm_acc"),
-                       ("transfer", "transfer_acc")):
+                       ("transfer", "transfer_acc"), ("trees", "trees_acc")):
         if proto in p:
             results[key] = p[proto]["selfsup"]["acc"]
     results["baselines"] = {name: {proto: headline(p[proto][name]) for proto in p if name in p[proto]}
@@ -223,7 +237,8 @@ def evaluation_rows(ev: dict[str, Any]) -> list[list[Any]]:
                 f"{by_name[n][frac]['mean']:.4f} ± {by_name[n][frac]['std']:.4f}" if n in by_name else "-"
                 for n in ("selfsup", "raw", "random_encoder")])
         for m in metrics:
-            label = f"{proto} {m}" + (f" (k={sample['k']})" if m == "acc" and "k" in sample else "")
+            label = f"{proto} {m}" + (f" (k={sample['k']})" if m == "acc" and "k" in sample else "") + (
+                " (raw beside each)" if proto in BESIDE_RAW else "")
             rows.append([label] + [by_name.get(n, {}).get(m, "-") for n in ("selfsup", "raw", "random_encoder")])
     return rows
 

@@ -43,19 +43,33 @@ class Run:
         return self.resolved["data_spec"]
 
     def embed(self, x: Any, batch_size: int = 512, device: str | None = None,
-              mask: torch.Tensor | None = None, per_timestep: bool = False, resize: bool = False) -> np.ndarray:
+              mask: torch.Tensor | None = None, per_timestep: bool = False, resize: bool = False,
+              with_raw: bool = False) -> np.ndarray:
         """Embeddings [n, out_dim] (float32 numpy) of raw data in the run's input format (numpy or tensor).
 
         per_timestep=True (series encoders): one vector per time step, [n, length, out_dim]. Images of another
         size than the run's are refused unless resize=True (then resized bilinearly, with a warning).
+        with_raw=True: the raw baseline's features (`Modality.raw_features`: for tables the z-scored numeric
+        columns, missing indicators and one-hot categories) first, then the embedding, in one matrix, for a
+        downstream model (gradient-boosted trees) that should see both.
         """
         storage = x if isinstance(x, torch.Tensor) and self.modality.is_storage(x, self.spec) else \
             self.modality.to_storage(x.numpy() if isinstance(x, torch.Tensor) else x, "input", self.spec)
         storage, notes = self.modality.conform(storage, self.spec, "input", resize=resize)
         for note in notes:
             warnings.warn(note, stacklevel=2)
-        return encode_storage(self.encoder, self.modality, self.spec, storage, batch_size, device, mask,
-                              per_timestep=per_timestep)
+        z = encode_storage(self.encoder, self.modality, self.spec, storage, batch_size, device, mask,
+                           per_timestep=per_timestep)
+        return with_raw_features(self, storage, mask, z) if with_raw else z
+
+
+def with_raw_features(run: Run, storage: torch.Tensor, mask: torch.Tensor | None, z: np.ndarray) -> np.ndarray:
+    """[raw features | embedding] (float32) for samples already in the run's storage format."""
+    if z.ndim != 2:
+        raise ConfigError("raw features go beside one embedding per sample; they cannot be combined with "
+                          "per-time-step embeddings")
+    raw = run.modality.raw_features(storage, run.spec, mask)
+    return np.concatenate([np.asarray(raw, dtype=np.float32).reshape(len(z), -1), z], axis=1)
 
 
 @torch.no_grad()

@@ -1,5 +1,5 @@
-"""Evaluation of frozen embeddings: kNN, linear, few-label, SVM, clustering and STS protocols and label-free
-diagnostics."""
+"""Evaluation of frozen embeddings: kNN, linear, few-label, SVM, gradient-boosted trees, clustering and STS protocols
+and label-free diagnostics."""
 from .cross_validation import cross_validated_svm
 from .clustering import hungarian_accuracy, kmeans_clustering
 from .diagnostics import alignment, dimension_std, embedding_diagnostics, rankme, uniformity
@@ -10,6 +10,7 @@ from .splits import stratified_validation_split
 from .sts import pair_cosines, sts_protocol
 from .svm import svm_protocol
 from .transfer import TRANSFER_CS, transfer_accuracy
+from .trees import gradient_boosting
 
 __all__ = [
     "DEFAULT_CS",
@@ -21,6 +22,7 @@ __all__ = [
     "embedding_diagnostics",
     "few_label_linear",
     "few_label_splits",
+    "gradient_boosting",
     "hungarian_accuracy",
     "kmeans_clustering",
     "knn_accuracy",
