@@ -48,6 +48,18 @@ def _clustering() -> str:
     return clustering.clustering_table(_results("clustering"))
 
 
+def _tabular() -> str:
+    import tabular
+
+    return tabular.markdown(_results("tabular"))
+
+
+def _tabular_recipes() -> str:
+    import tabular_recipes
+
+    return tabular_recipes.markdown(_results("tabular_recipes"))
+
+
 def _methods() -> str:
     from selfsup.cli import methods_markdown
 
@@ -67,6 +79,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "screen table budget": _budget,
     "screen table lightly": _lightly,
     "clustering table": _clustering,
+    "tabular table": _tabular,
+    "tabular recipes": _tabular_recipes,
     "methods table": _methods,
     "method count": _method_count,
 }

@@ -9,7 +9,7 @@ only embeddings. The recipe, for every encoder alike:
   for convolutional networks, AdamW with layer-wise learning-rate decay for ViTs, as MAE's recipe), a linear
   warm-up where declared, then cosine decay, label smoothing 0.1 (MAE, DeiT), batch 64;
 - views: the modality's instance recipe at the strength the architecture declares (`FineTuning.view_strength`: 0.5,
-  or 0 for the tabular encoders, whose corrupted rows lowered accuracy on validation splits of the training rows)
+  or 0 for the tabular encoders: rows as they are, chosen on validation splits, benchmarks/tabular_recipes.py)
   under the data source's own view options (digits: no mirror images, crops of at least 56%);
 - the length follows the labelled set: `epochs` passes over it, at least `min_steps` and at most `max_steps`
   (default: the architecture's `FineTuning.max_steps`);

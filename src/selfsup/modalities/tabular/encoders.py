@@ -17,10 +17,9 @@ from ...registry import Registry
 from .preprocess import Layout
 
 tabular_encoders: Registry = Registry("tabular encoder")
-# Fine-tuning on labelled rows (selfsup.finetune): AdamW at 1e-3 as SCARF fine-tunes, on the rows as they are (the
-# corrupted rows of the pre-training views lowered accuracy on validation splits of the training rows: Satellite,
-# all labels, 0.891 with corruption at rate 0.15 against 0.900 without), up to 3,000 steps (0.909 against 0.900 at
-# 1,000 on the same split).
+# Fine-tuning on labelled rows (selfsup.finetune): AdamW at 1e-3 as SCARF fine-tunes, on the rows as they are rather
+# than corrupted copies, for up to 3,000 steps; chosen on validation splits of the training rows of four tables
+# (benchmarks/tabular_recipes.py; figures in docs/benchmarks.md).
 TABLE_FINE_TUNING = FineTuning("adamw", lr=1e-3, weight_decay=1e-5, view_strength=0.0, max_steps=3000)
 
 
@@ -64,10 +63,10 @@ def _norm(kind: str, width: int) -> nn.Module:
 
 class TabularMLP(Encoder):
     """Categorical embeddings + `depth` x (Linear -> norm -> ReLU -> dropout). The feature is every block's output
-    side by side (`readout="concat"`, depth x width, the default: the early blocks keep what the input held; on
-    validation splits of the training rows of digits, breast_cancer, Satellite and LetterRecognition it beat the last
-    block alone at 1%, 10% and all labels, see docs/benchmarks.md) or the last block's output (`readout="last"`, SCARF's
-    choice; with `last_activation=False` the last block stops after its normalisation)."""
+    side by side (`readout="concat"`, depth x width, the default: the early blocks keep what the input held; chosen
+    over the last block on validation splits of the training rows of four tables, benchmarks/tabular_recipes.py) or
+    the last block's output (`readout="last"`, SCARF's choice; with `last_activation=False` the last block stops
+    after its normalisation)."""
 
     fine_tuning = TABLE_FINE_TUNING
 
