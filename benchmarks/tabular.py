@@ -1,24 +1,30 @@
-"""Protocol "Tabular, few labels" (../shared/reference/benchmark-protocol.md).
+"""Protocol "Tabular, few labels" (../shared/reference/benchmark-protocol.md), with the protocols a tabular user runs.
 
-Pre-train one encoder per dataset on all training rows without labels; then for label fractions 1%,
-10% and 100% of the training split (stratified draws, fixed seeds, 5 draws for the small fractions)
-fit on the labelled rows only and report test accuracy (mean and standard deviation over draws):
+Pre-train one encoder per dataset and seed on all training rows without labels; then for label fractions 1%, 10% and
+100% of the training split (stratified draws, 5 draws at 1% and 10%, one at 100%) fit on the labelled rows only and
+report test accuracy, mean and standard deviation over every (pre-training seed, draw) pair:
 
-- selfsup: frozen encoder features + linear probe (L-BFGS softmax regression on standardised
-  features; C chosen on a stratified validation split of the labelled rows, or C = 1 when a class
-  has fewer than 10 labelled rows so no validation split is possible);
-- raw: the same probe on the raw features (numeric columns z-scored with training statistics, missing
-  indicators, one-hot categories);
-- hgb: scikit-learn's HistGradientBoostingClassifier on the raw values of the same labelled rows
-  (NaN kept, categorical columns native); min_samples_leaf chosen from {5, 20} on the same kind of
-  validation split, or min(20, max(1, n // 10)) when none is possible so trees can split at all.
+- probe: frozen embedding + linear probe (L-BFGS softmax regression on standardised features; C chosen on a
+  stratified fifth of the labelled rows, or C = 1 when a class has fewer than 10 labelled rows);
+- knn: frozen embedding + weighted kNN (T = 0.1, cosine; k = 20, at most the number of labelled rows);
+- trees: HistGradientBoosting (selfsup.evaluation.gradient_boosting) on the raw columns beside the embedding
+  (whitened to its 16 leading directions) where 5-fold cross-validation on the labelled rows prefers that to the
+  raw columns alone (as a user deciding whether to add the embedding to a tree model would;
+  selfsup.evaluation.trees.choose_features), and, reported beside it, on the raw columns beside it always;
+- finetune: the whole encoder + a head trained on the labelled rows (selfsup.finetune.few_label_finetune: the head
+  started at the linear probe, the rate chosen on a fifth of the labelled rows where it holds 4 rows a class);
+baselines in the same run: the same probe, kNN and trees on the raw columns (numeric columns z-scored with training
+statistics, missing indicators, one-hot categories; the trees take the raw values, NaN kept, categorical columns
+native), the probe on the untrained encoder of the same architecture, and fine-tuning from that untrained encoder
+(a supervised MLP trained from scratch by the same recipe).
 
-Label draws come from selfsup.evaluation.few_label_splits: round(fraction * n_c) rows of every class c,
-at least one. Test splits: LetterRecognition and Satellite keep their UCI splits; scikit-learn's tables
-have none, so a fixed stratified 70/30 split (seed 0) is used. Nothing is tuned on test data; the
-pre-training configuration was chosen once, for all datasets, on validation splits of training data.
+Label draws come from selfsup.evaluation.few_label_splits: round(fraction * n_c) rows of every class c, at least one.
+Test splits: LetterRecognition and Satellite keep their UCI splits; scikit-learn's tables have none, so a fixed
+stratified 70/30 split (seed 0) is used. Nothing is tuned on test data; the pre-training configuration was chosen
+once, for all datasets, on validation splits of the training rows. "Level" means the two means differ by at most the
+larger of the two standard deviations.
 
-Usage:  python benchmarks/tabular.py [--datasets sklearn:digits mlbench:Satellite ...] [--json]
+Usage:  python benchmarks/tabular.py --data-dir /tmp/mlbench [--datasets ...] [--seeds 0,1,2] [--readme]
 The mlbench tables come from Debian's r-cran-mlbench (no R needed):
   cd /tmp && apt-get download r-cran-mlbench && dpkg -x r-cran-mlbench_*.deb /tmp/mlbench
 then pass --data-dir /tmp/mlbench (or install the package: apt-get install r-cran-mlbench).
@@ -42,19 +48,49 @@ sys.path.insert(0, str(ROOT / "src"))
 import selfsup  # noqa: E402
 from _common import machine as common_machine, write_result  # noqa: E402
 from selfsup.data import Dataset, Split  # noqa: E402
-from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.errors import SelfSupError  # noqa: E402
-from selfsup.evaluation import few_label_linear, few_label_splits, stratified_validation_split  # noqa: E402
+from selfsup.evaluation import few_label_linear, few_label_splits, gradient_boosting, knn_accuracy  # noqa: E402
+from selfsup.evaluation.trees import choose_features  # noqa: E402
+from selfsup.finetune import few_label_finetune  # noqa: E402
+from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.modalities.tabular.preprocess import Preprocessor  # noqa: E402
-from selfsup.run import encode_storage  # noqa: E402
+from selfsup.run import build_encoder, encode_storage  # noqa: E402
+from selfsup.whitening import fit_whitening  # noqa: E402
 
 DATASETS = ["sklearn:digits", "sklearn:breast_cancer", "mlbench:LetterRecognition", "mlbench:Satellite"]
 FRACTIONS = (0.01, 0.1, 1.0)
-# The default tabular configuration (chosen on validation splits of the training data; see the README).
-# Chosen once, for all tables, on validation splits carved from the training rows (never test rows):
-# SCARF (temperature 0.5, corruption rate 0.3: the method's and the modality's defaults), the MLP encoder
-# (4 x 256, BatchNorm), quantile scaling, batch 128, AdamW lr 1e-3, 1,500 steps but at most 100 epochs.
-CONFIG = {"method": "scarf", "encoder": "mlp", "batch_size": 128, "steps": 1500, "max_epochs": 100}
+TREE_FRACTIONS = (0.01, 0.1)  # gradient boosting with every label is the slowest part: not measured
+# Trees see the embedding whitened to its 16 leading directions (fitted on the unlabelled training rows; what
+# `selfsup embed --whiten 16 --with-raw` writes): gradient boosting on all 1,024 dimensions of 26-class
+# LetterRecognition is the slowest part of the benchmark. benchmarks/tabular_recipes.py compares both on validation.
+TREE_DIM = 16
+# The default tabular configuration, chosen once for all tables on validation splits carved from the training rows
+# (never test rows; docs/benchmarks.md): SCARF (temperature 0.5, corruption rate 0.3), the MLP encoder (4 x 256,
+# BatchNorm) read out as all four blocks side by side, quantile scaling, batch 128, AdamW lr 1e-3, 1,500 steps but
+# at most 100 epochs.
+CONFIG = {"method": "scarf", "encoder": "mlp", "encoder_options": {"readout": "concat"}, "batch_size": 128,
+          "steps": 1500, "max_epochs": 100}
+KNN_K = 20
+# protocol name -> (what it measures, whether it depends on the pre-training seed)
+PROTOCOLS = {
+    "probe": ("selfsup embedding + linear probe", True),
+    "raw_probe": ("raw columns + linear probe", False),
+    "random_probe": ("untrained encoder + linear probe", True),
+    "knn": ("selfsup embedding + kNN", True),
+    "raw_knn": ("raw columns + kNN", False),
+    "trees": ("HistGradientBoosting on raw columns + selfsup embedding (16 whitened directions) where "
+              "cross-validation on the labelled rows "
+              "prefers it, else on raw columns (evaluation.trees.choose_features)", True),
+    "trees_always": ("HistGradientBoosting on raw columns + selfsup embedding, always", True),
+    "trees_choice": ("share of draws where cross-validation chose raw columns + selfsup embedding", True),
+    "raw_trees": ("HistGradientBoosting on raw columns", False),
+    "finetune": ("fine-tuning the selfsup encoder", True),
+    "random_finetune": ("fine-tuning the untrained encoder (supervised from scratch)", True),
+}
+# the comparisons the benchmark answers: (selfsup protocol, baseline, fractions)
+COMPARISONS = [("probe", "raw_probe", FRACTIONS), ("trees", "raw_trees", TREE_FRACTIONS),
+               ("finetune", "probe", (1.0,)), ("probe", "random_probe", FRACTIONS),
+               ("finetune", "random_finetune", FRACTIONS)]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "tabular.json"
 
 
@@ -64,8 +100,9 @@ def pretrain(ds: Dataset, cfg: dict[str, Any], seed: int) -> tuple[Any, float]:
     steps_per_epoch = max(1, len(ds.train) // cfg["batch_size"])
     epochs = max(1, min(math.ceil(cfg["steps"] / steps_per_epoch), cfg["max_epochs"]))
     start = time.perf_counter()
-    run = selfsup.train(unlabelled, method=cfg["method"], encoder=cfg["encoder"], epochs=epochs,
-                        batch_size=cfg["batch_size"], seed=seed, monitor=False, device="cpu")
+    run = selfsup.train(unlabelled, method=cfg["method"], encoder=cfg["encoder"],
+                        encoder_options=dict(cfg["encoder_options"]), epochs=epochs, batch_size=cfg["batch_size"],
+                        seed=seed, monitor=False, device="cpu")
     return run, time.perf_counter() - start
 
 
@@ -84,111 +121,164 @@ def hgb_inputs(x: torch.Tensor, spec: dict[str, Any]) -> tuple[np.ndarray, np.nd
     return out, cat
 
 
-def hgb_accuracy(xtr, ytr, xte, yte, categorical, seed: int) -> tuple[float, int]:
-    """HistGradientBoosting on the labelled rows; min_samples_leaf from {5, 20} on a validation split."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
+def frozen_protocols(feats: dict[str, tuple[np.ndarray, np.ndarray]], cat: np.ndarray, ytr: np.ndarray,
+                     yte: np.ndarray, fraction: float, draws: list[int], with_baselines: bool
+                     ) -> dict[str, list[float]]:
+    """Accuracy per draw of every frozen-feature protocol at one label fraction (raw baselines only when asked)."""
+    out: dict[str, list[float]] = {}
+    probes = {"probe": "selfsup", "random_probe": "random"} | ({"raw_probe": "raw"} if with_baselines else {})
+    for name, key in probes.items():
+        tr, te = feats[key]
+        out[name] = few_label_linear(tr, ytr, te, yte, fractions=(fraction,), seeds=draws)[str(fraction)]["accs"]
+    subsets = few_label_splits(ytr, fraction, draws)
+    knns = {"knn": "selfsup"} | ({"raw_knn": "raw"} if with_baselines else {})
+    for name, key in knns.items():
+        tr, te = feats[key]
+        out[name] = [knn_accuracy(tr[idx], ytr[idx], te, yte, k=min(KNN_K, len(idx)), temperature=0.1)
+                     for idx in subsets]
+    if fraction not in TREE_FRACTIONS:
+        return out
+    (h_tr, h_te), (z_tr, z_te) = feats["trees"], feats["selfsup_reduced"]
+    both = np.concatenate([h_tr, z_tr], 1), np.concatenate([h_te, z_te], 1)
+    both_cat = np.concatenate([cat, np.zeros(z_tr.shape[1], bool)])
+    out["trees_always"], out["trees"], out["trees_choice"] = [], [], []
+    if with_baselines:
+        out["raw_trees"] = []
+    for s, idx in zip(draws, subsets):
+        raw = gradient_boosting(h_tr[idx], ytr[idx], h_te, yte, categorical=cat, seed=s)["acc"]
+        always = gradient_boosting(both[0][idx], ytr[idx], both[1], yte, categorical=both_cat, seed=s)["acc"]
+        choice, _ = choose_features({"raw": (h_tr[idx], cat), "raw + selfsup": (both[0][idx], both_cat)}, ytr[idx], s)
+        out["trees_always"].append(always)
+        out["trees"].append(always if choice == "raw + selfsup" else raw)
+        out["trees_choice"].append(float(choice == "raw + selfsup"))
+        if with_baselines:
+            out["raw_trees"].append(raw)
+    return out
 
-    def fit(x, y, leaf):
-        return HistGradientBoostingClassifier(min_samples_leaf=leaf, random_state=seed,
-                                              categorical_features=categorical if categorical.any() else None
-                                              ).fit(x, y)
 
-    _, counts = np.unique(ytr, return_counts=True)
-    if math.floor(0.2 * counts.min()) >= 2:
-        fit_idx, val_idx = stratified_validation_split(ytr, 0.2, seed)
-        scores = {leaf: fit(xtr[fit_idx], ytr[fit_idx], leaf).score(xtr[val_idx], ytr[val_idx]) for leaf in (5, 20)}
-        leaf = max(scores, key=scores.get)
-    else:
-        leaf = min(20, max(1, len(ytr) // 10))
-    return float(fit(xtr, ytr, leaf).score(xte, yte)), leaf
+def run_seed(ds: Dataset, cfg: dict[str, Any], seed: int, draws: int, with_baselines: bool, log=print
+             ) -> dict[str, Any]:
+    """One pre-training seed: every protocol at every fraction, accuracies per draw."""
+    run, seconds = pretrain(ds, cfg, seed)
+    mod, spec = run.modality, run.spec
+    random_encoder = build_encoder(run.resolved, seed=seed + 1000)
+    feats = {"selfsup": tuple(encode_storage(run.encoder, mod, spec, s.x) for s in (ds.train, ds.test)),
+             "random": tuple(encode_storage(random_encoder, mod, spec, s.x) for s in (ds.train, ds.test)),
+             "raw": tuple(mod.raw_features(s.x, spec) for s in (ds.train, ds.test))}
+    (h_tr, cat), (h_te, _) = hgb_inputs(ds.train.x, spec), hgb_inputs(ds.test.x, spec)
+    feats["trees"] = (h_tr, h_te)
+    reduce = fit_whitening(feats["selfsup"][0], TREE_DIM, "the training rows' embeddings")
+    feats["selfsup_reduced"] = (reduce.transform(feats["selfsup"][0]), reduce.transform(feats["selfsup"][1]))
+    out: dict[str, Any] = {"seed": seed, "pretrain_seconds": round(seconds, 1), "pretrain_steps": run.summary["steps"],
+                           "pretrain_epochs": run.summary["epochs"], "precision": run.resolved["precision"],
+                           "resolved": {k: run.resolved[k] for k in ("encoder", "encoder_options", "method_options",
+                                                                     "optimizer", "lr", "weight_decay", "views")},
+                           "scaling": spec["scaling"], "fractions": {}}
+    for fraction in FRACTIONS:
+        seeds = list(range(draws)) if fraction < 1 else [0]
+        start = time.perf_counter()
+        accs = frozen_protocols(feats, cat, ds.train.y, ds.test.y, fraction, seeds, with_baselines)
+        ft = few_label_finetune(run, ds.train, ds.test, fractions=(fraction,), seeds=seeds)
+        accs["finetune"] = ft["selfsup"][str(fraction)]["accs"]
+        accs["random_finetune"] = ft["random_encoder"][str(fraction)]["accs"]
+        out["fractions"][f"{fraction:g}"] = {"accs": {k: [round(a, 4) for a in v] for k, v in accs.items()},
+                                            "finetune_lr": {k: ft[k][str(fraction)]["lr"] for k in ft},
+                                            "seconds": round(time.perf_counter() - start, 1)}
+        log(f"  seed {seed} {fraction:>5.0%}: " + "  ".join(f"{k} {np.mean(v):.3f}" for k, v in accs.items()))
+    return out
 
 
 def stats(accs: list[float]) -> dict[str, Any]:
     return {"mean": float(np.mean(accs)), "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
-            "accs": [round(a, 4) for a in accs]}
+            "n": len(accs)}
 
 
-def run_dataset(uri: str, data_dir: str | None, cfg: dict[str, Any], draws: int, seed: int,
-                log=print) -> dict[str, Any]:
+def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """fraction -> protocol -> mean/std over every (seed, draw) pair (over the draws of the first seed for the
+    baselines that do not depend on pre-training)."""
+    out: dict[str, dict[str, Any]] = {}
+    for frac in per_seed[0]["fractions"]:
+        row = {}
+        for name, (_, seeded) in PROTOCOLS.items():
+            accs = [a for r in (per_seed if seeded else per_seed[:1]) for a in r["fractions"][frac]["accs"].get(name, [])]
+            if accs:
+                row[name] = stats(accs)
+        out[frac] = row
+    return out
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """'ahead', 'level' (means within the larger std) or 'behind'."""
+    diff = a["mean"] - b["mean"]
+    if abs(diff) <= max(a["std"], b["std"]):
+        return "level" if diff <= 0 else "ahead"
+    return "ahead" if diff > 0 else "behind"
+
+
+def verdict(results: dict[str, Any]) -> dict[str, Any]:
+    """Every comparison of COMPARISONS per dataset and fraction: the difference of means and ahead/level/behind."""
+    out: dict[str, Any] = {}
+    for mine, other, fractions in COMPARISONS:
+        key = f"{mine} vs {other}"
+        out[key] = {}
+        for uri, r in results.items():
+            for frac in (f"{f:g}" for f in fractions):
+                row = r["summary"][frac]
+                out[key][f"{uri} {float(frac):.0%}"] = {"diff": round(row[mine]["mean"] - row[other]["mean"], 4),
+                                                      "result": compare(row[mine], row[other])}
+    return out
+
+
+def summary(v: dict[str, Any]) -> list[str]:
+    """One plain sentence per comparison, generated from the verdict."""
+    lines = []
+    for key, cases in v.items():
+        by = {res: sorted(c for c, x in cases.items() if x["result"] == res) for res in ("ahead", "level", "behind")}
+        lines.append(f"{key}: ahead on {len(by['ahead'])}, level on {len(by['level'])}, behind on "
+                     f"{len(by['behind'])} of {len(cases)}" + (f" (behind: {', '.join(by['behind'])})"
+                                                             if by["behind"] else "") + ".")
+    return lines
+
+
+def fmt(s: dict[str, Any]) -> str:
+    return f"{s['mean']:.3f}±{s['std']:.3f}" if s["n"] > 1 else f"{s['mean']:.3f}"
+
+
+COLUMNS = [("probe", "selfsup + probe"), ("raw_probe", "raw + probe"), ("random_probe", "untrained + probe"),
+           ("trees", "trees, raw + selfsup if CV prefers"), ("trees_always", "trees on raw + selfsup"),
+           ("raw_trees", "trees on raw"), ("finetune", "fine-tuned"), ("random_finetune", "trained from scratch")]
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The results table (best of each row in bold), rendered into docs/benchmarks.md."""
+    lines = ["| dataset | labels | " + " | ".join(title for _, title in COLUMNS) + " |",
+             "|---|---|" + "---|" * len(COLUMNS)]
+    for uri, r in doc["results"].items():
+        for frac, row in r["summary"].items():
+            best = max(row[k]["mean"] for k, _ in COLUMNS if k in row)  # trees_choice is a share, not a column
+            cells = ["-" if k not in row else f"**{fmt(row[k])}**" if row[k]["mean"] == best else fmt(row[k])
+                     for k, _ in COLUMNS]
+            lines.append(f"| {uri.split(':', 1)[1]} | {float(frac):.0%} | " + " | ".join(cells) + " |")
+    m = doc["machine"][0] if isinstance(doc["machine"], list) else doc["machine"]
+    lines.append("")
+    lines.append(f"{len(doc['seeds'])} pre-training seeds x {len(doc['draw_seeds'])} label draws at 1% and 10% (one "
+                 f"draw at 100%); {m.get('cpu', 'CPU')}, {', '.join(m.get('cpu_flags', [])) or 'no listed flags'}, "
+                 f"{doc['precision']}. " + " ".join(doc["summary_lines"]))
+    return "\n".join(lines)
+
+
+def run_dataset(uri: str, data_dir: str | None, cfg: dict[str, Any], draws: int, seeds: list[int], log=print
+                ) -> dict[str, Any]:
     ds = load_dataset(uri, data_dir, "tabular")
     if ds.test is None or ds.train.y is None:
         raise SelfSupError(f"{uri}: the benchmark needs labels and a test split")
     log(f"{uri}: {len(ds.train)} train / {len(ds.test)} test rows, {ds.train.x.shape[1]} columns, "
         f"{len(ds.info['classes'])} classes; pre-training {cfg['method']} ...")
-    run, seconds = pretrain(ds, cfg, seed)
-    mod, spec = run.modality, run.spec
-    z_tr = encode_storage(run.encoder, mod, spec, ds.train.x)
-    z_te = encode_storage(run.encoder, mod, spec, ds.test.x)
-    r_tr, r_te = mod.raw_features(ds.train.x, spec), mod.raw_features(ds.test.x, spec)
-    h_tr, cat = hgb_inputs(ds.train.x, spec)
-    h_te, _ = hgb_inputs(ds.test.x, spec)
-    ytr, yte = ds.train.y, ds.test.y
-    out: dict[str, Any] = {"n_train": len(ds.train), "n_test": len(ds.test), "n_columns": int(ds.train.x.shape[1]),
-                           "n_classes": len(ds.info["classes"]), "test_split": ds.info.get("test_source"),
-                           "pretrain_seconds": round(seconds, 1), "pretrain_steps": run.summary["steps"],
-                           "pretrain_epochs": run.summary["epochs"], "precision": run.resolved["precision"],
-                           "resolved": {k: run.resolved[k] for k in ("encoder", "encoder_options", "method_options",
-                                                                     "optimizer", "lr", "weight_decay", "views")},
-                           "scaling": spec["scaling"],
-                           "fractions": {}}
-    for fraction in FRACTIONS:
-        seeds = list(range(draws)) if fraction < 1 else [0]
-        start = time.perf_counter()
-        ssl = few_label_linear(z_tr, ytr, z_te, yte, fractions=(fraction,), seeds=seeds)[str(fraction)]
-        raw = few_label_linear(r_tr, ytr, r_te, yte, fractions=(fraction,), seeds=seeds)[str(fraction)]
-        hgb, leaves = [], []
-        for s, idx in zip(seeds, few_label_splits(ytr, fraction, seeds)):
-            acc, leaf = hgb_accuracy(h_tr[idx], ytr[idx], h_te, yte, cat, s)
-            hgb.append(acc)
-            leaves.append(leaf)
-        row = {"n_labels": ssl["n_labels"], "draws": len(seeds),
-               "selfsup": {**stats(ssl["accs"]), "C": ssl["C"]}, "raw": {**stats(raw["accs"]), "C": raw["C"]},
-               "hgb": {**stats(hgb), "min_samples_leaf": leaves}, "seconds": round(time.perf_counter() - start, 1)}
-        out["fractions"][f"{fraction:g}"] = row
-        log(f"  {fraction:>5.0%} ({row['n_labels']} labels): selfsup {fmt(row['selfsup'])}  raw {fmt(row['raw'])}  "
-            f"hgb {fmt(row['hgb'])}")
-    return out
-
-
-def fmt(s: dict[str, Any]) -> str:
-    return f"{s['mean']:.3f}±{s['std']:.3f}"
-
-
-def markdown(results: dict[str, Any]) -> str:
-    lines = ["| dataset | labels | n | selfsup + probe | raw + probe | HistGradientBoosting |",
-             "|---|---|---|---|---|---|"]
-    for uri, r in results.items():
-        for frac, row in r.get("fractions", {}).items():
-            best = max(("selfsup", "raw", "hgb"), key=lambda k: row[k]["mean"])
-            cells = [f"**{fmt(row[k])}**" if k == best else fmt(row[k]) for k in ("selfsup", "raw", "hgb")]
-            lines.append(f"| {uri} | {float(frac):.0%} | {row['n_labels']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def verdict(results: dict[str, Any]) -> dict[str, Any]:
-    """Where pre-training helps, per fraction: mean test accuracy of selfsup minus raw (same probe) and minus
-    HistGradientBoosting, per dataset, and the datasets where selfsup is ahead, behind or level."""
-    out: dict[str, Any] = {}
-    for frac in (f"{f:g}" for f in FRACTIONS):
-        rows = {u: r["fractions"][frac] for u, r in results.items() if frac in r.get("fractions", {})}
-        entry: dict[str, Any] = {}
-        for other in ("raw", "hgb"):
-            diff = {u: round(row["selfsup"]["mean"] - row[other]["mean"], 4) for u, row in rows.items()}
-            entry[f"selfsup_minus_{other}"] = diff
-            entry[f"selfsup_beats_{other}"] = sorted(u for u, d in diff.items() if d > 0)
-            entry[f"{other}_beats_selfsup"] = sorted(u for u, d in diff.items() if d < 0)
-            entry[f"level_with_{other}"] = sorted(u for u, d in diff.items() if d == 0)
-        out[frac] = entry
-    return out
-
-
-def summary(v: dict[str, Any]) -> list[str]:
-    """One plain sentence per label fraction, generated from the verdict."""
-    names = lambda us: ", ".join(u.split(":", 1)[1] for u in us) or "none"  # noqa: E731
-    return [f"{float(frac):.0%} labels: selfsup + probe ahead of raw + probe on {names(e['selfsup_beats_raw'])}; "
-            f"behind on {names(e['raw_beats_selfsup'])}; level on {names(e['level_with_raw'])}. Ahead of "
-            f"HistGradientBoosting on {names(e['selfsup_beats_hgb'])}; behind on {names(e['hgb_beats_selfsup'])}."
-            for frac, e in v.items()]
+    per_seed = [run_seed(ds, cfg, seed, draws, i == 0, log) for i, seed in enumerate(seeds)]
+    return {"n_train": len(ds.train), "n_test": len(ds.test), "n_columns": int(ds.train.x.shape[1]),
+            "n_classes": len(ds.info["classes"]), "test_split": ds.info.get("test_source"),
+            "n_labels": {f"{f:g}": int(len(few_label_splits(ds.train.y, f, [0])[0])) for f in FRACTIONS},
+            "summary": aggregate(per_seed), "per_seed": per_seed}
 
 
 def machine() -> dict[str, Any]:
@@ -204,48 +294,70 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", nargs="+", default=DATASETS, help="data URIs (any table the loader reads)")
     p.add_argument("--data-dir", help="folder with the mlbench .rda files or an extracted r-cran-mlbench .deb")
     p.add_argument("--draws", type=int, default=5, help="label draws for the 1%% and 10%% fractions (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="pre-training seed")
+    p.add_argument("--seeds", default="0,1,2", help="pre-training seeds (default 0,1,2)")
     p.add_argument("--steps", type=int, default=CONFIG["steps"], help="pre-training steps per dataset")
     p.add_argument("--method", default=CONFIG["method"], help="pre-training method (default: the tabular default)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: small MLPs)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file")
-    p.add_argument("--json", action="store_true", help="print the JSON results on stdout")
+    p.add_argument("--readme", action="store_true", help="render the table into docs/benchmarks.md from --out")
+    p.add_argument("--combine", nargs="+", metavar="JSON",
+                   help="write --out from result files of this script run on other datasets (e.g. in parallel)")
     args = p.parse_args(argv)
+    if args.readme:
+        import blocks
+        blocks.write("tabular table")
+        return 0
+    if args.combine:
+        return combine([json.loads(Path(f).read_text()) for f in args.combine], Path(args.out))
     torch.set_num_threads(args.threads)
     cfg = {**CONFIG, "steps": args.steps, "method": args.method}
-    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    log = lambda *a: print(*a, flush=True)  # noqa: E731
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     info = machine()
     start = time.perf_counter()
     for uri in args.datasets:
         try:
-            results[uri] = run_dataset(uri, args.data_dir, cfg, args.draws, args.seed, log)
+            results[uri] = run_dataset(uri, args.data_dir, cfg, args.draws, seeds, log)
         except SelfSupError as exc:
             skipped[uri] = str(exc)
             log(f"{uri}: skipped: {exc}")
     doc = {
         "protocol": "Tabular, few labels (benchmark-protocol.md)",
         "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
-        "config": cfg, "label_fractions": list(FRACTIONS), "draw_seeds": list(range(args.draws)),
-        "pretrain_seed": args.seed,
+        "config": cfg, "label_fractions": list(FRACTIONS), "draw_seeds": list(range(args.draws)), "seeds": seeds,
+        "protocols": {k: v[0] for k, v in PROTOCOLS.items()}, "knn_k": KNN_K,
         "label_draws": "selfsup.evaluation.few_label_splits: round(fraction * n_c) rows per class c, at least 1",
-        "probe": "selfsup.evaluation.linear_probe via few_label_linear: C in (1e-3 .. 10) on a stratified 20% "
-                 "validation split of the labelled rows; C = 1 when a class has < 10 labelled rows",
-        "hgb": "HistGradientBoostingClassifier defaults; min_samples_leaf in {5, 20} on the same validation split, "
-               "else min(20, max(1, n // 10))",
-        "machine": info, "seconds": round(time.perf_counter() - start, 1), "results": results,
-        "verdict": verdict(results), "skipped": skipped, "table_markdown": markdown(results),
+        "level": "two means are level when they differ by at most the larger standard deviation",
+        "machine": info, "seconds": round(time.perf_counter() - start, 1), "results": results, "skipped": skipped,
     }
-    doc["summary"] = summary(doc["verdict"])
-    out = write_result(Path(args.out), doc)
-    if args.json:
-        print(json.dumps(doc, indent=2))
-    else:
-        print(markdown(results))
-        print("\n".join(doc["summary"]))
-        print(f"wrote {out} ({doc['seconds']:.0f} s)")
+    finish(doc, Path(args.out))
     return 1 if skipped else 0
+
+
+def finish(doc: dict[str, Any], out: Path) -> None:
+    """Add the precision, verdict and summary sentences to a result document; write and print it."""
+    doc["precision"] = ", ".join(sorted({r["precision"] for res in doc["results"].values() for r in res["per_seed"]}))
+    doc["verdict"] = verdict(doc["results"])
+    doc["summary_lines"] = summary(doc["verdict"])
+    write_result(out, doc)
+    print(markdown(doc))
+    print(f"wrote {out} ({doc['seconds']:.0f} s)")
+
+
+def combine(docs: list[dict[str, Any]], out: Path) -> int:
+    """One result document from several runs of this script on other datasets with the same settings."""
+    keys = ("config", "seeds", "draw_seeds", "label_fractions")
+    for d in docs[1:]:
+        if any(d[k] != docs[0][k] for k in keys):
+            raise SystemExit(f"--combine: the files differ in {', '.join(k for k in keys if d[k] != docs[0][k])}")
+    doc = {**docs[0], "command": [d["command"] for d in docs], "machine": [d["machine"] for d in docs],
+           "seconds": round(sum(d["seconds"] for d in docs), 1),
+           "results": {u: r for d in docs for u, r in d["results"].items()},
+           "skipped": {u: r for d in docs for u, r in d["skipped"].items()}}
+    finish(doc, out)
+    return 1 if doc["skipped"] else 0
 
 
 if __name__ == "__main__":

@@ -27,3 +27,44 @@ def test_budget_runs_of_another_preset_or_budget_are_dropped():
     previous = {"runs": [budget_row(1, "bf16", preset="simclr"), budget_row(2, "bf16", minutes=3.0)]}
     assert fmnist_budget.merged_runs(previous, [budget_row(0, "bf16")]) == [budget_row(0, "bf16")]
     assert fmnist_budget.merged_runs(None, [budget_row(0, "bf16")]) == [budget_row(0, "bf16")]
+
+
+def tabular_doc(uri, seeds=(0,), config=None):
+    import tabular
+
+    def row(mean):
+        return {"mean": mean, "std": 0.01, "n": 5}
+    summary = {f: {name: row(0.8) for name in tabular.PROTOCOLS} for f in ("0.01", "0.1", "1")}
+    for f in ("1",):
+        del summary[f]["trees"], summary[f]["raw_trees"]
+    return {"config": config or dict(tabular.CONFIG), "seeds": list(seeds), "draw_seeds": [0, 1, 2, 3, 4],
+            "label_fractions": list(tabular.FRACTIONS), "command": f"run {uri}", "machine": {"cpu": "x"},
+            "seconds": 1.0, "skipped": {},
+            "results": {uri: {"summary": summary, "per_seed": [{"precision": "fp32"}]}}}
+
+
+def test_tabular_results_of_parallel_runs_combine_and_refuse_other_settings(tmp_path, capsys):
+    import pytest
+
+    import tabular
+
+    out = tmp_path / "tabular.json"
+    assert tabular.combine([tabular_doc("a:x"), tabular_doc("b:y")], out) == 0
+    import json
+    doc = json.loads(out.read_text())
+    assert set(doc["results"]) == {"a:x", "b:y"} and doc["seconds"] == 2.0 and len(doc["machine"]) == 2
+    assert doc["verdict"]["probe vs raw_probe"]["b:y 10%"] == {"diff": 0.0, "result": "level"}
+    assert "| x | 100% |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="seeds"):
+        tabular.combine([tabular_doc("a:x"), tabular_doc("b:y", seeds=(0, 1))], out)
+
+
+def test_tabular_level_means_within_the_larger_std():
+    import tabular
+
+    def s(mean, std):
+        return {"mean": mean, "std": std, "n": 5}
+    assert tabular.compare(s(0.80, 0.02), s(0.81, 0.005)) == "level"
+    assert tabular.compare(s(0.80, 0.005), s(0.82, 0.005)) == "behind"  # the negative control
+    assert tabular.compare(s(0.83, 0.005), s(0.82, 0.005)) == "ahead"
+    assert tabular.compare(s(0.821, 0.005), s(0.82, 0.005)) == "ahead"
