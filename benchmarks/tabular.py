@@ -200,7 +200,8 @@ def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for frac in per_seed[0]["fractions"]:
         row = {}
         for name, (_, seeded) in PROTOCOLS.items():
-            accs = [a for r in (per_seed if seeded else per_seed[:1]) for a in r["fractions"][frac]["accs"].get(name, [])]
+            runs = per_seed if seeded else per_seed[:1]
+            accs = [a for r in runs for a in r["fractions"][frac]["accs"].get(name, [])]
             if accs:
                 row[name] = stats(accs)
         out[frac] = row

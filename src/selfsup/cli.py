@@ -569,8 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", dest="data_dir")
     add_table_flags(p)
     p.add_argument("--protocols", default="knn,linear,kmeans",
-                   help="comma-separated: knn,linear,kmeans,fewshot,svm,svm_cv,transfer,trees (trees: gradient boosting "
-                   "on the raw features, and beside each embedding; sentence pairs, sts:PATH: the STS protocol)")
+                   help="comma-separated: knn,linear,kmeans,fewshot,svm,svm_cv,transfer,trees (trees: gradient "
+                   "boosting on the raw features, and beside each embedding; sentence pairs, sts:PATH: the STS "
+                   "protocol)")
     add_conform_flags(p)
     p.add_argument("--no-baselines", action="store_true", help="skip raw-input and random-encoder baselines")
     p.add_argument("--no-finetune", action="store_true", help="with fewshot: skip fine-tuning the whole encoder")

@@ -57,7 +57,7 @@ class FineTuning:
     weight_decay: float = 5e-4
     warmup: float = 0.0  # fraction of the steps with a linear warm-up before the cosine decay
     layer_decay: float = 1.0  # a parameter at depth d of D (Encoder.parameter_depths) trains at lr x decay^(D - d)
-    view_strength: float = 0.5  # strength of the modality's instance views during fine-tuning (0: the inputs as they are)
+    view_strength: float = 0.5  # strength of the instance views during fine-tuning (0: the inputs as they are)
     max_steps: int = 1000  # the protocol trains 30 passes over the labelled rows, at least 100 and at most this
 
 
