@@ -194,5 +194,25 @@ def summary_text(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+
+def audio_table(result: dict[str, Any]) -> str:
+    """docs/benchmarks.md's table: each method (best digits first) beside its random encoder and the MFCC statistics,
+    the best of each column in bold."""
+    keys = ("digit_acc", "digit_acc_10pct", "speaker_acc")
+    methods = sorted(result["methods"].items(), key=lambda kv: -kv[1]["ours"]["digit_acc"])
+    best = {k: max(m["ours"][k] for _, m in methods) for k in keys}
+    lines = ["| spoken digits (speaker-independent) | digits, all labels | digits, 10% labels | speakers | its random "
+             "encoder (digits / 10% / speakers) | pre-training |", "|---|---|---|---|---|---|"]
+    for name, m in methods:
+        ours = " | ".join(f"**{m['ours'][k]:.1f}**" if m["ours"][k] == best[k] else f"{m['ours'][k]:.1f}" for k in keys)
+        rnd = " / ".join(f"{m['random_encoder'][k]:.1f}" for k in keys)
+        s = m["settings"]
+        lines.append(f"| `{name}` (`{s['encoder']}`, {s['epochs']} epochs) | {ours} | {rnd} | "
+                     f"{m['train_seconds_mean']:.0f} s |")
+    mfcc = result["mfcc_statistics"]
+    lines.append("| MFCC statistics (mean and std of 20 MFCCs) | " + " | ".join(f"{mfcc[k]:.1f}" for k in keys)
+                 + " | | |")
+    return "\n".join(lines)
+
 if __name__ == "__main__":
     main()

@@ -3,6 +3,9 @@ rendered from benchmarks/results/*.json (or a registry) by one function here, ne
 write them (`--readme`), the docs build renders them again (docs/hooks.py) and tests/test_readme.py checks that
 every block in the repository equals its rendering.
 
+The prose around the blocks is checked too (`unsourced_figures`): every figure in it must be a value of the result
+files its section names.
+
     python benchmarks/blocks.py          # render every block of README.md and docs/ in place
 """
 from __future__ import annotations
@@ -24,6 +27,43 @@ def _results(name: str) -> dict:
     return json.loads((RESULTS / f"{name}.json").read_text())
 
 
+def _facts(doc, commands: list[str], machines: list[str]) -> None:
+    """Collect the commands and machine records found anywhere in a result document (parts keep their own)."""
+    if isinstance(doc, list):
+        for item in doc:
+            _facts(item, commands, machines)
+        return
+    if not isinstance(doc, dict):
+        return
+    command = doc.get("command")
+    for c in command if isinstance(command, list) else [command] if isinstance(command, str) else []:
+        if c not in commands:
+            commands.append(c)
+    machine = doc.get("machine")
+    for m in machine if isinstance(machine, list) else [machine] if isinstance(machine, dict) else []:
+        flags = ", ".join(m["cpu_flags"]) if m.get("cpu_flags") else m.get("torch_cpu_capability") or \
+            ("AVX-512" if m.get("avx512") else "no AVX-512")
+        threads = m.get("threads")
+        text = f"{m.get('cpu', 'CPU not recorded')} ({flags}), {m.get('cpus')} cores, {threads} " \
+               f"thread{'' if threads == 1 else 's'}"
+        if text not in machines:
+            machines.append(text)
+    for key, value in doc.items():
+        if key not in ("command", "machine"):
+            _facts(value, commands, machines)
+
+
+def with_source(table: str, *docs) -> str:
+    """`table` with a line under it naming the commands that measured it and the machines they ran on, as the
+    result files record them."""
+    commands: list[str] = []
+    machines: list[str] = []
+    for doc in docs:
+        _facts(doc, commands, machines)
+    said = "; ".join(f"`{c}`" for c in commands) or "the command named above"
+    return f"{table}\n\n<small>Measured by {said} on {'; '.join(machines) or 'a machine not recorded'}.</small>"
+
+
 def _main_job() -> str:
     import digits_main_job
 
@@ -33,19 +73,43 @@ def _main_job() -> str:
 def _budget() -> str:
     import fmnist_budget
 
-    return fmnist_budget.budget_table(_results("fmnist_budget"))
+    result = _results("fmnist_budget")
+    return with_source(fmnist_budget.budget_table(result), result)
 
 
 def _lightly() -> str:
     import fmnist_budget
 
-    return fmnist_budget.screen_table(_results("fmnist_budget_search"), fmnist_budget.TABLES["lightly"])
+    search = _results("fmnist_budget_search")
+    return with_source(fmnist_budget.screen_table(search, fmnist_budget.TABLES["lightly"]), search)
+
+
+def _distillation() -> str:
+    import fmnist_budget
+
+    search = _results("fmnist_budget_search")
+    return with_source(fmnist_budget.screen_table(search, fmnist_budget.TABLES["distillation"]), search)
+
+
+def _pretext() -> str:
+    import fmnist_budget
+
+    search = _results("fmnist_budget_search")
+    return with_source(fmnist_budget.screen_table(search, fmnist_budget.TABLES["pretext"]), search)
+
+
+def _final_round() -> str:
+    import fmnist_budget
+
+    search = _results("fmnist_budget_search")
+    return with_source(fmnist_budget.final_round_table(search), search)
 
 
 def _clustering() -> str:
     import clustering
 
-    return clustering.clustering_table(_results("clustering"))
+    result = _results("clustering")
+    return with_source(clustering.clustering_table(result), result)
 
 
 def _tabular() -> str:
@@ -57,7 +121,62 @@ def _tabular() -> str:
 def _tabular_recipes() -> str:
     import tabular_recipes
 
-    return tabular_recipes.markdown(_results("tabular_recipes"))
+    result = _results("tabular_recipes")
+    return with_source(tabular_recipes.markdown(result), result)
+
+
+def _speed() -> str:
+    import throughput
+
+    results = [_results("throughput"), _results("throughput_avx2")]
+    return with_source(throughput.speed_table(results), *results)
+
+
+def _mutag() -> str:
+    import graphs
+
+    part = _results("graphs")["mutag"]
+    return with_source(graphs.mutag_table(part), part)
+
+
+def _graph_nodes() -> str:
+    import graphs
+
+    part = _results("graphs")["nodes"]
+    return with_source(graphs.nodes_table(part), part)
+
+
+def _text_scratch() -> str:
+    import text
+
+    return with_source(text.scratch_table(_results("text")), _results("text")["scratch"])
+
+
+def _text_adaptation() -> str:
+    import text
+
+    return with_source(text.adaptation_table(_results("text")), _results("text")["adaptation"])
+
+
+def _audio() -> str:
+    import audio
+
+    result = _results("audio")
+    return with_source(audio.audio_table(result), result)
+
+
+def _ucr() -> str:
+    import ucr
+
+    results = _results("ucr"), _results("ucr_width64")
+    return with_source(ucr.comparison_table(*results), *results)
+
+
+def _token_encoders() -> str:
+    import token_encoders
+
+    part = _results("token_encoders")["fmnist"]
+    return with_source(token_encoders.fmnist_table(part), part)
 
 
 def _methods() -> str:
@@ -76,11 +195,22 @@ def _method_count() -> str:
 #: block name -> its renderer
 BLOCKS: dict[str, Callable[[], str]] = {
     "main job figures": _main_job,
+    "speed table": _speed,
     "screen table budget": _budget,
     "screen table lightly": _lightly,
+    "screen table distillation": _distillation,
+    "screen table pretext": _pretext,
+    "final round table": _final_round,
     "clustering table": _clustering,
     "tabular table": _tabular,
     "tabular recipes": _tabular_recipes,
+    "mutag table": _mutag,
+    "graph nodes table": _graph_nodes,
+    "text scratch table": _text_scratch,
+    "text adaptation table": _text_adaptation,
+    "audio table": _audio,
+    "ucr table": _ucr,
+    "token encoders table": _token_encoders,
     "methods table": _methods,
     "method count": _method_count,
 }
@@ -121,6 +251,71 @@ def write(name: str | None = None) -> list[Path]:
             path.write_text(new)
             changed.append(path)
     return changed
+
+
+#: a figure in prose: a number with a decimal point, or a whole number with a unit of measure (or %, or x for ratios)
+_UNIT = r"(?:\s?(?:img/s|images/s|GFLOP/s|MFLOP|ms|s|GB|GiB|MB|KB|points?)|x|%)"
+FIGURE = re.compile(r"(?<![\w.,-])(?<!>= )(?<!<= )(?:\d+\.\d+(?![\w.]*\d|[eE][-+]?\d)|\d{1,3}(?:,\d{3})+(?="
+                    + _UNIT + r"\b)|\d+(?=" + _UNIT + r"(?![\w/])))")
+_RESULT_NAME = re.compile(r"\b([\w-]+\.jsonl?)\b")
+
+
+def _numbers(doc) -> list[float]:
+    """Every number a JSON document holds (booleans are not numbers)."""
+    if isinstance(doc, dict):
+        doc = list(doc.values())
+    if isinstance(doc, list):
+        return [v for item in doc for v in _numbers(item)]
+    return [float(doc)] if isinstance(doc, (int, float)) and not isinstance(doc, bool) else []
+
+
+def load_result(name: str):
+    """A result file of benchmarks/results/ by name (`x.json`, or `x.jsonl`: a list of its lines)."""
+    text = (RESULTS / name).read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()] if name.endswith(".jsonl") \
+        else json.loads(text)
+
+
+def _prose(section: str) -> str:
+    """A section without what is checked elsewhere or is no figure: rendered blocks, comments, code."""
+    for name in BLOCKS:
+        section = pattern(name).sub("", section)
+    section = re.sub(r"<!--.*?-->", "", section, flags=re.S)
+    section = re.sub(r"```.*?```", "", section, flags=re.S)
+    return re.sub(r"`[^`\n]*`", "``", section)
+
+
+def sections(markdown: str) -> list[str]:
+    """The sections of a page: a heading or a paragraph that opens in bold starts one."""
+    parts: list[list[str]] = [[]]
+    for line in markdown.splitlines():
+        if line.startswith(("#", "**")) and parts[-1]:
+            parts.append([])
+        parts[-1].append(line)
+    return ["\n".join(p) for p in parts]
+
+
+def unsourced_figures(markdown: str, load: Callable[[str], object] = load_result) -> list[str]:
+    """The figures of `markdown`'s prose (outside rendered blocks and code) that no result file its section names
+    holds: a figure shown with d decimals must be within half a unit of its last place of a value of one of them
+    (or of 100 times one: percentages and points). Settings, targets and versions are not figures: code spans
+    (`0.996`), bounds (>= 3.10) and dotted versions (1.6.0) are skipped."""
+    missing = []
+    for section in sections(markdown):
+        names = sorted({n for n in _RESULT_NAME.findall(section) if (RESULTS / n).exists()})
+        values = [v for n in names for v in _numbers(load(n))]
+        for m in FIGURE.finditer(_prose(section)):
+            token = m.group(0)
+            shown = float(token.replace(",", ""))
+            tolerance = 0.5 * 10 ** -len(token.partition(".")[2]) + 1e-9
+            if not any(abs(v - shown) <= tolerance or abs(100 * v - shown) <= tolerance for v in values):
+                missing.append(f"{token} in the section opening {section.strip()[:60]!r} "
+                               f"(its result files: {', '.join(names) or 'none named'})")
+    return missing
+
+
+#: the pages whose prose `unsourced_figures` checks: the README and the benchmarks page
+FIGURE_PAGES = ("README.md", "docs/benchmarks.md")
 
 
 if __name__ == "__main__":

@@ -235,7 +235,15 @@ LIGHTLY_METHODS = ("dcl-w48-aug0.5-views16", "dclw-w48-aug0.5-views16", "tico-w4
                    "mmcr-w48-aug0.5-views16", "directclr-w48-aug0.5-views16", "wmse-w48-aug0.5-views16",
                    "fastsiam-w48-aug0.5-views16", "smog-w48-aug0.5-views16", "lejepa-w48-aug0.5-views16-local8",
                    "emp_ssl-w48-aug0.5-views16-patches4", "msn-vit_tiny", "dinov2-vit_tiny", "vicregl-vit_tiny")
-TABLES = {"lightly": LIGHTLY_METHODS}
+#: The self-distillation and clustering methods screened beside the SimCLR recipe (`--table distillation`).
+DISTILLATION_METHODS = ("simclr-w48-aug0.5-views16-sqrtlr", "nnclr-w48-aug0.5-views16", "mocov3-w48-aug0.5-views16",
+                        "sela-w48-aug0.5-views16-local8", "swav-w48-aug0.5-views16-local8",
+                        "deepcluster_v2-w48-aug0.5-views16-local8", "dino-w48-aug0.5-views16-local8",
+                        "dino-w48-aug0.5-views16-local8-short", "swav-w48-aug0.5-views16-local8-queue")
+#: The masked-modelling and pretext-task methods screened (`--table pretext`).
+PRETEXT_METHODS = ("rotnet-w48", "relative_position-w48", "jigsaw-w48", "npid-w48-aug0.5-views16", "mae-vit_tiny",
+                   "ijepa-vit_tiny", "data2vec2-vit_tiny")
+TABLES = {"lightly": LIGHTLY_METHODS, "distillation": DISTILLATION_METHODS, "pretext": PRETEXT_METHODS}
 
 
 def architecture_key(options: dict[str, Any]) -> str:
@@ -263,6 +271,22 @@ def screen_table(search_result: dict[str, Any], names: tuple[str, ...]) -> str:
         rows.append(f"| `{name}` | {r['options'].get('encoder', 'convnet4')} | {f'**{score}**' if better else score} "
                     f"| {rnd['val_knn']:.3f} / {rnd['val_linear']:.3f} | {raw['val_knn']:.3f} / "
                     f"{raw['val_linear']:.3f} | {r['epochs']} | {r['steps']} | {r['load_average_1min']:.1f} |")
+    return "\n".join(rows)
+
+
+def final_round_table(search_result: dict[str, Any]) -> str:
+    """Markdown rows of the search's final round: the best screened candidates trained for the full budget, scored on
+    the same validation images (mean ± std where the round ran several seeds)."""
+    rows = ["| candidate | budget | seeds | validation kNN | validation linear | kNN + linear | epochs | steps |",
+            "|---|---|---|---|---|---|---|---|"]
+    f = lambda r, k: f"{r[k]:.3f}" + (f" ± {r[k + '_std']:.3f}" if k + "_std" in r else "")  # noqa: E731
+    best = best_candidate(search_result)
+    for name, r in search_result["final_round"].items():
+        seeds = r["seed"] if isinstance(r["seed"], list) else [r["seed"]]
+        score = f"{r['val_knn'] + r['val_linear']:.3f}"
+        rows.append(f"| `{name}` | {r['minutes']:g} min | {', '.join(map(str, seeds))} | {f(r, 'val_knn')} | "
+                    f"{f(r, 'val_linear')} | {f'**{score}**' if name == best else score} | {r['epochs']} | "
+                    f"{r['steps']} |")
     return "\n".join(rows)
 
 

@@ -159,6 +159,54 @@ def current_results() -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+SCORES = ("STS-B", "SICK-R", "MR", "CR")
+
+
+def _cells(row: dict[str, Any], best: dict[str, float], style: str = "") -> str:
+    def cell(k: str) -> str:
+        if k not in row:
+            return ""
+        text = f"{row[k]:.2f}" + (f" ± {row[k + '_std']:.2f}" if k + "_std" in row else "")
+        return f"**{text}**" if best.get(k) == row[k] else f"{style}{text}{style}"
+    return " | ".join(cell(k) for k in SCORES)
+
+
+def scratch_table(result: dict[str, Any]) -> str:
+    """docs/benchmarks.md's table of the from-scratch runs: each run (best STS-B first) with its whitened and untrained
+    rows, the baselines measured in every run (from the first), and the published figures in italics; the best
+    measured score of each column in bold."""
+    runs = sorted(result["scratch"].values(), key=lambda r: -max(v["STS-B"] for k, v in r["results"].items()
+                                                                  if k.startswith("selfsup")))
+    measured: list[tuple[str, dict[str, Any]]] = []
+    for run in runs:
+        t = run["training"]
+        for name, row in run["results"].items():
+            if name.startswith("selfsup") and not name.endswith("whitening"):
+                name += f" ({t['steps']:,} steps, {t['epochs']} epochs in {t['minutes']:g} minutes)"
+            if name.startswith(("selfsup", "untrained")):
+                measured.append((name, row))
+    measured += [(name, row) for name, row in runs[0]["results"].items()
+                 if not name.startswith(("selfsup", "untrained"))]
+    best = {k: max(row[k] for _, row in measured) for k in SCORES}
+    lines = ["| run | STS-B | SICK-R | MR | CR |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {_cells(row, best)} |" for name, row in measured]
+    lines += [f"| *published: {name}* | {_cells(row, {}, '*')} |" for name, row in runs[0]["published"].items()]
+    return "\n".join(lines)
+
+
+def adaptation_table(result: dict[str, Any]) -> str:
+    """docs/benchmarks.md's table of domain adaptation: the model before and after each method, the best in bold."""
+    rows = result["adaptation"]["results"]
+    best = {k: max(r[k] for r in rows.values()) for k in ("STS-B", "SICK-R", "MR")}
+    lines = ["| MiniLM | MR (in-domain) | STS-B | SICK-R |", "|---|---|---|---|"]
+    for name, r in rows.items():
+        mr = f"{r['MR']:.2f} ± {r['MR_std']:.2f}"
+        cells = [f"**{mr}**" if r["MR"] == best["MR"] else mr] + \
+            [f"**{r[k]:.2f}**" if r[k] == best[k] else f"{r[k]:.2f}" for k in ("STS-B", "SICK-R")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["scratch", "adaptation"], default="scratch")

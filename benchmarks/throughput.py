@@ -185,5 +185,35 @@ def main() -> None:
             f"selfsup ceiling {result['ceiling_selfsup_img_per_s']}")
 
 
+#: the speed table's rows: (label, key of the result file)
+SPEED_ROWS = [
+    ("selfsup, whole training loop (data, views, forward, backward, step)", "img_per_s"),
+    ("fp32 eager ceiling (the bare step on a pre-made batch, NCHW)", "ceiling_fp32_img_per_s"),
+    ("channels_last, fp32", "ceiling_channels_last_fp32_img_per_s"),
+    ("selfsup's own ceiling (channels_last + `auto` precision)", "ceiling_selfsup_img_per_s"),
+    ("the same + `torch.compile` (so off by default, `--compile` turns it on)", "ceiling_compiled_img_per_s"),
+]
+
+
+def speed_table(results: list[dict]) -> str:
+    """The speed table of docs/benchmarks.md: images/s and the ratio to the fp32 eager ceiling measured in the same
+    run, one column pair per result file (machine kind and precision from its detection record); LightlySSL's
+    published figure in the columns of the machine kind it was measured on (native bf16)."""
+    def kind(r: dict) -> str:
+        return f"{'AVX-512 + bf16' if r['machine']['native_bf16'] else 'AVX2'}, {r['precision']} ({r['written'][:10]})"
+
+    head = "| | " + " | ".join(f"{kind(r)} | / its fp32 ceiling" for r in results) + " |"
+    lines = [head, "|---|" + "---|---|" * len(results)]
+    for i, (label, key) in enumerate(SPEED_ROWS):
+        cells = [(f"{r[key]:.0f}", f"{r[key] / r['ceiling_fp32_img_per_s']:.2f}") for r in results]
+        cells = [(f"**{a}**", f"**{b}**") if i == 0 else (a, b) for a, b in cells]
+        lines.append(f"| {label} | " + " | ".join(f"{a} | {b}" for a, b in cells) + " |")
+    peer = [(f"{r['peer_reference']['lightly_1.6.0_img_per_s']}", f"{r['peer_reference']['lightly_over_fp32_ceiling']}")
+            if r["machine"]["native_bf16"] else ("", "") for r in results]
+    lines.append("| LightlySSL 1.6.0, whole loop (published in shared/reference/anchors.md, 2-core avx512_bf16) | "
+                 + " | ".join(f"{a} | {b}" for a, b in peer) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     main()

@@ -135,6 +135,32 @@ def series_part(problem: str, methods: list[str], seeds: int) -> dict[str, Any]:
     return out
 
 
+def fmnist_table(part: dict[str, Any]) -> str:
+    """docs/benchmarks.md's table of the Fashion-MNIST part: each method and budget, the random ViT-Tiny of the same
+    seed and raw pixels (from the entry that measured them), kNN, linear probe and few-label fine-tuning; the best
+    ViT-Tiny figure of each column in bold."""
+    base = next(e["baselines"] for e in part.values() if "baselines" in e)
+    fractions = sorted({f for e in part.values() for f in e.get("finetune", {})}, key=float)
+    rows = [(f"`{name.split('@')[0]}`", f"{e['minutes']:g} min", f"{e['training']['epochs']}", e["knn"], e["linear"],
+             e.get("finetune", {})) for name, e in part.items()]
+    rows.append(("random ViT-Tiny (same seed)", "-", "-", base["random_encoder"]["knn"],
+                 base["random_encoder"]["linear"], base["random_encoder"].get("finetune", {})))
+    best = {"knn": max(r[3] for r in rows), "linear": max(r[4] for r in rows),
+            **{f: max(r[5][f]["mean"] for r in rows if f in r[5]) for f in fractions}}
+    bold = lambda text, value, key: f"**{text}**" if value == best[key] else text  # noqa: E731
+    lines = ["| ViT-Tiny, 4-px patches (test) | budget | epochs | kNN | linear | "
+             + " | ".join(f"fine-tuned, {float(f):.0%} labels" for f in fractions) + " |",
+             "|---|---|---|---|---|" + "---|" * len(fractions)]
+    for label, budget, epochs, knn, linear, tuned in rows:
+        cells = [bold(f"{knn:.3f}", knn, "knn"), bold(f"{linear:.3f}", linear, "linear")]
+        cells += [bold(f"{tuned[f]['mean']:.3f} ± {tuned[f]['std']:.3f}", tuned[f]["mean"], f) if f in tuned else "-"
+                  for f in fractions]
+        lines.append(f"| {label} | {budget} | {epochs} | " + " | ".join(cells) + " |")
+    lines.append(f"| raw pixels | - | - | {base['raw']['knn']:.3f} | {base['raw']['linear']:.3f} | "
+                 + " | ".join("-" for _ in fractions) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["fmnist", "digits", "series"], required=True)

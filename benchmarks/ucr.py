@@ -333,6 +333,29 @@ def seed_summary(rows: list[dict]) -> dict:
             "train_seconds": round(sum(r["train_seconds"] for r in rows), 1), "steps": rows[0]["steps"]}
 
 
+def comparison_table(shipped: dict, wider: dict) -> str:
+    """docs/benchmarks.md's table: selfsup at its shipped width and the official code, measured in one run, the
+    papers' figures, the training-time ratios at both widths and selfsup at the official width; per problem the better
+    of selfsup and the official code in bold."""
+    lines = ["| problem | selfsup (shipped, width {}) | official code | TS2Vec (paper) | T-Loss | training time vs "
+             "official: width {} / width {} | selfsup at width {} |".format(
+                 shipped["config"]["encoder_options"]["hidden"], shipped["config"]["encoder_options"]["hidden"],
+                 wider["config"]["encoder_options"]["hidden"], wider["config"]["encoder_options"]["hidden"]),
+             "|---|---|---|---|---|---|---|"]
+    for name, d in shipped["datasets"].items():
+        ours, official, w = d, d["official"], wider["datasets"][name]
+        top = max(ours["acc_mean"], official["acc_mean"])
+        cell = lambda r: (f"**{r['acc_mean']:.3f}**" if round(r["acc_mean"], 3) == round(top, 3)  # noqa: E731
+                          else f"{r['acc_mean']:.3f}") + f" ± {r['acc_std']:.3f}"
+        paper = lambda key: f"{d['published'][key]:.3f}" if key in d["published"] else "-"  # noqa: E731
+        channels = f" ({d['shape'][0]} channels)" if d["shape"][0] > 1 else ""
+        lines.append(f"| {name}{channels} | {cell(ours)} | "
+                     f"{cell(official)} | {paper('TS2Vec')} | {paper('T-Loss')} | "
+                     f"{d['versus_official']['train_time_ratio']:.2f} / {w['versus_official']['train_time_ratio']:.2f} "
+                     f"| {w['acc_mean']:.3f} ± {w['acc_std']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

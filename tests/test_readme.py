@@ -62,6 +62,34 @@ def test_a_changed_result_makes_its_block_stale():
     assert clustering.clustering_table(changed) != blocks.blocks_in(page.read_text())["clustering table"]
 
 
+def test_every_figure_in_the_prose_is_a_value_of_the_results_its_section_names():
+    for page in blocks.FIGURE_PAGES:
+        missing = blocks.unsourced_figures((blocks.ROOT / page).read_text())
+        assert not missing, f"{page}: figures no result file holds: {missing}"
+
+
+def test_a_changed_planted_or_unsourced_figure_is_caught():
+    """Negative controls: the results changed under the prose, a figure typed into a section that cites other
+    results, and a section that names no result file."""
+    page = (blocks.ROOT / "docs/benchmarks.md").read_text()
+    assert "621 img/s" in page
+
+    def scaled(doc):
+        if isinstance(doc, dict):
+            return {k: scaled(v) for k, v in doc.items()}
+        if isinstance(doc, list):
+            return [scaled(v) for v in doc]
+        return doc * 1.013 if isinstance(doc, float | int) and not isinstance(doc, bool) else doc
+
+    changed = blocks.unsourced_figures(page, lambda n: scaled(blocks.load_result(n)) if n == "loop_ab.json"
+                                       else blocks.load_result(n))
+    assert any(f.startswith("621 ") for f in changed), changed
+    planted = page.replace("gives 621 img/s before", "gives 623 img/s before")
+    assert [f for f in blocks.unsourced_figures(planted) if f.startswith("623 ")]
+    unsourced = page + "\n**A new section** measured 0.917 in 12.5 s.\n"
+    assert [f.split()[0] for f in blocks.unsourced_figures(unsourced)] == ["0.917", "12.5"]
+
+
 def test_methods_table_lists_every_registered_method():
     table = blocks.BLOCKS["methods table"]()
     listed = re.findall(r"^\| `([a-z0-9_]+)` \|", table, re.M)
