@@ -111,6 +111,12 @@ def add_train_parser(sub) -> None:
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the encoder (off by default: 0.75x measured on a 2-core CPU)")
     p.add_argument("--select", choices=["last", "rankme"], help="keep the last or the best-RankMe checkpoint")
+    p.add_argument("--search", type=float, nargs="?", const=-1.0, metavar="MINUTES",
+                   help="choose the method without labels within MINUTES (or --minutes): screen the data's preset "
+                        "and the modality's methods by successive halving, ranked by a label-free criterion, then "
+                        "train the winner for the rest of the budget (RUN/search.json keeps the record)")
+    p.add_argument("--search-criterion", dest="search_criterion",
+                   help="what --search ranks by: view_retrieval (default), rankme, lidar or alpha_req")
     p.add_argument("--no-monitor", action="store_false", dest="monitor", default=None,
                    help="skip per-epoch diagnostics")
     p.add_argument("--no-eval", action="store_true", help="skip evaluation (and the report) after training")
@@ -150,6 +156,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return finish_train(args, run, run.config)
     if args.out is None:
         raise ConfigError("--out is required (the run directory to create), or --resume RUN")
+    if args.search is not None:
+        return cmd_train_search(args, base, overrides)
+    if args.search_criterion is not None:
+        raise ConfigError("--search-criterion goes with --search")
     if args.epochs is not None or args.minutes is not None:
         base.pop("epochs", None)
         base.pop("minutes", None)
@@ -181,7 +191,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     return finish_train(args, run, cfg)
 
 
-def finish_train(args: argparse.Namespace, run, cfg) -> int:
+def cmd_train_search(args: argparse.Namespace, base: dict[str, Any], overrides: dict[str, Any]) -> int:
+    """`train --search`: screen candidates without labels, then train the winner into --out (selfsup.search)."""
+    from .search import DEFAULT_CRITERION, search_and_train
+
+    minutes = args.minutes if args.search < 0 else args.search
+    for flag, given in (("--method", args.method), ("--encoder", args.encoder), ("--config", args.config),
+                        ("--epochs", args.epochs), ("--method-option", args.method_option),
+                        ("--encoder-option", args.encoder_option), ("--cache", args.cache)):
+        if given:
+            raise ConfigError(f"--search chooses the method and trains for its budget; drop {flag}")
+    if minutes is None or minutes <= 0:
+        raise ConfigError("--search needs a budget: --search MINUTES (or --search with --minutes MINUTES)")
+    if args.minutes is not None and args.search >= 0 and args.minutes != args.search:
+        raise ConfigError(f"--search {args.search:g} and --minutes {args.minutes:g} disagree; give one budget")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("--search runs in one process; search first, then train its choice under torchrun")
+    options = {**base, **{k: v for k, v in overrides.items() if k not in ("epochs", "minutes")}}
+    if args.augment:
+        options["augmentation"] = key_values(args.augment, "--augment")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"{out} exists; choose another --out or pass --overwrite")
+    run, doc = search_and_train(options, out, minutes, args.search_criterion or DEFAULT_CRITERION,
+                                progress=not (args.quiet or args.json), overwrite=args.overwrite)
+    args.preset = None
+    return finish_train(args, run, run.config, search=doc)
+
+
+def finish_train(args: argparse.Namespace, run, cfg, search: dict[str, Any] | None = None) -> int:
     """After training: print the summary, evaluate, cluster (--cluster) and write the report (rank 0 only under
     torchrun)."""
     from .api import load
@@ -191,6 +229,10 @@ def finish_train(args: argparse.Namespace, run, cfg) -> int:
     if not is_main_process():
         return 0
     out: dict[str, Any] = {"run": str(args.out), "summary": run.summary}
+    if search is not None:
+        out["search"] = search
+        if not args.json:
+            print(format_search(search))
     if not args.json:
         s = run.summary
         print(f"trained {s['method']} / {s['encoder']} on {s['data']}: {s['steps']} steps, {s['epochs']} epochs in "
@@ -230,6 +272,17 @@ def finish_train(args: argparse.Namespace, run, cfg) -> int:
     if args.json:
         print(json.dumps(out, default=str))
     return 0
+
+
+def format_search(doc: dict[str, Any]) -> str:
+    """The search's rounds as lines: each candidate's criterion score, the kept ones marked."""
+    lines = [f"search by {doc['criterion']} (labels not used), {len(doc['candidates'])} candidates:"]
+    for r in doc["rounds"]:
+        scores = {s["candidate"]: s["scores"][doc["criterion"]] for s in doc["screens"] if s["round"] == r["round"]}
+        lines.append(f"  round {r['round'] + 1}: " + ", ".join(
+            f"{name} {scores[name]:.4g}{' *' if name in r['kept'] else ''}" for name in r["ranking"]))
+    lines.append(f"  choice: {doc['why']}")
+    return "\n".join(lines)
 
 
 def write_report_if_possible(run) -> str:

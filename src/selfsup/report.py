@@ -379,6 +379,21 @@ def illustration_section(run: Run, x: torch.Tensor, n: int = 6) -> list[str]:
             f'<img alt="what the method predicts" src="{figure_uri(fig)}">']
 
 
+def search_section(path: Path) -> list[str]:
+    """How `train --search` chose the method (RUN/search.json): the reason, then every round's scores."""
+    if not (path / "search.json").exists():
+        return []
+    doc = json.loads((path / "search.json").read_text())
+    rows = [[s["round"] + 1, s["candidate"], f"{s['scores'][doc['criterion']]:.4g}", human(s["seconds"]),
+             human(s.get("steps")), "kept" if s["candidate"] in doc["rounds"][s["round"]]["kept"] else ""]
+            for s in doc["screens"]]
+    return ["<h2>How the method was chosen</h2>",
+            f"<p>{html.escape(doc['why'])}. {len(doc['candidates'])} candidates screened by successive halving in "
+            f"{human(doc['screen_seconds'])} s, ranked by {html.escape(doc['criterion'])} on training items; no label "
+            "was read.</p>",
+            table(rows, ["round", "candidate", doc["criterion"], "seconds", "steps", ""])]
+
+
 def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_points: int = 2000) -> Path:
     """Write report.html for a run directory; returns its path.
 
@@ -406,6 +421,7 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
         body = "<p>No evaluation: the data have no labels, or evaluation was skipped. The embeddings are in the run " \
                "(<code>selfsup embed</code>); label a few hundred samples and run <code>selfsup eval</code>.</p>"
     parts = [f"<h1>{html.escape(title)}</h1>", f"<section id='verdict'><h2>Verdict</h2>{body}{head}</section>"]
+    parts += search_section(run.path)
     try:
         ds = load_dataset(data or run.config.data, run.config.data_dir, run.resolved["modality"])
     except Exception as exc:  # data moved or unlabelled: the report still shows what it can

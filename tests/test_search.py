@@ -1,0 +1,111 @@
+"""`train --search`: successive halving within the budget, resuming an interrupted search, and the command on digits."""
+import json
+
+import pytest
+
+from selfsup.cli import main
+from selfsup.errors import ConfigError
+from selfsup.search import (MIN_SCREEN_SECONDS, Candidate, SearchState, candidates_for, halving_rounds,
+                            successive_halving)
+
+QUALITY = {"a": 0.1, "b": 0.7, "c": 0.3, "d": 0.9, "e": 0.5, "f": 0.2, "g": 0.8}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_screen(clock: FakeClock, calls: list, fail_at: int | None = None):
+    """A screen that 'trains' for exactly its seconds on the fake clock; a candidate's score grows with its time
+    (so later rounds score higher) and keeps the candidates' order; it raises at call number `fail_at`."""
+    def screen(c: Candidate, r: int, seconds: float) -> dict:
+        if fail_at is not None and len(calls) == fail_at:
+            raise KeyboardInterrupt
+        calls.append((c.name, r, seconds))
+        clock.now += seconds
+        return {"scores": {"view_retrieval": QUALITY[c.name] + 0.01 * seconds, "rankme": -QUALITY[c.name]}}
+    return screen
+
+
+def candidates() -> list[Candidate]:
+    return [Candidate(name, {"method": name}) for name in QUALITY]
+
+
+def test_rounds_keep_a_third_until_one_is_left():
+    assert halving_rounds(7) == [7, 3]
+    assert halving_rounds(9) == [9, 3]
+    assert halving_rounds(10) == [10, 4, 2]
+    assert halving_rounds(2) == [2] and halving_rounds(1) == []
+
+
+def test_successive_halving_screens_within_half_the_budget_and_keeps_the_best():
+    clock, calls = FakeClock(), []
+    state = SearchState("view_retrieval", budget_seconds=420.0)
+    winner = successive_halving(candidates(), state, fake_screen(clock, calls), clock=clock)
+    first = [c for c in calls if c[1] == 0]
+    second = [c for c in calls if c[1] == 1]
+    assert len(first) == 7 and all(s == pytest.approx(210 / 2 / 7) for _, _, s in first)
+    assert [n for n, _, _ in second] == ["d", "g", "b"]  # the best third of round 1, best first
+    assert all(s == pytest.approx((210 - 105) / 3) for _, _, s in second)
+    assert winner.name == "d" and state.winner == "d"
+    assert state.spent_seconds == pytest.approx(210.0) and state.final_seconds == pytest.approx(210.0)
+    assert state.rounds[0]["ranking"] == ["d", "g", "b", "e", "c", "f", "a"]
+    assert state.rounds[1]["kept"] == ["d"]
+
+
+def test_the_criterion_decides():
+    clock = FakeClock()
+    state = SearchState("rankme", budget_seconds=420.0)
+    assert successive_halving(candidates(), state, fake_screen(clock, []), clock=clock).name == "a"
+
+
+def test_a_tiny_budget_still_screens_each_candidate_for_the_minimum():
+    clock, calls = FakeClock(), []
+    state = SearchState("view_retrieval", budget_seconds=1.0)
+    successive_halving(candidates(), state, fake_screen(clock, calls), clock=clock)
+    assert all(s == MIN_SCREEN_SECONDS for _, _, s in calls)
+    assert state.final_seconds == MIN_SCREEN_SECONDS
+
+
+def test_an_interrupted_search_carries_on_without_screening_again():
+    clock, calls, saved = FakeClock(), [], []
+    state = SearchState("view_retrieval", budget_seconds=420.0)
+    with pytest.raises(KeyboardInterrupt):
+        successive_halving(candidates(), state, fake_screen(clock, calls, fail_at=4), clock=clock,
+                           save=lambda s: saved.append(json.dumps(s.to_dict())))
+    assert len(calls) == 4
+    resumed = SearchState.from_dict(json.loads(saved[-1]))  # what search.json held when it stopped
+    more: list = []
+    winner = successive_halving(candidates(), resumed, fake_screen(clock, more), clock=clock)
+    assert [n for n, r, _ in more if r == 0] == ["e", "f", "g"]  # only the screens not done before
+    assert winner.name == "d" and len(resumed.screens) == 10
+
+
+def test_candidates_are_the_preset_and_the_search_space():
+    found = candidates_for("digits", "image", {"data": "digits", "seed": 1})
+    assert found[0].name == "preset" and found[0].options["method"] == "moco" and found[0].options["seed"] == 1
+    assert [c.name for c in found[1:]] == ["simclr", "moco", "byol", "vicreg", "barlow_twins", "rotnet"]
+    assert [c.name for c in candidates_for("folder:photos", "image", {})][0] == "simclr"  # a source without preset
+    with pytest.raises(ConfigError, match="no search space"):
+        candidates_for("x", "video", {})
+
+
+def test_search_on_digits_records_candidates_scores_and_choice(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--search", "0.5", "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads((out / "search.json").read_text())
+    assert doc["labels_used"] is False and doc["criterion"] == "view_retrieval"
+    assert set(doc["candidates"]) == {"preset", "simclr", "moco", "byol", "vicreg", "barlow_twins", "rotnet"}
+    assert len(doc["screens"]) == 7 + 3 and doc["choice"] == doc["rounds"][-1]["ranking"][0]
+    assert not (tmp_path / "run.search").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == doc["candidates"][doc["choice"]]["method"]
+    assert "search by view_retrieval" in printed and f"choice: {doc['choice']}" in printed
+    assert "How the method was chosen" in (out / "report.html").read_text()
+    assert main(["train", "--data", "digits", "--search", "1", "--method", "simclr", "--out", str(tmp_path / "x")]) == 2
+    assert "--search chooses the method" in capsys.readouterr().err
