@@ -109,3 +109,14 @@ def test_search_on_digits_records_candidates_scores_and_choice(tmp_path, capsys)
     assert "How the method was chosen" in (out / "report.html").read_text()
     assert main(["train", "--data", "digits", "--search", "1", "--method", "simclr", "--out", str(tmp_path / "x")]) == 2
     assert "--search chooses the method" in capsys.readouterr().err
+    assert main(["train", "--data", "digits", "--search", "1", "--out", str(out)]) == 2  # a finished run stays
+    assert "exists" in capsys.readouterr().err
+
+
+def test_the_python_face_refuses_what_the_search_chooses(tmp_path):
+    import selfsup
+
+    with pytest.raises(ConfigError, match="chooses the method"):
+        selfsup.train("digits", search=1, out=tmp_path / "r", method_options={"temperature": 0.1})
+    with pytest.raises(ConfigError, match="search= takes"):
+        selfsup.train("digits", search=1)

@@ -57,11 +57,14 @@ def dataset_from_array(x: Any, y: Any = None, modality: str | None = None, name:
 
 
 def train(data: str | Dataset | Any = "digits", method: str | None = None, out: str | Path | None = None,
-          progress: bool = False, overwrite: bool = False, cache: str | Path | None = None, **options: Any) -> Run:
+          progress: bool = False, overwrite: bool = False, cache: str | Path | None = None,
+          search: float | None = None, search_criterion: str | None = None, **options: Any) -> Run:
     """Train an encoder on `data` (a source URI, a Dataset or an array) with `method`; options as TrainConfig.
 
     With neither `method` nor `encoder` given, a dataset with a measured preset (selfsup.presets, e.g.
     fashion-mnist) uses it; otherwise the method defaults to SimCLR.
+    `search=MINUTES` (a data source URI and `out` required, no method): choose the method without labels within
+    MINUTES and train it, as `selfsup train --search` (selfsup.search; the record is out/search.json).
     `cache`: a folder for `data` (folder:PATH) decoded once into a memory-mapped cache (selfsup.prepare), made on
     first use, reused after; training then reads `prepared:CACHE`.
     Example: ``run = selfsup.train("digits", method="byol", epochs=20, out="runs/byol")``.
@@ -70,6 +73,14 @@ def train(data: str | Dataset | Any = "digits", method: str | None = None, out: 
     unknown = sorted(set(options) - names)
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(names))}")
+    if search is not None:
+        if not isinstance(data, str) or out is None or method is not None or cache is not None:
+            raise ConfigError("search= takes a data source URI and out=, and chooses the method itself (no method= "
+                              "or cache=)")
+        from .search import DEFAULT_CRITERION, search_and_train
+
+        return search_and_train({"data": data, **options}, Path(out), search, search_criterion or DEFAULT_CRITERION,
+                                progress=progress, overwrite=overwrite)[0]
     dataset = None
     if cache is not None:
         if not isinstance(data, str):

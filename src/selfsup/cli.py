@@ -199,7 +199,7 @@ def cmd_train_search(args: argparse.Namespace, base: dict[str, Any], overrides: 
     for flag, given in (("--method", args.method), ("--encoder", args.encoder), ("--config", args.config),
                         ("--epochs", args.epochs), ("--method-option", args.method_option),
                         ("--encoder-option", args.encoder_option), ("--cache", args.cache)):
-        if given:
+        if given:  # named as the user typed them (selfsup.search refuses the options too)
             raise ConfigError(f"--search chooses the method and trains for its budget; drop {flag}")
     if minutes is None or minutes <= 0:
         raise ConfigError("--search needs a budget: --search MINUTES (or --search with --minutes MINUTES)")
@@ -210,10 +210,7 @@ def cmd_train_search(args: argparse.Namespace, base: dict[str, Any], overrides: 
     options = {**base, **{k: v for k, v in overrides.items() if k not in ("epochs", "minutes")}}
     if args.augment:
         options["augmentation"] = key_values(args.augment, "--augment")
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"{out} exists; choose another --out or pass --overwrite")
-    run, doc = search_and_train(options, out, minutes, args.search_criterion or DEFAULT_CRITERION,
+    run, doc = search_and_train(options, Path(args.out), minutes, args.search_criterion or DEFAULT_CRITERION,
                                 progress=not (args.quiet or args.json), overwrite=args.overwrite)
     args.preset = None
     return finish_train(args, run, run.config, search=doc)

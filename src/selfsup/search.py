@@ -243,6 +243,14 @@ def search_and_train(options: dict[str, Any], out: Path, minutes: float, criteri
     from .training.run_directory import staging_path
     from .training.session import resume, train
 
+    chosen = [k for k in ("method", "encoder", "method_options", "encoder_options", "epochs", "minutes")
+              if options.get(k) not in (None, {})]
+    if chosen:
+        raise ConfigError(f"--search chooses the method and trains for its budget; drop {', '.join(chosen)}")
+    if not minutes > 0:
+        raise ConfigError(f"--search needs a budget in minutes > 0, got {minutes}")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} exists; choose another output or overwrite it")
     cfg = TrainConfig.from_dict({**options, "minutes": minutes}, "--search")
     dataset = load_dataset(cfg.data, cfg.data_dir, cfg.modality,
                            None if cfg.memory_budget is None else int(cfg.memory_budget * 1e9))
