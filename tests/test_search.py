@@ -6,7 +6,7 @@ import pytest
 from selfsup.cli import main
 from selfsup.errors import ConfigError
 from selfsup.search import (MIN_SCREEN_SECONDS, Candidate, SearchState, candidates_for, halving_rounds,
-                            successive_halving)
+                            load_state, successive_halving)
 
 QUALITY = {"a": 0.1, "b": 0.7, "c": 0.3, "d": 0.9, "e": 0.5, "f": 0.2, "g": 0.8}
 
@@ -82,7 +82,34 @@ def test_an_interrupted_search_carries_on_without_screening_again():
     more: list = []
     winner = successive_halving(candidates(), resumed, fake_screen(clock, more), clock=clock)
     assert [n for n, r, _ in more if r == 0] == ["e", "f", "g"]  # only the screens not done before
+    assert [s for _, r, s in calls + more if r == 0] == [pytest.approx(210 / 2 / 7)] * 7  # the round keeps its time
     assert winner.name == "d" and len(resumed.screens) == 10
+
+
+def test_failed_or_non_finite_screens_rank_last_and_all_failing_is_one_error():
+    clock = FakeClock()
+
+    def screen(c: Candidate, r: int, seconds: float) -> dict:
+        if c.name == "d":
+            return {"error": "loss is not finite", "scores": {}}
+        return {"scores": {"view_retrieval": float("nan") if c.name == "g" else QUALITY[c.name]}}
+
+    state = SearchState("view_retrieval", budget_seconds=60.0)
+    assert successive_halving(candidates(), state, screen, clock=clock).name == "b"
+    assert state.rounds[0]["ranking"][-2:] in (["g", "d"], ["d", "g"])
+    with pytest.raises(ConfigError, match="no candidate could be trained and scored.*a: boom"):
+        successive_halving(candidates(), SearchState("view_retrieval", 60.0),
+                           lambda c, r, s: {"error": "boom", "scores": {}}, clock=clock)
+
+
+def test_a_state_of_another_search_is_refused(tmp_path):
+    (tmp_path / "search.json").write_text(json.dumps(SearchState("view_retrieval", 60.0, "digits").to_dict()))
+    assert load_state(tmp_path, "view_retrieval", 60.0, "digits").budget_seconds == 60.0
+    with pytest.raises(ConfigError, match="another search"):
+        load_state(tmp_path, "view_retrieval", 60.0, "fashion-mnist")
+    (tmp_path / "search.json").write_text('{"old": 1}')
+    with pytest.raises(ConfigError, match="not a search record"):
+        load_state(tmp_path, "view_retrieval", 60.0, "digits")
 
 
 def test_candidates_are_the_preset_and_the_search_space():

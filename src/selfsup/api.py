@@ -73,6 +73,8 @@ def train(data: str | Dataset | Any = "digits", method: str | None = None, out: 
     unknown = sorted(set(options) - names)
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(names))}")
+    if search_criterion is not None and search is None:
+        raise ConfigError("search_criterion= goes with search=MINUTES")
     if search is not None:
         if not isinstance(data, str) or out is None or method is not None or cache is not None:
             raise ConfigError("search= takes a data source URI and out=, and chooses the method itself (no method= "

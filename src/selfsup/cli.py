@@ -144,6 +144,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                "checkpoint_minutes", "checkpoint_every_steps", "sync_bn", "log")
                  if getattr(args, k) is not None}
     if args.resume:
+        if args.search is not None or args.search_criterion is not None:
+            raise ConfigError("--resume continues a run; to carry on an interrupted search give its --search "
+                              "command again")
         if args.out is not None and Path(args.out) != Path(args.resume):
             raise ConfigError("--resume RUN continues RUN; drop --out (or give the same path)")
         for flag, value in (("--config", args.config), ("--method-option", args.method_option),

@@ -30,10 +30,10 @@ import torch
 
 from .artifacts import write_json
 from .data import Dataset, Split
-from .errors import ConfigError
+from .errors import ConfigError, SelfSupError
 from .evaluation.criteria import CRITERIA, label_free_scores
 from .presets import merge_options, preset_for
-from .run import Run, encode_storage
+from .run import Run, encode_storage, load
 from .views import ViewRequest
 
 #: the methods each modality's search screens beside the data's preset, with their defaults (methods that train
@@ -85,20 +85,28 @@ class SearchState:
 
     criterion: str
     budget_seconds: float
+    fingerprint: str = ""  # the data, options and candidates searched: a state is carried on only by the same search
     screens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    round_seconds: list[float] = field(default_factory=list)  # each round's screen time, fixed when it starts
     rounds: list[dict[str, Any]] = field(default_factory=list)
     winner: str | None = None
     final_seconds: float | None = None
     spent_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"criterion": self.criterion, "budget_seconds": self.budget_seconds, "screens": self.screens,
-                "rounds": self.rounds, "winner": self.winner, "final_seconds": self.final_seconds,
-                "spent_seconds": self.spent_seconds}
+        return {"criterion": self.criterion, "budget_seconds": self.budget_seconds, "fingerprint": self.fingerprint,
+                "screens": self.screens, "round_seconds": self.round_seconds, "rounds": self.rounds,
+                "winner": self.winner, "final_seconds": self.final_seconds, "spent_seconds": self.spent_seconds}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> "SearchState":
         return cls(**doc)
+
+
+def ranking_score(record: dict[str, Any], criterion: str) -> float:
+    """A screen's score for ranking: a failed screen or a score that is not finite ranks last."""
+    value = record.get("scores", {}).get(criterion)
+    return value if value is not None and math.isfinite(value) else -math.inf
 
 
 #: screen(candidate, round, seconds) -> the screen's record: {"scores": {criterion: value, ...}, ...}
@@ -111,8 +119,10 @@ def successive_halving(candidates: list[Candidate], state: SearchState, screen: 
     """The winner of successive halving over `candidates`, ranked by `state.criterion` (larger is better).
 
     Half of `state.budget_seconds` goes to the screens. Each round's share is the screening time still unspent split
-    over the rounds left; each candidate of a round gets an equal part of it, at least MIN_SCREEN_SECONDS. Screens
-    already in `state` (an interrupted search) are reused, not run again; `save` is called after every screen.
+    over the rounds left; each candidate of a round gets an equal part of it, at least MIN_SCREEN_SECONDS, fixed when
+    the round starts. Screens already in `state` (an interrupted search) are reused, not run again, and the rest of
+    their round gets the same time; `save` is called after every screen. A screen that failed (its record holds
+    "error") or scored no finite value ranks last.
     """
     if not candidates:
         raise ConfigError("--search: no candidate to screen")
@@ -122,8 +132,10 @@ def successive_halving(candidates: list[Candidate], state: SearchState, screen: 
     plan = halving_rounds(len(candidates), keep)
     survivors = list(candidates)
     for r, _ in enumerate(plan):
-        left = max(state.budget_seconds / 2 - state.spent_seconds, 0.0)
-        seconds = max(left / (len(plan) - r) / len(survivors), MIN_SCREEN_SECONDS)
+        if len(state.round_seconds) <= r:
+            left = max(state.budget_seconds / 2 - state.spent_seconds, 0.0)
+            state.round_seconds.append(max(left / (len(plan) - r) / len(survivors), MIN_SCREEN_SECONDS))
+        seconds = state.round_seconds[r]
         for c in survivors:
             key = f"{r}:{c.name}"
             if key not in state.screens:
@@ -131,7 +143,11 @@ def successive_halving(candidates: list[Candidate], state: SearchState, screen: 
                 state.screens[key] = {"candidate": c.name, "round": r, "seconds": seconds, **screen(c, r, seconds)}
                 state.spent_seconds += clock() - start
                 save(state)
-        ranked = sorted(survivors, key=lambda c: -state.screens[f"{r}:{c.name}"]["scores"][state.criterion])
+        ranked = sorted(survivors, key=lambda c: -ranking_score(state.screens[f"{r}:{c.name}"], state.criterion))
+        if ranking_score(state.screens[f"{r}:{ranked[0].name}"], state.criterion) == -math.inf:
+            failures = "; ".join(f"{c.name}: {state.screens[f'{r}:{c.name}'].get('error', 'no finite score')}"
+                                 for c in ranked)
+            raise ConfigError(f"--search: no candidate could be trained and scored ({failures})")
         survivors = ranked[:math.ceil(len(ranked) / keep)]
         if len(state.rounds) <= r:
             state.rounds.append({"round": r, "ranking": [c.name for c in ranked],
@@ -154,12 +170,16 @@ def sample_items(split: Split, n: int, seed: int) -> Split:
 
 
 @torch.no_grad()
-def score_run(run: Run, items: Split, views: int = 4, seed: int = 0) -> dict[str, float]:
+def score_run(run: Run, items: Split, views: int = 4, seed: int = 0,
+              view_options: dict[str, Any] | None = None) -> dict[str, float]:
     """Every label-free criterion of a trained run on `items`: their embeddings, and the embeddings of `views`
-    augmented views of each made by the modality's instance recipe (the same recipe whatever the method)."""
+    augmented views of each made by the modality's instance recipe (the same recipe whatever the method), under the
+    modality's criterion view options (views that differ from their item) and then `view_options` (the data
+    source's and the caller's augmentation options)."""
     z = encode_storage(run.encoder, run.modality, run.spec, items.x, mask=items.mask)
     storage = run.modality.storage(items, run.spec)
-    make = run.modality.view_maker(ViewRequest("instance"), run.spec)
+    make = run.modality.view_maker(ViewRequest("instance"), run.spec, 1.0,
+                                   {**run.modality.criterion_view_options, **(view_options or {})})
     batch = storage.take(torch.arange(len(storage)))
     run.encoder.eval()
     out = []
@@ -179,28 +199,33 @@ def search_directory(out: Path) -> Path:
     return out.with_name(out.name + ".search")
 
 
-def load_state(folder: Path, criterion: str, budget_seconds: float) -> SearchState:
-    """The search in progress in `folder` (it must be the same search), or a new one."""
+def load_state(folder: Path, criterion: str, budget_seconds: float, fingerprint: str) -> SearchState:
+    """The search in progress in `folder` (it must be the same search: criterion, budget, data, options and
+    candidates), or a new one."""
     path = folder / "search.json"
     if not path.exists():
-        return SearchState(criterion, budget_seconds)
-    state = SearchState.from_dict(json.loads(path.read_text()))
-    if (state.criterion, state.budget_seconds) != (criterion, budget_seconds):
-        raise ConfigError(f"{folder} holds a search by {state.criterion} in {state.budget_seconds / 60:g} minutes; "
-                          f"give the same --search and --search-criterion to carry it on, or remove {folder}")
+        return SearchState(criterion, budget_seconds, fingerprint)
+    try:
+        state = SearchState.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        raise ConfigError(f"{path}: not a search record of this version; remove {folder} to start again") from None
+    if (state.criterion, state.budget_seconds, state.fingerprint) != (criterion, budget_seconds, fingerprint):
+        raise ConfigError(f"{folder} holds another search (by {state.criterion} in {state.budget_seconds / 60:g} "
+                          f"minutes, or of other data or options); give the same command to carry it on, or remove "
+                          f"{folder}")
     return state
 
 
 def record(state: SearchState, candidates: list[Candidate]) -> dict[str, Any]:
     """The search as RUN/search.json keeps it: candidates and their options, every screen, the rounds, the choice."""
-    winner = state.screens[f"{len(state.rounds) - 1}:{state.winner}"] if state.rounds else None
-    why = (f"{state.winner} had the highest {state.criterion} ({winner['scores'][state.criterion]:.4g}) in the last "
-           f"round of {len(state.rounds)}" if winner else f"{state.winner} was the only candidate")
+    last = state.screens[f"{len(state.rounds) - 1}:{state.winner}"] if state.rounds else None
+    why = (f"{state.winner} had the highest {state.criterion} ({last['scores'][state.criterion]:.4g}) in the last "
+           f"round of {len(state.rounds)}" if last else f"{state.winner} was the only candidate")
     return {"criterion": state.criterion, "budget_seconds": state.budget_seconds,
             "candidates": {c.name: c.options for c in candidates}, "screens": list(state.screens.values()),
             "rounds": state.rounds, "choice": state.winner, "why": why,
             "screen_seconds": round(state.spent_seconds, 1), "final_seconds": state.final_seconds,
-            "labels_used": False}
+            "over_budget": state.spent_seconds > state.budget_seconds / 2 + 1.0, "labels_used": False}
 
 
 def search(cfg_options: dict[str, Any], dataset: Dataset, out: Path, minutes: float,
@@ -212,19 +237,25 @@ def search(cfg_options: dict[str, Any], dataset: Dataset, out: Path, minutes: fl
     into out.search/; the final training is the caller's (it writes `out`).
     """
     folder = search_directory(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = load_state(folder, check_criterion(criterion), minutes * 60)
     found = candidates_for(cfg_options["data"], dataset.modality, cfg_options)
-    items = sample_items(dataset.train, sample, seed=int(cfg_options.get("seed", 0)))
+    fingerprint = json.dumps([[c.name, c.options] for c in found] + [sample], sort_keys=True, default=str)
+    state = load_state(folder, check_criterion(criterion), minutes * 60, fingerprint)
+    folder.mkdir(parents=True, exist_ok=True)
+    seed = int(cfg_options.get("seed", 0))
+    items = sample_items(dataset.train, sample, seed=seed)
+    view_options = {**dataset.info.get("view_options", {}), **cfg_options.get("augmentation", {})}
 
     def screen(c: Candidate, r: int, seconds: float) -> dict[str, Any]:
         where = folder / f"round{r}-{c.name}"
         shutil.rmtree(where.with_name(where.name + ".partial"), ignore_errors=True)  # an interrupted screen restarts
         options = {**c.options, "minutes": seconds / 60, "monitor": False}
         options.pop("epochs", None)
-        run = train(options, where)
-        return {"scores": score_run(run, items, seed=int(cfg_options.get("seed", 0))),
-                "steps": run.summary["steps"], "epochs": run.summary["epochs"]}
+        try:
+            run = train(options, where)
+            scores = score_run(run, items, seed=seed, view_options=view_options)
+        except (SelfSupError, ValueError) as exc:  # a candidate that cannot train or be scored here ranks last
+            return {"error": str(exc), "scores": {}}
+        return {"scores": scores, "steps": run.summary["steps"], "epochs": run.summary["epochs"]}
 
     winner = successive_halving(found, state, screen, lambda s: write_json(folder / "search.json", s.to_dict()),
                                 clock)
@@ -239,18 +270,29 @@ def search_and_train(options: dict[str, Any], out: Path, minutes: float, criteri
     winner into `out` for the rest, keep the record in out/search.json; (the run, the record). `options` are the
     caller's TrainConfig options (the method and the budget are the search's)."""
     from .loading import load_dataset
+    from .training import checkpoint as ckpt_io
     from .training.config import TrainConfig
     from .training.run_directory import staging_path
     from .training.session import resume, train
 
+    check_criterion(criterion)
     chosen = [k for k in ("method", "encoder", "method_options", "encoder_options", "epochs", "minutes")
               if options.get(k) not in (None, {})]
     if chosen:
         raise ConfigError(f"--search chooses the method and trains for its budget; drop {', '.join(chosen)}")
     if not minutes > 0:
         raise ConfigError(f"--search needs a budget in minutes > 0, got {minutes}")
+    folder = search_directory(out)
+    if (folder / "record.json").exists() and (out / "summary.json").exists() and not (out / "search.json").exists():
+        return finish(out, json.loads((folder / "record.json").read_text()))  # stopped as it kept the record
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} exists; choose another output or overwrite it")
+    state_file = folder / "search.json"
+    decided = state_file.exists() and json.loads(state_file.read_text()).get("winner") is not None
+    resumable = ckpt_io.checkpoint_file(staging_path(out)).exists()
+    if resumable and not decided and not overwrite:
+        raise ConfigError(f"{staging_path(out)} holds an interrupted run that is not this search's; continue it with "
+                          f"`selfsup train --resume {out}` or overwrite it")
     cfg = TrainConfig.from_dict({**options, "minutes": minutes}, "--search")
     dataset = load_dataset(cfg.data, cfg.data_dir, cfg.modality,
                            None if cfg.memory_budget is None else int(cfg.memory_budget * 1e9))
@@ -261,16 +303,22 @@ def search_and_train(options: dict[str, Any], out: Path, minutes: float, criteri
         return train(TrainConfig.from_dict(candidate, "--search"), folder, progress=False, dataset=dataset,
                      overwrite=True)
 
-    state_file = search_directory(out) / "search.json"
-    decided_before = state_file.exists() and json.loads(state_file.read_text())["winner"] is not None
     final, doc = search({**options, "data": cfg.data}, dataset, out, minutes, screen, criterion)
+    write_json(folder / "record.json", doc)
     if progress:
         print(f"search: {doc['why']}; training it for {final['minutes'] * 60:.0f} s", file=sys.stderr)
-    if decided_before and staging_path(out).exists():  # the search's final run was interrupted: carry it on
-        run = resume(out, progress=progress, dataset=dataset)
+        if doc["over_budget"]:
+            print(f"search: the screens took {doc['screen_seconds']:.0f} s, more than half the budget "
+                  f"({minutes * 30:.0f} s): too little time for {len(doc['candidates'])} candidates", file=sys.stderr)
+    if decided and resumable:  # the search's final run was interrupted: carry it on
+        resume(out, progress=progress, dataset=dataset)
     else:
-        run = train(TrainConfig.from_dict(final, "--search"), out, progress=progress, dataset=dataset,
-                    overwrite=overwrite)
+        train(TrainConfig.from_dict(final, "--search"), out, progress=progress, dataset=dataset, overwrite=overwrite)
+    return finish(out, doc)
+
+
+def finish(out: Path, doc: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
+    """Keep the search's record in the finished run, remove the search's folder; (the run, the record)."""
     write_json(out / "search.json", doc)
     shutil.rmtree(search_directory(out), ignore_errors=True)
-    return run, doc
+    return load(out), doc

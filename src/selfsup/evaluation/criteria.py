@@ -3,11 +3,15 @@ between trained encoders when there are no labels (`selfsup.search`).
 
 - RankMe (Garrido et al. 2023, `diagnostics.rankme`): the effective rank of the embeddings.
 - alpha-ReQ (Agrawal et al. 2022): the decay exponent alpha of the embeddings' eigenspectrum, lambda_i ~ i^-alpha,
-  fitted by least squares in log-log coordinates; the paper finds representations best near alpha = 1, so the score
-  is -|alpha - 1|.
+  fitted by least squares in log-log coordinates over the leading quarter of the spectrum (at least 8 eigenvalues:
+  the tail of a spectrum estimated from a few hundred items bends down at the sample-rank limit and would inflate
+  alpha); the paper reports the best representations in an interval of alpha around 1, so the score is
+  -|alpha - 1|.
 - LiDAR (Thilak et al. 2024): the effective rank of the linear-discriminant matrix of a surrogate classification task
   whose classes are the items and whose samples are each item's augmented views:
   Sigma_w(delta)^-1/2 Sigma_b Sigma_w(delta)^-1/2 with Sigma_w(delta) = Sigma_w + delta I (delta = 1e-4, the paper's).
+  Departures: the views are those of the modality's generic instance recipe, the same for every method compared
+  (the paper uses each method's own training views), and few of them (selfsup.search takes 4 an item).
 - View retrieval: the share of items whose augmented view has the item's own (unaugmented) embedding as its nearest
   neighbour, by cosine, among the embeddings of all the items scored: a criterion that uses only the data and the
   augmentations, whatever the method's loss.
@@ -50,6 +54,7 @@ def alpha_req(z: Any) -> float:
     a = _array(z)
     a = a - a.mean(0)
     eig = np.linalg.svd(a, compute_uv=False) ** 2
+    eig = eig[:max(8, min(a.shape) // 4)]
     eig = eig[eig > eig[0] * 1e-8] if eig[0] > 0 else eig[:0]
     if len(eig) < 2:
         return float("inf")  # a collapsed embedding: no decay to fit
@@ -73,7 +78,7 @@ def lidar(views: Any, delta: float = 1e-4) -> float:
     within = zv - means[:, None, :]
     within = np.einsum("nqd,nqe->de", within, within) / (n * q) + delta * np.eye(d)
     eig, vec = np.linalg.eigh(within)
-    whiten = vec @ np.diag(eig ** -0.5) @ vec.T
+    whiten = vec @ np.diag(np.maximum(eig, delta) ** -0.5) @ vec.T  # rounding can leave eig a hair below delta
     return effective_rank(np.linalg.eigvalsh(whiten @ between @ whiten))
 
 

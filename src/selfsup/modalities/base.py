@@ -27,6 +27,8 @@ class Modality(ABC):
     summary: ClassVar[str]
     encoders: ClassVar[Registry[Callable[..., Encoder]]]
     view_recipes: ClassVar[tuple[str, ...]]  # the views.RECIPES its view maker makes
+    # options of its "instance" views for label-free criteria (selfsup.search): views that differ from their item
+    criterion_view_options: ClassVar[dict[str, Any]] = {}
     encoder_kind: ClassVar[type[Encoder]] = Encoder  # the protocol every one of its registered encoders implements
     channels_last: ClassVar[bool] = False  # whether views can be made in the channels-last memory format
     default_array_ranks: ClassVar[tuple[int, ...]] = ()  # plain arrays of these ranks are this modality's by default

@@ -40,6 +40,8 @@ class TextModality(Modality):
     view_recipes = RECIPES
     encoder_kind = VocabularyEncoder
     default_array_ranks = (1,)
+    # instance views of text are the text itself unless tokens are dropped: a tenth of them, as views for criteria
+    criterion_view_options = {"deletion": 0.1}
 
     def from_array(self, x: Any, where: str) -> torch.Tensor:
         if isinstance(x, str):
