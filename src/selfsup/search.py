@@ -189,6 +189,12 @@ def score_run(run: Run, items: Split, views: int = 4, seed: int = 0,
     return label_free_scores(z, np.stack(out, axis=1))
 
 
+def scoring_view_options(dataset: Dataset, options: dict[str, Any]) -> dict[str, Any]:
+    """The view options the criteria's views take: the data source's (e.g. no mirror images of digits) under the
+    caller's own augmentation options, as training takes them."""
+    return {**dataset.info.get("view_options", {}), **options.get("augmentation", {})}
+
+
 def check_criterion(criterion: str) -> str:
     if criterion not in CRITERIA:
         raise ConfigError(f"--search-criterion: unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
@@ -243,7 +249,7 @@ def search(cfg_options: dict[str, Any], dataset: Dataset, out: Path, minutes: fl
     folder.mkdir(parents=True, exist_ok=True)
     seed = int(cfg_options.get("seed", 0))
     items = sample_items(dataset.train, sample, seed=seed)
-    view_options = {**dataset.info.get("view_options", {}), **cfg_options.get("augmentation", {})}
+    view_options = scoring_view_options(dataset, cfg_options)
 
     def screen(c: Candidate, r: int, seconds: float) -> dict[str, Any]:
         where = folder / f"round{r}-{c.name}"
