@@ -52,8 +52,7 @@ def key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
 
 
 def add_train_parser(sub) -> None:
-    p = sub.add_parser("train", help="pre-train an encoder without labels", epilog="example:\n  " + EXAMPLES["train"],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subcommand(sub, "train", "pre-train an encoder without labels")
     p.add_argument("--data", help="data source, e.g. digits, fashion-mnist, folder:PATH, npy:PATH (default digits)")
     p.add_argument("--method", help="self-supervised method (see `selfsup methods`; default simclr)")
     p.add_argument("--encoder", help="encoder (see `selfsup encoders`; default depends on the data)")
@@ -592,14 +591,14 @@ def data_with_table_flags(args: argparse.Namespace) -> None:
     args.data = head + "?" + urlencode(options, safe=",/:")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised representation learning: "
-                                     "train an encoder without labels, embed data, evaluate honestly.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_train_parser(sub)
-    p = sub.add_parser("embed", help="embed a dataset split with a trained run",
-                       epilog="example:\n  " + EXAMPLES["embed"], formatter_class=argparse.RawDescriptionHelpFormatter)
+def subcommand(sub, name: str, text: str) -> argparse.ArgumentParser:
+    """A sub-command's parser with its help and its example."""
+    return sub.add_parser(name, help=text, epilog="example:\n  " + EXAMPLES[name],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_embed_parser(sub) -> None:
+    p = subcommand(sub, "embed", "embed a dataset split with a trained run")
     p.add_argument("run")
     p.add_argument("--data", help="data source (default: the run's)")
     p.add_argument("--data-dir", dest="data_dir")
@@ -615,8 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-raw", action="store_true", dest="with_raw",
                    help="the raw baseline's features (tables: z-scored numeric columns, missing indicators, one-hot "
                         "categories) first, then the embedding, in one matrix: for a tree model that should see both")
-    p = sub.add_parser("eval", help="evaluate a run's frozen encoder with baselines",
-                       epilog="example:\n  " + EXAMPLES["eval"], formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_eval_parser(sub) -> None:
+    p = subcommand(sub, "eval", "evaluate a run's frozen encoder with baselines")
     p.add_argument("run")
     p.add_argument("--data", help="labelled data source (default: the run's)")
     p.add_argument("--data-dir", dest="data_dir")
@@ -630,20 +631,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-finetune", action="store_true", help="with fewshot: skip fine-tuning the whole encoder")
     add_whiten_flag(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p = sub.add_parser("export", help="write a run's frozen encoder for deployment (ONNX or TorchScript)",
-                       epilog="example:\n  " + EXAMPLES["export"], formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_export_and_report_parsers(sub) -> None:
+    p = subcommand(sub, "export", "write a run's frozen encoder for deployment (ONNX or TorchScript)")
     p.add_argument("run")
     p.add_argument("--format", required=True, help="onnx (needs the extra 'export') or torchscript")
     p.add_argument("--out", help="file to write (default RUN/encoder.onnx or RUN/encoder.pt; PATH.json describes it)")
     p.add_argument("--opset", type=int, help="ONNX opset (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.add_argument("--json", action="store_true", help="print the description (PATH.json) as one JSON object")
-    p = sub.add_parser("report", help="write RUN/report.html (curves, evaluation, embedding map)",
-                       epilog="example:\n  " + EXAMPLES["report"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subcommand(sub, "report", "write RUN/report.html (curves, evaluation, embedding map)")
     p.add_argument("run")
     p.add_argument("--data", help="labelled data source for the embedding views (default: the run's)")
-    p = sub.add_parser("cluster", help="find the groups in a trained run's embeddings (k-means, SCAN)",
-                       epilog="example:\n  " + EXAMPLES["cluster"], formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_cluster_parser(sub) -> None:
+    p = subcommand(sub, "cluster", "find the groups in a trained run's embeddings (k-means, SCAN)")
     p.add_argument("run")
     p.add_argument("--data", help="data source (default: the run's)")
     p.add_argument("--split", default="train", choices=["train", "test"])
@@ -655,9 +659,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "the details go beside it as .json")
     p.add_argument("--json", action="store_true", help="print the details as one JSON object")
     add_conform_flags(p)
-    p = sub.add_parser("prepare", help="decode images once, in parallel, into a memory-mapped cache (series and "
-                       "tables: parsed once into float arrays)",
-                       epilog="example:\n  " + EXAMPLES["prepare"], formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_prepare_and_listing_parsers(sub) -> None:
+    p = subcommand(sub, "prepare", "decode images once, in parallel, into a memory-mapped cache (series and "
+                   "tables: parsed once into float arrays)")
     p.add_argument("source", help="images: folder:PATH, tar:SHARDS, parquet:FILES, hf:DIR (decoded in parallel); "
                    "any other source (ucr:, ts:, csv:, ...) is read once and its arrays written as they are")
     p.add_argument("--out", required=True, help="the cache folder (resumed if an earlier run was interrupted)")
@@ -668,18 +674,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", dest="skip_bad",
                    help="leave out files that cannot be decoded (listed in the manifest) instead of stopping")
     p.add_argument("--json", action="store_true", help="print the manifest as one JSON object")
-    p = sub.add_parser("compare", help="several runs' figures side by side",
-                       epilog="example:\n  " + EXAMPLES["compare"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subcommand(sub, "compare", "several runs' figures side by side")
     p.add_argument("runs", nargs="+")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.add_argument("--html", metavar="OUT", help="also write a self-contained page: verdicts side by side with the "
                    "shared baselines, training curves overlaid, configuration differences")
     for name, text in (("methods", "list methods"), ("encoders", "list encoders"), ("datasets", "list data sources")):
-        p = sub.add_parser(name, help=text, epilog="example:\n  " + EXAMPLES[name],
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = subcommand(sub, name, text)
         p.add_argument("--json", action="store_true")
         if name == "methods":
             p.add_argument("--markdown", action="store_true", help="print README's markdown table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised representation learning: "
+                                     "train an encoder without labels, embed data, evaluate honestly.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_train_parser, add_embed_parser, add_eval_parser, add_export_and_report_parsers,
+                add_cluster_parser, add_prepare_and_listing_parsers):
+        add(sub)
     return parser
 
 
