@@ -179,6 +179,20 @@ def _token_encoders() -> str:
     return with_source(token_encoders.fmnist_table(part), part)
 
 
+def _selection_table() -> str:
+    import selection
+
+    result = _results("selection")
+    return with_source(selection.markdown(result), result)
+
+
+def _selection_summary() -> str:
+    import selection
+
+    result = _results("selection")
+    return " ".join(selection.summary(result, c) for c in ("view_retrieval", "rankme", "lidar", "alpha_req"))
+
+
 def _methods() -> str:
     from selfsup.cli import methods_markdown
 
@@ -211,6 +225,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "audio table": _audio,
     "ucr table": _ucr,
     "token encoders table": _token_encoders,
+    "selection table": _selection_table,
+    "selection summary": _selection_summary,
     "methods table": _methods,
     "method count": _method_count,
 }
