@@ -6,7 +6,7 @@ import pytest
 from selfsup.cli import main
 from selfsup.errors import ConfigError
 from selfsup.search import (MIN_SCREEN_SECONDS, Candidate, SearchState, candidates_for, halving_rounds,
-                            load_state, successive_halving)
+                            load_state, successive_halving, why_chosen)
 
 QUALITY = {"a": 0.1, "b": 0.7, "c": 0.3, "d": 0.9, "e": 0.5, "f": 0.2, "g": 0.8}
 
@@ -100,6 +100,16 @@ def test_failed_or_non_finite_screens_rank_last_and_all_failing_is_one_error():
     with pytest.raises(ConfigError, match="no candidate could be trained and scored.*a: boom"):
         successive_halving(candidates(), SearchState("view_retrieval", 60.0),
                            lambda c, r, s: {"error": "boom", "scores": {}}, clock=clock)
+
+
+def test_the_record_says_when_the_criterion_could_not_choose():
+    clock = FakeClock()
+    state = SearchState("view_retrieval", budget_seconds=60.0)
+    successive_halving(candidates(), state, lambda c, r, s: {"scores": {"view_retrieval": 0.5}}, clock=clock)
+    assert state.winner == "a" and "could not choose" in why_chosen(state)
+    state = SearchState("view_retrieval", budget_seconds=420.0)
+    successive_halving(candidates(), state, fake_screen(clock, []), clock=clock)
+    assert why_chosen(state).startswith("d had the highest view_retrieval")
 
 
 def test_a_state_of_another_search_is_refused(tmp_path):

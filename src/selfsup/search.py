@@ -222,11 +222,23 @@ def load_state(folder: Path, criterion: str, budget_seconds: float, fingerprint:
     return state
 
 
+def why_chosen(state: SearchState) -> str:
+    """One line: why the search chose its winner, and whether the criterion could tell the last round apart (when
+    every candidate of it scored the same, the one listed first, the default, was kept)."""
+    if not state.rounds:
+        return f"{state.winner} was the only candidate"
+    r = len(state.rounds) - 1
+    scores = [ranking_score(state.screens[f"{r}:{name}"], state.criterion) for name in state.rounds[r]["ranking"]]
+    if len(set(scores)) == 1:
+        return (f"{state.winner}: every candidate of the last round scored the same {state.criterion} "
+                f"({scores[0]:.4g}), so the criterion could not choose and the first listed was kept")
+    return (f"{state.winner} had the highest {state.criterion} ({scores[0]:.4g}) in the last round of "
+            f"{len(state.rounds)}")
+
+
 def record(state: SearchState, candidates: list[Candidate]) -> dict[str, Any]:
     """The search as RUN/search.json keeps it: candidates and their options, every screen, the rounds, the choice."""
-    last = state.screens[f"{len(state.rounds) - 1}:{state.winner}"] if state.rounds else None
-    why = (f"{state.winner} had the highest {state.criterion} ({last['scores'][state.criterion]:.4g}) in the last "
-           f"round of {len(state.rounds)}" if last else f"{state.winner} was the only candidate")
+    why = why_chosen(state)
     return {"criterion": state.criterion, "budget_seconds": state.budget_seconds,
             "candidates": {c.name: c.options for c in candidates}, "screens": list(state.screens.values()),
             "rounds": state.rounds, "choice": state.winner, "why": why,
