@@ -10,11 +10,12 @@ files its section names.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -37,6 +38,7 @@ def _facts(doc, commands: list[str], machines: list[str]) -> None:
         return
     command = doc.get("command")
     for c in command if isinstance(command, list) else [command] if isinstance(command, str) else []:
+        c = re.sub(r"(?<=\s)/\S+", "DIR", c)  # the folders of the machine that ran it say nothing to a reader
         if c not in commands:
             commands.append(c)
     machine = doc.get("machine")
@@ -70,120 +72,28 @@ def _main_job() -> str:
     return digits_main_job.readme_figures(_results("digits_main_job"))
 
 
-def _budget() -> str:
-    import fmnist_budget
-
-    result = _results("fmnist_budget")
-    return with_source(fmnist_budget.budget_table(result), result)
-
-
-def _lightly() -> str:
-    import fmnist_budget
-
-    search = _results("fmnist_budget_search")
-    return with_source(fmnist_budget.screen_table(search, fmnist_budget.TABLES["lightly"]), search)
+def _table(module: str, render: str, *docs: Any, args: tuple | None = None) -> str:
+    """benchmarks/MODULE.RENDER applied to `args` (default: the result documents `docs`), with the line naming the
+    commands and machines `docs` record."""
+    return with_source(getattr(importlib.import_module(module), render)(*(docs if args is None else args)), *docs)
 
 
-def _distillation() -> str:
+def _screen(name: str) -> str:
     import fmnist_budget
 
     search = _results("fmnist_budget_search")
-    return with_source(fmnist_budget.screen_table(search, fmnist_budget.TABLES["distillation"]), search)
+    return _table("fmnist_budget", "screen_table", search, args=(search, fmnist_budget.TABLES[name]))
 
 
-def _pretext() -> str:
-    import fmnist_budget
-
-    search = _results("fmnist_budget_search")
-    return with_source(fmnist_budget.screen_table(search, fmnist_budget.TABLES["pretext"]), search)
-
-
-def _final_round() -> str:
-    import fmnist_budget
-
-    search = _results("fmnist_budget_search")
-    return with_source(fmnist_budget.final_round_table(search), search)
-
-
-def _clustering() -> str:
-    import clustering
-
-    result = _results("clustering")
-    return with_source(clustering.clustering_table(result), result)
+def _speed() -> str:
+    docs = _results("throughput"), _results("throughput_avx2")
+    return _table("throughput", "speed_table", *docs, args=(list(docs),))
 
 
 def _tabular() -> str:
     import tabular
 
     return tabular.markdown(_results("tabular"))
-
-
-def _tabular_recipes() -> str:
-    import tabular_recipes
-
-    result = _results("tabular_recipes")
-    return with_source(tabular_recipes.markdown(result), result)
-
-
-def _speed() -> str:
-    import throughput
-
-    results = [_results("throughput"), _results("throughput_avx2")]
-    return with_source(throughput.speed_table(results), *results)
-
-
-def _mutag() -> str:
-    import graphs
-
-    part = _results("graphs")["mutag"]
-    return with_source(graphs.mutag_table(part), part)
-
-
-def _graph_nodes() -> str:
-    import graphs
-
-    part = _results("graphs")["nodes"]
-    return with_source(graphs.nodes_table(part), part)
-
-
-def _text_scratch() -> str:
-    import text
-
-    return with_source(text.scratch_table(_results("text")), _results("text")["scratch"])
-
-
-def _text_adaptation() -> str:
-    import text
-
-    return with_source(text.adaptation_table(_results("text")), _results("text")["adaptation"])
-
-
-def _audio() -> str:
-    import audio
-
-    result = _results("audio")
-    return with_source(audio.audio_table(result), result)
-
-
-def _ucr() -> str:
-    import ucr
-
-    results = _results("ucr"), _results("ucr_width64")
-    return with_source(ucr.comparison_table(*results), *results)
-
-
-def _token_encoders() -> str:
-    import token_encoders
-
-    part = _results("token_encoders")["fmnist"]
-    return with_source(token_encoders.fmnist_table(part), part)
-
-
-def _selection_table() -> str:
-    import selection
-
-    result = _results("selection")
-    return with_source(selection.markdown(result), result)
 
 
 def _selection_summary() -> str:
@@ -210,22 +120,24 @@ def _method_count() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "main job figures": _main_job,
     "speed table": _speed,
-    "screen table budget": _budget,
-    "screen table lightly": _lightly,
-    "screen table distillation": _distillation,
-    "screen table pretext": _pretext,
-    "final round table": _final_round,
-    "clustering table": _clustering,
+    "screen table budget": lambda: _table("fmnist_budget", "budget_table", _results("fmnist_budget")),
+    "screen table lightly": lambda: _screen("lightly"),
+    "screen table distillation": lambda: _screen("distillation"),
+    "screen table pretext": lambda: _screen("pretext"),
+    "final round table": lambda: _table("fmnist_budget", "final_round_table", _results("fmnist_budget_search")),
+    "clustering table": lambda: _table("clustering", "clustering_table", _results("clustering")),
     "tabular table": _tabular,
-    "tabular recipes": _tabular_recipes,
-    "mutag table": _mutag,
-    "graph nodes table": _graph_nodes,
-    "text scratch table": _text_scratch,
-    "text adaptation table": _text_adaptation,
-    "audio table": _audio,
-    "ucr table": _ucr,
-    "token encoders table": _token_encoders,
-    "selection table": _selection_table,
+    "tabular recipes": lambda: _table("tabular_recipes", "markdown", _results("tabular_recipes")),
+    "mutag table": lambda: _table("graphs", "mutag_table", _results("graphs")["mutag"]),
+    "graph nodes table": lambda: _table("graphs", "nodes_table", _results("graphs")["nodes"]),
+    "text scratch table": lambda: _table("text", "scratch_table", _results("text")["scratch"],
+                                         args=(_results("text"),)),
+    "text adaptation table": lambda: _table("text", "adaptation_table", _results("text")["adaptation"],
+                                            args=(_results("text"),)),
+    "audio table": lambda: _table("audio", "audio_table", _results("audio")),
+    "ucr table": lambda: _table("ucr", "comparison_table", _results("ucr"), _results("ucr_width64")),
+    "token encoders table": lambda: _table("token_encoders", "fmnist_table", _results("token_encoders")["fmnist"]),
+    "selection table": lambda: _table("selection", "markdown", _results("selection")),
     "selection summary": _selection_summary,
     "methods table": _methods,
     "method count": _method_count,

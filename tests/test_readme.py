@@ -107,3 +107,11 @@ def test_the_project_speaks_of_the_product_not_of_its_history():
     found = [f"{p.relative_to(root)}:{n}" for p in files
              for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if pattern.search(line)]
     assert not found, found
+
+
+def test_rendered_sources_name_no_folder_of_the_machine_that_ran():
+    line = blocks.with_source("| t |", {"command": "python benchmarks/x.py --data-dir /tmp/mlbench --seeds 0",
+                                        "machine": {"cpu": "CPU", "cpus": 2, "threads": 1}})
+    assert "`python benchmarks/x.py --data-dir DIR --seeds 0` on CPU (no AVX-512), 2 cores, 1 thread" in line
+    for path in blocks.documents():
+        assert not re.search(r"\s/(work|tmp|root|home)/", path.read_text()), path
