@@ -180,11 +180,12 @@ def score_run(run: Run, items: Split, views: int = 4, seed: int = 0,
     storage = run.modality.storage(items, run.spec)
     make = run.modality.view_maker(ViewRequest("instance"), run.spec, 1.0,
                                    {**run.modality.criterion_view_options, **(view_options or {})})
-    batch = storage.take(torch.arange(len(storage)))
+    device = next(run.encoder.parameters()).device  # views are made where the encoder is, as training makes them
+    batch = storage.to(device).take(torch.arange(len(storage)))
     run.encoder.eval()
     out = []
-    for v in range(views):
-        made = make(batch, torch.Generator().manual_seed(seed + 1 + v))
+    for v in range(views):  # seeded on the CPU; a GPU's view maker draws from its own generator (as the monitor's)
+        made = make(batch, torch.Generator().manual_seed(seed + 1 + v) if device.type == "cpu" else None)
         out.append(run.encoder(made.global_views[0]).float().cpu().numpy())
     return label_free_scores(z, np.stack(out, axis=1))
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .diagnostics import rankme
+from .diagnostics import effective_rank, rankme
 from .splits import as_features, to_numpy
 
 
@@ -37,15 +37,6 @@ def _views(views: Any) -> np.ndarray:
     if zv.ndim != 3 or zv.shape[1] < 2:
         raise ValueError(f"views must be [items, views >= 2, dim] embeddings, got shape {zv.shape}")
     return _array(zv.reshape(-1, zv.shape[2]), "views").reshape(zv.shape)
-
-
-def effective_rank(values: np.ndarray, eps: float = 1e-7) -> float:
-    """exp(entropy(p)), p = values / sum(values) + eps (RankMe's and LiDAR's smoothing)."""
-    values = np.clip(np.asarray(values, dtype=np.float64), 0.0, None)
-    if values.sum() <= 0:
-        return 1.0
-    p = values / values.sum() + eps
-    return float(np.exp(-(p * np.log(p)).sum()))
 
 
 def alpha_req(z: Any) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from .splits import as_features, as_tensor
@@ -25,8 +26,16 @@ def rankme(z: Any, eps: float = 1e-7) -> float:
     s = torch.linalg.svdvals(_tensor(z).double())
     if s.sum() <= 0:
         raise ValueError("rankme is undefined for an all-zero matrix")
-    p = s / s.sum() + eps
-    return float(torch.exp(-(p * torch.log(p)).sum()))
+    return effective_rank(s.numpy(), eps)
+
+
+def effective_rank(values: Any, eps: float = 1e-7) -> float:
+    """exp(entropy(p)), p = values / sum(values) + eps (RankMe's and LiDAR's smoothing); 1 for no mass at all."""
+    values = np.clip(np.asarray(values, dtype=np.float64), 0.0, None)
+    if values.sum() <= 0:
+        return 1.0
+    p = values / values.sum() + eps
+    return float(np.exp(-(p * np.log(p)).sum()))
 
 
 def alignment(z1: Any, z2: Any, alpha: float = 2) -> float:
