@@ -136,6 +136,12 @@ def case_labels_needing_pickle(d):
     return ["--data", f"npy:{d / 'x.npy'}?labels={d / 'y.npy'}"], ["y.npy", "safely"]
 
 
+def case_fractional_labels(d):
+    np.save(d / "x.npy", np.random.default_rng(0).random((20, 8, 8)).astype(np.float32))
+    np.save(d / "y.npy", np.random.default_rng(1).random(20))  # a regression target: no classes to evaluate
+    return ["--data", f"npy:{d / 'x.npy'}?labels={d / 'y.npy'}"], ["y.npy", "fractional"]
+
+
 def case_csv_ragged_row(d):
     (d / "t.csv").write_text("a,b,c\n1,2,3\n4,5\n7,8,9\n")
     return ["--data", f"csv:{d / 't.csv'}"], ["t.csv", "line 3"]
@@ -157,7 +163,8 @@ def case_bad_checkpoint_interval(d):
 
 CASES = [case_truncated_png, case_folder_without_images, case_zero_byte_npy, case_garbage_npy, case_text_file_as_npy,
          case_rank1_array, case_rank5_array, case_series_rank4, case_table_rank3, case_nan_only_series_row, case_nan_only_image,
-         case_series_labels_wrong_length, case_labels_needing_pickle, case_csv_ragged_row, case_csv_header_only,
+         case_series_labels_wrong_length, case_labels_needing_pickle, case_fractional_labels,
+         case_csv_ragged_row, case_csv_header_only,
          case_out_under_a_file, case_bad_checkpoint_interval]
 
 
@@ -315,3 +322,11 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path, command):
     assert proc.returncode == 2, proc
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and err.startswith("selfsup: error:") and str(target) in err, err
+
+
+def test_prepare_size_zero_is_refused_not_taken_as_the_default(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    for i in range(4):
+        (tmp_path / "imgs" / f"{i}.png").write_bytes(png_bytes(seed=i))
+    proc = cli("prepare", f"folder:{tmp_path / 'imgs'}", "--out", tmp_path / "c", "--size", "0", "--workers", "1")
+    assert proc.returncode == 2 and "--size 0" in proc.stderr and not (tmp_path / "c").exists(), proc

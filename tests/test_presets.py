@@ -50,3 +50,26 @@ def test_cli_without_method_uses_the_series_preset(tmp_path, capsys):
     config = cfg["train"]
     assert (config["method"], config["encoder"], config["batch_size"]) == ("ts2vec", "dilated_cnn", 8)
     assert "measured preset for ucr:ItalyPowerDemand" in capsys.readouterr().out
+
+
+def test_a_preset_applies_only_to_the_modality_it_was_measured_on(tmp_path):
+    """parquet: reads tables and images; the table preset (SCARF) is for its tables only."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from selfsup.cli import main
+    from test_streaming import write_parquet
+
+    table = tmp_path / "table.parquet"
+    pq.write_table(pa.table({"a": np.arange(40.0), "b": np.arange(40.0) % 7, "label": np.arange(40) % 2}), table)
+    assert with_preset(f"parquet:{table}?label=label", {})[1] is PRESETS["parquet"]  # control: a table has it
+    photos = tmp_path / "photos.parquet"
+    write_parquet(photos, n=40)
+    assert with_preset(f"parquet:{photos}", {}) == ({}, None)
+    assert with_preset(f"parquet:{photos}?image=image&label=label", {}) == ({}, None)
+    assert with_preset(f"parquet:{table}?label=label", {"modality": "image"})[1] is None
+    out = tmp_path / "run"
+    assert main(["train", "--data", f"parquet:{photos}?image=image&label=label", "--epochs", "1", "--out", str(out),
+                 "--no-eval", "--quiet", "--no-monitor", "--batch-size", "16"]) == 0

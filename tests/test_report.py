@@ -149,3 +149,14 @@ def test_cluster_section_in_the_report(monitored_run, tmp_path):
     assert broken == [] and n_images == 5  # the four pictures and the cluster members
     assert "Clusters" in text and "K = 10 clusters by scan" in text and "kmeans raw input" in text
     assert text.index("Clusters") < text.index("Training curves")
+
+
+def test_embedding_map_draws_a_handful_of_points():
+    """t-SNE refuses a perplexity at or above the number of points; a small test split still gets its map."""
+    import numpy as np
+
+    from selfsup.report import MIN_MAP_POINTS, embedding_map
+
+    rng = np.random.default_rng(0)
+    for n in (MIN_MAP_POINTS, 9, 60):
+        assert embedding_map(rng.normal(size=(n, 16)), np.arange(n) % 2, ["a", "b"]).startswith("data:image/png")

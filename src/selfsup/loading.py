@@ -23,3 +23,19 @@ def load_dataset(uri: str, data_dir: str | None = None, modality: str | None = N
     except (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError, UnicodeError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise DataError(f"--data {uri}: cannot read it ({type(exc).__name__}: {first})") from None
+
+
+def source_modality(uri: str, modality: str | None = None) -> str | None:
+    """The modality `uri` reads as, before reading it: `modality` when the caller chose one, else what the source
+    answers from a glance at the data (sources that read several modalities declare `modality_of`), else the
+    source's one declared modality; None when that is not known without reading (an unknown or unreadable source:
+    the loader reports it)."""
+    try:
+        req = parse_uri(uri, modality=modality)
+        if req.modality:
+            return req.modality
+        entry = sources.entry(req.scheme)
+        probe = entry.extra.get("modality_of")
+        return probe(req) if probe is not None else entry.extra.get("modality")
+    except (SelfSupError, OSError, ValueError):
+        return None

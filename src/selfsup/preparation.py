@@ -65,7 +65,7 @@ def image_plan(source: str, size: int | None = None, mode: str | None = None, sk
     req = parse_uri(source)
     splits = encoded_splits(req)  # checks the URI's own options as the source does
     uri_size, uri_mode, max_pixels, _ = common_options(req, set(req.options))
-    size, mode = size or uri_size, mode or uri_mode
+    size, mode = uri_size if size is None else size, mode or uri_mode
     if mode not in (None, "L", "RGB"):
         raise ConfigError(f"--mode {mode!r}: use L (grayscale) or RGB")
     if size is not None and not 4 <= size <= 4096:

@@ -19,6 +19,7 @@ class Preset:
     options: dict[str, Any]
     chosen_by: str
     results: str
+    modality: str  # the modality it was measured on: a source that reads another one gets no preset
 
 
 PRESETS: dict[str, Preset] = {}
@@ -36,11 +37,16 @@ def preset_for(data: str | None, options: dict[str, Any]) -> Preset | None:
     """The preset of data source `data` when `options` choose neither the method nor the encoder, else None."""
     if not data or any(options.get(k) for k in OWN_CHOICE):
         return None
+    from .loading import source_modality
+
     try:
         scheme = parse_uri(data).scheme
     except Exception:  # noqa: BLE001 -- an unreadable URI is reported later, by the data loader
         return None
-    return PRESETS.get(scheme)
+    preset = PRESETS.get(scheme)
+    if preset is None or source_modality(data, options.get("modality")) != preset.modality:
+        return None
+    return preset
 
 
 def with_preset(data: str | None, options: dict[str, Any]) -> tuple[dict[str, Any], Preset | None]:
@@ -72,7 +78,7 @@ FASHION_MNIST = Preset(
     {"method": "rotnet", "encoder": "convnet4", "encoder_options": {"widths": [48, 96, 192, 384]}},
     "benchmarks/fmnist_budget.py --search: kNN + linear probe on 10k images held out from the training set, "
     "3 seeds in the final round",
-    "benchmarks/results/fmnist_budget_search.json")
+    "benchmarks/results/fmnist_budget_search.json", "image")
 
 
 #: scikit-learn's 8x8 digits (the README's main job): the winner of `benchmarks/digits_main_job.py --search` (results in
@@ -82,7 +88,7 @@ FASHION_MNIST = Preset(
 #: ~1,000 negatives instead of a batch's 510: kNN 0.988 and linear 0.989 against SimCLR's best 0.984 / 0.987.
 DIGITS = Preset({"method": "moco", "method_options": {"temperature": 0.1}},
                 "benchmarks/digits_main_job.py --search: 5-fold cross-validated kNN + linear probe on the training "
-                "labels, 3 seeds", "benchmarks/results/digits_main_job_search.json")
+                "labels, 3 seeds", "benchmarks/results/digits_main_job_search.json", "image")
 
 
 def _register_builtin() -> None:
@@ -91,11 +97,12 @@ def _register_builtin() -> None:
     from .modalities.timeseries.modality import DEFAULT_CONFIG as SERIES_CONFIG
 
     series = Preset(dict(SERIES_CONFIG), "cross-validation inside the training splits of five UCR/UEA problems",
-                    "benchmarks/results/ucr.json")
+                    "benchmarks/results/ucr.json", "timeseries")
     for name in ("ucr", "ts", "tscsv"):
         register(name, series)
     tables = Preset({"method": "scarf", "encoder": "mlp", "batch_size": 128},
-                    "validation splits of the training rows of four tables", "benchmarks/results/tabular.json")
+                    "validation splits of the training rows of four tables", "benchmarks/results/tabular.json",
+                    "tabular")
     for name in ("csv", "parquet", "sklearn", "mlbench"):
         register(name, tables)
 

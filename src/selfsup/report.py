@@ -74,6 +74,9 @@ def curves_figure(steps: list[dict], epochs: list[dict]) -> str:
     return figure_uri(fig)
 
 
+MIN_MAP_POINTS = 4  # t-SNE of fewer points draws nothing a reader can use
+
+
 def embedding_map(z: np.ndarray, y: np.ndarray, classes: list, seed: int = 0) -> str:
     """t-SNE of (at most 2,000) test embeddings, coloured by label."""
     import matplotlib.pyplot as plt
@@ -81,7 +84,9 @@ def embedding_map(z: np.ndarray, y: np.ndarray, classes: list, seed: int = 0) ->
     from sklearn.manifold import TSNE
 
     z = PCA(n_components=min(50, z.shape[1], len(z) - 1), random_state=seed).fit_transform(z)
-    xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, max(5, len(z) // 10))).fit_transform(z)
+    # t-SNE needs a perplexity below the number of points: 5-30 as the set grows, less for a handful of points
+    perplexity = min(30, max(5, len(z) // 10), (len(z) - 1) / 3)
+    xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(z)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10" if y.max() < 10 else "tab20", s=6)
     handles = [plt.Line2D([], [], marker="o", ls="", color=sc.cmap(sc.norm(k))) for k in np.unique(y)]
@@ -433,7 +438,12 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
         x = test.x[sel]
         z = encode_storage(run.encoder, run.modality, run.spec, x, mask=test.mask[sel] if test.mask is not None else None)
         classes = ds.info.get("classes") or sorted(set(test.y.tolist()))
-        parts += ["<h2>Embedding map</h2>", f'<img alt="embedding map" src="{embedding_map(z, test.y[sel], classes)}">']
+        if len(z) >= MIN_MAP_POINTS:
+            parts += ["<h2>Embedding map</h2>",
+                      f'<img alt="embedding map" src="{embedding_map(z, test.y[sel], classes)}">']
+        else:
+            parts.append(f"<p class='note'>Embedding map skipped: {len(z)} test items, a map needs "
+                         f"{MIN_MAP_POINTS}.</p>")
         pictures = run.modality.thumbnails(x)
         if pictures is not None:
             parts += ["<h2>Nearest neighbours</h2>", f'<img alt="nearest neighbours" src="{neighbour_grid(pictures, z)}">']

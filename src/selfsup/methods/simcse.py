@@ -12,7 +12,9 @@ the encoder's embedding), one direction of the loss (z1 against all z2: sentence
 MultipleNegativesRankingLoss at its default scale 20, not its symmetric form). Departures: the optimiser is AdamW at
 lr 5e-4 x batch/256 with no weight decay, for an encoder trained from scratch (the paper fine-tunes a pretrained
 BERT at 3e-5 with batch 64: pass `--lr 3e-5` for a pretrained `hf:` encoder); across processes the negatives are
-the global batch's second views.
+the global batch's second views. On the other modalities the `instance` views are augmented, so the two inputs
+differ by augmentation as well as by dropout (an encoder without dropout still sees two different views): SimCLR's
+task with SimCSE's head, temperature and one-direction loss.
 """
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ of ``g.nodes``; PyG: node i; the sources: see below).
 
 Sampling is drawn once, when the storage is made, with ``numpy.random.default_rng(seed)`` (seed 0): every node draws,
 for each hop, up to ``fanout[hop]`` of its neighbours without replacement (all of them when it has no more), and a
-neighbourhood expands its frontier with those draws. So each neighbourhood is a GraphSAGE sample, while a node's draw
-for a hop is shared by the neighbourhoods that reach it at that hop. Neighbours of a directed graph are its
+neighbourhood expands its frontier with those draws (a hop of 0 draws nothing: ``fanout=0`` keeps every node alone,
+the graph-free baseline of its features through the same encoder). So each neighbourhood is a GraphSAGE sample, while
+a node's draw for a hop is shared by the neighbourhoods that reach it at that hop. Neighbours of a directed graph are its
 in-neighbours (sources of edges into the node: the nodes whose messages reach it, as PyG's NeighborLoader samples);
 self-loops are never sampled, but kept as edges. An undirected graph keeps each edge once (the codec's convention).
 

@@ -185,6 +185,15 @@ def tar_splits(req: SourceRequest) -> dict[str, EncodedSplit]:
     return splits
 
 
+def parquet_modality(req: SourceRequest) -> str:
+    """What parquet:PATH reads as, from the first file's schema alone: 'image' when it holds (or `?image=` names) a
+    column of encoded images, else 'tabular'."""
+    from ...shard_readers import encoded_column, expand_shards, file_schema
+
+    first = expand_shards(req.path, (".parquet",), "Parquet files")[0]
+    return "image" if encoded_column(file_schema(first, "parquet"), req.options.get("image"), str(first)) else "tabular"
+
+
 def column_splits(req: SourceRequest, files: dict[str, list[Path]], kind: str, label_default: str | None
                   ) -> dict[str, EncodedSplit] | None:
     """Image columns of Parquet or Arrow files (None when the train files have no encoded column and none was

@@ -260,9 +260,16 @@ def load_csv(req: SourceRequest) -> Dataset:
     return _file_dataset(req, _csv_reader(req))
 
 
+def _parquet_modality(req: SourceRequest) -> str:
+    from ..image.encoded import parquet_modality
+
+    return parquet_modality(req)
+
+
 @sources.register("parquet", "a Parquet table (needs pyarrow): parquet:PATH[?label=COL&categorical=A,B&drop=ID"
                   "&test=TEST.parquet]; with a column of encoded images (or ?image=COL): images, PATH a file, "
-                  "folder, glob or range, row groups streamed beyond --memory-budget", modality="tabular, image")
+                  "folder, glob or range, row groups streamed beyond --memory-budget", modality="tabular, image",
+                  modality_of=_parquet_modality)
 def load_parquet(req: SourceRequest) -> Dataset:
     if req.modality in (None, "image") and req.path:  # a column of encoded images makes it image data
         from ..image.encoded import load_encoded, parquet_splits
