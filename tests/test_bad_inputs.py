@@ -290,17 +290,23 @@ def test_a_fifo_named_like_an_image_is_not_listed(tmp_path):
 def test_artifacts_get_the_mode_of_the_umask(tmp_path):
     import os
 
-    from selfsup.artifacts import write_json
+    import torch
+
+    from selfsup.artifacts import save_tensors, write_json
 
     previous = os.umask(0o022)
     try:
         write_json(tmp_path / "a.json", {"a": 1})
+        save_tensors(tmp_path / "a.safetensors", {"w": torch.zeros(2)})  # safetensors' own writer: 0600 unless set
         os.umask(0o077)
         write_json(tmp_path / "b.json", {"b": 1})
+        save_tensors(tmp_path / "b.safetensors", {"w": torch.zeros(2)})
     finally:
         os.umask(previous)
-    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # readable by others: a report can be shared
-    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
+    for name in ("a.json", "a.safetensors"):  # readable by others: a report or encoder can be shared
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    for name in ("b.json", "b.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
 
 
 @pytest.mark.parametrize("command", ["compare", "prepare"])

@@ -202,3 +202,29 @@ def assert_resumed_inside_an_epoch_exactly(tmp_path, monkeypatch, **options):
     run = resume(tmp_path / "run", progress=False)
     assert run.summary["resumed_from_step"] == 7
     assert_same_weights(tmp_path / "ref", tmp_path / "run")
+
+
+def test_a_flipped_byte_is_found_and_resume_uses_the_checkpoint_before_it(tmp_path, monkeypatch):
+    """The last two checkpoints are kept; a byte flipped on disk in the latest one is caught by its checksum,
+    reported in one warning line, and the run resumes from the one before it, bit-identical to an uninterrupted
+    run. A finished run keeps its last checkpoint only."""
+    opts = dict(method="byol", epochs=4, batch_size=256, seed=3, encoder_options=SMALL, monitor=False, threads=1,
+                checkpoint_every_steps=5, method_options={"proj_hidden_dim": 64, "pred_hidden_dim": 64})
+    selfsup.train("digits", out=tmp_path / "ref", **opts)
+    assert not ckpt_io.checkpoint_files(tmp_path / "ref")[1].exists()
+    monkeypatch.setenv(FAULT_NONFINITE_STEP, "17")  # checkpoints at steps 5, 10, 15; dies at 17
+    with pytest.raises(selfsup.SelfSupError, match="last good checkpoint \\(step 15\\)"):
+        selfsup.train("digits", out=tmp_path / "run", **opts)
+    monkeypatch.delenv(FAULT_NONFINITE_STEP)
+    latest, previous = ckpt_io.checkpoint_files(tmp_path / "run.partial")
+    assert ckpt_io.load(latest).step == 15 and ckpt_io.load(previous).step == 10
+    data = bytearray(latest.read_bytes())
+    data[-3] ^= 0x10  # one bit of the last tensor's bytes
+    latest.write_bytes(bytes(data))
+    with pytest.raises(selfsup.SelfSupError, match="damaged checkpoint.*checksum"):
+        ckpt_io.load(latest)
+    with pytest.warns(UserWarning, match="damaged checkpoint.*step 10"):
+        run = resume(tmp_path / "run", progress=False)
+    assert run.summary["resumed_from_step"] == 10
+    assert_same_weights(tmp_path / "ref", tmp_path / "run")
+    assert not ckpt_io.checkpoint_files(tmp_path / "run")[1].exists()

@@ -65,6 +65,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes a new file of its own, mode 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

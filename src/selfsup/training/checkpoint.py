@@ -31,10 +31,9 @@ from typing import Any
 
 import torch
 
-from ..artifacts import atomic_write_bytes
 from . import distributed
 from .checkpoint_codec import (CHECKPOINT_DIR, FORMAT, VERSION, Checkpoint, checkpoint_file, decode, encode,  # noqa: F401
-                               load, read)
+                               checkpoint_files, load, read, read_latest, write_keeping_previous)
 from .distributed import World
 from .hooks import EpochHook
 from .loggers import MetricsLog
@@ -152,7 +151,7 @@ class Checkpointer:
         }
         path = self.path
         path.parent.mkdir(exist_ok=True)
-        atomic_write_bytes(path, encode(state, tensors))
+        write_keeping_previous(path, encode(state, tensors))
         try:  # make the rename itself durable
             fd = os.open(path.parent, os.O_RDONLY)
             try:

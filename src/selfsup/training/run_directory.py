@@ -64,8 +64,8 @@ def resume_staging(out: Path) -> Path:
     staging = staging_path(out)
     if (out / COMPLETE_MARKER).exists():
         raise ConfigError(f"--resume {out}: the run is already complete; nothing to resume")
-    path = ckpt_io.checkpoint_file(staging)
-    if not path.exists():
+    path, previous = ckpt_io.checkpoint_files(staging)
+    if not path.exists() and not previous.exists():
         where = staging if staging.exists() else out
         raise ConfigError(f"--resume {out}: no checkpoint in {where} (looked for {path})")
     if not os.access(staging, os.W_OK) or not os.access(path.parent, os.W_OK):
@@ -74,7 +74,8 @@ def resume_staging(out: Path) -> Path:
 
 
 def check_free_space(folder: Path, needed: int, flag: str) -> None:
-    """Refuse to start when the disk cannot hold two checkpoints (old + new during the atomic swap) and the run."""
+    """Refuse to start when the disk cannot hold three checkpoints (the two kept + the new one being written) and the
+    run."""
     free = shutil.disk_usage(folder).free
     if free < needed + MIN_FREE_BYTES:
         raise ConfigError(f"{flag}: only {free / 2**20:.0f} MiB free on {folder}; checkpoints and the run need "

@@ -64,10 +64,10 @@ def resume(run: str | Path, progress: bool = True, dataset: Dataset | None = Non
         raise ConfigError(f"--resume continues {out} with its saved configuration; drop "
                           f"{', '.join('--' + e.replace('_', '-') for e in extra)}")
     world = distributed.init()
-    raw = agreed(world, lambda: ckpt_io.read(ckpt_io.checkpoint_file(resume_staging(out))))
-    where = str(ckpt_io.checkpoint_file(staging_path(out)))
-    ckpt = ckpt_io.decode(distributed.broadcast_bytes(raw, world), where)
-    cfg = TrainConfig.from_dict({**ckpt.state["config"], **(overrides or {})}, where)
+    latest = agreed(world, lambda: ckpt_io.read_latest(resume_staging(out)))
+    raw, path = latest if latest is not None else (None, ckpt_io.checkpoint_file(staging_path(out)))
+    ckpt = ckpt_io.decode(distributed.broadcast_bytes(raw, world), str(path))
+    cfg = TrainConfig.from_dict({**ckpt.state["config"], **(overrides or {})}, str(path))
     if ckpt.state["world_size"] != world.size:
         raise ConfigError(f"--resume {out}: the checkpoint was written by {ckpt.state['world_size']} process(es); "
                           f"resume with the same number (torchrun --nproc_per_node), not {world.size}")
@@ -138,7 +138,7 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             rng = (rng_tensors, rng_doc)
         checkpointing = out_path is not None and (checkpoint_seconds or cfg.checkpoint_every_steps)
         if out_path is not None and checkpointing:  # out_path, not staging: every process takes part in `agreed`
-            needed = 2 * ckpt_io.state_bytes_estimate(method, resolved["optimizer"])
+            needed = 3 * ckpt_io.state_bytes_estimate(method, resolved["optimizer"])
             agreed(world, lambda: check_free_space(staging, needed, f"--out {out_path}"))
         model = distributed.ddp(method, device) if world.distributed else None
         if checkpoint is not None and world.distributed:
@@ -214,6 +214,7 @@ def finish_run(staging: Path, out: Path, cfg: TrainConfig, resolved: dict[str, A
                summary: dict[str, Any]) -> None:
     """Write the run into its staging folder and move it into place."""
     write_run(staging, cfg, resolved, method, summary)
+    ckpt_io.checkpoint_files(staging)[1].unlink(missing_ok=True)  # a finished run keeps its last checkpoint only
     if out.exists():
         out.rmdir()
     staging.rename(out)
