@@ -336,3 +336,45 @@ def test_prepare_size_zero_is_refused_not_taken_as_the_default(tmp_path):
         (tmp_path / "imgs" / f"{i}.png").write_bytes(png_bytes(seed=i))
     proc = cli("prepare", f"folder:{tmp_path / 'imgs'}", "--out", tmp_path / "c", "--size", "0", "--workers", "1")
     assert proc.returncode == 2 and "--size 0" in proc.stderr and not (tmp_path / "c").exists(), proc
+
+
+@pytest.mark.parametrize("command", ["train", "resume", "prepare"])
+def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path, command, monkeypatch):
+    """`train --out RUN`, `--resume RUN` and `prepare --out DIR` hold RUN.lock / DIR.lock while they write: a second
+    writer gets one line naming the holder's pid and leaves the folder and the holder's lock as they were."""
+    import os
+
+    from selfsup.artifacts import exclusive_lock
+
+    target = tmp_path / "out"
+    if command == "prepare":
+        (tmp_path / "imgs").mkdir()
+        for i in range(4):
+            (tmp_path / "imgs" / f"{i}.png").write_bytes(png_bytes(seed=i))
+        args = ["prepare", f"folder:{tmp_path / 'imgs'}", "--out", target, "--workers", "1"]
+    elif command == "resume":  # an interrupted run to resume
+        from selfsup.training.loop import FAULT_NONFINITE_STEP
+
+        monkeypatch.setenv(FAULT_NONFINITE_STEP, "5")
+        assert cli("train", "--data", "digits", "--epochs", "2", "--checkpoint-every", "3", "--out", target,
+                   *TINY).returncode == 2
+        monkeypatch.delenv(FAULT_NONFINITE_STEP)
+        args = ["train", "--resume", target]
+    else:
+        args = ["train", "--data", "digits", "--epochs", "1", "--out", target, *TINY]
+    with exclusive_lock(target, "--out"):
+        proc = cli(*args)
+        assert (tmp_path / "out.lock").read_text() == str(os.getpid())
+    assert proc.returncode == 2, proc
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and f"pid {os.getpid()}" in err and str(target) in err, err
+    left = {"prepare": ["imgs"], "resume": ["out.partial"], "train": []}[command]
+    assert sorted(p.name for p in tmp_path.iterdir()) == left
+
+
+def test_a_lock_left_by_a_killed_writer_does_not_block(tmp_path):
+    """The kernel drops a lock when its holder dies: the file a kill -9 left behind is taken over, then removed."""
+    (tmp_path / "run.lock").write_text("999999")
+    proc = cli("train", "--data", "digits", "--epochs", "1", "--out", tmp_path / "run", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

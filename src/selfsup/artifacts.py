@@ -1,11 +1,14 @@
-"""Atomic artifact writing: temporary file + rename, so readers never see half a file."""
+"""Atomic artifact writing: temporary file + rename, so readers never see half a file; and the lock that keeps a
+second writer out of a run or cache folder while one writes it."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -70,6 +73,43 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def exclusive_lock(target: Path, flag: str) -> Iterator[None]:
+    """Hold TARGET.lock (beside `target`, holding this process's pid) while `target` is written: a second writer gets
+    a one-line ConfigError naming the holder's pid. The kernel drops the lock when its holder dies (even by kill -9),
+    so a stale lock file never blocks; it is removed when the holder finishes."""
+    from .errors import ConfigError
+
+    target = Path(target)
+    lock = target.with_name(target.name + ".lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise ConfigError(f"{flag} {target}: another selfsup process (pid {holder}) is writing it; wait for "
+                                  "it to finish or choose another path") from None
+            try:  # the holder before us may have removed the file between our open and our lock: take the new one
+                if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {target}: cannot lock it ({exc.strerror}: {lock})") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def jsonable(o: Any) -> Any:

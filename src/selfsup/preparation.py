@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .artifacts import write_json
+from .artifacts import exclusive_lock, write_json
 from .data import parse_uri
 from .errors import ConfigError, DataError
 from .modalities.prepared import FORMAT, MANIFEST, PROGRESS, VERSION, read_manifest
@@ -159,8 +159,15 @@ def prepare(source: str, out: str | Path, size: int | None = None, mode: str | N
     """Decode `source` (folder:, tar:, parquet: or hf: images) into the cache `out`, resuming an unfinished one;
     returns the manifest.
 
-    A finished cache of the same inputs and settings is returned as it is; one of other inputs is refused.
+    A finished cache of the same inputs and settings is returned as it is; one of other inputs is refused. OUT.lock
+    keeps a second `prepare` of the same cache out while this one writes it.
     """
+    with exclusive_lock(Path(out).expanduser(), "--out"):
+        return _prepare(source, out, size, mode, workers, skip_bad, progress)
+
+
+def _prepare(source: str, out: str | Path, size: int | None, mode: str | None, workers: int | None, skip_bad: bool,
+             progress: bool) -> dict[str, Any]:
     from .modalities.image.encoded import ENCODED_SOURCES
 
     if workers is not None and workers < 1:

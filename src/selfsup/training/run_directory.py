@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from ..artifacts import save_tensors, write_json, write_yaml
+from ..artifacts import exclusive_lock, save_tensors, write_json, write_yaml
 from ..errors import ConfigError
 from ..run import COMPLETE_MARKER
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
+from .distributed import World, agreed
 
 MIN_FREE_BYTES = 50 * 2**20
 
@@ -22,6 +24,17 @@ MIN_FREE_BYTES = 50 * 2**20
 def staging_path(out: Path) -> Path:
     """Where a run is written until it is complete: RUN.partial next to RUN."""
     return out.with_name(out.name + ".partial")
+
+
+@contextmanager
+def run_lock(out: Path | None, world: World) -> Iterator[None]:
+    """Rank 0 holds RUN.lock while the run is trained, resumed or written (artifacts.exclusive_lock): a second
+    `train --out RUN` or `--resume RUN` is refused in one line instead of writing into the same RUN.partial."""
+    held = ExitStack()
+    if out is not None:
+        agreed(world, lambda: held.enter_context(exclusive_lock(out, "--out")))
+    with held:
+        yield
 
 
 def prepare_output(out: Path, overwrite: bool = False) -> Path:

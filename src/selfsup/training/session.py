@@ -34,7 +34,7 @@ from .loop import LoopSettings, TrainingInterrupted, run_loop
 from .optim import build_optimizer
 from .plan import build_plan
 from .rng_state import restore_global_rng
-from .run_directory import check_free_space, prepare_output, resume_staging, staging_path, write_run
+from .run_directory import check_free_space, prepare_output, resume_staging, run_lock, staging_path, write_run
 from .threads import CpuShare
 
 
@@ -84,7 +84,8 @@ def _train(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dat
     elif not cfg.compile:  # compiled CPU kernels keep the thread count they were compiled with
         share = CpuShare()  # measures other processes' CPU use from now on (setup included): training/threads.py
     try:
-        return _train_with_threads(cfg, out_path, progress, dataset, world, overwrite, checkpoint, share)
+        with run_lock(out_path, world):
+            return _train_with_threads(cfg, out_path, progress, dataset, world, overwrite, checkpoint, share)
     finally:  # neither a fixed nor an adapted thread count outlives the run
         torch.set_num_threads(threads_before)
 
