@@ -378,3 +378,63 @@ def test_a_lock_left_by_a_killed_writer_does_not_block(tmp_path):
     proc = cli("train", "--data", "digits", "--epochs", "1", "--out", tmp_path / "run", *TINY)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def fill_disk_after(monkeypatch, writes: int, suffix: str = ""):
+    """A disk that fills up: after `writes` atomic writes of files ending in `suffix`, every such write goes to
+    /dev/full (ENOSPC), as a full disk answers a write."""
+    import os
+
+    import selfsup.artifacts as artifacts
+
+    real = artifacts.temporary_beside
+    count = {"n": 0}
+
+    def beside(path):
+        if str(path).endswith(suffix):
+            count["n"] += 1
+            if count["n"] > writes:
+                fd, tmp = real(path)
+                os.close(fd)
+                return os.open("/dev/full", os.O_WRONLY), tmp
+        return real(path)
+    monkeypatch.setattr(artifacts, "temporary_beside", beside)
+
+
+def test_a_disk_that_fills_during_training_keeps_the_last_checkpoint_and_resumes(tmp_path, monkeypatch):
+    """ENOSPC at the third checkpoint: one line naming the file, the size it needed, the checkpoint kept and the
+    command that continues; after space is freed the resumed run equals an uninterrupted one bit for bit."""
+    import torch
+    from safetensors.torch import load_file
+
+    args = ["--data", "digits", "--epochs", "3", "--checkpoint-every", "3", "--batch-size", "256", *TINY[:-2]]
+    assert cli("train", *args, "--out", tmp_path / "ref").returncode == 0
+    fill_disk_after(monkeypatch, 2, ".safetensors")
+    out = tmp_path / "run"
+    proc = cli("train", *args, "--out", out)
+    assert_clean_failure(proc, out, "checkpoint.safetensors: No space left on device (writing", "MiB)",
+                         "last good checkpoint (step 6)", f"selfsup train --resume {out}")
+    assert ckpt_io.load(ckpt_io.checkpoint_file(tmp_path / "run.partial")).step == 6
+    assert not [p for p in (tmp_path / "run.partial").rglob("*.tmp")]
+    monkeypatch.undo()
+    proc = cli("train", "--resume", out, "--quiet", "--no-eval", "--json")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("encoder.safetensors", "method.safetensors"):
+        a, b = load_file(str(tmp_path / "ref" / name)), load_file(str(out / name))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+@pytest.mark.parametrize("command", ["embed", "export", "report"])
+def test_a_full_disk_names_the_output_and_leaves_nothing_half_written(tmp_path, monkeypatch, command):
+    run = tmp_path / "run"
+    assert cli("train", "--data", "digits", "--epochs", "1", "--out", run, *TINY).returncode == 0
+    fill_disk_after(monkeypatch, 0)
+    target = {"embed": tmp_path / "z.npy", "export": tmp_path / "enc.pt", "report": run / "report.html"}[command]
+    args = {"embed": ["embed", run, "--out", target], "export": ["export", run, "--format", "torchscript", "--out",
+                                                                  target], "report": ["report", run]}[command]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    proc = cli(*args)
+    assert proc.returncode == 2, proc
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and str(target) in err and "No space left on device" in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

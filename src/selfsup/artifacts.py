@@ -2,6 +2,7 @@
 second writer out of a run or cache folder while one writes it."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -13,7 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 
 def _umask() -> int:
@@ -44,9 +45,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a quota: named by the file the user knows, the target left as it was
+        Path(tmp).unlink(missing_ok=True)
+        raise named_os_error(exc, path, len(data)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def named_os_error(exc: OSError, path: Path, size: int | None = None) -> OSError:
+    """`exc` as an OSError naming `path` (a write to an open file names none); a full disk also says how much was
+    being written, so the user knows the space it needs."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC and size is not None:
+        reason = f"{reason} (writing {size / 2**20:.1f} MiB)"
+    return OSError(exc.errno, reason, str(path))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -62,17 +75,10 @@ def write_yaml(path: str | Path, obj: Any) -> None:
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Save a flat dict of tensors as safetensors, atomically (shared storage is cloned)."""
-    path = Path(path)
-    fd, tmp = temporary_beside(path)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes a new file of its own, mode 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Save a flat dict of tensors as safetensors, atomically (shared storage is cloned), through the same writer as
+    every artifact (its errors name `path`; safetensors' own file writer reports a full disk as its own error)."""
+    flat = {k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}
+    atomic_write_bytes(path, save(flat, metadata=metadata))
 
 
 @contextmanager

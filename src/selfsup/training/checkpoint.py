@@ -127,8 +127,8 @@ class Checkpointer:
             bundles = [decode(p, f"rng of process {r}", "selfsup-rng") for r, p in enumerate(parts)]
         else:
             bundles = [Checkpoint(rng_doc, rng_tensors)]
-        self.last_step = loop.steps
         if not self.world.is_main or self.path is None:
+            self.last_step = loop.steps
             return
         tensors = {f"model/{k}": v for k, v in self.method.state_dict().items()}
         opt_tensors, opt_doc = optimizer_state(self.optimizer)
@@ -152,6 +152,7 @@ class Checkpointer:
         path = self.path
         path.parent.mkdir(exist_ok=True)
         write_keeping_previous(path, encode(state, tensors))
+        self.last_step = loop.steps  # only once it is on disk: a failed write keeps the step before
         try:  # make the rename itself durable
             fd = os.open(path.parent, os.O_RDONLY)
             try:

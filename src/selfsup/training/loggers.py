@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from ..artifacts import named_os_error
 from ..errors import ConfigError
 
 SINKS = ("tensorboard", "mlflow")
@@ -138,8 +139,12 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
-            self.file.flush()
+            line = json.dumps(record) + "\n"
+            try:
+                self.file.write(line)
+                self.file.flush()
+            except OSError as exc:  # a full disk: name the file (a resume truncates the torn line)
+                raise named_os_error(exc, Path(self.file.name), len(line)) from None
         for sink in list(self.sinks):
             try:
                 sink.write(record)

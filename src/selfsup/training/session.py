@@ -6,6 +6,7 @@ may fail on one process goes through `distributed.agreed`, so under torchrun all
 """
 from __future__ import annotations
 
+import errno
 import json
 import platform
 import shutil
@@ -165,9 +166,14 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
                 if staging is not None else ""
             raise TrainingInterrupted(f"{exc}{where}", exc.step) from None
         except TrainingError as exc:
-            kept = f"; the last good checkpoint (step {saver.last_step}) is kept in {staging}" \
-                if saver is not None and saver.last_step is not None and staging is not None else ""
-            raise TrainingError(f"{exc}{kept}") from None
+            raise TrainingError(f"{exc}{kept_checkpoint(saver, staging)}") from None
+        except OSError as exc:  # a full disk mid-run: the complete checkpoint before it is kept, and resumes
+            if exc.errno != errno.ENOSPC or staging is None:
+                raise
+            resume_with = f"; free space and continue with: selfsup train --resume {out_path}" \
+                if saver is not None and saver.last_step is not None else ""
+            raise TrainingError(f"{exc.filename or staging}: {exc.strerror}{kept_checkpoint(saver, staging)}"
+                                f"{resume_with}") from None
         finally:
             log.close()
         model = None  # the DDP wrapper and its reducer go now, not whenever the garbage collector finds them
@@ -209,6 +215,13 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
                 and not any(p.name not in ("metrics.jsonl", ckpt_io.CHECKPOINT_DIR) for p in staging.iterdir()):
             shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def kept_checkpoint(saver: ckpt_io.Checkpointer | None, staging: Path | None) -> str:
+    """The clause naming the last checkpoint a failed run leaves (empty when it left none)."""
+    if saver is None or saver.last_step is None or staging is None:
+        return ""
+    return f"; the last good checkpoint (step {saver.last_step}) is kept in {staging}"
 
 
 def finish_run(staging: Path, out: Path, cfg: TrainConfig, resolved: dict[str, Any], method,
