@@ -364,3 +364,71 @@ def test_two_process_torchrun_training_writes_one_run(tmp_path):
     assert run.config.sync_bn and run.resolved["global_batch_size"] == 64
     # the learning rate scales with the global batch (SimCLR: linear, 0.3 x 64 / 256)
     assert run.resolved["lr"] == pytest.approx(0.3 * 64 / 256)
+
+
+def torchrun(tmp_path, out, *extra, restarts=0):
+    """A 2-process torchrun training run of digits (tiny ConvNet, SimCLR, fp32) writing `out`, started, not waited.
+    The c10d rendezvous, as torchrun's documentation recommends for restarts."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), "--max-restarts",
+           str(restarts), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", *extra,
+           "-m", "selfsup", "train", "--data", "digits", "--method", "simclr", "--epochs", "4", "--batch-size", "32",
+           "--device", "cpu", "--threads", "1", "--no-monitor", "--encoder-option", "widths=[16,32,32,32]",
+           "--method-option", "proj_hidden_dim=64", "--checkpoint-every", "5", "--no-eval", "--json", "--quiet",
+           "--precision", "fp32", "--out", out]
+    return subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=tmp_path, start_new_session=True)
+
+
+def children(pid):
+    """The pids whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def assert_same_encoder(a, b):
+    from safetensors.torch import load_file
+
+    for name in ("encoder.safetensors", "method.safetensors"):
+        ta, tb = load_file(str(a / name)), load_file(str(b / name))
+        assert [k for k in ta if not torch.equal(ta[k], tb[k])] == [], name
+
+
+def test_a_worker_killed_under_torchrun_restarts_the_group_which_resumes_by_itself(tmp_path):
+    """torchrun --max-restarts 1; kill -9 of one worker after the first checkpoint: the agent restarts the group,
+    the new processes find OUT.partial's checkpoint and resume from it without --resume, and the final weights equal
+    an uninterrupted 2-process run's."""
+    import signal
+    import time
+
+    from selfsup.training import checkpoint as ckpt_io
+
+    ref = torchrun(tmp_path, tmp_path / "ref")
+    victim = torchrun(tmp_path, tmp_path / "run", restarts=1)
+    ckpt = ckpt_io.checkpoint_file(tmp_path / "run.partial")
+    deadline = time.time() + 240
+    while not ckpt.exists():
+        assert victim.poll() is None, victim.communicate()[1][-3000:]
+        assert time.time() < deadline, "no checkpoint"
+        time.sleep(0.05)
+    workers = children(victim.pid)
+    assert len(workers) == WORLD, workers
+    os.kill(max(workers), signal.SIGKILL)  # one worker, mid-epoch
+    out, err = victim.communicate(timeout=300)
+    assert victim.returncode == 0, err[-3000:]
+    assert "restart 1 of the torchrun group: resuming" in err
+    assert "selfsup: error: another process of the torchrun group stopped" in err and "internal error" not in err
+    summary = json.loads(out.strip().splitlines()[-1])["summary"]
+    assert summary["resumed_from_step"] >= 5 and summary["steps"] == 4 * (1347 // 64)
+    _, ref_err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, ref_err[-3000:]
+    assert_same_encoder(tmp_path / "ref", tmp_path / "run")
+    assert not (tmp_path / "run.partial").exists()

@@ -743,15 +743,27 @@ def run_command(argv: Sequence[str] | None = None) -> int:
             raise
         if is_main_process():
             print(failure_line(exc), file=sys.stderr)
-        return 2 if isinstance(exc, OSError) and exc.filename else INTERNAL_ERROR
+        return 2 if outside_failure(exc) else INTERNAL_ERROR
+
+
+def outside_failure(exc: Exception) -> bool:
+    """A failure of the user's environment, not of selfsup: an OSError naming a file, a lost torchrun peer."""
+    from .training.distributed import lost_peer
+
+    return isinstance(exc, OSError) and bool(exc.filename) or lost_peer(exc)
 
 
 def failure_line(exc: Exception) -> str:
     """The one line an unexpected exception prints: the file and the system's reason for an OSError that names a
     file (a folder that cannot be written, a full disk, a path that is a file: the user's environment), else an
     internal error to report."""
+    from .training.distributed import lost_peer
+
     if isinstance(exc, OSError) and exc.filename:
         return f"selfsup: error: {exc.filename}: {exc.strerror or exc}"
     first = (str(exc).strip().splitlines() or [""])[0][:300]
+    if lost_peer(exc):
+        return (f"selfsup: error: another process of the torchrun group stopped ({first}); torchrun "
+                "--max-restarts N restarts the group, which resumes from the last checkpoint")
     return (f"selfsup: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback; "
             "please report it)")

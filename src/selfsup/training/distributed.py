@@ -69,6 +69,30 @@ def is_main_process() -> bool:
 _OWNED = False  # whether selfsup created the process group (and so destroys it at exit)
 
 
+def restart_count() -> int:
+    """How many times torchrun's elastic agent has restarted this process group (0 on its first start, and outside
+    torchrun): TORCHELASTIC_RESTART_COUNT."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
+
+
+def restarted_by_agent() -> bool:
+    return restart_count() > 0
+
+
+#: How gloo and NCCL word a collective whose peer went away (killed, out of memory, its machine gone).
+PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Connection refused",
+             "communicator was aborted")
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether `exc` is a collective failing because another process of the torchrun group stopped: this process did
+    nothing wrong, and the group's restart (torchrun --max-restarts) resumes from the last checkpoint."""
+    return env_world().distributed and isinstance(exc, RuntimeError) and any(s in str(exc) for s in PEER_LOST)
+
+
 def init() -> World:
     """Join the process group (env:// from torchrun) when launched with several processes.
 
@@ -86,7 +110,11 @@ def init() -> World:
     if torch.cuda.is_available():
         torch.cuda.set_device(world.local_rank % torch.cuda.device_count())
     timeout = timedelta(seconds=float(os.environ.get("SELFSUP_DIST_TIMEOUT_S", "1800")))
-    dist.init_process_group(backend, timeout=timeout)
+    # torchrun's agent keeps its store across restarts of the group: keys of a restarted group get their own prefix,
+    # or a new process may read the address a killed one published (gloo then connects to the dead process)
+    store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
+    store = dist.PrefixStore(f"selfsup/restart-{restart_count()}", store)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout)
     if not _OWNED:
         atexit.register(shutdown)
     _OWNED = True

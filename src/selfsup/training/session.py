@@ -43,10 +43,25 @@ def train(cfg: TrainConfig, out: str | Path | None = None, progress: bool = True
           dataset: Dataset | None = None, overwrite: bool = False) -> Run:
     """Train a self-supervised encoder as `cfg` says; with `out`, write a complete run directory atomically.
 
-    Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 alone writes `out`.
+    Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 alone writes `out`. When torchrun's elastic
+    agent restarts the group (`--max-restarts N`, after a worker died), the restarted processes find the run's last
+    checkpoint in OUT.partial and resume from it by themselves, as `--resume OUT` would.
     """
     world = distributed.init()
-    return _train(cfg, Path(out) if out is not None else None, progress, dataset, world, overwrite=overwrite)
+    out_path = Path(out) if out is not None else None
+    if out_path is not None and distributed.restarted_by_agent() and _interrupted_run(out_path, world):
+        if world.is_main:
+            print(f"selfsup: restart {distributed.restart_count()} of the torchrun group: resuming {out_path} from "
+                  "its last checkpoint", file=sys.stderr, flush=True)
+        return resume(out_path, progress, dataset,
+                      overrides={"device": cfg.device, "threads": cfg.threads, "data_dir": cfg.data_dir})
+    return _train(cfg, out_path, progress, dataset, world, overwrite=overwrite)
+
+
+def _interrupted_run(out: Path, world: World) -> bool:
+    """Whether rank 0 sees an interrupted run (a staging folder with a checkpoint) at `out`, on every process."""
+    found = agreed(world, lambda: any(p.exists() for p in ckpt_io.checkpoint_files(staging_path(out))))
+    return distributed.broadcast_bytes(b"1" if found else b"0", world) == b"1"
 
 
 def resume(run: str | Path, progress: bool = True, dataset: Dataset | None = None,
