@@ -366,12 +366,12 @@ def test_two_process_torchrun_training_writes_one_run(tmp_path):
     assert run.resolved["lr"] == pytest.approx(0.3 * 64 / 256)
 
 
-def torchrun(tmp_path, out, *extra, restarts=0):
-    """A 2-process torchrun training run of digits (tiny ConvNet, SimCLR, fp32) writing `out`, started, not waited.
-    The c10d rendezvous, as torchrun's documentation recommends for restarts."""
+def torchrun(tmp_path, out, *extra, restarts=0, nproc=WORLD, port=None):
+    """A torchrun training run of digits (tiny ConvNet, SimCLR, fp32, 2 processes in all) writing `out`, started,
+    not waited. The c10d rendezvous, as torchrun's documentation recommends for restarts and several nodes."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), "--max-restarts",
-           str(restarts), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", *extra,
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--max-restarts",
+           str(restarts), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port or free_port()}", *extra,
            "-m", "selfsup", "train", "--data", "digits", "--method", "simclr", "--epochs", "4", "--batch-size", "32",
            "--device", "cpu", "--threads", "1", "--no-monitor", "--encoder-option", "widths=[16,32,32,32]",
            "--method-option", "proj_hidden_dim=64", "--checkpoint-every", "5", "--no-eval", "--json", "--quiet",
@@ -394,6 +394,17 @@ def children(pid):
     return found
 
 
+def wait_for_file(path, procs, timeout=240):
+    import time
+
+    deadline = time.time() + timeout
+    while not path.exists():
+        for proc in procs:
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
 def assert_same_encoder(a, b):
     from safetensors.torch import load_file
 
@@ -407,24 +418,18 @@ def test_a_worker_killed_under_torchrun_restarts_the_group_which_resumes_by_itse
     the new processes find OUT.partial's checkpoint and resume from it without --resume, and the final weights equal
     an uninterrupted 2-process run's."""
     import signal
-    import time
 
     from selfsup.training import checkpoint as ckpt_io
 
     ref = torchrun(tmp_path, tmp_path / "ref")
     victim = torchrun(tmp_path, tmp_path / "run", restarts=1)
-    ckpt = ckpt_io.checkpoint_file(tmp_path / "run.partial")
-    deadline = time.time() + 240
-    while not ckpt.exists():
-        assert victim.poll() is None, victim.communicate()[1][-3000:]
-        assert time.time() < deadline, "no checkpoint"
-        time.sleep(0.05)
+    wait_for_file(ckpt_io.checkpoint_file(tmp_path / "run.partial"), [victim])
     workers = children(victim.pid)
     assert len(workers) == WORLD, workers
     os.kill(max(workers), signal.SIGKILL)  # one worker, mid-epoch
     out, err = victim.communicate(timeout=300)
     assert victim.returncode == 0, err[-3000:]
-    assert "restart 1 of the torchrun group: resuming" in err
+    assert "torchrun restarted the group: resuming" in err
     assert "selfsup: error: another process of the torchrun group stopped" in err and "internal error" not in err
     summary = json.loads(out.strip().splitlines()[-1])["summary"]
     assert summary["resumed_from_step"] >= 5 and summary["steps"] == 4 * (1347 // 64)
@@ -432,3 +437,33 @@ def test_a_worker_killed_under_torchrun_restarts_the_group_which_resumes_by_itse
     assert ref.returncode == 0, ref_err[-3000:]
     assert_same_encoder(tmp_path / "ref", tmp_path / "run")
     assert not (tmp_path / "run.partial").exists()
+
+
+def test_two_nodes_on_the_loopback_train_and_resume_as_one_machine_does(tmp_path):
+    """Two torchrun agents on this machine as two nodes of one process each (c10d rendezvous on 127.0.0.1, the
+    commands of docs/long-runs.md): the gathered negatives span both nodes, so the run equals a one-node 2-process
+    run bit for bit; kill -9 of the second node's worker restarts both nodes' groups, which resume from the
+    checkpoint by themselves; one run directory is written."""
+    import signal
+
+    from selfsup.training import checkpoint as ckpt_io
+
+    ref = torchrun(tmp_path, tmp_path / "ref")
+    port = free_port()
+    nodes = [torchrun(tmp_path, tmp_path / "run", "--nnodes", "2", "--rdzv-id", "selfsup-test", restarts=1, nproc=1,
+                      port=port) for _ in range(2)]
+    wait_for_file(ckpt_io.checkpoint_file(tmp_path / "run.partial"), nodes)
+    worker = children(nodes[1].pid)
+    assert len(worker) == 1, worker
+    os.kill(worker[0], signal.SIGKILL)
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs):
+        assert node.returncode == 0, err[-3000:]
+    printed = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs if out.strip()]
+    assert len(printed) == 1  # rank 0 alone reports, on whichever node it landed
+    summary = printed[0]["summary"]
+    assert summary["world_size"] == 2 and summary["resumed_from_step"] >= 5 and summary["steps"] == 4 * (1347 // 64)
+    _, ref_err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, ref_err[-3000:]
+    assert_same_encoder(tmp_path / "ref", tmp_path / "run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref", "run"]

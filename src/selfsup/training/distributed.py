@@ -17,9 +17,10 @@ from __future__ import annotations
 import atexit
 import gc
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -78,8 +79,13 @@ def restart_count() -> int:
         return 0
 
 
-def restarted_by_agent() -> bool:
-    return restart_count() > 0
+def restarted_by_agent(world: World) -> bool:
+    """Whether torchrun's agent has restarted this group: on any of its nodes (a collective). A node that did not fail
+    restarts its workers with TORCHELASTIC_RESTART_COUNT unchanged when another node's failure re-forms the group."""
+    count = torch.tensor([restart_count()], dtype=torch.long)
+    if world.distributed:
+        dist.all_reduce(count, op=dist.ReduceOp.MAX)
+    return int(count) > 0
 
 
 #: How gloo and NCCL word a collective whose peer went away (killed, out of memory, its machine gone).
@@ -91,6 +97,39 @@ def lost_peer(exc: BaseException) -> bool:
     """Whether `exc` is a collective failing because another process of the torchrun group stopped: this process did
     nothing wrong, and the group's restart (torchrun --max-restarts) resumes from the last checkpoint."""
     return env_world().distributed and isinstance(exc, RuntimeError) and any(s in str(exc) for s in PEER_LOST)
+
+
+GROUP_STORE_KEY = "selfsup/group-store"
+
+
+def group_store(timeout: timedelta) -> tuple[Any, int, int]:
+    """The store the process group meets in: (store, rank, world size).
+
+    torchrun's elastic agent hosts one store for the whole job and keeps it across restarts of the group, and nothing
+    in it tells one round of the group from the next on every node (TORCHELASTIC_RESTART_COUNT counts a node's own
+    failures only). Its keys outlive the processes that wrote them: a process of a restarted group could read the
+    address a killed one had published, and gloo would connect to a dead process. So under the agent, rank 0 hosts a
+    fresh store for each group (at MASTER_ADDR, a free port) and publishes its address in the agent's store; the
+    other processes connect to the address they read there, and one that refuses (a dead round's) is read again.
+    """
+    base, rank, size = next(dist.rendezvous("env://", timeout=timeout))
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return base, rank, size
+    host = os.environ["MASTER_ADDR"]
+    if rank == 0:
+        own = dist.TCPStore(host, 0, size, is_master=True, timeout=timeout, wait_for_workers=False)
+        base.set(GROUP_STORE_KEY, f"{host}:{own.port}")
+        return own, rank, size
+    deadline = time.monotonic() + timeout.total_seconds()
+    while True:
+        address = base.get(GROUP_STORE_KEY).decode()
+        where, port = address.rsplit(":", 1)
+        try:
+            return dist.TCPStore(where, int(port), size, is_master=False, timeout=timedelta(seconds=3)), rank, size
+        except (RuntimeError, OSError):  # the store of a group that is gone: rank 0 has not published its own yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def init() -> World:
@@ -110,10 +149,7 @@ def init() -> World:
     if torch.cuda.is_available():
         torch.cuda.set_device(world.local_rank % torch.cuda.device_count())
     timeout = timedelta(seconds=float(os.environ.get("SELFSUP_DIST_TIMEOUT_S", "1800")))
-    # torchrun's agent keeps its store across restarts of the group: keys of a restarted group get their own prefix,
-    # or a new process may read the address a killed one published (gloo then connects to the dead process)
-    store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
-    store = dist.PrefixStore(f"selfsup/restart-{restart_count()}", store)
+    store, rank, size = group_store(timeout)
     dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout)
     if not _OWNED:
         atexit.register(shutdown)

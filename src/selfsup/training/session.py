@@ -49,10 +49,10 @@ def train(cfg: TrainConfig, out: str | Path | None = None, progress: bool = True
     """
     world = distributed.init()
     out_path = Path(out) if out is not None else None
-    if out_path is not None and distributed.restarted_by_agent() and _interrupted_run(out_path, world):
+    if out_path is not None and distributed.restarted_by_agent(world) and _interrupted_run(out_path, world):
         if world.is_main:
-            print(f"selfsup: restart {distributed.restart_count()} of the torchrun group: resuming {out_path} from "
-                  "its last checkpoint", file=sys.stderr, flush=True)
+            print(f"selfsup: torchrun restarted the group: resuming {out_path} from its last checkpoint",
+                  file=sys.stderr, flush=True)
         return resume(out_path, progress, dataset,
                       overrides={"device": cfg.device, "threads": cfg.threads, "data_dir": cfg.data_dir})
     return _train(cfg, out_path, progress, dataset, world, overwrite=overwrite)
