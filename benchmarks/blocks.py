@@ -128,6 +128,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "clustering table": lambda: _table("clustering", "clustering_table", _results("clustering")),
     "tabular table": _tabular,
     "tabular recipes": lambda: _table("tabular_recipes", "markdown", _results("tabular_recipes")),
+    "tabular epochs": lambda: _table("tabular_recipes", "epochs_markdown", _results("tabular_epochs")),
     "mutag table": lambda: _table("graphs", "mutag_table", _results("graphs")["mutag"]),
     "graph nodes table": lambda: _table("graphs", "nodes_table", _results("graphs")["nodes"]),
     "text scratch table": lambda: _table("text", "scratch_table", _results("text")["scratch"],
