@@ -467,3 +467,28 @@ def test_two_nodes_on_the_loopback_train_and_resume_as_one_machine_does(tmp_path
     assert ref.returncode == 0, ref_err[-3000:]
     assert_same_encoder(tmp_path / "ref", tmp_path / "run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref", "run"]
+
+
+def test_embed_with_two_processes_equals_one(tmp_path):
+    """`torchrun ... selfsup embed`: each process encodes its share of the batches (3 batches of 512 over 2
+    processes), rank 0 writes one file, equal to a single process's output bit for bit."""
+    import numpy as np
+
+    import selfsup
+
+    run = tmp_path / "run"
+    selfsup.train("digits", epochs=1, batch_size=256, encoder_options={"widths": [8, 16, 16, 16]}, out=run,
+                  monitor=False, threads=1, method_options={"proj_hidden_dim": 32})
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "selfsup", "embed", str(run), "--data", "digits", "--out",
+                          str(tmp_path / "one.npy")], capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+                          "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "selfsup", "embed",
+                          str(run), "--data", "digits", "--out", str(tmp_path / "two.npy")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stderr.count("wrote ") == 1  # rank 0 alone writes and reports
+    a, b = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
+    assert a.shape == (1347, 16) and np.array_equal(a, b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.npy", "run", "two.npy"]

@@ -316,15 +316,15 @@ def conformed_split(run, ds, which: str, args: argparse.Namespace):
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    """Under torchrun every process encodes its share of the batches and rank 0 writes the one output, equal to a
+    single process's."""
     import numpy as np
-
-    if not single_process("embed"):
-        return 0
 
     from .api import load
     from .artifacts import atomic_write_bytes
     from .loading import load_dataset
-    from .run import encode_storage
+    from .run import encode_share, place_rows
+    from .training import distributed
 
     out = Path(args.out)
     if out.is_dir():
@@ -342,8 +342,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
                               f"adapted to the run's {tuple(split.x.shape[1:])}; give the run's size in the URI "
                               "(?size=)")
         source = stream
-    z = encode_storage(run.encoder, run.modality, run.spec, source, mask=split.mask,
-                       per_timestep=getattr(args, "per_timestep", False))
+    world = distributed.init()
+    share = distributed.agreed(world, lambda: encode_share(
+        run.encoder, run.modality, run.spec, source, mask=split.mask, per_timestep=getattr(args, "per_timestep", False),
+        part=world.rank, parts=world.size), main_only=False)
+    shares = distributed.gather_arrays(share, world)
+    if not world.is_main:
+        return 0
+    z = place_rows(len(source), shares, run.encoder.out_dim)
     if args.whiten is not None:
         from .whitening import run_whitening
 

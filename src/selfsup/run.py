@@ -72,7 +72,6 @@ def with_raw_features(run: Run, storage: torch.Tensor, mask: torch.Tensor | None
     return np.concatenate([np.asarray(raw, dtype=np.float32).reshape(len(z), -1), z], axis=1)
 
 
-@torch.no_grad()
 def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x: torch.Tensor | Storage,
                    batch_size: int = 512, device: str | None = None, mask: torch.Tensor | None = None,
                    per_timestep: bool = False) -> np.ndarray:
@@ -80,6 +79,28 @@ def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x
 
     per_timestep=True uses a `SequenceEncoder`'s `forward_sequence`: [n, length, out_dim].
     """
+    rows, z = encode_share(encoder, modality, spec, x, batch_size, device, mask, per_timestep)
+    return place_rows(len(rows), [(rows, z)], encoder.out_dim)
+
+
+def place_rows(n: int, shares: list[tuple[np.ndarray, np.ndarray]], out_dim: int) -> np.ndarray:
+    """The embeddings of rows 0..n-1 from the (rows, embeddings) shares that cover them."""
+    if n == 0:
+        return np.zeros((0, out_dim), np.float32)
+    first = next(z for _, z in shares if len(z))
+    out = np.empty((n, *first.shape[1:]), first.dtype)
+    for rows, z in shares:
+        out[rows] = z
+    return out
+
+
+@torch.no_grad()
+def encode_share(encoder: Encoder, modality: Modality, spec: dict[str, Any], x: torch.Tensor | Storage,
+                 batch_size: int = 512, device: str | None = None, mask: torch.Tensor | None = None,
+                 per_timestep: bool = False, part: int = 0, parts: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Share `part` of `parts` of `encode_storage`'s work: whole batches of the encoding order, so that the shares of
+    several processes hold exactly the embeddings one process computes. Returns the rows encoded and their
+    embeddings."""
     forward = encoder
     if per_timestep:
         if not isinstance(encoder, SequenceEncoder):
@@ -88,18 +109,19 @@ def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x
         forward = encoder.forward_sequence
     dev = torch.device(device) if device else next(encoder.parameters()).device
     order = modality.encoding_order(x) if isinstance(x, torch.Tensor) and not per_timestep else None
-    if order is not None:  # e.g. text by length: batches padded little; the outputs are put back in place below
+    if order is not None:  # e.g. text by length: batches padded little; the rows say where each output belongs
         x = x[order.to(x.device)]
         mask = mask[order.to(mask.device)] if mask is not None else None
     was_training = encoder.training
     encoder.eval()
     out = []
+    storage = TensorStorage(x) if isinstance(x, torch.Tensor) else x
+    slices = batched(len(storage), batch_size)
+    first, last = len(slices) * part // parts, len(slices) * (part + 1) // parts
     try:
-        storage = TensorStorage(x) if isinstance(x, torch.Tensor) else x
-        slices = batched(len(storage), batch_size)
-        batches = read_batches(storage, 0, len(slices), functools.partial(consecutive, batch=batch_size,
-                                                                          n=len(storage)), dev)
-        for sl, batch in zip(slices, batches):
+        batches = read_batches(storage, first, last, functools.partial(consecutive, batch=batch_size,
+                                                                       n=len(storage)), dev)
+        for sl, batch in zip(slices[first:last], batches):
             inp = modality.prepare(batch.to(dev), spec)
             if modality.channels_last:  # the layout convolutions are fastest in (1.5x measured on CPU)
                 inp = inp.contiguous(memory_format=torch.channels_last)
@@ -107,12 +129,11 @@ def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x
             out.append(forward(inp, **kwargs).float().cpu())
     finally:
         encoder.train(was_training)
-    if not out:
-        return np.zeros((0, encoder.out_dim), np.float32)
-    result = torch.cat(out)
-    if order is not None:
-        result = torch.empty_like(result).index_copy_(0, order.cpu(), result)
-    return result.numpy()
+    start = slices[first].start if first < last else 0
+    stop = slices[last - 1].stop if first < last else 0
+    rows = (order.cpu()[start:stop] if order is not None else torch.arange(start, stop)).numpy()
+    z = torch.cat(out).numpy() if out else np.zeros((0, encoder.out_dim), np.float32)
+    return rows, z
 
 
 def build_encoder(resolved: dict[str, Any], seed: int | None = None) -> Encoder:

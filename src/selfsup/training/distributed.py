@@ -302,6 +302,24 @@ def agreed(world: World, fn: Callable[[], T], *, main_only: bool = True) -> T | 
     return result
 
 
+def gather_arrays(arrays: tuple[Any, ...], world: World) -> list[tuple[Any, ...]]:
+    """Every process's tuple of numpy arrays, in rank order (as .npy bytes: nothing pickled); one process: [arrays]."""
+    import io
+
+    import numpy as np
+
+    if not world.distributed:
+        return [arrays]
+    buf = io.BytesIO()
+    for a in arrays:
+        np.save(buf, a, allow_pickle=False)
+    out = []
+    for payload in all_gather_bytes(buf.getvalue(), world):
+        stream = io.BytesIO(payload)
+        out.append(tuple(np.load(stream, allow_pickle=False) for _ in arrays))
+    return out
+
+
 def all_gather_bytes(payload: bytes, world: World) -> list[bytes]:
     """Every process's byte string, in rank order (uint8 CPU tensors over gloo; nothing pickled)."""
     if not world.distributed:
