@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .large import faiss_for, flat_index
 from .splits import as_features, as_labels, as_tensor
 
 
@@ -33,14 +34,19 @@ def knn_predict(
             raise ValueError(f"train_y must be integers in [0, {num_classes})")
         classes, yidx = np.arange(num_classes), ytr
     k = min(k, len(xtr))
+    faiss = faiss_for(len(xtr))
     with torch.no_grad():
         bank = torch.nn.functional.normalize(as_tensor(xtr).float(), dim=1)
         queries = torch.nn.functional.normalize(as_tensor(xte).float(), dim=1)
         labels = torch.from_numpy(np.array(yidx, dtype=np.int64))
+        index = flat_index(faiss, bank.numpy()) if faiss is not None else None
         preds = []
         for start in range(0, len(queries), batch_size):
-            sim = queries[start : start + batch_size] @ bank.T
-            top_sim, top_idx = sim.topk(k, dim=1)
+            if index is not None:  # a million embeddings or more: the same exact neighbours, found faster
+                sims, idx = index.search(queries[start : start + batch_size].numpy(), k)
+                top_sim, top_idx = torch.from_numpy(sims), torch.from_numpy(idx)
+            else:
+                top_sim, top_idx = (queries[start : start + batch_size] @ bank.T).topk(k, dim=1)
             # exp((s - s_max)/T): exp(s/T) rescaled per row (argmax unchanged) so small T cannot overflow.
             weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
             scores = torch.zeros(len(top_sim), len(classes)).scatter_add_(1, labels[top_idx], weights)

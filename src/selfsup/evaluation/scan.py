@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
+from .large import kmeans
 from .splits import as_features
 
 
@@ -34,10 +34,10 @@ def normalise(z: Any) -> np.ndarray:
 def spherical_kmeans(z: Any, k: int, seed: int = 0, n_init: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """k-means on L2-normalised embeddings; (labels, confidence: softmax of cosine to the centroids / 0.1)."""
     zn = normalise(z)
-    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(zn)
-    centroids = km.cluster_centers_ / np.maximum(np.linalg.norm(km.cluster_centers_, axis=1, keepdims=True), 1e-12)
+    labels, centres = kmeans(zn, k, n_init, seed)
+    centroids = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
     p = torch.softmax(torch.from_numpy(zn @ centroids.T) / 0.1, dim=1).numpy()
-    return km.labels_.astype(np.int64), p.max(axis=1)
+    return labels, p.max(axis=1)
 
 
 def choose_k(z: Any, candidates: range, seed: int = 0, sample: int = 2000) -> tuple[int, dict[int, float]]:
