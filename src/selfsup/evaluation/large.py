@@ -2,10 +2,9 @@
 installed, else the paths every size uses (exact cosine top-k by torch matrix products; scikit-learn's KMeans).
 
 faiss's flat inner-product index is exact, so kNN gives the same neighbours either way (up to float rounding of
-similarities tied at the k-th place); its k-means
-(Lloyd's algorithm on every row, random initial centres, `FAISS_ITERATIONS` iterations a run, the best of `n_init`
-runs by objective) differs from scikit-learn's (k-means++ init, up to 300 iterations to a tolerance) in its initialisation and
-stopping rule.
+similarities tied at the k-th place); its k-means (Lloyd's algorithm on every row, random initial centres,
+`FAISS_ITERATIONS` iterations a run, the best of `n_init` runs by objective) differs from scikit-learn's (k-means++
+initialisation, up to 300 iterations to a tolerance) in how it starts and stops.
 """
 from __future__ import annotations
 
