@@ -169,6 +169,8 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
         log = MetricsLog(staging / "metrics.jsonl" if staging else None, truncate_at=metrics_at, sinks=sinks)
         saver = ckpt_io.Checkpointer(staging, world, method, optimizer, hooks, header, device, log) \
             if checkpointing else None
+        if saver is not None and checkpoint is not None:  # the checkpoint resumed from is the last good one so far
+            saver.last_step = checkpoint.step
         if rng is not None:
             restore_global_rng(*rng, device)
         try:
