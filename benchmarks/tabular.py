@@ -368,12 +368,17 @@ def combine(docs: list[dict[str, Any]], out: Path) -> int:
         if {k: v for k, v in d["config"].items() if k != "max_epochs"} != \
                 {k: v for k, v in cfg.items() if k != "max_epochs"}:
             raise SystemExit("--combine: the files' configurations differ beyond max_epochs")
+    if all(d["config"] == cfg for d in docs):
+        return finish_combined(docs, results, out)
     for uri, r in results.items():
         got = {s["pretrain_epochs"] for s in r["per_seed"]}
         if got != {pretrain_epochs(cfg, r["n_train"])}:
             raise SystemExit(f"--combine: {uri} was pre-trained for {sorted(got)} epochs; the configuration of the "
                              f"last file gives {pretrain_epochs(cfg, r['n_train'])}: measure it again")
+    return finish_combined(docs, results, out)
 
+
+def finish_combined(docs: list[dict[str, Any]], results: dict[str, Any], out: Path) -> int:
     def flat(key: str) -> list[Any]:
         return [x for d in docs for x in (d[key] if isinstance(d[key], list) else [d[key]])]
     doc = {**docs[-1], "command": flat("command"), "machine": flat("machine"),

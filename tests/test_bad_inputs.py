@@ -136,12 +136,6 @@ def case_labels_needing_pickle(d):
     return ["--data", f"npy:{d / 'x.npy'}?labels={d / 'y.npy'}"], ["y.npy", "safely"]
 
 
-def case_fractional_labels(d):
-    np.save(d / "x.npy", np.random.default_rng(0).random((20, 8, 8)).astype(np.float32))
-    np.save(d / "y.npy", np.random.default_rng(1).random(20))  # a regression target: no classes to evaluate
-    return ["--data", f"npy:{d / 'x.npy'}?labels={d / 'y.npy'}"], ["y.npy", "fractional"]
-
-
 def case_csv_ragged_row(d):
     (d / "t.csv").write_text("a,b,c\n1,2,3\n4,5\n7,8,9\n")
     return ["--data", f"csv:{d / 't.csv'}"], ["t.csv", "line 3"]
@@ -163,7 +157,7 @@ def case_bad_checkpoint_interval(d):
 
 CASES = [case_truncated_png, case_folder_without_images, case_zero_byte_npy, case_garbage_npy, case_text_file_as_npy,
          case_rank1_array, case_rank5_array, case_series_rank4, case_table_rank3, case_nan_only_series_row, case_nan_only_image,
-         case_series_labels_wrong_length, case_labels_needing_pickle, case_fractional_labels,
+         case_series_labels_wrong_length, case_labels_needing_pickle,
          case_csv_ragged_row, case_csv_header_only,
          case_out_under_a_file, case_bad_checkpoint_interval]
 

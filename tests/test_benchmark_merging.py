@@ -59,6 +59,31 @@ def test_tabular_results_of_parallel_runs_combine_and_refuse_other_settings(tmp_
         tabular.combine([tabular_doc("a:x"), tabular_doc("b:y", seeds=(0, 1))], out)
 
 
+def test_tabular_files_of_other_epoch_caps_combine_only_where_the_training_was_the_same(tmp_path):
+    """A cap that did not bind on a table trained it the same: its figures may join a file of another cap; a table
+    the new cap trains differently must be measured again."""
+    import pytest
+
+    import tabular
+
+    old_cfg = {**tabular.CONFIG, "max_epochs": 100}
+    new_cfg = {**tabular.CONFIG, "max_epochs": 300}
+    big, small = tabular_doc("big:t", config=old_cfg), tabular_doc("small:t", config=old_cfg)
+    for doc, rows in ((big, 5000), (small, 1000)):
+        r = doc["results"][next(iter(doc["results"]))]
+        r["n_train"] = rows
+        r["per_seed"][0]["pretrain_epochs"] = tabular.pretrain_epochs(old_cfg, rows)
+    fresh = tabular_doc("other:t", config=new_cfg)
+    fresh["results"]["other:t"].update(n_train=800)
+    fresh["results"]["other:t"]["per_seed"][0]["pretrain_epochs"] = tabular.pretrain_epochs(new_cfg, 800)
+    assert tabular.combine([big, fresh], tmp_path / "a.json") == 0  # 5,000 rows: 39 steps an epoch, 39 epochs
+    gives = tabular.pretrain_epochs(new_cfg, 1000)  # 7 steps an epoch: 215 under a cap of 300
+    with pytest.raises(SystemExit, match=f"small:t was pre-trained for \\[100\\] epochs.*gives {gives}"):
+        tabular.combine([small, fresh], tmp_path / "b.json")
+    with pytest.raises(SystemExit, match="beyond max_epochs"):
+        tabular.combine([tabular_doc("a:x", config={**old_cfg, "steps": 10}), fresh], tmp_path / "c.json")
+
+
 def test_tabular_level_means_within_the_larger_std():
     import tabular
 

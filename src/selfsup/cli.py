@@ -349,7 +349,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     shares = distributed.gather_arrays(share, world)
     if not world.is_main:
         return 0
-    z = place_rows(len(source), shares, run.encoder.out_dim)
+    z = place_rows(len(source), shares)
     if args.whiten is not None:
         from .whitening import run_whitening
 

@@ -80,13 +80,13 @@ def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x
     per_timestep=True uses a `SequenceEncoder`'s `forward_sequence`: [n, length, out_dim].
     """
     rows, z = encode_share(encoder, modality, spec, x, batch_size, device, mask, per_timestep)
-    return place_rows(len(rows), [(rows, z)], encoder.out_dim)
+    return place_rows(len(rows), [(rows, z)])
 
 
-def place_rows(n: int, shares: list[tuple[np.ndarray, np.ndarray]], out_dim: int) -> np.ndarray:
+def place_rows(n: int, shares: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """The embeddings of rows 0..n-1 from the (rows, embeddings) shares that cover them."""
     if n == 0:
-        return np.zeros((0, out_dim), np.float32)
+        return shares[0][1]
     first = next(z for _, z in shares if len(z))
     out = np.empty((n, *first.shape[1:]), first.dtype)
     for rows, z in shares:
