@@ -55,6 +55,11 @@ def test_writing_keeps_the_previous_checkpoint_and_reading_falls_back_to_it(tmp_
     with pytest.warns(UserWarning, match="resuming from the checkpoint before it.*step 2"):
         data, path = codec.read_latest(tmp_path)
     assert path == previous and codec.decode(data, "p").step == 2
+    # the damaged latest is set aside: the next save must not keep it as the checkpoint before the latest
+    assert not latest.exists() and latest.with_name(codec.CHECKPOINT_FILE + ".damaged").exists()
+    codec.write_keeping_previous(latest, codec.encode({**STATE, "position": {"steps": 4}}, TENSORS))
+    assert codec.load(previous).step == 2 and codec.load(latest).step == 4
+    latest.write_bytes(b"torn")
     previous.unlink()
-    with pytest.raises(DataError, match="damaged"):  # nothing sound left: the error names the latest
+    with pytest.raises(DataError, match="not a selfsup checkpoint"):  # nothing sound left: the error names it
         codec.read_latest(tmp_path)

@@ -81,6 +81,23 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     atomic_write_bytes(path, save(flat, metadata=metadata))
 
 
+_HELD_LOCKS: set[int] = set()
+
+
+def _drop_locks_in_child() -> None:
+    """A forked child (a decoding pool, a DataLoader worker) closes its copy of every lock descriptor: a flock lives
+    while any descriptor of it is open, and a child outliving a killed holder must not keep the lock."""
+    for fd in list(_HELD_LOCKS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_drop_locks_in_child)
+
+
 @contextmanager
 def exclusive_lock(target: Path, flag: str) -> Iterator[None]:
     """Hold TARGET.lock (beside `target`, holding this process's pid) while `target` is written: a second writer gets
@@ -88,8 +105,9 @@ def exclusive_lock(target: Path, flag: str) -> Iterator[None]:
     so a stale lock file never blocks; it is removed when the holder finishes."""
     from .errors import ConfigError
 
-    target = Path(target)
+    target = Path(target).expanduser().resolve()
     lock = target.with_name(target.name + ".lock")
+    fd = -1
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
         while True:
@@ -98,7 +116,6 @@ def exclusive_lock(target: Path, flag: str) -> Iterator[None]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
                 raise ConfigError(f"{flag} {target}: another selfsup process (pid {holder}) is writing it; wait for "
                                   "it to finish or choose another path") from None
             try:  # the holder before us may have removed the file between our open and our lock: take the new one
@@ -107,13 +124,20 @@ def exclusive_lock(target: Path, flag: str) -> Iterator[None]:
             except FileNotFoundError:
                 pass
             os.close(fd)
-    except OSError as exc:
-        raise ConfigError(f"{flag} {target}: cannot lock it ({exc.strerror}: {lock})") from None
-    try:
+            fd = -1
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except BaseException as exc:
+        if fd >= 0:
+            os.close(fd)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"{flag} {target}: cannot lock it ({exc.strerror}: {lock})") from None
+        raise
+    _HELD_LOCKS.add(fd)
+    try:
         yield
     finally:
+        _HELD_LOCKS.discard(fd)
         lock.unlink(missing_ok=True)
         os.close(fd)
 

@@ -120,7 +120,8 @@ def encode_share(encoder: Encoder, modality: Modality, spec: dict[str, Any], x: 
     first, last = len(slices) * part // parts, len(slices) * (part + 1) // parts
     try:
         batches = read_batches(storage, first, last, functools.partial(consecutive, batch=batch_size,
-                                                                       n=len(storage)), dev)
+                                                                       n=len(storage)), dev,
+                               start_method="forkserver" if parts > 1 else None)  # no fork under a process group
         for sl, batch in zip(slices[first:last], batches):
             inp = modality.prepare(batch.to(dev), spec)
             if modality.channels_last:  # the layout convolutions are fastest in (1.5x measured on CPU)

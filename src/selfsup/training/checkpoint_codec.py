@@ -116,7 +116,8 @@ def read(path: Path) -> bytes:
 
 def read_latest(folder: Path, fmt: str = FORMAT) -> tuple[bytes, Path]:
     """The bytes of the latest sound checkpoint of `folder` and its path: the latest, or where that one is damaged
-    or missing, the previous one (with a one-line warning naming what was skipped). Errors when neither is sound."""
+    or missing, the previous one (with a one-line warning naming what was skipped; a damaged latest is renamed
+    *.damaged). Errors when neither is sound."""
     latest, previous = checkpoint_files(folder)
     try:
         data = read(latest)
@@ -128,6 +129,8 @@ def read_latest(folder: Path, fmt: str = FORMAT) -> tuple[bytes, Path]:
         problem = str(exc)
     data = read(previous)
     ckpt = decode(data, str(previous), fmt)
+    if latest.exists():  # set aside, so that the next save does not keep it as the checkpoint before the latest
+        os.replace(latest, latest.with_name(latest.name + ".damaged"))
     warnings.warn(f"{problem}; resuming from the checkpoint before it ({previous}, step {ckpt.step})", stacklevel=2)
     return data, previous
 
@@ -145,6 +148,18 @@ def write_keeping_previous(path: Path, data: bytes) -> None:
             atomic_write_bytes(keep, path.read_bytes())
         os.replace(keep, previous)
     atomic_write_bytes(path, data)
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The state document of a checkpoint file, from its header alone (not verified: `decode` does that)."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            head = f.read(min(size, MAX_HEADER_BYTES))
+        state = json.loads(safetensors_metadata(len(head).to_bytes(8, "little") + head, str(path)).get("state", "{}"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def load(path: str | Path) -> Checkpoint:

@@ -125,7 +125,9 @@ def group_store(timeout: timedelta) -> tuple[Any, int, int]:
         address = base.get(GROUP_STORE_KEY).decode()
         where, port = address.rsplit(":", 1)
         try:
-            return dist.TCPStore(where, int(port), size, is_master=False, timeout=timedelta(seconds=3)), rank, size
+            store = dist.TCPStore(where, int(port), size, is_master=False, timeout=timedelta(seconds=3))
+            store.set_timeout(timeout)  # 3 s to tell a dead round's address; then the group's own timeout
+            return store, rank, size
         except (RuntimeError, OSError):  # the store of a group that is gone: rank 0 has not published its own yet
             if time.monotonic() > deadline:
                 raise

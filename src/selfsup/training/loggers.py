@@ -154,8 +154,12 @@ class MetricsLog:
                       f"({type(exc).__name__}: {exc}); metrics.jsonl goes on", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        for sink in self.sinks:
-            sink.close()
-        self.sinks = []
+        try:
+            if self.file is not None:
+                self.file.close()
+        except OSError:  # a full disk: the unwritten tail is lost, and a resume truncates to its checkpoint anyway
+            pass
+        finally:
+            for sink in self.sinks:
+                sink.close()
+            self.sinks = []

@@ -56,7 +56,7 @@ def prepare_output(out: Path, overwrite: bool = False) -> Path:
     if shutil.disk_usage(parent).free < MIN_FREE_BYTES:
         raise ConfigError(f"--out {out}: less than 50 MiB free on {parent}")
     staging = staging_path(out)
-    if ckpt_io.checkpoint_file(staging).exists() and not overwrite:
+    if any(p.exists() for p in ckpt_io.checkpoint_files(staging)) and not overwrite:
         raise ConfigError(f"--out {out}: {staging} holds an interrupted run; continue it with "
                           f"`selfsup train --resume {out}` or pass --overwrite to start again")
     if staging.exists():

@@ -49,7 +49,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, progress: bool = True
     """
     world = distributed.init()
     out_path = Path(out) if out is not None else None
-    if out_path is not None and distributed.restarted_by_agent(world) and _interrupted_run(out_path, world):
+    if out_path is not None and distributed.restarted_by_agent(world) and _interrupted_run(out_path, cfg, world):
         if world.is_main:
             print(f"selfsup: torchrun restarted the group: resuming {out_path} from its last checkpoint",
                   file=sys.stderr, flush=True)
@@ -58,9 +58,22 @@ def train(cfg: TrainConfig, out: str | Path | None = None, progress: bool = True
     return _train(cfg, out_path, progress, dataset, world, overwrite=overwrite)
 
 
-def _interrupted_run(out: Path, world: World) -> bool:
-    """Whether rank 0 sees an interrupted run (a staging folder with a checkpoint) at `out`, on every process."""
-    found = agreed(world, lambda: any(p.exists() for p in ckpt_io.checkpoint_files(staging_path(out))))
+#: What a resume may change; any other difference makes a checkpoint another run's.
+RESUME_OVERRIDES = ("device", "threads", "data_dir")
+
+
+def _interrupted_run(out: Path, cfg: TrainConfig, world: World) -> bool:
+    """Whether rank 0 sees, at `out`, an interrupted run of this configuration (a staging folder whose checkpoint
+    was written with `cfg`, resume overrides aside), on every process. A checkpoint of another configuration (an
+    older run the first attempt refused to overwrite) is not resumed: training starts as the command says."""
+    def same_run() -> bool:
+        kept = [p for p in ckpt_io.checkpoint_files(staging_path(out)) if p.exists()]
+        if not kept:
+            return False
+        saved = ckpt_io.read_state(kept[0]).get("config", {})
+        now = json.loads(json.dumps(cfg.to_dict(), default=jsonable))
+        return all(saved.get(k) == v for k, v in now.items() if k not in RESUME_OVERRIDES)
+    found = agreed(world, same_run)
     return distributed.broadcast_bytes(b"1" if found else b"0", world) == b"1"
 
 
@@ -74,7 +87,7 @@ def resume(run: str | Path, progress: bool = True, dataset: Dataset | None = Non
     out = Path(run)
     if out.name.endswith(".partial") and not (out.with_name(out.name + ".partial")).exists():
         out = out.with_name(out.name[: -len(".partial")])  # the staging folder named itself: continue its run
-    allowed = {"device", "threads", "data_dir"}
+    allowed = set(RESUME_OVERRIDES)
     extra = sorted(set(overrides or {}) - allowed)
     if extra:
         raise ConfigError(f"--resume continues {out} with its saved configuration; drop "
@@ -228,7 +241,7 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             agreed(world, lambda: finish_run(staging, out_path, cfg, resolved, method, summary))
         return run
     except BaseException:
-        if staging is not None and staging.exists() and not ckpt_io.checkpoint_file(staging).exists() \
+        if staging is not None and staging.exists() and not any(p.exists() for p in ckpt_io.checkpoint_files(staging)) \
                 and not any(p.name not in ("metrics.jsonl", ckpt_io.CHECKPOINT_DIR) for p in staging.iterdir()):
             shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -245,7 +258,9 @@ def finish_run(staging: Path, out: Path, cfg: TrainConfig, resolved: dict[str, A
                summary: dict[str, Any]) -> None:
     """Write the run into its staging folder and move it into place."""
     write_run(staging, cfg, resolved, method, summary)
-    ckpt_io.checkpoint_files(staging)[1].unlink(missing_ok=True)  # a finished run keeps its last checkpoint only
+    latest, previous = ckpt_io.checkpoint_files(staging)
+    for extra in (previous, latest.with_name(latest.name + ".damaged")):  # a finished run keeps its last one only
+        extra.unlink(missing_ok=True)
     if out.exists():
         out.rmdir()
     staging.rename(out)
