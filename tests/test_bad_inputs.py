@@ -432,3 +432,17 @@ def test_a_full_disk_names_the_output_and_leaves_nothing_half_written(tmp_path, 
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and str(target) in err and "No space left on device" in err, err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_metrics_log_on_a_full_disk_names_its_file_and_still_closes():
+    """metrics.jsonl on a full disk (/dev/full answers every write with ENOSPC): the write names the file, and
+    closing it afterwards (training's `finally`) does not replace that error with an unnamed one."""
+    from pathlib import Path
+
+    from selfsup.training.loggers import MetricsLog
+
+    log = MetricsLog(Path("/dev/full"))
+    with pytest.raises(OSError) as caught:
+        log.write({"step": 1, "loss": 0.5})
+    assert caught.value.filename == "/dev/full" and "writing" in caught.value.strerror
+    log.close()
