@@ -80,7 +80,7 @@ def encode_storage(encoder: Encoder, modality: Modality, spec: dict[str, Any], x
     per_timestep=True uses a `SequenceEncoder`'s `forward_sequence`: [n, length, out_dim].
     """
     rows, z = encode_share(encoder, modality, spec, x, batch_size, device, mask, per_timestep)
-    return place_rows(len(rows), [(rows, z)])
+    return z if np.array_equal(rows, np.arange(len(rows))) else place_rows(len(rows), [(rows, z)])
 
 
 def place_rows(n: int, shares: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

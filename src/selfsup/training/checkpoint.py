@@ -33,7 +33,7 @@ import torch
 
 from . import distributed
 from .checkpoint_codec import (CHECKPOINT_DIR, FORMAT, VERSION, Checkpoint, checkpoint_file, decode, encode,  # noqa: F401
-                               checkpoint_files, load, read, read_latest, read_state,
+                               checkpoint_files, kept_checkpoints, load, read, read_latest, read_state,
                                write_keeping_previous)
 from .distributed import World
 from .hooks import EpochHook

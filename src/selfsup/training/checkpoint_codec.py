@@ -41,6 +41,11 @@ def checkpoint_files(folder: Path) -> tuple[Path, Path]:
     return latest, latest.with_name(PREVIOUS_FILE)
 
 
+def kept_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoint files `folder` holds, latest first (empty: nothing to resume)."""
+    return [p for p in checkpoint_files(folder) if p.exists()]
+
+
 @dataclass
 class Checkpoint:
     """A decoded checkpoint: the JSON state document and the named tensors."""

@@ -56,7 +56,7 @@ def prepare_output(out: Path, overwrite: bool = False) -> Path:
     if shutil.disk_usage(parent).free < MIN_FREE_BYTES:
         raise ConfigError(f"--out {out}: less than 50 MiB free on {parent}")
     staging = staging_path(out)
-    if any(p.exists() for p in ckpt_io.checkpoint_files(staging)) and not overwrite:
+    if ckpt_io.kept_checkpoints(staging) and not overwrite:
         raise ConfigError(f"--out {out}: {staging} holds an interrupted run; continue it with "
                           f"`selfsup train --resume {out}` or pass --overwrite to start again")
     if staging.exists():
@@ -77,8 +77,8 @@ def resume_staging(out: Path) -> Path:
     staging = staging_path(out)
     if (out / COMPLETE_MARKER).exists():
         raise ConfigError(f"--resume {out}: the run is already complete; nothing to resume")
-    path, previous = ckpt_io.checkpoint_files(staging)
-    if not path.exists() and not previous.exists():
+    path = ckpt_io.checkpoint_file(staging)
+    if not ckpt_io.kept_checkpoints(staging):
         where = staging if staging.exists() else out
         raise ConfigError(f"--resume {out}: no checkpoint in {where} (looked for {path})")
     if not os.access(staging, os.W_OK) or not os.access(path.parent, os.W_OK):

@@ -67,7 +67,7 @@ def _interrupted_run(out: Path, cfg: TrainConfig, world: World) -> bool:
     was written with `cfg`, resume overrides aside), on every process. A checkpoint of another configuration (an
     older run the first attempt refused to overwrite) is not resumed: training starts as the command says."""
     def same_run() -> bool:
-        kept = [p for p in ckpt_io.checkpoint_files(staging_path(out)) if p.exists()]
+        kept = ckpt_io.kept_checkpoints(staging_path(out))
         if not kept:
             return False
         saved = ckpt_io.read_state(kept[0]).get("config", {})
@@ -186,12 +186,12 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             saver.last_step = checkpoint.step
         if rng is not None:
             restore_global_rng(*rng, device)
+        launcher = f"torchrun --nproc_per_node {world.size} -m selfsup" if world.distributed else "selfsup"
         try:
             result = run_loop(method, optimizer, plan.storage, plan.view_maker, settings, log, hooks,
                               model=model, resume=loop_state, checkpoint=saver.save if saver else None,
                               pass_view_maker=plan.pass_view_maker)
         except TrainingInterrupted as exc:
-            launcher = f"torchrun --nproc_per_node {world.size} -m selfsup" if world.distributed else "selfsup"
             where = f"; checkpoint saved in {staging}; continue with: {launcher} train --resume {out_path}" \
                 if staging is not None else ""
             raise TrainingInterrupted(f"{exc}{where}", exc.step) from None
@@ -200,7 +200,7 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
         except OSError as exc:  # a full disk mid-run: the complete checkpoint before it is kept, and resumes
             if exc.errno != errno.ENOSPC or staging is None:
                 raise
-            resume_with = f"; free space and continue with: selfsup train --resume {out_path}" \
+            resume_with = f"; free space and continue with: {launcher} train --resume {out_path}" \
                 if saver is not None and saver.last_step is not None else ""
             raise TrainingError(f"{exc.filename or staging}: {exc.strerror}{kept_checkpoint(saver, staging)}"
                                 f"{resume_with}") from None
@@ -241,7 +241,7 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             agreed(world, lambda: finish_run(staging, out_path, cfg, resolved, method, summary))
         return run
     except BaseException:
-        if staging is not None and staging.exists() and not any(p.exists() for p in ckpt_io.checkpoint_files(staging)) \
+        if staging is not None and staging.exists() and not ckpt_io.kept_checkpoints(staging) \
                 and not any(p.name not in ("metrics.jsonl", ckpt_io.CHECKPOINT_DIR) for p in staging.iterdir()):
             shutil.rmtree(staging, ignore_errors=True)
         raise
