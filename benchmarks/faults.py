@@ -6,12 +6,17 @@ metrics of an uninterrupted run of the same seed.
 - A full disk (ENOSPC): in this process, a random checkpoint write among the next three fails as a full disk
   answers (the write sent to /dev/full), the run stops in one line keeping its last complete checkpoint, and it is
   resumed; `--disk-faults` times, then left to finish.
+- Remote shards: `selfsup train` streams generated tar shards (--memory-budget 0: worker processes read each sample
+  with a ranged HTTP request) from a server on the loopback whose answers fail at random (`--connection-faults`,
+  the chance per request: half 503, half a connection dropped mid-body), and from the same server without faults.
+  Counted: every complete answer per shard and byte range; a sample is lost when the faulty run received it fewer
+  times than the fault-free run, repeated when more.
 
 Recorded: faults injected, runs completed, steps trained again (work lost between the last checkpoint and the
 fault), and whether the final weights and metrics.jsonl (timings aside) equal the uninterrupted run's: a lost or
 repeated sample changes both.
 
-Usage:  python benchmarks/faults.py --json [--kills 20] [--disk-faults 10] [--seed 0]
+Usage:  python benchmarks/faults.py --json [--kills 20] [--disk-faults 10] [--connection-faults 0.05] [--seed 0]
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # the flaky HTTP server and the shard writer of the tests
 
 from _common import machine, write_result  # noqa: E402
 from selfsup.training import checkpoint as ckpt_io  # noqa: E402
@@ -46,6 +52,10 @@ TRAIN = ["--data", "digits", "--method", "byol", "--epochs", "100", "--batch-siz
          "pred_hidden_dim=128", "--method-option", "proj_dim=64", "--no-monitor", "--threads", "1",
          "--checkpoint-every", "20", "--no-eval", "--quiet"]
 DISK_EPOCHS = "10"  # the in-process runs of the disk faults are shorter (each fault costs a setup)
+STREAM_SHARDS = (250,) * 8  # samples per generated shard
+STREAM = ["--method", "simclr", "--epochs", "3", "--batch-size", "64", "--seed", "5", "--encoder-option",
+          "widths=[16,32,32,32]", "--method-option", "proj_hidden_dim=64", "--no-monitor", "--threads", "1",
+          "--memory-budget", "0", "--no-eval", "--quiet"]
 
 
 def cli(*args: Any) -> list[str]:
@@ -66,7 +76,7 @@ def kills(work: Path, n: int, rng: random.Random) -> dict[str, Any]:
     run, partial = work / "run", work / "run.partial"
     proc = subprocess.Popen(cli("train", *TRAIN, "--out", run), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    killed, redone, steps_at = 0, 0, []
+    killed, steps_at = 0, []
     while killed < n:
         started = time.monotonic()
         while not ckpt_io.checkpoint_file(partial).exists() and proc.poll() is None:
@@ -135,10 +145,37 @@ def disk_faults(work: Path, n: int, rng: random.Random) -> dict[str, Any]:
             "checkpoint_steps_at_faults": lost, **(same_run(work / "ref", work / "run") if done else {})}
 
 
+def connection_faults(work: Path, rate: float, seed: int) -> dict[str, Any]:
+    from servers import flaky_files
+    from test_streaming import write_shards
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    write_shards(work / "shards", STREAM_SHARDS)
+    shards = f"shards/shard-{{000..{len(STREAM_SHARDS) - 1:03d}}}.tar?size=16"
+    subprocess.run(cli("train", "--data", f"tar:{work}/{shards}", *STREAM, "--out", work / "local"), check=True,
+                   env=env, capture_output=True)
+    answers, faults, errors = {}, {}, {}
+    for name, chance in (("clean", 0.0), ("faulty", rate)):
+        with flaky_files(work, chance, seed) as server:
+            proc = subprocess.run(cli("train", "--data", f"tar:{server.url}/{shards}", *STREAM, "--out", work / name),
+                                  env=env, capture_output=True, text=True)
+            answers[name], faults[name], errors[name] = server.served, dict(server.faults), proc.stderr[-500:]
+    done = all((work / name / "summary.json").exists() for name in answers)
+    ranges = set(answers["clean"]) | set(answers["faulty"])
+    lost = sum(max(0, answers["clean"][r] - answers["faulty"][r]) for r in ranges)
+    repeated = sum(max(0, answers["faulty"][r] - answers["clean"][r]) for r in ranges)
+    return {"fault_chance_per_request": rate, "samples": sum(STREAM_SHARDS), "faults": faults["faulty"],
+            "completed": done, "error": "" if done else errors["faulty"] or errors["clean"],
+            "answers_fault_free": sum(answers["clean"].values()), "answers_with_faults": sum(answers["faulty"].values()),
+            "samples_lost": lost, "samples_repeated": repeated,
+            **(same_run(work / "local", work / "faulty") if done else {})}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--disk-faults", type=int, default=10)
+    p.add_argument("--connection-faults", type=float, default=0.05, help="chance that a request fails")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
     args = p.parse_args(argv)
@@ -149,15 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         doc = {"command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
                "protocol": __doc__.split("\n\n")[1].replace("\n", " "), "train": TRAIN, "machine": machine(),
                "kill9": kills(work / "kills", args.kills, rng),
-               "disk_full": disk_faults(work / "disk", args.disk_faults, rng)}
+               "disk_full": disk_faults(work / "disk", args.disk_faults, rng),
+               "remote_shards": connection_faults(work / "remote", args.connection_faults, args.seed)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     doc["seconds"] = round(time.perf_counter() - start, 1)
-    print(json.dumps({k: doc[k] for k in ("kill9", "disk_full", "seconds")}, indent=1))
+    print(json.dumps({k: doc[k] for k in ("kill9", "disk_full", "remote_shards", "seconds")}, indent=1))
     if args.json:
         write_result(OUT, doc)
         print(f"wrote {OUT}")
-    return 0 if doc["kill9"]["completed"] and doc["disk_full"]["completed"] else 1
+    return 0 if all(doc[k]["completed"] for k in ("kill9", "disk_full", "remote_shards")) else 1
 
 
 if __name__ == "__main__":

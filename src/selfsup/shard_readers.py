@@ -22,25 +22,20 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from .errors import DataError
 from .items import item_fingerprint
+from .remote import is_remote, list_files, open_remote, read_range
+from .remote import size as remote_size
 from .storage import LazyFiles
 
 
-def expand_shards(pattern: str, suffixes: tuple[str, ...], what: str) -> list[Path]:
-    """The files a shard pattern names: a file, a folder (its files with `suffixes`), a glob, or a brace range
-    `shard-{000..099}.tar` as WebDataset writes it; sorted, at least one."""
-    path = Path(pattern).expanduser()
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(suffixes))
-        if not files:
-            raise DataError(f"{path}: no {what} found (looked for {', '.join('*' + s for s in suffixes)})")
-        return files
-    patterns = [str(path)]
+def expand_braces(pattern: str) -> list[str]:
+    """A pattern with brace ranges `shard-{000..099}.tar` (as WebDataset writes them) as the patterns it stands for."""
+    patterns = [pattern]
     while any(re.search(r"\{(\d+)\.\.(\d+)\}", p) for p in patterns):
         expanded = []
         for p in patterns:
@@ -51,8 +46,25 @@ def expand_shards(pattern: str, suffixes: tuple[str, ...], what: str) -> list[Pa
             lo, hi = m.group(1), m.group(2)
             expanded += [p[:m.start()] + str(k).zfill(len(lo)) + p[m.end():] for k in range(int(lo), int(hi) + 1)]
         patterns = expanded
+    return patterns
+
+
+def expand_shards(pattern: str, suffixes: tuple[str, ...], what: str) -> list[Path] | list[str]:
+    """The files a shard pattern names: a file, a folder (its files with `suffixes`), a glob, or a brace range
+    `shard-{000..099}.tar`; sorted, at least one. Remote patterns (URLs, pipe: commands) give URLs (remote.py)."""
+    if is_remote(pattern):
+        urls = [url for p in expand_braces(pattern) for url in list_files(p, suffixes)]
+        if not urls:
+            raise DataError(f"{pattern}: no {what} match")
+        return urls
+    path = Path(pattern).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(suffixes))
+        if not files:
+            raise DataError(f"{path}: no {what} found (looked for {', '.join('*' + s for s in suffixes)})")
+        return files
     files = []
-    for p in patterns:
+    for p in expand_braces(str(path)):
         matches = sorted(glob(p)) if any(c in p for c in "*?[") else [p]
         for m in matches:
             if not Path(m).is_file():
@@ -61,6 +73,15 @@ def expand_shards(pattern: str, suffixes: tuple[str, ...], what: str) -> list[Pa
     if not files:
         raise DataError(f"{pattern}: no {what} match")
     return files
+
+
+def open_shard(location: str | Path) -> BinaryIO:
+    """A shard (a local file, or a URL or pipe: command: remote.py) as a seekable binary file."""
+    return open_remote(str(location)) if is_remote(str(location)) else open(location, "rb")
+
+
+def shard_size(location: str | Path) -> int:
+    return remote_size(str(location)) if is_remote(str(location)) else os.path.getsize(location)
 
 
 @dataclass
@@ -106,8 +127,11 @@ class TarItems:
         return len(self.keys)
 
     def read(self, i: int) -> bytes:
-        shard = int(self.shards[i])
-        data = os.pread(self.files.fd(shard, self.shard_paths[shard]), int(self.sizes[i]), int(self.offsets[i]))
+        shard, size, offset = int(self.shards[i]), int(self.sizes[i]), int(self.offsets[i])
+        path = self.shard_paths[shard]
+        if is_remote(path):
+            return read_range(path, offset, size)
+        data = os.pread(self.files.fd(shard, path), size, offset)
         if len(data) != int(self.sizes[i]):
             raise DataError(f"{self.where(i)}: truncated (the shard changed since it was indexed?)")
         return data
@@ -116,8 +140,7 @@ class TarItems:
         return f"{self.shard_paths[int(self.shards[i])]}:{self.keys[i]}"
 
     def fingerprint(self) -> str:
-        sizes = [os.path.getsize(p) for p in self.shard_paths]
-        return item_fingerprint(self.shard_paths, sizes)
+        return item_fingerprint(self.shard_paths, [shard_size(p) for p in self.shard_paths])
 
 
 def split_key(name: str) -> tuple[str, str]:
@@ -127,28 +150,34 @@ def split_key(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), ext.lower() if dot else ""
 
 
-def index_tar_shards(paths: list[Path], kinds: tuple[str, ...], label_ext: str | None
+def tar_members(source: BinaryIO, where: str, label_ext: str
+                ) -> tuple[dict[str, dict[str, tarfile.TarInfo]], dict[str, str]]:
+    """A tar shard's regular members by sample key and extension (headers only: tarfile seeks past the data), and
+    the text of each sample's `label_ext` member."""
+    try:
+        archive = tarfile.open(fileobj=source, mode="r:")  # plain tar only: compressed members cannot be sought
+    except tarfile.ReadError as exc:
+        raise DataError(f"{where}: not a plain tar file ({exc}); shards must be uncompressed .tar (WebDataset's "
+                        "default), which can be read by position") from None
+    samples: dict[str, dict[str, tarfile.TarInfo]] = OrderedDict()
+    with archive:
+        for member in archive:
+            if member.isfile():
+                key, ext = split_key(member.name)
+                samples.setdefault(key, {})[ext] = member
+        labels = {key: archive.extractfile(members[label_ext]).read().decode("utf-8").strip()
+                  for key, members in samples.items() if label_ext in members}
+    return samples, labels
+
+
+def index_tar_shards(paths: list[Path] | list[str], kinds: tuple[str, ...], label_ext: str | None
                      ) -> tuple[TarItems, list[str] | None]:
     """Index the samples of tar shards: each sample's first member with an extension in `kinds` (in that order of
     preference), and its label member's text when `label_ext` is given (None: `cls` when every sample has one)."""
     shards, offsets, sizes, keys, labels = [], [], [], [], []
     for shard, path in enumerate(paths):
-        try:
-            archive = tarfile.open(path, "r:")  # plain tar only: compressed members cannot be read by position
-        except tarfile.ReadError as exc:
-            raise DataError(f"{path}: not a plain tar file ({exc}); shards must be uncompressed .tar (WebDataset's "
-                            "default), which can be read by position") from None
-        samples: dict[str, dict[str, tarfile.TarInfo]] = OrderedDict()
-        with archive:
-            for member in archive:
-                if member.isfile():
-                    key, ext = split_key(member.name)
-                    samples.setdefault(key, {})[ext] = member
-            label_texts = {}
-            wanted = label_ext if label_ext is not None else "cls"
-            for key, members in samples.items():
-                if wanted in members:
-                    label_texts[key] = archive.extractfile(members[wanted]).read().decode("utf-8").strip()
+        with open_shard(path) as source:
+            samples, label_texts = tar_members(source, str(path), label_ext or "cls")
         for key, members in samples.items():
             chosen = next((members[k] for k in kinds if k in members), None)
             if chosen is None:
@@ -225,7 +254,8 @@ class ColumnItems:
         if self.kind == "parquet":
             import pyarrow.parquet as pq
 
-            values = pq.ParquetFile(self.paths[file]).read_row_group(chunk, columns=[self.column]).column(0)
+            with open_shard(self.paths[file]) as source:
+                values = pq.ParquetFile(source).read_row_group(chunk, columns=[self.column]).column(0)
         else:
             values = open_arrow(self.paths[file]).column(self.column).chunk(chunk)
         return values.to_pylist()
@@ -243,7 +273,7 @@ class ColumnItems:
         return next(first for f, _, first in self.chunks if f == file)
 
     def fingerprint(self) -> str:
-        return item_fingerprint([f"{p}:{self.column}" for p in self.paths], [os.path.getsize(p) for p in self.paths])
+        return item_fingerprint([f"{p}:{self.column}" for p in self.paths], [shard_size(p) for p in self.paths])
 
 
 _ARROW_TABLES: dict[tuple[int, str], Any] = {}
@@ -264,10 +294,13 @@ def open_arrow(path: str):
     return _ARROW_TABLES[key]
 
 
-def file_schema(path: Path, kind: str):
+def file_schema(path: Path | str, kind: str):
     import pyarrow.parquet as pq
 
-    return pq.read_schema(path) if kind == "parquet" else open_arrow(str(path)).schema
+    if kind != "parquet":
+        return open_arrow(str(path)).schema
+    with open_shard(path) as source:
+        return pq.read_schema(source)
 
 
 def encoded_column(schema, wanted: str | None, where: str) -> str | None:
@@ -292,7 +325,7 @@ def encoded_column(schema, wanted: str | None, where: str) -> str | None:
     return next((f.name for f in schema if encoded(f.type)), None)
 
 
-def index_columns(paths: list[Path], kind: str, column: str, label: str | None
+def index_columns(paths: list[Path] | list[str], kind: str, column: str, label: str | None
                   ) -> tuple[ColumnItems, np.ndarray | None]:
     """Index the cells of `column` in Parquet or Arrow files, with the `label` column's values when given."""
     import pyarrow.parquet as pq
@@ -305,10 +338,11 @@ def index_columns(paths: list[Path], kind: str, column: str, label: str | None
         if label is not None and label not in schema.names:
             raise DataError(f"{path}: no label column {label!r}; columns: {', '.join(schema.names)}")
         if kind == "parquet":
-            meta = pq.ParquetFile(path).metadata
-            counts = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-            if label is not None:
-                labels.append(pq.read_table(path, columns=[label]).column(0).to_numpy(zero_copy_only=False))
+            with open_shard(path) as source:
+                parquet = pq.ParquetFile(source)
+                counts = [parquet.metadata.row_group(g).num_rows for g in range(parquet.metadata.num_row_groups)]
+                if label is not None:
+                    labels.append(parquet.read(columns=[label]).column(0).to_numpy(zero_copy_only=False))
         else:
             table = open_arrow(str(path))
             counts = [len(c) for c in table.column(column).chunks]

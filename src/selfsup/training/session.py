@@ -31,9 +31,9 @@ from .devices import resolve_device, resolve_precision
 from .distributed import World, agreed
 from .hooks import EpochHook
 from .loggers import MetricsLog, open_sinks
-from .loop import LoopSettings, TrainingInterrupted, run_loop
+from .loop import LoopResult, LoopSettings, TrainingInterrupted, run_loop
 from .optim import build_optimizer
-from .plan import build_plan
+from .plan import TrainingPlan, build_plan
 from .rng_state import restore_global_rng
 from .run_directory import check_free_space, prepare_output, resume_staging, run_lock, staging_path, write_run
 from .threads import CpuShare
@@ -131,27 +131,10 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
                          else resume_staging(out_path))
     setup_start = time.perf_counter()
     try:
-        if dataset is None:  # rank 0 first (it may download), then the others from its cache
-            budget = None if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
-            dataset = agreed(world, lambda: load_dataset(cfg.data, cfg.data_dir, cfg.modality, budget))
-            if world.distributed:
-                dataset = agreed(world, lambda: dataset if dataset is not None else load_dataset(
-                    cfg.data, cfg.data_dir, cfg.modality, budget),
-                                 main_only=False)
+        dataset = dataset if dataset is not None else shared_dataset(cfg, world)
         plan = build_plan(cfg, dataset, world.size)
         method, resolved = plan.method, plan.resolved
-        method.to(device)
-        if resolved["channels_last"]:
-            method.to(memory_format=torch.channels_last)
-        if cfg.compile:  # in place, so parameter names (checkpoints, weights) stay those of the plain module
-            method.encoder.compile()
-        if world.distributed:
-            method.set_world(world.rank, world.size)
-            if cfg.sync_bn:
-                distributed.convert_sync_batchnorm(method, device)
-        optimizer = build_optimizer(method, resolved["optimizer"], resolved["lr"], resolved["weight_decay"],
-                                    resolved["momentum"], resolved["excluded_lr_scale"], tuple(resolved["betas"]),
-                                    resolved.get("encoder_lr_scale", 1.0))
+        optimizer = place_model(cfg, plan, device, world)
         checkpoint_seconds = cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None
         resolved["precision"] = resolve_precision(cfg.precision, device)
         settings = LoopSettings(resolved["batch_size"], cfg.epochs, cfg.minutes, plan.lr_schedule(cfg), cfg.seed,
@@ -175,10 +158,9 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             ckpt_io.restore_own_buffers(checkpoint, method, world.rank)
         setup_seconds = time.perf_counter() - setup_start
         metrics_at = checkpoint.state["metrics_bytes"] if checkpoint is not None else None
-        sinks = []
+        sinks, resume_step = [], checkpoint.step if checkpoint is not None else None
         if out_path is not None:
-            sinks = agreed(world, lambda: open_sinks(cfg.log, staging, out_path.name,
-                                                     resume_step=checkpoint.step if checkpoint is not None else None)) or []
+            sinks = agreed(world, lambda: open_sinks(cfg.log, staging, out_path.name, resume_step=resume_step)) or []
         log = MetricsLog(staging / "metrics.jsonl" if staging else None, truncate_at=metrics_at, sinks=sinks)
         saver = ckpt_io.Checkpointer(staging, world, method, optimizer, hooks, header, device, log) \
             if checkpointing else None
@@ -186,56 +168,20 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             saver.last_step = checkpoint.step
         if rng is not None:
             restore_global_rng(*rng, device)
-        launcher = f"torchrun --nproc_per_node {world.size} -m selfsup" if world.distributed else "selfsup"
         try:
             result = run_loop(method, optimizer, plan.storage, plan.view_maker, settings, log, hooks,
                               model=model, resume=loop_state, checkpoint=saver.save if saver else None,
                               pass_view_maker=plan.pass_view_maker)
-        except TrainingInterrupted as exc:
-            where = f"; checkpoint saved in {staging}; continue with: {launcher} train --resume {out_path}" \
-                if staging is not None else ""
-            raise TrainingInterrupted(f"{exc}{where}", exc.step) from None
-        except TrainingError as exc:
-            raise TrainingError(f"{exc}{kept_checkpoint(saver, staging)}") from None
-        except OSError as exc:  # a full disk mid-run: the complete checkpoint before it is kept, and resumes
-            if exc.errno != errno.ENOSPC or staging is None:
-                raise
-            resume_with = f"; free space and continue with: {launcher} train --resume {out_path}" \
-                if saver is not None and saver.last_step is not None else ""
-            raise TrainingError(f"{exc.filename or staging}: {exc.strerror}{kept_checkpoint(saver, staging)}"
-                                f"{resume_with}") from None
+        except (TrainingInterrupted, TrainingError, OSError) as exc:
+            raise stopped_run(exc, world, out_path, staging, saver) from None
         finally:
             log.close()
         model = None  # the DDP wrapper and its reducer go now, not whenever the garbage collector finds them
         if world.distributed and cfg.sync_bn:
             distributed.revert_sync_batchnorm(method)
-        selected = select_encoder(method, hooks)
-        summary = {
-            "complete": True, "data": cfg.data, "method": cfg.method, "encoder": resolved["encoder"],
-            "train_samples": len(plan.storage), "data_path": dataset.info.get("data_path", "memory"),
-            "steps": result.steps, "epochs": round(result.epochs, 3),
-            "train_seconds": round(result.seconds, 2), "setup_seconds": round(setup_seconds, 2),
-            "samples_per_s": round(result.samples_per_s * world.size, 1), "final_loss": result.final_loss,
-            "selected": selected, "device": str(device), "precision": resolved["precision"],
-            "threads": torch.get_num_threads(),
-            "threads_policy": "adaptive (training/threads.py)" if share is not None
-            else "fixed (--threads)" if cfg.threads else "fixed (--compile)",
-            "world_size": world.size, "batch_size": resolved["batch_size"],
-            "global_batch_size": resolved["batch_size"] * world.size,
-            "versions": {"selfsup": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                         "python": sys.version.split()[0], "platform": platform.platform()},
-        }
-        if share is not None and share.changes:
-            summary["thread_changes"] = share.changes
-        if checkpoint is not None:
-            summary["resumed_from_step"] = checkpoint.step
-        if result.warnings:
-            summary["warnings"] = result.warnings
-        method.to("cpu")
-        if resolved["channels_last"]:
-            method.to(memory_format=torch.contiguous_format)
-        if cfg.compile:  # the returned encoder runs eagerly (evaluation uses other batch sizes and eval mode)
-            method.encoder._compiled_call_impl = None
+        summary = run_summary(cfg, plan, dataset, result, device, world, share, checkpoint, setup_seconds,
+                              select_encoder(method, hooks))
+        release_model(cfg, method, resolved)
         run = Run(cfg, resolved, method.encoder.eval(), out_path if world.is_main else None, summary)
         if out_path is not None:
             agreed(world, lambda: finish_run(staging, out_path, cfg, resolved, method, summary))
@@ -245,6 +191,91 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
                 and not any(p.name not in ("metrics.jsonl", ckpt_io.CHECKPOINT_DIR) for p in staging.iterdir()):
             shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def shared_dataset(cfg: TrainConfig, world: World) -> Dataset:
+    """The run's data: loaded by rank 0 first (it may download), then by the others from its cache."""
+    budget = None if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
+    dataset = agreed(world, lambda: load_dataset(cfg.data, cfg.data_dir, cfg.modality, budget))
+    if world.distributed:
+        dataset = agreed(world, lambda: dataset if dataset is not None else load_dataset(
+            cfg.data, cfg.data_dir, cfg.modality, budget), main_only=False)
+    return dataset
+
+
+def place_model(cfg: TrainConfig, plan: TrainingPlan, device: torch.device, world: World) -> torch.optim.Optimizer:
+    """The plan's method on `device` (channels-last, compiled, synchronised batch norm as configured), and its
+    optimizer."""
+    method, resolved = plan.method, plan.resolved
+    method.to(device)
+    if resolved["channels_last"]:
+        method.to(memory_format=torch.channels_last)
+    if cfg.compile:  # in place, so parameter names (checkpoints, weights) stay those of the plain module
+        method.encoder.compile()
+    if world.distributed:
+        method.set_world(world.rank, world.size)
+        if cfg.sync_bn:
+            distributed.convert_sync_batchnorm(method, device)
+    return build_optimizer(method, resolved["optimizer"], resolved["lr"], resolved["weight_decay"],
+                           resolved["momentum"], resolved["excluded_lr_scale"], tuple(resolved["betas"]),
+                           resolved.get("encoder_lr_scale", 1.0))
+
+
+def stopped_run(exc: BaseException, world: World, out_path: Path | None, staging: Path | None,
+                saver: ckpt_io.Checkpointer | None) -> BaseException:
+    """What a stopped training loop raises: an interruption or a training error with the checkpoint it leaves and
+    the command that continues it; a full disk as a training error naming the file; any other error as it is."""
+    launcher = f"torchrun --nproc_per_node {world.size} -m selfsup" if world.distributed else "selfsup"
+    if isinstance(exc, TrainingInterrupted):
+        where = f"; checkpoint saved in {staging}; continue with: {launcher} train --resume {out_path}" \
+            if staging is not None else ""
+        return TrainingInterrupted(f"{exc}{where}", exc.step)
+    if isinstance(exc, TrainingError):
+        return TrainingError(f"{exc}{kept_checkpoint(saver, staging)}")
+    if not isinstance(exc, OSError) or exc.errno != errno.ENOSPC or staging is None:
+        return exc
+    # a full disk mid-run: the complete checkpoint before it is kept, and resumes
+    resume_with = f"; free space and continue with: {launcher} train --resume {out_path}" \
+        if saver is not None and saver.last_step is not None else ""
+    return TrainingError(f"{exc.filename or staging}: {exc.strerror}{kept_checkpoint(saver, staging)}{resume_with}")
+
+
+def run_summary(cfg: TrainConfig, plan: TrainingPlan, dataset: Dataset, result: LoopResult, device: torch.device,
+                world: World, share: CpuShare | None, checkpoint: ckpt_io.Checkpoint | None, setup_seconds: float,
+                selected: Any) -> dict[str, Any]:
+    """summary.json of a finished run."""
+    resolved = plan.resolved
+    summary = {
+        "complete": True, "data": cfg.data, "method": cfg.method, "encoder": resolved["encoder"],
+        "train_samples": len(plan.storage), "data_path": dataset.info.get("data_path", "memory"),
+        "steps": result.steps, "epochs": round(result.epochs, 3),
+        "train_seconds": round(result.seconds, 2), "setup_seconds": round(setup_seconds, 2),
+        "samples_per_s": round(result.samples_per_s * world.size, 1), "final_loss": result.final_loss,
+        "selected": selected, "device": str(device), "precision": resolved["precision"],
+        "threads": torch.get_num_threads(),
+        "threads_policy": "adaptive (training/threads.py)" if share is not None
+        else "fixed (--threads)" if cfg.threads else "fixed (--compile)",
+        "world_size": world.size, "batch_size": resolved["batch_size"],
+        "global_batch_size": resolved["batch_size"] * world.size,
+        "versions": {"selfsup": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": sys.version.split()[0], "platform": platform.platform()},
+    }
+    if share is not None and share.changes:
+        summary["thread_changes"] = share.changes
+    if checkpoint is not None:
+        summary["resumed_from_step"] = checkpoint.step
+    if result.warnings:
+        summary["warnings"] = result.warnings
+    return summary
+
+
+def release_model(cfg: TrainConfig, method: Any, resolved: dict[str, Any]) -> None:
+    """The trained method back on the CPU, contiguous and eager (evaluation uses other batch sizes and eval mode)."""
+    method.to("cpu")
+    if resolved["channels_last"]:
+        method.to(memory_format=torch.contiguous_format)
+    if cfg.compile:
+        method.encoder._compiled_call_impl = None
 
 
 def kept_checkpoint(saver: ckpt_io.Checkpointer | None, staging: Path | None) -> str:

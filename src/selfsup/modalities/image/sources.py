@@ -103,7 +103,8 @@ def load_folder(req: SourceRequest) -> Dataset:
 
 
 @sources.register("tar", "WebDataset-style tar shards: tar:PATTERN[?size=&mode=&label=cls&test=PATTERN&buffer=4096] "
-                  "(a .tar, a folder of them, a glob or shard-{000..099}.tar); labels from .cls members",
+                  "(a .tar, a folder of them, a glob or shard-{000..099}.tar; local, a URL such as s3://B/P/*.tar "
+                  "or https://H/shard-{000..099}.tar, or pipe:COMMAND); labels from .cls members",
                   modality="image")
 def load_tar(req: SourceRequest) -> Dataset:
     return load_encoded(req)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ...data import Dataset, SourceRequest, Split, encode_labels, existing_file, sources
 from ...errors import ConfigError, DataError
+from ...remote import is_remote
 from .table import (CATEGORICAL, array_columns, build_storage, canonical_text, column_names,
                     frame_columns, resolve_columns, schema_of)
 
@@ -132,14 +133,20 @@ def array_table(x: np.ndarray, where: str, names: Sequence[str] | None = None) -
 
 
 def read_parquet(path: str) -> RawTable:
-    """A Parquet file via pyarrow (the optional extra 'tabular'); dictionary columns are categorical."""
-    p = existing_file(path, "Parquet file")
+    """A Parquet file via pyarrow (the optional extra 'tabular'), local or remote (a URL: remote.py); dictionary
+    columns are categorical."""
+    from ...shard_readers import open_shard
+
+    p = path if is_remote(path) else existing_file(path, "Parquet file")
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError(f"{p}: reading Parquet needs pyarrow: pip install 'selfsup[tabular]'") from None
     try:
-        table = pq.read_table(p)
+        with open_shard(p) as source:
+            table = pq.read_table(source)
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(f"{p}: cannot read Parquet file ({type(exc).__name__}: {exc})") from None
     return arrow_raw_table(table, str(p))
@@ -268,7 +275,8 @@ def _parquet_modality(req: SourceRequest) -> str:
 
 @sources.register("parquet", "a Parquet table (needs pyarrow): parquet:PATH[?label=COL&categorical=A,B&drop=ID"
                   "&test=TEST.parquet]; with a column of encoded images (or ?image=COL): images, PATH a file, "
-                  "folder, glob or range, row groups streamed beyond --memory-budget", modality="tabular, image",
+                  "folder, glob or range (local or a URL: s3://, https://), row groups streamed beyond "
+                  "--memory-budget", modality="tabular, image",
                   modality_of=_parquet_modality)
 def load_parquet(req: SourceRequest) -> Dataset:
     if req.modality in (None, "image") and req.path:  # a column of encoded images makes it image data

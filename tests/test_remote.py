@@ -1,0 +1,121 @@
+"""Shards in object storage, on a web server and behind a command (remote.py), against servers on the loopback: an
+HTTP server that answers 503 and drops connections mid-body at random (seeded), and moto's S3 server. The samples
+read, streamed or prepared remotely are the local ones, byte for byte, whatever failed in between; a run streamed
+from a flaky server or from S3 (and resumed there) ends with the weights of the same run on local shards."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import selfsup
+from selfsup import remote
+from selfsup.errors import ConfigError, DataError
+from selfsup.loading import load_dataset
+from selfsup.training.loop import FAULT_NONFINITE_STEP
+from selfsup.training.session import resume
+from servers import flaky_files, s3_server
+from test_resume import SMALL, assert_same_weights
+from test_streaming import SHARD_SIZES, write_parquet, write_shards
+
+RUN = dict(method="simclr", epochs=2, batch_size=32, seed=4, encoder_options=SMALL, monitor=False,
+           method_options={"proj_hidden_dim": 64}, checkpoint_every_steps=4, threads=1, memory_budget=0)
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(remote, "RETRY_DELAYS", (0.01,) * 8)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("remote")
+    write_shards(root / "shards")
+    write_parquet(root / "images.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    pq.write_table(pa.table({"a": rng.normal(size=60), "b": rng.normal(size=60), "label": np.arange(60) % 2}),
+                   root / "table.parquet")
+    return root
+
+
+def test_shards_over_a_flaky_http_server_read_as_the_local_ones(data, tmp_path):
+    local = load_dataset(f"tar:{data}/shards/shard-{{000..005}}.tar?size=16")
+    with flaky_files(data, fault_rate=0.3, seed=1) as server:
+        shards = f"tar:{server.url}/shards/shard-{{000..005}}.tar?size=16"
+        memory = load_dataset(shards)
+        assert torch.equal(memory.train.x, local.train.x) and np.array_equal(memory.train.y, local.train.y)
+        streamed = load_dataset(shards, memory_budget=0).train.stream
+        assert torch.equal(streamed.take(torch.arange(len(streamed))), local.train.x)
+        selfsup.prepare(shards, tmp_path / "cache", progress=False)
+        assert torch.equal(load_dataset(f"prepared:{tmp_path / 'cache'}").train.x, local.train.x)
+        images = load_dataset(f"parquet:{server.url}/images.parquet?size=16", memory_budget=0)
+        assert images.modality == "image" and images.train.stream.describe()["shards"] == 4
+        table = load_dataset(f"parquet:{server.url}/table.parquet?label=label")
+        assert table.modality == "tabular" and table.info["columns"] == ["a", "b"]
+        assert server.faults["503"] > 5 and server.faults["drop"] > 5  # the schedule did fail requests
+
+
+def test_a_server_that_keeps_failing_or_lacks_the_file_is_named_in_one_line(data):
+    with flaky_files(data, fault_rate=1.0) as server:
+        with pytest.raises(DataError, match=r"shard-000\.tar.*HTTP 503.*gave up after 9 attempts") as err:
+            load_dataset(f"tar:{server.url}/shards/shard-000.tar")
+        assert "\n" not in str(err.value)
+    with flaky_files(data) as server:
+        with pytest.raises(DataError, match=r"shard-006\.tar: not found"):
+            load_dataset(f"tar:{server.url}/shards/shard-{{000..009}}.tar")
+    with pytest.raises(ConfigError, match=r"cannot read nosuch://.*selfsup\[remote\]"):
+        load_dataset("tar:nosuch://bucket/shard.tar")
+
+
+def test_a_run_streamed_from_a_flaky_server_equals_the_run_on_local_shards(data, tmp_path):
+    ref = selfsup.train(f"tar:{data}/shards?size=8", out=tmp_path / "local", **RUN)
+    assert ref.summary["data_path"].startswith("workers:")
+    with flaky_files(data, fault_rate=0.2, seed=2) as server:
+        selfsup.train(f"tar:{server.url}/shards/shard-{{000..005}}.tar?size=8", out=tmp_path / "http", **RUN)
+        assert sum(server.faults.values()) > 10
+    assert_same_weights(tmp_path / "local", tmp_path / "http")
+
+
+def test_s3_shards_list_stream_and_resume_at_the_same_sample(data, tmp_path, monkeypatch):
+    selfsup.train(f"tar:{data}/shards?size=8", out=tmp_path / "local", **RUN)
+    with s3_server() as endpoint:
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="data")
+        for path in sorted((data / "shards").iterdir()):
+            s3.upload_file(str(path), "data", f"train/{path.name}")
+        local = load_dataset(f"tar:{data}/shards?size=16")
+        for pattern in ("s3://data/train/*.tar", "s3://data/train/", "s3://data/train/shard-{000..005}.tar"):
+            assert torch.equal(load_dataset(f"tar:{pattern}?size=16").train.x, local.train.x), pattern
+        uri = "tar:s3://data/train/*.tar?size=8"
+        monkeypatch.setenv(FAULT_NONFINITE_STEP, "14")  # dies in epoch 2; the last good checkpoint is step 12
+        with pytest.raises(selfsup.SelfSupError, match="last good checkpoint \\(step 12\\)"):
+            selfsup.train(uri, out=tmp_path / "s3", **RUN)
+        monkeypatch.delenv(FAULT_NONFINITE_STEP)
+        assert resume(tmp_path / "s3", progress=False).summary["resumed_from_step"] == 12
+    assert_same_weights(tmp_path / "local", tmp_path / "s3")
+
+
+def test_pipe_commands_give_the_shards_they_print_and_failures_in_one_line(data, tmp_path):
+    local = load_dataset(f"tar:{data}/shards?size=16")
+    piped = load_dataset(f"tar:pipe:cat {data}/shards/shard-{{000..005}}.tar?size=16", memory_budget=0).train.stream
+    assert len(piped) == sum(SHARD_SIZES)
+    assert torch.equal(piped.take(torch.arange(len(piped)).flip(0)), local.train.x.flip(0))
+    with pytest.raises(DataError, match=r"pipe:cat .*shard-404\.tar: .*exit status 1: cat: .*No such file"):
+        load_dataset(f"tar:pipe:cat {data}/shards/shard-404.tar")
+
+
+def test_the_cli_trains_from_http_shards(data, tmp_path):
+    with flaky_files(data, fault_rate=0.1) as server:
+        proc = subprocess.run([sys.executable, "-m", "selfsup", "train", "--data",
+                               f"tar:{server.url}/shards/shard-{{000..005}}.tar?size=8", "--epochs", "1",
+                               "--batch-size", "32", "--encoder-option", "widths=[16,32,32,32]", "--threads", "1",
+                               "--no-monitor", "--no-eval", "--quiet", "--memory-budget", "0", "--out",
+                               str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "run" / "encoder.safetensors").exists()
