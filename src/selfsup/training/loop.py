@@ -141,162 +141,217 @@ def run_loop(method: Method, optimizer: torch.optim.Optimizer, storage: Storage,
     Under torchrun every process runs this loop on its shard of each global batch; stop, budget and
     checkpoint decisions and the logged loss are synchronised so all processes take the same steps.
     """
-    world = settings.world
-    n = len(storage)
-    batch = min(settings.batch_size, max(1, n // world.size))  # per process
-    steps_per_epoch = max(1, storage.epoch_samples(world.size, batch) // (batch * world.size))
-    total_steps = settings.epochs * steps_per_epoch if settings.epochs else None
-    budget_s = settings.minutes * 60 if settings.minutes else None
-    gen = torch.Generator().manual_seed(settings.seed)  # permutations: the same on every process
-    if not world.distributed:
-        aug_gen = gen if settings.device.type == "cpu" else torch.Generator(settings.device).manual_seed(settings.seed)
-    else:  # each process augments its own samples with its own stream
-        aug_gen = torch.Generator(settings.device).manual_seed(settings.seed + 1_000_003 * (world.rank + 1))
-    generators = {"data": gen} if aug_gen is gen else {"data": gen, "augment": aug_gen}
-    state = resume or LoopState()
-    for name, g in generators.items():
-        if name in state.generators:
-            g.set_state(state.generators[name])
-    data = storage.to(settings.device)
-    forward = model if model is not None else method
-    request = method.view_request()
-    result = LoopResult(steps=state.steps, samples=state.samples, losses=list(state.losses))
-    if state.finished:
-        return finish(result, state.train_seconds, steps_per_epoch)
-    method.train()
-    bar = make_progress(settings.progress, Budget(total_steps, budget_s), settings.progress_interval)
-    bar.start(state.steps, state.train_seconds)
-    signals = StopSignals(enabled=checkpoint is not None)
-    share = settings.cpu_share
-    if share is not None:
-        share.start()
-    start = time.perf_counter() - state.train_seconds
-    window_start, window_samples = time.perf_counter(), 0
-    last_ckpt_wall, last_ckpt_step = time.perf_counter(), state.steps
-    wrote_checkpoint = resume is not None  # a resumed run has one already
-    epoch, first_step, perm, epoch_losses = state.epoch, state.step_in_epoch, state.perm, list(state.epoch_losses)
-    pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss on the device) not yet read
+    trainer = Trainer(method, optimizer, storage, view_maker, settings, log, epoch_hooks, model, resume, checkpoint,
+                      pass_view_maker)
+    return trainer.run()
 
-    def flush() -> float:
+
+def injected_fault() -> Callable[[int, torch.Tensor], torch.Tensor] | None:
+    """The test-only fault FAULT_NONFINITE_STEP asks for, read once per run: (step, loss) -> NaN at that step."""
+    at = os.environ.get(FAULT_NONFINITE_STEP)
+    if at is None:
+        return None
+    return lambda step, loss: torch.full_like(loss, float("nan")) if str(step) == at else loss
+
+
+class Trainer:
+    """run_loop's state between steps, and its parts: an epoch (`train_epoch`), a step (`step`), the checkpoint
+    decisions (`maybe_checkpoint`, `end_epoch`) and the losses read at sync points (`flush`).
+
+    Schedules, in one place (`step`): progress = (steps + 1) / total steps for an --epochs run, elapsed / budget for
+    a --minutes run; the learning rate and weight decay are the settings' schedules at that progress, and the
+    method's own schedules (EMA momentum, temperatures) read the same progress in `optimisation_step`."""
+
+    def __init__(self, method: Method, optimizer: torch.optim.Optimizer, storage: Storage, view_maker: ViewMaker,
+                 settings: LoopSettings, log: MetricsLog, epoch_hooks: list[EpochHook],
+                 model: torch.nn.Module | None, resume: LoopState | None,
+                 checkpoint: Callable[[LoopState], None] | None, pass_view_maker: ViewMaker | None) -> None:
+        self.method, self.optimizer, self.settings, self.log = method, optimizer, settings, log
+        self.view_maker, self.pass_view_maker, self.epoch_hooks = view_maker, pass_view_maker or view_maker, epoch_hooks
+        self.checkpoint, self.fault = checkpoint, injected_fault()
+        world = self.world = settings.world
+        self.batch = min(settings.batch_size, max(1, len(storage) // world.size))  # per process
+        self.steps_per_epoch = max(1, storage.epoch_samples(world.size, self.batch) // (self.batch * world.size))
+        self.total_steps = settings.epochs * self.steps_per_epoch if settings.epochs else None
+        self.budget_s = settings.minutes * 60 if settings.minutes else None
+        self.gen = torch.Generator().manual_seed(settings.seed)  # permutations: the same on every process
+        if not world.distributed:
+            self.aug_gen = self.gen if settings.device.type == "cpu" else \
+                torch.Generator(settings.device).manual_seed(settings.seed)
+        else:  # each process augments its own samples with its own stream
+            self.aug_gen = torch.Generator(settings.device).manual_seed(settings.seed + 1_000_003 * (world.rank + 1))
+        self.generators = {"data": self.gen} if self.aug_gen is self.gen else \
+            {"data": self.gen, "augment": self.aug_gen}
+        state = self.state = resume or LoopState()
+        for name, g in self.generators.items():
+            if name in state.generators:
+                g.set_state(state.generators[name])
+        self.data = storage.to(settings.device)
+        self.forward = model if model is not None else method
+        self.request = method.view_request()
+        self.result = LoopResult(steps=state.steps, samples=state.samples, losses=list(state.losses))
+        self.wrote_checkpoint = resume is not None  # a resumed run has one already
+        self.epoch, self.first_step, self.perm = state.epoch, state.step_in_epoch, state.perm
+        self.epoch_losses = list(state.epoch_losses)
+        self.pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss on the device) not yet read
+
+    def run(self) -> LoopResult:
+        if self.state.finished:
+            return finish(self.result, self.state.train_seconds, self.steps_per_epoch)
+        self.method.train()
+        self.bar = make_progress(self.settings.progress, Budget(self.total_steps, self.budget_s),
+                                 self.settings.progress_interval)
+        self.bar.start(self.state.steps, self.state.train_seconds)
+        self.signals = StopSignals(enabled=self.checkpoint is not None)
+        if self.settings.cpu_share is not None:
+            self.settings.cpu_share.start()
+        self.start = time.perf_counter() - self.state.train_seconds
+        self.window_start, self.window_samples = time.perf_counter(), 0
+        self.last_ckpt_wall, self.last_ckpt_step = time.perf_counter(), self.state.steps
+        self.feed = None  # this epoch's batches (training/feeder.py)
+        try:
+            done = False
+            while not done:
+                done = self.train_epoch()
+                self.end_epoch(done)
+            self.flush()
+            seconds = time.perf_counter() - self.start
+            if self.checkpoint is not None:
+                self.save(self.snapshot(0, finished=True))
+            return finish(self.result, seconds, self.steps_per_epoch)
+        finally:
+            if self.feed is not None:
+                self.feed.close()
+            self.signals.close()
+            self.bar.stop()
+
+    def train_epoch(self) -> bool:
+        """The rest of the current epoch (all of it at an epoch start); True when the budget is spent."""
+        settings, world = self.settings, self.world
+        if self.perm is None:
+            self.perm = self.data.epoch_order(self.gen, world.size, self.batch)
+            self.epoch_losses, self.first_step = [], 0
+            epoch_pass = TrainingSetPass(self.data, self.pass_view_maker, self.request, self.batch, settings.seed,
+                                         self.epoch, settings.device)
+            before_epoch(self.method, self.epoch, epoch_pass, settings.device, settings.precision)
+        self.feed = epoch_batches(self.data, self.perm, self.first_step, self.steps_per_epoch, self.batch, world,
+                                  settings.device)
+        for i in range(self.first_step, self.steps_per_epoch):
+            now = time.perf_counter()
+            (elapsed, since_ckpt), (stop,) = sync_values(world, [now - self.start, now - self.last_ckpt_wall],
+                                                         [float(self.signals.requested)])
+            if stop and self.checkpoint is not None:
+                self.save(self.snapshot(i))
+                raise TrainingInterrupted(f"interrupted at step {self.result.steps}", self.result.steps)
+            if self.budget_s is not None and elapsed >= self.budget_s:
+                return True
+            self.maybe_checkpoint(i, since_ckpt)
+            self.step(i, elapsed)
+            if self.total_steps is not None and self.result.steps >= self.total_steps:
+                return True
+        return False
+
+    def maybe_checkpoint(self, i: int, since_ckpt: float) -> None:
+        """A checkpoint before step `i` when `checkpoint_every_steps` or `checkpoint_seconds` asks for one."""
+        settings, steps = self.settings, self.result.steps
+        if self.checkpoint is not None and steps != self.last_ckpt_step and (
+                (settings.checkpoint_every_steps and steps % settings.checkpoint_every_steps == 0)
+                or (settings.checkpoint_seconds is not None and since_ckpt >= settings.checkpoint_seconds)):
+            self.save(self.snapshot(i))
+            self.wrote_checkpoint = True
+            self.last_ckpt_wall, self.last_ckpt_step = time.perf_counter(), steps
+
+    def step(self, i: int, elapsed: float) -> None:
+        """Step `i` of the epoch: the schedules at this step's progress, the views, one optimisation step."""
+        settings, result = self.settings, self.result
+        progress = (result.steps + 1) / self.total_steps if self.total_steps else elapsed / self.budget_s
+        idx = shard(self.perm, i, self.batch, self.world).to(settings.device)
+        views = with_indices(self.view_maker(next(self.feed), self.aug_gen), idx, self.request)
+        wd = settings.weight_decay_schedule(progress) if settings.weight_decay_schedule else None
+        lr = apply_schedules(self.optimizer, settings.lr_schedule(progress), wd)
+        loss, logs = optimisation_step(self.method, self.forward, self.optimizer, views, progress, settings.device,
+                                       settings.precision)
+        if self.fault is not None:
+            loss = self.fault(result.steps + 1, loss)
+        result.steps += 1
+        self.pending.append((result.steps, self.epoch, loss))
+        result.samples += len(idx)
+        self.window_samples += len(idx)
+        if settings.cpu_share is not None:
+            settings.cpu_share.maybe_update()
+        if result.steps % settings.log_every == 0 or result.steps == 1:
+            self.log_step(lr, wd, logs)
+
+    def log_step(self, lr: float, wd: float | None, logs: dict[str, Any]) -> None:
+        """A metrics line and a progress update (a sync point: the pending losses are read)."""
+        value = self.flush()
+        now = time.perf_counter()
+        rate = self.window_samples * self.world.size / max(now - self.window_start, 1e-9)
+        self.window_start, self.window_samples = now, 0
+        extra = {k: float(v) for k, v in logs.items()}
+        if wd is not None:
+            extra["weight_decay"] = wd
+        self.log.write({"step": self.result.steps, "epoch": self.epoch, "lr": lr, "samples_per_s": rate,
+                        "elapsed_s": now - self.start, "threads": torch.get_num_threads(), "loss": value, **extra})
+        self.bar.update(self.result.steps, self.epoch, value, lr, rate, now - self.start)
+
+    def end_epoch(self, done: bool) -> None:
+        """Close the epoch's feed; at a completed epoch: the epoch hooks (not charged to the budget), the epoch
+        record, and a checkpoint (the first epoch's always, then at most once a minute) unless training is done."""
+        self.feed.close()
+        self.perm, self.first_step = None, 0
+        self.flush()
+        if not self.epoch_losses:
+            return
+        result, epoch, world = self.result, self.epoch, self.world
+        record = {"epoch": epoch, "type": "epoch", "loss": sum(self.epoch_losses) / len(self.epoch_losses),
+                  "steps": result.steps, "elapsed_s": time.perf_counter() - self.start}
+        hook_start = time.perf_counter()
+        for hook in self.epoch_hooks:
+            record.update(hook(epoch, self.method))
+        if record.get("collapsed") and not result.warnings:
+            warn_collapse(result, epoch, record, self.bar)
+        self.method.train()
+        self.start += time.perf_counter() - hook_start  # monitoring is not charged to the budget
+        self.log.write(record)
+        self.bar.epoch_end(epoch, record["loss"], result.steps, time.perf_counter() - self.start)
+        result.losses.extend(self.epoch_losses)
+        self.epoch_losses = []
+        self.epoch += 1
+        if self.checkpoint is not None and not done:
+            (since_ckpt,), _ = sync_values(world, [time.perf_counter() - self.last_ckpt_wall], [])
+            if not self.wrote_checkpoint or since_ckpt >= EPOCH_END_CHECKPOINT_S:
+                self.save(self.snapshot(0))
+                self.wrote_checkpoint = True
+                self.last_ckpt_wall, self.last_ckpt_step = time.perf_counter(), result.steps
+
+    def flush(self) -> float:
         """Read the pending losses (the mean over processes), raise on a non-finite one; the last step's loss."""
-        if not pending:
-            return epoch_losses[-1] if epoch_losses else float("nan")
-        values = torch.stack([v for _, _, v in pending]).float().tolist()
-        if world.distributed:  # the loss of the global batch: the mean over processes
-            _, totals = sync_values(world, [], values)
-            values = [t / world.size for t in totals]
-        for (step, step_epoch, _), value in zip(pending, values):
+        if not self.pending:
+            return self.epoch_losses[-1] if self.epoch_losses else float("nan")
+        values = torch.stack([v for _, _, v in self.pending]).float().tolist()
+        if self.world.distributed:  # the loss of the global batch: the mean over processes
+            _, totals = sync_values(self.world, [], values)
+            values = [t / self.world.size for t in totals]
+        for (step, step_epoch, _), value in zip(self.pending, values):
             if not math.isfinite(value):
                 raise TrainingError(f"loss became {value} at step {step} (epoch {step_epoch}); "
                                     "try a lower --lr or another --precision")
-        pending.clear()
-        epoch_losses.extend(values)
+        self.pending.clear()
+        self.epoch_losses.extend(values)
         return values[-1]
 
-    def snapshot(step_in_epoch: int, finished: bool = False) -> LoopState:
-        flush()
-        return LoopState(result.steps, epoch, step_in_epoch, result.samples, time.perf_counter() - start, finished,
-                         perm, list(epoch_losses), list(result.losses),
-                         {k: g.get_state() for k, g in generators.items()})
+    def snapshot(self, step_in_epoch: int, finished: bool = False) -> LoopState:
+        self.flush()
+        return LoopState(self.result.steps, self.epoch, step_in_epoch, self.result.samples,
+                         time.perf_counter() - self.start, finished, self.perm, list(self.epoch_losses),
+                         list(self.result.losses), {k: g.get_state() for k, g in self.generators.items()})
 
-    def save(state_now: LoopState) -> None:  # checkpoint writing is not charged to training time
-        nonlocal start
+    def save(self, state: LoopState) -> None:
+        """Write a checkpoint (its writing is not charged to training time)."""
         t0 = time.perf_counter()
-        checkpoint(state_now)
-        start += time.perf_counter() - t0
-
-    feed = None  # this epoch's batches (training/feeder.py)
-    try:
-        done = False
-        while not done:
-            if perm is None:
-                perm = data.epoch_order(gen, world.size, batch)
-                epoch_losses, first_step = [], 0
-                epoch_pass = TrainingSetPass(data, pass_view_maker or view_maker, request, batch, settings.seed, epoch,
-                                             settings.device)
-                before_epoch(method, epoch, epoch_pass, settings.device, settings.precision)
-            feed = epoch_batches(data, perm, first_step, steps_per_epoch, batch, world, settings.device)
-            for i in range(first_step, steps_per_epoch):
-                now = time.perf_counter()
-                (elapsed, since_ckpt), (stop,) = sync_values(world, [now - start, now - last_ckpt_wall],
-                                                             [float(signals.requested)])
-                if stop and checkpoint is not None:
-                    save(snapshot(i))
-                    raise TrainingInterrupted(f"interrupted at step {result.steps}", result.steps)
-                if budget_s is not None and elapsed >= budget_s:
-                    done = True
-                    break
-                if checkpoint is not None and result.steps != last_ckpt_step and (
-                        (settings.checkpoint_every_steps and result.steps % settings.checkpoint_every_steps == 0)
-                        or (settings.checkpoint_seconds is not None and since_ckpt >= settings.checkpoint_seconds)):
-                    save(snapshot(i))
-                    wrote_checkpoint = True
-                    last_ckpt_wall, last_ckpt_step = time.perf_counter(), result.steps
-                progress = (result.steps + 1) / total_steps if total_steps else elapsed / budget_s
-                idx = shard(perm, i, batch, world)
-                idx = idx.to(settings.device)
-                views = with_indices(view_maker(next(feed), aug_gen), idx, request)
-                wd = settings.weight_decay_schedule(progress) if settings.weight_decay_schedule else None
-                lr = apply_schedules(optimizer, settings.lr_schedule(progress), wd)
-                loss, logs = optimisation_step(method, forward, optimizer, views, progress, settings.device,
-                                               settings.precision)
-                if os.environ.get(FAULT_NONFINITE_STEP) == str(result.steps + 1):
-                    loss = torch.full_like(loss, float("nan"))
-                result.steps += 1
-                pending.append((result.steps, epoch, loss))
-                result.samples += len(idx)
-                window_samples += len(idx)
-                if share is not None:
-                    share.maybe_update()
-                if result.steps % settings.log_every == 0 or result.steps == 1:
-                    value = flush()
-                    now = time.perf_counter()
-                    rate = window_samples * world.size / max(now - window_start, 1e-9)
-                    window_start, window_samples = now, 0
-                    extra = {k: float(v) for k, v in logs.items()}
-                    if wd is not None:
-                        extra["weight_decay"] = wd
-                    log.write({"step": result.steps, "epoch": epoch, "lr": lr, "samples_per_s": rate,
-                               "elapsed_s": now - start, "threads": torch.get_num_threads(), "loss": value, **extra})
-                    bar.update(result.steps, epoch, value, lr, rate, now - start)
-                if total_steps is not None and result.steps >= total_steps:
-                    done = True
-                    break
-            feed.close()
-            perm, first_step = None, 0
-            flush()
-            if epoch_losses:
-                train_seconds = time.perf_counter() - start
-                record = {"epoch": epoch, "type": "epoch", "loss": sum(epoch_losses) / len(epoch_losses),
-                          "steps": result.steps, "elapsed_s": train_seconds}
-                hook_start = time.perf_counter()
-                for hook in epoch_hooks:
-                    record.update(hook(epoch, method))
-                if record.get("collapsed") and not result.warnings:
-                    warn_collapse(result, epoch, record, bar)
-                method.train()
-                start += time.perf_counter() - hook_start  # monitoring is not charged to the budget
-                log.write(record)
-                bar.epoch_end(epoch, record["loss"], result.steps, time.perf_counter() - start)
-                result.losses.extend(epoch_losses)
-                epoch_losses = []
-                epoch += 1
-                if checkpoint is not None and not done:  # epoch ends: the first always, then at most once a minute
-                    (since_ckpt,), _ = sync_values(world, [time.perf_counter() - last_ckpt_wall], [])
-                    if not wrote_checkpoint or since_ckpt >= EPOCH_END_CHECKPOINT_S:
-                        save(snapshot(0))
-                        wrote_checkpoint = True
-                        last_ckpt_wall, last_ckpt_step = time.perf_counter(), result.steps
-        flush()
-        seconds = time.perf_counter() - start
-        if checkpoint is not None:
-            save(snapshot(0, finished=True))
-        return finish(result, seconds, steps_per_epoch)
-    finally:
-        if feed is not None:
-            feed.close()
-        signals.close()
-        bar.stop()
+        self.checkpoint(state)
+        self.start += time.perf_counter() - t0
 
 
 def before_epoch(method: Method, epoch: int, data: TrainingSetPass, device: torch.device, precision: str) -> None:
