@@ -332,20 +332,22 @@ def test_prepare_size_zero_is_refused_not_taken_as_the_default(tmp_path):
     assert proc.returncode == 2 and "--size 0" in proc.stderr and not (tmp_path / "c").exists(), proc
 
 
-@pytest.mark.parametrize("command", ["train", "resume", "prepare"])
+@pytest.mark.parametrize("command", ["train", "resume", "prepare", "cache"])
 def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path, command, monkeypatch):
-    """`train --out RUN`, `--resume RUN` and `prepare --out DIR` hold RUN.lock / DIR.lock while they write: a second
-    writer gets one line naming the holder's pid and leaves the folder and the holder's lock as they were."""
+    """`train --out RUN`, `--resume RUN`, `prepare --out DIR` and `train --cache DIR` hold RUN.lock / DIR.lock while
+    they write: a second writer gets one line naming the option, the folder and the holder's pid, and leaves the
+    folder and the holder's lock as they were."""
     import os
 
     from selfsup.artifacts import exclusive_lock
 
     target = tmp_path / "out"
-    if command == "prepare":
+    if command in ("prepare", "cache"):
         (tmp_path / "imgs").mkdir()
         for i in range(4):
             (tmp_path / "imgs" / f"{i}.png").write_bytes(png_bytes(seed=i))
-        args = ["prepare", f"folder:{tmp_path / 'imgs'}", "--out", target, "--workers", "1"]
+        args = ["prepare", f"folder:{tmp_path / 'imgs'}", "--out", target, "--workers", "1"] if command == "prepare" \
+            else ["train", "--data", f"folder:{tmp_path / 'imgs'}", "--cache", target, "--out", tmp_path / "run", *TINY]
     elif command == "resume":  # an interrupted run to resume
         from selfsup.training.loop import FAULT_NONFINITE_STEP
 
@@ -362,7 +364,9 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path, c
     assert proc.returncode == 2, proc
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and f"pid {os.getpid()}" in err and str(target) in err, err
-    left = {"prepare": ["imgs"], "resume": ["out.partial"], "train": []}[command]
+    option = {"cache": "--cache", "resume": "--resume"}.get(command, "--out")
+    assert err.startswith(f"selfsup: error: {option} {target}:"), err
+    left = {"prepare": ["imgs"], "cache": ["imgs"], "resume": ["out.partial"], "train": []}[command]
     assert sorted(p.name for p in tmp_path.iterdir()) == left
 
 

@@ -89,7 +89,7 @@ def train(data: str | Dataset | Any = "digits", method: str | None = None, out: 
             raise ConfigError("cache= prepares a data source (folder:PATH); it cannot take an array or Dataset")
         from .preparation import prepare
 
-        prepare(data, cache, progress=progress)
+        prepare(data, cache, progress=progress, option="cache=")
         data = f"prepared:{cache}"
     if not isinstance(data, str):
         dataset = data if isinstance(data, Dataset) else dataset_from_array(data, modality=options.get("modality"))

@@ -184,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .preparation import prepare
 
         prepare(overrides.get("data", base.get("data", TrainConfig.data)), args.cache,
-                progress=not args.quiet and not args.json)
+                progress=not args.quiet and not args.json, option="--cache")
         overrides["data"] = f"prepared:{args.cache}"
     cfg = TrainConfig.from_dict({**base, **overrides}, "command line")
     run = train(cfg, args.out, progress=not args.quiet and not args.json, overwrite=args.overwrite)

@@ -155,14 +155,15 @@ class PrepareProgress:
 
 
 def prepare(source: str, out: str | Path, size: int | None = None, mode: str | None = None,
-            workers: int | None = None, skip_bad: bool = False, progress: bool = True) -> dict[str, Any]:
+            workers: int | None = None, skip_bad: bool = False, progress: bool = True, option: str = "--out"
+            ) -> dict[str, Any]:
     """Decode `source` (folder:, tar:, parquet: or hf: images) into the cache `out`, resuming an unfinished one;
     returns the manifest.
 
     A finished cache of the same inputs and settings is returned as it is; one of other inputs is refused. OUT.lock
-    keeps a second `prepare` of the same cache out while this one writes it.
+    keeps a second `prepare` of the same cache out while this one writes it (`option` names `out` in its message).
     """
-    with exclusive_lock(Path(out).expanduser(), "--out"):
+    with exclusive_lock(Path(out).expanduser(), option):
         return _prepare(source, out, size, mode, workers, skip_bad, progress)
 
 

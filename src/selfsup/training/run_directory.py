@@ -27,12 +27,13 @@ def staging_path(out: Path) -> Path:
 
 
 @contextmanager
-def run_lock(out: Path | None, world: World) -> Iterator[None]:
+def run_lock(out: Path | None, world: World, option: str = "--out") -> Iterator[None]:
     """Rank 0 holds RUN.lock while the run is trained, resumed or written (artifacts.exclusive_lock): a second
-    `train --out RUN` or `--resume RUN` is refused in one line instead of writing into the same RUN.partial."""
+    `train --out RUN` or `--resume RUN` is refused in one line (naming `option`) instead of writing into the same
+    RUN.partial."""
     held = ExitStack()
     if out is not None:
-        agreed(world, lambda: held.enter_context(exclusive_lock(out, "--out")))
+        agreed(world, lambda: held.enter_context(exclusive_lock(out, option)))
     with held:
         yield
 

@@ -113,7 +113,7 @@ def _train(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dat
     elif not cfg.compile:  # compiled CPU kernels keep the thread count they were compiled with
         share = CpuShare()  # measures other processes' CPU use from now on (setup included): training/threads.py
     try:
-        with run_lock(out_path, world):
+        with run_lock(out_path, world, "--out" if checkpoint is None else "--resume"):
             return _train_with_threads(cfg, out_path, progress, dataset, world, overwrite, checkpoint, share)
     finally:  # neither a fixed nor an adapted thread count outlives the run
         torch.set_num_threads(threads_before)
