@@ -16,9 +16,9 @@ from typing import Iterator
 
 
 class FlakyFiles(ThreadingHTTPServer):
-    """Serves the files under `root` (GET with one byte range, HEAD). A GET fails with probability `fault_rate`
-    (from `seed`): half of the failures answer 503, half send the headers and part of the body, then close the
-    connection. `served` counts the complete answers per (path, first byte, last byte); `faults` the failures."""
+    """Serves the files under `root` (GET with one byte range, HEAD). A request fails with probability `fault_rate`
+    (from `seed`): half of the failed GETs answer 503, half send the headers and part of the body, then close the
+    connection; a failed HEAD answers 503. `served` counts the complete answers per (path, first byte, last byte); `faults` the failures."""
 
     daemon_threads = True
 
@@ -58,6 +58,8 @@ class FlakyHandler(BaseHTTPRequestHandler):
         path = self.file()
         if path is None:
             return self.answer(404)
+        if self.server.fault() is not None:
+            return self.answer(503)
         self.send_response(200)
         self.send_header("Content-Length", str(path.stat().st_size))
         self.send_header("Accept-Ranges", "bytes")

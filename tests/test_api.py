@@ -50,6 +50,24 @@ def test_interrupted_run_never_looks_complete(tmp_path, monkeypatch):
         selfsup.load(tmp_path / "run")
 
 
+def test_an_unexpected_os_error_in_training_keeps_its_cause(tmp_path, monkeypatch):
+    """Only a full disk becomes a one-line training error; any other OSError leaves the loop as it was raised."""
+    import errno
+
+    from selfsup.training import session
+
+    def broken(*a, **k):
+        try:
+            raise ValueError("the real reason")
+        except ValueError as exc:
+            raise OSError(errno.EIO, "input/output error") from exc
+
+    monkeypatch.setattr(session, "run_loop", broken)
+    with pytest.raises(OSError) as err:
+        selfsup.train("digits", epochs=1, out=tmp_path / "run", encoder_options=SMALL)
+    assert err.value.errno == errno.EIO and isinstance(err.value.__cause__, ValueError)
+
+
 def test_sklearn_pipeline():
     from sklearn.datasets import load_digits
     d = load_digits()

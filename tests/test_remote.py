@@ -61,7 +61,8 @@ def test_shards_over_a_flaky_http_server_read_as_the_local_ones(data, tmp_path):
 
 def test_a_server_that_keeps_failing_or_lacks_the_file_is_named_in_one_line(data):
     with flaky_files(data, fault_rate=1.0) as server:
-        with pytest.raises(DataError, match=r"shard-000\.tar.*HTTP 503.*gave up after 9 attempts") as err:
+        with pytest.raises(DataError, match=r"shard-000\.tar.*(HTTP 503|ClientPayloadError).*gave up after 9 attempts"
+                           ) as err:
             load_dataset(f"tar:{server.url}/shards/shard-000.tar")
         assert "\n" not in str(err.value)
     with flaky_files(data) as server:
@@ -89,7 +90,9 @@ def test_s3_shards_list_stream_and_resume_at_the_same_sample(data, tmp_path, mon
         s3.create_bucket(Bucket="data")
         for path in sorted((data / "shards").iterdir()):
             s3.upload_file(str(path), "data", f"train/{path.name}")
+        s3.upload_file(str(data / "shards" / "shard-000.tar"), "data", "train/old/backup.tar")  # not in train/
         local = load_dataset(f"tar:{data}/shards?size=16")
+        assert remote.read_range("s3://data/train/shard-000.tar", 5, 0) == b""
         for pattern in ("s3://data/train/*.tar", "s3://data/train/", "s3://data/train/shard-{000..005}.tar"):
             assert torch.equal(load_dataset(f"tar:{pattern}?size=16").train.x, local.train.x), pattern
         uri = "tar:s3://data/train/*.tar?size=8"
@@ -101,13 +104,58 @@ def test_s3_shards_list_stream_and_resume_at_the_same_sample(data, tmp_path, mon
     assert_same_weights(tmp_path / "local", tmp_path / "s3")
 
 
-def test_pipe_commands_give_the_shards_they_print_and_failures_in_one_line(data, tmp_path):
+def test_pipe_commands_run_once_per_shard_and_fail_in_one_line(data, tmp_path, monkeypatch):
+    """Each command runs once, into a local copy every process reads (loading, streaming in a shuffled order,
+    prepare's worker processes); a command that fails is named with its exit status and last line of stderr."""
+    monkeypatch.setenv("SELFSUP_PIPE_CACHE", str(tmp_path / "copies"))
+    runs = tmp_path / "runs.txt"
+    uri = f"tar:pipe:echo run >> {runs}; cat {data}/shards/shard-{{000..005}}.tar?size=16"
     local = load_dataset(f"tar:{data}/shards?size=16")
-    piped = load_dataset(f"tar:pipe:cat {data}/shards/shard-{{000..005}}.tar?size=16", memory_budget=0).train.stream
+    piped = load_dataset(uri, memory_budget=0).train.stream
     assert len(piped) == sum(SHARD_SIZES)
-    assert torch.equal(piped.take(torch.arange(len(piped)).flip(0)), local.train.x.flip(0))
+    order = torch.randperm(len(piped), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(piped.take(order), local.train.x[order])
+    selfsup.prepare(uri, tmp_path / "cache", workers=2, progress=False)
+    assert torch.equal(load_dataset(f"prepared:{tmp_path / 'cache'}").train.x, local.train.x)
+    assert runs.read_text().count("run") == len(SHARD_SIZES)
     with pytest.raises(DataError, match=r"pipe:cat .*shard-404\.tar: .*exit status 1: cat: .*No such file"):
         load_dataset(f"tar:pipe:cat {data}/shards/shard-404.tar")
+    with pytest.raises(DataError, match=r"pipe:no-such-command-here: exit status 127: .*not found$"):
+        load_dataset("tar:pipe:no-such-command-here")
+
+
+def test_what_is_retried_and_what_fails_at_once():
+    """Retried: 5xx, 408, 429, dropped or refused connections and short bodies, also when a backend wraps them (s3fs
+    raises OSError from botocore's error; fsspec's HTTP size FileNotFoundError from aiohttp's); not: other 4xx,
+    missing objects, bad credentials or parameters."""
+    import aiohttp
+    from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError
+
+    def wrapped(outer, inner):
+        try:
+            raise inner
+        except Exception as exc:
+            try:
+                raise outer from exc
+            except Exception as final:
+                return final
+
+    def s3(status):
+        return ClientError({"Error": {"Code": str(status)}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+
+    def http(status):
+        return aiohttp.ClientResponseError(None, (), status=status)
+
+    retried = [s3(503), wrapped(OSError("s3fs"), s3(500)), http(429), http(408), aiohttp.ServerDisconnectedError(),
+               aiohttp.ClientPayloadError("cut"), ConnectionResetError(), TimeoutError(), remote.ShortRead("1 of 2"),
+               wrapped(FileNotFoundError("https://h/a.tar"), http(503))]
+    failed = [s3(403), wrapped(OSError("s3fs"), s3(416)), wrapped(FileNotFoundError("k"), s3(404)), http(404),
+              NoCredentialsError(), ParamValidationError(report="bad bucket name"), FileNotFoundError("x"),
+              ValueError("a bug"), DataError("ours")]
+    assert [remote.transient(e) for e in retried] == [True] * len(retried)
+    assert [remote.transient(e) for e in failed] == [False] * len(failed)
+    assert remote.describe(ParamValidationError(report="bad bucket name")) == \
+        "ParamValidationError: Parameter validation failed:; bad bucket name"
 
 
 def test_the_cli_trains_from_http_shards(data, tmp_path):

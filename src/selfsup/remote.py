@@ -9,19 +9,24 @@ What the shard readers (shard_readers) get from a remote shard:
   sample is read during training;
 - a seekable file: `open_remote(url)` reads blocks of BLOCK bytes (the last few kept), for tarfile's pass over the
   headers when a shard is indexed and for pyarrow's Parquet reader (footer, row groups);
-- `pipe:` commands cannot seek: the shard is run through the command once into an unlinked temporary file (the last
-  PIPE_KEEP shards per process) and read by position there.
+- `pipe:` commands cannot seek: the command runs once per shard into a local copy (`pipe_copy`: in
+  $SELFSUP_PIPE_CACHE, else ~/.cache/selfsup/pipe, named by a digest of the command, renamed into place when
+  complete), which every process then reads by position; the copies stay for later runs and resumes (delete the
+  folder to fetch again).
 
 Failures: every request is retried after RETRY_DELAYS (exponential backoff, jittered) when the connection dropped,
-timed out, returned fewer bytes than asked, or the server answered 5xx, 408 or 429; a missing object, a refusal
-(other 4xx) or a missing fsspec implementation fails at once. After the last retry: one line naming the URL, the
-byte range and the last error. A read returns all the bytes asked for or raises, so a sample is never lost or
-half-read; the samples' order is an index tensor (items.ItemStorage), so a resumed run continues at the same sample.
+was refused or timed out, returned fewer bytes than asked, or the server answered 5xx, 408 or 429; a missing
+object, a refusal (other 4xx), bad credentials or parameters, or a missing fsspec implementation fail at once; a
+failing pipe: command is run at most twice more (PIPE_RETRY_DELAYS), one that cannot run (exit 126, 127) once.
+After the last retry: one line naming the URL, the byte range and the last error. A read returns all the bytes
+asked for or raises, so a sample is never lost or half-read; the samples' order is an index tensor
+(items.ItemStorage), so a resumed run continues at the same sample.
 Credentials and endpoints come from the stores' usual settings (for S3: AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...;
 or fsspec's FSSPEC_S3_* variables).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import random
@@ -30,6 +35,7 @@ import subprocess
 import tempfile
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from .errors import ConfigError, DataError
@@ -37,10 +43,10 @@ from .errors import ConfigError, DataError
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds before each retry (about a minute in all)
 BLOCK = 8 << 20  # bytes per read of a seekable remote file
 BLOCKS_KEPT = 4
-PIPE_KEEP = 2  # pipe: shards kept (as temporary files) per process
 CONNECT_TIMEOUT, READ_TIMEOUT = 30.0, 60.0  # seconds, for http(s):// (a stalled answer is retried after them)
 TRANSIENT_STATUS = {408, 429}  # besides 5xx
-TRANSIENT_LIBRARIES = {"aiohttp", "botocore", "aiobotocore", "urllib3", "requests", "http", "ssl", "asyncio"}
+TRANSIENT_CLASSES = {"ConnectionError", "TimeoutError", "ClientConnectionError", "ClientPayloadError",
+                     "HTTPClientError", "IncompleteRead", "RemoteDisconnected", "ProtocolError"}  # along each MRO
 _PROTOCOL = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 T = TypeVar("T")
 
@@ -55,37 +61,45 @@ def is_pipe(location: str) -> bool:
     return str(location).startswith("pipe:")
 
 
-class ShortRead(OSError):
+class ShortRead(ConnectionError):
     """A response with fewer bytes than asked for (a connection dropped mid-body)."""
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from (fsspec backends wrap their clients' errors)."""
+    chain = [exc]
+    while len(chain) < 8 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    return chain
 
 
 def http_status(exc: BaseException) -> int | None:
     """The HTTP status an fsspec backend's exception carries (aiohttp's `status`, botocore's response), if any."""
-    status = getattr(exc, "status", None)
-    if isinstance(status, int):
-        return status
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    for e in causes(exc):
+        status = getattr(e, "status", None)
+        if isinstance(status, int):
+            return status
+        response = getattr(e, "response", None)
+        if isinstance(response, dict) and response.get("ResponseMetadata", {}).get("HTTPStatusCode"):
+            return int(response["ResponseMetadata"]["HTTPStatusCode"])
     return None
 
 
 def transient(exc: BaseException) -> bool:
-    """Worth retrying: a dropped or timed-out connection, a short body, 5xx/408/429; not a missing or refused
-    object, nor an error of selfsup's own."""
-    if isinstance(exc, (DataError, ConfigError, ImportError, FileNotFoundError, PermissionError, IsADirectoryError,
-                        NotADirectoryError)):
+    """Worth retrying: an answer 5xx, 408 or 429, else a dropped, refused or timed-out connection or a short body
+    (by the exception classes of the standard library, aiohttp, botocore and urllib3); not a missing or refused
+    object, bad credentials or parameters, nor an error of selfsup's own."""
+    if isinstance(exc, (DataError, ConfigError)):
         return False
     status = http_status(exc)
     if status is not None:
         return status >= 500 or status in TRANSIENT_STATUS
-    library = type(exc).__module__.split(".")[0]
-    return isinstance(exc, (OSError, TimeoutError, EOFError)) or library in TRANSIENT_LIBRARIES
+    return any(k.__name__ in TRANSIENT_CLASSES for e in causes(exc) for k in type(e).__mro__)
 
 
 def describe(exc: BaseException) -> str:
     status = http_status(exc)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
     return f"{type(exc).__name__}{f' (HTTP {status})' if status else ''}{f': {text}' if text else ''}"
 
 
@@ -100,11 +114,11 @@ def retrying(call: Callable[[], T], what: str, delays: tuple[float, ...] | None 
         except Exception as exc:
             if isinstance(exc, (DataError, ConfigError)):
                 raise
-            if isinstance(exc, FileNotFoundError):
-                raise DataError(f"{what}: not found") from None
-            if isinstance(exc, PermissionError):
-                raise DataError(f"{what}: access denied ({describe(exc)})") from None
             if not transient(exc):
+                if isinstance(exc, FileNotFoundError):
+                    raise DataError(f"{what}: not found") from None
+                if isinstance(exc, PermissionError):
+                    raise DataError(f"{what}: access denied ({describe(exc)})") from None
                 raise DataError(f"{what}: {describe(exc)}") from None
             if attempt == len(delays):
                 raise DataError(f"{what}: {describe(exc)} (gave up after {attempt + 1} attempts)") from None
@@ -147,11 +161,13 @@ def list_files(pattern: str, suffixes: tuple[str, ...]) -> list[str]:
     if is_pipe(pattern):
         return [pattern]
     fs, path = filesystem(pattern)
-    if pattern.endswith("/"):
-        found = retrying(lambda: fs.find(path), f"{pattern} (listing)")
-        return sorted(fs.unstrip_protocol(p) for p in found if p.lower().endswith(suffixes))
+    if pattern.endswith("/"):  # the files in that folder, as for a local folder (not its sub-folders)
+        found = retrying(lambda: fs.ls(path, detail=True), f"{pattern} (listing)")
+        return sorted(fs.unstrip_protocol(f["name"]) for f in found
+                      if f.get("type") == "file" and f["name"].lower().endswith(suffixes))
     if any(c in path for c in "*?["):
-        return sorted(fs.unstrip_protocol(p) for p in retrying(lambda: fs.glob(path), f"{pattern} (listing)"))
+        found = retrying(lambda: fs.glob(path, detail=True), f"{pattern} (listing)")
+        return sorted(fs.unstrip_protocol(name) for name, f in found.items() if f.get("type") == "file")
     return [pattern]
 
 
@@ -162,17 +178,28 @@ def size(url: str) -> int:
     """A remote file's size in bytes (asked once)."""
     if url not in _SIZES:
         if is_pipe(url):
-            _SIZES[url] = os.fstat(pipe_copy(url).fileno()).st_size
+            _SIZES[url] = pipe_copy(url).stat().st_size
         else:
             fs, path = filesystem(url)
-            _SIZES[url] = int(retrying(lambda: fs.size(path), url))
+            known = retrying(lambda: fs.info(path), url).get("size")
+            if known is None:
+                raise DataError(f"{url}: the server does not say the file's size (no Content-Length); shards must "
+                                "be read by byte range")
+            _SIZES[url] = int(known)
     return _SIZES[url]
 
 
 def read_range(url: str, offset: int, count: int) -> bytes:
     """Bytes [offset, offset + count) of a remote file, whole or a DataError."""
+    if count == 0:
+        return b""
     if is_pipe(url):
-        return os.pread(pipe_copy(url).fileno(), count, offset)
+        with open(pipe_copy(url), "rb") as f:
+            data = os.pread(f.fileno(), count, offset)
+        if len(data) != count:
+            raise DataError(f"{url}: {len(data)} bytes at {offset} where {count} were indexed (the command's output "
+                            f"changed; delete {pipe_copy(url)} to fetch it again)")
+        return data
     fs, path = filesystem(url)
 
     def read() -> bytes:
@@ -233,33 +260,35 @@ def open_remote(url: str) -> io.BufferedReader:
     return io.BufferedReader(RemoteFile(url), buffer_size=1 << 16)
 
 
-_PIPES: OrderedDict[tuple[int, str], Any] = OrderedDict()
+PIPE_RETRY_DELAYS = (1.0, 4.0)  # a failing command is run at most three times
+PERMANENT_EXITS = {126, 127}  # the command cannot run or does not exist
 
 
-def pipe_copy(url: str) -> Any:
-    """pipe:COMMAND's output in an unlinked temporary file (the command rerun after RETRY_DELAYS while it fails);
-    the last PIPE_KEEP per process are kept."""
-    key = (os.getpid(), url)
-    if key in _PIPES:
-        _PIPES.move_to_end(key)
-        return _PIPES[key]
-    for old in [k for k in _PIPES if k[0] != os.getpid()]:  # copies inherited from a parent process
-        del _PIPES[old]
+def pipe_folder() -> Path:
+    """Where pipe: shards are copied: $SELFSUP_PIPE_CACHE, else ~/.cache/selfsup/pipe."""
+    folder = Path(os.environ.get("SELFSUP_PIPE_CACHE") or Path.home() / ".cache" / "selfsup" / "pipe")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def pipe_copy(url: str) -> Path:
+    """The local copy of pipe:COMMAND's output, named by a digest of the command: run once (and at most twice more
+    while it fails), written beside and renamed into place when complete, then reused by every process."""
+    target = pipe_folder() / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".shard")
+    if target.exists():
+        return target
     command = url[len("pipe:"):]
 
-    def run() -> Any:
-        out = tempfile.TemporaryFile(prefix="selfsup-pipe-")
-        result = subprocess.run(command, shell=True, stdout=out, stderr=subprocess.PIPE)
+    def run() -> Path:
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=target.name + ".", delete=False) as out:
+            result = subprocess.run(command, shell=True, stdout=out, stderr=subprocess.PIPE)
         if result.returncode != 0:
-            out.close()
+            os.unlink(out.name)
             error = result.stderr.decode(errors="replace").strip().splitlines()
-            raise ShortRead(f"exit status {result.returncode}{': ' + error[-1] if error else ''}")
-        known, got = _SIZES.get(url), os.fstat(out.fileno()).st_size
-        if known is not None and got != known:
-            out.close()
-            raise ShortRead(f"wrote {got} bytes, {known} the first time")
-        return out
-    _PIPES[key] = retrying(run, url)
-    while len(_PIPES) > PIPE_KEEP:
-        _PIPES.popitem(last=False)[1].close()
-    return _PIPES[key]
+            text = f"exit status {result.returncode}{': ' + error[-1] if error else ''}"
+            if result.returncode in PERMANENT_EXITS:
+                raise DataError(f"{url}: {text}")
+            raise ShortRead(text)
+        os.replace(out.name, target)
+        return target
+    return retrying(run, url, PIPE_RETRY_DELAYS)

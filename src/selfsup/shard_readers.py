@@ -177,7 +177,7 @@ def index_tar_shards(paths: list[Path] | list[str], kinds: tuple[str, ...], labe
     shards, offsets, sizes, keys, labels = [], [], [], [], []
     for shard, path in enumerate(paths):
         with open_shard(path) as source:
-            samples, label_texts = tar_members(source, str(path), label_ext or "cls")
+            samples, label_texts = tar_members(source, str(path), label_ext if label_ext is not None else "cls")
         for key, members in samples.items():
             chosen = next((members[k] for k in kinds if k in members), None)
             if chosen is None:

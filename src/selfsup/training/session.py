@@ -173,7 +173,10 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
                               model=model, resume=loop_state, checkpoint=saver.save if saver else None,
                               pass_view_maker=plan.pass_view_maker)
         except (TrainingInterrupted, TrainingError, OSError) as exc:
-            raise stopped_run(exc, world, out_path, staging, saver) from None
+            stopped = stopped_run(exc, world, out_path, staging, saver)
+            if stopped is exc:
+                raise
+            raise stopped from None
         finally:
             log.close()
         model = None  # the DDP wrapper and its reducer go now, not whenever the garbage collector finds them
