@@ -8,7 +8,8 @@ benchmark's end-to-end setting: ConvNet-4, projection 512-512-128, batch 256, SG
 
     python benchmarks/loop_ab.py --rev 7fce38e --rounds 3 --seconds 30
 
-Writes benchmarks/results/loop_ab.json: every run's img/s, the medians and the ratio B/A (B = this checkout).
+Writes benchmarks/results/loop_ab.json (or NAME.json with --name NAME): every run's img/s, the medians and the ratio
+B/A (B = this checkout).
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--name", default="loop_ab", help="the result file's name in benchmarks/results (default loop_ab)")
     args = p.parse_args()
     rev = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.strip()
@@ -73,7 +75,7 @@ def main() -> None:
         "settings": {"seconds": args.seconds, "threads": args.threads, "rounds": args.rounds},
         "machine": machine(),
     }
-    publish("loop_ab", result, args.json,
+    publish(args.name, result, args.json,
             f"A {rev}: {result['a']['median']:.0f} img/s, B {head}: {result['b']['median']:.0f} img/s, "
             f"B/A {result['ratio_b_over_a']}")
 
