@@ -52,6 +52,7 @@ import torch
 
 from .errors import ConfigError
 
+# The built-in recipes; a modality defined elsewhere may make others (tests/test_extension.py defines one).
 RECIPES = ("instance", "instance_light", "asymmetric", "feature_corruption", "mask_and_replace", "swap_noise",
            "overlapping_crops", "masked_values", "geometric", "rotations", "tiles", "spans",
            "masked_tokens", "unchanged", "node_aligned", "feature_shuffle")
@@ -61,7 +62,7 @@ RECIPES = ("instance", "instance_light", "asymmetric", "feature_corruption", "ma
 class ViewRequest:
     """What a method needs from each training batch."""
 
-    recipe: str  # one of RECIPES (what the views are; the modality maps it to its augmentations)
+    recipe: str  # what the views are (RECIPES: the built-in names); a modality's view_recipes say which it makes
     global_views: int = 2  # views at the training resolution
     local_views: int = 0  # multi-crop: further, smaller crops
     local_size: float = 96 / 224  # a local crop's side (images) or length (series) as a fraction of a global view's

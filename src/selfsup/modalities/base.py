@@ -26,7 +26,7 @@ class Modality(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     encoders: ClassVar[Registry[Callable[..., Encoder]]]
-    view_recipes: ClassVar[tuple[str, ...]]  # the views.RECIPES its view maker makes
+    view_recipes: ClassVar[tuple[str, ...]]  # the recipes its view maker makes (views.RECIPES, or its own)
     # options of its "instance" views for label-free criteria (selfsup.search): views that differ from their item
     criterion_view_options: ClassVar[dict[str, Any]] = {}
     encoder_kind: ClassVar[type[Encoder]] = Encoder  # the protocol every one of its registered encoders implements
