@@ -141,7 +141,8 @@ def registered():
 
 
 def test_a_modality_recipe_and_method_defined_outside_src_train_embed_and_evaluate(registered, tmp_path):
-    assert ("subset_contrast", "point_sets") in supported_pairs() and modalities_for("subset_contrast") == ["point_sets"]
+    assert ("subset_contrast", "point_sets") in supported_pairs()
+    assert modalities_for("subset_contrast") == ["point_sets"]
     (x, y), (x_test, y_test) = shapes(600, 0), shapes(300, 1)
     modality = PointSets()
     data = Dataset("shapes", "point_sets", Split(modality.from_array(x, "shapes"), y),
