@@ -1,12 +1,11 @@
-"""Built-in modalities; importing this package registers them and their data sources."""
+"""Modalities. Importing this package registers the built-in ones and their data sources: every module and
+sub-package in it is imported (a new modality is one sub-package here, no list to edit)."""
+import importlib
+import pkgutil
+
 from .base import Modality, get_modality, modalities
-from . import image  # noqa: F401
-from . import timeseries  # noqa: F401
-from . import tabular  # noqa: F401
-from . import text  # noqa: F401
-from . import graph  # noqa: F401
-from . import audio  # noqa: F401
-from . import npy  # noqa: F401
-from . import prepared  # noqa: F401
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["Modality", "get_modality", "modalities"]
