@@ -40,7 +40,7 @@ from selfsup.evaluation import stratified_validation_split  # noqa: E402
 from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.run import encode_storage  # noqa: E402
 from selfsup.whitening import fit_whitening  # noqa: E402
-from tabular import CONFIG, DATASETS, hgb_inputs, machine, pretrain, pretrain_epochs  # noqa: E402
+from tabular import CONFIG, DATASETS, EPOCH_KEYS, hgb_inputs, machine, pretrain, pretrain_epochs  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "tabular_recipes.json"
 DRAWS = [0, 1, 2]
@@ -134,8 +134,9 @@ def epoch_caps_split(ds: Dataset, split_seed: int, caps: list[int]) -> dict[str,
     part = Dataset(ds.name, "tabular", Split(x, None), None, {})
     out: dict[str, Any] = {}
     for cap in caps:
-        run, _ = pretrain(part, {**CONFIG, "max_epochs": cap}, 0)
-        epochs = pretrain_epochs({**CONFIG, "max_epochs": cap}, len(y))
+        capped = {**CONFIG, "max_epochs": cap, "epoch_cap_below_rows": None}  # the cap on every table
+        run, _ = pretrain(part, capped, 0)
+        epochs = pretrain_epochs(capped, len(y))
         z = [encode_storage(run.encoder, run.modality, run.spec, v) for v in (x, x_val)]
         out[f"at most {cap} epochs"] = {"epochs": epochs, **probe(z[0], y, z[1], y_val)}
     raw = [run.modality.raw_features(v, run.spec) for v in (x, x_val)]
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epoch_caps:
         caps = [int(c) for c in args.epoch_caps.split(",")]
         results = {uri: epoch_caps(uri, args.data_dir, caps) for uri in args.datasets}
-        doc.update(protocol=EPOCH_CAPS_PROTOCOL, config={k: v for k, v in CONFIG.items() if k != "max_epochs"},
+        doc.update(protocol=EPOCH_CAPS_PROTOCOL, config={k: v for k, v in CONFIG.items() if k not in EPOCH_KEYS},
                    caps=caps)
     else:
         results = {uri: run_dataset(uri, args.data_dir) for uri in args.datasets}

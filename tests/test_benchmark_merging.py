@@ -66,8 +66,8 @@ def test_tabular_files_of_other_epoch_caps_combine_only_where_the_training_was_t
 
     import tabular
 
-    old_cfg = {**tabular.CONFIG, "max_epochs": 100}
-    new_cfg = {**tabular.CONFIG, "max_epochs": 300}
+    old_cfg = {**tabular.CONFIG, "max_epochs": 100, "epoch_cap_below_rows": None}  # a cap on every table
+    new_cfg = {**tabular.CONFIG, "max_epochs": 300, "epoch_cap_below_rows": None}
     big, small = tabular_doc("big:t", config=old_cfg), tabular_doc("small:t", config=old_cfg)
     for doc, rows in ((big, 5000), (small, 1000)):
         r = doc["results"][next(iter(doc["results"]))]
@@ -82,6 +82,17 @@ def test_tabular_files_of_other_epoch_caps_combine_only_where_the_training_was_t
         tabular.combine([small, fresh], tmp_path / "b.json")
     with pytest.raises(SystemExit, match="beyond max_epochs"):
         tabular.combine([tabular_doc("a:x", config={**old_cfg, "steps": 10}), fresh], tmp_path / "c.json")
+    # the default's cap binds below 1,000 rows only: a 500-row table keeps its 100 epochs, a 1,000-row one does not
+    rule = tabular_doc("rule:t", config=dict(tabular.CONFIG))
+    rule["results"]["rule:t"].update(n_train=800)
+    rule["results"]["rule:t"]["per_seed"][0]["pretrain_epochs"] = tabular.pretrain_epochs(tabular.CONFIG, 800)
+    tiny = tabular_doc("tiny:t", config=old_cfg)
+    tiny["results"]["tiny:t"].update(n_train=500)
+    tiny["results"]["tiny:t"]["per_seed"][0]["pretrain_epochs"] = tabular.pretrain_epochs(old_cfg, 500)
+    assert tabular.pretrain_epochs(tabular.CONFIG, 500) == 100 and tabular.pretrain_epochs(tabular.CONFIG, 1000) == 215
+    assert tabular.combine([tiny, rule], tmp_path / "d.json") == 0
+    with pytest.raises(SystemExit, match="small:t was pre-trained for \\[100\\] epochs.*gives 215"):
+        tabular.combine([small, rule], tmp_path / "e.json")
 
 
 def test_tabular_level_means_within_the_larger_std():
