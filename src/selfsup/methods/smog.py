@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..collectives import all_reduce_sum
 from ..views import Views
