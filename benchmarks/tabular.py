@@ -373,7 +373,7 @@ def combine(docs: list[dict[str, Any]], out: Path) -> int:
     for d in docs:
         if {k: v for k, v in d["config"].items() if k not in EPOCH_KEYS} != \
                 {k: v for k, v in cfg.items() if k not in EPOCH_KEYS}:
-            raise SystemExit("--combine: the files' configurations differ beyond max_epochs")
+            raise SystemExit("--combine: the files' configurations differ beyond the epoch cap")
     if all(d["config"] == cfg for d in docs):
         return finish_combined(docs, results, out)
     for uri, r in results.items():

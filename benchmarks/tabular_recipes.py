@@ -42,6 +42,10 @@ from selfsup.run import encode_storage  # noqa: E402
 from selfsup.whitening import fit_whitening  # noqa: E402
 from tabular import CONFIG, DATASETS, EPOCH_KEYS, hgb_inputs, machine, pretrain, pretrain_epochs  # noqa: E402
 
+# The recipes are measured with the 100-epoch cap on every table (digits' validation-training part included, as
+# tabular_recipes.json records), not with the benchmark's cap below 1,000 rows only.
+RECIPES_CONFIG = {**CONFIG, "epoch_cap_below_rows": None}
+
 OUT = ROOT / "benchmarks" / "results" / "tabular_recipes.json"
 DRAWS = [0, 1, 2]
 SPLIT_SEEDS = (123, 124, 125)
@@ -113,7 +117,7 @@ def one_split(ds: Dataset, split_seed: int) -> dict[str, Any]:
     fit, val = stratified_validation_split(ds.train.y, 0.2, split_seed)
     x, y, x_val, y_val = ds.train.x[fit], ds.train.y[fit], ds.train.x[val], ds.train.y[val]
     part = Dataset(ds.name, "tabular", Split(x, None), None, {})
-    runs = {readout: pretrain(part, {**CONFIG, "encoder_options": {"readout": readout}}, 0)[0]
+    runs = {readout: pretrain(part, {**RECIPES_CONFIG, "encoder_options": {"readout": readout}}, 0)[0]
             for readout in ("last", "concat")}
     emb = {k: (encode_storage(r.encoder, r.modality, r.spec, x), encode_storage(r.encoder, r.modality, r.spec, x_val))
            for k, r in runs.items()}
@@ -210,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                    caps=caps)
     else:
         results = {uri: run_dataset(uri, args.data_dir) for uri in args.datasets}
-        doc.update(protocol=__doc__.split("\n\n")[0], config=CONFIG, draws=DRAWS)
+        doc.update(protocol=__doc__.split("\n\n")[0], config=RECIPES_CONFIG, draws=DRAWS)
     doc.update(machine=machine(), seconds=round(time.perf_counter() - start, 1), results=results)
     write_result(Path(args.out), doc)
     print((epochs_markdown if args.epoch_caps else markdown)(doc))

@@ -80,7 +80,7 @@ def test_tabular_files_of_other_epoch_caps_combine_only_where_the_training_was_t
     gives = tabular.pretrain_epochs(new_cfg, 1000)  # 7 steps an epoch: 215 under a cap of 300
     with pytest.raises(SystemExit, match=f"small:t was pre-trained for \\[100\\] epochs.*gives {gives}"):
         tabular.combine([small, fresh], tmp_path / "b.json")
-    with pytest.raises(SystemExit, match="beyond max_epochs"):
+    with pytest.raises(SystemExit, match="beyond the epoch cap"):
         tabular.combine([tabular_doc("a:x", config={**old_cfg, "steps": 10}), fresh], tmp_path / "c.json")
     # the default's cap binds below 1,000 rows only: a 500-row table keeps its 100 epochs, a 1,000-row one does not
     rule = tabular_doc("rule:t", config=dict(tabular.CONFIG))

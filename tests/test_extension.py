@@ -131,13 +131,15 @@ def registered():
     """The modality and the method registered for one test and removed after it (registering at import would put
     them into the registry-generated tests of the files collected after this one)."""
     modalities.add(PointSets.name, PointSets(), PointSets.summary)
-    register_method("subset_contrast", "Contrastive between two random subsets of a set (defined in a test).",
-                    "tests/test_extension.py")(SubsetContrast)
     try:
-        yield
+        register_method("subset_contrast", "Contrastive between two random subsets of a set (defined in a test).",
+                        "tests/test_extension.py")(SubsetContrast)
+        try:
+            yield
+        finally:
+            methods.remove("subset_contrast")
     finally:
         modalities.remove(PointSets.name)
-        methods.remove("subset_contrast")
 
 
 def test_a_modality_recipe_and_method_defined_outside_src_train_embed_and_evaluate(registered, tmp_path):
