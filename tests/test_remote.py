@@ -141,7 +141,8 @@ def test_what_is_retried_and_what_fails_at_once():
                 return final
 
     def s3(status):
-        return ClientError({"Error": {"Code": str(status)}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+        return ClientError({"Error": {"Code": str(status)}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                           "GetObject")
 
     def http(status):
         return aiohttp.ClientResponseError(None, (), status=status)
@@ -169,3 +170,16 @@ def test_the_cli_trains_from_http_shards(data, tmp_path):
         faults = sum(server.faults.values())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "run" / "encoder.safetensors").exists() and faults > 0
+
+
+def test_the_documented_retry_settings_are_the_code_s(monkeypatch):
+    """docs/data-at-scale.md states the delays, the block size and the pipe: attempts as remote.py has them."""
+    from pathlib import Path
+
+    monkeypatch.undo()  # the real delays, not the quick ones of the other tests
+
+    page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "data-at-scale.md").read_text().split())
+    delays = [f"{d:g}" for d in remote.RETRY_DELAYS]
+    assert f"retried after {', '.join(delays[:-1])} and {delays[-1]} s" in page
+    assert f"blocks of {remote.BLOCK >> 20} MiB" in page
+    assert f"run at most {len(remote.PIPE_RETRY_DELAYS) + 1} times" in page.replace("three", "3")

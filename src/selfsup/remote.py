@@ -177,15 +177,12 @@ _SIZES: dict[str, int] = {}  # inherited by forked processes
 def size(url: str) -> int:
     """A remote file's size in bytes (asked once)."""
     if url not in _SIZES:
-        if is_pipe(url):
-            _SIZES[url] = pipe_copy(url).stat().st_size
-        else:
-            fs, path = filesystem(url)
-            known = retrying(lambda: fs.info(path), url).get("size")
-            if known is None:
-                raise DataError(f"{url}: the server does not say the file's size (no Content-Length); shards must "
-                                "be read by byte range")
-            _SIZES[url] = int(known)
+        fs, path = filesystem(url)
+        known = retrying(lambda: fs.info(path), url).get("size")
+        if known is None:
+            raise DataError(f"{url}: the server does not say the file's size (no Content-Length); shards must be "
+                            "read by byte range")
+        _SIZES[url] = int(known)
     return _SIZES[url]
 
 
@@ -193,13 +190,6 @@ def read_range(url: str, offset: int, count: int) -> bytes:
     """Bytes [offset, offset + count) of a remote file, whole or a DataError."""
     if count == 0:
         return b""
-    if is_pipe(url):
-        with open(pipe_copy(url), "rb") as f:
-            data = os.pread(f.fileno(), count, offset)
-        if len(data) != count:
-            raise DataError(f"{url}: {len(data)} bytes at {offset} where {count} were indexed (the command's output "
-                            f"changed; delete {pipe_copy(url)} to fetch it again)")
-        return data
     fs, path = filesystem(url)
 
     def read() -> bytes:
@@ -256,8 +246,24 @@ class RemoteFile(io.RawIOBase):
 
 
 def open_remote(url: str) -> io.BufferedReader:
-    """A seekable binary file over a remote shard (over a pipe: shard's temporary copy for pipe: commands)."""
+    """A seekable binary file over a remote shard read by byte range."""
     return io.BufferedReader(RemoteFile(url), buffer_size=1 << 16)
+
+
+_LOCAL: dict[tuple[str | None, str], str] = {}  # (SELFSUP_PIPE_CACHE, command) -> its copy
+
+
+def local_path(location: str) -> str | None:
+    """The local file a shard location is read from: the location itself when it is local, a pipe: command's copy
+    (pipe_copy, made on first use), None for a URL read by byte range."""
+    if not is_remote(location):
+        return location
+    if not is_pipe(location):
+        return None
+    key = (os.environ.get("SELFSUP_PIPE_CACHE"), location)
+    if key not in _LOCAL:
+        _LOCAL[key] = str(pipe_copy(location))
+    return _LOCAL[key]
 
 
 PIPE_RETRY_DELAYS = (1.0, 4.0)  # a failing command is run at most three times

@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import DataError
 from .items import item_fingerprint
-from .remote import is_remote, list_files, open_remote, read_range
+from .remote import is_remote, list_files, local_path, open_remote, read_range
 from .remote import size as remote_size
 from .storage import LazyFiles
 
@@ -76,12 +76,15 @@ def expand_shards(pattern: str, suffixes: tuple[str, ...], what: str) -> list[Pa
 
 
 def open_shard(location: str | Path) -> BinaryIO:
-    """A shard (a local file, or a URL or pipe: command: remote.py) as a seekable binary file."""
-    return open_remote(str(location)) if is_remote(str(location)) else open(location, "rb")
+    """A shard (a local file, a pipe: command's local copy, or a URL read by byte range: remote.py) as a seekable
+    binary file."""
+    local = local_path(str(location))
+    return open(local, "rb") if local is not None else open_remote(str(location))
 
 
 def shard_size(location: str | Path) -> int:
-    return remote_size(str(location)) if is_remote(str(location)) else os.path.getsize(location)
+    local = local_path(str(location))
+    return os.path.getsize(local) if local is not None else remote_size(str(location))
 
 
 @dataclass
@@ -128,10 +131,10 @@ class TarItems:
 
     def read(self, i: int) -> bytes:
         shard, size, offset = int(self.shards[i]), int(self.sizes[i]), int(self.offsets[i])
-        path = self.shard_paths[shard]
-        if is_remote(path):
-            return read_range(path, offset, size)
-        data = os.pread(self.files.fd(shard, path), size, offset)
+        local = local_path(self.shard_paths[shard])
+        if local is None:
+            return read_range(self.shard_paths[shard], offset, size)
+        data = os.pread(self.files.fd(shard, local), size, offset)
         if len(data) != int(self.sizes[i]):
             raise DataError(f"{self.where(i)}: truncated (the shard changed since it was indexed?)")
         return data
