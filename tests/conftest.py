@@ -1,7 +1,11 @@
 """Shared fixtures: a quiet 2-thread torch and small trained runs reused across tests."""
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import tempfile
+import warnings
 
 import pytest
 import torch
@@ -10,11 +14,68 @@ torch.set_num_threads(2)
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
 
-def run_cli(*args, cwd=None, timeout=600):
+def run_cli_process(*args, cwd=None, timeout=600):
     """Run `python -m selfsup ARGS` in a subprocess; returns CompletedProcess with text output."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([sys.executable, "-m", "selfsup", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env)
+
+
+@contextlib.contextmanager
+def captured_descriptors():
+    """Point file descriptors 1 and 2, and sys.stdout / sys.stderr with them, at temporary files; yields a function
+    that returns what was written (stdout, stderr). Output at the descriptor level is caught too (C libraries,
+    child processes), as a subprocess's pipes would catch it."""
+    sys.stdout.flush(), sys.stderr.flush()
+    files = {fd: tempfile.TemporaryFile() for fd in (1, 2)}
+    saved = {fd: os.dup(fd) for fd in files}
+    streams = (sys.stdout, sys.stderr)
+    try:
+        for fd, f in files.items():
+            os.dup2(f.fileno(), fd)
+        sys.stdout, sys.stderr = (io.TextIOWrapper(open(fd, "wb", closefd=False), encoding="utf-8",
+                                                   line_buffering=True) for fd in (1, 2))
+
+        def read() -> tuple[str, str]:
+            sys.stdout.flush(), sys.stderr.flush()
+            texts = []
+            for f in files.values():
+                f.seek(0)
+                texts.append(f.read().decode("utf-8", errors="replace"))
+            return texts[0], texts[1]
+
+        yield read
+    finally:
+        sys.stdout.flush(), sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+        for fd, f in files.items():
+            os.dup2(saved[fd], fd)
+            os.close(saved[fd])
+            f.close()
+
+
+def run_cli(*args, cwd=None, show_warnings=False):
+    """Run the command line in this process, as `python -m selfsup ARGS` runs it (exit code, stdout, stderr at the
+    descriptor level; warnings ignored as PYTHONWARNINGS=ignore does unless `show_warnings`), without a new
+    interpreter's start-up and imports of torch; the working folder and torch's thread count are
+    restored afterwards. `run_cli_process` is the real process, for the tests about one."""
+    from selfsup.cli import main
+
+    argv = [str(a) for a in args]
+    before, threads = os.getcwd(), torch.get_num_threads()
+    try:
+        os.chdir(cwd or before)
+        with captured_descriptors() as read, warnings.catch_warnings():
+            warnings.simplefilter("default" if show_warnings else "ignore")
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse's --help and usage errors
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            out, err = read()
+    finally:
+        os.chdir(before)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["selfsup", *argv], code, out, err)
 
 
 @pytest.fixture(scope="session")

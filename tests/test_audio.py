@@ -3,8 +3,6 @@ methods' losses on hand-computable inputs, one-line errors for bad input, and tr
 report from the CLI and Python."""
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from selfsup.modalities.audio import audio_clips  # noqa: E402
 from selfsup.modalities.audio.frontend import FrontEnd, log_mel, mfcc  # noqa: E402
 from selfsup.modalities.audio.modality import mfcc_statistics  # noqa: E402
 from selfsup.views import ViewRequest  # noqa: E402
+from conftest import run_cli  # noqa: E402
 
 AUDIO = get_modality("audio")
 RATE = 16_000
@@ -278,8 +277,8 @@ def test_bad_audio_input_gets_one_line_errors(tmp_path, spec):
 def test_a_bad_audio_source_leaves_no_run_directory(tmp_path):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "selfsup", "train", "--data", f"audio:{tmp_path / 'empty'}",
-                        "--method", "cola", "--epochs", "1", "--out", str(out)], capture_output=True, text=True)
+    r = run_cli("train", "--data", f"audio:{tmp_path / 'empty'}", "--method", "cola", "--epochs", "1", "--out", out,
+                show_warnings=True)
     assert r.returncode != 0 and "no audio files" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "run.partial").exists()
 
@@ -304,8 +303,8 @@ def folder(tmp_path_factory):
 def test_audio_trains_embeds_per_frame_evaluates_and_reports_from_the_cli(folder, tmp_path):
     out = tmp_path / "run"
     data = f"audio:{folder}?seconds=0.5"
-    r = subprocess.run([sys.executable, "-m", "selfsup", "train", "--data", data, "--method", "cola", "--epochs", "2",
-                        "--batch-size", "8", "--threads", "1", "--out", str(out)], capture_output=True, text=True)
+    r = run_cli("train", "--data", data, "--method", "cola", "--epochs", "2", "--batch-size", "8", "--threads", "1",
+                "--out", out, show_warnings=True)
     assert r.returncode == 0, r.stderr
     assert "2 file(s) with 2 channels mixed down to mono" in r.stderr and "2 file(s) resampled to 16000 Hz" in r.stderr
     # one line each, no source file or line of the code that warned
@@ -316,8 +315,7 @@ def test_audio_trains_embeds_per_frame_evaluates_and_reports_from_the_cli(folder
     report = (out / "report.html").read_text()
     assert "<audio controls" in report and "Listen" in report
     steps = tmp_path / "steps.npy"
-    r = subprocess.run([sys.executable, "-m", "selfsup", "embed", str(out), "--data", data, "--per-timestep",
-                        "--out", str(steps)], capture_output=True, text=True)
+    r = run_cli("embed", out, "--data", data, "--per-timestep", "--out", steps, show_warnings=True)
     assert r.returncode == 0, r.stderr
     assert np.load(steps).shape == (24, 1 + 8000 // 160, 512)
 

@@ -14,7 +14,7 @@ from PIL import Image
 from selfsup.cli import main
 from selfsup.run import COMPLETE_MARKER
 from selfsup.training import checkpoint as ckpt_io
-from conftest import run_cli
+from conftest import run_cli, run_cli_process
 
 TINY = ["--encoder-option", "widths=[8,8,8,8]", "--method-option", "proj_hidden_dim=32", "--threads", "1",
         "--no-monitor", "--no-eval", "--quiet", "--batch-size", "128"]
@@ -180,7 +180,7 @@ def test_nan_only_rows_through_a_real_process(tmp_path):
     x = np.random.default_rng(0).random((8, 30)).astype(np.float32)
     x[[2, 5]] = np.nan
     np.save(tmp_path / "series.npy", x)
-    proc = run_cli("train", "--data", f"npy:{tmp_path / 'series.npy'}", "--modality", "timeseries", "--epochs", "1",
+    proc = run_cli_process("train", "--data", f"npy:{tmp_path / 'series.npy'}", "--modality", "timeseries", "--epochs", "1",
                    "--out", tmp_path / "run", *TINY)
     assert proc.returncode == 2
     assert_clean_failure(proc, tmp_path / "run", "series.npy", "series 2", "all NaN")
