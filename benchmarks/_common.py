@@ -26,7 +26,7 @@ def machine() -> dict:
             "native_bf16": cpu_has_native_bf16(),
             "auto_precision": resolve_precision("auto", torch.device("cpu"))}
     try:
-        cpuinfo = open("/proc/cpuinfo").read()
+        cpuinfo = Path("/proc/cpuinfo").read_text()
         info["cpu"] = next(l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name"))
         flags = set(next(l for l in cpuinfo.splitlines() if l.startswith("flags")).split(":", 1)[1].split())
         info["cpu_flags"] = [f for f in CPU_FLAGS if f in flags]

@@ -1,6 +1,8 @@
 """Devices and numeric precision: which device trains, and whether bf16 autocast pays on it."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ..errors import ConfigError
@@ -18,7 +20,7 @@ def resolve_device(name: str) -> torch.device:
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has bf16 arithmetic (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated and slow."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
