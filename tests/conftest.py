@@ -54,19 +54,26 @@ def captured_descriptors():
             f.close()
 
 
+# the warnings a fresh interpreter hides (Python's default filters); the others it shows
+HIDDEN_BY_PYTHON = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
 def run_cli(*args, cwd=None, show_warnings=False):
     """Run the command line in this process, as `python -m selfsup ARGS` runs it (exit code, stdout, stderr at the
-    descriptor level; warnings ignored as PYTHONWARNINGS=ignore does unless `show_warnings`), without a new
-    interpreter's start-up and imports of torch; the working folder and torch's thread count are
-    restored afterwards. `run_cli_process` is the real process, for the tests about one."""
+    descriptor level; warnings ignored as PYTHONWARNINGS=ignore does, or with `show_warnings` filtered as a fresh
+    interpreter filters them), without a new interpreter's start-up and imports of torch; the working folder and
+    torch's thread count are restored afterwards. `run_cli_process` is the real process, for the tests about one."""
     from selfsup.cli import main
 
     argv = [str(a) for a in args]
     before, threads = os.getcwd(), torch.get_num_threads()
     try:
-        os.chdir(cwd or before)
+        if cwd is not None:
+            os.chdir(cwd)
         with captured_descriptors() as read, warnings.catch_warnings():
-            warnings.simplefilter("default" if show_warnings else "ignore")
+            warnings.resetwarnings()
+            for category in HIDDEN_BY_PYTHON if show_warnings else (Warning,):
+                warnings.simplefilter("ignore", category)
             try:
                 code = main(argv)
             except SystemExit as exc:  # argparse's --help and usage errors

@@ -4,21 +4,17 @@ zero-byte image, a wrongly shaped array, a label file of the wrong length and Na
 import io
 import json
 import shutil
-from collections import namedtuple
-from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from selfsup.cli import main
 from selfsup.run import COMPLETE_MARKER
 from selfsup.training import checkpoint as ckpt_io
 from conftest import run_cli, run_cli_process
 
 TINY = ["--encoder-option", "widths=[8,8,8,8]", "--method-option", "proj_hidden_dim=32", "--threads", "1",
         "--no-monitor", "--no-eval", "--quiet", "--batch-size", "128"]
-Result = namedtuple("Result", "returncode stdout stderr")
 
 
 @pytest.fixture(autouse=True)
@@ -32,14 +28,8 @@ def keep_threads():
 
 
 def cli(*args):
-    """The CLI's entry point in this process (what `python -m selfsup` runs), capturing its output."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code
-    return Result(code, out.getvalue(), err.getvalue())
+    """The command line in this process (conftest.run_cli), warnings shown as selfsup shows them."""
+    return run_cli(*args, show_warnings=True)
 
 
 def assert_clean_failure(proc, out, *needles):
@@ -180,8 +170,8 @@ def test_nan_only_rows_through_a_real_process(tmp_path):
     x = np.random.default_rng(0).random((8, 30)).astype(np.float32)
     x[[2, 5]] = np.nan
     np.save(tmp_path / "series.npy", x)
-    proc = run_cli_process("train", "--data", f"npy:{tmp_path / 'series.npy'}", "--modality", "timeseries", "--epochs", "1",
-                   "--out", tmp_path / "run", *TINY)
+    proc = run_cli_process("train", "--data", f"npy:{tmp_path / 'series.npy'}", "--modality", "timeseries",
+                           "--epochs", "1", "--out", tmp_path / "run", *TINY)
     assert proc.returncode == 2
     assert_clean_failure(proc, tmp_path / "run", "series.npy", "series 2", "all NaN")
 

@@ -186,3 +186,26 @@ def test_augment_flag_sets_view_options(tmp_path):
     config = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
     assert config["resolved"]["augmentation"] == {"crop_scale": [0.8, 1.0], "flip_p": 0.5}
     assert_one_line_error(run_cli(*common, "--augment", "flip_p", "--out", tmp_path / "c"), "--augment")
+
+
+def test_run_cli_catches_what_a_process_would_print(monkeypatch):
+    """The in-process runner of these tests sees what a subprocess's pipes would: output written below Python, the
+    exit code, and warnings shown as a fresh interpreter shows them (a ResourceWarning it hides)."""
+    import os
+    import warnings
+
+    from selfsup import cli
+
+    def command(argv):
+        os.write(2, b"written to descriptor 2\n")
+        print("printed")
+        warnings.warn("a user warning", UserWarning)
+        warnings.warn("a resource warning", ResourceWarning)
+        return 3
+
+    monkeypatch.setattr(cli, "run_command", command)
+    proc = run_cli("train", show_warnings=True)
+    assert proc.returncode == 3 and proc.stdout == "printed\n", proc
+    assert "written to descriptor 2" in proc.stderr and "a user warning" in proc.stderr, proc.stderr
+    assert "a resource warning" not in proc.stderr
+    assert "a user warning" not in run_cli("train").stderr  # PYTHONWARNINGS=ignore

@@ -2,10 +2,8 @@
 PyTorch encoder's embeddings at other batch sizes than the traced one, on images, series and tables; the file is
 written atomically with a JSON description beside it; bad inputs fail with one line and exit code 2."""
 import dataclasses
-import io
 import json
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ from torch import nn
 
 import selfsup
 from conftest import run_cli
-from selfsup.cli import main
 from selfsup.loading import load_dataset
 from selfsup.errors import ExportError
 from selfsup.export import export_encoder, sidecar_path
@@ -123,14 +120,9 @@ def test_export_matches_the_pytorch_encoder(runs, kind, fmt, tmp_path, record_pr
 
 
 def cli(*args):
-    """The CLI's entry point in this process, as `python -m selfsup` runs it: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
+    """The command line in this process (conftest.run_cli, warnings shown): (exit code, stdout, stderr)."""
+    proc = run_cli(*args, show_warnings=True)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def assert_one_line_error(code, err, *needles):

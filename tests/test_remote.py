@@ -2,8 +2,6 @@
 HTTP server that answers 503 and drops connections mid-body at random (seeded), and moto's S3 server. The samples
 read, streamed or prepared remotely are the local ones, byte for byte, whatever failed in between; a run streamed
 from a flaky server or from S3 (and resumed there) ends with the weights of the same run on local shards."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from selfsup.errors import ConfigError, DataError
 from selfsup.loading import load_dataset
 from selfsup.training.loop import FAULT_NONFINITE_STEP
 from selfsup.training.session import resume
+from conftest import run_cli
 from servers import flaky_files, s3_server
 from test_resume import SMALL, assert_same_weights
 from test_streaming import SHARD_SIZES, write_parquet, write_shards
@@ -162,11 +161,9 @@ def test_what_is_retried_and_what_fails_at_once():
 def test_the_cli_trains_from_http_shards(data, tmp_path):
     """The command line reads URLs (with the real retry delays: a few faults only)."""
     with flaky_files(data, fault_rate=0.02, seed=3) as server:
-        proc = subprocess.run([sys.executable, "-m", "selfsup", "train", "--data",
-                               f"tar:{server.url}/shards/shard-{{000..005}}.tar?size=8", "--epochs", "1",
-                               "--batch-size", "32", "--encoder-option", "widths=[16,32,32,32]", "--threads", "1",
-                               "--no-monitor", "--no-eval", "--quiet", "--memory-budget", "0", "--out",
-                               str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+        proc = run_cli("train", "--data", f"tar:{server.url}/shards/shard-{{000..005}}.tar?size=8", "--epochs", "1",
+                       "--batch-size", "32", "--encoder-option", "widths=[16,32,32,32]", "--threads", "1",
+                       "--no-monitor", "--no-eval", "--quiet", "--memory-budget", "0", "--out", tmp_path / "run")
         faults = sum(server.faults.values())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "run" / "encoder.safetensors").exists() and faults > 0
