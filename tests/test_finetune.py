@@ -2,7 +2,6 @@
 trust on digits (all labels beat the frozen linear probe; more labels never give less), and its parts (the head
 started at the linear probe, layer-wise learning-rate decay, the rate chosen on validation) do what they say."""
 import numpy as np
-import pytest
 import torch
 
 import selfsup

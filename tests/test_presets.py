@@ -57,7 +57,6 @@ def test_a_preset_applies_only_to_the_modality_it_was_measured_on(tmp_path):
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from PIL import Image
 
     from selfsup.cli import main
     from test_streaming import write_parquet

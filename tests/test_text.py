@@ -2,6 +2,7 @@
 hand, the STS protocol against a hand-computed Spearman, bad input in one line, and the CLI end to end."""
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -383,3 +384,26 @@ def test_sts_files_whose_scores_cannot_be_ranked_are_refused(tmp_path):
         read_sts(str(tmp_path / "nan.tsv"))
     (tmp_path / "ok.tsv").write_text("\n".join(rows[:3] + [rows[3].replace("\t3.0\t", "\t4.5\t")]) + "\n")
     assert read_sts(str(tmp_path / "ok.tsv"))[2].tolist() == [3.0, 3.0, 3.0, 4.5]
+
+
+def test_identical_views_from_a_random_start_warn_once_and_name_the_way_out(tmp_path):
+    """SimCSE's text views differ only by dropout, which teaches a random Transformer little (text.json: below its
+    untrained encoder on STS-B), so training says so in one warning naming the alternatives; a pretrained start
+    or views that differ train without it."""
+    ds = selfsup.api.dataset_from_array(CORPUS, modality="text")
+    small = {"dim": 32, "depth": 1}
+    with pytest.warns(UserWarning, match="same input in every view") as caught:
+        selfsup.train(ds, method="simcse", encoder_options=small, epochs=1, batch_size=16, monitor=False)
+    messages = [str(w.message) for w in caught if "same input in every view" in str(w.message)]
+    assert len(messages) == 1 and "\n" not in messages[0] and "'transformer' starts from random weights" in messages[0]
+    for alternative in ("--encoder hf:", "--encoder-option vectors=glove", "--method declutr"):
+        assert alternative in messages[0]
+    table = tmp_path / "vectors.txt"
+    table.write_text("man 1 0 0\nguitar 0 1 0\n")
+    for options in ({"encoder_options": {**small, "vectors": str(table)}},  # a pretrained start
+                    {"encoder_options": small, "augmentation": {"deletion": 0.1}},  # views that differ
+                    {"method": "declutr", "encoder_options": small}):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*same input in every view")
+            run = selfsup.train(ds, **{"method": "simcse", **options}, epochs=1, batch_size=16, monitor=False)
+        assert np.isfinite(run.summary["final_loss"])

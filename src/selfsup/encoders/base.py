@@ -34,6 +34,10 @@ class Encoder(nn.Module):
     out_dim: int
     input_width: int | None = None
     fine_tuning: ClassVar[FineTuning] = FineTuning()
+    #: whether this encoder's weights start from a pretrained model or table instead of at random (set per instance)
+    pretrained_start: bool = False
+    #: how a user gives this architecture a pretrained start, named when a run cannot learn from a random one
+    pretrained_advice: ClassVar[str] = ""
 
     def forward(self, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
         raise NotImplementedError

@@ -3,6 +3,7 @@ the resolved settings a run records (everything needed before the first step, no
 from __future__ import annotations
 
 import typing
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 
 from ..compatibility import modalities_for, trains_on
 from ..data import Dataset
-from ..encoders import encoder_kind_name
+from ..encoders import Encoder, encoder_kind_name
 from ..errors import ConfigError, DataError
 from ..methods import Method, TrainingContext, methods
 from ..modalities import get_modality
@@ -61,12 +62,14 @@ class ChannelsLastViews:
 
 
 @torch.no_grad()
-def check_views_fit_encoder(method: str, enc_name: str, encoder: torch.nn.Module, view_maker: ViewMaker,
+def check_views_fit_encoder(method: str, enc_name: str, encoder: Encoder, view_maker: ViewMaker,
                             storage: Storage) -> None:
     """Every view shape the method will get goes through the encoder once (2 samples, eval mode: no state
     changes) before training, so views the encoder cannot take (multi-crop crops smaller than its pooling
-    allows) are a one-line ConfigError here instead of a failure inside the first step."""
+    allows) are a one-line ConfigError here instead of a failure inside the first step; views that cannot
+    teach a randomly initialised encoder are a warning (`warn_on_identical_views`)."""
     views = view_maker(storage.take(torch.arange(min(2, len(storage)))), torch.Generator().manual_seed(0))
+    warn_on_identical_views(method, enc_name, encoder, views)
     shapes = {tuple(v.shape[1:]): v for v in views.crops}
     was_training = encoder.training
     encoder.eval()
@@ -81,6 +84,25 @@ def check_views_fit_encoder(method: str, enc_name: str, encoder: torch.nn.Module
                                   "local crops (e.g. --method-option local_crops=0)") from None
     finally:
         encoder.train(was_training)
+
+
+def warn_on_identical_views(method: str, enc_name: str, encoder: Encoder, views: Views) -> None:
+    """One warning when a method's global views of a sample are the same input (and see the same positions) while
+    the encoder starts from random weights: the views then differ only by the encoder's dropout, which teaches a
+    random encoder little (unsupervised SimCSE is a fine-tuning recipe: its authors start from BERT, and from
+    scratch it ends below its untrained encoder on STS-B in benchmarks/results/text.json). The way out is the
+    encoder's `pretrained_advice`."""
+    first, rest = views.global_views[0], views.global_views[1:]
+    keep = views.keep or [None] * len(views.global_views)
+    same = all(torch.equal(first, v) for v in rest) and all(
+        (k is None and keep[0] is None) or (k is not None and keep[0] is not None and torch.equal(keep[0], k))
+        for k in keep[1:])
+    if not rest or not same or encoder.pretrained_start:
+        return
+    advice = f"; {encoder.pretrained_advice}" if encoder.pretrained_advice else ""
+    warnings.warn(f"method {method!r} gets the same input in every view, so its views differ at most by the encoder's "
+                  f"dropout, and the encoder {enc_name!r} starts from random weights: such a run learns little"
+                  f"{advice}", stacklevel=2)
 
 
 def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> TrainingPlan:

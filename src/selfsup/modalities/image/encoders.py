@@ -95,7 +95,7 @@ class TimmEncoder(Encoder):
             self.model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_channels)
         except Exception as exc:  # unknown model name, ...
             raise ConfigError(f"--encoder timm:{name}: {exc}") from None
-        self.out_dim = int(self.model.num_features)
+        self.out_dim, self.pretrained_start = int(self.model.num_features), pretrained
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -43,6 +43,9 @@ text_encoders: Registry = Registry("text encoder")
 class TextTransformer(VocabularyEncoder):
     """Token ids -> one vector per token (`forward_sequence`) or per text (`forward`: the mean over real tokens)."""
 
+    pretrained_advice = ("start from pretrained weights (--encoder hf:PATH, or --encoder-option vectors=glove) or "
+                         "train on views that differ (--method declutr, or --augment deletion=0.1)")
+
     def __init__(self, vocab_size: int, dim: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
                  dropout: float = 0.1, vectors: np.ndarray | None = None) -> None:
         super().__init__()
@@ -51,6 +54,7 @@ class TextTransformer(VocabularyEncoder):
         self.embed_dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.out_dim, self.vocab_size = dim, vocab_size
+        self.pretrained_start = vectors is not None
         init_transformer(self)
         nn.init.normal_(self.embedding.weight, std=0.02)  # BERT's initialisation of the embedding table
         with torch.no_grad():
@@ -114,6 +118,7 @@ class WordVectorEncoder(VocabularyEncoder):
         self.embedding = nn.Embedding.from_pretrained(torch.from_numpy(vectors), freeze=False, padding_idx=PAD)
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.out_dim, self.vocab_size = int(vectors.shape[1]), int(vectors.shape[0])
+        self.pretrained_start = True
 
     def forward_sequence(self, x: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
         valid = x != PAD
@@ -148,7 +153,7 @@ class PretrainedTextEncoder(VocabularyEncoder):
             self.model = AutoModel.from_pretrained(model)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"hf:{model}: cannot load the model ({str(exc).splitlines()[0][:200]})") from None
-        self.pooling = pooling
+        self.pooling, self.pretrained_start = pooling, True
         self.pad_id = self.model.config.pad_token_id or 0
         self.out_dim = int(self.model.config.hidden_size)
         self.vocab_size = int(self.model.config.vocab_size) + 1  # the modality's ids: the model's plus one
