@@ -115,3 +115,43 @@ def test_rendered_sources_name_no_folder_of_the_machine_that_ran():
     assert "`python benchmarks/x.py --data-dir DIR --seeds 0` on CPU (no AVX-512), 2 cores, 1 thread" in line
     for path in blocks.documents():
         assert not re.search(r"\s/(work|tmp|root|home)/", path.read_text()), path
+
+
+def test_measured_gains_are_what_the_committed_results_give():
+    """src/selfsup/measured_gains.json (read by `selfsup methods` and the methods table) equals what
+    benchmarks/method_gains.py computes from benchmarks/results, for every registered method."""
+    import method_gains
+
+    from selfsup.cli import measured_gains
+
+    assert measured_gains() == method_gains.gather()["methods"], \
+        "measured_gains.json is stale; regenerate it with `python benchmarks/method_gains.py`"
+    assert sorted(measured_gains()) == sorted(methods.names())
+
+
+def test_a_changed_result_changes_the_measured_gains(monkeypatch):
+    """Negative control: a method's trained accuracy lowered below its random encoder's turns its verdict."""
+    import method_gains
+
+    doc = json.loads((blocks.RESULTS / "digits_methods.json").read_text())
+    simclr = [e for e in doc["entries"] if e["method"] == "simclr"]
+    assert simclr and method_gains.gather()["methods"]["simclr"]["verdict"] == "above"
+    for e in simclr:
+        e["knn"], e["linear"] = e["random_knn"] - 0.01, e["random_linear"] - 0.02
+    real = method_gains._load
+    monkeypatch.setattr(method_gains, "_load", lambda name: doc if name == "digits_methods" else real(name))
+    changed = method_gains.gather()["methods"]["simclr"]
+    assert changed["verdict"] == "below" and changed["rows"][0]["gains"] == {"kNN": -1.0, "linear": -2.0}
+
+
+def test_methods_command_names_the_methods_behind_their_untrained_encoder(capsys):
+    from selfsup.cli import main, measured_gains
+
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    behind = next(line for line in out if line.startswith("Not above their untrained encoder"))
+    for name, entry in measured_gains().items():
+        assert (f" {name} ({entry['verdict']})" in behind) == (entry["verdict"] in ("below", "mixed"))
+    assert main(["methods", "--json"]) == 0
+    listed = {m["name"]: m["measured"] for m in json.loads(capsys.readouterr().out)}
+    assert listed == measured_gains()
