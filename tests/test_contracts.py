@@ -26,6 +26,7 @@ from selfsup.training.loop import LoopState, before_epoch
 from selfsup.training.optim import build_optimizer
 from selfsup.training.plan import build_plan
 from selfsup.training.step import optimisation_step
+from selfsup.methods.base import StepInfo
 from selfsup.views import ViewRequest, Views, check_views, with_indices
 
 PAIRS = supported_pairs()
@@ -65,7 +66,7 @@ def step(plan, optimizer, seed: int):
     views = with_indices(plan.view_maker(plan.storage.take(idx), torch.Generator().manual_seed(seed)), idx,
                          plan.method.view_request())
     torch.manual_seed(seed)
-    return views, optimisation_step(plan.method, plan.method, optimizer, views, 0.5, CPU, "fp32")
+    return views, optimisation_step(plan.method, plan.method, optimizer, views, StepInfo(0, 0.5), CPU, "fp32")
 
 
 def test_every_method_and_modality_is_paired():
@@ -135,7 +136,7 @@ class MultiCrop(Method):
         super().__init__(encoder)
         self.head = mlp(self.feature_dim, head_dim, head_dim)
 
-    def loss_on_views(self, views: Views):
+    def loss_on_views(self, views: Views, step: StepInfo):
         MultiCrop.shapes.append([tuple(v.shape) for v in views.crops])
         z = [self.head(h) for h in self.encode(views.crops)]
         return global_to_local_loss(z[:2], z[2:]), {}

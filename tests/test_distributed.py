@@ -19,6 +19,7 @@ from selfsup.methods.simclr import nt_xent_loss
 from selfsup.training.distributed import World, convert_sync_batchnorm, ddp, revert_sync_batchnorm, shard
 from selfsup.training.step import autocast_context, optimisation_step
 from selfsup.views import Views
+from selfsup.methods.base import StepInfo
 
 WORLD = 2
 LOCAL_BATCH = 6
@@ -138,7 +139,8 @@ def _moco_worker(rank: int, port: int, out_dir: str) -> None:
             for step, views in enumerate(batches):
                 if local:
                     views = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in views]
-                loss, _ = optimisation_step(method, model, opt, Views(views), step / 2, torch.device("cpu"), "fp32")
+                loss, _ = optimisation_step(method, model, opt, Views(views), StepInfo(step, step / 2),
+                                            torch.device("cpu"), "fp32")
                 mean = loss.clone()
                 if local:
                     dist.all_reduce(mean)
@@ -184,7 +186,8 @@ def _dino_worker(rank: int, port: int, out_dir: str) -> None:
                 convert_sync_batchnorm(method, torch.device("cpu"))
             model = ddp(method, torch.device("cpu")) if local else method
             opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
-            optimisation_step(method, model, opt, Views(views[:2], views[2:]), 0.5, torch.device("cpu"), "fp32")
+            optimisation_step(method, model, opt, Views(views[:2], views[2:]), StepInfo(0, 0.5), torch.device("cpu"),
+                              "fp32")
             del model
             return method.center.clone()
 
@@ -225,7 +228,7 @@ def _memory_bank_worker(rank: int, port: int, out_dir: str) -> None:
             model = ddp(method, torch.device("cpu")) if local else method
             opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
             views = Views([v[part] for v in crops], indices=indices[part])
-            optimisation_step(method, model, opt, views, 0.5, torch.device("cpu"), "fp32")
+            optimisation_step(method, model, opt, views, StepInfo(0, 0.5), torch.device("cpu"), "fp32")
             del model
             return method.memory.clone()
 

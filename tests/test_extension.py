@@ -19,6 +19,7 @@ from selfsup.evaluation.knn import knn_accuracy
 from selfsup.methods import Method, OptimizerDefaults, methods, register_method
 from selfsup.modalities import Modality, modalities
 from selfsup.registry import Registry
+from selfsup.methods.base import StepInfo
 from selfsup.views import ViewRequest, Views
 
 POINTS = 32  # points per set
@@ -102,7 +103,7 @@ class SubsetContrast(Method):
         self.temperature = temperature
         self.projector = nn.Linear(self.feature_dim, proj_dim)
 
-    def loss_on_views(self, views: Views):
+    def loss_on_views(self, views: Views, step: StepInfo):
         z1, z2 = (F.normalize(self.projector(h), dim=1) for h in self.encode(views.global_views))
         logits = z1 @ z2.T / self.temperature
         targets = torch.arange(len(z1), device=z1.device)

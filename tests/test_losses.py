@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from selfsup.methods.barlow_twins import barlow_twins_loss, off_diagonal
+from selfsup.methods.base import StepInfo
 from selfsup.methods.byol import byol_loss
 from selfsup.methods.moco import moco_loss
 from selfsup.methods.simclr import nt_xent_loss
@@ -110,16 +111,18 @@ def test_dino_centre_freeze_and_teacher_temperature():
     assert float(logs["teacher_temp"]) == pytest.approx(0.04)  # warm-up starts at warmup_teacher_temp
     teacher = method.pending_teacher.clone()
     loss.backward()
-    method.before_optimizer_step()
+    method.before_optimizer_step(StepInfo(1, 0.25))
     assert all(p.grad is None for p in method.head.last_layer.parameters())
     assert method.head.mlp[0].weight.grad is not None
-    method.after_optimizer_step(0.25)
+    method.after_optimizer_step(StepInfo(1, 0.25))
     torch.testing.assert_close(method.center, 0.1 * teacher.mean(dim=0, keepdim=True))  # 0.9 * 0 + 0.1 * mean
     assert method.teacher_temp(0.25) == pytest.approx(0.055) and method.teacher_temp(0.8) == pytest.approx(0.07)
-    method.steps = 2  # past the first epoch: the last layer trains
+    late = StepInfo(2, 0.25)  # past the first epoch: the last layer trains, at the step's own temperature
     method.zero_grad()
-    method(views)[0].backward()
-    method.before_optimizer_step()
+    loss, logs = method(views, late)
+    assert float(logs["teacher_temp"]) == pytest.approx(0.055)
+    loss.backward()
+    method.before_optimizer_step(late)
     assert all(p.grad is not None for p in method.head.last_layer.parameters() if p.requires_grad)
 
 
@@ -182,12 +185,12 @@ def test_swav_queue_and_prototype_freeze():
     method.setup(TrainingContext(num_samples=8, batch_size=4))  # 2 steps per epoch: prototypes frozen 2 steps
     views = Views([torch.randn(4, 6), torch.randn(4, 6)], [torch.randn(4, 6)])
     for step in range(3):
-        loss, _ = method(views)
+        loss, _ = method(views, StepInfo(step, 0.1 * step))
         method.zero_grad()
         loss.backward()
-        method.before_optimizer_step()
+        method.before_optimizer_step(StepInfo(step, 0.1 * step))
         assert (method.prototypes.weight.grad is None) == (step < 2)
-        method.after_optimizer_step(0.1)
+        method.after_optimizer_step(StepInfo(step, 0.1 * step))
         torch.testing.assert_close(method.prototypes.weight.norm(dim=1), torch.ones(4))
     assert method.queue_filled == 12 and method.extra_state()["queue_filled"] == 12
     assert float(method.queue.abs().sum()) > 0  # filled with the newest projections, now used in Sinkhorn

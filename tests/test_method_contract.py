@@ -1,6 +1,6 @@
 """A method written in this file alone (no edit anywhere else) trains on images, series and tables through the
-declared hooks: setup(context), parameter_roles(), momentum_pairs()/target_momentum(), before_optimizer_step(),
-after_optimizer_step(progress), extra_state()/load_extra_state()."""
+declared hooks: setup(context), parameter_roles(), momentum_pairs()/target_momentum(), before_optimizer_step(step),
+after_optimizer_step(step), extra_state()/load_extra_state()."""
 import numpy as np
 import pytest
 import torch
@@ -47,16 +47,18 @@ class InvarianceVariance(Method):
     def target_momentum(self, progress: float) -> float:
         return 0.5
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z1, z2 = (self.head(h) for h in self.encode(views.global_views))
         loss = invariance_variance_loss(z1, z2)
         return loss, {"std_loss": z1.detach().std()}
 
-    def before_optimizer_step(self) -> None:
+    def before_optimizer_step(self, step) -> None:
         assert all(p.grad is not None for p in self.head.parameters())  # after backward
+        assert step.step == self.before  # the trainer passes the index of the step it is about to take
         self.before += 1
 
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, step) -> None:
+        assert step.step == self.updates
         self.updates += 1
 
     def extra_state(self) -> dict[str, float]:

@@ -14,6 +14,7 @@ from selfsup.methods.mmcr import mmcr_loss
 from selfsup.methods.simclr import nt_xent_loss
 from selfsup.methods.tico import tico_loss
 from selfsup.views import Views
+from selfsup.methods.base import StepInfo
 
 from test_distributed import TinyEncoder, free_port, gloo_group, grads
 
@@ -114,7 +115,7 @@ def test_tico_covariance_is_a_buffer_kept_after_the_step_outside_autograd():
     assert not pending.requires_grad and pending.grad_fn is None
     z1 = method.projector(method.encoder(views.global_views[0]))
     torch.testing.assert_close(pending, tico_loss(z1, z1, torch.zeros(8, 8))[1])
-    method.after_optimizer_step(0.0)
+    method.after_optimizer_step(StepInfo())
     assert torch.equal(method.covariance, pending) and method.pending_covariance is None
     method(views)  # the next step reads C_1: beta C_1 + (1 - beta) B
     torch.testing.assert_close(method.pending_covariance, 0.9 * pending + 0.1 * (pending / 0.1), rtol=1e-5,

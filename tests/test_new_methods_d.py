@@ -7,7 +7,7 @@ import torch
 
 from selfsup.encoders import Encoder
 from selfsup.errors import ConfigError
-from selfsup.methods.base import TrainingContext
+from selfsup.methods.base import StepInfo, TrainingContext
 from selfsup.methods.msn import MSN, msn_loss
 from selfsup.methods.pseudo_labels import spherical_kmeans
 from selfsup.methods.smog import KMEANS_SEED, SMoG, momentum_grouping, smog_loss
@@ -152,14 +152,14 @@ def test_smog_groups_move_after_the_optimiser_step_and_reset_by_kmeans():
     loss, logs = method(views)
     assert torch.equal(method.groups, before)  # the loss is scored against the groups as they stand
     z = method.pending[0].clone()
-    method.after_optimizer_step(0.1)
+    method.after_optimizer_step(StepInfo(0, 0.1))
     torch.testing.assert_close(method.groups, momentum_grouping(before, z, 0.99))
     assert method.bank_filled == 8 and 1 <= int(logs["groups_used"]) <= 2
     with torch.no_grad():  # the online networks drift from the targets, which the reset brings back
         method.encoder.fc.weight.add_(1.0)
     method(views)
-    method.after_optimizer_step(0.2)
+    method.after_optimizer_step(StepInfo(1, 0.2))
     expected, _ = spherical_kmeans(method.bank, 2, 3, torch.Generator().manual_seed(KMEANS_SEED + 2))
     torch.testing.assert_close(method.groups, expected)
     assert torch.equal(method.target_encoder.fc.weight, method.encoder.fc.weight)
-    assert method.extra_state() == {"steps": 2, "bank_filled": 16}
+    assert method.extra_state() == {"bank_filled": 16}

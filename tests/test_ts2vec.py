@@ -13,6 +13,7 @@ from selfsup.encoders import SequenceEncoder
 from selfsup.errors import ConfigError
 from selfsup.methods import masked_reconstruction as mr
 from selfsup.methods import ts2vec
+from selfsup.methods.base import StepInfo
 from selfsup.methods.ts2vec import TS2Vec, hierarchical_contrastive_loss
 from selfsup.modalities import get_modality
 from selfsup.modalities.timeseries.augment import geometric_noise_mask
@@ -134,7 +135,8 @@ def test_ts2vec_trains_on_any_sequence_encoder_and_averages_weights():
     online0 = method.online.proj.weight.detach().clone()
     updates = []
     for step in range(3):
-        loss, _ = optimisation_step(method, method, opt, series_views(method, x, step), 0.5, torch.device("cpu"), "fp32")
+        loss, _ = optimisation_step(method, method, opt, series_views(method, x, step), StepInfo(step, 0.5),
+                                    torch.device("cpu"), "fp32")
         updates.append(method.online.proj.weight.detach().clone())
         assert math.isfinite(loss.item())
     # the saved encoder is the equal-weight average of the initial and the 3 updated weights

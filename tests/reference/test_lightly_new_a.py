@@ -12,6 +12,7 @@ from selfsup.methods.directclr import directclr_loss
 from selfsup.methods.mmcr import mmcr_loss
 from selfsup.methods.tico import tico_loss
 from selfsup.views import Views
+from selfsup.methods.base import StepInfo
 
 
 def pair(seed: int, n: int = 16, d: int = 32):
@@ -72,7 +73,7 @@ def test_tico_method_buffer_follows_lightly_over_steps():
             z1 = method.projector(method.encoder(views.global_views[0]))
             z2 = method.target_projector(method.target_encoder(views.global_views[1]))
             assert_close(loss + 1, theirs(z1, z2))
-        method.after_optimizer_step(0.0)
+        method.after_optimizer_step(StepInfo())
         assert_close(method.covariance, theirs.C)
 
 

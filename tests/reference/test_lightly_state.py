@@ -28,6 +28,7 @@ from selfsup.modalities import get_modality
 from selfsup.schedules import Schedule
 from selfsup.training.step import ema_update
 from selfsup.views import Views
+from selfsup.methods.base import StepInfo
 
 B, IN = 32, 12
 STEPS = 5
@@ -56,11 +57,11 @@ def finish(method, loss, optimizer, progress):
     method's state update."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    method.before_optimizer_step()
+    method.before_optimizer_step(StepInfo(0, progress))
     optimizer.step()
     for online, target in method.momentum_pairs():
         ema_update(target, online, method.target_momentum(progress))
-    method.after_optimizer_step(progress)
+    method.after_optimizer_step(StepInfo(0, progress))
 
 
 def sgd(method):

@@ -3,9 +3,10 @@ a method registers itself with `@register_method` (a new method is one file here
 import importlib
 import pkgutil
 
-from .base import Method, OptimizerDefaults, ParameterRoles, TrainingContext, methods, register_method
+from .base import Method, OptimizerDefaults, ParameterRoles, StepInfo, TrainingContext, methods, register_method
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["Method", "OptimizerDefaults", "ParameterRoles", "TrainingContext", "methods", "register_method"]
+__all__ = ["Method", "OptimizerDefaults", "ParameterRoles", "StepInfo", "TrainingContext", "methods",
+           "register_method"]

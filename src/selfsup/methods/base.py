@@ -53,6 +53,18 @@ class TrainingContext:
 
 
 @dataclass(frozen=True)
+class StepInfo:
+    """Where a step stands, as the trainer passes it to `loss_on_views`, `before_optimizer_step` and
+    `after_optimizer_step`: `step` the 0-based index of that optimiser step since the start of the run (a resumed
+    run goes on counting), `progress` in [0, 1] the training progress every schedule of that step reads (the
+    learning rate, weight decay, EMA momentum: steps done after it / steps planned, or elapsed / budget). The
+    default is the first step, for calls outside the trainer."""
+
+    step: int = 0
+    progress: float = 0.0
+
+
+@dataclass(frozen=True)
 class ParameterRoles:
     """How the optimiser treats some of a method's modules (by identity, not by name).
 
@@ -81,11 +93,12 @@ class Method(nn.Module):
       `setup(context)` once, before the optimiser is built and before a checkpoint is restored;
       `before_epoch(epoch, data)` at the start of every epoch (not when a run resumes inside one: the state it
       set is in the checkpoint), in eval mode and without gradients, `data` a pass over the whole training set;
-      per step: views made as `view_request()` says -> `forward(views)` (= `loss_on_views`) returns the loss and
-      logs as tensors (no host sync inside a step: the trainer reads them only when it logs) -> backward ->
-      `before_optimizer_step()` (gradient surgery, freezing a layer) -> optimiser step -> every
+      per step: views made as `view_request()` says -> `forward(views, step)` (= `loss_on_views`, `step` a
+      `StepInfo`: the step's index and progress, so schedules read inside a loss are the step's own) returns the
+      loss and logs as tensors (no host sync inside a step: the trainer reads them only when it logs) -> backward ->
+      `before_optimizer_step(step)` (gradient surgery, freezing a layer) -> optimiser step -> every
       (online, target) pair of `momentum_pairs()` moves by EMA with `target_momentum(progress)` (in one place,
-      training/step.py) -> `after_optimizer_step(progress)` (queues, centres, prototypes);
+      training/step.py) -> `after_optimizer_step(step)` (queues, centres, prototypes);
       checkpoints hold the state dict plus `extra_state()`.
     """
 
@@ -108,14 +121,14 @@ class Method(nn.Module):
         return self.requested_views
 
     # ---- the step ----
-    def forward(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
-        """Loss on one batch's views and logs (detached 0-d tensors; the trainer adds 'loss' itself).
+    def forward(self, views: Views, step: StepInfo = StepInfo()) -> tuple[torch.Tensor, StepLogs]:
+        """Loss on one batch's views at `step` and logs (detached 0-d tensors; the trainer adds 'loss' itself).
 
         Loss functions wear `numerics.full_precision` (float32 under autocast).
         """
-        return self.loss_on_views(views)
+        return self.loss_on_views(views, step)
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         raise NotImplementedError
 
     def encode(self, crops: list[torch.Tensor], encoder: nn.Module | None = None) -> list[torch.Tensor]:
@@ -182,11 +195,11 @@ class Method(nn.Module):
         """The EMA momentum m after the step at `progress` in [0, 1] (only read when there are momentum pairs)."""
         return 0.0
 
-    def before_optimizer_step(self) -> None:
-        """After backward, before the optimiser steps (gradients are in place)."""
+    def before_optimizer_step(self, step: StepInfo) -> None:
+        """After backward, before the optimiser takes `step` (gradients are in place)."""
 
-    def after_optimizer_step(self, progress: float) -> None:
-        """After the optimiser step and the EMA of the momentum pairs, with training progress in [0, 1]."""
+    def after_optimizer_step(self, step: StepInfo) -> None:
+        """After the optimiser took `step` and the EMA of the momentum pairs moved (queues, centres, prototypes)."""
 
     def illustrate(self, x: torch.Tensor) -> Illustration | None:
         """What the method learned to do, on prepared inputs `x` (no augmentation), for the report: the inputs it

@@ -48,7 +48,7 @@ class BGRL(TargetEncoderMethod):
     def target_momentum(self, progress: float) -> float:
         return self.momentum(progress)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         h1, h2 = (self.encoder.node_outputs(v).features for v in views.global_views)
         with torch.no_grad():
             y1, y2 = (self.target_encoder.node_outputs(v).features for v in views.global_views)

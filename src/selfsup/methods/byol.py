@@ -34,7 +34,7 @@ class BYOL(OnlineTargetMethod):
         super().__init__(encoder, base_momentum)
         self.make_targets(mlp(self.feature_dim, proj_hidden_dim, proj_dim), mlp(proj_dim, pred_hidden_dim, proj_dim))
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         p1, p2, t1, t2 = self.predictions_and_targets(views)
         loss = 0.5 * (byol_loss(p1, t2) + byol_loss(p2, t1))
         return loss, {}

@@ -40,6 +40,6 @@ class BYOLA(OnlineTargetMethod):
     def target_momentum(self, progress: float) -> float:
         return self.target_decay  # constant, as BYOL-A's
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         p1, p2, t1, t2 = self.predictions_and_targets(views)
         return 0.5 * (byol_loss(p1, t2) + byol_loss(p2, t1)), {}

@@ -46,7 +46,7 @@ class COLA(Method):
         self.projector = nn.Sequential(nn.Linear(self.feature_dim, proj_dim), nn.LayerNorm(proj_dim), nn.Tanh())
         self.similarity = nn.Parameter(nn.init.xavier_uniform_(torch.empty(proj_dim, proj_dim)))  # Keras' default
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         anchors, positives = (self.projector(h) for h in self.encode(views.global_views))
         loss = bilinear_contrastive_loss(anchors, self.gather(positives), self.similarity,
                                          self.rank * anchors.shape[0])

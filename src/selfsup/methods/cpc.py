@@ -74,7 +74,7 @@ class CPC(Method):
         self.predictors = nn.ModuleList(nn.Linear(context_dim, self.feature_dim, bias=False)
                                         for _ in range(self.prediction_steps))
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         x = views.global_views[0]
         z = self.encoder.forward_sequence(x)  # B T D; steps past a clip's end are zeros
         valid = z.detach().ne(0).any(dim=-1)  # a FrameEncoder's padded steps are exact zeros

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..encoders import TokenEncoder
 from ..layers import MaskedDecoder
 from ..views import ViewRequest, Views
-from .base import Illustration, OptimizerDefaults, StepLogs, check_option, register_method
+from .base import Illustration, OptimizerDefaults, StepInfo, StepLogs, check_option, register_method
 from .ijepa import token_illustration
 from .mae import random_keep
 from .momentum import TargetEncoderMethod
@@ -101,6 +101,6 @@ class Data2Vec2(TargetEncoderMethod):
         return token_illustration(self.encoder, x, keep, similarity,
                                   "data2vec 2.0: predicted against the teacher's targets at the hidden tokens")
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         pred, y, keep, observed = self.predict(views.global_views[0], self.clones)
         return data2vec_loss(pred, y, ~keep & observed), {}

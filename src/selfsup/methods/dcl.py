@@ -69,7 +69,7 @@ class DCL(Method):
         self.sigma: float | None = None  # no weighting of the positives
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z1, z2 = (self.projector(h) for h in self.encode(views.global_views))
         if self.distributed:  # negatives (and DCLW's softmax) over every process's batch
             loss = dcl_loss(z1, z2, self.temperature, self.sigma, self.gather(z1), self.gather(z2),

@@ -33,7 +33,7 @@ class DeCLUTR(Method):
         check_option("declutr", "temperature", temperature, 0.0)
         self.temperature = temperature
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         anchors, positives = self.encode(views.global_views)
         if self.distributed:
             return nt_xent_loss(anchors, positives, self.temperature, self.gather(anchors), self.gather(positives),

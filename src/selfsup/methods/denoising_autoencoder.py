@@ -43,7 +43,7 @@ class DenoisingAutoencoder(Method):
         self.corrupted_weight = corrupted_weight
         self.decoder = mlp(self.feature_dim, decoder_hidden_dim, input_width(encoder, input_dim, "dae"))
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         reconstruction = self.decoder(self.encoder(views.global_views[0]))
         loss = denoising_loss(reconstruction, views.clean, views.corruption_mask, self.corrupted_weight)
         return loss, {}

@@ -62,7 +62,7 @@ class DGI(Method):
         super().__init__(encoder)
         self.discriminator = BilinearScore(encoder.node_dim)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         real, corrupted = (self.encoder.node_outputs(v) for v in views.global_views)
         summary = torch.sigmoid(mean_by_owner(real.features, real.owner, real.count))
         positive = self.discriminator(real.features, summary, real.owner)

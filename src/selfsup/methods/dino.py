@@ -25,7 +25,7 @@ from torch import nn
 from ..collectives import all_reduce_sum
 from ..schedules import Schedule
 from ..views import ViewRequest
-from .base import OptimizerDefaults, check_option, make_target, register_method
+from .base import OptimizerDefaults, StepInfo, check_option, make_target, register_method
 from .multicrop import MultiCropMethod, cross_view_cross_entropy
 from .numerics import full_precision
 
@@ -91,23 +91,23 @@ class DINO(MultiCropMethod):
     def target_momentum(self, progress: float) -> float:
         return self.momentum(progress)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         crops = views.crops
         student = [self.head(h) for h in self.encode(crops)]
         with torch.no_grad():
             teacher = [self.teacher_head(h) for h in self.encode(views.global_views, self.teacher_encoder)]
-        loss = dino_loss(student, teacher, self.center, self.student_temp, self.teacher_temp(self.progress))
+        loss = dino_loss(student, teacher, self.center, self.student_temp, self.teacher_temp(step.progress))
         with torch.no_grad():  # the batch's teacher mean, for the centre update after the step
             self.pending_teacher = torch.cat(teacher).float()
-        return loss, {"teacher_temp": torch.tensor(self.teacher_temp(self.progress))}
+        return loss, {"teacher_temp": torch.tensor(self.teacher_temp(step.progress))}
 
-    def before_optimizer_step(self) -> None:
-        if self.in_frozen_period:  # the paper freezes the prototypes' layer during the first epoch
+    def before_optimizer_step(self, step: StepInfo) -> None:
+        if self.frozen_at(step):  # the paper freezes the prototypes' layer during the first epoch
             for p in self.head.last_layer.parameters():
                 p.grad = None
 
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, step: StepInfo) -> None:
         if self.pending_teacher is not None:
             t = self.pending_teacher
             stats = torch.cat([t.sum(dim=0), t.new_tensor([float(t.shape[0])])])
@@ -116,4 +116,4 @@ class DINO(MultiCropMethod):
             mean = (stats[:-1] / stats[-1]).unsqueeze(0)
             self.center.mul_(self.center_momentum).add_(mean.to(self.center.dtype), alpha=1 - self.center_momentum)
             self.pending_teacher = None
-        super().after_optimizer_step(progress)
+        super().after_optimizer_step(step)

@@ -49,7 +49,7 @@ from torch import nn
 from ..encoders import TokenEncoder
 from ..schedules import Schedule
 from ..views import ViewRequest, Views
-from .base import OptimizerDefaults, StepLogs, check_option, make_target, register_method
+from .base import OptimizerDefaults, StepInfo, StepLogs, check_option, make_target, register_method
 from .dino import DINOHead
 from .multicrop import MultiCropMethod
 from .numerics import full_precision
@@ -158,11 +158,11 @@ class DINOv2(MultiCropMethod):
         """The teacher's Sinkhorn-Knopp-centred targets for scores [N, K] (cosines), over the global batch."""
         return sinkhorn(scores, temperature, self.iterations, self.distributed)
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         n_global, x = len(views.global_views), torch.cat(views.global_views)
         tokens = self.encoder.token_count(x)
         hidden, where = masked_patches(x.shape[0], tokens, self.mask_sample_probability, self.mask_ratio, x.device)
-        temperature = self.teacher_temp(self.progress)
+        temperature = self.teacher_temp(step.progress)
         with torch.no_grad():
             t = self.teacher_encoder.tokens(x)
             targets = self.codes(self.teacher_dino_head(t.mean(dim=1)), temperature).chunk(n_global)
@@ -178,8 +178,8 @@ class DINOv2(MultiCropMethod):
         return loss, {"dino": dino.detach(), "ibot": ibot.detach(), "koleo": koleo.detach(),
                       "teacher_temp": torch.tensor(temperature)}
 
-    def before_optimizer_step(self) -> None:
-        if self.in_frozen_period:  # the prototypes' layers stay fixed during the first epoch
+    def before_optimizer_step(self, step: StepInfo) -> None:
+        if self.frozen_at(step):  # the prototypes' layers stay fixed during the first epoch
             for head in {self.dino_head, self.ibot_head}:
                 for p in head.last_layer.parameters():
                     p.grad = None

@@ -49,7 +49,7 @@ class DirectCLR(Method):
         check_option("directclr", "temperature", temperature, 0.0)
         self.temperature = temperature
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         r1, r2 = self.encode(views.global_views)
         if self.distributed:  # negatives from every process's batch
             d0 = self.loss_dim

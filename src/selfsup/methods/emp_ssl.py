@@ -75,7 +75,7 @@ class EMPSSL(Method):
     def view_request(self) -> ViewRequest:
         return replace(self.requested_views, global_views=self.num_patches)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         h = self.encode(views.global_views)
         z = F.normalize(self.projector(torch.cat(h)), dim=1).chunk(len(h))  # one head pass, as the official code
         if self.distributed:  # the coding rate of the global batch

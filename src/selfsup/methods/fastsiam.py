@@ -36,7 +36,7 @@ def fastsiam_loss(predictions: list[torch.Tensor], projections: list[torch.Tenso
 class FastSiam(SimSiam):
     requested_views = ViewRequest("instance_light", global_views=VIEWS)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z = [self.projector(h) for h in self.encode(views.global_views)]
         p = self.predictor(torch.cat(z)).chunk(len(z))
         return fastsiam_loss(list(p), z), {}

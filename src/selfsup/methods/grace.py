@@ -52,7 +52,7 @@ class GRACE(Method):
         self.temperature, self.max_nodes = temperature, int(max_nodes)
         self.projector = nn.Sequential(nn.Linear(encoder.node_dim, proj_dim), nn.ELU(), nn.Linear(proj_dim, proj_dim))
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         first, second = (self.encoder.node_outputs(v) for v in views.global_views)
         u, v = first.features, second.features
         if first.anchors is not None:  # node-level samples: each node once, not its copies in other neighbourhoods

@@ -53,7 +53,7 @@ class GraphCL(Method):
     def view_request(self) -> ViewRequest:
         return ViewRequest("instance", options={**self.requested_views.options, "ratio": self.ratio})
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z, z_aug = (self.projector(h) for h in self.encode(views.global_views))
         if self.distributed:
             return graphcl_loss(z, self.gather(z_aug), self.temperature, self.rank * len(z)), {}

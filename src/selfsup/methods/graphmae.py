@@ -64,7 +64,7 @@ class GraphMAE(Method):
         self.encoder_to_decoder = nn.Linear(encoder.node_dim, decoder_dim, bias=False)
         self.decoder = GINDecoderLayer(decoder_dim, decoder_dim, int(encoder.input_width))
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         x = views.global_views[0]
         hide = hidden_nodes(self.encoder.node_inputs(x).shape[0], self.mask_rate, x.device)
         nodes = self.encoder.node_outputs(x, hide, self.mask_token)

@@ -142,7 +142,7 @@ class HuBERTLite(Method):
         km = KMeans(self.units, n_init=1, max_iter=100, random_state=0).fit(frames)
         return torch.from_numpy(np.asarray(km.cluster_centers_, dtype=np.float32)).to(self.input_centroids.device)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         x = views.global_views[0]
         inputs, valid = steps_of(x)
         hidden = span_mask(x.shape[0], x.shape[-1], self.mask_prob, self.mask_length, x.device) & valid

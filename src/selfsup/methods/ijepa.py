@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..encoders import TokenEncoder
 from ..layers import MaskedDecoder
 from ..views import ViewRequest, Views
-from .base import Illustration, OptimizerDefaults, StepLogs, check_option, register_method
+from .base import Illustration, OptimizerDefaults, StepInfo, StepLogs, check_option, register_method
 from .momentum import TargetEncoderMethod
 from .numerics import full_precision
 
@@ -153,7 +153,7 @@ class IJEPA(TargetEncoderMethod):
         return token_illustration(self.encoder, x, context, similarity,
                                   "I-JEPA: predicted against target representations of the target blocks")
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         _, _, predictions, targets = self.predict(views.global_views[0])
         return ijepa_loss(predictions, targets), {}
 

@@ -64,7 +64,7 @@ class InfoGraph(Method):
         self.local_d = FeedForward(encoder.node_dim, encoder.node_dim)
         self.global_d = FeedForward(self.feature_dim, encoder.node_dim)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         nodes = self.encoder.node_outputs(views.global_views[0])
         local = self.local_d(nodes.features)
         global_ = self.global_d(self.encoder.readout(nodes))

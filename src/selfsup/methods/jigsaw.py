@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..views import ViewRequest, Views
-from .base import Method, OptimizerDefaults, StepLogs, check_option, register_method
+from .base import Method, OptimizerDefaults, StepInfo, StepLogs, check_option, register_method
 from .pretext import pretext_loss, task_accuracy
 
 TILES = 9
@@ -63,7 +63,7 @@ class Jigsaw(Method):
         self.classifier = nn.Sequential(nn.Linear(TILES * tile_dim, hidden_dim), nn.ReLU(inplace=True),
                                         nn.Linear(hidden_dim, int(permutations)))
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         f = torch.stack([self.tile_head(h) for h in self.encode(views.global_views)], dim=1)  # [B, 9, tile_dim]
         labels = torch.randint(0, len(self.orders), (f.shape[0],), device=f.device)
         order = self.orders[labels]  # [B, 9]: position j shows tile order[j]

@@ -90,10 +90,10 @@ class LeJEPA(MultiCropMethod):
         self.lambd, self.num_slices, self.knots, self.t_max = lambd, int(num_slices), int(knots), t_max
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim, num_layers=3)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z = [self.projector(h) for h in self.encode(views.crops)]
         if self.distributed:  # SIGReg's characteristic functions over the global batch
             z = [self.gather(v) for v in z]
-        directions = random_directions(z[0].shape[1], self.num_slices, self.steps, z[0].device)
+        directions = random_directions(z[0].shape[1], self.num_slices, step.step, z[0].device)
         g = len(views.global_views)
         return lejepa_loss(z[:g], z[g:], directions, self.lambd, self.knots, self.t_max), {}

@@ -25,7 +25,7 @@ import torch
 from ..encoders import TokenEncoder
 from ..layers import MaskedDecoder
 from ..views import ViewRequest, Views
-from .base import Illustration, Method, OptimizerDefaults, StepLogs, check_option, register_method
+from .base import Illustration, Method, OptimizerDefaults, StepInfo, StepLogs, check_option, register_method
 from .numerics import full_precision
 
 
@@ -98,7 +98,7 @@ class MAE(Method):
                              "reconstruction": self.encoder.unpatch(torch.where(kept, target, pred), x)},
                             caption="MAE: the decoder's prediction of every hidden patch from the visible ones")
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         x = views.global_views[0]
         keep = random_keep(x.shape[0], self.encoder.token_count(x), self.mask_ratio, x.device)
         pred = self.reconstruct(x, keep)

@@ -58,7 +58,7 @@ class MaskedReconstruction(Method):
     def view_request(self) -> ViewRequest:
         return replace(self.requested_views, options={"ratio": self.ratio, "mean_span": self.mean_span})
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         h = self.encoder.forward_sequence(views.global_views[0])  # B x T x D
         pred = self.head(h).transpose(1, 2)  # B x C x T
         loss = masked_mse_loss(pred, views.clean, views.corruption_mask)

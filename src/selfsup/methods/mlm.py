@@ -51,6 +51,6 @@ class MaskedLanguageModel(Method):
     def view_request(self) -> ViewRequest:
         return replace(self.requested_views, options={"ratio": self.ratio})
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         tokens = self.encoder.forward_sequence(views.global_views[0])
         return mlm_loss(self.head(tokens), views.clean, views.corruption_mask), {}

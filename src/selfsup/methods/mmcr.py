@@ -58,7 +58,7 @@ class MMCR(Method):
         self.lambd = lambd
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         h = torch.cat(self.encode(views.global_views))  # [K * N, feature_dim], view-major
         z = self.projector(h).unflatten(0, (len(views.global_views), -1)).transpose(0, 1)  # [N, K, D]
         centroids = self.gather(mmcr_centroids(z)) if self.distributed else None  # the global batch's matrix

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..views import ViewRequest
-from .base import Method, check_option, OptimizerDefaults, TrainingContext, make_target, register_method
+from .base import Method, OptimizerDefaults, StepInfo, TrainingContext, check_option, make_target, register_method
 from .numerics import full_precision
 from .queues import capped_queue, enqueue
 
@@ -68,7 +68,7 @@ class MoCo(Method):
     def target_momentum(self, progress: float) -> float:
         return self.base_momentum  # constant, as in MoCo v2
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         q1, q2 = (self.projector(h) for h in self.encode(views.global_views))
         with torch.no_grad():
             k1, k2 = (self.target_projector(h) for h in self.encode(views.global_views, self.target_encoder))
@@ -79,7 +79,7 @@ class MoCo(Method):
             self.pending_keys = torch.cat([self.gather(k1), self.gather(k2)])
         return loss, {}
 
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, step: StepInfo) -> None:
         if self.pending_keys is not None:
             enqueue(self.queue, self.queue_ptr, self.pending_keys)
             self.pending_keys = None

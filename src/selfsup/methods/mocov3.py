@@ -48,7 +48,7 @@ class MoCoV3(OnlineTargetMethod):
                               last_bn_affine=False),
                           mlp(proj_dim, pred_hidden_dim, proj_dim, num_layers=2, last_bn=True, last_bn_affine=False))
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         q1, q2, k1, k2 = self.predictions_and_targets(views)
         with torch.no_grad():  # every process's keys are negatives
             k1, k2 = self.gather(k1), self.gather(k2)

@@ -44,7 +44,7 @@ from ..collectives import all_reduce_sum, all_reduce_with_grad
 from ..encoders import TokenEncoder
 from ..errors import ConfigError
 from ..views import ViewRequest, Views
-from .base import OptimizerDefaults, ParameterRoles, StepLogs, check_option, make_target, register_method
+from .base import OptimizerDefaults, ParameterRoles, StepInfo, StepLogs, check_option, make_target, register_method
 from .ijepa import block_shape, place_blocks
 from .momentum import TargetEncoderMethod
 from .numerics import full_precision
@@ -174,7 +174,7 @@ class MSN(TargetEncoderMethod):
             features.extend(focal.chunk(self.focal_views))
         return features
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         target_view, anchor_view = views.global_views
         features = self.anchor_features(anchor_view)
         anchors = self.head(torch.cat(features)).chunk(len(features))

@@ -1,5 +1,5 @@
-"""What DINO and SwAV share: `local_crops` multi-crop views, and the optimiser steps and training progress they
-count (a layer frozen during the first epochs, schedules read inside the loss), checkpointed as extra state."""
+"""What DINO and SwAV share: `local_crops` multi-crop views, and a layer frozen during the first epochs (by the
+step's index, from the `StepInfo` the trainer passes; schedules read inside the loss take its progress)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -7,7 +7,7 @@ from dataclasses import replace
 import torch
 
 from ..views import ViewRequest
-from .base import Method, TrainingContext, check_option
+from .base import Method, StepInfo, TrainingContext, check_option
 
 
 class MultiCropMethod(Method):
@@ -15,7 +15,7 @@ class MultiCropMethod(Method):
         super().__init__(encoder)
         check_option(self.name, "local_crops", local_crops, 0, low_open=False)
         self.local_crops, self.frozen_epochs = local_crops, frozen_epochs
-        self.steps, self.progress, self.frozen_steps = 0, 0.0, 0
+        self.frozen_steps = 0
 
     def view_request(self) -> ViewRequest:
         return replace(self.requested_views, local_views=self.local_crops)
@@ -23,20 +23,9 @@ class MultiCropMethod(Method):
     def setup(self, context: TrainingContext) -> None:
         self.frozen_steps = self.frozen_epochs * max(1, context.num_samples // context.global_batch_size)
 
-    @property
-    def in_frozen_period(self) -> bool:
-        """Whether the current step lies in the first `frozen_epochs` epochs."""
-        return self.steps < self.frozen_steps
-
-    def after_optimizer_step(self, progress: float) -> None:
-        self.steps += 1
-        self.progress = progress
-
-    def extra_state(self) -> dict[str, float]:
-        return {"steps": self.steps, "progress": self.progress}
-
-    def load_extra_state(self, state: dict[str, float]) -> None:
-        self.steps, self.progress = int(state["steps"]), float(state["progress"])
+    def frozen_at(self, step: StepInfo) -> bool:
+        """Whether `step` lies in the first `frozen_epochs` epochs."""
+        return step.step < self.frozen_steps
 
 
 def cross_view_cross_entropy(targets: list[torch.Tensor], log_probs: list[torch.Tensor]) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..views import ViewRequest
-from .base import Method, OptimizerDefaults, TrainingContext, check_option, mlp, register_method
+from .base import Method, OptimizerDefaults, StepInfo, TrainingContext, check_option, mlp, register_method
 from .numerics import full_precision
 from .queues import capped_queue, enqueue
 
@@ -62,7 +62,7 @@ class NNCLR(Method):
         batch = context.global_batch_size
         self.queue = capped_queue(self.queue, self.requested_queue_size, context.num_samples, batch, batch)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z1, z2 = (self.projector(h) for h in self.encode(views.global_views))
         p1, p2 = self.predictor(torch.cat([z1, z2])).chunk(2)
         with torch.no_grad():
@@ -72,7 +72,7 @@ class NNCLR(Method):
         return loss, {}
 
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, step: StepInfo) -> None:
         if self.pending is not None:
             enqueue(self.queue, self.queue_ptr, self.pending)
             self.pending = None

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..views import ViewRequest, Views
-from .base import Method, OptimizerDefaults, StepLogs, TrainingContext, check_option, register_method
+from .base import Method, OptimizerDefaults, StepInfo, StepLogs, TrainingContext, check_option, register_method
 from .numerics import full_precision
 
 BANK_SEED = 20180  # the bank's initial random unit vectors (the same on every process)
@@ -57,7 +57,7 @@ class NPID(Method):
         self.memory = F.normalize(torch.randn(context.num_samples, self.memory.shape[1], generator=generator),
                                   dim=1).to(self.memory.device)
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         v = F.normalize(self.head(self.encode(views.global_views)[0]), dim=1)
         loss = instance_discrimination_loss(v, self.memory, views.indices, self.temperature)
         with torch.no_grad():  # the bank moves after the step, by every process's samples
@@ -65,7 +65,7 @@ class NPID(Method):
         return loss, {}
 
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, step: StepInfo) -> None:
         if self.pending is not None:
             indices, v = self.pending
             self.memory[indices] = updated_bank_rows(self.memory[indices], v, self.bank_momentum)

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..views import DatasetPass, ViewRequest
-from .base import OptimizerDefaults, TrainingContext, check_option
+from .base import OptimizerDefaults, StepInfo, TrainingContext, check_option
 from .multicrop import MultiCropMethod
 from .numerics import full_precision
 
@@ -160,7 +160,7 @@ class PseudoLabelMethod(MultiCropMethod):
         with torch.autocast(device_type=self.memory.device.type, enabled=False):  # clustering in float32
             self.label_bank(epoch)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z = [self.project(h) for h in self.encode(views.crops)]
         scores = [[self.head_scores(zi, head) for zi in z] for head in range(self.heads)]
         labels = [self.labels[head, views.indices] for head in range(self.heads)]
@@ -171,9 +171,9 @@ class PseudoLabelMethod(MultiCropMethod):
         return loss, {}
 
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, step: StepInfo) -> None:
         if self.pending is not None:
             indices, z = self.pending
             self.memory[:, indices] = z.to(self.memory.dtype)
             self.pending = None
-        super().after_optimizer_step(progress)
+        super().after_optimizer_step(step)

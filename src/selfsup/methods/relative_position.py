@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..views import ViewRequest, Views
-from .base import Method, OptimizerDefaults, StepLogs, register_method
+from .base import Method, OptimizerDefaults, StepInfo, StepLogs, register_method
 from .pretext import pretext_loss, task_accuracy
 
 CENTRE, NEIGHBOURS = 4, (0, 1, 2, 3, 5, 6, 7, 8)  # row-major tiles of a 3 x 3 grid
@@ -37,7 +37,7 @@ class RelativePosition(Method):
         self.classifier = nn.Sequential(nn.Linear(2 * tile_dim, hidden_dim), nn.ReLU(inplace=True),
                                         nn.Linear(hidden_dim, len(NEIGHBOURS)))
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         f = torch.stack([self.tile_head(h) for h in self.encode(views.global_views)], dim=1)  # [B, 9, tile_dim]
         labels = torch.randint(0, len(NEIGHBOURS), (f.shape[0],), device=f.device)
         tile = torch.tensor(NEIGHBOURS, device=f.device)[labels]

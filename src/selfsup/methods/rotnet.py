@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..views import ViewRequest, Views
-from .base import Method, OptimizerDefaults, StepLogs, mlp, register_method
+from .base import Method, OptimizerDefaults, StepInfo, StepLogs, mlp, register_method
 from .pretext import pretext_loss, task_accuracy
 
 ROTATIONS = 4
@@ -37,7 +37,7 @@ class RotNet(Method):
         super().__init__(encoder)
         self.head = mlp(self.feature_dim, hidden_dim, ROTATIONS)
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         features = torch.cat(self.encode(views.global_views))
         logits = self.head(features)
         labels = rotation_labels(views.global_views[0].shape[0], logits.device)

@@ -56,7 +56,7 @@ class SCARF(Method):
         self.symmetric = symmetric
         self.head = mlp(self.feature_dim, head_hidden_dim, head_dim, num_layers=2)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z, z_tilde = (self.head(h) for h in self.encode([views.clean, views.global_views[0]]))
         loss = info_nce_loss(z, z_tilde, self.temperature, self.symmetric)
         return loss, {}

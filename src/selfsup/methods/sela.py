@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import check_option, register_method
+from .base import StepInfo, check_option, register_method
 from .pseudo_labels import ASSIGN_CHUNK, PseudoLabelMethod, equipartition_labels
 
 
@@ -55,6 +55,6 @@ class SeLa(PseudoLabelMethod):
             self.labels[head] = equipartition_labels(logits / self.temperature, 1.0 / self.lam)
 
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, step: StepInfo) -> None:
         self.normalise_prototypes()
-        super().after_optimizer_step(progress)
+        super().after_optimizer_step(step)

@@ -61,7 +61,7 @@ class SimCLR(Method):
         self.temperature = temperature
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z1, z2 = (self.projector(h) for h in self.encode(views.global_views))
         if self.distributed:  # negatives from every process's batch
             loss = nt_xent_loss(z1, z2, self.temperature, self.gather(z1), self.gather(z2), self.rank * len(z1))

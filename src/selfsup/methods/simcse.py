@@ -11,10 +11,12 @@ Paper defaults kept: temperature 0.05, the MLP head over the pooled embedding du
 the encoder's embedding), one direction of the loss (z1 against all z2: sentence-transformers'
 MultipleNegativesRankingLoss at its default scale 20, not its symmetric form). Departures: the optimiser is AdamW at
 lr 5e-4 x batch/256 with no weight decay, for an encoder trained from scratch (the paper fine-tunes a pretrained
-BERT at 3e-5 with batch 64: pass `--lr 3e-5` for a pretrained `hf:` encoder); across processes the negatives are
-the global batch's second views. On the other modalities the `instance` views are augmented, so the two inputs
-differ by augmentation as well as by dropout (an encoder without dropout still sees two different views): SimCLR's
-task with SimCSE's head, temperature and one-direction loss.
+BERT at 3e-5 with batch 64: pass `--lr 3e-5` for a pretrained `hf:` encoder); across processes the negatives are the
+global batch's second views. From a randomly initialised text encoder the two views differ only by dropout, which
+teaches it little (benchmarks/results/text.json: below its untrained encoder on STS-B), so such a run warns in one
+line with the encoder's ways out (training/plan.py, `warn_on_identical_views`). On the other modalities the
+`instance` views are augmented, so the two inputs differ by augmentation as well as by dropout (an encoder without
+dropout still sees two different views): SimCLR's task with SimCSE's head, temperature and one-direction loss.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ class SimCSE(Method):
         self.temperature = temperature
         self.head = nn.Sequential(nn.Linear(self.feature_dim, self.feature_dim), nn.Tanh())
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z1, z2 = (self.head(h) for h in self.encode(views.global_views))
         if self.distributed:
             return simcse_loss(z1, self.gather(z2), self.temperature, self.rank * len(z1)), {}

@@ -35,7 +35,7 @@ class SimSiam(Method):
     def parameter_roles(self) -> ParameterRoles:
         return ParameterRoles(fixed_lr=(self.predictor,))  # the paper keeps the predictor's lr fixed
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z1, z2 = (self.projector(h) for h in self.encode(views.global_views))
         p1, p2 = self.predictor(torch.cat([z1, z2])).chunk(2)
         loss = 0.5 * (simsiam_loss(p1, z2) + simsiam_loss(p2, z1))

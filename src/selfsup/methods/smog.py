@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from ..collectives import all_reduce_sum
 from ..views import Views
-from .base import OptimizerDefaults, StepLogs, TrainingContext, check_option, mlp, register_method
+from .base import OptimizerDefaults, StepInfo, StepLogs, TrainingContext, check_option, mlp, register_method
 from .momentum import OnlineTargetMethod
 from .numerics import full_precision
 from .pseudo_labels import spherical_kmeans
@@ -102,7 +102,7 @@ class SMoG(OnlineTargetMethod):
         self.register_buffer("groups", F.normalize(torch.randn(num_groups, proj_dim), dim=1))
         self.register_buffer("bank", F.normalize(torch.randn(max(1, reset_interval), proj_dim), dim=1))
         self.register_buffer("bank_ptr", torch.zeros((), dtype=torch.long))
-        self.steps, self.bank_filled = 0, 0
+        self.bank_filled = 0
         self.pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def setup(self, context: TrainingContext) -> None:
@@ -111,7 +111,7 @@ class SMoG(OnlineTargetMethod):
         batch = context.global_batch_size
         self.bank = capped_queue(self.bank, max(1, self.reset_interval) * batch, context.num_samples, batch, batch)
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         z = [self.projector(h) for h in self.encode(views.global_views)]
         p = self.predictor(torch.cat(z)).chunk(len(z))
         with torch.no_grad():
@@ -123,21 +123,22 @@ class SMoG(OnlineTargetMethod):
         return loss, {"groups_used": used.sum()}
 
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, step: StepInfo) -> None:
         if self.pending is not None:
             z, bank_rows = self.pending
             self.groups.copy_(momentum_grouping(self.groups, z, self.beta, self.distributed))
             enqueue(self.bank, self.bank_ptr, bank_rows)
             self.bank_filled = min(len(self.bank), self.bank_filled + len(bank_rows))
             self.pending = None
-        self.steps += 1
-        if self.reset_interval and self.steps % self.reset_interval == 0 and self.bank_filled >= len(self.groups):
-            self.reset()
+        done = step.step + 1  # optimiser steps taken
+        if self.reset_interval and done % self.reset_interval == 0 and self.bank_filled >= len(self.groups):
+            self.reset(done)
 
     @torch.no_grad()
-    def reset(self) -> None:
-        """Groups <- spherical k-means of the bank's projections; target networks <- online networks."""
-        generator = torch.Generator(self.bank.device).manual_seed(KMEANS_SEED + self.steps)
+    def reset(self, steps_done: int) -> None:
+        """Groups <- spherical k-means of the bank's projections (seeded by the steps taken); target networks <-
+        online networks."""
+        generator = torch.Generator(self.bank.device).manual_seed(KMEANS_SEED + steps_done)
         centroids, _ = spherical_kmeans(self.bank[:self.bank_filled], len(self.groups), self.kmeans_iterations,
                                         generator)
         self.groups.copy_(centroids)
@@ -145,7 +146,7 @@ class SMoG(OnlineTargetMethod):
             target.load_state_dict(online.state_dict())
 
     def extra_state(self) -> dict[str, float]:
-        return {"steps": self.steps, "bank_filled": self.bank_filled}
+        return {"bank_filled": self.bank_filled}
 
     def load_extra_state(self, state: dict[str, float]) -> None:
-        self.steps, self.bank_filled = int(state["steps"]), int(state["bank_filled"])
+        self.bank_filled = int(state["bank_filled"])

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..collectives import all_reduce_sum
 from ..views import ViewRequest
-from .base import OptimizerDefaults, check_option, register_method
+from .base import OptimizerDefaults, StepInfo, check_option, register_method
 from .multicrop import MultiCropMethod, cross_view_cross_entropy
 from .numerics import full_precision
 
@@ -85,11 +85,11 @@ class SwAV(MultiCropMethod):
     def normalise_prototypes(self) -> None:
         self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z = [F.normalize(self.projector(h), dim=1) for h in self.encode(views.crops)]
         scores = [self.prototypes(zi) for zi in z]
         n_global = len(views.global_views)
-        use_queue = 0 < self.queue.shape[1] <= self.queue_filled and self.progress >= self.queue_start
+        use_queue = 0 < self.queue.shape[1] <= self.queue_filled and step.progress >= self.queue_start
         codes = []
         with torch.no_grad():
             for i in range(n_global):
@@ -101,19 +101,19 @@ class SwAV(MultiCropMethod):
         loss = swapped_prediction_loss(scores, codes, self.temperature)
         return loss, {}
 
-    def before_optimizer_step(self) -> None:
-        if self.in_frozen_period:  # prototypes frozen during the first epoch
+    def before_optimizer_step(self, step: StepInfo) -> None:
+        if self.frozen_at(step):  # prototypes frozen during the first epoch
             self.prototypes.weight.grad = None
 
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, step: StepInfo) -> None:
         self.normalise_prototypes()
         if self.pending is not None:  # newest projections in front, the oldest dropped
             b = min(self.pending.shape[1], self.queue.shape[1])
             self.queue.copy_(torch.cat([self.pending[:, :b].to(self.queue.dtype), self.queue[:, :-b]], dim=1))
             self.queue_filled += b
             self.pending = None
-        super().after_optimizer_step(progress)
+        super().after_optimizer_step(step)
 
     def extra_state(self) -> dict[str, float]:
         return {**super().extra_state(), "queue_filled": self.queue_filled}

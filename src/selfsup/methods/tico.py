@@ -26,7 +26,7 @@ from torch import nn
 
 from ..schedules import Schedule
 from ..views import ViewRequest
-from .base import Method, OptimizerDefaults, check_option, make_target, mlp, register_method
+from .base import Method, OptimizerDefaults, StepInfo, check_option, make_target, mlp, register_method
 from .numerics import full_precision
 
 
@@ -74,7 +74,7 @@ class TiCo(Method):
     def target_momentum(self, progress: float) -> float:
         return self.momentum(progress)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         first, second = views.global_views
         z1 = self.projector(self.encode([first])[0])
         with torch.no_grad():
@@ -85,7 +85,7 @@ class TiCo(Method):
         return loss, {}
 
     @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, step: StepInfo) -> None:
         if self.pending_covariance is not None:
             self.covariance.copy_(self.pending_covariance)
             self.pending_covariance = None

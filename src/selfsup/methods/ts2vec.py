@@ -32,7 +32,7 @@ from torch import nn
 from ..encoders import SequenceEncoder
 from ..errors import ConfigError
 from ..views import ViewRequest
-from .base import Method, OptimizerDefaults, ParameterRoles, make_target, register_method
+from .base import Method, OptimizerDefaults, ParameterRoles, StepInfo, make_target, register_method
 from .numerics import full_precision
 
 
@@ -158,7 +158,7 @@ class TS2Vec(Method):
     def target_momentum(self, progress: float) -> float:
         return self.n_averaged / (self.n_averaged + 1)
 
-    def after_optimizer_step(self, progress: float) -> None:
+    def after_optimizer_step(self, step: StepInfo) -> None:
         self.n_averaged += 1
 
     def extra_state(self) -> dict[str, float]:
@@ -167,7 +167,7 @@ class TS2Vec(Method):
     def load_extra_state(self, state: dict[str, float]) -> None:
         self.n_averaged = int(state["n_averaged"])
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         (in1, in2), (keep1, keep2), overlap = views.global_views, views.keep, views.overlap
         out1 = self.net.forward_sequence(in1, step_mask=keep1)
         out2 = self.net.forward_sequence(in2, step_mask=keep2)

@@ -77,6 +77,6 @@ class TSDAE(Method):
         out = self.decoder(shifted, sentence.unsqueeze(1), tgt_mask=causal, tgt_is_causal=True)
         return self.output(self.norm(out))
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         sentence = self.encoder(views.global_views[0])
         return tsdae_loss(self.logits(sentence, views.clean), views.clean), {}

@@ -55,7 +55,7 @@ class VICReg(Method):
         self.weights = (sim_weight, var_weight, cov_weight)
         self.projector = mlp(self.feature_dim, proj_hidden_dim, proj_dim, num_layers=3)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         z1, z2 = (self.projector(h) for h in self.encode(views.global_views))
         if self.distributed:  # batch statistics over every process's batch
             z1, z2 = self.gather(z1), self.gather(z2)

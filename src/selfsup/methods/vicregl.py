@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ..encoders import TokenEncoder
 from ..views import ViewRequest, Views
-from .base import Method, OptimizerDefaults, StepLogs, check_option, mlp, register_method
+from .base import Method, OptimizerDefaults, StepInfo, StepLogs, check_option, mlp, register_method
 from .numerics import full_precision
 from .vicreg import covariance_term, variance_term, vicreg_loss
 
@@ -108,7 +108,7 @@ class VICRegL(Method):
     def view_request(self) -> ViewRequest:
         return replace(self.requested_views, local_views=self.local_crops)
 
-    def loss_on_views(self, views: Views) -> tuple[torch.Tensor, StepLogs]:
+    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         tokens = self.encode(views.crops, self.encoder.tokens)  # [B, T_v, token_dim] per view
         embeddings = [self.projector(t.mean(dim=1)) for t in tokens]
         maps = [self.maps_projector(t.flatten(0, 1)).view(*t.shape[:2], -1) for t in tokens]

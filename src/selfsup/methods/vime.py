@@ -55,7 +55,7 @@ class VIME(Method):
         self.mask_head = nn.Linear(self.feature_dim, d)
         self.feature_head = nn.Linear(self.feature_dim, d)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         h = self.encoder(views.global_views[0])
         loss, m_loss, r_loss = vime_loss(self.mask_head(h), views.corruption_mask, self.feature_head(h), views.clean,
                                          self.alpha)

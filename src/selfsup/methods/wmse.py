@@ -98,7 +98,7 @@ class WMSE(Method):
     def view_request(self) -> ViewRequest:
         return replace(self.requested_views, global_views=self.num_views)
 
-    def loss_on_views(self, views):
+    def loss_on_views(self, views, step):
         h = self.encode(views.global_views)
         z = self.projector(torch.cat(h)).chunk(len(h))  # one head pass over every view, as the official code
         batch = z[0].shape[0]

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import TrainingError
-from ..methods.base import Method
+from ..methods.base import Method, StepInfo
 from ..schedules import Schedule
 from ..storage import Storage
 from ..views import ViewMaker, with_indices
@@ -269,8 +269,8 @@ class Trainer:
         views = with_indices(self.view_maker(next(self.feed), self.aug_gen), idx, self.request)
         wd = settings.weight_decay_schedule(progress) if settings.weight_decay_schedule else None
         lr = apply_schedules(self.optimizer, settings.lr_schedule(progress), wd)
-        loss, logs = optimisation_step(self.method, self.forward, self.optimizer, views, progress, settings.device,
-                                       settings.precision)
+        loss, logs = optimisation_step(self.method, self.forward, self.optimizer, views,
+                                       StepInfo(result.steps, progress), settings.device, settings.precision)
         if self.fault is not None:
             loss = self.fault(result.steps + 1, loss)
         result.steps += 1

@@ -12,7 +12,7 @@ import contextlib
 import torch
 from torch import nn
 
-from ..methods.base import Method
+from ..methods.base import Method, StepInfo
 from ..views import Views
 
 
@@ -35,24 +35,24 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
 
 
 def optimisation_step(method: Method, forward: nn.Module, optimizer: torch.optim.Optimizer, views: Views,
-                      progress: float, device: torch.device, precision: str
+                      step: StepInfo, device: torch.device, precision: str
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
-    """One step on `views`; `forward` is what runs the method (its DDP wrapper under torchrun).
+    """Step `step` on `views`; `forward` is what runs the method (its DDP wrapper under torchrun).
 
     Returns the detached loss and the method's logs (plus 'target_momentum' when the method has targets).
     """
     with autocast_context(device, precision):
-        loss, logs = forward(views)
+        loss, logs = forward(views, step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    method.before_optimizer_step()
+    method.before_optimizer_step(step)
     optimizer.step()
     pairs = method.momentum_pairs()
     out: dict[str, torch.Tensor | float] = dict(logs)
     if pairs:
-        momentum = method.target_momentum(progress)
+        momentum = method.target_momentum(step.progress)
         for online, target in pairs:
             ema_update(target, online, momentum)
         out["target_momentum"] = momentum
-    method.after_optimizer_step(progress)
+    method.after_optimizer_step(step)
     return loss.detach(), out
