@@ -14,6 +14,9 @@ N2D (McConville et al. 2020) on Fashion-MNIST, accuracy 0.672 / NMI 0.684, and k
     python benchmarks/fmnist_budget.py --minutes 10 --seeds 0,1,2 --keep-runs DIR   # then, on the same encoders:
     python benchmarks/clustering.py --datasets fashion-mnist --runs DIR --seeds 0,1,2 --json
 
+`--validate --configs A,B`: choose without the test set: each configuration trains on the 50k images of
+fmnist_budget.py's validation split and clusters the 10k training images held out (clustering_search.json).
+
 `--configs`: Fashion-MNIST pre-training configurations, `preset` (the dataset's measured preset) or candidate names
 of benchmarks/fmnist_budget.py (chosen there on a validation split of the training images); one block of rows each.
 
@@ -37,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, machine, publish  # noqa: E402
+from _common import RESULTS, machine, publish, save  # noqa: E402
 from fmnist_budget import CANDIDATES  # noqa: E402
 
 import selfsup  # noqa: E402
@@ -70,24 +73,62 @@ def trained(name: str, minutes: float, seed: int, config: str, out: Path, runs: 
     return run, options, time.perf_counter() - start
 
 
+def cluster_rows(run, x: Any, y: np.ndarray, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every row's scores on images `x` (labels `y` used to score only), and SCAN's details."""
+    z = encode_storage(run.encoder, run.modality, run.spec, x)
+    raw = run.modality.raw_features(x, run.spec)
+    rand = encode_storage(build_encoder(run.resolved, seed=seed + 1000), run.modality, run.spec, x)
+    rows = {}
+    for label, feats in (("k-means on raw pixels", raw), ("k-means on a random encoder", rand),
+                         ("k-means on selfsup embeddings", z)):
+        pred, _ = spherical_kmeans(feats, 10, seed)
+        rows[label] = scores(y, pred)
+    labels, _, details = scan(z, 10, seed=seed)
+    rows["selfsup cluster (SCAN + self-labelling)"] = scores(y, labels)
+    manifold, _, _ = manifold_clusters(z, 10, seed=seed)
+    rows["selfsup cluster --method umap (N2D)"] = scores(y, manifold)
+    return rows, details
+
+
+def validate(configs: list[str], minutes: float, seeds: list[int]) -> None:
+    """Choose the Fashion-MNIST clustering configuration without the test set: each configuration trains on the
+    50k images of fmnist_budget.py's validation split for `minutes` and clusters the 10k held out from the training
+    set; results merge into benchmarks/results/clustering_search.json (per configuration and seed)."""
+    from fmnist_budget import validation_split
+
+    from selfsup.data import Dataset
+    from selfsup.presets import PRESETS
+
+    fit, val = validation_split(load_dataset("fashion-mnist"))
+    path = RESULTS / "clustering_search.json"
+    doc = json.loads(path.read_text()) if path.exists() else {"configurations": {}}
+    for config in configs:
+        for seed in seeds:
+            chosen = CANDIDATES[config] if config != "preset" else PRESETS["fashion-mnist"].options
+            options = {"minutes": minutes, **chosen}
+            start = time.perf_counter()
+            run = selfsup.train(Dataset("fashion-mnist-fit", "image", fit), seed=seed, monitor=False, **options)
+            train_s = time.perf_counter() - start
+            rows, _ = cluster_rows(run, val.x, val.y, seed)
+            entry = {"options": options, "rows": rows, "train_seconds": round(train_s, 1),
+                     "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
+                     "precision": run.resolved["precision"], "machine": machine()}
+            doc["configurations"].setdefault(config, {})[str(seed)] = entry
+            print(config, seed, json.dumps({k: v for k, v in rows.items()}), flush=True)
+            doc.update(protocol="Fashion-MNIST: pre-train on 50,000 training images (fmnist_budget.py's validation "
+                                "split) for the stated minutes, cluster the 10,000 training images held out (K = 10); "
+                                "the test set is not used", command="python benchmarks/clustering.py "
+                                                                    + " ".join(sys.argv[1:]))
+            save("clustering_search", doc)
+
+
 def one(name: str, minutes: float, seed: int, config: str = "preset", runs: Path | None = None) -> dict:
     ds = load_dataset(name)
     with tempfile.TemporaryDirectory() as tmp:
         run, options, train_s = trained(name, minutes, seed, config, Path(tmp) / "run", runs)
         test = ds.test
         t0 = time.perf_counter()
-        z = encode_storage(run.encoder, run.modality, run.spec, test.x)
-        raw = run.modality.raw_features(test.x, run.spec)
-        rand = encode_storage(build_encoder(run.resolved, seed=seed + 1000), run.modality, run.spec, test.x)
-        rows = {}
-        for label, feats in (("k-means on raw pixels", raw), ("k-means on a random encoder", rand),
-                             ("k-means on selfsup embeddings", z)):
-            pred, _ = spherical_kmeans(feats, 10, seed)
-            rows[label] = scores(test.y, pred)
-        labels, _, details = scan(z, 10, seed=seed)
-        rows["selfsup cluster (SCAN + self-labelling)"] = scores(test.y, labels)
-        manifold, _, _ = manifold_clusters(z, 10, seed=seed)
-        rows["selfsup cluster --method umap (N2D)"] = scores(test.y, manifold)
+        rows, details = cluster_rows(run, test.x, test.y, seed)
         cluster_s = time.perf_counter() - t0
     return {"data": name, "configuration": config, "options": options, "train_samples": len(ds.train),
             "clustered": f"{len(test)} test images, K = 10",
@@ -155,6 +196,8 @@ def main() -> None:
     p.add_argument("--runs", metavar="DIR", help="Fashion-MNIST preset: cluster the runs that "
                    "`benchmarks/fmnist_budget.py --keep-runs DIR` trained (one per seed) instead of training again")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--validate", action="store_true", help="choose among --configs on a validation split of the "
+                   "training images (clustering_search.json) instead of measuring on the test images")
     p.add_argument("--readme", action="store_true", help="write README's clustering table from the results and exit")
     args = p.parse_args()
     if args.readme:
@@ -169,6 +212,9 @@ def main() -> None:
         p.error(f"--configs: unknown {', '.join(unknown)}; known: preset, {', '.join(CANDIDATES)}")
     command = "python benchmarks/clustering.py " + " ".join(sys.argv[1:])
     seeds = [int(x) for x in args.seeds.split(",")]
+    if args.validate:
+        validate(configs, args.minutes, seeds)
+        return
     if args.runs and (args.datasets != "fashion-mnist" or configs != ["preset"]):
         p.error("--runs: only with --datasets fashion-mnist --configs preset (the runs of fmnist_budget.py)")
     runs = Path(args.runs) if args.runs else None
