@@ -114,7 +114,7 @@ def validate(configs: list[str], minutes: float, seeds: list[int]) -> None:
                      "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
                      "precision": run.resolved["precision"], "machine": machine()}
             doc["configurations"].setdefault(config, {})[str(seed)] = entry
-            print(config, seed, json.dumps({k: v for k, v in rows.items()}), flush=True)
+            print(config, seed, json.dumps(rows), flush=True)
             doc.update(protocol="Fashion-MNIST: pre-train on 50,000 training images (fmnist_budget.py's validation "
                                 "split) for the stated minutes, cluster the 10,000 training images held out (K = 10); "
                                 "the test set is not used", command="python benchmarks/clustering.py "

@@ -407,3 +407,24 @@ def test_identical_views_from_a_random_start_warn_once_and_name_the_way_out(tmp_
             warnings.filterwarnings("error", message=".*same input in every view")
             run = selfsup.train(ds, **{"method": "simcse", **options}, epochs=1, batch_size=16, monitor=False)
         assert np.isfinite(run.summary["final_loss"])
+
+
+def test_views_that_see_different_positions_are_not_identical():
+    """The check compares what the encoder sees: the same ids with different kept positions differ, and an encoder
+    declared to start from pretrained weights never warns."""
+    from selfsup.encoders import Encoder
+    from selfsup.training.plan import warn_on_identical_views
+    from selfsup.views import Views
+
+    ids = torch.tensor([[5, 6, 7], [8, 9, 0]])
+    keep = torch.tensor([[True, True, False], [True, False, False]])
+    random_start, pretrained = Encoder(), Encoder()
+    pretrained.pretrained_start = True
+    with pytest.warns(UserWarning, match="same input in every view"):
+        warn_on_identical_views("m", "e", random_start, Views([ids, ids.clone()], keep=[keep, keep.clone()]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_on_identical_views("m", "e", random_start, Views([ids, ids.clone()], keep=[keep, ~keep]))
+        warn_on_identical_views("m", "e", random_start, Views([ids, ids + 1]))
+        warn_on_identical_views("m", "e", random_start, Views([ids]))
+        warn_on_identical_views("m", "e", pretrained, Views([ids, ids.clone()]))

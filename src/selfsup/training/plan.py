@@ -92,12 +92,10 @@ def warn_on_identical_views(method: str, enc_name: str, encoder: Encoder, views:
     random encoder little (unsupervised SimCSE is a fine-tuning recipe: its authors start from BERT, and from
     scratch it ends below its untrained encoder on STS-B in benchmarks/results/text.json). The way out is the
     encoder's `pretrained_advice`."""
-    first, rest = views.global_views[0], views.global_views[1:]
-    keep = views.keep or [None] * len(views.global_views)
-    same = all(torch.equal(first, v) for v in rest) and all(
-        (k is None and keep[0] is None) or (k is not None and keep[0] is not None and torch.equal(keep[0], k))
-        for k in keep[1:])
-    if not rest or not same or encoder.pretrained_start:
+    first, *rest = views.global_views
+    keeps = views.keep or []
+    if (encoder.pretrained_start or not rest or not all(torch.equal(first, v) for v in rest)
+            or not all(torch.equal(keeps[0], k) for k in keeps[1:])):
         return
     advice = f"; {encoder.pretrained_advice}" if encoder.pretrained_advice else ""
     warnings.warn(f"method {method!r} gets the same input in every view, so its views differ at most by the encoder's "
