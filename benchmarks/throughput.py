@@ -32,6 +32,20 @@ BATCH = 256
 METHOD_OPTIONS = {"proj_hidden_dim": 512, "proj_dim": 128, "temperature": 0.5}
 
 
+def training_step(method: torch.nn.Module, views: Views, device: torch.device, precision: str):
+    """One SGD step (momentum 0.9, lr 0.03) of `method` on the pre-made `views`, as a function of no argument."""
+    opt = torch.optim.SGD(method.parameters(), lr=0.03, momentum=0.9)
+
+    def step() -> None:
+        with autocast_context(device, precision):
+            loss, _ = method(views)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def ceiling(x: torch.Tensor, seconds: float, channels_last: bool, precision: str, compile: bool = False) -> float:
     """Images/s of the bare training step on one pre-made batch of two views."""
     torch.manual_seed(0)
@@ -42,15 +56,7 @@ def ceiling(x: torch.Tensor, seconds: float, channels_last: bool, precision: str
         views = views.map(lambda v: v.contiguous(memory_format=torch.channels_last))
     if compile:
         method.encoder.compile()
-    opt = torch.optim.SGD(method.parameters(), lr=0.03, momentum=0.9)
-
-    def step() -> None:
-        with autocast_context(torch.device("cpu"), precision):
-            loss, _ = method(views)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = training_step(method, views, torch.device("cpu"), precision)
     for _ in range(3):
         step()
     n, start = 0, time.perf_counter()
@@ -68,15 +74,7 @@ def profile_step(x: torch.Tensor, precision: str, steps: int = 6, top: int = 12)
     torch.manual_seed(0)
     method = SimCLR(ConvNet4(1), **METHOD_OPTIONS).to(memory_format=torch.channels_last)
     views = Views([v.contiguous(memory_format=torch.channels_last) for v in (x, x.flip(-1))])
-    opt = torch.optim.SGD(method.parameters(), lr=0.03, momentum=0.9)
-
-    def step() -> None:
-        with autocast_context(torch.device("cpu"), precision):
-            loss, _ = method(views)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = training_step(method, views, torch.device("cpu"), precision)
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):

@@ -80,3 +80,20 @@ def test_sklearn_pipeline():
     assert c.steps[0][1].get_params()["method"] == "vicreg"
     with pytest.raises(Exception):
         c.transform(x[:5])
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_embed_on_cuda_from_a_cpu_run_and_a_run_trained_on_cuda(tmp_path):
+    """`embed(device="cuda")` moves the encoder there for the call and back afterwards; a run trained on CUDA in bf16
+    embeds on either device. (benchmarks/gpu_check.py runs every method and modality this way.)"""
+    import torch
+    from sklearn.datasets import load_digits
+
+    x = np.round(load_digits().images[:64] * (255 / 16)).astype(np.uint8)
+    run = selfsup.train("digits", method="simclr", epochs=1, encoder_options=SMALL, device="cpu", monitor=False)
+    on_cpu, on_cuda = run.embed(x), run.embed(x, device="cuda")
+    assert next(run.encoder.parameters()).device.type == "cpu"
+    np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-3, atol=1e-3)
+    trained = selfsup.train("digits", method="simclr", epochs=1, encoder_options=SMALL, device="cuda", monitor=False)
+    assert trained.summary["precision"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+    np.testing.assert_allclose(trained.embed(x, device="cpu"), trained.embed(x, device="cuda"), rtol=1e-3, atol=1e-3)

@@ -63,7 +63,7 @@ def sincos_1d(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """[len(positions), dim]: sin of positions x 10000^(-2i/dim) in the first half, cos in the second."""
     if dim % 2:
         raise ValueError(f"a sine-cosine table needs an even width, got {dim}")
-    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))
+    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64, device=positions.device) / (dim / 2))
     angles = positions.double()[:, None] * omega[None]
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()
 

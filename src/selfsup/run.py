@@ -107,13 +107,15 @@ def encode_share(encoder: Encoder, modality: Modality, spec: dict[str, Any], x: 
             raise ConfigError(f"--per-timestep needs a sequence encoder (per-step outputs); "
                               f"{type(encoder).__name__} is not one")
         forward = encoder.forward_sequence
-    dev = torch.device(device) if device else next(encoder.parameters()).device
+    home = next(encoder.parameters()).device
+    dev = torch.device(device) if device else home
     order = modality.encoding_order(x) if isinstance(x, torch.Tensor) and not per_timestep else None
     if order is not None:  # e.g. text by length: batches padded little; the rows say where each output belongs
         x = x[order.to(x.device)]
         mask = mask[order.to(mask.device)] if mask is not None else None
     was_training = encoder.training
     encoder.eval()
+    encoder.to(dev)  # the device asked for, and back to where it was afterwards
     out = []
     storage = TensorStorage(x) if isinstance(x, torch.Tensor) else x
     slices = batched(len(storage), batch_size)
@@ -130,6 +132,7 @@ def encode_share(encoder: Encoder, modality: Modality, spec: dict[str, Any], x: 
             out.append(forward(inp, **kwargs).float().cpu())
     finally:
         encoder.train(was_training)
+        encoder.to(home)
     start = slices[first].start if first < last else 0
     stop = slices[last - 1].stop if first < last else 0
     rows = (order.cpu()[start:stop] if order is not None else torch.arange(start, stop)).numpy()
