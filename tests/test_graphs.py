@@ -628,13 +628,13 @@ def test_thumbnails_draw_each_graph_with_its_nodes_coloured_by_label_and_a_roote
     from selfsup.modalities.graph.drawing import PALETTE
 
     graphs = [graph(3, [[0, 1], [1, 2]], node_cat=[[0], [1], [1]]), graph(1, [], node_cat=[[2]])]
-    pictures = get_modality("graph").thumbnails(pack(graphs, "g"))
+    pictures = get_modality("graph").presentation.thumbnails(pack(graphs, "g"))
     assert pictures.shape == (2, 3, 48, 48) and pictures.dtype == np.uint8
     colours = {tuple(c) for c in pictures[0].reshape(3, -1).T.tolist()}
     assert tuple(PALETTE[0]) in colours and tuple(PALETTE[1]) in colours and (170, 170, 170) in colours  # edges grey
     assert tuple(PALETTE[2]) not in colours
     assert {tuple(c) for c in pictures[1].reshape(3, -1).T.tolist()} == {(255, 255, 255), tuple(PALETTE[2])}
-    rooted = get_modality("graph").thumbnails(pack(graphs, "g", rooted=True))
+    rooted = get_modality("graph").presentation.thumbnails(pack(graphs, "g", rooted=True))
     assert (0, 0, 0) in {tuple(c) for c in rooted[0].reshape(3, -1).T.tolist()}
 
 

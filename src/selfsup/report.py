@@ -122,7 +122,7 @@ def neighbour_sentences(run: Run, ds: Any, samples: int = 2000, n_queries: int =
     to `samples` items), as a table; nothing for modalities without captions."""
     split = ds.test if ds.test is not None else ds.train
     sel = np.sort(np.random.default_rng(0).permutation(len(split))[:samples])
-    captions = run.modality.captions(split.x[sel])
+    captions = run.modality.presentation.captions(split.x[sel])
     if captions is None or len(sel) < 2:
         return []
     z = encode_storage(run.encoder, run.modality, run.spec, split.x[sel])
@@ -153,10 +153,10 @@ def neighbour_media(run: Run, x: torch.Tensor, z: np.ndarray, n_queries: int = 4
         sims[q] = -np.inf
         rows_idx.append([int(q), *np.argsort(-sims)[:k].tolist()])
     chosen = sorted({i for row in rows_idx for i in row})
-    players = run.modality.media(x[chosen])
+    players = run.modality.presentation.media(x[chosen])
     if players is None:
         return []
-    pictures = run.modality.thumbnails(x[chosen])
+    pictures = run.modality.presentation.thumbnails(x[chosen])
     where = {i: j for j, i in enumerate(chosen)}
 
     def cell(i: int) -> str:
@@ -217,7 +217,7 @@ def clusters_section(run: Run, ds: Any) -> list[str]:
         parts.append(table([[name.replace("_", " "), pct(v["acc"]), human(v["nmi"]), human(v["ari"])]
                             for name, v in info["scores"].items()], ["against the labels", "accuracy", "NMI", "ARI"]))
     if ds is not None:
-        pictures = run.modality.thumbnails(ds.split(info["split"]).x)
+        pictures = run.modality.presentation.thumbnails(ds.split(info["split"]).x)
         if pictures is not None and len(pictures) == len(labels):
             parts.append(f'<img alt="cluster members" src="{cluster_grid(pictures, labels, confidence)}">')
     return parts
@@ -377,7 +377,7 @@ def illustration_section(run: Run, x: torch.Tensor, n: int = 6) -> list[str]:
         illustration = method.illustrate(run.modality.prepare(x[:n], run.spec))
     if illustration is None:
         return []
-    fig = run.modality.draw_panels(illustration.pictures, illustration.maps, run.spec)
+    fig = run.modality.presentation.draw_panels(illustration.pictures, illustration.maps, run.spec)
     if fig is None:
         return []
     return ["<h2>What the method predicts</h2>", f"<p>{html.escape(illustration.caption)}</p>",
@@ -444,7 +444,7 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
         else:
             parts.append(f"<p class='note'>Embedding map skipped: {len(z)} test items, a map needs "
                          f"{MIN_MAP_POINTS}.</p>")
-        pictures = run.modality.thumbnails(x)
+        pictures = run.modality.presentation.thumbnails(x)
         if pictures is not None:
             parts += ["<h2>Nearest neighbours</h2>", f'<img alt="nearest neighbours" src="{neighbour_grid(pictures, z)}">']
         parts += neighbour_media(run, x, z)

@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..registry import Registry
 from ..storage import FileRowStorage, Storage, TensorStorage
 from ..views import ViewMaker, ViewRequest
+from .presentation import Presentation
 
 
 class Modality(ABC):
@@ -32,6 +33,7 @@ class Modality(ABC):
     encoder_kind: ClassVar[type[Encoder]] = Encoder  # the protocol every one of its registered encoders implements
     channels_last: ClassVar[bool] = False  # whether views can be made in the channels-last memory format
     default_array_ranks: ClassVar[tuple[int, ...]] = ()  # plain arrays of these ranks are this modality's by default
+    presentation: ClassVar[Presentation] = Presentation()  # how its samples appear in a report (none: not shown)
 
     def claims(self, x: Any) -> bool:
         """Whether in-memory data `x` is this modality's whatever its array rank (a list of graph objects is a
@@ -142,29 +144,10 @@ class Modality(ABC):
         """The `npy:` source for this modality (`--modality NAME`): arrays from .npy files named in the URI."""
         raise ConfigError(f"the {self.name} modality reads no .npy arrays")
 
-    def thumbnails(self, x: torch.Tensor) -> np.ndarray | None:
-        """Storage samples as uint8 pictures [N, C, H, W] for a report's neighbour grid (None: not pictures)."""
-        return None
-
-    def media(self, x: torch.Tensor) -> list[str] | None:
-        """Storage samples as HTML media elements (audio players) for a report's neighbour table (None: none)."""
-        return None
-
-    def captions(self, x: torch.Tensor) -> list[str] | None:
-        """Storage samples as short texts for a report's neighbour table (None: not text)."""
-        return None
-
     def encoding_order(self, x: torch.Tensor) -> torch.Tensor | None:
         """The order in which a frozen encoder is best applied to in-memory storage `x` (items of similar cost in the
         same batch: text by length, so that a batch is padded little); None: as given. Outputs come back in the
         original order either way."""
-        return None
-
-    def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
-                    ) -> Any:
-        """A matplotlib figure of a few samples for a report (a method's illustration): `pictures` are prepared
-        inputs or predictions in input space (NaN: not shown), `maps` one value in [-1, 1] per input position (NaN:
-        none); None when the modality has no way to draw them."""
         return None
 
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any],

@@ -26,6 +26,7 @@ from ...encoders import SequenceEncoder
 from ...errors import ConfigError, DataError
 from ...views import ViewRequest
 from ..base import Modality, ViewMaker, batched, modalities
+from ..presentation import Presentation
 from .encoders import audio_encoders
 from .frontend import clip_log_mel, front_end_of, mfcc
 from .reading import HEADER, ReadPolicy, pack_clips, read_folder
@@ -67,10 +68,40 @@ def audio_clips(waves: Any, rate: int = DEFAULT_RATE, seconds: float | None = No
     return pack_clips([w.astype(np.float32) for w in items], ReadPolicy(int(rate), int(samples)))
 
 
+class AudioPresentation(Presentation):
+    """How audio samples appear in a report."""
+
+    def thumbnails(self, x: torch.Tensor) -> np.ndarray:
+        """Log-mel spectrograms as uint8 pictures [N, 1, mels, frames] (low frequencies at the bottom)."""
+        spec = {"sample_rate": int(x[0, 1]), "frontend": frontend_settings(int(x[0, 1]))}
+        fe = front_end_of(spec)
+        out = []
+        for sl in batched(len(x), 256):
+            s = clip_log_mel(x[sl, HEADER:], x[sl, 0].long(), fe)
+            lo = torch.nan_to_num(s, nan=float("inf")).amin(dim=(1, 2), keepdim=True)
+            hi = torch.nan_to_num(s, nan=float("-inf")).amax(dim=(1, 2), keepdim=True)
+            pic = torch.nan_to_num((s - lo) / (hi - lo).clamp(min=1e-6), nan=0.0)
+            out.append((pic.flip(1) * 255).round().to(torch.uint8).unsqueeze(1))
+        return torch.cat(out).numpy()
+
+    def media(self, x: torch.Tensor) -> list[str]:
+        """Each clip as an HTML audio player (16-bit WAV in a data URI)."""
+        import soundfile as sf
+
+        players = []
+        for row in x:
+            buf = io.BytesIO()
+            sf.write(buf, row[HEADER:HEADER + int(row[0])].numpy(), int(row[1]), format="WAV", subtype="PCM_16")
+            players.append('<audio controls preload="none" src="data:audio/wav;base64,'
+                           f'{base64.b64encode(buf.getvalue()).decode()}"></audio>')
+        return players
+
+
 class AudioModality(Modality):
     """Recordings: speech, sounds, music (mono, one rate)."""
 
     name = "audio"
+    presentation = AudioPresentation()
     summary = "recordings (a folder of WAV/FLAC/OGG, .npy or arrays of waveforms); log-mel or waveform encoders"
     encoders = audio_encoders
     view_recipes = ("instance", "instance_light", "asymmetric", "geometric", "overlapping_crops", "masked_values")
@@ -200,31 +231,6 @@ class AudioModality(Modality):
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
         """The classic baseline: mean and standard deviation over each clip's frames of 20 MFCCs."""
         return mfcc_statistics(x, spec)
-
-    def thumbnails(self, x: torch.Tensor) -> np.ndarray:
-        """Log-mel spectrograms as uint8 pictures [N, 1, mels, frames] (low frequencies at the bottom)."""
-        spec = {"sample_rate": int(x[0, 1]), "frontend": frontend_settings(int(x[0, 1]))}
-        fe = front_end_of(spec)
-        out = []
-        for sl in batched(len(x), 256):
-            s = clip_log_mel(x[sl, HEADER:], x[sl, 0].long(), fe)
-            lo = torch.nan_to_num(s, nan=float("inf")).amin(dim=(1, 2), keepdim=True)
-            hi = torch.nan_to_num(s, nan=float("-inf")).amax(dim=(1, 2), keepdim=True)
-            pic = torch.nan_to_num((s - lo) / (hi - lo).clamp(min=1e-6), nan=0.0)
-            out.append((pic.flip(1) * 255).round().to(torch.uint8).unsqueeze(1))
-        return torch.cat(out).numpy()
-
-    def media(self, x: torch.Tensor) -> list[str]:
-        """Each clip as an HTML audio player (16-bit WAV in a data URI)."""
-        import soundfile as sf
-
-        players = []
-        for row in x:
-            buf = io.BytesIO()
-            sf.write(buf, row[HEADER:HEADER + int(row[0])].numpy(), int(row[1]), format="WAV", subtype="PCM_16")
-            players.append('<audio controls preload="none" src="data:audio/wav;base64,'
-                           f'{base64.b64encode(buf.getvalue()).decode()}"></audio>')
-        return players
 
     def dataset_from_npy(self, req: SourceRequest) -> Dataset:
         """npy:WAVES.npy?sr=16000[&labels=Y.npy&test=WT.npy&test_labels=YT.npy]: [N, samples] waveforms at sr Hz."""

@@ -16,6 +16,7 @@ from ...data import Dataset
 from ...encoders import GraphEncoder
 from ...errors import DataError
 from ..base import Modality, ViewMaker, modalities
+from ..presentation import Presentation
 from .codec import HEADER_SIZE, Layout, pack, padded
 from .encoders import graph_encoders
 from .features import check_widths, featurise, fit_features
@@ -25,10 +26,21 @@ from .views import RECIPES, graph_view_maker
 TOY_LABELS = 4
 
 
+class GraphPresentation(Presentation):
+    """How graph samples appear in a report."""
+
+    def thumbnails(self, x: torch.Tensor) -> np.ndarray:
+        """Drawings of the graphs (drawing.py: spring layout, nodes coloured by their first label column)."""
+        from .drawing import thumbnails
+
+        return thumbnails(x, Layout.of(x).rooted)
+
+
 class GraphModality(Modality):
     """Graphs, or nodes of one large graph with their neighbourhoods."""
 
     name = "graph"
+    presentation = GraphPresentation()
     summary = "graphs (a list of networkx / PyG graphs, TU folders) or nodes of one large graph; message passing (PyG)"
     encoders = graph_encoders
     view_recipes = RECIPES
@@ -109,12 +121,6 @@ class GraphModality(Modality):
             from .nodes import node_dataset
             return node_dataset(x, y, name)
         return super().dataset_from_arrays(x, y, name)
-
-    def thumbnails(self, x: torch.Tensor) -> np.ndarray:
-        """Drawings of the graphs (drawing.py: spring layout, nodes coloured by their first label column)."""
-        from .drawing import thumbnails
-
-        return thumbnails(x, Layout.of(x).rooted)
 
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
         """The raw-input baseline for graphs: each graph's summed and averaged node features (a bag of node labels)

@@ -12,6 +12,7 @@ from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_array
 from ...errors import ConfigError, DataError
 from ...views import ViewMaker, ViewRequest
 from ..base import Modality, modalities
+from ..presentation import Presentation
 from .encoders import image_encoders
 
 
@@ -25,10 +26,46 @@ def fitted_side(side: int, size: int, smallest: int, multiple: int) -> int:
     return min(size, -(-side // multiple) * multiple)
 
 
+class ImagePresentation(Presentation):
+    """How image samples appear in a report."""
+
+    def thumbnails(self, x: torch.Tensor) -> np.ndarray:
+        return x.numpy()
+
+    def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
+                    ) -> Any:
+        """One row a sample, one column a picture (pixels put back from the normalisation; NaN grey) or map (red
+        -1 .. green +1, no value grey)."""
+        import matplotlib.pyplot as plt
+
+        mean = torch.tensor(spec["mean"]).view(1, -1, 1, 1)
+        std = torch.tensor(spec["std"]).view(1, -1, 1, 1)
+        columns = [(name, (t.detach().float().cpu() * std + mean).clamp(0, 1), False) for name, t in pictures.items()]
+        columns += [(name, t.detach().float().cpu(), True) for name, t in maps.items()]
+        rows = len(columns[0][1])
+        fig, axes = plt.subplots(rows, len(columns), figsize=(1.25 * len(columns) + 0.6, 1.25 * rows), squeeze=False)
+        cmap = plt.get_cmap("RdYlGn").copy()
+        cmap.set_bad("lightgrey")
+        for c, (name, t, is_map) in enumerate(columns):
+            axes[0, c].set_title(name, fontsize=7)
+            for r in range(rows):
+                ax = axes[r, c]
+                ax.axis("off")
+                if is_map:
+                    shown = ax.imshow(t[r, 0].numpy(), cmap=cmap, vmin=-1, vmax=1)
+                else:
+                    img = np.nan_to_num(t[r].permute(1, 2, 0).numpy(), nan=0.5)
+                    ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            if is_map:
+                fig.colorbar(shown, ax=axes[:, c].tolist(), fraction=0.08, shrink=0.6)
+        return fig
+
+
 class ImageModality(Modality):
     """Grayscale or RGB images of any size; stored as uint8 so a whole dataset fits in memory."""
 
     name = "image"
+    presentation = ImagePresentation()
     summary = "grayscale or RGB images (uint8 N x C x H x W in memory)"
     encoders = image_encoders
     view_recipes = ("instance", "instance_light", "asymmetric", "geometric", "rotations", "tiles")
@@ -178,37 +215,6 @@ class ImageModality(Modality):
             raise DataError(f"{where}: images of {h}x{w} pixels, but the run was trained on {size}; pass --resize "
                             f"(resize=True in Python) to resize them bilinearly")
         return x, [f"images resized from {h}x{w} to {size} pixels (bilinear), as --resize asked"]
-
-    def thumbnails(self, x: torch.Tensor) -> np.ndarray:
-        return x.numpy()
-
-    def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
-                    ) -> Any:
-        """One row a sample, one column a picture (pixels put back from the normalisation; NaN grey) or map (red
-        -1 .. green +1, no value grey)."""
-        import matplotlib.pyplot as plt
-
-        mean = torch.tensor(spec["mean"]).view(1, -1, 1, 1)
-        std = torch.tensor(spec["std"]).view(1, -1, 1, 1)
-        columns = [(name, (t.detach().float().cpu() * std + mean).clamp(0, 1), False) for name, t in pictures.items()]
-        columns += [(name, t.detach().float().cpu(), True) for name, t in maps.items()]
-        rows = len(columns[0][1])
-        fig, axes = plt.subplots(rows, len(columns), figsize=(1.25 * len(columns) + 0.6, 1.25 * rows), squeeze=False)
-        cmap = plt.get_cmap("RdYlGn").copy()
-        cmap.set_bad("lightgrey")
-        for c, (name, t, is_map) in enumerate(columns):
-            axes[0, c].set_title(name, fontsize=7)
-            for r in range(rows):
-                ax = axes[r, c]
-                ax.axis("off")
-                if is_map:
-                    shown = ax.imshow(t[r, 0].numpy(), cmap=cmap, vmin=-1, vmax=1)
-                else:
-                    img = np.nan_to_num(t[r].permute(1, 2, 0).numpy(), nan=0.5)
-                    ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
-            if is_map:
-                fig.colorbar(shown, ax=axes[:, c].tolist(), fraction=0.08, shrink=0.6)
-        return fig
 
     def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
         """uint8 tensors are storage; float tensors are pixels to validate and convert."""

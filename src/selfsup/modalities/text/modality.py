@@ -18,6 +18,7 @@ from ...errors import DataError
 from ...storage import Storage
 from ...views import ViewRequest
 from ..base import Modality, ViewMaker, modalities
+from ..presentation import Presentation
 from .codec import TextPolicy, from_storage, to_storage
 from .encoders import text_encoders
 from .storage import LengthGroupedStorage, item_lengths, token_counts
@@ -31,10 +32,18 @@ TOY_WORDS = ("a man woman child dog cat plays reads eats runs sleeps guitar book
              "slowly the small big red green happy sad").split()
 
 
+class TextPresentation(Presentation):
+    """How text samples appear in a report."""
+
+    def captions(self, x: torch.Tensor) -> list[str]:
+        return from_storage(x)
+
+
 class TextModality(Modality):
     """Sentences or documents; a list of strings, a text file (one item a line) or a column of a table."""
 
     name = "text"
+    presentation = TextPresentation()
     summary = "text items (UTF-8 bytes in memory; WordPiece tokens trained on the data, kept in the run)"
     encoders = text_encoders
     view_recipes = RECIPES
@@ -101,9 +110,6 @@ class TextModality(Modality):
     def encoding_order(self, x: torch.Tensor) -> torch.Tensor:
         """Shortest first: each embedding batch is padded to about its own length."""
         return torch.sort(item_lengths(x), stable=True).indices
-
-    def captions(self, x: torch.Tensor) -> list[str]:
-        return from_storage(x)
 
     def toy_data(self, n: int, generator: np.random.Generator) -> list[str]:
         """Sentences of 3-12 random words from a small vocabulary."""

@@ -26,6 +26,7 @@ from ...encoders import SequenceEncoder
 from ...storage import Storage, TensorStorage
 from ...views import ViewRequest
 from ..base import Modality, ViewMaker, modalities
+from ..presentation import Presentation
 from .encoders import series_encoders
 
 
@@ -52,10 +53,39 @@ def pad_ragged(items: list[Any], where: str) -> np.ndarray:
     return out
 
 
+class SeriesPresentation(Presentation):
+    """How series samples appear in a report."""
+
+    def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
+                    ) -> Any:
+        """One panel a sample: channel 0 of each picture as a line (z-scored; NaN: a gap), each map on a second
+        axis from -1 to 1."""
+        import matplotlib.pyplot as plt
+
+        rows = len(next(iter(pictures.values())))
+        fig, axes = plt.subplots(rows, 1, figsize=(7.5, 1.5 * rows), squeeze=False)
+        for r in range(rows):
+            ax = axes[r, 0]
+            for k, (name, t) in enumerate(pictures.items()):
+                ax.plot(t[r, 0].detach().float().cpu().numpy(), lw=2.2 - 0.6 * k, label=name, alpha=0.85)
+            for name, t in maps.items():
+                twin = ax.twinx()
+                twin.plot(t[r, 0].detach().float().cpu().numpy(), color="tab:green", lw=0.9, ls=":", label=name)
+                twin.set_ylim(-1.05, 1.05)
+                if r == 0:
+                    twin.legend(loc="upper right", fontsize=6)
+            ax.tick_params(labelsize=6)
+        axes[0, 0].legend(loc="upper left", fontsize=6)
+        axes[0, 0].set_title("channel 0 (z-scored)", fontsize=7)
+        fig.tight_layout()
+        return fig
+
+
 class TimeSeriesModality(Modality):
     """Univariate or multivariate series of equal or unequal length, with missing values."""
 
     name = "timeseries"
+    presentation = SeriesPresentation()
     summary = "univariate/multivariate series (float32 N x C x L in memory; NaN = padding or missing)"
     encoders = series_encoders
     view_recipes = ("instance", "instance_light", "asymmetric", "overlapping_crops", "masked_values", "geometric")
@@ -182,30 +212,6 @@ class TimeSeriesModality(Modality):
         return (f"float32 [batch, {c}, {length}] (channels first): each channel z-scored with the training mean "
                 f"{spec['mean']} and std {spec['std']}; NaN marks a missing value or padding (a shorter series is "
                 f"padded at the end with NaN to {length} steps, which leaves its embedding unchanged)")
-
-    def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
-                    ) -> Any:
-        """One panel a sample: channel 0 of each picture as a line (z-scored; NaN: a gap), each map on a second
-        axis from -1 to 1."""
-        import matplotlib.pyplot as plt
-
-        rows = len(next(iter(pictures.values())))
-        fig, axes = plt.subplots(rows, 1, figsize=(7.5, 1.5 * rows), squeeze=False)
-        for r in range(rows):
-            ax = axes[r, 0]
-            for k, (name, t) in enumerate(pictures.items()):
-                ax.plot(t[r, 0].detach().float().cpu().numpy(), lw=2.2 - 0.6 * k, label=name, alpha=0.85)
-            for name, t in maps.items():
-                twin = ax.twinx()
-                twin.plot(t[r, 0].detach().float().cpu().numpy(), color="tab:green", lw=0.9, ls=":", label=name)
-                twin.set_ylim(-1.05, 1.05)
-                if r == 0:
-                    twin.legend(loc="upper right", fontsize=6)
-            ax.tick_params(labelsize=6)
-        axes[0, 0].legend(loc="upper left", fontsize=6)
-        axes[0, 0].set_title("channel 0 (z-scored)", fontsize=7)
-        fig.tight_layout()
-        return fig
 
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
         """z-scored values flattened (missing -> 0, cut or NaN-padded to the training length)."""

@@ -1,0 +1,34 @@
+"""How a modality's samples appear in a report: pictures, media, captions and a method's illustration.
+
+A modality declares one `Presentation` (`Modality.presentation`); report.py asks it, and only it, how to show
+samples. Each answer is None where the modality has no way to show them, and the report leaves that part out.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class Presentation:
+    """The presentation of a modality that shows nothing: every answer None."""
+
+    def thumbnails(self, x: torch.Tensor) -> np.ndarray | None:
+        """Storage samples as uint8 pictures [N, C, H, W] for a report's neighbour grid (None: not pictures)."""
+        return None
+
+    def media(self, x: torch.Tensor) -> list[str] | None:
+        """Storage samples as HTML media elements (audio players) for a report's neighbour table (None: none)."""
+        return None
+
+    def captions(self, x: torch.Tensor) -> list[str] | None:
+        """Storage samples as short texts for a report's neighbour table (None: not text)."""
+        return None
+
+    def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
+                    ) -> Any:
+        """A matplotlib figure of a few samples for a report (a method's illustration): `pictures` are prepared
+        inputs or predictions in input space (NaN: not shown), `maps` one value in [-1, 1] per input position (NaN:
+        none); None when the modality has no way to draw them."""
+        return None
