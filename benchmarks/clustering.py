@@ -112,7 +112,7 @@ def validate(configs: list[str], minutes: float, seeds: list[int]) -> None:
             rows, _ = cluster_rows(run, val.x, val.y, seed)
             entry = {"options": options, "rows": rows, "train_seconds": round(train_s, 1),
                      "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
-                     "precision": run.resolved["precision"], "machine": machine()}
+                     "precision": run.resolved.precision, "machine": machine()}
             doc["configurations"].setdefault(config, {})[str(seed)] = entry
             print(config, seed, json.dumps(rows), flush=True)
             doc.update(protocol="Fashion-MNIST: pre-train on 50,000 training images (fmnist_budget.py's validation "
@@ -134,7 +134,7 @@ def one(name: str, minutes: float, seed: int, config: str = "preset", runs: Path
             "clustered": f"{len(test)} test images, K = 10",
             "training": {"method": run.summary["method"], "encoder": run.summary["encoder"],
                          "epochs": run.summary["epochs"], "train_seconds": round(train_s, 1),
-                         "precision": run.resolved["precision"]},
+                         "precision": run.resolved.precision},
             "cluster_seconds": round(cluster_s, 1), "rows": rows, "scan": details,
             "published": PUBLISHED.get(name, {})}
 

@@ -98,7 +98,7 @@ def search(names: list[str], seeds: list[int]) -> None:
             rnd = build_encoder(run.resolved, seed=seed + 1000)
             per_seed.append({"seed": seed, **cross_validated(run.embed(x), y),
                              "random": cross_validated(encode_storage(rnd, run.modality, run.spec, x), y),
-                             "train_seconds": round(seconds, 1), "precision": run.resolved["precision"]})
+                             "train_seconds": round(seconds, 1), "precision": run.resolved.precision})
             print(name, json.dumps(per_seed[-1]), file=sys.stderr, flush=True)
         summary = {k: {"mean": round(float(np.mean([s[k] for s in per_seed])), 4),
                        "std": round(float(np.std([s[k] for s in per_seed], ddof=1)), 4)} for k in ("knn", "linear")}

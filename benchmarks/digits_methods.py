@@ -9,7 +9,12 @@ method and seed (run methods in stages with --only); `summary` holds each method
 whether the means of both probes beat the random encoder's (450 test images: one image is 0.22 points, so one
 seed cannot tell a method from its random encoder within a point).
 
+`--data URI --name NAME` runs the same protocol on another home set, for the methods of its modality (e.g. the
+series methods on a UCR problem, `--epochs 0` keeping the length the method and data choose themselves) into
+benchmarks/results/NAME.json.
+
     python benchmarks/digits_methods.py --epochs 30 [--only simclr,dino] [--seeds 0] [--threads 1]
+    python benchmarks/digits_methods.py --data ucr:GunPoint --name series_gunpoint --epochs 0 --only ts2vec
 """
 from __future__ import annotations
 
@@ -27,22 +32,23 @@ from _common import RESULTS, machine, save  # noqa: E402
 import selfsup  # noqa: E402
 from selfsup.compatibility import supported_pairs  # noqa: E402
 from selfsup.evaluate import evaluate_run  # noqa: E402
+from selfsup.loading import load_dataset  # noqa: E402
 
 NAME = "digits_methods"
 
 
-def image_methods() -> list[str]:
-    return sorted(m for m, d in supported_pairs() if d == "image")
+def modality_methods(modality: str) -> list[str]:
+    return sorted(m for m, d in supported_pairs() if d == modality)
 
 
-def measure(method: str, epochs: int, seed: int, threads: int | None) -> dict:
+def measure(method: str, epochs: int | None, seed: int, threads: int | None, data: str = "digits") -> dict:
     start = time.perf_counter()
-    run = selfsup.train("digits", method=method, epochs=epochs, seed=seed, threads=threads, monitor=False)
+    run = selfsup.train(data, method=method, epochs=epochs, seed=seed, threads=threads, monitor=False)
     train_seconds = time.perf_counter() - start
     ev = evaluate_run(run, protocols=("knn", "linear"))
     base = ev["baselines"]
-    entry = {"method": method, "seed": seed, "epochs": epochs, "encoder": run.resolved["encoder"],
-             "precision": run.resolved["precision"], "knn": round(ev["knn_acc"], 4),
+    entry = {"method": method, "seed": seed, "epochs": epochs or round(run.summary["epochs"], 1), "encoder": run.resolved.encoder,
+             "precision": run.resolved.precision, "knn": round(ev["knn_acc"], 4),
              "linear": round(ev["linear_acc"], 4),
              "random_knn": round(base["random_encoder"]["knn"], 4),
              "random_linear": round(base["random_encoder"]["linear"], 4),
@@ -70,22 +76,26 @@ def summarise(entries: list[dict]) -> dict[str, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=30, help="0: the method's and data's own default length")
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--only", default="", help="comma-separated methods (default: every image method)")
+    parser.add_argument("--only", default="", help="comma-separated methods (default: every method of the data's "
+                                                   "modality)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--data", default="digits", help="the home data set (default digits)")
+    parser.add_argument("--name", default=NAME, help="result file benchmarks/results/NAME.json")
     args = parser.parse_args()
-    methods = args.only.split(",") if args.only else image_methods()
-    path = RESULTS / f"{NAME}.json"
+    methods = args.only.split(",") if args.only else modality_methods(load_dataset(args.data).modality)
+    path = RESULTS / f"{args.name}.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     entries = {f"{e['method']}/{e['seed']}": e for e in doc.get("entries", [])}
     for method in methods:
         for seed in (int(s) for s in args.seeds.split(",")):
-            entry = measure(method, args.epochs, seed, args.threads)
+            entry = measure(method, args.epochs or None, seed, args.threads, args.data)
             entries[f"{method}/{seed}"] = {**entry, "machine": machine()}
             print(json.dumps({k: v for k, v in entry.items()}), flush=True)
-            save(NAME, {
-                "protocol": "digits test split: kNN (k=20, cosine) and linear probe on the frozen encoder, beside "
+            save(args.name, {
+                "data": args.data,
+                "protocol": f"{args.data} test split: kNN (cosine; k=20, fewer on a small training split) and linear probe on the frozen encoder, beside "
                             "the random encoder of the same architecture and raw pixels (selfsup.evaluate)",
                 "command": "python benchmarks/digits_methods.py " + " ".join(sys.argv[1:]),
                 "entries": sorted(entries.values(), key=lambda e: (e["method"], e["seed"])),

@@ -49,8 +49,8 @@ def main() -> None:
         scores[method] = {}
         for name, unlabelled in variants.items():
             run = selfsup.train(unlabelled, method=method, epochs=args.epochs, seed=args.seed, monitor=False)
-            assert run.resolved["augmentation"] == (defaults if name == "digits_defaults" else {})
-            precision = run.resolved["precision"]
+            assert run.resolved.augmentation == (defaults if name == "digits_defaults" else {})
+            precision = run.resolved.precision
             acc = knn_accuracy(run.embed(x[fit]), y[fit], run.embed(x[val]), y[val])
             scores[method][name] = round(float(acc), 4)
             print(f"{method} {name}: {acc:.3f}", file=sys.stderr, flush=True)

@@ -189,7 +189,7 @@ def baselines_on_validation(run, fit: Split, val: Split) -> dict[str, Any]:
            "val_linear": round(lin["acc"], 4), "linear_C": lin["C"]}
     random_run = copy.copy(run)
     random_run.encoder = build_encoder(run.resolved, seed=run.config.seed + 1000)
-    return {"raw": raw, "random_encoder": {"encoder_options": run.resolved["encoder_options"],
+    return {"raw": raw, "random_encoder": {"encoder_options": run.resolved.encoder_options,
                                            **score_on_validation(random_run, fit, val)}}
 
 
@@ -214,7 +214,7 @@ def search(minutes: float, only: list[str] | None, seed: int, stage: str) -> dic
                  "train_seconds": round(train_s, 1), "eval_seconds": round(time.perf_counter() - start, 1),
                  "load_average_1min": machine()["load_average_1min"]}
         results[name] = with_seed(results.get(name), entry)
-        arch = architecture_key({"encoder": run.resolved["encoder"], "encoder_options": run.resolved["encoder_options"]})
+        arch = architecture_key({"encoder": run.resolved.encoder, "encoder_options": run.resolved.encoder_options})
         baselines = out.setdefault("baselines_on_validation", {})
         if arch not in baselines:  # once per architecture: raw pixels and a random encoder, same split and probes
             baselines[arch] = baselines_on_validation(run, fit, val)
@@ -323,12 +323,12 @@ def budget_run(minutes: float, seed: int, precision: str = "auto", keep: Path | 
     return {
         "protocol": PROTOCOL, "command": "python benchmarks/fmnist_budget.py " + " ".join(sys.argv[1:]),
         "knn_acc": round(ev["knn_acc"], 4), "linear_acc": round(ev["linear_acc"], 4), "minutes": minutes,
-        "seed": seed, "precision": run.resolved["precision"],
+        "seed": seed, "precision": run.resolved.precision,
         "targets": {"knn_acc": 0.85, "linear_acc": 0.90, "peak_rss_gib": 3.0},
         "baselines": {name: {"knn_acc": round(p["knn"][name]["acc"], 4), "linear_acc": round(p["linear"][name]["acc"], 4)}
                       for name in ("raw", "random_encoder")},
         "configuration": {"preset": preset.options, "chosen_by": preset.chosen_by,
-                          "resolved": {k: run.resolved[k] for k in ("encoder", "encoder_options", "method_options",
+                          "resolved": {k: run.resolved.to_dict()[k] for k in ("encoder", "encoder_options", "method_options",
                                                                      "optimizer", "lr", "weight_decay", "batch_size",
                                                                      "precision")},
                           "config": run.config.to_dict()},

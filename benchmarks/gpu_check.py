@@ -86,7 +86,7 @@ def whole_loop(device: torch.device, encoder: str, batch: int, seconds: float, *
                         optimizer="sgd", lr=0.03, method_options=METHOD_OPTIONS, monitor=False, device=str(device),
                         **options)
     return {"encoder": encoder, "batch_size": batch, "img_per_s": round(run.summary["samples_per_s"], 1),
-            "steps": run.summary["steps"], "precision": run.resolved["precision"],
+            "steps": run.summary["steps"], "precision": run.resolved.precision,
             "wall_s": round(time.perf_counter() - start, 1), **options}
 
 
@@ -163,7 +163,7 @@ def fmnist(device: torch.device, minutes: float) -> dict:
     run = selfsup.train("fashion-mnist", minutes=minutes, device=str(device))
     trained = time.perf_counter() - start
     ev = evaluate_run(run, protocols=("knn", "linear"), finetune=False)
-    return {"method": run.config.method, "encoder": run.resolved["encoder"], "minutes": minutes,
+    return {"method": run.config.method, "encoder": run.resolved.encoder, "minutes": minutes,
             "precision": run.summary["precision"], "epochs": run.summary.get("epochs"),
             "steps": run.summary.get("steps"), "img_per_s": round(run.summary["samples_per_s"], 1),
             "train_s": round(trained, 1), "evaluate_s": round(time.perf_counter() - start - trained, 1),

@@ -182,8 +182,8 @@ def run_seed(ds: Dataset, cfg: dict[str, Any], seed: int, draws: int, with_basel
     reduce = fit_whitening(feats["selfsup"][0], TREE_DIM, "the training rows' embeddings")
     feats["selfsup_reduced"] = (reduce.transform(feats["selfsup"][0]), reduce.transform(feats["selfsup"][1]))
     out: dict[str, Any] = {"seed": seed, "pretrain_seconds": round(seconds, 1), "pretrain_steps": run.summary["steps"],
-                           "pretrain_epochs": run.summary["epochs"], "precision": run.resolved["precision"],
-                           "resolved": {k: run.resolved[k] for k in ("encoder", "encoder_options", "method_options",
+                           "pretrain_epochs": run.summary["epochs"], "precision": run.resolved.precision,
+                           "resolved": {k: run.resolved.to_dict()[k] for k in ("encoder", "encoder_options", "method_options",
                                                                      "optimizer", "lr", "weight_decay", "views")},
                            "scaling": spec["scaling"], "fractions": {}}
     for fraction in FRACTIONS:

@@ -148,7 +148,7 @@ def adaptation(methods: list[str], seed: int, sts: dict[str, tuple], transfer: d
             print("before", results["before"], file=sys.stderr, flush=True)
         results[f"after {method}"] = {**scores(encoder_embed(run.encoder, run), sts, mr, seed),
                                       "train_seconds": round(wall, 1), "steps": run.summary["steps"],
-                                      "precision": run.resolved["precision"], **ADAPTATION_RATES[method]}
+                                      "precision": run.resolved.precision, **ADAPTATION_RATES[method]}
         print(method, results[f"after {method}"], file=sys.stderr, flush=True)
     out["results"] = results
     return out
@@ -268,10 +268,10 @@ def main() -> None:
         "training": {"method": args.method, "encoder": args.encoder, "minutes": args.minutes, "steps": s["steps"],
                      "batch_size": s["batch_size"], "epochs": round(s["steps"] * s["batch_size"] / len(corpus), 2),
                      "samples_per_s": s["samples_per_s"], "final_loss": s["final_loss"],
-                     "precision": run.resolved["precision"], "wall_seconds": round(train_wall, 1),
+                     "precision": run.resolved.precision, "wall_seconds": round(train_wall, 1),
                      "vocabulary": run.spec["tokenizer"]["vocab_size"], "seed": args.seed,
-                     "encoder_options": run.resolved["encoder_options"],
-                     "method_options": run.resolved["method_options"], "lr": run.resolved["lr"]},
+                     "encoder_options": run.resolved.encoder_options,
+                     "method_options": run.resolved.method_options, "lr": run.resolved.lr},
         "padding": {"batch": args.batch_size, **padding_ratios(run, corpus, args.batch_size, args.seed),
                     "note": "positions computed per real token, 1 = no padding (a batch is padded to its longest item)"},
         "results": measured, "targets": TARGETS, "published": PUBLISHED, "machine": machine()}

@@ -111,7 +111,7 @@ def end_to_end(seconds: float) -> dict:
     run = selfsup.train("fashion-mnist", method="simclr", encoder="convnet4", minutes=seconds / 60,
                         batch_size=BATCH, optimizer="sgd", lr=0.03, method_options=METHOD_OPTIONS, monitor=False)
     return {"img_per_s": run.summary["samples_per_s"], "steps": run.summary["steps"],
-            "precision": run.resolved["precision"], "channels_last": run.config.channels_last}
+            "precision": run.resolved.precision, "channels_last": run.config.channels_last}
 
 
 def matmul_gflops(dtype: torch.dtype, seconds: float = 2.0, n: int = 2048) -> float:

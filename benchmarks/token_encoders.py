@@ -62,8 +62,8 @@ def training_summary(run: selfsup.Run, n: int) -> dict[str, Any]:
     s = run.summary
     return {"steps": s["steps"], "epochs": round(s["steps"] * s["batch_size"] / n, 2), "batch_size": s["batch_size"],
             "train_seconds": s["train_seconds"], "samples_per_s": s["samples_per_s"], "final_loss": s["final_loss"],
-            "precision": run.resolved["precision"], "encoder": run.resolved["encoder"],
-            "encoder_options": run.resolved["encoder_options"], "method_options": run.resolved["method_options"]}
+            "precision": run.resolved.precision, "encoder": run.resolved.encoder,
+            "encoder_options": run.resolved.encoder_options, "method_options": run.resolved.method_options}
 
 
 def probe_and_finetune(run: selfsup.Run, ds, fractions: tuple[float, ...], seeds: tuple[int, ...],

@@ -112,7 +112,7 @@ def one_run(name: str, uri: str, seed: int, threads: int, iters: int | None, var
     return {"dataset": name, "seed": seed, "acc": res["acc"], "C": res["C"], "steps": run.summary["steps"],
             "train_seconds": round(train_s, 2), "seconds": round(time.perf_counter() - start, 2),
             "n_train": len(ds.train), "n_test": len(ds.test), "shape": list(ds.train.x.shape[1:]),
-            "final_loss": run.summary["final_loss"], "precision": run.resolved["precision"], "iters": iters,
+            "final_loss": run.summary["final_loss"], "precision": run.resolved.precision, "iters": iters,
             "hidden": (variant or {}).get("encoder_options", {}).get("hidden"), "device": run.summary["device"]}
 
 

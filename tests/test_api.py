@@ -97,3 +97,27 @@ def test_embed_on_cuda_from_a_cpu_run_and_a_run_trained_on_cuda(tmp_path):
     trained = selfsup.train("digits", method="simclr", epochs=1, encoder_options=SMALL, device="cuda", monitor=False)
     assert trained.summary["precision"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
     np.testing.assert_allclose(trained.embed(x, device="cpu"), trained.embed(x, device="cuda"), rtol=1e-3, atol=1e-3)
+
+
+def test_resolved_settings_round_trip_and_a_damaged_record_is_one_line(tmp_path):
+    """config.yaml's `resolved:` reads back as the typed settings the run trained with; a missing, unknown or
+    mistyped record is a one-line DataError naming the file, never a KeyError later."""
+    import re
+
+    import yaml
+
+    from selfsup.errors import DataError
+    from selfsup.resolved import Resolved
+
+    run = selfsup.train("digits", method="simclr", epochs=1, encoder_options=SMALL, out=tmp_path / "r", monitor=False)
+    assert isinstance(run.resolved, Resolved) and selfsup.load(tmp_path / "r").resolved == run.resolved
+    assert "world_size" not in run.resolved.to_dict()  # distributed settings only for several processes
+    config = tmp_path / "r" / "config.yaml"
+    doc = yaml.safe_load(config.read_text())
+    for damaged, message in ((dict(doc["resolved"], colour="red"), "unknown resolved setting(s) colour"),
+                             ({k: v for k, v in doc["resolved"].items() if k != "encoder"}, "encoder missing"),
+                             ([1, 2], "'resolved' must be a mapping")):
+        config.write_text(yaml.safe_dump({**doc, "resolved": damaged}))
+        with pytest.raises(DataError, match=re.escape(message)) as caught:
+            selfsup.load(tmp_path / "r")
+        assert str(config) in str(caught.value) and "\n" not in str(caught.value)

@@ -324,7 +324,7 @@ def test_audio_from_python_arrays_of_any_length(tmp_path):
     clips = [tone(0.1 + 0.02 * i, 200 + 40 * i, i) for i in range(16)]
     run = selfsup.train(selfsup.api.dataset_from_array(clips, modality="audio"), method="cpc", epochs=1,
                         batch_size=8, monitor=False, threads=1, out=tmp_path / "cpc", overwrite=True)
-    assert run.resolved["encoder"] == "wave_cnn"  # CPC needs a per-frame encoder: the waveform CNN
+    assert run.resolved.encoder == "wave_cnn"  # CPC needs a per-frame encoder: the waveform CNN
     z = run.embed([tone(0.2, 300), tone(0.05, 500)])
     assert z.shape == (2, 256) and np.isfinite(z).all()
     steps = run.embed([tone(0.2, 300)], per_timestep=True)

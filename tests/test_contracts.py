@@ -53,8 +53,7 @@ def assemble(method_name: str, modality_name: str):
     cfg = TrainConfig(data="toy", method=method_name, method_options=small_options(cls), batch_size=BATCH, epochs=1)
     plan = build_plan(cfg, toy_dataset(modality_name))
     r = plan.resolved
-    optimizer = build_optimizer(plan.method, r["optimizer"], r["lr"], r["weight_decay"], r["momentum"],
-                                r["excluded_lr_scale"])
+    optimizer = build_optimizer(plan.method, r.optimizer, r.lr, r.weight_decay, r.momentum, r.excluded_lr_scale)
     request = plan.method.view_request()
     before_epoch(plan.method, 0, TrainingSetPass(plan.storage, plan.view_maker, request, BATCH, 0, 0, CPU), CPU, "fp32")
     return plan, optimizer
@@ -154,7 +153,7 @@ def test_multi_crop_request_trains_on_images(tmp_path):
         methods.remove("multi_crop_test")
     assert run.summary["steps"] == 2 and np.isfinite(run.summary["final_loss"])
     assert MultiCrop.shapes[0] == [(32, 1, 28, 28)] * 2 + [(32, 1, 12, 12)] * 4
-    assert run.resolved["views"]["local_views"] == 4
+    assert run.resolved.views["local_views"] == 4
 
 
 def test_encode_runs_one_forward_per_resolution_group():

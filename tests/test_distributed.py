@@ -364,9 +364,9 @@ def test_two_process_torchrun_training_writes_one_run(tmp_path):
     assert not torch.equal(ckpt.tensors["rng/0/gen_augment"], ckpt.tensors["rng/1/gen_augment"])
     import selfsup
     run = selfsup.load(out)
-    assert run.config.sync_bn and run.resolved["global_batch_size"] == 64
+    assert run.config.sync_bn and run.resolved.global_batch_size == 64
     # the learning rate scales with the global batch (SimCLR: linear, 0.3 x 64 / 256)
-    assert run.resolved["lr"] == pytest.approx(0.3 * 64 / 256)
+    assert run.resolved.lr == pytest.approx(0.3 * 64 / 256)
 
 
 def torchrun(tmp_path, out, *extra, restarts=0, nproc=WORLD, port=None):

@@ -115,7 +115,7 @@ def test_export_matches_the_pytorch_encoder(runs, kind, fmt, tmp_path, record_pr
     print(f"{kind} {fmt}: max abs difference from the PyTorch encoder {worst:.2e} (at export: "
           f"{info['check']['max_abs_diff']:.2e})")
     assert worst <= TOL and info["check"]["max_abs_diff"] <= TOL
-    assert info["format"] == fmt and info["modality"] == run.resolved["modality"] and info["input"]["dtype"] == "float32"
+    assert info["format"] == fmt and info["modality"] == run.resolved.modality and info["input"]["dtype"] == "float32"
     assert str(x.shape[1]) in info["input"]["preparation"]
 
 

@@ -152,13 +152,13 @@ def test_a_modality_recipe_and_method_defined_outside_src_train_embed_and_evalua
                    Split(modality.from_array(x_test, "shapes test"), y_test))
     run = selfsup.train(data, method="subset_contrast", epochs=15, batch_size=100, seed=0, monitor=False,
                         progress=False, out=tmp_path / "run")
-    assert run.summary["method"] == "subset_contrast" and run.resolved["encoder"] == "deepsets"
+    assert run.summary["method"] == "subset_contrast" and run.resolved.encoder == "deepsets"
     loaded = selfsup.load(tmp_path / "run")
     z, z_test = loaded.embed(x), loaded.embed(x_test)
     assert z.shape == (600, 64) and np.array_equal(z, run.embed(x))
     untrained = DeepSets({})
     with torch.no_grad():
-        r, r_test = (untrained(modality.prepare(torch.from_numpy(a.astype(np.float32)), run.resolved["data_spec"]))
+        r, r_test = (untrained(modality.prepare(torch.from_numpy(a.astype(np.float32)), run.resolved.data_spec))
                      .numpy() for a in (x, x_test))
     trained, random = knn_accuracy(z, y, z_test, y_test, k=10), knn_accuracy(r, y, r_test, y_test, k=10)
     assert trained > random + 0.1 and trained > 0.8, (trained, random)

@@ -532,7 +532,7 @@ def test_graph_methods_train_on_mutag(method, tmp_path):
     from selfsup.evaluate import evaluate_run
 
     run = selfsup.train("tu:MUTAG", method=method, epochs=1, batch_size=64, monitor=False, out=tmp_path / "r", seed=0)
-    assert run.resolved["modality"] == "graph" and run.summary["train_samples"] == 188
+    assert run.resolved.modality == "graph" and run.summary["train_samples"] == 188
     losses = [row["loss"] for row in map(json.loads, (tmp_path / "r" / "metrics.jsonl").read_text().splitlines())
               if "loss" in row]
     assert losses and all(math.isfinite(v) for v in losses) and math.isfinite(run.summary["final_loss"])
@@ -565,7 +565,7 @@ def test_a_list_of_networkx_graphs_trains_and_embeds():
     lay = Layout.of(ds.train.x)
     assert lay.node_categorical == 1 and lay.edge_numeric == 1 and not lay.directed
     run = selfsup.train(ds, method="graphcl", epochs=1, batch_size=16, monitor=False, seed=0)
-    assert run.resolved["modality"] == "graph" and run.resolved["encoder"] == "gin"
+    assert run.resolved.modality == "graph" and run.resolved.encoder == "gin"
     assert math.isfinite(run.summary["final_loss"])
     emb = run.embed(graphs[:5])  # the graphs themselves, as the run was trained on
     assert emb.shape == (5, run.encoder.out_dim)

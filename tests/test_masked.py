@@ -160,7 +160,7 @@ def test_npid_loss_and_bank_update_by_hand():
 def test_new_methods_train_from_the_command_line_and_refuse_what_they_cannot(tmp_path):
     run = selfsup.train("digits", method="mae", epochs=1, batch_size=64, encoder_options=TINY_VIT, monitor=False,
                         threads=1, out=tmp_path / "mae")
-    assert run.summary["encoder"] == "vit_tiny" and run.resolved["betas"] == [0.9, 0.95]
+    assert run.summary["encoder"] == "vit_tiny" and run.resolved.betas == [0.9, 0.95]
     assert run.embed(np.zeros((3, 8, 8), np.uint8)).shape == (3, 192)
     assert_error(cli("train", "--data", "digits", "--method", "mae", "--encoder", "convnet4", "--out",
                      tmp_path / "x", "--epochs", "1"), "needs a token encoder", "vit_tiny")

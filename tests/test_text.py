@@ -290,7 +290,7 @@ def test_tsdae_loss_hand_computed_ignores_padding():
 def test_tsdae_views_delete_and_keep_the_clean_sentence():
     ds = selfsup.api.dataset_from_array(CORPUS, modality="text")
     run = selfsup.train(ds, method="tsdae", epochs=2, batch_size=16, monitor=False)
-    assert run.resolved["views"]["options"] == {"deletion": 0.6} and np.isfinite(run.summary["final_loss"])
+    assert run.resolved.views["options"] == {"deletion": 0.6} and np.isfinite(run.summary["final_loss"])
     text = get_modality("text")
     maker = text.view_maker(selfsup.methods.methods.get("tsdae").requested_views, run.spec)
     views = maker(text.to_storage(["two men play football on the beach and a dog runs in the park ."] * 64, "t",

@@ -253,8 +253,8 @@ def test_ts2vec_run_per_timestep_embeddings_and_cli(tmp_path):
     out = tmp_path / "run"
     run = selfsup.train("ucr:ItalyPowerDemand", method="ts2vec", epochs=1, batch_size=8, encoder_options=TINY,
                         monitor=False, out=out)
-    spec = run.resolved["data_spec"]
-    assert run.resolved["encoder"] == "dilated_cnn" and len(spec["mean"]) == 1 and spec["std"][0] > 0
+    spec = run.resolved.data_spec
+    assert run.resolved.encoder == "dilated_cnn" and len(spec["mean"]) == 1 and spec["std"][0] > 0
     ds = load_dataset("ucr:ItalyPowerDemand")
     loaded = selfsup.load(out)
     z = loaded.embed(ds.test.x[:7].numpy())

@@ -331,7 +331,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: is a folder; give a file name such as {out / 'embeddings.npy'}")
     run = load(args.run)
     budget = args.memory_budget if args.memory_budget is not None else run.config.memory_budget
-    ds = load_dataset(args.data or run.config.data, args.data_dir or run.config.data_dir, run.resolved["modality"],
+    ds = load_dataset(args.data or run.config.data, args.data_dir or run.config.data_dir, run.resolved.modality,
                       None if budget is None else int(budget * 1e9))
     split = conformed_split(run, ds, args.split, args)
     source = split.x

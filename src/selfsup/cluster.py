@@ -66,7 +66,7 @@ def cluster_run(run: Run | str | Path, data: str | Dataset | None = None, k: int
     if method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     ds = data if isinstance(data, Dataset) else load_dataset(data or run.config.data, run.config.data_dir,
-                                                              run.resolved["modality"])
+                                                              run.resolved.modality)
     part, notes = conformed_split(run, ds, split, resize, strict)
     n = len(part)
     z = encode_storage(run.encoder, run.modality, run.spec, part.x, mask=part.mask)

@@ -35,9 +35,9 @@ def conformed_split(run: Run, ds: Dataset, which: str, resize: bool = False, str
                     ) -> tuple[Split, list[str]]:
     """The dataset's split checked against the run: same modality, then `Modality.conform` (image size, table
     columns by name, series channels); the split to encode and notes on what was adapted."""
-    if ds.modality != run.resolved["modality"]:
+    if ds.modality != run.resolved.modality:
         raise ConfigError(f"--data {ds.name!r} is {ds.modality} data but the run {run.path or ''} was trained on "
-                          f"{run.resolved['modality']} data")
+                          f"{run.resolved.modality} data")
     split = ds.split(which)
     x, notes = run.modality.conform(split.x, run.spec, f"--data {ds.name} ({which})", resize=resize, strict=strict)
     return Split(x, split.y, split.mask), notes
@@ -150,10 +150,10 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
     if data is None:
         data = run.config.data
     ds = data if isinstance(data, Dataset) else load_dataset(data, data_dir or run.config.data_dir,
-                                                              run.resolved["modality"])
-    if ds.modality != run.resolved["modality"]:
+                                                              run.resolved.modality)
+    if ds.modality != run.resolved.modality:
         raise ConfigError(f"--data {ds.name!r} is {ds.modality} data but the run was trained on "
-                          f"{run.resolved['modality']} data")
+                          f"{run.resolved.modality} data")
     if ds.info.get("pairs") is not None:  # pairs with gold similarity (sts:PATH): the STS protocol
         return evaluate_pairs(run, ds, baselines, whitening)
     if ds.train.y is None:

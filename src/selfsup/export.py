@@ -75,7 +75,7 @@ def export_encoder(run_or_path: Run | str | Path, format: str, out: str | Path |
     encoder = copy.deepcopy(run.encoder).float().cpu().eval()
     storage = run.modality.example_storage(run.spec, CHECK_ROWS, torch.Generator().manual_seed(0))
     x = run.modality.prepare(storage, run.spec).float().contiguous()
-    name = f"{run.resolved['encoder']} ({type(encoder).__name__})"
+    name = f"{run.resolved.encoder} ({type(encoder).__name__})"
     try:
         with portable_graph(), torch.no_grad():
             data, apply, info = exporter(encoder, x)
@@ -85,7 +85,7 @@ def export_encoder(run_or_path: Run | str | Path, format: str, out: str | Path |
     diff, dim = check(encoder, run, storage, x, apply, name, format)
     description = {
         "format": format, "file": path.name, "run": str(run.path) if run.path else None,
-        "modality": run.resolved["modality"], "encoder": run.resolved["encoder"],
+        "modality": run.resolved.modality, "encoder": run.resolved.encoder,
         "input": {"name": INPUT, "shape": ["batch", *x.shape[1:]], "dtype": "float32",
                   "preparation": run.modality.prepared_input(run.spec)},
         "output": {"name": OUTPUT, "shape": ["batch", dim], "dtype": "float32"},

@@ -34,6 +34,7 @@ from .evaluation.fewshot import few_label_splits
 from .evaluation.linear import fit_softmax
 from .evaluation.splits import stratified_validation_split
 from .modalities import get_modality
+from .resolved import Resolved
 from .run import Run, build_encoder, encode_storage
 from .schedules import Schedule
 from .training.step import autocast_context
@@ -72,16 +73,16 @@ def training_steps(n: int, epochs: float, min_steps: int, max_steps: int) -> int
     return int(min(max_steps, max(min_steps, math.ceil(epochs * n / BATCH))))
 
 
-def finetune_once(encoder: Encoder, resolved: dict[str, Any], x: torch.Tensor, y: np.ndarray, n_classes: int,
+def finetune_once(encoder: Encoder, resolved: Resolved, x: torch.Tensor, y: np.ndarray, n_classes: int,
                   steps: int, lr: float | None = None, seed: int = 0) -> nn.Module:
     """Fine-tune a copy of `encoder` with a head started at the linear probe on (x, y) for `steps` steps at rate `lr`
     (default: the architecture's declared rate); returns encoder+head in eval mode. The network runs at the run's
     training precision (bf16 autocast where it trained so; the loss in float32)."""
     torch.manual_seed(seed)
-    modality = get_modality(resolved["modality"])
-    spec = resolved["data_spec"]
+    modality = get_modality(resolved.modality)
+    spec = resolved.data_spec
     recipe = encoder.fine_tuning
-    options = {k: v for k, v in resolved.get("augmentation", {}).items() if k not in VIEW_SIZE_OPTIONS}
+    options = {k: v for k, v in resolved.augmentation.items() if k not in VIEW_SIZE_OPTIONS}
     views = modality.view_maker(ViewRequest("instance", global_views=1), spec, recipe.view_strength, options)
     yt = torch.as_tensor(y, dtype=torch.long)
     backbone = copy.deepcopy(encoder)
@@ -102,7 +103,7 @@ def finetune_once(encoder: Encoder, resolved: dict[str, Any], x: torch.Tensor, y
     for _ in range(steps):
         idx = torch.randint(len(x), (batch,), generator=gen)
         inp = views(x[idx], gen).global_views[0]
-        with autocast_context(torch.device("cpu"), resolved.get("precision", "fp32")):
+        with autocast_context(torch.device("cpu"), resolved.precision):
             logits = model(inp)
         loss = F.cross_entropy(logits.float(), yt[idx], label_smoothing=LABEL_SMOOTHING)
         opt.zero_grad(set_to_none=True)
@@ -112,12 +113,12 @@ def finetune_once(encoder: Encoder, resolved: dict[str, Any], x: torch.Tensor, y
     return model.eval()
 
 
-def accuracy(model: nn.Module, resolved: dict[str, Any], x: torch.Tensor, y: np.ndarray) -> float:
-    logits = encode_storage(model, get_modality(resolved["modality"]), resolved["data_spec"], x)
+def accuracy(model: nn.Module, resolved: Resolved, x: torch.Tensor, y: np.ndarray) -> float:
+    logits = encode_storage(model, get_modality(resolved.modality), resolved.data_spec, x)
     return float(np.mean(logits.argmax(1) == np.asarray(y)))
 
 
-def choose_lr(encoder: Encoder, resolved: dict[str, Any], x: torch.Tensor, y: np.ndarray, n_classes: int,
+def choose_lr(encoder: Encoder, resolved: Resolved, x: torch.Tensor, y: np.ndarray, n_classes: int,
               steps: int, factors: Sequence[float], seed: int) -> tuple[float, dict[str, float]]:
     """The declared rate x the factor of best accuracy on a stratified fifth of (x, y), trained on the rest (the
     declared rate alone when the fifth would hold fewer than 4 samples a class)."""

@@ -356,8 +356,8 @@ details{margin:1em 0}summary{cursor:pointer;font-weight:600}.note{color:#555;fon
 def load_method(run: Run) -> Method:
     """The run's method with its trained heads (method.safetensors) around the run's encoder, in eval mode."""
     cls = methods.get(run.config.method)
-    method = cls(run.encoder, **run.resolved["method_options"])
-    method.setup(TrainingContext(int(run.summary.get("train_samples", 1)), int(run.resolved["batch_size"])))
+    method = cls(run.encoder, **run.resolved.method_options)
+    method.setup(TrainingContext(int(run.summary.get("train_samples", 1)), int(run.resolved.batch_size)))
     state = {f"encoder.{k}": v for k, v in run.encoder.state_dict().items()}
     path = run.path / "method.safetensors"
     if path.exists():
@@ -428,7 +428,7 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
     parts = [f"<h1>{html.escape(title)}</h1>", f"<section id='verdict'><h2>Verdict</h2>{body}{head}</section>"]
     parts += search_section(run.path)
     try:
-        ds = load_dataset(data or run.config.data, run.config.data_dir, run.resolved["modality"])
+        ds = load_dataset(data or run.config.data, run.config.data_dir, run.resolved.modality)
     except Exception as exc:  # data moved or unlabelled: the report still shows what it can
         ds = None
         parts.append(f"<p class='note'>Embedding pictures skipped: {html.escape(str(exc))}</p>")
@@ -462,7 +462,7 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
         parts.append("<details><summary>All evaluation figures</summary>" +
                      table(evaluation_rows(ev), ["protocol", "selfsup", "raw input", "random encoder"]) + "</details>")
     cfg = {**{k: v for k, v in run.config.to_dict().items() if v not in (None, {}, [])},
-           **{f"resolved.{k}": v for k, v in run.resolved.items() if k != "data_spec"}}
+           **{f"resolved.{k}": v for k, v in run.resolved.to_dict().items() if k != "data_spec"}}
     parts.append("<details><summary>Configuration</summary>" +
                  table([[k, json.dumps(v)] for k, v in cfg.items()], ["option", "value"]) + "</details>")
     env = {k: v for k, v in s.items() if not isinstance(v, (dict, list))}

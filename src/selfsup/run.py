@@ -18,6 +18,7 @@ from .encoders import Encoder, SequenceEncoder
 from .errors import ConfigError, DataError
 from .modalities import get_modality
 from .modalities.base import Modality, batched
+from .resolved import Resolved
 from .storage import Storage, TensorStorage, consecutive, read_batches
 from .training.config import TrainConfig
 
@@ -29,18 +30,18 @@ class Run:
     """A trained encoder with everything needed to apply it to new data of the same kind."""
 
     config: TrainConfig
-    resolved: dict[str, Any]
+    resolved: Resolved
     encoder: Encoder
     path: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
     def modality(self) -> Modality:
-        return get_modality(self.resolved["modality"])
+        return get_modality(self.resolved.modality)
 
     @property
     def spec(self) -> dict[str, Any]:
-        return self.resolved["data_spec"]
+        return self.resolved.data_spec
 
     def embed(self, x: Any, batch_size: int = 512, device: str | None = None,
               mask: torch.Tensor | None = None, per_timestep: bool = False, resize: bool = False,
@@ -140,12 +141,12 @@ def encode_share(encoder: Encoder, modality: Modality, spec: dict[str, Any], x: 
     return rows, z
 
 
-def build_encoder(resolved: dict[str, Any], seed: int | None = None) -> Encoder:
+def build_encoder(resolved: Resolved, seed: int | None = None) -> Encoder:
     """The run's encoder architecture, freshly initialised (with `seed` when given)."""
     if seed is not None:
         torch.manual_seed(seed)
-    modality = get_modality(resolved["modality"])
-    return modality.build_encoder(resolved["encoder"], resolved["data_spec"], **resolved["encoder_options"])
+    modality = get_modality(resolved.modality)
+    return modality.build_encoder(resolved.encoder, resolved.data_spec, **resolved.encoder_options)
 
 
 def load(path: str | Path, device: str = "cpu") -> Run:
@@ -160,7 +161,7 @@ def load(path: str | Path, device: str = "cpu") -> Run:
     try:
         doc = yaml.safe_load((p / "config.yaml").read_text())
         config = TrainConfig.from_dict(doc["train"], str(p / "config.yaml"))
-        resolved = doc["resolved"]
+        resolved = Resolved.from_dict(doc["resolved"], str(p / "config.yaml"))
         summary = json.loads((p / COMPLETE_MARKER).read_text())
     except (OSError, KeyError, TypeError, yaml.YAMLError, json.JSONDecodeError) as exc:
         raise DataError(f"{p}: damaged run directory ({type(exc).__name__}: {exc})") from None

@@ -90,7 +90,7 @@ def run_whitening(run: Any, dim: int | None, training_embeddings: np.ndarray | N
         from .run import encode_storage
 
         try:
-            ds = load_dataset(run.config.data, run.config.data_dir, run.resolved["modality"])
+            ds = load_dataset(run.config.data, run.config.data_dir, run.resolved.modality)
         except ConfigError as exc:
             raise ConfigError(f"--whiten fits on the run's training data, which cannot be read ({exc}); for a run "
                               "trained on in-memory data: selfsup.whitening.run_whitening(run, dim, "

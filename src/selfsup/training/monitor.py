@@ -15,6 +15,7 @@ from ..data import Dataset, Split
 from ..evaluation.diagnostics import alignment, dimension_std, rankme, uniformity
 from ..evaluation.knn import knn_accuracy
 from ..modalities import get_modality
+from ..resolved import Resolved
 from ..run import encode_storage
 from ..views import ViewRequest
 from .hooks import EpochHook
@@ -27,7 +28,7 @@ class EpochMonitor(EpochHook):
     across methods; the method's own views may have one view only (masked modelling) or special ones.
     """
 
-    def __init__(self, dataset: Dataset, resolved: dict[str, Any], device: torch.device, seed: int = 0,
+    def __init__(self, dataset: Dataset, resolved: Resolved, device: torch.device, seed: int = 0,
                  subset: int = 2048, keep_best_rankme: bool = False) -> None:
         rng = np.random.default_rng(seed)
         n = len(dataset.train)
@@ -36,7 +37,7 @@ class EpochMonitor(EpochHook):
         self.mask = dataset.train.mask[idx] if dataset.train.mask is not None else None
         self.y = dataset.train.y[idx] if dataset.train.y is not None else None
         self.modality = get_modality(dataset.modality)
-        self.spec = resolved["data_spec"]
+        self.spec = resolved.data_spec
         self.pairs = self.modality.storage(Split(self.x[:512], None, self.mask[:512] if self.mask is not None else None),
                                            self.spec)
         self.view_maker = self.modality.view_maker(ViewRequest("instance"), self.spec)

@@ -16,6 +16,7 @@ from ..errors import ConfigError, DataError
 from ..methods import Method, TrainingContext, methods
 from ..modalities import get_modality
 from ..modalities.base import Modality
+from ..resolved import Resolved
 from ..schedules import Schedule
 from ..storage import Storage
 from ..views import ViewMaker, Views
@@ -32,7 +33,7 @@ class TrainingPlan:
     method: Method
     storage: Storage
     view_maker: ViewMaker
-    resolved: dict[str, Any]
+    resolved: Resolved
     pass_view_maker: ViewMaker | None = None  # the global views only, for Method.before_epoch's pass (None: view_maker)
 
     def lr_schedule(self, cfg: TrainConfig) -> Schedule:
@@ -41,8 +42,8 @@ class TrainingPlan:
 
     def weight_decay_schedule(self, cfg: TrainConfig) -> Schedule | None:
         """Cosine from the resolved weight decay to the resolved end value (None: constant)."""
-        end = self.resolved.get("weight_decay_end")
-        return None if end is None else Schedule(self.resolved["weight_decay"], end)
+        end = self.resolved.weight_decay_end
+        return None if end is None else Schedule(self.resolved.weight_decay, end)
 
 
 def split_encoder_name(name: str) -> tuple[str, dict[str, Any]]:
@@ -163,20 +164,19 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
     view_maker = modality.view_maker(request, spec, cfg.augmentation_strength, augmentation)
     check_views_fit_encoder(cfg.method, enc_name, encoder, view_maker, storage)
     channels_last = cfg.channels_last and modality.channels_last
-    resolved = {
-        "modality": dataset.modality, "data_spec": spec, "encoder": enc_name, "encoder_options": enc_opts,
-        "method_options": {**method_cls.hyperparameters(), **cfg.method_options},
-        "optimizer": cfg.optimizer or defaults.name,
-        "lr": cfg.lr if cfg.lr is not None else scaled_lr(defaults.lr, global_batch, defaults.lr_scaling),
-        "encoder_lr_scale": cfg.encoder_lr_scale,
-        "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else defaults.weight_decay,
-        "weight_decay_end": cfg.weight_decay_end if cfg.weight_decay_end is not None else defaults.weight_decay_end,
-        "momentum": defaults.momentum, "betas": list(defaults.betas), "excluded_lr_scale": defaults.excluded_lr_scale,
-        "batch_size": batch,
-        "views": request.to_dict(), "augmentation": augmentation, "channels_last": channels_last,
-    }
-    if world_size > 1:
-        resolved.update({"world_size": world_size, "global_batch_size": global_batch, "sync_bn": cfg.sync_bn})
+    distributed = {"world_size": world_size, "global_batch_size": global_batch, "sync_bn": cfg.sync_bn} \
+        if world_size > 1 else {}
+    resolved = Resolved(
+        modality=dataset.modality, data_spec=spec, encoder=enc_name, encoder_options=enc_opts,
+        method_options={**method_cls.hyperparameters(), **cfg.method_options},
+        optimizer=cfg.optimizer or defaults.name,
+        lr=cfg.lr if cfg.lr is not None else scaled_lr(defaults.lr, global_batch, defaults.lr_scaling),
+        encoder_lr_scale=cfg.encoder_lr_scale,
+        weight_decay=cfg.weight_decay if cfg.weight_decay is not None else defaults.weight_decay,
+        weight_decay_end=cfg.weight_decay_end if cfg.weight_decay_end is not None else defaults.weight_decay_end,
+        momentum=defaults.momentum, betas=list(defaults.betas), excluded_lr_scale=defaults.excluded_lr_scale,
+        batch_size=batch, views=request.to_dict(), augmentation=augmentation, channels_last=channels_last,
+        **distributed)
     pass_maker = view_maker if not request.local_views else modality.view_maker(
         replace(request, local_views=0), spec, cfg.augmentation_strength, augmentation)
     wrap = ChannelsLastViews if channels_last else (lambda maker: maker)

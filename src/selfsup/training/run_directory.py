@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 from ..artifacts import exclusive_lock, save_tensors, write_json, write_yaml
 from ..errors import ConfigError
+from ..resolved import Resolved
 from ..run import COMPLETE_MARKER
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
@@ -96,9 +97,9 @@ def check_free_space(folder: Path, needed: int, flag: str) -> None:
                           f"about {(needed + MIN_FREE_BYTES) / 2**20:.0f} MiB")
 
 
-def write_run(folder: Path, cfg: TrainConfig, resolved: dict[str, Any], method, summary: dict[str, Any]) -> None:
+def write_run(folder: Path, cfg: TrainConfig, resolved: Resolved, method, summary: dict[str, Any]) -> None:
     """The run's artifacts; summary.json (the completeness marker) goes last."""
-    write_yaml(folder / "config.yaml", {"train": cfg.to_dict(), "resolved": resolved})
+    write_yaml(folder / "config.yaml", {"train": cfg.to_dict(), "resolved": resolved.to_dict()})
     save_tensors(folder / "encoder.safetensors", method.encoder.state_dict(), {"format": "selfsup-encoder"})
     heads = {k: v for k, v in method.state_dict().items() if not k.startswith("encoder.")}
     if heads:

@@ -22,6 +22,7 @@ from ..artifacts import jsonable
 from ..data import Dataset
 from ..errors import ConfigError, TrainingError
 from ..loading import load_dataset
+from ..resolved import Resolved
 from ..run import Run
 from ..version import __version__
 from . import checkpoint as ckpt_io
@@ -136,13 +137,13 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
         method, resolved = plan.method, plan.resolved
         optimizer = place_model(cfg, plan, device, world)
         checkpoint_seconds = cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None
-        resolved["precision"] = resolve_precision(cfg.precision, device)
-        settings = LoopSettings(resolved["batch_size"], cfg.epochs, cfg.minutes, plan.lr_schedule(cfg), cfg.seed,
-                                device, resolved["precision"], plan.weight_decay_schedule(cfg), cfg.log_every,
+        resolved.precision = resolve_precision(cfg.precision, device)
+        settings = LoopSettings(resolved.batch_size, cfg.epochs, cfg.minutes, plan.lr_schedule(cfg), cfg.seed,
+                                device, resolved.precision, plan.weight_decay_schedule(cfg), cfg.log_every,
                                 progress and world.is_main, cfg.log_interval, world, cfg.checkpoint_every_steps,
                                 checkpoint_seconds, cpu_share=share)
         hooks = epoch_hooks(cfg, dataset, resolved, device) if world.is_main else []
-        header = {"config": cfg.to_dict(), "resolved": resolved, "world_size": world.size,
+        header = {"config": cfg.to_dict(), "resolved": resolved.to_dict(), "world_size": world.size,
                   "data": plan.storage.describe()}
         loop_state, rng = None, None
         if checkpoint is not None:
@@ -151,7 +152,7 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             rng = (rng_tensors, rng_doc)
         checkpointing = out_path is not None and (checkpoint_seconds or cfg.checkpoint_every_steps)
         if out_path is not None and checkpointing:  # out_path, not staging: every process takes part in `agreed`
-            needed = 3 * ckpt_io.state_bytes_estimate(method, resolved["optimizer"])
+            needed = 3 * ckpt_io.state_bytes_estimate(method, resolved.optimizer)
             agreed(world, lambda: check_free_space(staging, needed, f"--out {out_path}"))
         model = distributed.ddp(method, device) if world.distributed else None
         if checkpoint is not None and world.distributed:
@@ -211,7 +212,7 @@ def place_model(cfg: TrainConfig, plan: TrainingPlan, device: torch.device, worl
     optimizer."""
     method, resolved = plan.method, plan.resolved
     method.to(device)
-    if resolved["channels_last"]:
+    if resolved.channels_last:
         method.to(memory_format=torch.channels_last)
     if cfg.compile:  # in place, so parameter names (checkpoints, weights) stay those of the plain module
         method.encoder.compile()
@@ -219,9 +220,9 @@ def place_model(cfg: TrainConfig, plan: TrainingPlan, device: torch.device, worl
         method.set_world(world.rank, world.size)
         if cfg.sync_bn:
             distributed.convert_sync_batchnorm(method, device)
-    return build_optimizer(method, resolved["optimizer"], resolved["lr"], resolved["weight_decay"],
-                           resolved["momentum"], resolved["excluded_lr_scale"], tuple(resolved["betas"]),
-                           resolved.get("encoder_lr_scale", 1.0))
+    return build_optimizer(method, resolved.optimizer, resolved.lr, resolved.weight_decay,
+                           resolved.momentum, resolved.excluded_lr_scale, tuple(resolved.betas),
+                           resolved.encoder_lr_scale)
 
 
 def stopped_run(exc: BaseException, world: World, out_path: Path | None, staging: Path | None,
@@ -249,17 +250,17 @@ def run_summary(cfg: TrainConfig, plan: TrainingPlan, dataset: Dataset, result: 
     """summary.json of a finished run."""
     resolved = plan.resolved
     summary = {
-        "complete": True, "data": cfg.data, "method": cfg.method, "encoder": resolved["encoder"],
+        "complete": True, "data": cfg.data, "method": cfg.method, "encoder": resolved.encoder,
         "train_samples": len(plan.storage), "data_path": dataset.info.get("data_path", "memory"),
         "steps": result.steps, "epochs": round(result.epochs, 3),
         "train_seconds": round(result.seconds, 2), "setup_seconds": round(setup_seconds, 2),
         "samples_per_s": round(result.samples_per_s * world.size, 1), "final_loss": result.final_loss,
-        "selected": selected, "device": str(device), "precision": resolved["precision"],
+        "selected": selected, "device": str(device), "precision": resolved.precision,
         "threads": torch.get_num_threads(),
         "threads_policy": "adaptive (training/threads.py)" if share is not None
         else "fixed (--threads)" if cfg.threads else "fixed (--compile)",
-        "world_size": world.size, "batch_size": resolved["batch_size"],
-        "global_batch_size": resolved["batch_size"] * world.size,
+        "world_size": world.size, "batch_size": resolved.batch_size,
+        "global_batch_size": resolved.batch_size * world.size,
         "versions": {"selfsup": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      "python": sys.version.split()[0], "platform": platform.platform()},
     }
@@ -272,10 +273,10 @@ def run_summary(cfg: TrainConfig, plan: TrainingPlan, dataset: Dataset, result: 
     return summary
 
 
-def release_model(cfg: TrainConfig, method: Any, resolved: dict[str, Any]) -> None:
+def release_model(cfg: TrainConfig, method: Any, resolved: Resolved) -> None:
     """The trained method back on the CPU, contiguous and eager (evaluation uses other batch sizes and eval mode)."""
     method.to("cpu")
-    if resolved["channels_last"]:
+    if resolved.channels_last:
         method.to(memory_format=torch.contiguous_format)
     if cfg.compile:
         method.encoder._compiled_call_impl = None
@@ -288,7 +289,7 @@ def kept_checkpoint(saver: ckpt_io.Checkpointer | None, staging: Path | None) ->
     return f"; the last good checkpoint (step {saver.last_step}) is kept in {staging}"
 
 
-def finish_run(staging: Path, out: Path, cfg: TrainConfig, resolved: dict[str, Any], method,
+def finish_run(staging: Path, out: Path, cfg: TrainConfig, resolved: Resolved, method,
                summary: dict[str, Any]) -> None:
     """Write the run into its staging folder and move it into place."""
     write_run(staging, cfg, resolved, method, summary)
@@ -319,7 +320,7 @@ def check_same_run(checkpoint: ckpt_io.Checkpoint, header: dict[str, Any], out: 
         raise ConfigError(f"--resume {out}: settings differ from the checkpoint's ({', '.join(changed)})")
 
 
-def epoch_hooks(cfg: TrainConfig, dataset: Dataset, resolved: dict[str, Any], device: torch.device
+def epoch_hooks(cfg: TrainConfig, dataset: Dataset, resolved: Resolved, device: torch.device
                 ) -> list[EpochHook]:
     """Per-epoch monitoring (label-free diagnostics, online kNN) when enabled."""
     if not cfg.monitor and cfg.select == "last":
