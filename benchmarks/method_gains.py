@@ -6,14 +6,17 @@ result that holds both, averaged over the seeds the result holds:
 
 - images: benchmarks/results/digits_methods.json (every image method with its defaults, 30 epochs on digits; test
   split; kNN and linear probe);
+- series: series_gunpoint.json and series_italypowerdemand.json (digits_methods.py on two UCR problems, the
+  methods with their default length; test split; kNN and linear probe);
 - audio: audio.json (spoken digits with every label and with 10%, speaker identity);
 - graphs: graphs.json (MUTAG, 10-fold SVM; and node classification on the generated block graph);
 - text: text.json (from scratch, STS-B and SICK-R);
-- tables: tabular.json (linear probe, mean over its tables and label fractions).
+- tables: tabular.json, tabular_dae.json, tabular_vime.json (tabular.py with the default method and with
+  --method dae / vime; linear probe, mean over its tables and label fractions).
 
 A method is `above` its random encoder where every gain is positive, `mixed` where some are, `below` where none is,
-and `not measured` where no result holds it beside its random encoder (the series benchmark, ucr.json, has no
-random-encoder column). The table goes to src/selfsup/measured_gains.json, which `selfsup methods` and the methods
+and `not measured` where no result holds it beside its random encoder. The table goes to
+src/selfsup/measured_gains.json, which `selfsup methods` and the methods
 table of docs/methods.md read; tests/test_readme.py checks that it equals what this script computes from the results.
 
     python benchmarks/method_gains.py          # writes src/selfsup/measured_gains.json
@@ -37,6 +40,10 @@ from selfsup.methods import methods  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "selfsup" / "measured_gains.json"
 Gains = list[tuple[str, dict[str, Any]]]  # (method, {"benchmark", "result", "seeds", "gains": {metric: points}})
+#: the series home sets: (result file of `digits_methods.py --data ucr:PROBLEM --name FILE`, problem)
+SERIES = (("series_gunpoint", "GunPoint"), ("series_italypowerdemand", "ItalyPowerDemand"))
+#: the tables results: tabular.py with its default method, and with --method dae / vime
+TABLES = ("tabular", "tabular_dae", "tabular_vime")
 
 
 def _load(name: str) -> dict:
@@ -49,12 +56,21 @@ def _row(benchmark: str, result: str, seeds: int, gains: dict[str, float]) -> di
             "gains": {k: round(float(v), 2) for k, v in gains.items()}}
 
 
-def images() -> Gains:
-    summary = summarise(_load("digits_methods").get("entries", []))
-    return [(method, _row("digits, 30 epochs", "digits_methods", len(m["seeds"]), {
+def _per_method(name: str, benchmark: str) -> Gains:
+    """Rows from a digits_methods.py result file (every method of a modality with its defaults on one home set)."""
+    summary = summarise(_load(name).get("entries", []))
+    return [(method, _row(benchmark, name, len(m["seeds"]), {
         probe: 100 * (m[key]["mean"] - m[f"random_{key}"]["mean"]) for probe, key in (("kNN", "knn"),
                                                                                       ("linear", "linear"))}))
             for method, m in summary.items()]
+
+
+def images() -> Gains:
+    return _per_method("digits_methods", "digits, 30 epochs")
+
+
+def series() -> Gains:
+    return [row for name, problem in SERIES for row in _per_method(name, f"UCR {problem}, default length")]
 
 
 def audio() -> Gains:
@@ -87,16 +103,19 @@ def text() -> Gains:
 
 
 def tables() -> Gains:
-    doc = _load("tabular")
-    cells = [fraction for table in doc.get("results", {}).values() for fraction in table["summary"].values()]
-    if not cells:
-        return []
-    gain = 100 * np.mean([c["probe"]["mean"] - c["random_probe"]["mean"] for c in cells])
-    return [(doc["config"]["method"], _row(f"tables, linear probe, mean of {len(cells)} table x label-fraction cells",
-                                           "tabular", len(doc["seeds"]), {"accuracy": gain}))]
+    out: Gains = []
+    for name in TABLES:
+        doc = _load(name)
+        cells = [fraction for table in doc.get("results", {}).values() for fraction in table["summary"].values()]
+        if cells:
+            gain = 100 * np.mean([c["probe"]["mean"] - c["random_probe"]["mean"] for c in cells])
+            out.append((doc["config"]["method"], _row(
+                f"tables ({', '.join(doc['results'])}), linear probe, mean of {len(cells)} table x label-fraction "
+                "cells", name, len(doc["seeds"]), {"accuracy": gain})))
+    return out
 
 
-SOURCES: tuple[Callable[[], Gains], ...] = (images, audio, graphs, text, tables)
+SOURCES: tuple[Callable[[], Gains], ...] = (images, series, audio, graphs, text, tables)
 
 
 def verdict(rows: list[dict[str, Any]]) -> str:
