@@ -209,3 +209,24 @@ def test_run_cli_catches_what_a_process_would_print(monkeypatch):
     assert "written to descriptor 2" in proc.stderr and "a user warning" in proc.stderr, proc.stderr
     assert "a resource warning" not in proc.stderr
     assert "a user warning" not in run_cli("train").stderr  # PYTHONWARNINGS=ignore
+
+
+def test_every_train_option_is_a_flag_declared_with_the_config(tmp_path):
+    """`selfsup train`'s flags are generated from TrainConfig's fields: each has its flag and help in --help, and a
+    flag given reaches the run's config.yaml (here two that no hand-written flag had: --log-every and
+    --no-batched-views)."""
+    from dataclasses import fields
+
+    import yaml
+
+    from selfsup.training.config import TrainConfig, option_flag
+
+    help_text = " ".join(run_cli("train", "--help").stdout.split())
+    for f in fields(TrainConfig):
+        assert f.metadata["help"] and option_flag(f.name) in help_text, f.name
+    proc = run_cli("train", "--data", "digits", "--epochs", "1", "--log-every", "3", "--no-batched-views",
+                   "--no-eval", "--no-monitor", "--quiet", "--threads", "1", *SMALL, "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["train"]
+    assert config["log_every"] == 3 and config["batched_views"] is False and config["monitor"] is False
+    assert config["encoder_options"] == {"widths": [16, 32, 32, 32]}

@@ -53,71 +53,19 @@ def key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
 
 def add_train_parser(sub) -> None:
     p = subcommand(sub, "train", "pre-train an encoder without labels")
-    p.add_argument("--data", help="data source, e.g. digits, fashion-mnist, folder:PATH, npy:PATH (default digits)")
-    p.add_argument("--method", help="self-supervised method (see `selfsup methods`; default simclr)")
-    p.add_argument("--encoder", help="encoder (see `selfsup encoders`; default depends on the data)")
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, help="number of epochs (default 100)")
-    budget.add_argument("--minutes", type=float, help="wall-clock training budget; the schedule spans it")
-    p.add_argument("--batch-size", type=int, dest="batch_size",
-                   help="samples per step and per process (default 256; under torchrun the global batch is "
-                        "x processes)")
-    p.add_argument("--seed", type=int, help="seed of the weights, the data order and the views (default 0)")
+    add_config_flags(p)
     p.add_argument("--out", help="run directory to create (required unless --resume)")
     p.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN (RUN.partial) from its last "
                    "checkpoint with its saved configuration")
-    p.add_argument("--log", type=lambda text: [name for name in text.split(",") if name],
-                   help="metric sinks beside metrics.jsonl, comma-separated: tensorboard (RUN/tensorboard/), mlflow")
-    p.add_argument("--checkpoint-minutes", type=float, dest="checkpoint_minutes",
-                   help="write a checkpoint every N minutes (default 10)")
-    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every_steps", metavar="STEPS",
-                   help="also write a checkpoint every STEPS optimiser steps")
-    p.add_argument("--sync-bn", action="store_true", default=None, dest="sync_bn",
-                   help="under torchrun: BatchNorm statistics over the global batch of all processes")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it holds a finished run")
     p.add_argument("--config", help="a run's config.yaml to start from; other flags override it")
-    p.add_argument("--data-dir", dest="data_dir", help="where dataset files live (e.g. Fashion-MNIST IDX files)")
-    p.add_argument("--memory-budget", type=float, dest="memory_budget", metavar="GB",
-                   help="decoded images (folder:, tar:, parquet:, hf:) up to GB are held in memory; larger data is "
-                   "streamed, decoded by worker processes (default: half the memory available)")
     add_table_flags(p)
-    p.add_argument("--modality", help="force a modality for ambiguous sources (image, timeseries, tabular, text, "
-                   "graph, audio)")
-    p.add_argument("--optimizer", choices=["lars", "sgd", "adamw"], help="default: the method's paper")
-    p.add_argument("--lr", type=float, help="learning rate (default: paper value x batch/256)")
-    p.add_argument("--encoder-lr-scale", type=float, dest="encoder_lr_scale",
-                   help="the encoder trains at lr x this, the method's heads at lr (adapting a pretrained encoder: "
-                        "e.g. --lr 5e-4 --encoder-lr-scale 0.06 gives it 3e-5)")
-    p.add_argument("--weight-decay", type=float, dest="weight_decay", help="default: the method's paper")
-    p.add_argument("--log-interval", type=float, dest="log_interval",
-                   help="seconds between progress lines when stderr is not a terminal (default 30)")
-    p.add_argument("--weight-decay-end", type=float, dest="weight_decay_end",
-                   help="weight decay at the end of training, reached on a cosine from --weight-decay (DINO: 0.04 -> 0.4)")
-    p.add_argument("--warmup-fraction", type=float, dest="warmup_fraction",
-                   help="share of the steps with a linear learning-rate warm-up before the cosine (default 0.1)")
-    p.add_argument("--aug-strength", type=float, dest="augmentation_strength", help="scale augmentation (1 = paper)")
-    p.add_argument("--method-option", action="append", metavar="KEY=VALUE", help="method hyper-parameter")
-    p.add_argument("--encoder-option", action="append", metavar="KEY=VALUE", help="encoder argument")
-    p.add_argument("--augment", action="extend", nargs="+", metavar="KEY=VALUE",
-                   help="view option of the modality (images: size, local_size, crop_scale=[0.2,1], flip_p, ...)")
-    p.add_argument("--device", help="auto (default), cpu or cuda[:N]")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch, fixed (default: adaptive, the cores that "
-                   "other processes leave free, re-checked during training)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto"])
-    p.add_argument("--channels-last", action="store_true", default=None, dest="channels_last")
-    p.add_argument("--no-channels-last", action="store_false", dest="channels_last", default=None,
-                   help="keep NCHW layout (channels_last is the default: 1.5x faster measured on CPU)")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the encoder (off by default: 0.75x measured on a 2-core CPU)")
-    p.add_argument("--select", choices=["last", "rankme"], help="keep the last or the best-RankMe checkpoint")
     p.add_argument("--search", type=float, nargs="?", const=-1.0, metavar="MINUTES",
                    help="choose the method without labels within MINUTES (or --minutes): screen the data's preset "
                         "and the modality's methods by successive halving, ranked by a label-free criterion, then "
                         "train the winner for the rest of the budget (RUN/search.json keeps the record)")
     p.add_argument("--search-criterion", dest="search_criterion",
                    help="what --search ranks by: view_retrieval (default), rankme, lidar or alpha_req")
-    p.add_argument("--no-monitor", action="store_false", dest="monitor", default=None,
-                   help="skip per-epoch diagnostics")
     p.add_argument("--no-eval", action="store_true", help="skip evaluation (and the report) after training")
     p.add_argument("--no-report", action="store_true", help="skip report.html after training")
     p.add_argument("--cache", metavar="DIR", help="decode --data (folder:, tar:, parquet:, hf:) once into a memory-mapped cache DIR "
@@ -128,6 +76,51 @@ def add_train_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (summary and evaluation) on stdout")
 
 
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, from its declaration (training.config.option): the spelling of option_flag,
+    the type of its annotation, its help, choices and metavar; booleans as --NAME / --no-NAME, mappings as
+    KEY=VALUE items, lists comma-separated. Every flag defaults to None: not given, so the config decides."""
+    import types
+    import typing
+    from dataclasses import fields
+
+    from .training.config import TrainConfig, option_flag
+
+    hints = typing.get_type_hints(TrainConfig)
+    groups: dict[str, Any] = {}
+    for f in fields(TrainConfig):
+        meta = dict(f.metadata)
+        group = meta.pop("group", None)
+        if group is not None and group not in groups:
+            groups[group] = p.add_mutually_exclusive_group()
+        target = groups[group] if group is not None else p
+        hint = hints[f.name]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: leaving the flag out is None
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        kind = typing.get_origin(hint) or hint
+        kw: dict[str, Any] = {"dest": f.name, "default": None, **meta}
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif kind is dict:
+            kw.update(action="extend", nargs="+")
+        elif kind is list:
+            kw["type"] = lambda text: [name for name in text.split(",") if name]
+        else:
+            kw["type"] = kind
+        target.add_argument(option_flag(f.name), **kw)
+
+KEY_VALUE_FIELDS = ("method_options", "encoder_options", "augmentation")  # KEY=VALUE items merged over --config's
+
+
+def config_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields as the command line gave them (None: not given)."""
+    from dataclasses import fields
+
+    from .training.config import TrainConfig
+
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     args.cluster = cluster_count(args.cluster, "--cluster")  # checked before training, used after it
     from .presets import with_preset
@@ -136,20 +129,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training.session import resume, train
 
     base = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
-    overrides = {k: getattr(args, k) for k in ("data", "method", "encoder", "epochs", "minutes", "batch_size", "seed",
-                                               "data_dir", "modality", "memory_budget", "optimizer", "lr", "encoder_lr_scale", "weight_decay", "weight_decay_end", "log_interval",
-                                               "warmup_fraction", "augmentation_strength", "device", "threads",
-                                               "precision", "channels_last", "compile", "select", "monitor",
-                                               "checkpoint_minutes", "checkpoint_every_steps", "sync_bn", "log")
-                 if getattr(args, k) is not None}
+    overrides = {k: v for k, v in config_flags(args).items() if v is not None and k not in KEY_VALUE_FIELDS}
     if args.resume:
         if args.search is not None or args.search_criterion is not None:
             raise ConfigError("--resume continues a run; to carry on an interrupted search give its --search "
                               "command again")
         if args.out is not None and Path(args.out) != Path(args.resume):
             raise ConfigError("--resume RUN continues RUN; drop --out (or give the same path)")
-        for flag, value in (("--config", args.config), ("--method-option", args.method_option),
-                            ("--encoder-option", args.encoder_option), ("--augment", args.augment),
+        for flag, value in (("--config", args.config), ("--method-option", args.method_options),
+                            ("--encoder-option", args.encoder_options), ("--augment", args.augmentation),
                             ("--overwrite", args.overwrite or None)):
             if value:
                 raise ConfigError(f"--resume continues {args.resume} with its saved configuration; drop {flag}")
@@ -165,14 +153,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.epochs is not None or args.minutes is not None:
         base.pop("epochs", None)
         base.pop("minutes", None)
-    if args.method_option:
-        overrides["method_options"] = {**base.get("method_options", {}), **key_values(args.method_option,
+    if args.method_options:
+        overrides["method_options"] = {**base.get("method_options", {}), **key_values(args.method_options,
                                                                                      "--method-option")}
-    if args.encoder_option:
+    if args.encoder_options:
         overrides["encoder_options"] = {**base.get("encoder_options", {}),
-                                        **key_values(args.encoder_option, "--encoder-option")}
-    if args.augment:
-        overrides["augmentation"] = {**base.get("augmentation", {}), **key_values(args.augment, "--augment")}
+                                        **key_values(args.encoder_options, "--encoder-option")}
+    if args.augmentation:
+        overrides["augmentation"] = {**base.get("augmentation", {}), **key_values(args.augmentation, "--augment")}
     if args.method and args.config and "method_options" not in overrides and args.method != base.get("method"):
         base["method_options"] = {}
     if not args.config:
@@ -199,8 +187,8 @@ def cmd_train_search(args: argparse.Namespace, base: dict[str, Any], overrides: 
 
     minutes = args.minutes if args.search < 0 else args.search
     for flag, given in (("--method", args.method), ("--encoder", args.encoder), ("--config", args.config),
-                        ("--epochs", args.epochs), ("--method-option", args.method_option),
-                        ("--encoder-option", args.encoder_option), ("--cache", args.cache)):
+                        ("--epochs", args.epochs), ("--method-option", args.method_options),
+                        ("--encoder-option", args.encoder_options), ("--cache", args.cache)):
         if given:  # named as the user typed them (selfsup.search refuses the options too)
             raise ConfigError(f"--search chooses the method and trains for its budget; drop {flag}")
     if minutes is None or minutes <= 0:
@@ -210,8 +198,8 @@ def cmd_train_search(args: argparse.Namespace, base: dict[str, Any], overrides: 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("--search runs in one process; search first, then train its choice under torchrun")
     options = {**base, **{k: v for k, v in overrides.items() if k not in ("epochs", "minutes")}}
-    if args.augment:
-        options["augmentation"] = key_values(args.augment, "--augment")
+    if args.augmentation:
+        options["augmentation"] = key_values(args.augmentation, "--augment")
     run, doc = search_and_train(options, Path(args.out), minutes, args.search_criterion or DEFAULT_CRITERION,
                                 progress=not (args.quiet or args.json), overwrite=args.overwrite)
     args.preset = None

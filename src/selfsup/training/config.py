@@ -11,11 +11,19 @@ from typing import Any, Callable
 
 from ..yaml_io import read_yaml
 from ..errors import ConfigError, DataError
-from .loggers import check_sinks
 
 
 FLAGS = {"checkpoint_every_steps": "--checkpoint-every", "augmentation_strength": "--aug-strength",
-         "method_options": "--method-option", "encoder_options": "--encoder-option", "augmentation": "augmentation (config file)"}
+         "method_options": "--method-option", "encoder_options": "--encoder-option", "augmentation": "--augment"}
+
+
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A TrainConfig field with its command-line help; `cli` holds argparse's `choices` and `metavar`, and `group`
+    (fields of one group exclude each other on the command line). A callable default is a default factory."""
+    metadata = {"help": help, **cli}
+    if callable(default):
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def option_flag(name: str) -> str:
@@ -72,40 +80,54 @@ def check_typed(values: dict[str, Any], hints: dict[str, Any], flag: Callable[[s
 class TrainConfig:
     """Every option of `selfsup train`; `config.yaml` of a run re-creates the run exactly."""
 
-    data: str = "digits"
-    data_dir: str | None = None
-    modality: str | None = None
-    memory_budget: float | None = None  # GB of decoded samples a source may hold in memory (None: half the available)
-    method: str = "simclr"
-    method_options: dict[str, Any] = field(default_factory=dict)
-    encoder: str | None = None
-    encoder_options: dict[str, Any] = field(default_factory=dict)
-    epochs: int | None = None
-    minutes: float | None = None
-    batch_size: int = 256
-    optimizer: str | None = None
-    lr: float | None = None
-    encoder_lr_scale: float = 1.0  # the encoder's parameters train at lr x this (a pretrained encoder under new heads)
-    weight_decay: float | None = None
-    weight_decay_end: float | None = None  # cosine from weight_decay to this value (None: constant)
-    warmup_fraction: float = 0.1
-    augmentation_strength: float = 1.0
-    augmentation: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    precision: str = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    batched_views: bool = True
-    log_every: int = 10
-    log_interval: float = 30.0  # seconds between progress lines when not on a terminal
-    select: str = "last"
-    monitor: bool = True
-    checkpoint_minutes: float | None = 10.0  # a checkpoint every N minutes (None: only --checkpoint-every)
-    checkpoint_every_steps: int | None = None  # and/or every N optimiser steps
-    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
-    log: list[str] = field(default_factory=list)  # metric sinks beside metrics.jsonl: tensorboard, mlflow
+    data: str = option("digits", "data source, e.g. digits, fashion-mnist, folder:PATH, npy:PATH (default digits)")
+    data_dir: str | None = option(None, "where dataset files live (e.g. Fashion-MNIST IDX files)")
+    modality: str | None = option(None, "force a modality for ambiguous sources (image, timeseries, tabular, text, "
+                                        "graph, audio)")
+    memory_budget: float | None = option(None, "decoded images (folder:, tar:, parquet:, hf:) up to GB are held in "
+                                               "memory; larger data is streamed, decoded by worker processes "
+                                               "(default: half the memory available)", metavar="GB")
+    method: str = option("simclr", "self-supervised method (see `selfsup methods`; default simclr)")
+    method_options: dict[str, Any] = option(dict, "method hyper-parameter", metavar="KEY=VALUE")
+    encoder: str | None = option(None, "encoder (see `selfsup encoders`; default depends on the data)")
+    encoder_options: dict[str, Any] = option(dict, "encoder argument", metavar="KEY=VALUE")
+    epochs: int | None = option(None, "number of epochs (default 100)", group="budget")
+    minutes: float | None = option(None, "wall-clock training budget; the schedule spans it", group="budget")
+    batch_size: int = option(256, "samples per step and per process (default 256; under torchrun the global batch "
+                                  "is x processes)")
+    optimizer: str | None = option(None, "default: the method's paper", choices=("lars", "sgd", "adamw"))
+    lr: float | None = option(None, "learning rate (default: paper value x batch/256)")
+    encoder_lr_scale: float = option(1.0, "the encoder trains at lr x this, the method's heads at lr (adapting a "
+                                          "pretrained encoder: e.g. --lr 5e-4 --encoder-lr-scale 0.06 gives it 3e-5)")
+    weight_decay: float | None = option(None, "default: the method's paper")
+    weight_decay_end: float | None = option(None, "weight decay at the end of training, reached on a cosine from "
+                                                  "--weight-decay (DINO: 0.04 -> 0.4)")
+    warmup_fraction: float = option(0.1, "share of the steps with a linear learning-rate warm-up before the cosine "
+                                         "(default 0.1)")
+    augmentation_strength: float = option(1.0, "scale augmentation (1 = paper)")
+    augmentation: dict[str, Any] = option(dict, "view option of the modality (images: size, local_size, "
+                                                "crop_scale=[0.2,1], flip_p, ...)", metavar="KEY=VALUE")
+    seed: int = option(0, "seed of the weights, the data order and the views (default 0)")
+    device: str = option("auto", "auto (default), cpu or cuda[:N]")
+    threads: int | None = option(None, "CPU threads for PyTorch, fixed (default: adaptive, the cores that other "
+                                       "processes leave free, re-checked during training)")
+    precision: str = option("auto", "fp32, bf16 or auto (default: bf16 where the device computes it natively)",
+                            choices=("fp32", "bf16", "auto"))
+    channels_last: bool = option(True, "the channels-last memory layout for images (default; --no-channels-last "
+                                       "keeps NCHW: channels_last is 1.5x faster measured on CPU)")
+    compile: bool = option(False, "torch.compile the encoder (off by default: 0.75x measured on a 2-core CPU)")
+    batched_views: bool = option(True, "make a batch's views in one batched call (default; --no-batched-views makes "
+                                       "them sample by sample)")
+    log_every: int = option(10, "steps between two records of metrics.jsonl (default 10)")
+    log_interval: float = option(30.0, "seconds between progress lines when stderr is not a terminal (default 30)")
+    select: str = option("last", "keep the last or the best-RankMe checkpoint", choices=("last", "rankme"))
+    monitor: bool = option(True, "per-epoch diagnostics (default; --no-monitor skips them)")
+    checkpoint_minutes: float | None = option(10.0, "write a checkpoint every N minutes (default 10)")
+    checkpoint_every_steps: int | None = option(None, "also write a checkpoint every STEPS optimiser steps",
+                                                metavar="STEPS")
+    sync_bn: bool = option(False, "under torchrun: BatchNorm statistics over the global batch of all processes")
+    log: list[str] = option(list, "metric sinks beside metrics.jsonl, comma-separated: tensorboard "
+                                  "(RUN/tensorboard/), mlflow")
 
     DEFAULT_EPOCHS = 100
 
@@ -155,6 +177,8 @@ class TrainConfig:
             raise ConfigError(f"--checkpoint-every must be >= 1 step, got {self.checkpoint_every_steps}")
         if not isinstance(self.log, list) or not all(isinstance(n, str) for n in self.log):
             raise ConfigError(f"--log must be a comma-separated list of names, got {self.log!r}")
+        from .loggers import check_sinks  # here: it imports torch, which the command line's parser does without
+
         check_sinks(self.log)
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}")
