@@ -124,7 +124,7 @@ def config_flags(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     args.cluster = cluster_count(args.cluster, "--cluster")  # checked before training, used after it
     from .presets import with_preset
-    from .training.config import TrainConfig
+    from .training.config import TrainConfig, merge_options, option_flag
     from .training.distributed import is_main_process
     from .training.session import resume, train
 
@@ -153,14 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.epochs is not None or args.minutes is not None:
         base.pop("epochs", None)
         base.pop("minutes", None)
-    if args.method_options:
-        overrides["method_options"] = {**base.get("method_options", {}), **key_values(args.method_options,
-                                                                                     "--method-option")}
-    if args.encoder_options:
-        overrides["encoder_options"] = {**base.get("encoder_options", {}),
-                                        **key_values(args.encoder_options, "--encoder-option")}
-    if args.augmentation:
-        overrides["augmentation"] = {**base.get("augmentation", {}), **key_values(args.augmentation, "--augment")}
+    overrides.update({k: key_values(getattr(args, k), option_flag(k)) for k in KEY_VALUE_FIELDS if getattr(args, k)})
     if args.method and args.config and "method_options" not in overrides and args.method != base.get("method"):
         base["method_options"] = {}
     if not args.config:
@@ -174,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         prepare(overrides.get("data", base.get("data", TrainConfig.data)), args.cache,
                 progress=not args.quiet and not args.json, option="--cache")
         overrides["data"] = f"prepared:{args.cache}"
-    cfg = TrainConfig.from_dict({**base, **overrides}, "command line")
+    cfg = TrainConfig.from_dict(merge_options(base, overrides), "command line")
     run = train(cfg, args.out, progress=not args.quiet and not args.json, overwrite=args.overwrite)
     if not is_main_process():  # torchrun: rank 0 reports, evaluates and writes
         return 0

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import parse_uri
+from .training.config import merge_options
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,6 @@ def with_preset(data: str | None, options: dict[str, Any]) -> tuple[dict[str, An
     if preset is None:
         return options, None
     return merge_options(preset.options, options), preset
-
-
-def merge_options(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `overrides` applied; option dictionaries (method_options, ...) are merged key by key."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
-    return merged
 
 
 #: Fashion-MNIST under a CPU budget: the winner of `benchmarks/fmnist_budget.py --search` (results in

@@ -32,7 +32,8 @@ from .artifacts import write_json
 from .data import Dataset, Split
 from .errors import ConfigError, SelfSupError
 from .evaluation.criteria import CRITERIA, label_free_scores
-from .presets import merge_options, preset_for
+from .presets import preset_for
+from .training.config import merge_options
 from .run import Run, encode_storage, load
 from .views import ViewRequest
 

@@ -26,6 +26,19 @@ def option(default: Any, help: str, **cli: Any) -> Any:
     return field(default=default, metadata=metadata)
 
 
+def merge_options(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` applied; option dictionaries (method_options, ...) are merged key by key. The one merge of
+    training options: a preset under the caller's options (presets.with_preset, the API), a --config file under the
+    command line's flags, a search candidate under the user's options."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def option_flag(name: str) -> str:
     """The command-line spelling of a TrainConfig field (batch_size -> --batch-size; `name:` in a config file)."""
     return FLAGS.get(name, "--" + name.replace("_", "-"))
