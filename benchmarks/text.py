@@ -233,6 +233,7 @@ def main() -> None:
         publish("text", doc, args.json, "adaptation: " + ", ".join(
             f"{k} MR {v['MR']}" for k, v in doc["adaptation"]["results"].items()))
         return
+    load_word_vectors("glove")  # the averaged-GloVe baseline's table: refused now, not after the timed training
     corpus, corpus_info = pretraining_corpus()
     encoder_options = dict(option.split("=", 1) for option in args.encoder_option)
     config = f"{args.method} ({args.encoder}{''.join(f', {k}={v}' for k, v in encoder_options.items())})"
