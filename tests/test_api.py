@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -82,11 +83,10 @@ def test_sklearn_pipeline():
         c.transform(x[:5])
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_embed_on_cuda_from_a_cpu_run_and_a_run_trained_on_cuda(tmp_path):
     """`embed(device="cuda")` moves the encoder there for the call and back afterwards; a run trained on CUDA in bf16
     embeds on either device. (benchmarks/gpu_check.py runs every method and modality this way.)"""
-    import torch
     from sklearn.datasets import load_digits
 
     x = np.round(load_digits().images[:64] * (255 / 16)).astype(np.uint8)
@@ -100,8 +100,8 @@ def test_embed_on_cuda_from_a_cpu_run_and_a_run_trained_on_cuda(tmp_path):
 
 
 def test_resolved_settings_round_trip_and_a_damaged_record_is_one_line(tmp_path):
-    """config.yaml's `resolved:` reads back as the typed settings the run trained with; a missing, unknown or
-    mistyped record is a one-line DataError naming the file, never a KeyError later."""
+    """config.yaml's `resolved:` reads back as the typed settings the run trained with; a missing or unknown setting,
+    or a record that is no mapping, is a one-line DataError naming the file, never a KeyError later."""
     import re
 
     import yaml

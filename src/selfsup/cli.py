@@ -80,13 +80,11 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, from its declaration (training.config.option): the spelling of option_flag,
     the type of its annotation, its help, choices and metavar; booleans as --NAME / --no-NAME, mappings as
     KEY=VALUE items, lists comma-separated. Every flag defaults to None: not given, so the config decides."""
-    import types
-    import typing
     from dataclasses import fields
 
-    from .training.config import TrainConfig, option_flag
+    from .training.config import TrainConfig, option_flag, option_kinds
 
-    hints = typing.get_type_hints(TrainConfig)
+    kinds = option_kinds()
     groups: dict[str, Any] = {}
     for f in fields(TrainConfig):
         meta = dict(f.metadata)
@@ -94,10 +92,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         if group is not None and group not in groups:
             groups[group] = p.add_mutually_exclusive_group()
         target = groups[group] if group is not None else p
-        hint = hints[f.name]
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: leaving the flag out is None
-            hint = next(a for a in typing.get_args(hint) if a is not type(None))
-        kind = typing.get_origin(hint) or hint
+        kind = kinds[f.name]
         kw: dict[str, Any] = {"dest": f.name, "default": None, **meta}
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
@@ -109,27 +104,18 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
             kw["type"] = kind
         target.add_argument(option_flag(f.name), **kw)
 
-KEY_VALUE_FIELDS = ("method_options", "encoder_options", "augmentation")  # KEY=VALUE items merged over --config's
-
-
-def config_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The TrainConfig fields as the command line gave them (None: not given)."""
-    from dataclasses import fields
-
-    from .training.config import TrainConfig
-
-    return {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
-
 
 def cmd_train(args: argparse.Namespace) -> int:
     args.cluster = cluster_count(args.cluster, "--cluster")  # checked before training, used after it
     from .presets import with_preset
-    from .training.config import TrainConfig, merge_options, option_flag
+    from .training.config import TrainConfig, merge_options, option_flag, option_kinds
     from .training.distributed import is_main_process
     from .training.session import resume, train
 
     base = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
-    overrides = {k: v for k, v in config_flags(args).items() if v is not None and k not in KEY_VALUE_FIELDS}
+    kinds = option_kinds()  # mappings (KEY=VALUE items) are merged over --config's below, the rest replace them
+    given = {name: getattr(args, name) for name in kinds}
+    overrides = {k: v for k, v in given.items() if v is not None and kinds[k] is not dict}
     if args.resume:
         if args.search is not None or args.search_criterion is not None:
             raise ConfigError("--resume continues a run; to carry on an interrupted search give its --search "
@@ -153,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.epochs is not None or args.minutes is not None:
         base.pop("epochs", None)
         base.pop("minutes", None)
-    overrides.update({k: key_values(getattr(args, k), option_flag(k)) for k in KEY_VALUE_FIELDS if getattr(args, k)})
+    overrides.update({k: key_values(v, option_flag(k)) for k, v in given.items() if kinds[k] is dict and v})
     if args.method and args.config and "method_options" not in overrides and args.method != base.get("method"):
         base["method_options"] = {}
     if not args.config:

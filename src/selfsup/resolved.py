@@ -31,7 +31,7 @@ class Resolved:
     views: dict[str, Any]  # the method's ViewRequest (ViewRequest.to_dict)
     channels_last: bool
     encoder_lr_scale: float = 1.0
-    augmentation: dict[str, Any] = field(default_factory=dict)  # the data source's view options under the run's
+    augmentation: dict[str, Any] = field(default_factory=dict)  # the source's view options under --augment's
     precision: str = "fp32"  # fp32 or bf16: what `--precision` resolved to on the run's device
     world_size: int = 1
     global_batch_size: int | None = None

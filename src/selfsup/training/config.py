@@ -39,6 +39,17 @@ def merge_options(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, 
     return merged
 
 
+def option_kinds() -> dict[str, type]:
+    """Each TrainConfig field's plain type, which its command-line flag takes: X for `X | None` (leaving the flag out
+    is the None), dict for `dict[str, Any]` (KEY=VALUE items), list for `list[str]`."""
+    out = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        out[name] = typing.get_origin(hint) or hint
+    return out
+
+
 def option_flag(name: str) -> str:
     """The command-line spelling of a TrainConfig field (batch_size -> --batch-size; `name:` in a config file)."""
     return FLAGS.get(name, "--" + name.replace("_", "-"))
