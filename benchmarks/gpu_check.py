@@ -35,7 +35,7 @@ import selfsup  # noqa: E402
 from selfsup.compatibility import supported_pairs  # noqa: E402
 from selfsup.data import Dataset, Split  # noqa: E402
 from selfsup.methods import methods  # noqa: E402
-from selfsup.modalities import get_modality  # noqa: E402
+from selfsup.modalities import get_modality, new_encoder  # noqa: E402
 from selfsup.views import Views  # noqa: E402
 
 METHOD_OPTIONS = {"proj_hidden_dim": 512, "proj_dim": 128, "temperature": 0.5}
@@ -61,7 +61,7 @@ def bare_step(encoder: str, size: int, batch: int, precision: str, device: torch
     """Images/s of SimCLR's training step (two views, forward, backward, SGD) on one pre-made batch, channels_last."""
     torch.manual_seed(0)
     spec = {"channels": 1, "height": size, "width": size, "size": size, "mean": [0.5], "std": [0.25]}
-    method = methods.get("simclr")(get_modality("image").build_encoder(encoder, spec), **METHOD_OPTIONS)
+    method = methods.get("simclr")(new_encoder(get_modality("image"), encoder, spec), **METHOD_OPTIONS)
     method = method.to(device).to(memory_format=torch.channels_last)
     x = torch.randn(batch, 1, size, size, device=device).contiguous(memory_format=torch.channels_last)
     views = Views([x, x.flip(-1)])

@@ -78,7 +78,7 @@ def pretrain(ds, seed: int, threads: int, iters: int | None, variant: dict | Non
     batch_size, iters_scale, other TrainConfig fields) trained on `ds.train` without labels; (run, seconds)."""
     import selfsup
     from selfsup.modalities.timeseries.modality import DEFAULT_CONFIG, ts2vec_schedule
-    from selfsup.training.config import merge_options
+    from selfsup.config import merge_options
 
     variant = dict(variant or {})
     scale = variant.pop("iters_scale", 1.0)

@@ -52,7 +52,7 @@ VARIANTS: dict[str, dict] = {
 
 def merged(variant: dict) -> dict:
     """The base with one variant's overrides (option dictionaries merged key by key)."""
-    from selfsup.training.config import merge_options
+    from selfsup.config import merge_options
 
     return merge_options(BASE, variant)
 

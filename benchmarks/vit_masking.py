@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, publish  # noqa: E402
 
 from selfsup.methods.mae import MAE, random_keep  # noqa: E402
-from selfsup.modalities import get_modality  # noqa: E402
+from selfsup.modalities import get_modality, new_encoder  # noqa: E402
 from selfsup.training.devices import cpu_has_native_bf16  # noqa: E402
 from selfsup.views import Views  # noqa: E402
 
@@ -144,7 +144,7 @@ def timm_vit(channels: int, side: int, patch: int):
 def measure(name: str, channels: int, side: int, batch: int, precision: str, steps: int, repeats: int) -> dict:
     torch.manual_seed(0)
     spec = {"channels": channels, "size": side}
-    ours = get_modality("image").build_encoder("vit_tiny", spec)
+    ours = new_encoder(get_modality("image"), "vit_tiny", spec)
     x = torch.randn(batch, channels, side, side)
     tokens = ours.token_count(x)
     keep = random_keep(batch, tokens, 0.75, x.device)

@@ -16,7 +16,7 @@ from selfsup.errors import ConfigError, DataError  # noqa: E402
 from selfsup.methods.cola import bilinear_contrastive_loss  # noqa: E402
 from selfsup.methods.cpc import future_info_nce  # noqa: E402
 from selfsup.methods.hubert_lite import masked_unit_loss, nearest_unit, span_mask  # noqa: E402
-from selfsup.modalities import get_modality  # noqa: E402
+from selfsup.modalities import get_modality, new_encoder  # noqa: E402
 from selfsup.modalities.audio import audio_clips  # noqa: E402
 from selfsup.modalities.audio.frontend import FrontEnd, log_mel, mfcc  # noqa: E402
 from selfsup.modalities.audio.modality import mfcc_statistics  # noqa: E402
@@ -42,7 +42,7 @@ def spec():
 def test_padding_and_what_lies_past_a_clip_never_change_its_embedding(encoder, spec):
     enc_spec = AUDIO.spec_for_encoder(spec, encoder, {})
     torch.manual_seed(0)
-    net = AUDIO.build_encoder(encoder, enc_spec).eval()
+    net = new_encoder(AUDIO, encoder, enc_spec).eval()
     clip = tone(0.37, 440)
     stored = [audio_clips([clip], RATE, seconds) for seconds in (0.37, 0.6, 1.1)]
     stored[2][0, 2 + len(clip):] = 5.0  # garbage past the clip's length is masked too
@@ -95,7 +95,7 @@ def test_waveform_crops_are_windows_of_the_clips_and_mark_their_padding(spec):
 
 def test_a_clip_shorter_than_one_pooled_frame_keeps_its_own_embedding(spec):
     torch.manual_seed(0)
-    net = AUDIO.build_encoder("spectrogram_cnn", spec).eval()
+    net = new_encoder(AUDIO, "spectrogram_cnn", spec).eval()
     clips = audio_clips([tone(0.03, 300), tone(0.03, 2000), tone(0.04, 900)], RATE, 0.5)  # 3-4 frames each
     with torch.no_grad():
         z = net(AUDIO.prepare(clips, spec))
@@ -212,7 +212,7 @@ def test_hubert_lite_clusters_input_steps_then_its_own_features():
     x = audio_clips([tone(0.3, 150 * (1 + i % 5), i) for i in range(24)])
     spec = AUDIO.fit_spec(x)
     torch.manual_seed(0)
-    method = HuBERTLite(AUDIO.build_encoder("transformer", spec, depth=1, d_model=32, heads=2, out_dim=16), units=8,
+    method = HuBERTLite(new_encoder(AUDIO, "transformer", spec, depth=1, d_model=32, heads=2, out_dim=16), units=8,
                         proj_dim=8)
     request = method.view_request()
     maker = AUDIO.view_maker(request, spec)
@@ -241,7 +241,7 @@ def test_byol_a_keeps_its_target_decay_constant():
     from selfsup.methods.byol_a import BYOLA
 
     spec = AUDIO.fit_spec(audio_clips([tone(0.3, 300)] * 4))
-    method = BYOLA(AUDIO.build_encoder("spectrogram_cnn", spec), proj_hidden_dim=16, proj_dim=8, pred_hidden_dim=16)
+    method = BYOLA(new_encoder(AUDIO, "spectrogram_cnn", spec), proj_hidden_dim=16, proj_dim=8, pred_hidden_dim=16)
     assert method.target_momentum(0.0) == method.target_momentum(0.9) == 0.99
 
 

@@ -219,7 +219,7 @@ def test_every_train_option_is_a_flag_declared_with_the_config(tmp_path):
 
     import yaml
 
-    from selfsup.training.config import TrainConfig, option_flag
+    from selfsup.config import TrainConfig, option_flag
 
     help_text = " ".join(run_cli("train", "--help").stdout.split())
     for f in fields(TrainConfig):

@@ -19,7 +19,7 @@ from selfsup.methods.base import mlp
 from selfsup.methods.numerics import full_precision
 from selfsup.modalities import get_modality, modalities
 from selfsup.training import checkpoint as ckpt_io
-from selfsup.training.config import TrainConfig
+from selfsup.config import TrainConfig
 from selfsup.training.distributed import World
 from selfsup.training.epoch_pass import TrainingSetPass
 from selfsup.training.loop import LoopState, before_epoch

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from selfsup.cli import build_parser
-from selfsup.training.config import TrainConfig
+from selfsup.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

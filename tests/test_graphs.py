@@ -18,7 +18,7 @@ from selfsup.methods.grace import grace_loss
 from selfsup.methods.graphcl import graphcl_loss
 from selfsup.methods.graphmae import scaled_cosine_error
 from selfsup.methods.infograph import jsd_local_global_loss
-from selfsup.modalities import get_modality
+from selfsup.modalities import get_modality, new_encoder
 from selfsup.modalities.graph.codec import Graph, Layout, assemble, flatten, pack, padded, unpack
 from selfsup.modalities.graph.views import (drop_edges, drop_nodes, grow_subgraph, mask_attributes,
                                             mask_feature_columns, perturb_edges, shuffle_features)
@@ -432,7 +432,7 @@ def test_encoders_are_invariant_to_node_order(name):
     spec = {"node_width": 3}
     graph_modality = get_modality("graph")
     torch.manual_seed(0)
-    encoder = graph_modality.build_encoder(name, spec).eval()
+    encoder = new_encoder(graph_modality, name, spec).eval()
     with torch.no_grad():
         e = encoder(batch)
         nodes = encoder.node_outputs(batch)
@@ -444,7 +444,7 @@ def test_encoders_are_invariant_to_node_order(name):
     torch.testing.assert_close(second[torch.as_tensor(perm)], first, atol=1e-5, rtol=1e-5)
     # a readout that reads a node position (the root: node 0) sees the renumbering
     torch.manual_seed(0)
-    rooted = graph_modality.build_encoder(name, spec, readout="root").eval()
+    rooted = new_encoder(graph_modality, name, spec, readout="root").eval()
     with torch.no_grad():
         r = rooted(batch)
     assert (r[0] - r[1]).abs().max() > 1e-3
@@ -610,7 +610,7 @@ def test_rooted_neighbourhoods_mark_each_samples_own_node_and_grace_contrasts_on
     plain, rooted = pack(graphs, "plain"), pack(graphs, "rooted", rooted=True)
     modality = get_modality("graph")
     spec = modality.fit_spec(plain)
-    encoder = modality.build_encoder("gin", spec, hidden=4, layers=1)
+    encoder = new_encoder(modality, "gin", spec, hidden=4, layers=1)
     assert encoder.node_outputs(modality.prepare(plain, spec)).anchors is None
     assert encoder.node_outputs(modality.prepare(rooted, spec)).anchors.tolist() == [0, 3]  # rows of the roots
     method = GRACE(encoder, proj_dim=4)

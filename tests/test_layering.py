@@ -57,22 +57,50 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
 
 def test_layering_contracts_hold():
     """methods import no modality and no training internals; training and evaluation no concrete modality;
-    evaluation no model code; the core contracts nothing else of selfsup (pyproject.toml [tool.importlinter])."""
+    evaluation no model code; the core contracts nothing else of selfsup; the modalities independent of each other;
+    the layers from the commands down to the contracts (pyproject.toml [tool.importlinter])."""
     pytest.importorskip("importlinter")
     proc = lint_imports(ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "0 broken" in proc.stdout and "5 kept" in proc.stdout
+    assert "0 broken" in proc.stdout and "7 kept" in proc.stdout
 
 
-@pytest.mark.parametrize("module,line", [
-    ("methods/simclr.py", "from ..training import loop  # noqa"),
-    ("training/loop.py", "from ..modalities.image import augment  # noqa"),
-    ("evaluate.py", "from .modalities.graph import sources  # noqa"),
-    ("run.py", "from .modalities.audio import frontend  # noqa"),
-    ("evaluation/knn.py", "from ..methods import base  # noqa"),
+def contracts() -> list[dict]:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+
+
+def test_every_module_has_a_layer_and_every_modality_is_in_every_contract():
+    """A new top-level module or package of selfsup gets a place in the layers (else nothing stops it importing
+    upwards), and a new modality joins the contracts that name the concrete modalities."""
+    from selfsup.modalities import modalities
+
+    layers = next(c for c in contracts() if c["type"] == "layers")["layers"]
+    placed = {m.strip() for layer in layers for m in layer.split(":")}
+    package = ROOT / "src" / "selfsup"
+    modules = {f"selfsup.{p.stem}" for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    modules |= {f"selfsup.{p.parent.name}" for p in package.glob("*/__init__.py")}
+    assert modules - placed == set() and placed - modules == set()
+    concrete = {f"selfsup.modalities.{name}" for name in modalities.names()}
+    assert concrete <= set(next(c for c in contracts() if c["type"] == "independence")["modules"])
+    named = [c for c in contracts() if c.get("forbidden_modules") and any(
+        m.startswith("selfsup.modalities.") for m in c["forbidden_modules"])]
+    assert named and all(concrete <= set(c["forbidden_modules"]) for c in named)
+
+
+@pytest.mark.parametrize("module,line,contract", [
+    ("methods/simclr.py", "from ..training import loop  # noqa", "Methods know no modality"),
+    ("training/loop.py", "from ..modalities.image import augment  # noqa", "Training and evaluation import no concrete"),
+    ("evaluate.py", "from .modalities.graph import sources  # noqa", "Training and evaluation import no concrete"),
+    ("run.py", "from .modalities.audio import frontend  # noqa", "Training and evaluation import no concrete"),
+    ("evaluation/knn.py", "from ..methods import base  # noqa", "Evaluation (the probes"),
+    ("modalities/audio/views.py", "from ..timeseries import modality  # noqa", "Modalities are independent"),
+    ("run.py", "from .training import session  # noqa", "Layers:"),  # an import running back up the layers
+    ("config.py", "from . import api  # noqa", "Layers:"),
 ])
-def test_layering_contracts_catch_a_forbidden_import(tmp_path, module, line):
-    """Negative control: one forbidden import added to a copy of the package breaks a contract."""
+def test_layering_contracts_catch_a_forbidden_import(tmp_path, module, line, contract):
+    """Negative control: one forbidden import added to a copy of the package breaks the contract that forbids it."""
     import shutil
 
     pytest.importorskip("importlinter")
@@ -81,4 +109,23 @@ def test_layering_contracts_catch_a_forbidden_import(tmp_path, module, line):
     target = tmp_path / "src" / "selfsup" / module
     target.write_text(target.read_text() + "\n" + line + "\n")
     proc = lint_imports(tmp_path)
-    assert proc.returncode != 0 and "1 broken" in proc.stdout, proc.stdout[-3000:]
+    assert proc.returncode != 0 and "Broken contracts" in proc.stdout, proc.stdout[-3000:]
+    assert contract in proc.stdout.split("Broken contracts", 1)[1], proc.stdout[-3000:]
+
+
+def test_no_function_longer_than_80_lines_and_a_narrow_modality_interface():
+    """Every function in src/ fits in 80 lines, and `Modality` declares at most 15 methods (what a modality
+    presents, exports or records in a cache lives in the objects it declares: Presentation, ExportInputs,
+    StorageRecord)."""
+    import ast
+
+    from selfsup.modalities import Modality
+
+    long = []
+    for path in (ROOT / "src" / "selfsup").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert long == []
+    methods = [name for name, value in vars(Modality).items() if callable(value) and not name.startswith("__")]
+    assert len(methods) <= 15, methods

@@ -14,7 +14,7 @@ from selfsup.methods.mae import mae_loss, random_keep
 from selfsup.methods.npid import instance_discrimination_loss, updated_bank_rows
 from selfsup.methods.pretext import pretext_loss
 from selfsup.methods.rotnet import rotation_labels
-from selfsup.modalities import get_modality
+from selfsup.modalities import get_modality, new_encoder
 from selfsup.views import ViewRequest
 from test_bad_input_corpus import assert_error
 from test_bad_inputs import cli
@@ -24,7 +24,7 @@ TINY_VIT = {"depth": 2}
 
 
 def vit(channels=1, size=28, **options):
-    return get_modality("image").build_encoder("vit_tiny", {"channels": channels, "size": size}, **options)
+    return new_encoder(get_modality("image"), "vit_tiny", {"channels": channels, "size": size}, **options)
 
 
 def test_mae_loss_by_hand():
@@ -74,7 +74,7 @@ def test_data2vec_targets_and_loss_by_hand():
 def test_the_series_patch_transformer_is_a_token_encoder():
     from selfsup.encoders import TokenEncoder
 
-    encoder = get_modality("timeseries").build_encoder("patch_transformer", {"channels": 2}, dropout=0.0).eval()
+    encoder = new_encoder(get_modality("timeseries"), "patch_transformer", {"channels": 2}, dropout=0.0).eval()
     assert isinstance(encoder, TokenEncoder) and encoder.patch_dim == 16 and encoder.layer_dim == 128
     torch.manual_seed(0)
     x = torch.randn(3, 2, 30)  # 4 patches of 8 steps, the last one 6 steps long

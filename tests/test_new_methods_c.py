@@ -8,7 +8,7 @@ from selfsup.methods.dinov2 import blank_patches, ibot_patch_loss, koleo_loss, m
 from selfsup.methods.vicreg import vicreg_loss
 from selfsup.methods.vicregl import nearest_matches, vicregl_loss
 from selfsup.modalities.image.vit import VisionTransformer
-from selfsup.modalities.timeseries.encoders import PatchTransformerEncoder
+from selfsup.modalities.sequences.encoders import PatchTransformerEncoder
 
 
 def t(x):

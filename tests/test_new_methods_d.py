@@ -11,7 +11,7 @@ from selfsup.methods.base import StepInfo, TrainingContext
 from selfsup.methods.msn import MSN, msn_loss
 from selfsup.methods.pseudo_labels import spherical_kmeans
 from selfsup.methods.smog import KMEANS_SEED, SMoG, momentum_grouping, smog_loss
-from selfsup.modalities import get_modality
+from selfsup.modalities import get_modality, new_encoder
 from selfsup.views import Views
 
 E1, E2 = [1.0, 0.0], [0.0, 1.0]
@@ -64,7 +64,7 @@ def test_pmsn_power_law_prior_by_hand():
 
 
 def tiny_vit(size=8):
-    return get_modality("image").build_encoder("vit_tiny", {"channels": 1, "size": size}, depth=1)
+    return new_encoder(get_modality("image"), "vit_tiny", {"channels": 1, "size": size}, depth=1)
 
 
 def small_msn(**options):

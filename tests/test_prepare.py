@@ -181,7 +181,7 @@ def test_series_and_tables_are_prepared_as_float_arrays(source, tmp_path):
     for a, b in ((prepared.train, memory.train), (prepared.test, memory.test)):
         assert torch.equal(a.x.nan_to_num(-7.0), b.x.nan_to_num(-7.0)) and np.array_equal(a.y, b.y)
     modality = get_modality(memory.modality)
-    assert modality.storage_info(prepared.train.x) == modality.storage_info(memory.train.x)
+    assert modality.storage_record.of(prepared.train.x) == modality.storage_record.of(memory.train.x)
     assert mapped_from(prepared.train.x.data_ptr(), tmp_path / "cache" / manifest["splits"]["train"]["file"])
     assert selfsup.prepare(source, tmp_path / "cache", progress=False) == manifest  # finished: returned as it is
     run = selfsup.train(f"prepared:{tmp_path / 'cache'}", epochs=1, batch_size=32, monitor=False, threads=1)

@@ -13,7 +13,7 @@ from selfsup.errors import DataError
 from selfsup.evaluation import sts_protocol
 from selfsup.loading import load_dataset
 from selfsup.methods.simcse import simcse_loss
-from selfsup.modalities import get_modality
+from selfsup.modalities import get_modality, new_encoder
 from selfsup.modalities.text.codec import TextPolicy, cut, from_storage, read_lines, to_storage
 from selfsup.modalities.text.tokenizer import PAD, decode, encode, pad_ids, train_tokenizer
 from selfsup.modalities.text.views import cut_span, delete_tokens, random_spans
@@ -208,7 +208,7 @@ def test_word_vector_encoder_starts_as_averaged_vectors(tmp_path):
     table.write_text("2 3\nman 1 0 0\nguitar 0 1 0\n")  # word2vec's header line, then two words
     text = get_modality("text")
     spec = text.fit_spec(text.from_array(CORPUS + ["man guitar guitar"] * 2, "corpus"))
-    encoder = text.build_encoder("word_vectors", spec, table=str(table)).eval()
+    encoder = new_encoder(text, "word_vectors", spec, table=str(table)).eval()
     with torch.no_grad():
         e = encoder(text.prepare(text.to_storage(["man guitar guitar", "unknownword"], "t", spec), spec))
     torch.testing.assert_close(e[0], torch.tensor([1 / 3, 2 / 3, 0]))  # the mean over the three tokens
@@ -230,8 +230,8 @@ def test_transformer_token_embeddings_start_from_word_vectors(tmp_path):
     spec = text.fit_spec(text.from_array(CORPUS + ["man guitar dog"] * 2, "corpus"))
     tokens = spec["tokenizer"]["tokens"]
     rows = [tokens.index(w) for w in ("man", "guitar", "dog")]
-    plain = text.build_encoder("transformer", spec, dim=32, depth=1)
-    seeded = text.build_encoder("transformer", spec, dim=32, depth=1, vectors=str(table))
+    plain = new_encoder(text, "transformer", spec, dim=32, depth=1)
+    seeded = new_encoder(text, "transformer", spec, dim=32, depth=1, vectors=str(table))
     e = seeded.embedding.weight.detach()[rows]
     cos = torch.nn.functional.cosine_similarity
     assert cos(e[0], e[1], dim=0).abs() < 1e-5  # orthogonal words stay orthogonal
@@ -259,7 +259,7 @@ def test_hf_encoder_matches_transformers_mean_pooling_and_keeps_its_tokenizer(tm
     text = get_modality("text")
     spec = text.spec_for_encoder(text.fit_spec(text.from_array(CORPUS, "corpus")), "hf", {"name": path})
     assert spec["tokenizer"]["kind"] == "hf"
-    encoder = text.build_encoder("hf", spec, name=path).eval()
+    encoder = new_encoder(text, "hf", spec, name=path).eval()
     sentences = ["A man is playing a guitar.", "Two men play football on the beach and a dog runs."]
     with torch.no_grad():
         ours = encoder(text.prepare(text.to_storage(sentences, "t", spec), spec))

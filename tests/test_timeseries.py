@@ -13,9 +13,9 @@ from selfsup.loading import load_dataset
 from selfsup.errors import DataError
 from selfsup.modalities import get_modality
 from selfsup.views import ViewRequest
-from selfsup.modalities.timeseries.augment import (SeriesAugmentation, SeriesViewMaker, augment, recipe,
+from selfsup.modalities.sequences.augment import (SeriesAugmentation, SeriesViewMaker, augment, recipe,
                                                    segment_permutation)
-from selfsup.modalities.timeseries.encoders import DilatedConvEncoder, PatchTransformerEncoder
+from selfsup.modalities.sequences.encoders import DilatedConvEncoder, PatchTransformerEncoder
 from selfsup.modalities.timeseries.ts_format import read_ts
 
 NAN = float("nan")
@@ -225,7 +225,7 @@ def test_padding_and_masked_steps_do_not_change_embeddings(make):
 def test_dilated_conv_as_one_matrix_product_equals_the_padded_convolution(causal):
     """The channels-last matrix-product convolution equals nn.Conv1d on the zero-padded series, in value and
     gradient, including the lengths where taps only see padding and are skipped."""
-    from selfsup.modalities.timeseries.encoders import DilatedConv
+    from selfsup.modalities.sequences.encoders import DilatedConv
 
     torch.manual_seed(0)
     cases = [(3, d, n) for d, n in ((1, 7), (2, 1), (4, 9), (16, 10), (16, 16), (16, 17), (512, 24))]

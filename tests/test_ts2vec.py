@@ -16,7 +16,7 @@ from selfsup.methods import ts2vec
 from selfsup.methods.base import StepInfo
 from selfsup.methods.ts2vec import TS2Vec, hierarchical_contrastive_loss
 from selfsup.modalities import get_modality
-from selfsup.modalities.timeseries.augment import geometric_noise_mask
+from selfsup.modalities.sequences.augment import geometric_noise_mask
 from selfsup.training.step import optimisation_step
 
 

@@ -16,7 +16,7 @@ from .modalities import get_modality, modalities
 from .modalities.tabular.table import is_frame
 from .presets import with_preset
 from .run import Run, load
-from .training.config import TrainConfig
+from .config import TrainConfig
 from .training.session import train as train_config
 
 __all__ = ["train", "load", "SelfSupervisedEmbedder", "dataset_from_array"]

@@ -77,12 +77,12 @@ def add_train_parser(sub) -> None:
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, from its declaration (training.config.option): the spelling of option_flag,
+    """One flag per TrainConfig field, from its declaration (config.option): the spelling of option_flag,
     the type of its annotation, its help, choices and metavar; booleans as --NAME / --no-NAME, mappings as
     KEY=VALUE items, lists comma-separated. Every flag defaults to None: not given, so the config decides."""
     from dataclasses import fields
 
-    from .training.config import TrainConfig, option_flag, option_kinds
+    from .config import TrainConfig, option_flag, option_kinds
 
     kinds = option_kinds()
     groups: dict[str, Any] = {}
@@ -108,7 +108,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     args.cluster = cluster_count(args.cluster, "--cluster")  # checked before training, used after it
     from .presets import with_preset
-    from .training.config import TrainConfig, merge_options, option_flag, option_kinds
+    from .config import TrainConfig, merge_options, option_flag, option_kinds
     from .training.distributed import is_main_process
     from .training.session import resume, train
 

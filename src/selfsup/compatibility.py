@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .methods import Method, methods
-from .modalities import get_modality, modalities
+from .modalities import encoder_kinds, get_modality, modalities
 from .modalities.base import Modality
 
 
@@ -10,7 +10,7 @@ def trains_on(method: type[Method], modality: Modality) -> bool:
     """True when the modality makes the views the method requests and one of its encoders implements the method's
     protocol."""
     return (method.requested_views.recipe in modality.view_recipes
-            and any(issubclass(kind, method.encoder_kind) for kind in modality.encoder_kinds().values()))
+            and any(issubclass(kind, method.encoder_kind) for kind in encoder_kinds(modality).values()))
 
 
 def supported_pairs() -> list[tuple[str, str]]:

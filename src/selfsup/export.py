@@ -73,7 +73,10 @@ def export_encoder(run_or_path: Run | str | Path, format: str, out: str | Path |
     path = output_path(run, format, out, overwrite)
     exporter = onnx_exporter(opset) if format == "onnx" else torchscript
     encoder = copy.deepcopy(run.encoder).float().cpu().eval()
-    storage = run.modality.example_storage(run.spec, CHECK_ROWS, torch.Generator().manual_seed(0))
+    storage = run.modality.export_inputs.example(run.spec, CHECK_ROWS, torch.Generator().manual_seed(0))
+    if storage is None:
+        raise ConfigError(f"the {run.resolved.modality} modality makes no example inputs, which exporting an "
+                          "encoder needs")
     x = run.modality.prepare(storage, run.spec).float().contiguous()
     name = f"{run.resolved.encoder} ({type(encoder).__name__})"
     try:
@@ -87,10 +90,11 @@ def export_encoder(run_or_path: Run | str | Path, format: str, out: str | Path |
         "format": format, "file": path.name, "run": str(run.path) if run.path else None,
         "modality": run.resolved.modality, "encoder": run.resolved.encoder,
         "input": {"name": INPUT, "shape": ["batch", *x.shape[1:]], "dtype": "float32",
-                  "preparation": run.modality.prepared_input(run.spec)},
+                  "preparation": run.modality.export_inputs.described(run.spec)
+                  or f"the float32 batch that the {run.resolved.modality} modality's `prepare` makes from storage"},
         "output": {"name": OUTPUT, "shape": ["batch", dim], "dtype": "float32"},
         "check": {"batch_sizes": list(CHECK_BATCHES), "max_abs_diff": diff, "tolerance": TOLERANCE,
-                  "inputs": "synthetic (the modality's example_storage, seed 0), compared with Run.embed"},
+                  "inputs": "synthetic (the modality's export_inputs.example, seed 0), compared with Run.embed"},
         **info, "torch": torch.__version__,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -275,7 +275,7 @@ def prepare_parsed(source: str, out: Path) -> dict[str, Any]:
     for name, split in splits.items():
         if split.mask is not None:
             raise ConfigError(f"{source}: the {name} split carries a validity mask, which a prepared cache cannot hold")
-        h.update(json.dumps([name, TensorStorage(split.x).describe(), modality.storage_info(split.x)]).encode())
+        h.update(json.dumps([name, TensorStorage(split.x).describe(), modality.storage_record.of(split.x)]).encode())
         h.update(b"" if split.y is None else np.ascontiguousarray(split.y).tobytes())
     checksum = h.hexdigest()
     manifest = finished_cache(out, checksum)
@@ -300,7 +300,7 @@ def prepare_parsed(source: str, out: Path) -> dict[str, Any]:
             np.save(out / labels, np.asarray(split.y, dtype=np.int64))
         records[name] = {"file": final.name, "count": len(array), "shape": list(array.shape), "dtype": str(array.dtype),
                          "labels": labels, "skipped": []}
-    spec = {"modality": ds.modality, "storage": modality.storage_info(ds.train.x)}
+    spec = {"modality": ds.modality, "storage": modality.storage_record.of(ds.train.x)}
     return write_manifest(out, source, spec, records, sum(len(s) for s in splits.values()), checksum,
                           info=json_safe(ds.info))
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import parse_uri
-from .training.config import merge_options
+from .config import merge_options
 
 
 @dataclass(frozen=True)

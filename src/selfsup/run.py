@@ -16,11 +16,11 @@ from safetensors.torch import load_file
 
 from .encoders import Encoder, SequenceEncoder
 from .errors import ConfigError, DataError
-from .modalities import get_modality
+from .modalities import get_modality, new_encoder
 from .modalities.base import Modality, batched
 from .resolved import Resolved
 from .storage import Storage, TensorStorage, consecutive, read_batches
-from .training.config import TrainConfig
+from .config import TrainConfig
 
 COMPLETE_MARKER = "summary.json"
 
@@ -54,8 +54,7 @@ class Run:
         columns, missing indicators and one-hot categories) first, then the embedding, in one matrix, for a
         downstream model (gradient-boosted trees) that should see both.
         """
-        storage = x if isinstance(x, torch.Tensor) and self.modality.is_storage(x, self.spec) else \
-            self.modality.to_storage(x.numpy() if isinstance(x, torch.Tensor) else x, "input", self.spec)
+        storage = self.modality.to_storage(x, "input", self.spec)
         storage, notes = self.modality.conform(storage, self.spec, "input", resize=resize)
         for note in notes:
             warnings.warn(note, stacklevel=2)
@@ -146,7 +145,7 @@ def build_encoder(resolved: Resolved, seed: int | None = None) -> Encoder:
     if seed is not None:
         torch.manual_seed(seed)
     modality = get_modality(resolved.modality)
-    return modality.build_encoder(resolved.encoder, resolved.data_spec, **resolved.encoder_options)
+    return new_encoder(modality, resolved.encoder, resolved.data_spec, **resolved.encoder_options)
 
 
 def load(path: str | Path, device: str = "cpu") -> Run:

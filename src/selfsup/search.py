@@ -33,7 +33,7 @@ from .data import Dataset, Split
 from .errors import ConfigError, SelfSupError
 from .evaluation.criteria import CRITERIA, label_free_scores
 from .presets import preset_for
-from .training.config import merge_options
+from .config import merge_options
 from .run import Run, encode_storage, load
 from .views import ViewRequest
 
@@ -291,7 +291,7 @@ def search_and_train(options: dict[str, Any], out: Path, minutes: float, criteri
     caller's TrainConfig options (the method and the budget are the search's)."""
     from .loading import load_dataset
     from .training import checkpoint as ckpt_io
-    from .training.config import TrainConfig
+    from .config import TrainConfig
     from .training.run_directory import staging_path
     from .training.session import resume, train
 

@@ -24,7 +24,7 @@ from selfsup.methods.nnclr import NNCLR
 from selfsup.methods.numerics import recorded_loss_calls
 from selfsup.methods.queues import enqueue
 from selfsup.methods.swav import SwAV
-from selfsup.modalities import get_modality
+from selfsup.modalities import get_modality, new_encoder
 from selfsup.schedules import Schedule
 from selfsup.training.step import ema_update
 from selfsup.views import Views
@@ -274,7 +274,7 @@ def test_cosine_momentum_schedule_equals_lightlys_cosine_schedule():
 # ---- MAE: patches and masks ----
 
 def test_vit_patches_are_lightlys_patchify():
-    encoder = get_modality("image").build_encoder("vit_tiny", {"channels": 3, "size": 32}, depth=1)
+    encoder = new_encoder(get_modality("image"), "vit_tiny", {"channels": 3, "size": 32}, depth=1)
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     assert torch.equal(encoder.patches(x), patchify(x, encoder.patch_size))
 
@@ -312,7 +312,7 @@ def ijepa_summaries_lightly(batches=30, size=32):
 
 def ijepa_summaries_selfsup(batches=30, size=32):
     torch.manual_seed(0)
-    method = IJEPA(get_modality("image").build_encoder("vit_tiny", {"channels": 3, "size": 224}, depth=1))
+    method = IJEPA(new_encoder(get_modality("image"), "vit_tiny", {"channels": 3, "size": 224}, depth=1))
     x = torch.zeros(size, 3, 224, 224)
     targets, contexts, coverage = [], [], torch.zeros(196)
     for _ in range(batches):

@@ -143,13 +143,13 @@ def test_dgi_step_is_half_of_deep_graph_infomax_on_one_graph():
     the positive and negative BCE terms, DGI's code averages them over the 2N logits, as selfsup); the bias of DGI's
     nn.Bilinear (absent in PyG) starts at zero. Values and the gradients of encoder and W agree."""
     geometric = require("torch_geometric.nn")
-    from selfsup.modalities import get_modality
+    from selfsup.modalities import get_modality, new_encoder
     from selfsup.modalities.graph.codec import assemble, padded
     from selfsup.modalities.graph.views import shuffle_features
     x = small_graphs(sizes=(9,))
     corrupted = assemble(shuffle_features(padded(x), torch.Generator().manual_seed(0)))
     torch.manual_seed(0)
-    encoder = get_modality("graph").build_encoder("gin", {"node_width": 3}).eval()
+    encoder = new_encoder(get_modality("graph"), "gin", {"node_width": 3}).eval()
     method = DGI(encoder)
     state = {k: v.clone() for k, v in encoder.state_dict().items()}
 

@@ -16,7 +16,7 @@ from scipy import stats
 
 from _other import require
 from selfsup.modalities.text.views import delete_tokens
-from selfsup.modalities.timeseries.augment import overlapping_crops
+from selfsup.modalities.sequences.augment import overlapping_crops
 
 DRAWS = 10_000
 LENGTH = 16  # steps of every series: short, so that an off-by-one in any bound moves the distributions visibly

@@ -3,9 +3,9 @@ sub-package in it is imported (a new modality is one sub-package here, no list t
 import importlib
 import pkgutil
 
-from .base import Modality, get_modality, modalities
+from .base import Modality, default_encoder_for, encoder_kinds, get_modality, modalities, new_encoder
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["Modality", "get_modality", "modalities"]
+__all__ = ["Modality", "default_encoder_for", "encoder_kinds", "get_modality", "modalities", "new_encoder"]

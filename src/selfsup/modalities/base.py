@@ -12,13 +12,15 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 import torch
 
-from ..data import Dataset, SourceRequest, Split
+from ..data import Dataset, Split
 from ..encoders import Encoder
 from ..errors import ConfigError
 from ..registry import Registry
 from ..storage import FileRowStorage, Storage, TensorStorage
 from ..views import ViewMaker, ViewRequest
+from .exporting import ExportInputs
 from .presentation import Presentation
+from .records import StorageRecord
 
 
 class Modality(ABC):
@@ -34,6 +36,8 @@ class Modality(ABC):
     channels_last: ClassVar[bool] = False  # whether views can be made in the channels-last memory format
     default_array_ranks: ClassVar[tuple[int, ...]] = ()  # plain arrays of these ranks are this modality's by default
     presentation: ClassVar[Presentation] = Presentation()  # how its samples appear in a report (none: not shown)
+    export_inputs: ClassVar[ExportInputs] = ExportInputs()  # what exporting its encoders needs (none: no export)
+    storage_record: ClassVar[StorageRecord] = StorageRecord()  # what a prepared cache keeps beyond the array
 
     def claims(self, x: Any) -> bool:
         """Whether in-memory data `x` is this modality's whatever its array rank (a list of graph objects is a
@@ -75,15 +79,6 @@ class Modality(ABC):
             return FileRowStorage(split.rows, split.x)
         return TensorStorage(split.x)
 
-    def storage_info(self, x: torch.Tensor) -> dict[str, Any]:
-        """What storage `x` carries beyond its array (a table's schema), as JSON, kept in a prepared cache's
-        manifest (default: nothing)."""
-        return {}
-
-    def restore_storage(self, x: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
-        """Storage from a prepared cache's array and what `storage_info` recorded (default: the array as it is)."""
-        return x
-
     @abstractmethod
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         """Storage batch -> normalised float encoder input, without augmentation (for embedding)."""
@@ -92,15 +87,6 @@ class Modality(ABC):
     def toy_data(self, n: int, generator: np.random.Generator) -> Any:
         """`n` random raw samples this modality accepts in `from_array` (small: contract tests and demos)."""
 
-    def example_storage(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor:
-        """`n` synthetic storage rows consistent with `spec` that reach every path of an encoder (padding, missing
-        values, unknown categories, ...): exporting an encoder traces and checks it on them."""
-        raise ConfigError(f"the {self.name} modality makes no example inputs, which exporting an encoder needs")
-
-    def prepared_input(self, spec: dict[str, Any]) -> str:
-        """What `prepare` hands the encoder, in words: shape, dtype and normalisation (written beside an export)."""
-        return f"the float32 batch that the {self.name} modality's `prepare` makes from storage"
-
     def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
                 strict: bool = False) -> tuple[torch.Tensor, list[str]]:
         """New storage checked against a trained run's `spec`: the storage to encode (aligned when needed) and
@@ -108,41 +94,14 @@ class Modality(ABC):
         `strict` refuses what would otherwise be ignored (extra table columns). Default: nothing to check."""
         return x, []
 
-    def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
-        """Whether a tensor handed to `Run.embed` is already in storage format (default: every tensor is)."""
-        return True
-
     def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
-        """New data for a trained run -> storage consistent with the run's `spec` (default: `from_array`)."""
-        return self.from_array(np.asarray(x), where)
-
-    def encoder_kinds(self) -> dict[str, type[Encoder]]:
-        """The protocol of each registered encoder: what it was registered with (`kind=`), else `encoder_kind`."""
-        return {e.name: e.extra.get("kind", self.encoder_kind) for e in self.encoders}
-
-    def default_encoder_for(self, spec: dict[str, Any], kind: type[Encoder]) -> str | None:
-        """`default_encoder(spec)` when it implements `kind`, else the registered encoder of that kind marked
-        `preferred`, else the first (None when none does): a method that needs a token encoder gets a Vision
-        Transformer without being told."""
-        kinds = self.encoder_kinds()
-        default = self.default_encoder(spec)
-        if issubclass(kinds.get(default.partition(":")[0], self.encoder_kind), kind):
-            return default
-        qualified = [e.name for e in self.encoders if issubclass(kinds[e.name], kind)]
-        preferred = [name for name in qualified if self.encoders.entry(name).extra.get("preferred")]
-        return (preferred or qualified or [None])[0]
-
-    def build_encoder(self, name: str, spec: dict[str, Any], /, **options: Any) -> Encoder:
-        """Instantiate a registered encoder for inputs described by `spec` (an `encoders.Encoder`)."""
-        return self.encoders.get(name)(spec, **options)
+        """New data handed to a trained run (`Run.embed`) -> storage consistent with the run's `spec`; a tensor already
+        in storage format is returned as it is (default: every tensor is; anything else goes through `from_array`)."""
+        return x if isinstance(x, torch.Tensor) else self.from_array(np.asarray(x), where)
 
     def dataset_from_arrays(self, x: Any, y: np.ndarray | None, name: str) -> Dataset:
         """An in-memory Dataset from raw samples and encoded labels (0..K-1 or None)."""
         return Dataset(name, self.name, Split(self.from_array(x, name), y))
-
-    def dataset_from_npy(self, req: SourceRequest) -> Dataset:
-        """The `npy:` source for this modality (`--modality NAME`): arrays from .npy files named in the URI."""
-        raise ConfigError(f"the {self.name} modality reads no .npy arrays")
 
     def encoding_order(self, x: torch.Tensor) -> torch.Tensor | None:
         """The order in which a frozen encoder is best applied to in-memory storage `x` (items of similar cost in the
@@ -162,6 +121,30 @@ modalities: Registry[Modality] = Registry("modality")
 def get_modality(name: str) -> Modality:
     """The registered modality instance by name."""
     return modalities.get(name)
+
+
+def encoder_kinds(modality: Modality) -> dict[str, type[Encoder]]:
+    """The protocol of each of a modality's registered encoders: what it was registered with (`kind=`), else the
+    modality's `encoder_kind`."""
+    return {e.name: e.extra.get("kind", modality.encoder_kind) for e in modality.encoders}
+
+
+def default_encoder_for(modality: Modality, spec: dict[str, Any], kind: type[Encoder]) -> str | None:
+    """The modality's `default_encoder(spec)` when it implements `kind`, else its registered encoder of that kind
+    marked `preferred`, else the first (None when none does): a method that needs a token encoder gets a Vision
+    Transformer without being told."""
+    kinds = encoder_kinds(modality)
+    default = modality.default_encoder(spec)
+    if issubclass(kinds.get(default.partition(":")[0], modality.encoder_kind), kind):
+        return default
+    qualified = [e.name for e in modality.encoders if issubclass(kinds[e.name], kind)]
+    preferred = [name for name in qualified if modality.encoders.entry(name).extra.get("preferred")]
+    return (preferred or qualified or [None])[0]
+
+
+def new_encoder(modality: Modality, name: str, spec: dict[str, Any], /, **options: Any) -> Encoder:
+    """A registered encoder of the modality, instantiated for inputs described by `spec`."""
+    return modality.encoders.get(name)(spec, **options)
 
 
 def batched(n: int, batch_size: int) -> Sequence[slice]:

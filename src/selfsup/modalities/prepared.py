@@ -70,7 +70,9 @@ def load_prepared(req: SourceRequest) -> Dataset:
     modality = get_modality(manifest["spec"]["modality"])
     if "info" in manifest:  # parsed series and tables: storage as written, labels as codes, the dataset's info
         record = manifest["spec"].get("storage", {})
-        split = lambda r, labels: Split(modality.restore_storage(torch.from_numpy(r.array), record), labels)  # noqa: E731
+        def split(r: Any, labels: Any) -> Split:
+            return Split(modality.storage_record.restore(torch.from_numpy(r.array), record), labels)
+
         ds = Dataset(req.uri, modality.name, split(rows, y), split(*test) if test else None, dict(manifest["info"]))
     else:  # decoded images: validated as arrays, labels as written
         ds = modality.dataset_from_arrays(rows.array, y, req.uri, *((test[0].array, test[1]) if test else (None, None)))

@@ -1,4 +1,4 @@
 """Training: configuration, optimisers, the loop and run directories."""
-from .config import TrainConfig
+from ..config import TrainConfig
 
 __all__ = ["TrainConfig"]

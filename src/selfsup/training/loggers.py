@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..artifacts import named_os_error
+from ..config import check_sinks
 from ..errors import ConfigError
 
-SINKS = ("tensorboard", "mlflow")
 
 
 def scalars(record: dict[str, Any]) -> dict[str, float]:
@@ -89,13 +89,6 @@ class MLflowSink:
 
     def close(self) -> None:
         self.mlflow.end_run()
-
-
-def check_sinks(names: list[str]) -> None:
-    """Raise ConfigError for an unknown sink name."""
-    unknown = [n for n in names if n not in SINKS]
-    if unknown:
-        raise ConfigError(f"--log {','.join(unknown)}: unknown; choose from {', '.join(SINKS)}")
 
 
 def open_sinks(names: list[str], run_folder: Path | None, run_name: str,

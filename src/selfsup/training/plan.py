@@ -14,13 +14,13 @@ from ..data import Dataset
 from ..encoders import Encoder, encoder_kind_name
 from ..errors import ConfigError, DataError
 from ..methods import Method, TrainingContext, methods
-from ..modalities import get_modality
+from ..modalities import default_encoder_for, get_modality, new_encoder
 from ..modalities.base import Modality
 from ..resolved import Resolved
 from ..schedules import Schedule
 from ..storage import Storage
 from ..views import ViewMaker, Views
-from .config import TrainConfig, check_typed
+from ..config import TrainConfig, check_typed
 from .optim import scaled_lr
 
 
@@ -118,7 +118,7 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
         raise ConfigError(f"method {cfg.method!r} does not train on {dataset.modality} data (it needs "
                           f"{method_cls.requested_views.recipe!r} views and {encoder_kind_name(method_cls.encoder_kind)})"
                           f"; it trains on {', '.join(where) + ' data' if where else 'no registered modality'}")
-    default = modality.default_encoder_for(spec, method_cls.encoder_kind) or modality.default_encoder(spec)
+    default = default_encoder_for(modality, spec, method_cls.encoder_kind) or modality.default_encoder(spec)
     enc_name, enc_opts = split_encoder_name(cfg.encoder or default)
     enc_opts = {**enc_opts, **cfg.encoder_options}
     if enc_name not in modality.encoders:
@@ -135,7 +135,7 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
     spec = modality.spec_for_encoder(spec, enc_name, enc_opts)
     torch.manual_seed(cfg.seed)
     try:  # the boundary where option values meet constructors: their complaints name the option
-        encoder = modality.build_encoder(enc_name, spec, **enc_opts)
+        encoder = new_encoder(modality, enc_name, spec, **enc_opts)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"--encoder-option for {dataset.modality} encoder {enc_name!r}: {exc} "
                           f"(options given: {enc_opts or 'none'})") from None

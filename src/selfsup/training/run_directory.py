@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..resolved import Resolved
 from ..run import COMPLETE_MARKER
 from . import checkpoint as ckpt_io
-from .config import TrainConfig
+from ..config import TrainConfig
 from .distributed import World, agreed
 
 MIN_FREE_BYTES = 50 * 2**20

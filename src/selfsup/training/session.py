@@ -27,7 +27,7 @@ from ..run import Run
 from ..version import __version__
 from . import checkpoint as ckpt_io
 from . import distributed
-from .config import TrainConfig
+from ..config import TrainConfig
 from .devices import resolve_device, resolve_precision
 from .distributed import World, agreed
 from .hooks import EpochHook

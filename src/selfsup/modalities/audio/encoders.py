@@ -31,7 +31,7 @@ from torch import nn
 from ...encoders import FrameEncoder, SequenceEncoder
 from ...errors import DataError
 from ...registry import Registry
-from ..timeseries.encoders import DilatedConvEncoder, PatchTransformerEncoder
+from ..sequences.encoders import DilatedConvEncoder, PatchTransformerEncoder
 
 audio_encoders: Registry = Registry("audio encoder")
 

@@ -26,6 +26,8 @@ from ...encoders import SequenceEncoder
 from ...errors import ConfigError, DataError
 from ...views import ViewRequest
 from ..base import Modality, ViewMaker, batched, modalities
+from ..exporting import ExportInputs
+from ..npy import npy_readers
 from ..presentation import Presentation
 from .encoders import audio_encoders
 from .frontend import clip_log_mel, front_end_of, mfcc
@@ -97,6 +99,30 @@ class AudioPresentation(Presentation):
         return players
 
 
+class AudioExportInputs(ExportInputs):
+    """Example storage and the prepared input in words, for exporting a audio encoder."""
+
+    def example(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Noise clips of the training length; the first ends halfway (padding takes its own path)."""
+        samples = spec["samples"]
+        x = torch.zeros(n, HEADER + samples)
+        x[:, 0], x[:, 1] = samples, spec["sample_rate"]
+        x[:, HEADER:] = torch.randn(n, samples, generator=generator) * spec["wave_rms"]
+        x[0, 0] = max(1, samples // 2)
+        x[0, HEADER + samples // 2:] = 0
+        return x
+
+    def described(self, spec: dict[str, Any]) -> str | None:
+        if spec["input"] == "waveform":
+            return (f"float32 [batch, 1, samples] waveforms at {spec['sample_rate']} Hz divided by the training RMS "
+                    f"{spec['wave_rms']:.4g}; NaN after each clip's end")
+        fe = spec["frontend"]
+        return (f"float32 [batch, {fe['n_mels']}, frames] log-mel spectrograms (selfsup.modalities.audio.frontend: "
+                f"{spec['sample_rate']} Hz, n_fft {fe['n_fft']}, window {fe['win_length']}, hop {fe['hop_length']}, "
+                f"HTK mel from {fe['f_min']} Hz, natural log of energy + 1e-6), each band z-scored with the training "
+                "mean and std in the run's data_spec; NaN on frames past each clip's end")
+
+
 class AudioModality(Modality):
     """Recordings: speech, sounds, music (mono, one rate)."""
 
@@ -104,6 +130,7 @@ class AudioModality(Modality):
     presentation = AudioPresentation()
     summary = "recordings (a folder of WAV/FLAC/OGG, .npy or arrays of waveforms); log-mel or waveform encoders"
     encoders = audio_encoders
+    export_inputs = AudioExportInputs()
     view_recipes = ("instance", "instance_light", "asymmetric", "geometric", "overlapping_crops", "masked_values")
     encoder_kind = SequenceEncoder
 
@@ -124,14 +151,11 @@ class AudioModality(Modality):
         return bool((lengths == lengths.round()).all() and (lengths >= 1).all()
                     and (lengths <= x.shape[1] - HEADER).all() and (rates == rates[0]).all() and rates[0] >= 1000)
 
-    def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
-        return self._is_clips(x)
-
     def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
         """New waveforms for a trained run, taken to be at the run's rate."""
         if isinstance(x, torch.Tensor) and self._is_clips(x):
             return x
-        return audio_clips(x, spec["sample_rate"], None, where)
+        return audio_clips(x.numpy() if isinstance(x, torch.Tensor) else x, spec["sample_rate"], None, where)
 
     def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
         rates = x[:, 1].unique()
@@ -186,16 +210,6 @@ class AudioModality(Modality):
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         return AudioInput(spec)(x[:, HEADER:], x[:, 0].long())
 
-    def prepared_input(self, spec: dict[str, Any]) -> str:
-        if spec["input"] == "waveform":
-            return (f"float32 [batch, 1, samples] waveforms at {spec['sample_rate']} Hz divided by the training RMS "
-                    f"{spec['wave_rms']:.4g}; NaN after each clip's end")
-        fe = spec["frontend"]
-        return (f"float32 [batch, {fe['n_mels']}, frames] log-mel spectrograms (selfsup.modalities.audio.frontend: "
-                f"{spec['sample_rate']} Hz, n_fft {fe['n_fft']}, window {fe['win_length']}, hop {fe['hop_length']}, "
-                f"HTK mel from {fe['f_min']} Hz, natural log of energy + 1e-6), each band z-scored with the training "
-                "mean and std in the run's data_spec; NaN on frames past each clip's end")
-
     def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
                 strict: bool = False) -> tuple[torch.Tensor, list[str]]:
         """Clips must be at the run's rate; any length is fine (padding never changes an embedding)."""
@@ -218,29 +232,10 @@ class AudioModality(Modality):
             clips.append((0.3 * wave + 0.01 * generator.standard_normal(length)).astype(np.float32))
         return clips
 
-    def example_storage(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor:
-        """Noise clips of the training length; the first ends halfway (padding takes its own path)."""
-        samples = spec["samples"]
-        x = torch.zeros(n, HEADER + samples)
-        x[:, 0], x[:, 1] = samples, spec["sample_rate"]
-        x[:, HEADER:] = torch.randn(n, samples, generator=generator) * spec["wave_rms"]
-        x[0, 0] = max(1, samples // 2)
-        x[0, HEADER + samples // 2:] = 0
-        return x
-
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
         """The classic baseline: mean and standard deviation over each clip's frames of 20 MFCCs."""
         return mfcc_statistics(x, spec)
 
-    def dataset_from_npy(self, req: SourceRequest) -> Dataset:
-        """npy:WAVES.npy?sr=16000[&labels=Y.npy&test=WT.npy&test_labels=YT.npy]: [N, samples] waveforms at sr Hz."""
-        arrays = load_npy_arrays(req, "waveform array")
-        rate = _int_option(req, "sr", DEFAULT_RATE)
-        (y, y_test), classes = encode_labels(arrays.y, arrays.y_test)
-        train = Split(audio_clips(arrays.x, rate, None, req.path), y)
-        test = None if arrays.x_test is None else Split(audio_clips(arrays.x_test, rate, None, req.options["test"]),
-                                                        y_test)
-        return Dataset(req.uri, self.name, *equal_lengths(train, test), {"classes": classes})
 
 
 def mfcc_statistics(x: torch.Tensor, spec: dict[str, Any], count: int = MFCC_COUNT) -> np.ndarray:
@@ -328,4 +323,17 @@ def load_audio(req: SourceRequest) -> Dataset:
     return Dataset(req.path.rstrip("/").split("/")[-1] or req.path, "audio", Split(x, y), test, info)
 
 
-modalities.add("audio", AudioModality(), AudioModality.summary)
+AUDIO = AudioModality()
+modalities.add("audio", AUDIO, AudioModality.summary)
+
+
+@npy_readers.register("audio", "waveforms N x samples at ?sr= Hz")
+def read_npy(req: SourceRequest) -> Dataset:
+    """npy:WAVES.npy?sr=16000[&labels=Y.npy&test=WT.npy&test_labels=YT.npy]: [N, samples] waveforms at sr Hz."""
+    arrays = load_npy_arrays(req, "waveform array")
+    rate = _int_option(req, "sr", DEFAULT_RATE)
+    (y, y_test), classes = encode_labels(arrays.y, arrays.y_test)
+    train = Split(audio_clips(arrays.x, rate, None, req.path), y)
+    test = None if arrays.x_test is None else Split(audio_clips(arrays.x_test, rate, None, req.options["test"]),
+                                                    y_test)
+    return Dataset(req.uri, AUDIO.name, *equal_lengths(train, test), {"classes": classes})

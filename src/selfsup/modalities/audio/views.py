@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from ...errors import ConfigError
 from ...views import ViewRequest, Views, with_options
-from ..timeseries.augment import left_align, masked_values, overlapping_crops, take_windows
+from ..sequences.augment import left_align, masked_values, overlapping_crops, take_windows
 from .frontend import clip_log_mel, front_end_of, on_device
 
 

@@ -16,6 +16,7 @@ from ...data import Dataset
 from ...encoders import GraphEncoder
 from ...errors import DataError
 from ..base import Modality, ViewMaker, modalities
+from ..exporting import ExportInputs
 from ..presentation import Presentation
 from .codec import HEADER_SIZE, Layout, pack, padded
 from .encoders import graph_encoders
@@ -36,6 +37,20 @@ class GraphPresentation(Presentation):
         return thumbnails(x, Layout.of(x).rooted)
 
 
+def is_packed(x: torch.Tensor) -> bool:
+    """Whether a tensor is packed graph storage (float32 rows with their header)."""
+    return x.dtype == torch.float32 and x.dim() == 2 and x.shape[1] >= HEADER_SIZE
+
+
+class GraphExportInputs(ExportInputs):
+    """Example storage and the prepared input in words, for exporting a graph encoder."""
+
+    def described(self, spec: dict[str, Any]) -> str | None:
+        return (f"packed graphs, one float32 row each (selfsup.modalities.graph.codec): a {HEADER_SIZE}-value header, "
+                f"{spec['node_width']} feature columns a node (one-hot labels, standardised attributes), then the "
+                "edges as node positions")
+
+
 class GraphModality(Modality):
     """Graphs, or nodes of one large graph with their neighbourhoods."""
 
@@ -43,6 +58,7 @@ class GraphModality(Modality):
     presentation = GraphPresentation()
     summary = "graphs (a list of networkx / PyG graphs, TU folders) or nodes of one large graph; message passing (PyG)"
     encoders = graph_encoders
+    export_inputs = GraphExportInputs()
     view_recipes = RECIPES
     encoder_kind = GraphEncoder
 
@@ -52,7 +68,7 @@ class GraphModality(Modality):
         return isinstance(x, (list, tuple)) and len(x) > 0 and is_graph_object(x[0])
 
     def from_array(self, x: Any, where: str) -> torch.Tensor:
-        if isinstance(x, torch.Tensor) and self.is_storage(x, {}):
+        if isinstance(x, torch.Tensor) and is_packed(x):
             return x
         if is_graph_object(x):
             from .nodes import node_neighbourhoods
@@ -65,12 +81,9 @@ class GraphModality(Modality):
         return pack(graphs, where, directed)
 
     def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
-        """New graphs for a trained run (`Run.embed`): as `from_array`; np.asarray (the base's) would split a list of
-        networkx graphs into their nodes."""
-        return self.from_array(x, where)
-
-    def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
-        return x.dtype == torch.float32 and x.dim() == 2 and x.shape[1] >= HEADER_SIZE
+        """New graphs for a trained run (`Run.embed`): as `from_array` (packed storage as it is; another tensor as its
+        array); np.asarray (the base's) would split a list of networkx graphs into their nodes."""
+        return self.from_array(x.numpy() if isinstance(x, torch.Tensor) and not is_packed(x) else x, where)
 
     def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
         lay = Layout.of(x)
@@ -88,11 +101,6 @@ class GraphModality(Modality):
 
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         return featurise(x, spec)
-
-    def prepared_input(self, spec: dict[str, Any]) -> str:
-        return (f"packed graphs, one float32 row each (selfsup.modalities.graph.codec): a {HEADER_SIZE}-value header, "
-                f"{spec['node_width']} feature columns a node (one-hot labels, standardised attributes), then the "
-                "edges as node positions")
 
     def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
                 strict: bool = False) -> tuple[torch.Tensor, list[str]]:

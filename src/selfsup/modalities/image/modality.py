@@ -8,10 +8,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_arrays
+from ...data import Dataset, Split, encode_labels
 from ...errors import ConfigError, DataError
 from ...views import ViewMaker, ViewRequest
 from ..base import Modality, modalities
+from ..exporting import ExportInputs
+from ..npy import register_array_reader
 from ..presentation import Presentation
 from .encoders import image_encoders
 
@@ -61,6 +63,20 @@ class ImagePresentation(Presentation):
         return fig
 
 
+class ImageExportInputs(ExportInputs):
+    """Example storage and the prepared input in words, for exporting a image encoder."""
+
+    def example(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Uniformly random uint8 pixels at the training size."""
+        shape = (n, spec["channels"], spec["height"], spec["width"])
+        return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+
+    def described(self, spec: dict[str, Any]) -> str | None:
+        h, w = spec["height"], spec["width"]
+        return (f"float32 [batch, {spec['channels']}, {h}, {w}] (NCHW): pixels / 255 (resized bilinearly to {h}x{w} "
+                f"first if needed), minus the per-channel mean {spec['mean']}, divided by the std {spec['std']}")
+
+
 class ImageModality(Modality):
     """Grayscale or RGB images of any size; stored as uint8 so a whole dataset fits in memory."""
 
@@ -68,6 +84,7 @@ class ImageModality(Modality):
     presentation = ImagePresentation()
     summary = "grayscale or RGB images (uint8 N x C x H x W in memory)"
     encoders = image_encoders
+    export_inputs = ImageExportInputs()
     view_recipes = ("instance", "instance_light", "asymmetric", "geometric", "rotations", "tiles")
     default_array_ranks = (3, 4)
     channels_last = True
@@ -197,11 +214,6 @@ class ImageModality(Modality):
         info.setdefault("classes", classes)
         return Dataset(name, "image", train, test, info)
 
-    def dataset_from_npy(self, req: SourceRequest) -> Dataset:
-        """npy:PATH[?labels=Y.npy&test=XT.npy&test_labels=YT.npy]: N x H x W (x C), uint8 or float pixels."""
-        arrays = load_npy_arrays(req, "image array")
-        return self.dataset_from_arrays(arrays.x, arrays.y, req.uri, arrays.x_test, arrays.y_test)
-
     def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
                 strict: bool = False) -> tuple[torch.Tensor, list[str]]:
         """Channels must match; another image size is refused unless `resize` (then stated)."""
@@ -216,9 +228,13 @@ class ImageModality(Modality):
                             f"(resize=True in Python) to resize them bilinearly")
         return x, [f"images resized from {h}x{w} to {size} pixels (bilinear), as --resize asked"]
 
-    def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
-        """uint8 tensors are storage; float tensors are pixels to validate and convert."""
-        return x.dtype == torch.uint8
+    def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
+        """uint8 tensors are storage; float tensors and arrays are pixels to validate and convert."""
+        if isinstance(x, torch.Tensor):
+            if x.dtype == torch.uint8:
+                return x
+            x = x.numpy()
+        return self.from_array(np.asarray(x), where)
 
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
@@ -228,15 +244,6 @@ class ImageModality(Modality):
         std = torch.tensor(spec["std"], device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
 
-    def example_storage(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor:
-        """Uniformly random uint8 pixels at the training size."""
-        shape = (n, spec["channels"], spec["height"], spec["width"])
-        return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
-
-    def prepared_input(self, spec: dict[str, Any]) -> str:
-        h, w = spec["height"], spec["width"]
-        return (f"float32 [batch, {spec['channels']}, {h}, {w}] (NCHW): pixels / 255 (resized bilinearly to {h}x{w} "
-                f"first if needed), minus the per-channel mean {spec['mean']}, divided by the std {spec['std']}")
-
 
 modalities.add("image", ImageModality(), ImageModality.summary)
+register_array_reader("image", "image array", "N x H x W (x C) pixels, uint8 or float")

@@ -11,8 +11,7 @@ import numpy as np
 
 from ...data import Dataset, SourceRequest, sources
 from ...errors import DataError
-from ...shard_readers import class_names
-from .encoded import hf_files, hf_splits, load_encoded
+from .encoded import load_encoded
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "~/.cache/selfsup/fashion-mnist")
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -108,21 +107,3 @@ def load_folder(req: SourceRequest) -> Dataset:
                   modality="image")
 def load_tar(req: SourceRequest) -> Dataset:
     return load_encoded(req)
-
-
-@sources.register("hf", "a Hugging Face datasets folder written by save_to_disk: hf:DIR[?image=COL&label=COL&size=]; "
-                  "an image column gives images (streamed beyond --memory-budget), else a table",
-                  modality="image, tabular")
-def load_hf(req: SourceRequest) -> Dataset:
-    from ..tabular.sources import arrow_table_dataset
-
-    files = hf_files(req)
-    splits = hf_splits(req, files) if req.modality in (None, "image") else None
-    if splits is None:
-        return arrow_table_dataset(req, {name: paths for name, (paths, _) in files.items()})
-    names = class_names(files["train"][1], req.options.get("label"))
-    if names is not None:  # ClassLabel codes -> their names
-        for split in splits.values():
-            if split.labels is not None:
-                split.labels = np.asarray(names, dtype=object)[split.labels.astype(np.int64)].astype(str)
-    return load_encoded(req, splits)

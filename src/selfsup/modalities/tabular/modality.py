@@ -27,6 +27,9 @@ from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_array
 from ...errors import ConfigError, DataError
 from ...views import ViewMaker, ViewRequest, Views
 from ..base import Modality, modalities
+from ..exporting import ExportInputs
+from ..records import StorageRecord
+from ..npy import npy_readers
 from .corruptions import CORRUPTIONS, LayoutTensors
 from .encoders import tabular_encoders
 from .preprocess import Preprocessor, fit_spec, preprocessor
@@ -84,20 +87,50 @@ class TableViewMaker:
         return views
 
 
+class TableRecord(StorageRecord):
+    """A prepared table keeps its schema (column names, kinds, category values) beside its array."""
+
+    def of(self, x: torch.Tensor) -> dict[str, Any]:
+        return {"schema": schema_of(x)}
+
+    def restore(self, x: torch.Tensor, record: dict[str, Any]) -> torch.Tensor:
+        return attach_schema(x, record["schema"])
+
+
+class TableExportInputs(ExportInputs):
+    """Example storage and the prepared input in words, for exporting a tabular encoder."""
+
+    def example(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Rows drawn from each numeric column's training quantiles and each categorical column's known keys;
+        the first row is all missing, the second holds a category unseen in training in every categorical column."""
+        x = torch.empty(n, spec["n_columns"], dtype=torch.float64)
+        for j, col in enumerate(spec["columns"]):
+            values = col["quantiles"] if col["kind"] == NUMERIC else col["keys"] + [max(col["keys"], default=0) + 1]
+            pool = torch.tensor(values, dtype=torch.float64)
+            x[:, j] = pool[torch.randint(len(pool), (n,), generator=generator)]
+            if col["kind"] != NUMERIC and n > 1:
+                x[1, j] = pool[-1]
+        x[0] = float("nan")
+        return x
+
+    def described(self, spec: dict[str, Any]) -> str | None:
+        return (f"float32 [batch, {spec['input_dim']}]: the prepared table (preprocess.py; statistics in the run's "
+                f"config.yaml, resolved.data_spec): per numeric column its {spec['scaling']}-scaled value (missing -> "
+                "the scaled training median) and, if the column had missing training cells, a 0/1 missing indicator; "
+                "per categorical column a one-hot block of 2 + K slots (0 missing, 1 unknown, 2.. the known keys in "
+                "the spec's order), columns in the spec's order")
+
+
 class TabularModality(Modality):
     """Tables of numeric and categorical columns with missing values."""
 
     name = "tabular"
     summary = "tables of numeric and categorical columns (float64 N x F in memory; NaN = missing)"
     encoders = tabular_encoders
+    export_inputs = TableExportInputs()
+    storage_record = TableRecord()
     view_recipes = tuple(RECIPES)
     default_array_ranks = (2,)
-
-    def storage_info(self, x: torch.Tensor) -> dict[str, Any]:
-        return {"schema": schema_of(x)}
-
-    def restore_storage(self, x: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
-        return attach_schema(x, info["schema"])
 
     def from_array(self, x: Any, where: str, categorical: Any = None) -> torch.Tensor:
         """A 2-D array or DataFrame -> storage; kinds detected per column unless `categorical` names some."""
@@ -126,6 +159,8 @@ class TabularModality(Modality):
         """
         from .sources import array_table, frame_table
 
+        if isinstance(x, torch.Tensor):  # storage already
+            return x
         names = [c["name"] for c in spec["columns"]]
         kinds = [c["kind"] for c in spec["columns"]]
         if is_frame(x):
@@ -194,26 +229,6 @@ class TabularModality(Modality):
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         return preprocessor(spec, x.device)(x)
 
-    def example_storage(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor:
-        """Rows drawn from each numeric column's training quantiles and each categorical column's known keys;
-        the first row is all missing, the second holds a category unseen in training in every categorical column."""
-        x = torch.empty(n, spec["n_columns"], dtype=torch.float64)
-        for j, col in enumerate(spec["columns"]):
-            values = col["quantiles"] if col["kind"] == NUMERIC else col["keys"] + [max(col["keys"], default=0) + 1]
-            pool = torch.tensor(values, dtype=torch.float64)
-            x[:, j] = pool[torch.randint(len(pool), (n,), generator=generator)]
-            if col["kind"] != NUMERIC and n > 1:
-                x[1, j] = pool[-1]
-        x[0] = float("nan")
-        return x
-
-    def prepared_input(self, spec: dict[str, Any]) -> str:
-        return (f"float32 [batch, {spec['input_dim']}]: the prepared table (preprocess.py; statistics in the run's "
-                f"config.yaml, resolved.data_spec): per numeric column its {spec['scaling']}-scaled value (missing -> "
-                "the scaled training median) and, if the column had missing training cells, a 0/1 missing indicator; "
-                "per categorical column a one-hot block of 2 + K slots (0 missing, 1 unknown, 2.. the known keys in "
-                "the spec's order), columns in the spec's order")
-
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
         """The raw baseline: numeric columns z-scored with training statistics (missing -> median),
         missing indicators, one-hot categories."""
@@ -229,23 +244,27 @@ class TabularModality(Modality):
                 "kinds": storage.table_schema["kinds"]}
         return Dataset(name, "tabular", Split(storage, y), None, info)
 
-    def dataset_from_npy(self, req: SourceRequest) -> Dataset:
-        """npy:X.npy[?labels=Y.npy&test=XT.npy&test_labels=YT.npy&categorical=0,3] with --modality tabular."""
-        from .sources import array_table, check_options
-
-        check_options(req, {"labels", "test", "test_labels", "categorical"})
-        arrays = load_npy_arrays(req, "table array")
-        y, y_te = arrays.y, arrays.y_test
-        train = self.from_array(arrays.x, req.path, req.options.get("categorical"))
-        test = None
-        if arrays.x_test is not None:
-            table = array_table(arrays.x_test, req.options["test"])
-            if len(table.names) != train.shape[1]:
-                raise DataError(f"{req.options['test']}: {len(table.names)} columns, train has {train.shape[1]}")
-            test = build_storage(table.names, table.columns, req.options["test"], kinds=train.table_schema["kinds"])
-        (y, y_te), classes = encode_labels(y, y_te)
-        return Dataset(req.uri, "tabular", Split(train, y), Split(test, y_te) if test is not None else None,
-                       {"classes": classes, "columns": train.table_schema["names"]})
 
 
-modalities.add("tabular", TabularModality(), TabularModality.summary)
+TABULAR = TabularModality()
+modalities.add("tabular", TABULAR, TabularModality.summary)
+
+
+@npy_readers.register("tabular", "a table N x F (categorical=columns)")
+def read_npy(req: SourceRequest) -> Dataset:
+    """npy:X.npy[?labels=Y.npy&test=XT.npy&test_labels=YT.npy&categorical=0,3] with --modality tabular."""
+    from .sources import array_table, check_options
+
+    check_options(req, {"labels", "test", "test_labels", "categorical"})
+    arrays = load_npy_arrays(req, "table array")
+    y, y_te = arrays.y, arrays.y_test
+    train = TABULAR.from_array(arrays.x, req.path, req.options.get("categorical"))
+    test = None
+    if arrays.x_test is not None:
+        table = array_table(arrays.x_test, req.options["test"])
+        if len(table.names) != train.shape[1]:
+            raise DataError(f"{req.options['test']}: {len(table.names)} columns, train has {train.shape[1]}")
+        test = build_storage(table.names, table.columns, req.options["test"], kinds=train.table_schema["kinds"])
+    (y, y_te), classes = encode_labels(y, y_te)
+    return Dataset(req.uri, "tabular", Split(train, y), Split(test, y_te) if test is not None else None,
+                   {"classes": classes, "columns": train.table_schema["names"]})

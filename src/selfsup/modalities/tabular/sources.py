@@ -243,7 +243,7 @@ def table_dataset(name: str, train: RawTable, test: RawTable | None = None, labe
                    info)
 
 
-def _file_dataset(req: SourceRequest, reader) -> Dataset:
+def file_dataset(req: SourceRequest, reader) -> Dataset:
     if not req.path:
         raise ConfigError(f"--data {req.scheme}:PATH needs a path")
     check_options(req, URI_OPTIONS - {"dir"} - ({"sep", "header"} if req.scheme == "parquet" else set()))
@@ -264,28 +264,7 @@ def _csv_reader(req: SourceRequest):
 @sources.register("csv", "a CSV table: csv:PATH[?label=COL&categorical=A,B&numeric=C&drop=ID&test=TEST.csv"
                   "&sep=;&header=no&scaling=robust]; kinds auto-detected", modality="tabular")
 def load_csv(req: SourceRequest) -> Dataset:
-    return _file_dataset(req, _csv_reader(req))
-
-
-def _parquet_modality(req: SourceRequest) -> str:
-    from ..image.encoded import parquet_modality
-
-    return parquet_modality(req)
-
-
-@sources.register("parquet", "a Parquet table (needs pyarrow): parquet:PATH[?label=COL&categorical=A,B&drop=ID"
-                  "&test=TEST.parquet]; with a column of encoded images (or ?image=COL): images, PATH a file, "
-                  "folder, glob or range (local or a URL: s3://, https://), row groups streamed beyond "
-                  "--memory-budget", modality="tabular, image",
-                  modality_of=_parquet_modality)
-def load_parquet(req: SourceRequest) -> Dataset:
-    if req.modality in (None, "image") and req.path:  # a column of encoded images makes it image data
-        from ..image.encoded import load_encoded, parquet_splits
-
-        splits = parquet_splits(req)
-        if splits is not None:
-            return load_encoded(req, splits)
-    return _file_dataset(req, read_parquet)
+    return file_dataset(req, _csv_reader(req))
 
 
 def fixed_split(y: np.ndarray, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

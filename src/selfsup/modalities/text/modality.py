@@ -18,6 +18,7 @@ from ...errors import DataError
 from ...storage import Storage
 from ...views import ViewRequest
 from ..base import Modality, ViewMaker, modalities
+from ..exporting import ExportInputs
 from ..presentation import Presentation
 from .codec import TextPolicy, from_storage, to_storage
 from .encoders import text_encoders
@@ -39,6 +40,18 @@ class TextPresentation(Presentation):
         return from_storage(x)
 
 
+class TextExportInputs(ExportInputs):
+    """Example storage and the prepared input in words, for exporting a text encoder."""
+
+    def described(self, spec: dict[str, Any]) -> str | None:
+        tok = spec["tokenizer"]
+        if tok["kind"] == "hf":
+            return (f"int64 token ids [batch, tokens] of hf:{tok['model']}'s own tokenizer plus one (0 = padding after "
+                    f"each item), with its special tokens, at most {tok['max_tokens']} tokens an item")
+        return (f"int64 token ids [batch, tokens] from the run's WordPiece tokenizer ({tok['vocab_size']} tokens, "
+                f"lower-cased, at most {tok['max_tokens']} tokens an item), padded with {PAD} after each item")
+
+
 class TextModality(Modality):
     """Sentences or documents; a list of strings, a text file (one item a line) or a column of a table."""
 
@@ -46,6 +59,7 @@ class TextModality(Modality):
     presentation = TextPresentation()
     summary = "text items (UTF-8 bytes in memory; WordPiece tokens trained on the data, kept in the run)"
     encoders = text_encoders
+    export_inputs = TextExportInputs()
     view_recipes = RECIPES
     encoder_kind = VocabularyEncoder
     default_array_ranks = (1,)
@@ -61,10 +75,12 @@ class TextModality(Modality):
         items = list(x)
         return to_storage(items, where, TextPolicy())
 
-    def is_storage(self, x: torch.Tensor, spec: dict[str, Any]) -> bool:
-        return x.dtype == torch.uint8 and x.dim() == 2
-
     def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
+        """Strings (one or many) -> storage; uint8 [N, L] storage as it is."""
+        if isinstance(x, torch.Tensor):
+            if x.dtype == torch.uint8 and x.dim() == 2:
+                return x
+            x = x.numpy()
         return self.from_array([x] if isinstance(x, str) else x, where)
 
     def storage(self, split: Split, spec: dict[str, Any]) -> Storage:
@@ -98,14 +114,6 @@ class TextModality(Modality):
 
     def prepare(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         return pad_ids(encode(from_storage(x), spec["tokenizer"]), x.device)
-
-    def prepared_input(self, spec: dict[str, Any]) -> str:
-        tok = spec["tokenizer"]
-        if tok["kind"] == "hf":
-            return (f"int64 token ids [batch, tokens] of hf:{tok['model']}'s own tokenizer plus one (0 = padding after "
-                    f"each item), with its special tokens, at most {tok['max_tokens']} tokens an item")
-        return (f"int64 token ids [batch, tokens] from the run's WordPiece tokenizer ({tok['vocab_size']} tokens, "
-                f"lower-cased, at most {tok['max_tokens']} tokens an item), padded with {PAD} after each item")
 
     def encoding_order(self, x: torch.Tensor) -> torch.Tensor:
         """Shortest first: each embedding batch is padded to about its own length."""

@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...data import Dataset, SourceRequest, Split, encode_labels, load_npy_arrays
+from ...data import Dataset, Split, encode_labels
 from ...errors import ConfigError, DataError
 from ...encoders import SequenceEncoder
 from ...storage import Storage, TensorStorage
 from ...views import ViewRequest
 from ..base import Modality, ViewMaker, modalities
+from ..exporting import ExportInputs
+from ..npy import register_array_reader
 from ..presentation import Presentation
 from .encoders import series_encoders
 
@@ -81,6 +83,30 @@ class SeriesPresentation(Presentation):
         return fig
 
 
+class SeriesExportInputs(ExportInputs):
+    """Example storage and the prepared input in words, for exporting a timeseries encoder."""
+
+    def example(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Gaussian series of the training length with the training statistics; the first is NaN-padded after half
+        its length, the second misses one step in every channel and one value in channel 0 (padding and missing
+        values take their own paths through an encoder)."""
+        c, length = spec["channels"], spec["length"]
+        mean = torch.tensor(spec["mean"], dtype=torch.float32).view(1, -1, 1)
+        std = torch.tensor(spec["std"], dtype=torch.float32).view(1, -1, 1)
+        x = torch.randn(n, c, length, generator=generator) * std + mean
+        x[0, :, max(1, length // 2):] = float("nan")
+        if n > 1:
+            x[1, :, length // 3] = float("nan")
+            x[1, 0, (2 * length) // 3] = float("nan")
+        return x
+
+    def described(self, spec: dict[str, Any]) -> str | None:
+        c, length = spec["channels"], spec["length"]
+        return (f"float32 [batch, {c}, {length}] (channels first): each channel z-scored with the training mean "
+                f"{spec['mean']} and std {spec['std']}; NaN marks a missing value or padding (a shorter series is "
+                f"padded at the end with NaN to {length} steps, which leaves its embedding unchanged)")
+
+
 class TimeSeriesModality(Modality):
     """Univariate or multivariate series of equal or unequal length, with missing values."""
 
@@ -88,6 +114,7 @@ class TimeSeriesModality(Modality):
     presentation = SeriesPresentation()
     summary = "univariate/multivariate series (float32 N x C x L in memory; NaN = padding or missing)"
     encoders = series_encoders
+    export_inputs = SeriesExportInputs()
     view_recipes = ("instance", "instance_light", "asymmetric", "overlapping_crops", "masked_values", "geometric")
     encoder_kind = SequenceEncoder
 
@@ -129,7 +156,10 @@ class TimeSeriesModality(Modality):
         return x
 
     def to_storage(self, x: Any, where: str, spec: dict[str, Any]) -> torch.Tensor:
-        """New series for a trained run (arrays or ragged lists); channels must match the run's."""
+        """New series for a trained run (arrays or ragged lists; a tensor is storage already); channels must match
+        the run's."""
+        if isinstance(x, torch.Tensor):
+            return x
         if spec.get("channels") == 1 and isinstance(x, np.ndarray) and x.ndim == 1:
             x = x[None]  # one univariate series
         storage = self.from_array(x, where)
@@ -156,7 +186,7 @@ class TimeSeriesModality(Modality):
 
     def view_maker(self, request: ViewRequest, spec: dict[str, Any], strength: float = 1.0,
                    options: dict[str, Any] | None = None) -> ViewMaker:
-        from .augment import SeriesViewMaker, recipe
+        from ..sequences.augment import SeriesViewMaker, recipe
 
         views = recipe(request.recipe, strength, options)
         special = not views  # overlapping_crops, masked_values: their own views, from the plain series
@@ -193,26 +223,6 @@ class TimeSeriesModality(Modality):
         std = torch.tensor(spec["std"], dtype=torch.float32, device=x.device).view(1, -1, 1)
         return (x.float() - mean) / std
 
-    def example_storage(self, spec: dict[str, Any], n: int, generator: torch.Generator) -> torch.Tensor:
-        """Gaussian series of the training length with the training statistics; the first is NaN-padded after half
-        its length, the second misses one step in every channel and one value in channel 0 (padding and missing
-        values take their own paths through an encoder)."""
-        c, length = spec["channels"], spec["length"]
-        mean = torch.tensor(spec["mean"], dtype=torch.float32).view(1, -1, 1)
-        std = torch.tensor(spec["std"], dtype=torch.float32).view(1, -1, 1)
-        x = torch.randn(n, c, length, generator=generator) * std + mean
-        x[0, :, max(1, length // 2):] = float("nan")
-        if n > 1:
-            x[1, :, length // 3] = float("nan")
-            x[1, 0, (2 * length) // 3] = float("nan")
-        return x
-
-    def prepared_input(self, spec: dict[str, Any]) -> str:
-        c, length = spec["channels"], spec["length"]
-        return (f"float32 [batch, {c}, {length}] (channels first): each channel z-scored with the training mean "
-                f"{spec['mean']} and std {spec['std']}; NaN marks a missing value or padding (a shorter series is "
-                f"padded at the end with NaN to {length} steps, which leaves its embedding unchanged)")
-
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
         """z-scored values flattened (missing -> 0, cut or NaN-padded to the training length)."""
         z = self.prepare(x, spec)
@@ -239,10 +249,6 @@ class TimeSeriesModality(Modality):
         info.setdefault("classes", classes)
         return Dataset(name, "timeseries", train, test, info)
 
-    def dataset_from_npy(self, req: SourceRequest) -> Dataset:
-        """npy:PATH[?labels=Y.npy&test=XT.npy&test_labels=YT.npy] with --modality timeseries: N x L or N x C x L."""
-        arrays = load_npy_arrays(req, "series array")
-        return self.dataset_from_arrays(arrays.x, arrays.y, req.uri, arrays.x_test, arrays.y_test)
 
 
 #: The one time-series configuration used for every data set by benchmarks/ucr.py (and the preset of `ucr:`, `ts:`
@@ -282,5 +288,5 @@ def equalise_lengths(train: Split, test: Split) -> tuple[Split, Split]:
         test = Split(pad(test.x, (0, lt - le), value=float("nan")), test.y, test.mask)
     return train, test
 
-
 modalities.add("timeseries", TimeSeriesModality(), TimeSeriesModality.summary)
+register_array_reader("timeseries", "series array", "series N x L or N x C x L")

@@ -1,7 +1,7 @@
 """Time-series sources: UCR/UEA problems by name (bundled in the aeon wheel), .ts files, CSV files.
 
-`npy:PATH --modality timeseries` is served by the image modality's npy source, which hands over to
-`TimeSeriesModality.dataset_from_npy`. All sources keep NaN for padding and missing values.
+`npy:PATH --modality timeseries` is served by the `npy:` source, which hands over to the reader this modality
+registers in `modalities.npy.npy_readers`. All sources keep NaN for padding and missing values.
 """
 from __future__ import annotations
 

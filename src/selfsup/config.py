@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from ..yaml_io import read_yaml
-from ..errors import ConfigError, DataError
+from .yaml_io import read_yaml
+from .errors import ConfigError, DataError
 
 
 FLAGS = {"checkpoint_every_steps": "--checkpoint-every", "augmentation_strength": "--aug-strength",
@@ -98,6 +98,17 @@ def check_typed(values: dict[str, Any], hints: dict[str, Any], flag: Callable[[s
         hint = hints.get(name, Any)
         if not matches(value, hint):
             raise ConfigError(f"{flag(name)}: expected {type_name(hint)}, got {value!r}")
+
+
+#: The metric sinks `--log` may name (training.loggers opens them).
+SINKS = ("tensorboard", "mlflow")
+
+
+def check_sinks(names: list[str]) -> None:
+    """Raise ConfigError for an unknown sink name."""
+    unknown = [n for n in names if n not in SINKS]
+    if unknown:
+        raise ConfigError(f"--log {','.join(unknown)}: unknown; choose from {', '.join(SINKS)}")
 
 
 @dataclass
@@ -201,8 +212,6 @@ class TrainConfig:
             raise ConfigError(f"--checkpoint-every must be >= 1 step, got {self.checkpoint_every_steps}")
         if not isinstance(self.log, list) or not all(isinstance(n, str) for n in self.log):
             raise ConfigError(f"--log must be a comma-separated list of names, got {self.log!r}")
-        from .loggers import check_sinks  # here: it imports torch, which the command line's parser does without
-
         check_sinks(self.log)
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}")
