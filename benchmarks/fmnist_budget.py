@@ -119,6 +119,11 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "rotnet-w48": {"method": "rotnet", "encoder": "convnet4", "encoder_options": W48},
     # the same with its embedding standardised by a BatchNorm without affine parameters (running statistics)
     "rotnet-w48-outnorm": {"method": "rotnet", "encoder": "convnet4", "encoder_options": {**W48, "out_norm": True}},
+    # the last map max-pooled, or average- and max-pooled and concatenated (768-d), with or without that standardisation
+    **{f"rotnet-w48-{pool}{'-outnorm' if norm else ''}": {
+        "method": "rotnet", "encoder": "convnet4",
+        "encoder_options": {**W48, "pool": pool, **({"out_norm": True} if norm else {})}}
+       for pool in ("max", "avgmax") for norm in (True, False)},
     "npid-w48-aug0.5-views16": {"method": "npid", "encoder": "convnet4", "encoder_options": W48,
                                 "augmentation_strength": 0.5, "augmentation": {"size": 16}},
     "ijepa-vit_tiny": {"method": "ijepa", "encoder": "vit_tiny"},
@@ -241,8 +246,9 @@ DISTILLATION_METHODS = ("simclr-w48-aug0.5-views16-sqrtlr", "nnclr-w48-aug0.5-vi
                         "deepcluster_v2-w48-aug0.5-views16-local8", "dino-w48-aug0.5-views16-local8",
                         "dino-w48-aug0.5-views16-local8-short", "swav-w48-aug0.5-views16-local8-queue")
 #: The masked-modelling and pretext-task methods screened (`--table pretext`).
-PRETEXT_METHODS = ("rotnet-w48", "relative_position-w48", "jigsaw-w48", "npid-w48-aug0.5-views16", "mae-vit_tiny",
-                   "ijepa-vit_tiny", "data2vec2-vit_tiny")
+PRETEXT_METHODS = ("rotnet-w48", "rotnet-w48-outnorm", "rotnet-w48-max", "rotnet-w48-max-outnorm", "rotnet-w48-avgmax",
+                   "rotnet-w48-avgmax-outnorm", "relative_position-w48", "jigsaw-w48", "npid-w48-aug0.5-views16",
+                   "mae-vit_tiny", "ijepa-vit_tiny", "data2vec2-vit_tiny")
 TABLES = {"lightly": LIGHTLY_METHODS, "distillation": DISTILLATION_METHODS, "pretext": PRETEXT_METHODS}
 
 

@@ -262,3 +262,23 @@ def test_convnet4_out_norm_standardises_the_feature() -> None:
     torch.testing.assert_close(z.mean(0), torch.zeros(8), atol=1e-5, rtol=0)
     torch.testing.assert_close(z.var(0, unbiased=False), torch.ones(8), atol=1e-2, rtol=0)
     assert "out_norm.running_mean" in normed.state_dict() and "out_norm.running_mean" not in plain.state_dict()
+
+
+def test_convnet4_pools_its_last_map_by_average_max_or_both() -> None:
+    """pool="avg" is the protocol's global average; "max" the global maximum; "avgmax" both, concatenated (twice the
+    width, average first); an unknown pooling is refused in one line."""
+    from selfsup.modalities.image.encoders import ConvNet4
+
+    x = torch.rand(4, 1, 28, 28, generator=gen())
+    nets = {pool: ConvNet4(1, (8, 8, 8, 8), pool=pool).eval() for pool in ("avg", "max", "avgmax")}
+    for net in nets.values():
+        net.load_state_dict(nets["avg"].state_dict())  # same weights: the poolings of one feature map
+    with torch.no_grad():
+        h = nets["avg"].features(x)
+        assert nets["avg"].out_dim == nets["max"].out_dim == 8 and nets["avgmax"].out_dim == 16
+        torch.testing.assert_close(nets["avg"](x), h.mean(dim=(2, 3)))
+        torch.testing.assert_close(nets["max"](x), h.amax(dim=(2, 3)))
+        torch.testing.assert_close(nets["avgmax"](x), torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], 1))
+    assert ConvNet4(1, (8, 8, 8, 8), pool="avgmax", out_norm=True).out_norm.num_features == 16
+    with pytest.raises(ConfigError, match="pool='sum': choose one of avg, max, avgmax"):
+        ConvNet4(1, pool="sum")

@@ -26,7 +26,7 @@ every ratio and probability. Multi-crop: local views are subgraphs grown to `loc
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
@@ -35,7 +35,6 @@ from ...errors import ConfigError
 from ...views import ViewRequest, Views
 from .codec import Padded, assemble, padded
 
-RECIPES = ("instance", "instance_light", "asymmetric", "unchanged", "node_aligned", "feature_shuffle")
 GRAPHCL = ("node_dropping", "subgraph", "edge_perturbation", "attribute_masking")
 GRACE_RATES = {"edge_drop_0": 0.2, "feature_mask_0": 0.3, "edge_drop_1": 0.4, "feature_mask_1": 0.4}
 KNOWN_OPTIONS = {"ratio", "first_unchanged", *GRAPHCL, *GRACE_RATES}
@@ -171,12 +170,64 @@ def one_of(x: torch.Tensor, weights: dict[str, float], ratio: float, generator: 
     return out
 
 
+ViewOf = Callable[[torch.Tensor, int, dict[str, Any], dict[str, float], "torch.Generator | None"], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RecipeMaker:
+    """How a recipe makes global view number `view` of a prepared batch (`view`), and its default `ratio`."""
+
+    view: ViewOf
+    ratio: float = 0.2
+
+
+def graphcl_view(x: torch.Tensor, view: int, settings: dict[str, Any], weights: dict[str, float],
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """instance / instance_light: one of the four GraphCL augmentations, drawn per graph by `weights`."""
+    return one_of(x, weights, settings["ratio"], generator)
+
+
+def asymmetric_view(x: torch.Tensor, view: int, settings: dict[str, Any], weights: dict[str, float],
+                    generator: torch.Generator | None) -> torch.Tensor:
+    """asymmetric: view 0 node dropping or subgraph, the others edge perturbation or attribute masking."""
+    pick = ("node_dropping", "subgraph") if view == 0 else ("edge_perturbation", "attribute_masking")
+    return one_of(x, {n: weights[n] for n in pick}, settings["ratio"], generator)
+
+
+def unchanged_view(x: torch.Tensor, view: int, settings: dict[str, Any], weights: dict[str, float],
+                   generator: torch.Generator | None) -> torch.Tensor:
+    """unchanged: the graphs themselves."""
+    return x
+
+
+def node_aligned_view(x: torch.Tensor, view: int, settings: dict[str, Any], weights: dict[str, float],
+                      generator: torch.Generator | None) -> torch.Tensor:
+    """node_aligned: GRACE's edge dropping + feature masking, view 0 at its own rates, the others at view 1's."""
+    k = min(view, 1)
+    p = drop_edges(padded(x), settings[f"edge_drop_{k}"], generator)
+    return assemble(mask_feature_columns(p, settings[f"feature_mask_{k}"], generator))
+
+
+def feature_shuffle_view(x: torch.Tensor, view: int, settings: dict[str, Any], weights: dict[str, float],
+                         generator: torch.Generator | None) -> torch.Tensor:
+    """feature_shuffle: view 0 the graphs, the others DGI's corruption (node features shuffled across the batch)."""
+    return x if view == 0 else assemble(shuffle_features(padded(x), generator))
+
+
+#: The recipes the graph modality makes, each with its maker (RECIPES lists their names).
+VIEW_MAKERS: dict[str, RecipeMaker] = {
+    "instance": RecipeMaker(graphcl_view), "instance_light": RecipeMaker(graphcl_view, ratio=0.1),
+    "asymmetric": RecipeMaker(asymmetric_view), "unchanged": RecipeMaker(unchanged_view),
+    "node_aligned": RecipeMaker(node_aligned_view), "feature_shuffle": RecipeMaker(feature_shuffle_view)}
+RECIPES = tuple(VIEW_MAKERS)
+
+
 def recipe_options(request: ViewRequest, strength: float) -> dict[str, Any]:
     """The recipe's settings with the method's options and `strength` applied."""
     unknown = sorted(set(request.options) - KNOWN_OPTIONS)
     if unknown:
         raise ConfigError(f"unknown graph view option(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_OPTIONS))}")
-    base: dict[str, Any] = {"ratio": 0.1 if request.recipe == "instance_light" else 0.2, "first_unchanged": 0.0,
+    base: dict[str, Any] = {"ratio": VIEW_MAKERS[request.recipe].ratio, "first_unchanged": 0.0,
                             **{n: 1.0 for n in GRAPHCL}, **GRACE_RATES}
     base.update(request.options)
     scale = max(0.0, strength)
@@ -201,23 +252,12 @@ def graph_view_maker(request: ViewRequest, prepare: Callable[[torch.Tensor], tor
     settings = recipe_options(request, strength)
     weights = {n: float(settings[n]) for n in GRAPHCL}
 
+    view_of = VIEW_MAKERS[request.recipe].view
+
     def make(batch: torch.Tensor, generator: torch.Generator | None = None) -> Views:
         x = prepare(batch)
-        out: list[torch.Tensor] = []
-        for view in range(request.global_views):
-            if request.recipe == "unchanged" or (view == 0 and settings["first_unchanged"]):
-                out.append(x)
-            elif request.recipe == "feature_shuffle":
-                out.append(x if view == 0 else assemble(shuffle_features(padded(x), generator)))
-            elif request.recipe == "node_aligned":
-                k = min(view, 1)
-                p = drop_edges(padded(x), settings[f"edge_drop_{k}"], generator)
-                out.append(assemble(mask_feature_columns(p, settings[f"feature_mask_{k}"], generator)))
-            elif request.recipe == "asymmetric":
-                pick = ("node_dropping", "subgraph") if view == 0 else ("edge_perturbation", "attribute_masking")
-                out.append(one_of(x, {n: weights[n] for n in pick}, settings["ratio"], generator))
-            else:
-                out.append(one_of(x, weights, settings["ratio"], generator))
+        out = [x if view == 0 and settings["first_unchanged"] else view_of(x, view, settings, weights, generator)
+               for view in range(request.global_views)]
         local = [assemble(grow_subgraph(padded(x), 1.0 - request.local_size, generator))
                  for _ in range(request.local_views)]
         return Views(out, local, clean=x if request.clean else None)

@@ -26,11 +26,17 @@ class ConvNet4(Encoder):
 
     out_norm=True standardises the pooled feature with a BatchNorm without affine parameters (running
     statistics at evaluation), so the representation is centred instead of all-positive after the ReLU.
+    pool chooses the global pooling of the last block's map: "avg" (the protocol's), "max", or "avgmax" (both,
+    concatenated: twice the width).
     """
 
+    POOLS = ("avg", "max", "avgmax")
+
     def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = CONVNET4_WIDTHS,
-                 out_norm: bool = False) -> None:
+                 out_norm: bool = False, pool: str = "avg") -> None:
         super().__init__()
+        if pool not in self.POOLS:
+            raise ConfigError(f"encoder option pool={pool!r}: choose one of {', '.join(self.POOLS)}")
         layers: list[nn.Module] = []
         c = in_channels
         for i, w in enumerate(widths):
@@ -38,12 +44,19 @@ class ConvNet4(Encoder):
             if i < len(widths) - 1:
                 layers.append(nn.MaxPool2d(2))
             c = w
-        self.features = nn.Sequential(*layers)
-        self.out_norm = nn.BatchNorm1d(c, affine=False) if out_norm else nn.Identity()
-        self.out_dim = c
+        self.features, self.pool = nn.Sequential(*layers), pool
+        self.out_dim = 2 * c if pool == "avgmax" else c
+        self.out_norm = nn.BatchNorm1d(self.out_dim, affine=False) if out_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out_norm(self.features(x).mean(dim=(2, 3)))
+        h = self.features(x)
+        if self.pool == "avg":
+            pooled = h.mean(dim=(2, 3))
+        elif self.pool == "max":
+            pooled = h.amax(dim=(2, 3))
+        else:
+            pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        return self.out_norm(pooled)
 
 
 class BasicBlock(nn.Module):
@@ -121,7 +134,8 @@ def vit_geometry(spec: dict[str, Any], options: dict[str, Any]) -> tuple[int, in
     return patch, patch
 
 
-@image_encoders.register("convnet4", "4-block ConvNet (64-128-256-512), the benchmark protocol's reference backbone",
+@image_encoders.register("convnet4", "4-block ConvNet (64-128-256-512), the benchmark protocol's reference backbone "
+                         "(options: widths, pool=avg|max|avgmax, out_norm)",
                          view_geometry=convnet4_geometry)
 def convnet4(spec: dict[str, Any], **options: Any) -> Encoder:
     return ConvNet4(spec["channels"], **options)
