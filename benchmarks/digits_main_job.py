@@ -81,25 +81,37 @@ def cross_validated(features: np.ndarray, y: np.ndarray, folds: int = 5) -> dict
     return {k: round(float(np.mean([s[k] for s in scores])), 4) for k in ("knn", "linear")}
 
 
-def search(names: list[str], seeds: list[int]) -> None:
+def cross_validated_runs(name: str, options: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:
+    """Train `options` on digits' training images without labels, once a seed, and score each encoder and the random
+    encoder of its architecture by cross_validated over the training labels."""
     ds = load_dataset("digits")
     x, y = ds.train.x, ds.train.y
     unlabelled = Dataset("digits", "image", Split(x, None), None, dict(ds.info))
+    per_seed = []
+    for seed in seeds:
+        start = time.perf_counter()
+        run = selfsup.train(unlabelled, seed=seed, monitor=False, **options)
+        seconds = time.perf_counter() - start
+        rnd = build_encoder(run.resolved, seed=seed + 1000)
+        per_seed.append({"seed": seed, **cross_validated(run.embed(x), y),
+                         "random": cross_validated(encode_storage(rnd, run.modality, run.spec, x), y),
+                         "train_seconds": round(seconds, 1), "precision": run.resolved.precision})
+        print(name, json.dumps(per_seed[-1]), file=sys.stderr, flush=True)
+    return per_seed
+
+
+def raw_cross_validated() -> dict[str, float]:
+    ds = load_dataset("digits")
+    return cross_validated(ds.train.x.reshape(len(ds.train.x), -1).float().numpy(), ds.train.y)
+
+
+def search(names: list[str], seeds: list[int]) -> None:
     path = RESULTS / "digits_main_job_search.json"
     doc = json.loads(path.read_text()) if path.exists() else {"candidates": {}}
-    doc["raw"] = cross_validated(x.reshape(len(x), -1).float().numpy(), y)
+    doc["raw"] = raw_cross_validated()
     for name in names:
         options = {"epochs": EPOCHS, **CANDIDATES[name]}
-        per_seed = []
-        for seed in seeds:
-            start = time.perf_counter()
-            run = selfsup.train(unlabelled, seed=seed, monitor=False, **options)
-            seconds = time.perf_counter() - start
-            rnd = build_encoder(run.resolved, seed=seed + 1000)
-            per_seed.append({"seed": seed, **cross_validated(run.embed(x), y),
-                             "random": cross_validated(encode_storage(rnd, run.modality, run.spec, x), y),
-                             "train_seconds": round(seconds, 1), "precision": run.resolved.precision})
-            print(name, json.dumps(per_seed[-1]), file=sys.stderr, flush=True)
+        per_seed = cross_validated_runs(name, options, seeds)
         summary = {k: {"mean": round(float(np.mean([s[k] for s in per_seed])), 4),
                        "std": round(float(np.std([s[k] for s in per_seed], ddof=1)), 4)} for k in ("knn", "linear")}
         doc["candidates"][name] = {"options": options, "seeds": per_seed, **summary,

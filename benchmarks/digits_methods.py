@@ -13,7 +13,14 @@ seed cannot tell a method from its random encoder within a point).
 series methods on a UCR problem, `--epochs 0` keeping the length the method and data choose themselves) into
 benchmarks/results/NAME.json.
 
+`--validate NAME=JSON ...`: a method's default is changed on validation only. Each candidate (train options as
+JSON: method, method_options, encoder_options, ...) trains on digits' training images without labels at the
+same epochs and is scored by 5-fold cross-validated kNN and linear probe over the training labels (the test split is
+never touched), beside the random encoder of its architecture; into
+benchmarks/results/digits_methods_validation.json.
+
     python benchmarks/digits_methods.py --epochs 30 [--only simclr,dino] [--seeds 0] [--threads 1]
+    python benchmarks/digits_methods.py --validate 'rotnet={"method": "rotnet"}' --seeds 0,1,2
     python benchmarks/digits_methods.py --data ucr:GunPoint --name series_gunpoint --epochs 0 --only ts2vec
 """
 from __future__ import annotations
@@ -74,6 +81,35 @@ def summarise(entries: list[dict]) -> dict[str, dict]:
     return out
 
 
+def validate(candidates: dict[str, dict], epochs: int, seeds: list[int], threads: int | None) -> None:
+    """Score each candidate's options by cross-validation over digits' training labels (see the module's doc)."""
+    from digits_main_job import cross_validated_runs, raw_cross_validated
+
+    path = RESULTS / "digits_methods_validation.json"
+    doc = json.loads(path.read_text()) if path.exists() else {"candidates": {}}
+    doc["raw"] = raw_cross_validated()
+    for name, options in candidates.items():
+        per_seed = cross_validated_runs(name, {"epochs": epochs, "threads": threads, **options}, seeds)
+        row: dict = {"options": options, "epochs": epochs, "seeds": per_seed}
+        for key, pick in (("knn", lambda s: s["knn"]), ("linear", lambda s: s["linear"]),
+                          ("random_knn", lambda s: s["random"]["knn"]),
+                          ("random_linear", lambda s: s["random"]["linear"])):
+            values = np.array([pick(s) for s in per_seed])
+            row[key] = {"mean": round(float(values.mean()), 4),
+                        "std": round(float(values.std(ddof=1)), 4) if len(values) > 1 else 0.0}
+        row["beats_random"] = all(row[k]["mean"] > row[f"random_{k}"]["mean"] for k in ("knn", "linear"))
+        doc["candidates"][name] = {**row, "machine": machine(), "command": "python benchmarks/digits_methods.py "
+                                   + " ".join(sys.argv[1:])}
+        doc["protocol"] = ("digits: pre-train on the 1,347 training images without labels; kNN (k=20) and linear "
+                           "probe by 5-fold cross-validation over the training labels, beside the random encoder of "
+                           "the same architecture; mean and std over seeds")
+        save("digits_methods_validation", doc)
+        print(f"{name:28s} kNN {row['knn']['mean']:.4f}±{row['knn']['std']:.4f} "
+              f"(random {row['random_knn']['mean']:.4f})"
+              f"  linear {row['linear']['mean']:.4f}±{row['linear']['std']:.4f} (random "
+              f"{row['random_linear']['mean']:.4f})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30, help="0: the method's and data's own default length")
@@ -83,7 +119,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data", default="digits", help="the home data set (default digits)")
     parser.add_argument("--name", default=NAME, help="result file benchmarks/results/NAME.json")
+    parser.add_argument("--validate", nargs="+", metavar="NAME=JSON", help="score these candidates' train options "
+                        "by cross-validation over the training labels (see the module's doc)")
     args = parser.parse_args()
+    if args.validate:
+        candidates = {}
+        for item in args.validate:
+            name, _, options = item.partition("=")
+            candidates[name] = json.loads(options)
+        validate(candidates, args.epochs, [int(s) for s in args.seeds.split(",")], args.threads)
+        return
     methods = args.only.split(",") if args.only else modality_methods(load_dataset(args.data).modality)
     path = RESULTS / f"{args.name}.json"
     doc = json.loads(path.read_text()) if path.exists() else {}

@@ -129,3 +129,27 @@ def test_no_function_longer_than_80_lines_and_a_narrow_modality_interface():
     assert long == []
     methods = [name for name, value in vars(Modality).items() if callable(value) and not name.startswith("__")]
     assert len(methods) <= 15, methods
+
+
+def recipe_name_tests(source: str) -> list[int]:
+    """Lines where code compares a `.recipe` with a name (`recipe == "x"`, `recipe != "x"`, `recipe in ("x", ...)`)."""
+    import ast
+
+    def literal(node: ast.AST) -> bool:
+        return isinstance(node, ast.Constant) or (isinstance(node, (ast.Tuple, ast.List, ast.Set))
+                                                 and all(isinstance(e, ast.Constant) for e in node.elts))
+
+    return [node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.Attribute) and node.left.attr == "recipe"
+            and any(literal(c) for c in node.comparators)]
+
+
+def test_view_makers_choose_by_table_not_by_recipe_name():
+    """A modality's view maker reads its recipe tables (RECIPES, LAYOUTS, SPECIAL_VIEWS, VIEW_MAKERS): adding a recipe
+    adds an entry, never a branch. The check catches a branch on a recipe's name (negative control)."""
+    found = [f"{path.relative_to(ROOT)}:{line}" for path in (ROOT / "src" / "selfsup" / "modalities").rglob("*.py")
+             for line in recipe_name_tests(path.read_text())]
+    assert found == []
+    assert recipe_name_tests('if request.recipe == "tiles":\n    pass\n') == [1]
+    assert recipe_name_tests('ok = req.recipe in ("a", "b")\n') == [1]
+    assert recipe_name_tests('ok = req.recipe in TABLE\n') == []

@@ -160,3 +160,16 @@ def test_embedding_map_draws_a_handful_of_points():
     rng = np.random.default_rng(0)
     for n in (MIN_MAP_POINTS, 9, 60):
         assert embedding_map(rng.normal(size=(n, 16)), np.arange(n) % 2, ["a", "b"]).startswith("data:image/png")
+
+
+def test_nearest_neighbours_rank_the_others_by_cosine_similarity():
+    from selfsup.report import nearest
+
+    z = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7]])
+    got = nearest(z, n_queries=5, k=2)
+    assert got.sample == 5 and len(got.rows) == 5
+    for row, sims in zip(got.rows, got.sims):
+        q = row[0]
+        assert q not in row[1:] and sims[0] == 1.0 and sims[1] >= sims[2]
+    by_query = {row[0]: row[1:] for row in got.rows}
+    assert by_query[0] == [1, 4] and by_query[3] == [2, 4]

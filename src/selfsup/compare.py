@@ -67,7 +67,8 @@ def html_page(paths: list[str]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import CSS, PROTOCOL_NAMES, Raw, difference, figure_uri, pct, read_metrics, table
+    from .html_parts import Raw, figure_uri, table
+    from .report import CSS, PROTOCOL_NAMES, difference, pct, read_metrics
 
     runs = []
     for p in map(Path, paths):

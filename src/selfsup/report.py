@@ -8,9 +8,7 @@ away.
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -20,9 +18,11 @@ import torch
 from safetensors.torch import load_file
 
 from .artifacts import atomic_write_text
+from .html_parts import Raw, figure_uri, human, table
 from .evaluate import evaluation_rows, holdout_test_split
 from .loading import load_dataset
 from .methods import Method, TrainingContext, methods
+from .modalities.presentation import Neighbours
 from .run import Run, encode_storage, load
 
 
@@ -45,16 +45,6 @@ def rankme_knn_correlation(epochs: list[dict]) -> float | None:
 
     rho = spearmanr(*zip(*pairs)).statistic
     return None if not np.isfinite(rho) else float(rho)
-
-
-def figure_uri(fig) -> str:
-    """A matplotlib figure as a base64 PNG data URI (and closes it)."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def curves_figure(steps: list[dict], epochs: list[dict]) -> str:
@@ -98,83 +88,26 @@ def embedding_map(z: np.ndarray, y: np.ndarray, classes: list, seed: int = 0) ->
     return figure_uri(fig)
 
 
-def neighbour_grid(x: np.ndarray, z: np.ndarray, n_queries: int = 8, k: int = 8, seed: int = 0) -> str:
-    """Image queries (left column) and their k nearest neighbours by cosine similarity of embeddings."""
-    import matplotlib.pyplot as plt
-
-    rng = np.random.default_rng(seed)
-    q = rng.choice(len(z), size=min(n_queries, len(z)), replace=False)
+def nearest(z: np.ndarray, n_queries: int, k: int, seed: int = 1) -> Neighbours:
+    """`n_queries` random items of the sample and their k nearest others by cosine similarity of the embeddings."""
     zn = z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)
-    nn = np.argsort(-(zn[q] @ zn.T), axis=1)[:, 1:k + 1]
-    fig, axes = plt.subplots(len(q), k + 1, figsize=(1.1 * (k + 1), 1.1 * len(q)), squeeze=False)
-    for r, (qi, row) in enumerate(zip(q, nn)):
-        for c, idx in enumerate([qi, *row]):
-            img = x[idx].transpose(1, 2, 0)
-            axes[r, c].imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray")
-            axes[r, c].axis("off")
-    axes[0, 0].set_title("query", fontsize=8)
-    axes[0, 1].set_title("nearest neighbours →", fontsize=8, loc="left")
-    return figure_uri(fig)
-
-
-def neighbour_sentences(run: Run, ds: Any, samples: int = 2000, n_queries: int = 6, k: int = 4) -> list[str]:
-    """For text: a few items of the data and their k nearest neighbours by cosine similarity of embeddings (among up
-    to `samples` items), as a table; nothing for modalities without captions."""
-    split = ds.test if ds.test is not None else ds.train
-    sel = np.sort(np.random.default_rng(0).permutation(len(split))[:samples])
-    captions = run.modality.presentation.captions(split.x[sel])
-    if captions is None or len(sel) < 2:
-        return []
-    z = encode_storage(run.encoder, run.modality, run.spec, split.x[sel])
-    zn = z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)
-    queries = np.random.default_rng(1).choice(len(sel), size=min(n_queries, len(sel)), replace=False)
-    rows = []
+    queries = np.random.default_rng(seed).choice(len(z), size=min(n_queries, len(z)), replace=False)
+    rows, sims = [], []
     for q in queries:
-        sims = zn @ zn[q]
-        sims[q] = -np.inf
-        nearest = np.argsort(-sims)[:k]
-        rows.append([captions[q][:200]] + [f"{captions[i][:200]} ({sims[i]:.2f})" for i in nearest])
-    head = f"<h2>Nearest neighbours</h2><p>{len(queries)} items of {human(len(sel))} and their {k} nearest by cosine " \
-           "similarity of the embeddings.</p>"
-    return [head, table(rows, ["item"] + [f"neighbour {i + 1}" for i in range(k)])]
+        s = zn @ zn[q]
+        s[q] = -np.inf
+        order = np.argsort(-s)[:k]
+        rows.append([int(q), *order.tolist()])
+        sims.append([1.0, *s[order].astype(float).tolist()])
+    return Neighbours(rows, sims, len(z))
 
 
-def neighbour_media(run: Run, x: torch.Tensor, z: np.ndarray, n_queries: int = 4, k: int = 3) -> list[str]:
-    """For recordings: a few clips, playable, each beside its k nearest neighbours by cosine similarity of the
-    embeddings, with their spectrograms; nothing for modalities without media."""
+def neighbours_section(run: Run, x: torch.Tensor, z: np.ndarray) -> list[str]:
+    """Nearest neighbours of a few items, as the modality's presentation shows them (nothing where it shows none)."""
+    p = run.modality.presentation
     if len(z) < 2:
         return []
-    rng = np.random.default_rng(1)
-    queries = rng.choice(len(z), size=min(n_queries, len(z)), replace=False)
-    zn = z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)
-    rows_idx = []
-    for q in queries:
-        sims = zn @ zn[q]
-        sims[q] = -np.inf
-        rows_idx.append([int(q), *np.argsort(-sims)[:k].tolist()])
-    chosen = sorted({i for row in rows_idx for i in row})
-    players = run.modality.presentation.media(x[chosen])
-    if players is None:
-        return []
-    pictures = run.modality.presentation.thumbnails(x[chosen])
-    where = {i: j for j, i in enumerate(chosen)}
-
-    def cell(i: int) -> str:
-        j = where[i]
-        img = ""
-        if pictures is not None:
-            import matplotlib.pyplot as plt
-
-            fig, ax = plt.subplots(figsize=(1.6, 0.9))
-            ax.imshow(pictures[j][0], cmap="magma", aspect="auto")
-            ax.axis("off")
-            img = f'<img alt="spectrogram" src="{figure_uri(fig)}"><br>'
-        return img + players[j]
-
-    rows = [[Raw(cell(i)) for i in row] for row in rows_idx]
-    head = f"<h2>Listen: clips and their nearest neighbours</h2><p>{len(rows)} test clips (left) and their {k} " \
-           "nearest by cosine similarity of the embeddings, with their log-mel spectrograms.</p>"
-    return [head, table(rows, ["clip"] + [f"neighbour {i + 1}" for i in range(k)])]
+    return p.render_neighbours(x, nearest(z, p.neighbour_queries, p.neighbours_per_query))
 
 
 def cluster_grid(x: np.ndarray, labels: np.ndarray, confidence: np.ndarray, per_side: int = 5) -> str:
@@ -239,35 +172,6 @@ def confusion_figure(cm: np.ndarray, classes: list) -> str:
     ax.set_ylabel("true")
     ax.set_title("linear probe confusion matrix (test)")
     return figure_uri(fig)
-
-
-def table(rows: list[list[Any]], header: list[str], cls: str = "") -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cellhtml(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-
-
-class Raw(str):
-    """HTML a table cell shows as is (already escaped)."""
-
-
-def cellhtml(v: Any) -> str:
-    return str(v) if isinstance(v, Raw) else html.escape(human(v))
-
-
-def human(v: Any) -> str:
-    """A number as a person writes it: 10.0 -> '10', 0.023999999999999997 -> '0.024', 3767.2 -> '3,767'."""
-    if isinstance(v, bool) or v is None:
-        return "" if v is None else str(v).lower()
-    if isinstance(v, int):
-        return f"{v:,}" if abs(v) >= 10_000 else str(v)
-    if isinstance(v, float):
-        if not np.isfinite(v):
-            return str(v)
-        if v == int(v) and abs(v) < 1e6:
-            return str(int(v))
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
-    return str(v)
 
 
 def pct(v: float) -> str:
@@ -444,16 +348,18 @@ def build_report(run: Run, data: Any = None, out: str | Path | None = None, max_
         else:
             parts.append(f"<p class='note'>Embedding map skipped: {len(z)} test items, a map needs "
                          f"{MIN_MAP_POINTS}.</p>")
-        pictures = run.modality.presentation.thumbnails(x)
-        if pictures is not None:
-            parts += ["<h2>Nearest neighbours</h2>", f'<img alt="nearest neighbours" src="{neighbour_grid(pictures, z)}">']
-        parts += neighbour_media(run, x, z)
+        parts += neighbours_section(run, x, z)
         parts += illustration_section(run, x)
         cm = ev.get("linear_confusion")
         if cm is not None:
             parts += ["<h2>Confusion matrix</h2>", f'<img alt="confusion matrix" src="{confusion_figure(np.array(cm), classes)}">']
-    if ds is not None:
-        parts += neighbour_sentences(run, ds)
+    elif ds is not None:  # no labels: the neighbours of items of the data
+        split = ds.test if ds.test is not None else ds.train
+        sel = np.sort(np.random.default_rng(0).permutation(len(split))[:max_points])
+        x = split.x[sel]
+        mask = split.mask[sel] if split.mask is not None else None
+        z = encode_storage(run.encoder, run.modality, run.spec, x, mask=mask)
+        parts += neighbours_section(run, x, z)
     parts += clusters_section(run, ds)
     if steps:
         parts += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{curves_figure(steps, epochs)}">']

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..views import ViewRequest, Views
-from .base import Method, OptimizerDefaults, StepInfo, StepLogs, mlp, register_method
+from .base import Method, OptimizerDefaults, StepInfo, StepLogs, check_option, mlp, register_method
 from .pretext import pretext_loss, task_accuracy
 
 ROTATIONS = 4
@@ -33,9 +33,10 @@ class RotNet(Method):
     requested_views = ViewRequest("rotations", global_views=ROTATIONS)
     optimizer = OptimizerDefaults("sgd", lr=0.2, weight_decay=5e-4)
 
-    def __init__(self, encoder, hidden_dim: int = 512) -> None:
+    def __init__(self, encoder, hidden_dim: int = 512, head_layers: int = 2) -> None:
         super().__init__(encoder)
-        self.head = mlp(self.feature_dim, hidden_dim, ROTATIONS)
+        check_option("rotnet", "head_layers", head_layers, 1, low_open=False)
+        self.head = mlp(self.feature_dim, hidden_dim, ROTATIONS, num_layers=head_layers)
 
     def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         features = torch.cat(self.encode(views.global_views))

@@ -1,18 +1,38 @@
-"""How a modality's samples appear in a report: pictures, media, captions and a method's illustration.
+"""How a modality's samples appear in a report: pictures, media, captions, nearest neighbours and a method's
+illustration.
 
 A modality declares one `Presentation` (`Modality.presentation`); report.py asks it, and only it, how to show
-samples. Each answer is None where the modality has no way to show them, and the report leaves that part out.
+samples. Each answer is None (or no HTML) where the modality has no way to show them, and the report leaves that part
+out.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 
+@dataclass(frozen=True)
+class Neighbours:
+    """A few queries among a sample of items and their nearest others: rows[i] = [query, nearest, next, ...]
+    (indices into the sample), sims[i] their cosine similarities to the query (the query's own first, 1)."""
+    rows: list[list[int]]
+    sims: list[list[float]]
+    sample: int  # the sample's size
+
+
 class Presentation:
     """The presentation of a modality that shows nothing: every answer None."""
+
+    neighbour_queries = 8  # the report's queries for nearest neighbours, and the neighbours shown for each
+    neighbours_per_query = 8
+
+    def render_neighbours(self, x: torch.Tensor, neighbours: Neighbours) -> list[str]:
+        """The report's nearest-neighbours section (HTML parts) for storage samples `x` (the sample the indices of
+        `neighbours` point into); none where the modality cannot show its samples."""
+        return []
 
     def thumbnails(self, x: torch.Tensor) -> np.ndarray | None:
         """Storage samples as uint8 pictures [N, C, H, W] for a report's neighbour grid (None: not pictures)."""

@@ -28,7 +28,9 @@ from ...views import ViewRequest
 from ..base import Modality, ViewMaker, batched, modalities
 from ..exporting import ExportInputs
 from ..npy import npy_readers
-from ..presentation import Presentation
+from ...html_parts import Raw, figure_uri, table
+from ..presentation import Neighbours, Presentation
+from ..sequences.augment import SPECIAL_VIEWS, check_extras
 from .encoders import audio_encoders
 from .frontend import clip_log_mel, front_end_of, mfcc
 from .reading import HEADER, ReadPolicy, pack_clips, read_folder
@@ -97,6 +99,28 @@ class AudioPresentation(Presentation):
             players.append('<audio controls preload="none" src="data:audio/wav;base64,'
                            f'{base64.b64encode(buf.getvalue()).decode()}"></audio>')
         return players
+
+    neighbour_queries, neighbours_per_query = 4, 3
+
+    def render_neighbours(self, x: torch.Tensor, neighbours: Neighbours) -> list[str]:
+        """A table: each query clip (playable, with its log-mel spectrogram) beside its nearest clips."""
+        import matplotlib.pyplot as plt
+
+        chosen = sorted({i for row in neighbours.rows for i in row})
+        players, pictures = self.media(x[chosen]), self.thumbnails(x[chosen])
+        where = {i: j for j, i in enumerate(chosen)}
+
+        def cell(i: int) -> Raw:
+            fig, ax = plt.subplots(figsize=(1.6, 0.9))
+            ax.imshow(pictures[where[i]][0], cmap="magma", aspect="auto")
+            ax.axis("off")
+            return Raw(f'<img alt="spectrogram" src="{figure_uri(fig)}"><br>{players[where[i]]}')
+
+        k = len(neighbours.rows[0]) - 1
+        head = (f"<h2>Listen: clips and their nearest neighbours</h2><p>{len(neighbours.rows)} test clips (left) and "
+                f"their {k} nearest by cosine similarity of the embeddings, with their log-mel spectrograms.</p>")
+        return [head, table([[cell(i) for i in row] for row in neighbours.rows],
+                            ["clip"] + [f"neighbour {i + 1}" for i in range(k)])]
 
 
 class AudioExportInputs(ExportInputs):
@@ -198,11 +222,8 @@ class AudioModality(Modality):
 
     def view_maker(self, request: ViewRequest, spec: dict[str, Any], strength: float = 1.0,
                    options: dict[str, Any] | None = None) -> ViewMaker:
-        if request.keep and request.recipe != "overlapping_crops":
-            raise ConfigError(f"the {request.recipe!r} audio views carry no step masks (keep)")
-        if request.corruption_mask and request.recipe != "masked_values":
-            raise ConfigError(f"the {request.recipe!r} audio views carry no corruption mask")
-        if request.recipe in ("overlapping_crops", "masked_values") and spec["input"] == "waveform":
+        check_extras(request, "audio")
+        if request.recipe in SPECIAL_VIEWS and spec["input"] == "waveform":
             raise ConfigError(f"the {request.recipe!r} audio views are made on spectrograms; choose a spectrogram "
                               "encoder (spectrogram_cnn, dilated_cnn, transformer)")
         return AudioViewMaker(request, recipe(request.recipe, strength, options), spec)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from ...errors import ConfigError
 from ...views import ViewRequest, Views, with_options
-from ..sequences.augment import left_align, masked_values, overlapping_crops, take_windows
+from ..sequences.augment import SPECIAL_VIEWS, left_align, take_windows
 from .frontend import clip_log_mel, front_end_of, on_device
 
 
@@ -193,9 +193,7 @@ class AudioViewMaker:
         lengths, wave = x[:, 0].long(), x[:, 2:].float()
         if self.aug is None:  # the series views of the whole clip
             whole, _ = left_align(self.input(wave, lengths))
-            if req.recipe == "overlapping_crops":
-                return overlapping_crops(whole, generator, **req.options)
-            return masked_values(whole, generator, **req.options)
+            return SPECIAL_VIEWS[req.recipe].make(whole, generator, **req.options)
         window = round(self.aug.crop * wave.shape[-1])
         views = Views([self._view(wave, lengths, window, self.aug, generator) for _ in range(req.global_views)])
         if req.local_views:

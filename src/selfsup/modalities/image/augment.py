@@ -17,7 +17,7 @@ kernel spans 2 * ceil(3 * max sigma) + 1 pixels (SimCLR's spans 10% of the image
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -282,15 +282,14 @@ class ImageViewMaker:
         local_views: Sequence[ImageAugmentation] = (),
         local_size: int | None = None,
         clean: bool = False,
-        rotations: bool = False,
-        tiled: bool = False,
+        layout: Layout | None = None,
     ) -> None:
         """views: one augmentation per global view; mean/std per channel (or one value); out_size: square side of
         the global views; local_views/local_size: the multi-crop views and their side; clean: also the
-        un-augmented image (at out_size); rotations: the global views are the first view's crop turned by
-        0, 90, 180 and 270 degrees, tiled: the 9 tiles of the first view's crop (`views` then holds that one view)."""
+        un-augmented image (at out_size); layout: the global views are cut from the first view's crop (LAYOUTS:
+        turned four ways, or 9 tiles; `views` then holds that one view)."""
         self.views = list(views)
-        self.rotations, self.tiled = rotations, tiled
+        self.layout = layout
         self.out_size = out_size
         self.local_views, self.local_size = list(local_views), local_size
         self.clean = clean
@@ -309,12 +308,9 @@ class ImageViewMaker:
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Views:
         """x: uint8 [B, C, H, W] (or float in [0,1]) -> Views of float32 [B, C, S, S] tensors, normalised."""
         xf = self._to_float(x)
-        if self.rotations:
+        if self.layout is not None:
             crop = self._standardise(augment(xf, self.views[0], generator, size=self.out_size))
-            global_views = [torch.rot90(crop, k, dims=(2, 3)) for k in range(ROTATIONS)]
-        elif self.tiled:
-            crop = self._standardise(augment(xf, self.views[0], generator, size=self.out_size))
-            global_views = [tile.contiguous() for tile in tiles(crop, generator)]
+            global_views = self.layout.cut(crop, generator)
         else:
             global_views = [self._standardise(augment(xf, v, generator, size=self.out_size)) for v in self.views]
         views = Views(global_views,
@@ -365,6 +361,30 @@ def tiles(x: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tens
     offsets = torch.randint(0, cell - side + 1, (TILES, 2), generator=generator, device=gdev).tolist()
     return [x[..., r * cell + dr:r * cell + dr + side, c * cell + dc:c * cell + dc + side]
             for (r, c), (dr, dc) in zip(((r, c) for r in range(3) for c in range(3)), offsets)]
+
+
+def turned(crop: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tensor]:
+    """The crop turned by 0, 90, 180 and 270 degrees."""
+    return [torch.rot90(crop, k, dims=(2, 3)) for k in range(ROTATIONS)]
+
+
+def tiled(crop: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tensor]:
+    return [tile.contiguous() for tile in tiles(crop, generator)]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A recipe whose global views are all cut from one crop: `cut(crop, generator)` gives exactly `views` of
+    them (`what` says which, for the refusal of another count); `tiled`: they are tiles (the crop is enlarged so
+    that a tile is as large as the encoder takes)."""
+    cut: Callable[[torch.Tensor, torch.Generator | None], list[torch.Tensor]]
+    views: int
+    what: str
+    tiled: bool = False
+
+
+LAYOUTS: dict[str, Layout] = {"rotations": Layout(turned, ROTATIONS, "0, 90, 180, 270 degrees"),
+                              "tiles": Layout(tiled, TILES, "a 3 x 3 grid", tiled=True)}
 
 
 def tiled_size(size: int, smallest_tile: int) -> int:

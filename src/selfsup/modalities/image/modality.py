@@ -14,7 +14,8 @@ from ...views import ViewMaker, ViewRequest
 from ..base import Modality, modalities
 from ..exporting import ExportInputs
 from ..npy import register_array_reader
-from ..presentation import Presentation
+from ...html_parts import figure_uri
+from ..presentation import Neighbours, Presentation
 from .encoders import image_encoders
 
 
@@ -33,6 +34,21 @@ class ImagePresentation(Presentation):
 
     def thumbnails(self, x: torch.Tensor) -> np.ndarray:
         return x.numpy()
+
+    def render_neighbours(self, x: torch.Tensor, neighbours: Neighbours) -> list[str]:
+        """A grid: each query (left column) and its nearest images."""
+        import matplotlib.pyplot as plt
+
+        rows, k = neighbours.rows, len(neighbours.rows[0])
+        fig, axes = plt.subplots(len(rows), k, figsize=(1.1 * k, 1.1 * len(rows)), squeeze=False)
+        for r, row in enumerate(rows):
+            for c, img in enumerate(self.thumbnails(x[row])):
+                img = img.transpose(1, 2, 0)
+                axes[r, c].imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray")
+                axes[r, c].axis("off")
+        axes[0, 0].set_title("query", fontsize=8)
+        axes[0, min(1, k - 1)].set_title("nearest neighbours →", fontsize=8, loc="left")
+        return ["<h2>Nearest neighbours</h2>", f'<img alt="nearest neighbours" src="{figure_uri(fig)}">']
 
     def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
                     ) -> Any:
@@ -154,7 +170,7 @@ class ImageModality(Modality):
         to its side multiple: 8-px digits on ConvNet-4 get 8-px local crops, not 3-px ones); tiles are cut from a
         crop large enough for the encoder to take them. The clean view is the resized, normalised image. Other
         options override fields of every view's ImageAugmentation (crop_scale only the global views')."""
-        from .augment import RECIPES, ROTATIONS, TILES, ImageAugmentation, ImageViewMaker, recipe, tiled_size
+        from .augment import LAYOUTS, RECIPES, ImageAugmentation, ImageViewMaker, recipe, tiled_size
 
         if request.recipe not in RECIPES:
             raise ConfigError(f"image data has no {request.recipe!r} views; image view recipes: "
@@ -177,22 +193,21 @@ class ImageModality(Modality):
                               f"{', '.join(sorted(known))}")
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
         augs = recipe(request.recipe, spec["size"], spec["channels"], strength)
-        rotations, tiled = request.recipe == "rotations", request.recipe == "tiles"
-        fixed = {"rotations": (ROTATIONS, "0, 90, 180, 270 degrees"), "tiles": (TILES, "a 3 x 3 grid")}
-        if request.recipe in fixed and request.global_views != fixed[request.recipe][0]:
-            count, what = fixed[request.recipe]
-            raise ConfigError(f"the {request.recipe} views are {count} ({what}); {request.global_views} were asked for")
-        if tiled and size < 6:
-            raise ConfigError(f"tiles need views of at least 6 pixels (3 x 3 cells of 2); the views are {size}")
-        if tiled:  # a crop large enough for tiles the encoder takes (8-px digits, ConvNet-4: 27-px crop, 8-px tiles)
-            size = tiled_size(size, smallest)
-        one = rotations or tiled
-        global_views = [replace(augs[i % len(augs)], **options) for i in range(1 if one else request.global_views)]
+        layout = LAYOUTS.get(request.recipe)
+        if layout is not None and request.global_views != layout.views:
+            raise ConfigError(f"the {request.recipe} views are {layout.views} ({layout.what}); "
+                              f"{request.global_views} were asked for")
+        if layout is not None and layout.tiled:
+            if size < 6:
+                raise ConfigError(f"tiles need views of at least 6 pixels (3 x 3 cells of 2); the views are {size}")
+            size = tiled_size(size, smallest)  # tiles the encoder takes (8-px digits, ConvNet-4: 27-px crop)
+        global_views = [replace(augs[i % len(augs)], **options)
+                        for i in range(1 if layout is not None else request.global_views)]
         local_options = {k: v for k, v in options.items() if k != "crop_scale"}
         local = replace(augs[0], crop_scale=LOCAL_CROP_SCALE, **local_options)
         return ImageViewMaker(global_views, spec["mean"], spec["std"], out_size=size,
                               local_views=[local] * request.local_views, local_size=local_size,
-                              clean=request.clean, rotations=rotations, tiled=tiled)
+                              clean=request.clean, layout=layout)
 
     def toy_data(self, n: int, generator: np.random.Generator) -> np.ndarray:
         """Grayscale 28 x 28 images: a random bright square on noise."""

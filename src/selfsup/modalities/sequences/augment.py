@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -307,10 +307,8 @@ class SeriesViewMaker:
         """x: float storage [B, C, L] (NaN = padding/missing) -> Views of float32 [B, C, L'] tensors."""
         xf, _ = left_align(self.normalise(x))
         req = self.request
-        if req.recipe == "overlapping_crops":
-            return overlapping_crops(xf, generator, **req.options)
-        if req.recipe == "masked_values":
-            return masked_values(xf, generator, **req.options)
+        if req.recipe in SPECIAL_VIEWS:
+            return SPECIAL_VIEWS[req.recipe].make(xf, generator, **req.options)
         views = Views([augment(xf, self.views[i % len(self.views)], generator) for i in range(req.global_views)])
         if self.local is not None:
             length = max(2, round(xf.shape[-1] * req.local_size))
@@ -331,10 +329,32 @@ RECIPES: dict[str, list[SeriesAugmentation]] = {
     "asymmetric": [_GENERIC],
     # masked modelling (MAE, data2vec, I-JEPA on the patch Transformer): a sub-series crop, values untouched
     "geometric": [SeriesAugmentation(crop_scale=(0.5, 1.0))],
-    # special views, built by overlapping_crops and masked_values from the plain z-scored series
+    # special views (SPECIAL_VIEWS), built from the plain z-scored series
     "overlapping_crops": [],
     "masked_values": [],
 }
+
+
+@dataclass(frozen=True)
+class SpecialViews:
+    """A recipe whose views are built from the whole plain sequence by `make(x, generator, **request.options)`
+    rather than by augmenting it, and which of a request's extras (step masks, a corruption mask) it carries."""
+    make: Callable[..., Views]
+    keeps: bool = False
+    corrupts: bool = False
+
+
+SPECIAL_VIEWS: dict[str, SpecialViews] = {"overlapping_crops": SpecialViews(overlapping_crops, keeps=True),
+                                          "masked_values": SpecialViews(masked_values, corrupts=True)}
+
+
+def check_extras(request: ViewRequest, what: str) -> None:
+    """Refuse a request for step masks or a corruption mask that its recipe does not carry (`what`: the data)."""
+    special = SPECIAL_VIEWS.get(request.recipe)
+    if request.keep and not (special and special.keeps):
+        raise ConfigError(f"the {request.recipe!r} {what} views carry no step masks (keep)")
+    if request.corruption_mask and not (special and special.corrupts):
+        raise ConfigError(f"the {request.recipe!r} {what} views carry no corruption mask")
 
 
 def recipe(name: str, strength: float = 1.0, options: dict[str, Any] | None = None) -> list[SeriesAugmentation]:

@@ -19,7 +19,8 @@ from ...storage import Storage
 from ...views import ViewRequest
 from ..base import Modality, ViewMaker, modalities
 from ..exporting import ExportInputs
-from ..presentation import Presentation
+from ...html_parts import human, table
+from ..presentation import Neighbours, Presentation
 from .codec import TextPolicy, from_storage, to_storage
 from .encoders import text_encoders
 from .storage import LengthGroupedStorage, item_lengths, token_counts
@@ -36,8 +37,21 @@ TOY_WORDS = ("a man woman child dog cat plays reads eats runs sleeps guitar book
 class TextPresentation(Presentation):
     """How text samples appear in a report."""
 
+    neighbour_queries, neighbours_per_query = 6, 4
+
     def captions(self, x: torch.Tensor) -> list[str]:
         return from_storage(x)
+
+    def render_neighbours(self, x: torch.Tensor, neighbours: Neighbours) -> list[str]:
+        """A table: each query text beside its nearest texts and their similarities."""
+        rows = []
+        for row, sims in zip(neighbours.rows, neighbours.sims):
+            texts = self.captions(x[row])
+            rows.append([texts[0][:200]] + [f"{t[:200]} ({s:.2f})" for t, s in zip(texts[1:], sims[1:])])
+        k = len(neighbours.rows[0]) - 1
+        head = (f"<h2>Nearest neighbours</h2><p>{len(rows)} items of {human(neighbours.sample)} and their {k} nearest "
+                "by cosine similarity of the embeddings.</p>")
+        return [head, table(rows, ["item"] + [f"neighbour {i + 1}" for i in range(k)])]
 
 
 class TextExportInputs(ExportInputs):

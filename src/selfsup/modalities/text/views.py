@@ -30,7 +30,7 @@ kept tokens) and CLEAR. Randomness comes from the loop's generator, so a seed re
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -39,7 +39,6 @@ from ...views import ViewRequest, Views
 from .codec import from_storage
 from .tokenizer import PAD, encode, pad_ids, special_ids
 
-RECIPES = ("instance", "instance_light", "asymmetric", "spans", "masked_tokens")
 #: DeCLUTR's span lengths as a fraction of the item: anchors ~ Beta(4, 2) (long), positives ~ Beta(2, 4) (short)
 ANCHOR_BETA, POSITIVE_BETA = (4, 2), (2, 4)
 
@@ -143,6 +142,34 @@ def mask_tokens(ids: torch.Tensor, ratio: float, mask_id: int, vocab_size: int, 
     return out, chosen
 
 
+def masked_token_views(maker: "TextViewMaker", ids: torch.Tensor, generator: torch.Generator | None) -> Views:
+    """`masked_tokens`: one BERT-corrupted copy of each text, the clean ids and the chosen positions beside it."""
+    mask_id, specials = special_ids(maker.tokenizer)
+    corrupted, chosen = mask_tokens(ids, float(maker.request.options.get("ratio", 0.15)), mask_id,
+                                    maker.tokenizer["vocab_size"], specials, generator)
+    return Views([corrupted], clean=ids, corruption_mask=chosen)
+
+
+def span_views(maker: "TextViewMaker", ids: torch.Tensor, generator: torch.Generator | None) -> Views:
+    """`spans` (DeCLUTR): a long anchor span, then shorter positive spans, each augmented."""
+    return Views([maker.augmentation(random_spans(ids, beta_fractions(
+        len(ids), ANCHOR_BETA if i == 0 else POSITIVE_BETA, generator, ids.device), generator), generator)
+        for i in range(maker.request.global_views)])
+
+
+def augmented_views(maker: "TextViewMaker", ids: torch.Tensor, generator: torch.Generator | None) -> Views:
+    """The instance recipes: every global view is the whole text, augmented on its own."""
+    return Views([maker.augmentation(ids, generator) for _ in range(maker.request.global_views)])
+
+
+#: every text recipe's global views; all but masked_tokens also get local spans and the clean ids when asked
+VIEW_MAKERS: dict[str, Callable[["TextViewMaker", torch.Tensor, torch.Generator | None], Views]] = {
+    "instance": augmented_views, "instance_light": augmented_views, "asymmetric": augmented_views,
+    "spans": span_views, "masked_tokens": masked_token_views}
+RECIPES = tuple(VIEW_MAKERS)
+WHOLE = ("masked_tokens",)  # recipes whose views are complete as made: one corrupted copy, no extras
+
+
 class TextViewMaker:
     """Storage batch (uint8 UTF-8 rows) -> Views of token ids on the batch's device."""
 
@@ -151,17 +178,9 @@ class TextViewMaker:
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> Views:
         ids = pad_ids(encode(from_storage(batch), self.tokenizer), batch.device)
-        if self.request.recipe == "masked_tokens":
-            mask_id, specials = special_ids(self.tokenizer)
-            corrupted, chosen = mask_tokens(ids, float(self.request.options.get("ratio", 0.15)), mask_id,
-                                            self.tokenizer["vocab_size"], specials, generator)
-            return Views([corrupted], clean=ids, corruption_mask=chosen)
-        if self.request.recipe == "spans":
-            views = Views([self.augmentation(random_spans(ids, beta_fractions(
-                len(ids), ANCHOR_BETA if i == 0 else POSITIVE_BETA, generator, ids.device), generator), generator)
-                for i in range(self.request.global_views)])
-        else:
-            views = Views([self.augmentation(ids, generator) for _ in range(self.request.global_views)])
+        views = VIEW_MAKERS[self.request.recipe](self, ids, generator)
+        if self.request.recipe in WHOLE:
+            return views
         views.local_views = [self.augmentation(random_spans(ids, self.request.local_size, generator), generator)
                              for _ in range(self.request.local_views)]
         if self.request.clean:
@@ -171,13 +190,13 @@ class TextViewMaker:
 
 def text_view_maker(request: ViewRequest, tokenizer: dict[str, Any], strength: float,
                     options: dict[str, Any] | None) -> TextViewMaker:
-    if request.recipe not in RECIPES:
+    if request.recipe not in VIEW_MAKERS:
         raise ConfigError(f"view recipe {request.recipe!r} has no text version; known: {', '.join(RECIPES)}")
-    if request.keep or (request.corruption_mask and request.recipe != "masked_tokens"):
+    if request.keep or (request.corruption_mask and request.recipe not in WHOLE):
         raise ConfigError(f"the {request.recipe!r} text views carry no token masks")
-    if request.recipe == "masked_tokens":
+    if request.recipe in WHOLE:
         if request.global_views != 1 or request.local_views:
-            raise ConfigError("masked_tokens text views are one masked copy of each text (global_views=1)")
+            raise ConfigError(f"{request.recipe} text views are one masked copy of each text (global_views=1)")
         return TextViewMaker(request, tokenizer, TextAugmentation.from_options(strength, options))
     # the method's recipe parameters (TSDAE's deletion ratio), then the caller's own
     return TextViewMaker(request, tokenizer, TextAugmentation.from_options(strength, {**request.options,

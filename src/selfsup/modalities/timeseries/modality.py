@@ -186,16 +186,12 @@ class TimeSeriesModality(Modality):
 
     def view_maker(self, request: ViewRequest, spec: dict[str, Any], strength: float = 1.0,
                    options: dict[str, Any] | None = None) -> ViewMaker:
-        from ..sequences.augment import SeriesViewMaker, recipe
+        from ..sequences.augment import SPECIAL_VIEWS, SeriesViewMaker, check_extras, recipe
 
         views = recipe(request.recipe, strength, options)
-        special = not views  # overlapping_crops, masked_values: their own views, from the plain series
-        if special and (request.local_views or options):
+        if request.recipe in SPECIAL_VIEWS and (request.local_views or options):
             raise ConfigError(f"the {request.recipe!r} series views take no local crops and no augmentation options")
-        if request.keep and request.recipe != "overlapping_crops":
-            raise ConfigError(f"the {request.recipe!r} series views carry no step masks (keep)")
-        if request.corruption_mask and request.recipe != "masked_values":
-            raise ConfigError(f"the {request.recipe!r} series views carry no corruption mask")
+        check_extras(request, "series")
         return SeriesViewMaker(request, views, spec["mean"], spec["std"])
 
     def storage(self, split: Split, spec: dict[str, Any]) -> Storage:
