@@ -10,7 +10,7 @@ Parts (results merged into benchmarks/results/token_encoders.json, one key a par
   training labels; raw pixels and a random ViT-Tiny (same seed, so the same random encoder for
   every method) in the same run.
 - ``digits``: the same protocols on scikit-learn's 8x8 digits (ViT-Tiny with 2-px patches: 4 x 4 tokens; trained for
-  EPOCHS epochs), fine-tuning on 10% and 100% of the 1,347 training labels.
+  EPOCHS epochs), fine-tuning on 1%, 10% and 100% of the 1,347 training labels.
 - ``series``: a UCR problem (aeon's copy) through the token protocol: the patch Transformer trained by each masked
   method, then TS2Vec's RBF-SVM protocol on the frozen embeddings, beside the random patch Transformer and the raw
   series, over seeds.
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.part == "fmnist":
         result = image_part("fashion-mnist", specs, "minutes", seeds, (0.01, 0.1), {}, not args.baselines_measured)
     elif args.part == "digits":
-        result = image_part("digits", [(m, args.epochs) for m, _ in specs], "epochs", seeds, (0.1, 1.0), {},
+        result = image_part("digits", [(m, args.epochs) for m, _ in specs], "epochs", seeds, (0.01, 0.1, 1.0), {},
                             not args.baselines_measured)
     else:
         result = series_part(args.problem, [m for m, _ in specs], args.seeds)

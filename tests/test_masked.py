@@ -146,6 +146,16 @@ def test_rotation_views_and_labels():
         modality.view_maker(ViewRequest("rotations", global_views=2), spec)
 
 
+def test_rotnet_head_depth_is_an_option():
+    from selfsup.methods.rotnet import RotNet
+
+    encoder = new_encoder(get_modality("image"), "convnet4", {"channels": 1, "size": 8}, widths=[8, 8, 8, 8])
+    assert [type(m).__name__ for m in RotNet(encoder, head_layers=1).head] == ["Linear"]
+    assert len([m for m in RotNet(encoder, head_layers=3).head if isinstance(m, torch.nn.Linear)]) == 3
+    with pytest.raises(selfsup.SelfSupError, match="head_layers"):
+        RotNet(encoder, head_layers=0)
+
+
 def test_npid_loss_and_bank_update_by_hand():
     v = torch.tensor([[1.0, 0.0]])
     memory = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
