@@ -72,7 +72,7 @@ def test_a_changed_planted_or_unsourced_figure_is_caught():
     """Negative controls: the results changed under the prose, a figure typed into a section that cites other
     results, and a section that names no result file."""
     page = (blocks.ROOT / "docs/benchmarks.md").read_text()
-    assert "621 img/s" in page
+    assert "(ratio 0.999," in page
 
     def scaled(doc):
         if isinstance(doc, dict):
@@ -83,9 +83,9 @@ def test_a_changed_planted_or_unsourced_figure_is_caught():
 
     changed = blocks.unsourced_figures(page, lambda n: scaled(blocks.load_result(n)) if n == "loop_ab.json"
                                        else blocks.load_result(n))
-    assert any(f.startswith("621 ") for f in changed), changed
-    planted = page.replace("gives 621 img/s before", "gives 623 img/s before")
-    assert [f for f in blocks.unsourced_figures(planted) if f.startswith("623 ")]
+    assert any(f.startswith("0.999 ") for f in changed), changed
+    planted = page.replace("(ratio 0.999,", "(ratio 0.993,")
+    assert [f for f in blocks.unsourced_figures(planted) if f.startswith("0.993 ")]
     unsourced = page + "\n**A new section** measured 0.917 in 12.5 s.\n"
     assert [f.split()[0] for f in blocks.unsourced_figures(unsourced)] == ["0.917", "12.5"]
 
