@@ -203,6 +203,7 @@ def _worker(rank: int, port: int, out: str) -> None:
                             "keys": sorted(g1) == sorted(g2),
                             "grad_diff": max((g1[k] - g2[k]).abs().max().item() for k in g1),
                             "grad_max": max(g.abs().max().item() for g in g1.values())}
+            del wrapped  # DDP's reducer goes while its process group lives (at exit it aborted the process)
         with open(f"{out}/rank{rank}.json", "w") as f:
             json.dump(report, f)
 
