@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from .artifacts import atomic_write_text
 from .html_parts import Raw, figure_uri, human, table
 from .evaluate import evaluation_rows, holdout_test_split
+from .evaluation.scan import normalise
 from .loading import load_dataset
 from .methods import Method, TrainingContext, methods
 from .modalities.presentation import Neighbours
@@ -90,7 +91,7 @@ def embedding_map(z: np.ndarray, y: np.ndarray, classes: list, seed: int = 0) ->
 
 def nearest(z: np.ndarray, n_queries: int, k: int, seed: int = 1) -> Neighbours:
     """`n_queries` random items of the sample and their k nearest others by cosine similarity of the embeddings."""
-    zn = z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)
+    zn = normalise(z)
     queries = np.random.default_rng(seed).choice(len(z), size=min(n_queries, len(z)), replace=False)
     rows, sims = [], []
     for q in queries:

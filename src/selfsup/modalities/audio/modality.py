@@ -117,8 +117,9 @@ class AudioPresentation(Presentation):
             return Raw(f'<img alt="spectrogram" src="{figure_uri(fig)}"><br>{players[where[i]]}')
 
         k = len(neighbours.rows[0]) - 1
-        head = (f"<h2>Listen: clips and their nearest neighbours</h2><p>{len(neighbours.rows)} test clips (left) and "
-                f"their {k} nearest by cosine similarity of the embeddings, with their log-mel spectrograms.</p>")
+        head = (f"<h2>Listen: clips and their nearest neighbours</h2><p>{len(neighbours.rows)} clips (left) of "
+                f"{neighbours.sample} and their {k} nearest by cosine similarity of the embeddings, with their "
+                "log-mel spectrograms.</p>")
         return [head, table([[cell(i) for i in row] for row in neighbours.rows],
                             ["clip"] + [f"neighbour {i + 1}" for i in range(k)])]
 
