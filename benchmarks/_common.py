@@ -60,3 +60,29 @@ def publish(name: str, result: dict, as_json: bool, summary: str) -> Path:
     else:
         print(f"{summary} -> {path}")
     return path
+
+
+def reference_python() -> str:
+    """The interpreter of the reference environment (torch 2.14.1 + torchvision + LightlySSL 1.6.0), built by
+    scripts/reference_env.sh when missing or incomplete."""
+    import subprocess
+
+    root = RESULTS.parents[1]
+    proc = subprocess.run(["bash", str(root / "scripts" / "reference_env.sh")], capture_output=True, text=True,
+                          cwd=root)
+    if proc.returncode != 0:
+        raise SystemExit(f"scripts/reference_env.sh failed: {proc.stderr[-2000:]}")
+    return str(root / proc.stdout.strip().splitlines()[-1])
+
+
+def lightly_simclr(python: str, minutes: float, seed: int, out: Path, every: float) -> dict:
+    """Run benchmarks/lightly_simclr.py (LightlySSL 1.6.0's SimCLR on Fashion-MNIST) in the reference environment;
+    its run.json (steps, images/s, the minutes at which it embedded the training images into OUT/minuteM.npy)."""
+    import subprocess
+
+    cmd = [python, str(Path(__file__).resolve().parent / "lightly_simclr.py"), "--minutes", str(minutes), "--seed",
+           str(seed), "--every", str(every), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"lightly_simclr.py failed: {proc.stderr[-3000:]}")
+    return json.loads((out / "run.json").read_text())

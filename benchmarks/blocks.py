@@ -120,6 +120,7 @@ def _method_count() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "main job figures": _main_job,
     "speed table": _speed,
+    "time to accuracy table": lambda: _table("time_to_accuracy", "markdown", _results("time_to_accuracy")),
     "gpu table": lambda: _table("gpu_check", "gpu_table", _results("gpu_check")),
     "screen table budget": lambda: _table("fmnist_budget", "budget_table", _results("fmnist_budget")),
     "screen table lightly": lambda: _screen("lightly"),

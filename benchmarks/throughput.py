@@ -4,7 +4,9 @@ ConvNet-4, SimCLR (projection 512-512-128, NT-Xent T=0.5), batch 256, two views 
 0.9, 2 threads. Reports images/s over the whole training loop (data, augmentation, forward, backward,
 step), the fp32 eager ceiling (the same step on a pre-made batch, default NCHW layout), and selfsup's own
 ceiling with its optimisations (channels_last, bf16 where native), the same with torch.compile, and the time
-to make both views of a batch (its share of an end-to-end step), all measured in this one process.
+to make both views of a batch (its share of an end-to-end step), all measured in this one process; then
+LightlySSL 1.6.0's whole loop on the same configuration (benchmarks/lightly_simclr.py, in the reference environment
+of scripts/reference_env.sh) for the same seconds, right after, so the ratio of the two is measured in one run.
 
     python benchmarks/throughput.py --seconds 60 --json
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, publish  # noqa: E402
+from _common import lightly_simclr, machine, publish, reference_python  # noqa: E402
 
 import selfsup  # noqa: E402
 from selfsup.loading import load_dataset  # noqa: E402
@@ -114,6 +116,16 @@ def end_to_end(seconds: float) -> dict:
             "precision": run.resolved.precision, "channels_last": run.config.channels_last}
 
 
+def lightly_loop(seconds: float) -> dict:
+    """LightlySSL 1.6.0's whole training loop on the reference configuration for `seconds` (one embedding of the
+    training images at the end, outside its clock)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="selfsup-lightly-") as out:
+        run = lightly_simclr(reference_python(), seconds / 60, 0, Path(out), every=1e9)
+    return {k: run[k] for k in ("library", "torch", "img_per_s", "steps", "train_seconds")}
+
+
 def matmul_gflops(dtype: torch.dtype, seconds: float = 2.0, n: int = 2048) -> float:
     """Achieved GFLOP/s of a large square matmul in `dtype` with the current threads: what this CPU can do."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
@@ -131,6 +143,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile ceiling (~30 s to compile)")
+    parser.add_argument("--no-lightly", action="store_true", help="skip LightlySSL's loop (its environment is built "
+                        "by scripts/reference_env.sh on first use)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ds = load_dataset("fashion-mnist")
@@ -147,6 +161,7 @@ def main() -> None:
     aug_ms = augmentation_ms(ds.train.x, args.seconds / 4)
     prof = profile_step(x, precision)
     e2e = end_to_end(args.seconds)
+    peer = None if args.no_lightly else lightly_loop(args.seconds)
     result = {
         "protocol": "Fashion-MNIST, CPU budget: reference configuration (ConvNet-4, SimCLR 512-512-128, T=0.5, "
                     "batch 256, SGD momentum 0.9)",
@@ -176,6 +191,9 @@ def main() -> None:
         "peer_reference": {"lightly_1.6.0_img_per_s": 359, "lightly_over_fp32_ceiling": 0.86,
                            "source": "shared/reference/anchors.md (measured on a "
                                      "2-core machine with avx512_bf16, in another run)"},
+        "lightly_same_run": None if peer is None else {
+            **peer, "lightly_over_fp32_ceiling": round(peer["img_per_s"] / fp32, 3),
+            "selfsup_over_lightly": round(e2e["img_per_s"] / peer["img_per_s"], 3), "target": 3.0},
         "machine": machine(),
     }
     publish("throughput", result, args.json,
@@ -206,10 +224,26 @@ def speed_table(results: list[dict]) -> str:
         cells = [(f"{r[key]:.0f}", f"{r[key] / r['ceiling_fp32_img_per_s']:.2f}") for r in results]
         cells = [(f"**{a}**", f"**{b}**") if i == 0 else (a, b) for a, b in cells]
         lines.append(f"| {label} | " + " | ".join(f"{a} | {b}" for a, b in cells) + " |")
-    peer = [(f"{r['peer_reference']['lightly_1.6.0_img_per_s']}", f"{r['peer_reference']['lightly_over_fp32_ceiling']}")
-            if r["machine"]["native_bf16"] else ("", "") for r in results]
-    lines.append("| LightlySSL 1.6.0, whole loop (published in shared/reference/anchors.md, 2-core avx512_bf16) | "
-                 + " | ".join(f"{a} | {b}" for a, b in peer) + " |")
+    same_run = [bool(r.get("lightly_same_run")) for r in results]
+
+    def peer(r: dict) -> tuple[str, str]:
+        same, published = r.get("lightly_same_run"), r["peer_reference"]
+        if same:
+            return f"{same['img_per_s']:.0f}", f"{same['lightly_over_fp32_ceiling']:.2f}"
+        if any(same_run) or not r["machine"]["native_bf16"]:
+            return "", ""
+        return f"{published['lightly_1.6.0_img_per_s']}", f"{published['lightly_over_fp32_ceiling']}"
+
+    said = "measured in the same run" if all(same_run) else (
+        "measured in the same run; where a column has none, not measured") if any(same_run) else \
+        "published in shared/reference/anchors.md, 2-core avx512_bf16"
+    lines.append(f"| LightlySSL 1.6.0, whole loop ({said}) | " + " | ".join(" | ".join(peer(r)) for r in results)
+                 + " |")
+    ratios = [f"{r['lightly_same_run']['selfsup_over_lightly']:.2f}" if r.get("lightly_same_run") else ""
+              for r in results]
+    if any(ratios):
+        lines.append("| selfsup's whole loop / LightlySSL's, same run | "
+                     + " | ".join(f"**{x}** | " if x else " | " for x in ratios) + " |")
     return "\n".join(lines)
 
 

@@ -282,3 +282,37 @@ def test_convnet4_pools_its_last_map_by_average_max_or_both() -> None:
     assert ConvNet4(1, (8, 8, 8, 8), pool="avgmax", out_norm=True).out_norm.num_features == 16
     with pytest.raises(ConfigError, match="pool='sum': choose one of avg, max, avgmax"):
         ConvNet4(1, pool="sum")
+
+
+def test_convnet4_pools_before_its_relu_exactly_as_the_published_block():
+    """The protocol's block is Conv-BN-ReLU-MaxPool; ConvNet4 runs the ReLU after the max-pool (a quarter of the
+    values). Forward values and every gradient are bit-identical to the published order, in training mode (batch
+    statistics) and in bf16 autocast; negative control: pooling by average before the ReLU is not the same."""
+    from torch import nn
+
+    from selfsup.modalities.image.encoders import ConvNet4
+
+    def published(pool=nn.MaxPool2d):
+        layers, c = [], 1
+        for i, w in enumerate((8, 16, 16, 16)):
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+            layers += [pool(2)] if i < 3 else []
+            c = w
+        return nn.Sequential(*layers)
+
+    ours = ConvNet4(1, (8, 16, 16, 16))
+    for dtype in (torch.float32, torch.bfloat16):
+        for reference, same in ((published(), True), (published(nn.AvgPool2d), False)):
+            reference.load_state_dict(ours.features.state_dict())
+            x = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+            outs, grads = [], []
+            for net in (ours.features, reference):
+                xi = x.clone().requires_grad_(True)
+                with torch.autocast("cpu", dtype=dtype, enabled=dtype == torch.bfloat16):
+                    out = net(xi)
+                (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+                outs.append(out.detach())
+                grads.append([xi.grad] + [p.grad for p in net.parameters()])
+                net.zero_grad(set_to_none=True)
+            identical = torch.equal(*outs) and all(torch.equal(a, b) for a, b in zip(*grads))
+            assert identical == same, (dtype, same)

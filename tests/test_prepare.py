@@ -54,7 +54,8 @@ def test_prepared_cache_equals_the_folder_source(tmp_path):
     folder = make_folder(tmp_path / "photos")
     manifest = selfsup.prepare(f"folder:{folder}", tmp_path / "cache", size=16, workers=2, progress=False)
     assert manifest["splits"]["train"]["shape"] == [12, 3, 16, 16] and manifest["skipped"] == 0
-    assert manifest["spec"]["resize_filter"] == "bilinear" and len(manifest["inputs_sha256"]) == 64
+    assert manifest["spec"]["resize_filter"] == "bilinear-antialias-torch-uint8"
+    assert len(manifest["inputs_sha256"]) == 64
     cached, direct = load_dataset(f"prepared:{tmp_path / 'cache'}"), load_dataset(f"folder:{folder}?size=16")
     assert np.array_equal(cached.train.x.numpy(), direct.train.x.numpy())
     assert np.array_equal(cached.train.y, direct.train.y) and cached.info["classes"] == direct.info["classes"]
@@ -188,3 +189,82 @@ def test_series_and_tables_are_prepared_as_float_arrays(source, tmp_path):
     assert run.summary["train_samples"] == len(memory.train)
     with pytest.raises(selfsup.SelfSupError, match="--size and --mode are for images"):
         selfsup.prepare(source, tmp_path / "other", size=32, progress=False)
+
+
+def pillow_reference(data: bytes, size: int, mode: str) -> np.ndarray:
+    """Pillow alone: draft mode at the same DCT scale rule, conversion, Pillow's BILINEAR resize; uint8 [C, H, W]."""
+    import io
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.draft("L" if mode == "L" else "RGB", (size, size))
+        arr = np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR))
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def jpeg_files() -> list[bytes]:
+    """Smooth images with edges (the case where reconstruction filters differ most): colour and grey, baseline and
+    progressive, 4:2:0 and 4:4:4, from below the target size to 9x above it (DCT scales 1, 1/2, 1/4, 1/8)."""
+    import io
+
+    rng = np.random.default_rng(3)
+    files = []
+    for i, (w, h) in enumerate([(40, 52), (96, 96), (130, 110), (200, 260), (420, 390), (900, 700)] * 3):
+        yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+        pixels = np.stack([np.sin(6 * xx + c) * 80 + 128 + 60 * ((xx + yy + c / 5) % 0.3 > 0.15)
+                           for c in range(3)], -1) + rng.normal(0, 4, (h, w, 3))
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        image = image.convert("L") if i % 3 == 2 else image
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=int(rng.integers(75, 96)), progressive=i % 2 == 1, subsampling=i % 3 % 2 * 2)
+        files.append(out.getvalue())
+    return files
+
+
+def test_the_jpeg_path_gives_pillows_pixels_within_one_grey_level():
+    """libjpeg-turbo (simplejpeg) at Pillow's DCT scales + torch's antialiased uint8 bilinear resize: at most one grey
+    level from Pillow's draft + BILINEAR on every pixel; negative control: libjpeg-turbo's nearest M/8 scale (what
+    simplejpeg picks from min_height alone) fails that bound, so the check can tell the two apart."""
+    import simplejpeg
+
+    from selfsup.modalities.image import decode as dec
+
+    files, worst = jpeg_files(), 0
+    for data in files:
+        for mode in ("RGB", "L"):
+            assert dec.jpeg_pixels(data, 24, mode, None) is not None  # the fast path took it
+            ours, ref = decode(data, 24, mode).astype(int), pillow_reference(data, 24, mode).astype(int)
+            assert ours.shape == ref.shape == (3 if mode == "RGB" else 1, 24, 24)
+            worst = max(worst, int(np.abs(ours - ref).max()))
+    assert worst <= 1, worst
+    m8 = [dec.resized(simplejpeg.decode_jpeg(data, "RGB", min_height=24, min_width=24), 24).astype(int)
+          - pillow_reference(data, 24, "RGB").astype(int) for data in files]
+    assert max(int(np.abs(d).max()) for d in m8) > 1
+
+
+def test_files_the_jpeg_path_leaves_to_pillow(tmp_path):
+    """CMYK JPEGs, EXIF-rotated JPEGs, PNGs, damaged JPEGs and images over the pixel limit take Pillow's path (and its
+    one-line errors); an EXIF block without a rotation stays on the fast path."""
+    import io
+
+    from selfsup.modalities.image import decode as dec
+
+    def saved(image, fmt="JPEG", **kw):
+        out = io.BytesIO()
+        image.save(out, fmt, **kw)
+        return out.getvalue()
+
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8))
+    upright, turned = Image.Exif(), Image.Exif()
+    upright[0x0112], turned[0x0112] = 1, 3
+    assert dec.jpeg_pixels(saved(rgb, exif=upright.tobytes()), 16, "RGB", None) is not None
+    for data in (saved(rgb.convert("CMYK")), saved(rgb, exif=turned.tobytes()), saved(rgb, "PNG")):
+        assert dec.jpeg_pixels(data, 16, "RGB", None) is None
+    for data in (saved(rgb.convert("CMYK")), saved(rgb, "PNG")):  # (the rotation: test_image_modes_exif_...)
+        assert np.abs(decode(data, 16, "RGB").astype(int) - pillow_reference(data, 16, "RGB")).max() <= 1
+    assert dec.jpeg_pixels(saved(rgb), 16, "RGB", 500) is None  # 1,200 pixels > 2 x max_pixels
+    with pytest.raises(selfsup.SelfSupError, match="decompression bomb"):
+        decode(saved(rgb), 16, "RGB", max_pixels=500, where="big.jpg")
+    damaged = saved(rgb)[:300]
+    assert dec.jpeg_pixels(damaged, 16, "RGB", None) is None
+    with pytest.raises(selfsup.SelfSupError, match="cut.jpg: cannot read image"):
+        decode(damaged, 16, "RGB", where="cut.jpg")

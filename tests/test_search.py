@@ -131,6 +131,16 @@ def test_candidates_are_the_preset_and_the_search_space():
         candidates_for("x", "video", {})
 
 
+def test_every_modality_has_a_search_space_of_methods_that_train_on_it():
+    from selfsup.compatibility import trains_on
+    from selfsup.methods import methods
+    from selfsup.modalities import get_modality, modalities
+    from selfsup.search import SEARCH_SPACES
+
+    assert set(SEARCH_SPACES) == set(modalities.names())
+    assert all(trains_on(methods.get(m), get_modality(d)) for d, names in SEARCH_SPACES.items() for m in names)
+
+
 def test_search_on_digits_records_candidates_scores_and_choice(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--data", "digits", "--search", "0.5", "--out", str(out), "--quiet", "--threads", "1"]) == 0

@@ -96,6 +96,33 @@ def existing_file(path: str, what: str = "file") -> Path:
     return p
 
 
+def labelled_files(path_text: str, suffixes: frozenset[str] | set[str], what: str
+                   ) -> tuple[list[Path], list[str] | None]:
+    """The files under a folder with one of `suffixes` (sorted), and their labels: the name of each file's
+    sub-folder when every file lies in one, else None. `what` names the files in errors ("audio files")."""
+    root = Path(path_text).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise DataError(f"{root}: no {what} ({', '.join(sorted(suffixes))})")
+    parents = [p.parent for p in files]
+    labels = [p.relative_to(root).parts[0] for p in parents] if all(p != root for p in parents) else None
+    return files, labels
+
+
+def finite_float32(x: np.ndarray, where: str, expected: str, item: str, values: str) -> np.ndarray:
+    """`x` as float32, after checking that its dtype holds numbers ("expected {expected}, got dtype ...") and that
+    every row is finite ("{item} i has NaN or infinite {values}"): one-line DataErrors naming `where`."""
+    if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+        raise DataError(f"{where}: expected {expected}, got dtype {x.dtype}")
+    x = x.astype(np.float32)
+    bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+    if bad.any():
+        raise DataError(f"{where}: {item} {int(np.argmax(bad))} has NaN or infinite {values}")
+    return x
+
+
 def load_npy(path: str, what: str = "array") -> np.ndarray:
     """Load a .npy/.npz array without ever unpickling objects."""
     p = existing_file(path, what)

@@ -78,6 +78,14 @@ def cpu_count() -> int:
 _TARGET: dict[str, Any] = {}  # what forked decoding processes inherit: items, decoder, the shared output
 
 
+def one_thread() -> None:
+    """Initializer of a decoding process: one such process per core, so torch's kernels (the images' resize) must
+    start no threads of their own."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _decode_range(bounds: tuple[int, int]) -> None:
     items, decoder, out = _TARGET["items"], _TARGET["decoder"], _TARGET["out"]
     for i in range(*bounds):
@@ -102,7 +110,7 @@ def decode_all(items: Items, decoder: Decoder, shape: tuple[int, ...], dtype: st
             for r in ranges:
                 _decode_range(r)
         else:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
+            with multiprocessing.get_context("fork").Pool(workers, initializer=one_thread) as pool:
                 for _ in pool.imap_unordered(_decode_range, ranges):
                     pass
     finally:

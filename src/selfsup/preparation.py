@@ -33,6 +33,7 @@ from .modalities.prepared import FORMAT, MANIFEST, PROGRESS, VERSION, read_manif
 
 CHUNK = 512  # files per unit of work (and of resumption)
 STATE_EVERY_S = 10.0  # the array files are synced and the chunks done recorded at most this often (and at the end)
+WRITE_ROWS = 64  # rows per positioned write (a chunk's rows are written in pieces while the next ones decode)
 
 
 @dataclass
@@ -59,7 +60,7 @@ def inputs_checksum(plan: PreparePlan) -> str:
 def image_plan(source: str, size: int | None = None, mode: str | None = None, skip_bad: bool = False) -> PreparePlan:
     """The plan for an encoded image source (folder:, tar:, parquet:, hf:), with folder:'s size and mode defaults."""
     from .items import evenly_spaced
-    from .modalities.image.decode import RESIZE_FILTER, default_size_and_mode, read_header
+    from .modalities.image.decode import JPEG_DECODER, RESIZE_FILTER, default_size_and_mode, read_header
     from .modalities.image.encoded import HEADER_SAMPLES, common_options, encoded_splits, image_decoder
 
     req = parse_uri(source)
@@ -85,41 +86,59 @@ def image_plan(source: str, size: int | None = None, mode: str | None = None, sk
     channels = 1 if mode == "L" else 3
     return PreparePlan(req.uri, splits, (channels, size, size), "uint8", image_decoder(size, mode, max_pixels),
                        {"modality": "image", "size": size, "mode": mode, "resize_filter": RESIZE_FILTER,
-                        "jpeg_draft": True, "exif_orientation": True})
+                        "jpeg_decoder": JPEG_DECODER, "exif_orientation": True})
 
 
 _PLAN: dict[str, Any] = {}  # a worker's plan and settings, set once when it starts (not sent with every chunk)
 
 
 def start_worker(plan: PreparePlan, out: Path, skip_bad: bool) -> None:
+    from .items import one_thread
+
+    one_thread()
     _PLAN.update(plan=plan, out=out, skip_bad=skip_bad)
 
 
 def decode_chunk(task: tuple[str, int, int]) -> tuple[str, int, list[tuple[int, str]]]:
-    """Worker: decode items [start, end) of a split and write them to their rows of the split's array file with one
-    positioned write (the rows are contiguous; a skipped item's row stays zero until compaction). Nothing is synced
-    here: the main process syncs the file before it records chunks as done."""
+    """Worker: decode items [start, end) of a split and write them to their rows of the split's array file with
+    positioned writes, WRITE_ROWS rows at a time from a thread of this worker, so that the next rows decode while
+    the kernel holds a write back (it throttles writers to the disk's pace). A skipped item's row stays zero until
+    compaction. Returns once every row is written; nothing is synced here: the main process syncs the file before it
+    records chunks as done."""
+    from concurrent.futures import ThreadPoolExecutor
+
     split, start, end = task
     plan, out_dir, skip_bad = _PLAN["plan"], _PLAN["out"], _PLAN["skip_bad"]
     items = plan.splits[split].items
     rows = np.zeros((end - start, *plan.sample_shape), dtype=plan.dtype)
     bad: list[tuple[int, str]] = []
-    for i in range(start, end):
-        try:
-            rows[i - start] = plan.decoder(items.read(i), items.where(i))
-        except DataError as exc:
-            if not skip_bad:
-                raise
-            bad.append((i, str(exc)))
     fd = os.open(out_dir / f"{split}.x.u8.partial", os.O_WRONLY)
     try:
-        data, offset = memoryview(rows).cast("B"), start * rows[0].nbytes
-        while data:  # pwrite may write less than asked
-            written = os.pwrite(fd, data, offset)
-            data, offset = data[written:], offset + written
+        with ThreadPoolExecutor(1) as writer:
+            pending = []
+            for i in range(start, end):
+                try:
+                    rows[i - start] = plan.decoder(items.read(i), items.where(i))
+                except DataError as exc:
+                    if not skip_bad:
+                        raise
+                    bad.append((i, str(exc)))
+                if (i + 1 - start) % WRITE_ROWS == 0 or i + 1 == end:
+                    first = (i - start) // WRITE_ROWS * WRITE_ROWS
+                    pending.append(writer.submit(write_rows, fd, rows[first:i + 1 - start], start + first))
+            for done in pending:
+                done.result()  # (a failed write raises here)
     finally:
         os.close(fd)
     return split, start, bad
+
+
+def write_rows(fd: int, rows: np.ndarray, first_row: int) -> None:
+    """rows -> their place in the array file (pwrite may write less than asked)."""
+    data, offset = memoryview(np.ascontiguousarray(rows)).cast("B"), first_row * rows[0].nbytes
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
 
 
 def sync_arrays(out: Path, names) -> None:

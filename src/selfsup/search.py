@@ -46,6 +46,7 @@ SEARCH_SPACES: dict[str, tuple[str, ...]] = {
     "text": ("simcse", "declutr", "tsdae", "mlm"),
     "graph": ("graphcl", "infograph", "bgrl", "grace", "dgi", "graphmae"),
     "audio": ("cola", "byol_a", "cpc", "hubert_lite"),
+    "points": ("simclr", "byol", "vicreg", "barlow_twins", "dino"),
 }
 
 #: the criterion `--search` ranks by unless told otherwise

@@ -20,8 +20,9 @@ def register_array_reader(name: str, what: str, summary: str) -> None:
     npy_readers.add(name, read, summary)
 
 
-@sources.register("npy", "a .npy array: images N x H x W (x C), or with --modality timeseries / tabular series "
-                  "N x (C x) L or a table N x F: npy:PATH[?labels=Y.npy&test=XT.npy&test_labels=YT.npy]",
+@sources.register("npy", "a .npy array: images N x H x W (x C), or with --modality timeseries / tabular / points "
+                  "series N x (C x) L, a table N x F or point clouds N x P x 3 (x F): "
+                  "npy:PATH[?labels=Y.npy&test=XT.npy&test_labels=YT.npy]",
                   modality="image")
 def load_npy_source(req: SourceRequest) -> Dataset:
     if not req.path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...data import existing_file
+from ...data import existing_file, labelled_files
 from ...errors import ConfigError, DataError
 from .frontend import resample
 
@@ -84,17 +84,8 @@ def clip_lengths(x: torch.Tensor) -> torch.Tensor:
 
 
 def folder_files(path_text: str) -> tuple[list[Path], list[str] | None]:
-    """The audio files under a folder (sorted) and their labels: the name of each file's sub-folder when every file
-    lies in one, else None."""
-    root = Path(path_text).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{root}: not a folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise DataError(f"{root}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
-    parents = [p.parent for p in files]
-    labels = [p.relative_to(root).parts[0] for p in parents] if all(p != root for p in parents) else None
-    return files, labels
+    """The audio files under a folder (sorted) and their sub-folder labels (data.labelled_files)."""
+    return labelled_files(path_text, AUDIO_SUFFIXES, "audio files")
 
 
 def read_folder(path_text: str, rate: int = 16_000, seconds: float = 2.0) -> tuple[torch.Tensor, list[str] | None,

@@ -40,9 +40,10 @@ class ConvNet4(Encoder):
         layers: list[nn.Module] = []
         c = in_channels
         for i, w in enumerate(widths):
-            layers += conv_bn_relu(c, w)
-            if i < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2))
+            conv, bn, relu = conv_bn_relu(c, w)
+            # max-pool before the ReLU: max(relu(z)) == relu(max(z)) and the gradients are the same (ReLU is
+            # monotone), so this is the block as published, with the ReLU on a quarter of the values
+            layers += [conv, bn, nn.MaxPool2d(2), relu] if i < len(widths) - 1 else [conv, bn, relu]
             c = w
         self.features, self.pool = nn.Sequential(*layers), pool
         self.out_dim = 2 * c if pool == "avgmax" else c

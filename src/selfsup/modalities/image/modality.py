@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...data import Dataset, Split, encode_labels
+from ...data import Dataset, Split, encode_labels, finite_float32
 from ...errors import ConfigError, DataError
 from ...views import ViewMaker, ViewRequest
 from ..base import Modality, modalities
@@ -121,12 +121,7 @@ class ImageModality(Modality):
             raise DataError(f"{where}: images of shape {given} are too small (need at least 4x4 pixels)")
         if x.dtype == np.uint8:
             return torch.from_numpy(np.ascontiguousarray(x))
-        if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
-            raise DataError(f"{where}: expected uint8 or float pixels, got dtype {x.dtype}")
-        x = x.astype(np.float32)
-        bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
-        if bad.any():
-            raise DataError(f"{where}: image {int(np.argmax(bad))} has NaN or infinite pixels")
+        x = finite_float32(x, where, "uint8 or float pixels", "image", "pixels")
         lo, hi = float(x.min()), float(x.max())
         if lo < 0 or hi > 255:
             raise DataError(f"{where}: float pixels must lie in [0, 1] or [0, 255], found [{lo:g}, {hi:g}]")

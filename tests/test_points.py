@@ -1,0 +1,173 @@
+"""3-D point clouds: views checked by hand (ball crops keep the nearest points, rotations about the up axis keep
+heights and distances, features travel with their points), order-invariant encoders, the D2 baseline, one-line
+errors, `npy:` with --modality points and `meshes:` folders, and training that beats the untrained encoder on clouds
+whose class is their shape, with the report drawing their nearest neighbours."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import selfsup
+from selfsup.evaluation.knn import knn_accuracy
+from selfsup.modalities import get_modality
+from selfsup.modalities.points.encoders import DGCNN, PointNet
+from selfsup.modalities.points.views import PointAugmentation, augment, ball_crop, random_rotation, recipe, unit_ball
+from test_bad_inputs import cli
+
+MODALITY = get_modality("points")
+
+
+def shapes(n: int, seed: int, points: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Clouds sampled on the surface of a sphere, a cube, a cylinder or a cone (the class), each stretched by a
+    random factor per axis, turned about z, shifted and jittered: the class is the shape, not its size or place."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    clouds = []
+    for label in y:
+        u = rng.uniform(-1, 1, (points, 3))
+        if label == 0:
+            c = u / np.linalg.norm(u, axis=1, keepdims=True)
+        elif label == 1:
+            c = u.copy()
+            face = rng.integers(0, 3, points)
+            c[np.arange(points), face] = np.sign(rng.uniform(-1, 1, points))
+        elif label == 2:
+            angle = np.pi * u[:, 0]
+            c = np.stack([np.cos(angle), np.sin(angle), u[:, 1]], 1)
+        else:
+            angle, h = np.pi * u[:, 0], (u[:, 1] + 1) / 2
+            c = np.stack([(1 - h) * np.cos(angle), (1 - h) * np.sin(angle), h], 1)
+        turn = rng.uniform(0, 2 * np.pi)
+        rot = np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]])
+        c = (c * rng.uniform(0.7, 1.4, 3)) @ rot + rng.normal(0, 3, 3)
+        clouds.append(c + rng.normal(0, 0.01, c.shape))
+    return np.stack(clouds).astype(np.float32), y
+
+
+def test_unit_ball_crop_and_rotation_by_hand():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 50, 3) * 4 + 7
+    ball = unit_ball(x)
+    assert torch.allclose(ball.mean(1), torch.zeros(5, 3), atol=1e-5)
+    assert torch.allclose(ball.norm(dim=2).amax(1), torch.ones(5))
+    # a crop of 20% holds the 10 points nearest to one of the cloud's points: nothing outside their radius
+    crop = ball_crop(ball, torch.full((5,), 0.2), 10, g)
+    for cloud, kept in zip(ball, crop):
+        members = set(torch.nonzero((cloud[:, None] - kept[None]).norm(dim=2).amin(dim=1) == 0).flatten().tolist())
+        assert len(members) == 10
+        nearest = [set((cloud - c).norm(dim=1).argsort()[:10].tolist()) for c in cloud]
+        assert members in nearest  # the 10 points nearest to one point of the cloud
+    # rotations about the up axis keep heights and distances; SO(3) draws are proper rotations
+    up = random_rotation(5, PointAugmentation(rotation="up", up_axis=2), torch.device("cpu"), g)
+    turned = ball @ up
+    assert torch.allclose(turned[..., 2], ball[..., 2], atol=1e-6)
+    def distances(a):
+        return (a[:, :, None] - a[:, None]).norm(dim=3)
+
+    assert torch.allclose(distances(turned), distances(ball), atol=1e-5)
+    any_axis = random_rotation(200, PointAugmentation(rotation="so3"), torch.device("cpu"), g)
+    assert torch.allclose(any_axis @ any_axis.transpose(1, 2), torch.eye(3).expand(200, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(any_axis), torch.ones(200), atol=1e-5)
+    assert random_rotation(3, PointAugmentation(rotation="none"), torch.device("cpu"), g) is None
+
+
+def test_views_carry_features_with_their_points_and_the_geometric_recipe_keeps_every_point():
+    g = torch.Generator().manual_seed(1)
+    xyz = torch.randn(4, 30, 3)
+    x = torch.cat([xyz, xyz.norm(dim=2, keepdim=True)], dim=2)  # a feature that names each point
+    view = augment(x, recipe("instance"), 30, g)
+    assert view.shape == (4, 30, 4)
+    assert all(set(v.tolist()) <= set(c.tolist()) for v, c in zip(view[..., 3], x[..., 3]))
+    whole = augment(x, recipe("geometric"), 30, g)
+    assert all(sorted(w.tolist()) == sorted(c.tolist()) for w, c in zip(whole[..., 3], x[..., 3]))
+    assert recipe("instance", strength=0.5).crop[0] == pytest.approx(0.7)
+    with pytest.raises(selfsup.SelfSupError, match="point-cloud augmentation rotation='sideways'"):
+        recipe("instance", options={"rotation": "sideways"})
+    with pytest.raises(selfsup.SelfSupError, match="point clouds make no 'tiles' views"):
+        recipe("tiles")
+
+
+@pytest.mark.parametrize("encoder", [PointNet(4, (16, 32)), DGCNN(4, k=5, widths=(8, 8), embed=16)],
+                         ids=["pointnet", "dgcnn"])
+def test_encoders_ignore_the_order_and_the_number_of_points(encoder):
+    encoder.eval()
+    x = torch.randn(3, 40, 4)
+    with torch.no_grad():
+        out = encoder(x)
+        assert out.shape == (3, encoder.out_dim)
+        assert torch.allclose(out, encoder(x[:, torch.randperm(40)]), atol=1e-5)
+        assert encoder(x[:, :25]).shape == (3, encoder.out_dim)
+
+
+def test_d2_baseline_tells_shapes_apart_whatever_their_place_and_turn():
+    x, y = shapes(160, 0)
+    spec = MODALITY.fit_spec(MODALITY.from_array(x, "shapes"))
+    feats = MODALITY.raw_features(MODALITY.from_array(x, "shapes"), spec)
+    assert feats.shape == (160, 64)
+    moved = x @ np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=np.float32) * 3 + 5
+    # (a distance on a bin's edge may change bins after rounding: one pair or point in a thousand at most)
+    assert np.abs(MODALITY.raw_features(MODALITY.from_array(moved, "moved"), spec) - feats).mean() < 1e-3
+    assert knn_accuracy(feats[:100], y[:100], feats[100:], y[100:], k=10) > 0.5
+
+
+def test_bad_point_clouds_are_refused_in_one_line(tmp_path):
+    for bad, message in ((np.zeros((4, 10)), "expected point clouds shaped N x P x 3"),
+                         (np.zeros((4, 10, 2)), "expected point clouds shaped N x P x 3"),
+                         (np.full((2, 5, 3), np.nan), "cloud 0 has NaN"),
+                         (np.zeros((2, 5, 3), dtype=bool), "expected float coordinates")):
+        with pytest.raises(selfsup.SelfSupError, match=message):
+            MODALITY.from_array(bad, "clouds.npy")
+    run = selfsup.train(shapes(32, 0, 16)[0], modality="points", method="simclr", epochs=1, batch_size=16,
+                        monitor=False, progress=False, threads=1, out=tmp_path / "run")
+    with pytest.raises(selfsup.SelfSupError, match="trained on 3 values a point"):
+        run.embed(np.zeros((2, 16, 4), np.float32))
+
+
+def test_training_on_shapes_beats_the_untrained_encoder_and_npy_with_modality_points(tmp_path):
+    (x, y), (x_test, y_test) = shapes(512, 1), shapes(256, 2)
+    np.save(tmp_path / "clouds.npy", x)
+    np.save(tmp_path / "labels.npy", y)
+    np.save(tmp_path / "test.npy", x_test)
+    np.save(tmp_path / "test_labels.npy", y_test)
+    data = (f"npy:{tmp_path / 'clouds.npy'}?labels={tmp_path / 'labels.npy'}&test={tmp_path / 'test.npy'}"
+            f"&test_labels={tmp_path / 'test_labels.npy'}")
+    proc = cli("train", "--data", data, "--modality", "points", "--method", "simclr", "--epochs", "12",
+               "--batch-size", "64", "--encoder-option", "widths=[32,64,128]", "--threads", "2", "--seed", "0",
+               "--out", tmp_path / "run", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "<h2>Nearest neighbours</h2>" in (tmp_path / "run" / "report.html").read_text()  # clouds drawn
+    run = selfsup.load(tmp_path / "run")
+    z, z_test = run.embed(x), run.embed(x_test)
+    untrained = PointNet(3, (32, 64, 128)).eval()
+    with torch.no_grad():
+        r, r_test = (untrained(MODALITY.prepare(torch.from_numpy(a), run.resolved.data_spec)).numpy()
+                     for a in (x, x_test))
+    trained, random = knn_accuracy(z, y, z_test, y_test, k=10), knn_accuracy(r, y, r_test, y_test, k=10)
+    assert trained > random + 0.05, (trained, random)
+
+
+def test_meshes_folder_is_sampled_on_surfaces_with_labels_and_bad_files_named(tmp_path):
+    """meshes:FOLDER: a mesh is sampled on its surface (a unit cube's samples lie on its faces), a vertex-only .ply
+    gives its own points, sub-folders are labels, reading again gives the same clouds; a broken file is named."""
+    trimesh = pytest.importorskip("trimesh")
+    for label, make in (("boxes", lambda i: trimesh.creation.box(extents=(1, 1 + i / 10, 1))),
+                        ("balls", lambda i: trimesh.creation.icosphere(subdivisions=2, radius=1 + i / 10))):
+        (tmp_path / "shapes" / label).mkdir(parents=True)
+        for i in range(3):
+            make(i).export(tmp_path / "shapes" / label / f"{i}.{('off', 'obj', 'stl')[i]}")
+    scan = np.random.default_rng(0).normal(size=(40, 3))
+    trimesh.PointCloud(scan).export(tmp_path / "shapes" / "balls" / "scan.ply")
+    ds = selfsup.load_dataset(f"meshes:{tmp_path / 'shapes'}?points=64")
+    assert ds.modality == "points" and tuple(ds.train.x.shape) == (7, 64, 3)
+    assert ds.info["classes"] == ["balls", "boxes"] and sorted(ds.train.y.tolist()) == [0, 0, 0, 0, 1, 1, 1]
+    box = ds.train.x[-3].numpy()  # boxes/0.off: a unit cube centred at the origin
+    assert np.allclose(np.abs(box).max(axis=1), 0.5, atol=1e-5)  # every sample on a face
+    scan_cloud = ds.train.x[3].numpy()  # balls/scan.ply (after 0.off, 1.obj, 2.stl)
+    assert all(np.isclose(scan, p, atol=1e-5).all(axis=1).any() for p in scan_cloud)
+    assert torch.equal(selfsup.load_dataset(f"meshes:{tmp_path / 'shapes'}?points=64").train.x, ds.train.x)
+    (tmp_path / "shapes" / "boxes" / "broken.off").write_text("OFF\nnot numbers\n")
+    with pytest.raises(selfsup.SelfSupError, match="broken.off: cannot read a mesh or point cloud"):
+        selfsup.load_dataset(f"meshes:{tmp_path / 'shapes'}")
+    with pytest.raises(selfsup.SelfSupError, match="points='ten' is not a whole number"):
+        selfsup.load_dataset(f"meshes:{tmp_path / 'shapes'}?points=ten")
