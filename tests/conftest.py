@@ -10,7 +10,8 @@ import warnings
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# two threads, or one in each worker process of pytest-xdist (two workers at two threads on two cores spin idle)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
 
