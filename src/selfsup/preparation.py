@@ -116,16 +116,16 @@ def decode_chunk(task: tuple[str, int, int]) -> tuple[str, int, list[tuple[int, 
     try:
         with ThreadPoolExecutor(1) as writer:
             pending = []
-            for i in range(start, end):
-                try:
-                    rows[i - start] = plan.decoder(items.read(i), items.where(i))
-                except DataError as exc:
-                    if not skip_bad:
-                        raise
-                    bad.append((i, str(exc)))
-                if (i + 1 - start) % WRITE_ROWS == 0 or i + 1 == end:
-                    first = (i - start) // WRITE_ROWS * WRITE_ROWS
-                    pending.append(writer.submit(write_rows, fd, rows[first:i + 1 - start], start + first))
+            for first in range(0, end - start, WRITE_ROWS):
+                last = min(first + WRITE_ROWS, end - start)
+                for i in range(start + first, start + last):
+                    try:
+                        rows[i - start] = plan.decoder(items.read(i), items.where(i))
+                    except DataError as exc:
+                        if not skip_bad:
+                            raise
+                        bad.append((i, str(exc)))
+                pending.append(writer.submit(write_rows, fd, rows[first:last], start + first))
             for done in pending:
                 done.result()  # (a failed write raises here)
     finally:

@@ -4,9 +4,8 @@
 - JPEG files (baseline or progressive, greyscale or YCbCr, without an EXIF rotation) are decoded by libjpeg-turbo
   through simplejpeg at the smallest DCT scale (1/2, 1/4, 1/8, as Pillow's draft mode) that still gives at least the
   target size: 2-8x less decoding for photographs much larger than the training size, and no Pillow image object
-  per file. Every other file (PNG,
-  CMYK JPEGs, JPEGs whose EXIF orientation turns them, JPEGs that libjpeg-turbo reports as damaged, images over the
-  decompression-bomb limit) goes through Pillow, with JPEG draft mode (scales 1/2, 1/4, 1/8) there too.
+  per file. Every other file (PNG, CMYK JPEGs, JPEGs whose EXIF orientation turns them, JPEGs that libjpeg-turbo
+  reports as damaged, images over the decompression-bomb limit) goes through Pillow, with JPEG draft mode there too.
 - EXIF orientation is applied (a phone photo taken upright stays upright).
 - Modes: 16-bit greyscale (I;16 and 32-bit I) is scaled to 8 bits (value / 257), not clipped; images with
   transparency (RGBA, LA, palette with a transparent colour) are composited on white; palette, CMYK, YCbCr and
@@ -129,9 +128,9 @@ def jpeg_pixels(data: bytes, size: int, mode: str, max_pixels: int | None) -> np
                                         min_width=-(-width // scale))
     except ValueError:
         return None
-    if mode == "L" or not grey:
-        return pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
-    return np.repeat(pixels.reshape(pixels.shape[0], pixels.shape[1], 1), 3, axis=2)  # grey file, RGB wanted
+    if not grey:
+        return pixels
+    return pixels[..., 0] if mode == "L" else np.repeat(pixels, 3, axis=2)  # (a grey file, RGB wanted: repeated)
 
 
 def dct_scale(width: int, height: int, size: int) -> int:
