@@ -78,7 +78,7 @@ def profile_step(x: torch.Tensor, precision: str, steps: int = 6, top: int = 12)
     views = Views([v.contiguous(memory_format=torch.channels_last) for v in (x, x.flip(-1))])
     step = training_step(method, views, torch.device("cpu"), precision)
     step()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):
             step()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
@@ -89,7 +89,29 @@ def profile_step(x: torch.Tensor, precision: str, steps: int = 6, top: int = 12)
     shares = {g: round(sum(e.self_cpu_time_total for e in events if any(k in e.key for k in keys)) / total, 3)
               for g, keys in groups.items()}
     return {"steps": steps, "precision": precision, "ms_per_step": round(total / 1000 / steps, 1), "share_by_kind": shares,
-            "top_ops": [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3)} for e in events[:top]]}
+            "top_ops": [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3)} for e in events[:top]],
+            "convolutions": convolution_rates(prof)}
+
+
+def convolution_rates(prof) -> list[dict]:
+    """Each convolution's forward and backward rate in GFLOP/s (2 multiply-adds per weight tap and output value;
+    the backward computes the input's gradient too where the input needs one, the first layer's does not), from
+    the profiler's self time grouped by input shape: what the matmul rate of the same precision is to be held
+    against."""
+    rows = []
+    for e in prof.key_averages(group_by_input_shape=True):
+        if e.key not in ("aten::mkldnn_convolution", "aten::convolution_backward"):
+            continue
+        forward = e.key == "aten::mkldnn_convolution"
+        out_shape, weight = (None, e.input_shapes[1]) if forward else (e.input_shapes[0], e.input_shapes[2])
+        x = e.input_shapes[0] if forward else e.input_shapes[1]
+        n, c_out, h, w = out_shape if out_shape else (x[0], weight[0], x[2], x[3])  # 3x3, stride 1, padding 1
+        macs = n * c_out * h * w * weight[1] * weight[2] * weight[3]
+        passes = 1 if forward else (1 if weight[1] == 1 else 2)
+        seconds = e.self_cpu_time_total / 1e6 / e.count
+        rows.append({"op": "forward" if forward else "backward", "input": list(x), "weight": list(weight),
+                     "ms": round(seconds * 1000, 1), "gflop_per_s": round(2 * macs * passes / seconds / 1e9, 1)})
+    return sorted(rows, key=lambda r: (r["weight"][1], r["op"] != "forward"))
 
 
 def augmentation_ms(data: torch.Tensor, seconds: float) -> float:
