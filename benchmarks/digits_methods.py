@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -79,6 +80,27 @@ def summarise(entries: list[dict]) -> dict[str, dict]:
         row["beats_random"] = all(row[k]["mean"] > row[f"random_{k}"]["mean"] for k in ("knn", "linear"))
         out[method] = row
     return out
+
+
+def markdown(doc: dict) -> str:
+    """A result file of this script as a table: per method, kNN and linear (mean ± std over its seeds) beside the
+    random encoder's and raw input's of the same runs."""
+    def cell(values: list[float], bold: bool = False) -> str:
+        text = f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+        return f"**{text}**" if bold else text
+
+    rows = ["| method (seeds, epochs) | kNN | random encoder | raw input | linear | random encoder | raw input |",
+            "|---|---|---|---|---|---|---|"]
+    for method in sorted({e["method"] for e in doc["entries"]}):
+        mine = [e for e in doc["entries"] if e["method"] == method]
+        seeds = ", ".join(str(e["seed"]) for e in mine)
+        epochs = "/".join(str(x) for x in sorted({e["epochs"] for e in mine}))
+        row = [f"{method} ({seeds}; {epochs})"]
+        for probe in ("knn", "linear"):
+            row += [cell([e[probe] for e in mine], bold=True), cell([e[f"random_{probe}"] for e in mine]),
+                    cell([e[f"raw_{probe}"] for e in mine])]
+        rows.append("| " + " | ".join(row) + " |")
+    return "\n".join(rows)
 
 
 def validate(candidates: dict[str, dict], epochs: int, seeds: list[int], threads: int | None) -> None:
@@ -142,7 +164,7 @@ def main() -> None:
                 "data": args.data,
                 "protocol": f"{args.data} test split: kNN (cosine; k=20, fewer on a small training split) and linear probe on the frozen encoder, beside "
                             "the random encoder of the same architecture and raw pixels (selfsup.evaluate)",
-                "command": "python benchmarks/digits_methods.py " + " ".join(sys.argv[1:]),
+                "command": "python benchmarks/digits_methods.py " + shlex.join(sys.argv[1:]),
                 "entries": sorted(entries.values(), key=lambda e: (e["method"], e["seed"])),
                 "summary": summarise(list(entries.values()))})
 
