@@ -66,6 +66,20 @@ class SourceRequest:
     modality: str | None = None
     memory_budget: int | None = None  # bytes of decoded data a source may hold in memory (None: items.default_budget)
 
+    def check_options(self, known: set[str] | frozenset[str]) -> None:
+        """A one-line error naming the URI's options that are not in `known`, and the known ones."""
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            raise ConfigError(f"--data {self.uri}: unknown option(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}")
+
+    def whole(self, key: str, default: int, low: int, high: int) -> int:
+        """The option `key` as a whole number in [low, high] (`default` when absent); else a one-line error."""
+        text = self.options.get(key, str(default))
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise ConfigError(f"--data {self.uri}: {key}={text!r} is not a whole number between {low} and {high}")
+        return int(text)
+
 
 SourceLoader = Callable[[SourceRequest], Dataset]
 sources: Registry[SourceLoader] = Registry("data source")

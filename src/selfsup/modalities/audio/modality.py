@@ -320,9 +320,7 @@ def state_reading(where: str, policy: ReadPolicy) -> None:
 @sources.register("audio", "a folder of recordings (WAV/FLAC/OGG...; sub-folders are labels): "
                            "audio:FOLDER[?sr=16000&seconds=2&test=FOLDER2]", modality="audio")
 def load_audio(req: SourceRequest) -> Dataset:
-    unknown = sorted(set(req.options) - {"sr", "seconds", "test"})
-    if unknown:
-        raise ConfigError(f"--data {req.uri}: unknown option(s) {', '.join(unknown)}; known: seconds, sr, test")
+    req.check_options({"sr", "seconds", "test"})
     if not req.path:
         raise ConfigError("audio: needs a folder, e.g. audio:recordings/?sr=16000&seconds=2")
     rate, seconds = _int_option(req, "sr", DEFAULT_RATE), _number_option(req, "seconds", 2.0)

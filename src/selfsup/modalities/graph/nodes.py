@@ -630,10 +630,7 @@ def _seed(req: SourceRequest) -> int:
 
 
 def _check_options(req: SourceRequest, allowed: set[str]) -> None:
-    unknown = set(req.options) - allowed
-    if unknown:
-        raise ConfigError(f"--data {req.uri}: unknown option(s) {', '.join(sorted(unknown))}; "
-                          f"options: {', '.join(sorted(allowed))}")
+    req.check_options(allowed)
     if not req.path:
         example = "edges.csv" if req.scheme == "edges" else "graph.graphml"
         raise ConfigError(f"{req.scheme}: needs a file, e.g. {req.scheme}:{example}")

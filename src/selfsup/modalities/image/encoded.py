@@ -152,10 +152,7 @@ def positive_int_option(req: SourceRequest, name: str, low: int, high: int) -> i
 
 def common_options(req: SourceRequest, allowed: set[str]) -> tuple[int | None, str | None, int | None, int]:
     """size, mode, max_pixels and buffer of an encoded-image URI, checked; other options must be in `allowed`."""
-    unknown = sorted(set(req.options) - COMMON_OPTIONS - allowed)
-    if unknown:
-        raise ConfigError(f"--data {req.uri}: unknown option(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(sorted(COMMON_OPTIONS | allowed))}")
+    req.check_options(COMMON_OPTIONS | allowed)
     mode = req.options.get("mode")
     if mode is not None and mode not in ("L", "RGB"):
         raise ConfigError(f"--data {req.uri}: mode={mode!r}; use mode=L (grayscale) or mode=RGB")

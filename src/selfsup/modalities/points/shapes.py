@@ -18,7 +18,6 @@ import numpy as np
 from ...data import Dataset, SourceRequest, sources
 from ...errors import ConfigError
 from ..base import get_modality
-from .sources import whole_option
 
 TURNS = ("up", "any")
 CLASSES = ("sphere", "box", "cylinder", "cone", "torus", "pyramid", "table", "dumbbell", "jack", "mushroom")
@@ -188,15 +187,13 @@ def generate(n: int, seed: int, points: int = 256, turn: str = "up") -> tuple[np
                   "shapes[?n=4000&test=1000&points=256&turn=up|any]",
                   modality="points")
 def load_shapes(req: SourceRequest) -> Dataset:
-    unknown = sorted(set(req.options) - {"n", "test", "points", "turn"})
-    if unknown:
-        raise ConfigError(f"--data {req.uri}: unknown option(s) {', '.join(unknown)}; known: n, test, points, turn")
+    req.check_options({"n", "test", "points", "turn"})
     turn = req.options.get("turn", "up")
     if turn not in TURNS:
         raise ConfigError(f"--data {req.uri}: turn={turn!r}; choose one of {', '.join(TURNS)}")
-    points = whole_option(req, "points", 256, 16, 100_000)
-    x, y = generate(whole_option(req, "n", 4000, 10, 1_000_000), 0, points, turn)
-    x_test, y_test = generate(whole_option(req, "test", 1000, 10, 1_000_000), 1, points, turn)
+    points = req.whole("points", 256, 16, 100_000)
+    x, y = generate(req.whole("n", 4000, 10, 1_000_000), 0, points, turn)
+    x_test, y_test = generate(req.whole("test", 1000, 10, 1_000_000), 1, points, turn)
     # clouds turned in any direction are learnt with views turned in any direction (the modality's default turns
     # them about the vertical axis only)
     views = {"rotation": "so3"} if turn == "any" else {}

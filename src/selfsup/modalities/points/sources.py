@@ -52,24 +52,14 @@ def read_clouds(path_text: str, points: int) -> tuple[np.ndarray, list[str] | No
     return np.stack([cloud_of(f, points, seed) for seed, f in enumerate(files)]), labels
 
 
-def whole_option(req: SourceRequest, key: str, default: int, low: int, high: int) -> int:
-    """The source option `key` as a whole number in [low, high] (`default` when absent); else a one-line error."""
-    text = req.options.get(key, str(default))
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise ConfigError(f"--data {req.uri}: {key}={text!r} is not a whole number between {low} and {high}")
-    return int(text)
-
-
 @sources.register("meshes", "a folder of meshes or point clouds (.ply/.off/.obj/.stl, read by trimesh; sub-folders "
                   "are labels), each sampled to P points: meshes:FOLDER[?points=1024&test=FOLDER2]",
                   modality="points")
 def load_meshes(req: SourceRequest) -> Dataset:
-    unknown = sorted(set(req.options) - {"points", "test"})
-    if unknown:
-        raise ConfigError(f"--data {req.uri}: unknown option(s) {', '.join(unknown)}; known: points, test")
+    req.check_options({"points", "test"})
     if not req.path:
         raise ConfigError("meshes: needs a folder, e.g. meshes:shapes/?points=1024")
-    points = whole_option(req, "points", DEFAULT_POINTS, 16, 1_000_000)
+    points = req.whole("points", DEFAULT_POINTS, 16, 1_000_000)
     x, labels = read_clouds(req.path, points)
     x_test, test_labels = read_clouds(req.options["test"], points) if "test" in req.options else (None, None)
     if "test" in req.options and (labels is None) != (test_labels is None):

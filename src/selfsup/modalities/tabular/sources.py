@@ -207,10 +207,7 @@ def check_options(req: SourceRequest, allowed: set[str]) -> None:
     """Unknown URI options and a --modality other than tabular are errors naming them."""
     if req.modality not in (None, "tabular"):
         raise ConfigError(f"--data {req.uri!r} is a table; it cannot be read as {req.modality} data")
-    unknown = sorted(set(req.options) - allowed)
-    if unknown:
-        raise ConfigError(f"--data {req.uri!r}: unknown option(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(allowed))}")
+    req.check_options(allowed)
 
 
 def table_dataset(name: str, train: RawTable, test: RawTable | None = None, label: str | None = None,

@@ -100,10 +100,7 @@ def read_text_file(source: str | tuple[list[Path], dict[str, Any]], options: dic
 @sources.register("text", "text, one item a line (text:PATH), or a column of a CSV/TSV/JSONL/Parquet file or of a "
                           "datasets save_to_disk folder (text:PATH?column=text&label=y&test=TEST)", modality="text")
 def load_text(req: SourceRequest) -> Dataset:
-    unknown = set(req.options) - URI_OPTIONS
-    if unknown:
-        raise ConfigError(f"--data {req.uri}: unknown option(s) {', '.join(sorted(unknown))}; "
-                          f"options: {', '.join(sorted(URI_OPTIONS))}")
+    req.check_options(URI_OPTIONS)
     if not req.path:
         raise ConfigError("text: needs a file, e.g. text:sentences.txt")
     try:
