@@ -36,7 +36,7 @@ def _facts(doc, commands: list[str], machines: list[str]) -> None:
         return
     if not isinstance(doc, dict):
         return
-    command = doc.get("command")
+    command = doc.get("commands") or doc.get("command")  # a result merged from several processes lists them all
     for c in command if isinstance(command, list) else [command] if isinstance(command, str) else []:
         c = re.sub(r"(?<=\s)/\S+", "DIR", c)  # the folders of the machine that ran it say nothing to a reader
         if c not in commands:
@@ -131,7 +131,9 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "tabular table": _tabular,
     "tabular recipes": lambda: _table("tabular_recipes", "markdown", _results("tabular_recipes")),
     "tabular epochs": lambda: _table("tabular_recipes", "epochs_markdown", _results("tabular_epochs")),
-    "mutag table": lambda: _table("graphs", "mutag_table", _results("graphs")["mutag"]),
+    "mutag table": lambda: _table("graphs", "classification_table", _results("graphs")["mutag"]),
+    "motifs table": lambda: _table("graphs", "classification_table", _results("graphs")["motifs"],
+                                   args=(_results("graphs")["motifs"], "motifs")),
     "graph nodes table": lambda: _table("graphs", "nodes_table", _results("graphs")["nodes"]),
     "text scratch table": lambda: _table("text", "scratch_table", _results("text")["scratch"],
                                          args=(_results("text"),)),

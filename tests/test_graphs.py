@@ -496,6 +496,34 @@ def test_tu_mutag_from_the_grakel_copy():
     assert sizes.min() == 10 and sizes.max() == 28
 
 
+def test_the_motifs_source_plants_its_class_and_draws_the_counts_apart_from_it():
+    """`motifs`: six classes, balanced, fixed draws (train seed 0, test seed 1); every graph connected, unlabelled,
+    its node count and cyclomatic number in their ranges whatever its class, and its class's motif in it (a K4 graph
+    has a 4-clique, a graph of another class of K4-free motifs mostly has none); options checked in one line."""
+    from selfsup.errors import ConfigError
+    from selfsup.modalities.graph.motifs import CLASSES, CYCLES, NODES, generate
+
+    ds = load_dataset("motifs?n=120&test=30")
+    assert ds.modality == "graph" and len(ds.train.x) == 120 and len(ds.test.x) == 30
+    assert ds.info["classes"] == list(CLASSES) and np.bincount(ds.train.y).tolist() == [20] * 6
+    again = load_dataset("motifs?n=120&test=30")
+    assert torch.equal(ds.train.x, again.train.x) and not torch.equal(ds.train.x[:30], ds.test.x)
+    graphs, y = generate(300, 5)
+    counts = {c: [] for c in range(len(CLASSES))}
+    for g, label in zip(graphs, y):
+        h = nx.Graph(g.edges.tolist())
+        assert nx.is_connected(h) and h.number_of_nodes() == g.num_nodes and g.node_categorical.shape[1] == 0
+        assert NODES[0] <= g.num_nodes <= NODES[1] and CYCLES[0] <= h.number_of_edges() - g.num_nodes + 1 <= CYCLES[1]
+        counts[label].append((g.num_nodes, h.number_of_edges(), max(len(c) for c in nx.find_cliques(h))))
+    means = np.array([np.mean(v, axis=0)[:2] for v in counts.values()])
+    assert np.ptp(means[:, 0]) < 4 and np.ptp(means[:, 1]) < 4  # counts say nothing of the class
+    assert all(c[2] >= 4 for c in counts[CLASSES.index("k4")])
+    assert np.mean([c[2] >= 4 for c in counts[CLASSES.index("hexagon")]]) < 0.2  # noise edges rarely close a K4
+    for uri, words in (("motifs?n=5", "n='5'"), ("motifs?colour=red", "unknown option")):
+        with pytest.raises(ConfigError, match=words):
+            load_dataset(uri)
+
+
 def raises_one_line(match, fn, *args):
     """`fn(*args)` raises a DataError matching `match`, in one line."""
     with pytest.raises(DataError, match=match) as caught:
