@@ -49,7 +49,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, publish  # noqa: E402
 
 import selfsup  # noqa: E402
-from selfsup.data import parse_uri, sources  # noqa: E402
 from selfsup.evaluation import cross_validated_svm  # noqa: E402
 from selfsup.modalities import get_modality  # noqa: E402
 from selfsup.modalities.graph.codec import unpack  # noqa: E402
@@ -104,7 +103,7 @@ def steps_matched(settings: dict[str, Any], graphs: int) -> dict[str, Any]:
 
 def classification(uri: str, seeds: list[int], methods: list[str], threads: int) -> dict[str, Any]:
     """One graph-classification set (`uri`) under the protocol of the module docstring."""
-    ds = sources.get(parse_uri(uri).scheme)(parse_uri(uri))
+    ds = selfsup.load_dataset(uri)
     y = ds.train.y
     modality = get_modality("graph")
     spec = modality.fit_spec(ds.train.x)
