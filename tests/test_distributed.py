@@ -397,6 +397,12 @@ def children(pid):
     return found
 
 
+def torchrun_rank(pid):
+    """The RANK torchrun gave the worker `pid` (from its environment in /proc)."""
+    entries = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    return int(next(e for e in entries if e.startswith(b"RANK=")).split(b"=", 1)[1])
+
+
 def wait_for_file(path, procs, timeout=240):
     import time
 
@@ -438,11 +444,14 @@ def test_a_worker_killed_under_torchrun_restarts_the_group_which_resumes_by_itse
     wait_for_file(ckpt_io.checkpoint_file(tmp_path / "run.partial"), [victim])
     workers = children(victim.pid)
     assert len(workers) == WORLD, workers
-    os.kill(max(workers), signal.SIGKILL)  # one worker, mid-epoch
+    os.kill(next(pid for pid in workers if torchrun_rank(pid) == 1), signal.SIGKILL)  # rank 1, mid-epoch
     out, err = victim.communicate(timeout=300)
     assert victim.returncode == 0, err[-3000:]
     assert "torchrun restarted the group: resuming" in err
-    assert "selfsup: error: another process of the torchrun group stopped" in err and "internal error" not in err
+    # Rank 0 reports, with whichever came first: its collective failing on the lost peer, or the agent's SIGTERM at a
+    # step boundary (the checkpoint is written, then the group restarts from it).
+    lost, stopped = "selfsup: error: another process of the torchrun group stopped", "selfsup: interrupted at step"
+    assert (lost in err or stopped in err) and "internal error" not in err, err[-3000:]
     summary = json.loads(out.strip().splitlines()[-1])["summary"]
     assert summary["resumed_from_step"] >= 5 and summary["steps"] == 4 * (1347 // 64)
     assert_same_encoder(torchrun_reference, tmp_path / "run")
