@@ -140,6 +140,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "text adaptation table": lambda: _table("text", "adaptation_table", _results("text")["adaptation"],
                                             args=(_results("text"),)),
     "points table": lambda: _table("digits_methods", "markdown", _results("points")),
+    "video table": lambda: _table("video", "markdown", _results("video")),
     "audio table": lambda: _table("audio", "audio_table", _results("audio")),
     "ucr table": lambda: _table("ucr", "comparison_table", _results("ucr"), _results("ucr_width64")),
     "token encoders table": lambda: _table("token_encoders", "fmnist_table", _results("token_encoders")["fmnist"]),

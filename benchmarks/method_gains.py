@@ -13,7 +13,9 @@ result that holds both, averaged over the seeds the result holds:
   block graph);
 - text: text.json (from scratch, STS-B and SICK-R);
 - tables: tabular.json, tabular_dae.json, tabular_vime.json (tabular.py with the default method and with
-  --method dae / vime; linear probe, mean over its tables and label fractions).
+  --method dae / vime; linear probe, mean over its tables and label fractions);
+- point clouds: points.json (digits_methods.py on `shapes?turn=any`; test split; kNN and linear probe);
+- video: video.json (video.py on the generated `sprites`; test split; kNN and linear probe).
 
 A method is `above` its random encoder where every gain is positive, `mixed` where some are, `below` where none is,
 and `not measured` where no result holds it beside its random encoder. The table goes to
@@ -59,7 +61,8 @@ def _row(benchmark: str, result: str, seeds: int, gains: dict[str, float]) -> di
 
 def _per_method(name: str, benchmark: str) -> Gains:
     """Rows from a digits_methods.py result file (every method of a modality with its defaults on one home set)."""
-    summary = summarise(_load(name).get("entries", []))
+    entries = [e for e in _load(name).get("entries", []) if "random_knn" in e]  # (not a shared baseline's rows)
+    summary = summarise(entries)
     return [(method, _row(benchmark, name, len(m["seeds"]), {
         probe: 100 * (m[key]["mean"] - m[f"random_{key}"]["mean"]) for probe, key in (("kNN", "knn"),
                                                                                       ("linear", "linear"))}))
@@ -68,6 +71,14 @@ def _per_method(name: str, benchmark: str) -> Gains:
 
 def images() -> Gains:
     return _per_method("digits_methods", "digits, 30 epochs")
+
+
+def points() -> Gains:
+    return _per_method("points", "shapes in any turn")
+
+
+def video() -> Gains:
+    return _per_method("video", "sprites")
 
 
 def series() -> Gains:
@@ -117,7 +128,7 @@ def tables() -> Gains:
     return out
 
 
-SOURCES: tuple[Callable[[], Gains], ...] = (images, series, audio, graphs, text, tables)
+SOURCES: tuple[Callable[[], Gains], ...] = (images, series, audio, graphs, text, tables, points, video)
 
 
 def verdict(rows: list[dict[str, Any]]) -> str:

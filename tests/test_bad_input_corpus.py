@@ -257,3 +257,28 @@ def test_multi_crop_views_too_small_for_the_encoder_are_refused_before_training(
     proc = cli("train", "--data", "digits", "--method", "dino", "--method-option", "local_crops=0", "--out", out,
                *common)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_video_clips_are_refused_in_one_line_and_other_sizes_resized_only_when_asked(tmp_path):
+    """Clips (`npy:` with --modality video): NaN pixels, a rank that is no clip and one frame are named; a trained run
+    refuses frames of another size unless --resize, and RGB clips for a grey run."""
+    rng = np.random.default_rng(0)
+    nan = rng.uniform(0, 1, (8, 4, 8, 8)).astype(np.float32)
+    nan[3, 2, 1, 1] = np.nan
+    for array, needles in ((nan, ("clip 3 has NaN",)), (np.zeros((8, 8, 8), np.uint8), ("N x T x H x W",)),
+                           (np.zeros((8, 1, 8, 8), np.uint8), ("at least 2 frames",))):
+        path = save_npy(tmp_path / "bad.npy", array)
+        assert_error(cli("train", "--data", f"npy:{path}", "--modality", "video", "--out", tmp_path / "bad",
+                         *FAST), path.name, *needles)
+    clips = save_npy(tmp_path / "clips.npy", rng.integers(0, 256, (64, 4, 12, 12)).astype(np.uint8))
+    run = tmp_path / "run"
+    assert cli("train", "--data", f"npy:{clips}", "--modality", "video", "--out", run, "--epochs", "1",
+               "--batch-size", "32", "--encoder-option", "widths=[8,8]", "--threads", "1").returncode == 0
+    small = save_npy(tmp_path / "small.npy", rng.integers(0, 256, (5, 6, 8, 8)).astype(np.uint8))
+    assert_error(cli("embed", run, "--data", f"npy:{small}", "--modality", "video", "--out", tmp_path / "z.npy"),
+                 "8x8", "12x12", "--resize")
+    proc = cli("embed", run, "--data", f"npy:{small}", "--modality", "video", "--out", tmp_path / "z.npy", "--resize")
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(tmp_path / "z.npy").shape == (5, 8)
+    rgb = save_npy(tmp_path / "rgb.npy", rng.integers(0, 256, (5, 4, 12, 12, 3)).astype(np.uint8))
+    assert_error(cli("embed", run, "--data", f"npy:{rgb}", "--out", tmp_path / "z2.npy"), "1-channel frames")

@@ -34,6 +34,7 @@ def mixed_frame(n=256, seed=0):
     return df
 
 
+VIDEO = "sprites?n=64&test=40&frames=4&size=16"
 TRAIN = {
     "image": lambda out: selfsup.train("digits", method="simclr", epochs=1, batch_size=256, monitor=False, out=out,
                                        encoder_options={"widths": [8, 8, 8, 8]}, threads=1,
@@ -49,6 +50,9 @@ TRAIN = {
     "table-transformer": lambda out: selfsup.train(
         selfsup.dataset_from_array(mixed_frame()), method="scarf", encoder="ft_transformer", epochs=1, batch_size=64,
         monitor=False, out=out, encoder_options={"d_token": 16, "n_blocks": 1, "n_heads": 2}, threads=1),
+    "video": lambda out: selfsup.train(VIDEO, method="simclr", epochs=1, batch_size=32, monitor=False, out=out,
+                                       encoder_options={"widths": [8, 8]}, threads=1,
+                                       method_options={"proj_hidden_dim": 16}),
 }
 
 
@@ -56,6 +60,8 @@ def new_data(kind, n):
     """n unseen inputs in the run's raw format; series: the first is cut to 100 steps and NaN-padded."""
     if kind == "image":
         return load_dataset("digits").test.x[:n].numpy()
+    if kind == "video":
+        return load_dataset(VIDEO).test.x[:n].numpy()
     if kind.startswith("series"):
         x = load_dataset("ucr:GunPoint").test.x[:n].numpy().copy()
         x[0, :, 100:] = np.nan

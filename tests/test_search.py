@@ -128,7 +128,7 @@ def test_candidates_are_the_preset_and_the_search_space():
     assert [c.name for c in found[1:]] == ["simclr", "moco", "byol", "vicreg", "barlow_twins", "rotnet"]
     assert [c.name for c in candidates_for("folder:photos", "image", {})][0] == "simclr"  # a source without preset
     with pytest.raises(ConfigError, match="no search space"):
-        candidates_for("x", "video", {})
+        candidates_for("x", "hologram", {})
 
 
 def test_every_modality_has_a_search_space_of_methods_that_train_on_it():

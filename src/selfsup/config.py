@@ -118,7 +118,7 @@ class TrainConfig:
     data: str = option("digits", "data source, e.g. digits, fashion-mnist, folder:PATH, npy:PATH (default digits)")
     data_dir: str | None = option(None, "where dataset files live (e.g. Fashion-MNIST IDX files)")
     modality: str | None = option(None, "force a modality for ambiguous sources (image, timeseries, tabular, text, "
-                                        "graph, audio, points)")
+                                        "graph, audio, points, video)")
     memory_budget: float | None = option(None, "decoded images (folder:, tar:, parquet:, hf:) up to GB are held in "
                                                "memory; larger data is streamed, decoded by worker processes "
                                                "(default: half the memory available)", metavar="GB")

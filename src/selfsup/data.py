@@ -137,6 +137,18 @@ def finite_float32(x: np.ndarray, where: str, expected: str, item: str, values: 
     return x
 
 
+def uint8_pixels(x: np.ndarray, where: str, item: str) -> np.ndarray:
+    """Pixels as uint8: uint8 as they are, floats in [0, 1] scaled by 255, floats in [0, 255] rounded; one-line
+    DataErrors naming `where` for other dtypes, NaN or infinite pixels (in `item` i) and floats out of range."""
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    x = finite_float32(x, where, "uint8 or float pixels", item, "pixels")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 255:
+        raise DataError(f"{where}: float pixels must lie in [0, 1] or [0, 255], found [{lo:g}, {hi:g}]")
+    return np.round(x * (255.0 if hi <= 1.0 else 1.0)).astype(np.uint8)
+
+
 def load_npy(path: str, what: str = "array") -> np.ndarray:
     """Load a .npy/.npz array without ever unpickling objects."""
     p = existing_file(path, what)

@@ -47,6 +47,7 @@ SEARCH_SPACES: dict[str, tuple[str, ...]] = {
     "graph": ("graphcl", "infograph", "bgrl", "grace", "dgi", "graphmae"),
     "audio": ("cola", "byol_a", "cpc", "hubert_lite"),
     "points": ("simclr", "byol", "vicreg", "barlow_twins", "dino"),
+    "video": ("simclr", "byol", "vicreg", "pace", "order_verification"),
 }
 
 #: the criterion `--search` ranks by unless told otherwise

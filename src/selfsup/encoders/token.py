@@ -22,6 +22,10 @@ class TokenEncoder(Encoder):
     token_dim: int  # width of one token's output
     patch_dim: int  # values in one patch of the input (what `patches` cuts; a reconstruction target's width)
     layer_dim: int  # width of one block's output (`layer_outputs`)
+    #: how many leading axes of `token_grid` are time (a video's tubes: 1): a mask that hides a place hides it at
+    #: every time (VideoMAE's tube masking, V-JEPA's blocks), else a masked place would be copied from its neighbour
+    #: in time
+    time_axes: ClassVar[int] = 0
 
     def token_count(self, x: torch.Tensor) -> int:
         """How many tokens (patches) input `x` makes."""

@@ -35,9 +35,14 @@ from .momentum import TargetEncoderMethod
 from .numerics import full_precision
 
 
-def block_shape(grid: tuple[int, ...], scale: tuple[float, float], aspect: tuple[float, float]) -> tuple[int, ...]:
+def block_shape(grid: tuple[int, ...], scale: tuple[float, float], aspect: tuple[float, float],
+                time_axes: int = 0) -> tuple[int, ...]:
     """One block's side along each axis of `grid`: an area of U(scale) of the grid with an aspect ratio
-    (rows / columns) log-uniform in `aspect` (a 1-D grid: a length of U(scale) of it); at least 1, at most the grid."""
+    (rows / columns) log-uniform in `aspect` (a 1-D grid: a length of U(scale) of it); at least 1, at most the grid.
+    The first `time_axes` axes (a video's time) are spanned whole: the block is a region of space at every time
+    (V-JEPA's tubes, Bardes et al. 2024)."""
+    if time_axes:
+        return tuple(grid[:time_axes]) + block_shape(grid[time_axes:], scale, aspect)
     area = (scale[0] + (scale[1] - scale[0]) * float(torch.rand(()))) * math.prod(grid)
     if len(grid) == 1:
         return (min(grid[0], max(1, round(area))),)
@@ -116,9 +121,10 @@ class IJEPA(TargetEncoderMethod):
     def masks(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(context [B, T], target blocks [B, T] each): every row of a mask holds the same number of True."""
         grid, b = self.encoder.token_grid(x), x.shape[0]
-        target_shape = block_shape(grid, self.target_scale, (0.75, 1.5))
+        target_shape = block_shape(grid, self.target_scale, (0.75, 1.5), self.encoder.time_axes)
         blocks = [place_blocks(b, grid, target_shape, x.device) for _ in range(self.targets)]
-        context = place_blocks(b, grid, block_shape(grid, self.context_scale, (1.0, 1.0)), x.device)
+        context = place_blocks(b, grid, block_shape(grid, self.context_scale, (1.0, 1.0), self.encoder.time_axes),
+                               x.device)
         for block in blocks:
             context = context & ~block
         empty = ~context.any(dim=1)  # targets covering a small grid's whole context block: keep its first token

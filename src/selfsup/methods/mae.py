@@ -78,6 +78,10 @@ class MAE(Method):
         self.mask_ratio, self.norm_pix_loss = float(mask_ratio), bool(norm_pix_loss)
         self.decoder = MaskedDecoder(encoder.token_dim, decoder_dim, decoder_depth, decoder_heads, encoder.patch_dim)
 
+    def keep_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T] bool: the patches the encoder sees (a random fraction 1 - mask_ratio of each input's)."""
+        return random_keep(x.shape[0], self.encoder.token_count(x), self.mask_ratio, x.device)
+
     def reconstruct(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """[B, T, patch_dim]: the decoder's prediction of every patch from the kept ones."""
         positions = self.encoder.position_table(x, self.decoder.embed.out_features)
@@ -86,7 +90,7 @@ class MAE(Method):
     def illustrate(self, x: torch.Tensor) -> Illustration:
         """The visible patches, and the reconstruction (hidden patches predicted, visible ones pasted back; with
         normalised targets each prediction is put back at its patch's own mean and spread, as MAE's demo does)."""
-        keep = random_keep(x.shape[0], self.encoder.token_count(x), self.mask_ratio, x.device)
+        keep = self.keep_mask(x)
         target = self.encoder.patches(x)
         pred = self.reconstruct(x, keep).float()
         if self.norm_pix_loss:
@@ -100,7 +104,7 @@ class MAE(Method):
 
     def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
         x = views.global_views[0]
-        keep = random_keep(x.shape[0], self.encoder.token_count(x), self.mask_ratio, x.device)
+        keep = self.keep_mask(x)
         pred = self.reconstruct(x, keep)
         loss = mae_loss(pred, self.encoder.patches(x), ~keep, self.norm_pix_loss)
         return loss, {}

@@ -168,7 +168,7 @@ class MSN(TargetEncoderMethod):
         everything = torch.ones(b, math.prod(grid), dtype=torch.bool, device=x.device)
         features = [self.masked_mean(x, everything, math.prod(grid))]
         if self.focal_views:
-            shape = block_shape(grid, self.focal_scale, (1.0, 1.0))
+            shape = block_shape(grid, self.focal_scale, (1.0, 1.0), self.encoder.time_axes)
             blocks = place_blocks(b * self.focal_views, grid, shape, x.device)
             focal = self.masked_mean(torch.cat([x] * self.focal_views), blocks, math.prod(shape))
             features.extend(focal.chunk(self.focal_views))

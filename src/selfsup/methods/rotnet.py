@@ -14,33 +14,22 @@ from __future__ import annotations
 
 import torch
 
-from ..views import ViewRequest, Views
-from .base import Method, OptimizerDefaults, StepInfo, StepLogs, check_option, mlp, register_method
-from .pretext import pretext_loss, task_accuracy
+from ..views import ViewRequest
+from .base import OptimizerDefaults, register_method
+from .pretext import ViewClassification, view_labels
 
 ROTATIONS = 4
 
 
 def rotation_labels(batch: int, device: torch.device | None = None) -> torch.Tensor:
     """[4 x batch]: the rotation index k of each view when the four views' batches are concatenated in order."""
-    return torch.arange(ROTATIONS, device=device).repeat_interleave(batch)
+    return view_labels(ROTATIONS, batch, device)
 
 
 
 @register_method("rotnet", "Predict which of four rotations (0/90/180/270 degrees) an image was turned by "
                  "(images only).", "Gidaris et al. 2018, arXiv:1803.07728")
-class RotNet(Method):
+class RotNet(ViewClassification):
     requested_views = ViewRequest("rotations", global_views=ROTATIONS)
     optimizer = OptimizerDefaults("sgd", lr=0.2, weight_decay=5e-4)
-
-    def __init__(self, encoder, hidden_dim: int = 512, head_layers: int = 2) -> None:
-        super().__init__(encoder)
-        check_option("rotnet", "head_layers", head_layers, 1, low_open=False)
-        self.head = mlp(self.feature_dim, hidden_dim, ROTATIONS, num_layers=head_layers)
-
-    def loss_on_views(self, views: Views, step: StepInfo) -> tuple[torch.Tensor, StepLogs]:
-        features = torch.cat(self.encode(views.global_views))
-        logits = self.head(features)
-        labels = rotation_labels(views.global_views[0].shape[0], logits.device)
-        loss = pretext_loss(logits, labels)
-        return loss, {"rotation_acc": task_accuracy(logits, labels)}
+    accuracy_log = "rotation_acc"

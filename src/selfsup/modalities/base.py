@@ -12,7 +12,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 import torch
 
-from ..data import Dataset, Split
+from ..data import Dataset, Split, encode_labels
 from ..encoders import Encoder
 from ..errors import ConfigError
 from ..registry import Registry
@@ -145,6 +145,20 @@ def default_encoder_for(modality: Modality, spec: dict[str, Any], kind: type[Enc
 def new_encoder(modality: Modality, name: str, spec: dict[str, Any], /, **options: Any) -> Encoder:
     """A registered encoder of the modality, instantiated for inputs described by `spec`."""
     return modality.encoders.get(name)(spec, **options)
+
+
+def arrays_dataset(modality: Modality, x: Any, y: np.ndarray | None, name: str, x_test: Any = None,
+                   y_test: np.ndarray | None = None, **info: Any) -> Dataset:
+    """A Dataset of `modality` from raw arrays with any label values (encoded to 0..K-1, the classes in `info`); the
+    test split is checked against the training split's spec."""
+    (y, y_test), classes = encode_labels(None if y is None else np.asarray(y),
+                                         None if y_test is None else np.asarray(y_test))
+    train = Split(modality.from_array(x, name), y)
+    test = None if x_test is None else Split(modality.from_array(x_test, name + " (test)"), y_test)
+    if test is not None:
+        modality.conform(test.x, modality.fit_spec(train.x), name + " (test)")
+    info.setdefault("classes", classes)
+    return Dataset(name, modality.name, train, test, info)
 
 
 def batched(n: int, batch_size: int) -> Sequence[slice]:

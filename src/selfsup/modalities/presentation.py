@@ -8,7 +8,7 @@ out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -21,6 +21,25 @@ class Neighbours:
     rows: list[list[int]]
     sims: list[list[float]]
     sample: int  # the sample's size
+
+
+def neighbour_grid(neighbours: Neighbours, draw: Callable[[Any, list[int]], None], note: str = "") -> list[str]:
+    """The report's nearest-neighbours section as one figure: a row a query (left column) and its nearest samples,
+    `draw(axes_of_the_row, sample_indices)` filling each row's axes; `note` a caption under the heading."""
+    import matplotlib.pyplot as plt
+
+    from ..html_parts import figure_uri
+
+    rows, k = neighbours.rows, len(neighbours.rows[0])
+    fig, axes = plt.subplots(len(rows), k, figsize=(1.1 * k, 1.1 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        draw(axes[r], row)
+        for ax in axes[r]:
+            ax.axis("off")
+    axes[0, 0].set_title("query", fontsize=8)
+    axes[0, min(1, k - 1)].set_title("nearest neighbours →", fontsize=8, loc="left")
+    return ["<h2>Nearest neighbours</h2>", *([f"<p class='note'>{note}</p>"] if note else []),
+            f'<img alt="nearest neighbours" src="{figure_uri(fig)}">']
 
 
 class Presentation:

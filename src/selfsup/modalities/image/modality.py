@@ -8,14 +8,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...data import Dataset, Split, encode_labels, finite_float32
+from ...data import Dataset, Split, encode_labels, uint8_pixels
 from ...errors import ConfigError, DataError
 from ...views import ViewMaker, ViewRequest
 from ..base import Modality, modalities
 from ..exporting import ExportInputs
 from ..npy import register_array_reader
-from ...html_parts import figure_uri
-from ..presentation import Neighbours, Presentation
+from ..presentation import Neighbours, Presentation, neighbour_grid
 from .encoders import image_encoders
 
 
@@ -37,18 +36,12 @@ class ImagePresentation(Presentation):
 
     def render_neighbours(self, x: torch.Tensor, neighbours: Neighbours) -> list[str]:
         """A grid: each query (left column) and its nearest images."""
-        import matplotlib.pyplot as plt
-
-        rows, k = neighbours.rows, len(neighbours.rows[0])
-        fig, axes = plt.subplots(len(rows), k, figsize=(1.1 * k, 1.1 * len(rows)), squeeze=False)
-        for r, row in enumerate(rows):
-            for c, img in enumerate(self.thumbnails(x[row])):
+        def draw(axes: Any, row: list[int]) -> None:
+            for ax, img in zip(axes, self.thumbnails(x[row])):
                 img = img.transpose(1, 2, 0)
-                axes[r, c].imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray")
-                axes[r, c].axis("off")
-        axes[0, 0].set_title("query", fontsize=8)
-        axes[0, min(1, k - 1)].set_title("nearest neighbours →", fontsize=8, loc="left")
-        return ["<h2>Nearest neighbours</h2>", f'<img alt="nearest neighbours" src="{figure_uri(fig)}">']
+                ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray")
+
+        return neighbour_grid(neighbours, draw)
 
     def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
                     ) -> Any:
@@ -119,14 +112,7 @@ class ImageModality(Modality):
             raise DataError(f"{where}: no images (array has 0 rows)")
         if x.shape[2] < 4 or x.shape[3] < 4:
             raise DataError(f"{where}: images of shape {given} are too small (need at least 4x4 pixels)")
-        if x.dtype == np.uint8:
-            return torch.from_numpy(np.ascontiguousarray(x))
-        x = finite_float32(x, where, "uint8 or float pixels", "image", "pixels")
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0 or hi > 255:
-            raise DataError(f"{where}: float pixels must lie in [0, 1] or [0, 255], found [{lo:g}, {hi:g}]")
-        scale = 255.0 if hi <= 1.0 else 1.0
-        return torch.from_numpy(np.round(x * scale).astype(np.uint8))
+        return torch.from_numpy(uint8_pixels(x, where, "image"))
 
     def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
         # per-channel mean and (unbiased) std of the first 20,000 images, accumulated in float64 over chunks of

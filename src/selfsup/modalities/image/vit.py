@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...encoders import TokenEncoder
 from ...errors import ConfigError
 from ...layers import Block, init_transformer, sincos_2d
+from ..transformer import PatchTransformer
 
 SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}  # width, depth, heads
 
@@ -26,7 +26,7 @@ def default_patch(image_size: int) -> int:
     return 2 if image_size <= 16 else 4 if image_size <= 32 else 8 if image_size <= 96 else 16
 
 
-class VisionTransformer(TokenEncoder):
+class VisionTransformer(PatchTransformer):
     """A ViT over `channels`-channel images cut into `patch_size` patches."""
 
     def __init__(self, channels: int, patch_size: int, dim: int, depth: int, heads: int,
@@ -43,13 +43,6 @@ class VisionTransformer(TokenEncoder):
         w = self.patch_embed.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # as a linear layer over the flattened patch (MAE)
         nn.init.zeros_(self.patch_embed.bias)
-
-    def parameter_depths(self) -> tuple[dict[str, int], int]:
-        """The patch embedding at depth 0, block i at i + 1, the final norm at depth + 1 (as MAE's layer ids)."""
-        last = len(self.blocks) + 1
-        depth = {"patch_embed": 0, "norm": last}
-        return {name: int(name.split(".")[1]) + 1 if name.startswith("blocks.") else depth[name.split(".")[0]]
-                for name, _ in self.named_parameters()}, last
 
     def grid(self, x: torch.Tensor) -> tuple[int, int]:
         h, w = x.shape[-2:]
@@ -77,21 +70,6 @@ class VisionTransformer(TokenEncoder):
         t = self.patch_embed(x).flatten(2).transpose(1, 2)
         return t + self.position_table(x, t.shape[-1]).to(t.dtype)
 
-    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs, t = [], self.embed(x)
-        for block in self.blocks:
-            t = block(t)
-            outputs.append(t)
-        return outputs
-
-    def tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        t = self.embed(x)
-        if keep is not None:  # hidden patches leave here: the blocks see K tokens per image
-            t = t[keep].view(t.shape[0], -1, t.shape[-1])
-        for block in self.blocks:
-            t = block(t)
-        return self.norm(t)
-
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         gh, gw = self.grid(x)
         p = self.patch_size
@@ -102,9 +80,6 @@ class VisionTransformer(TokenEncoder):
         gh, gw = self.grid(x)
         p, (b, c) = self.patch_size, x.shape[:2]
         return patches.reshape(b, gh, gw, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, gh * p, gw * p)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tokens(x).mean(dim=1)
 
 
 def vit(size: str, spec: dict[str, Any], patch_size: int | None = None, depth: int | None = None,

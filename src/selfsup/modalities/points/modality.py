@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...data import Dataset, Split, encode_labels, finite_float32
+from ...data import Dataset, finite_float32
 from ...errors import DataError
 from ...views import ViewRequest
-from ..base import Modality, ViewMaker, modalities
+from ..base import Modality, ViewMaker, arrays_dataset, modalities
 from ..npy import register_array_reader
-from ..presentation import Neighbours, Presentation
+from ..presentation import Neighbours, Presentation, neighbour_grid
 from .encoders import point_encoders
 from .views import RECIPES, PointViewMaker, recipe, unit_ball
 
@@ -33,20 +33,12 @@ class PointPresentation(Presentation):
 
     def render_neighbours(self, x: torch.Tensor, neighbours: Neighbours) -> list[str]:
         """A grid: each query (left column) and its nearest clouds."""
-        import matplotlib.pyplot as plt
+        def draw(axes: Any, row: list[int]) -> None:
+            for ax, cloud in zip(axes, side_views(x[row])):
+                ax.scatter(cloud[:, 0], cloud[:, 1], c=cloud[:, 2], s=0.5, cmap="viridis")
+                ax.set_xlim(-1, 1), ax.set_ylim(-1, 1), ax.set_aspect("equal")
 
-        from ...html_parts import figure_uri
-
-        rows, k = neighbours.rows, len(neighbours.rows[0])
-        fig, axes = plt.subplots(len(rows), k, figsize=(1.1 * k, 1.1 * len(rows)), squeeze=False)
-        for r, row in enumerate(rows):
-            for c, cloud in enumerate(side_views(x[row])):
-                axes[r, c].scatter(cloud[:, 0], cloud[:, 1], c=cloud[:, 2], s=0.5, cmap="viridis")
-                axes[r, c].set_xlim(-1, 1), axes[r, c].set_ylim(-1, 1), axes[r, c].set_aspect("equal")
-                axes[r, c].axis("off")
-        axes[0, 0].set_title("query", fontsize=8)
-        axes[0, min(1, k - 1)].set_title("nearest neighbours →", fontsize=8, loc="left")
-        return ["<h2>Nearest neighbours</h2>", f'<img alt="nearest neighbours" src="{figure_uri(fig)}">']
+        return neighbour_grid(neighbours, draw)
 
 
 def side_views(x: torch.Tensor) -> np.ndarray:
@@ -119,14 +111,7 @@ class PointCloudModality(Modality):
     def dataset_from_arrays(self, x: Any, y: np.ndarray | None, name: str, x_test: Any = None,
                             y_test: np.ndarray | None = None, **info: Any) -> Dataset:
         """A Dataset from raw arrays (labels may be any values; they are encoded to 0..K-1)."""
-        (y, y_test), classes = encode_labels(None if y is None else np.asarray(y),
-                                             None if y_test is None else np.asarray(y_test))
-        train = Split(self.from_array(x, name), y)
-        test = None if x_test is None else Split(self.from_array(x_test, name + " (test)"), y_test)
-        if test is not None:
-            self.conform(test.x, self.fit_spec(train.x), name + " (test)")
-        info.setdefault("classes", classes)
-        return Dataset(name, self.name, train, test, info)
+        return arrays_dataset(self, x, y, name, x_test, y_test, **info)
 
     def raw_features(self, x: torch.Tensor, spec: dict[str, Any], mask: torch.Tensor | None = None) -> np.ndarray:
         """The classic shape descriptors of Osada et al. 2002 on the prepared clouds: the D2 distribution (a

@@ -1,0 +1,3 @@
+"""Video clips (see modality.py); importing registers the modality, its `npy:` reader and `sprites`."""
+from . import modality  # noqa: F401
+from . import sprites  # noqa: F401
