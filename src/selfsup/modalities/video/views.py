@@ -1,10 +1,10 @@
 """Views of video clips, made on the training device for a whole batch, every draw from the loop's generator.
 
 An augmentation (ClipAugmentation) of a batch of prepared clips [B, T, C, H, W] (normalised floats), in this order:
-  1. a temporal crop: `frames` frames (at most T) taken every `stride` frames (a stride drawn from `strides`, the
-     largest that fits used when one does not), from an offset drawn uniformly where the crop fits: two views of
-     one clip are two moments of it (the positives of time-contrastive learning: CVRL, Qian et al. 2021; rho-BYOL,
-     Feichtenhofer et al. 2021);
+  1. a temporal crop: `frames` frames (at most T) taken every `stride` frames (a stride drawn from `strides` for the
+     whole batch, the largest that fits used when none does), from an offset drawn per clip where the crop fits:
+     two views of one clip are two moments of it (the positives of time-contrastive learning: CVRL, Qian et al.
+     2021; rho-BYOL, Feichtenhofer et al. 2021);
   2. a random resized crop of `crop` of the frame's area with an aspect ratio in `aspect`, the same for every frame
      of the clip (temporally consistent, as both papers), resized back to H x W; a horizontal flip with probability
      `flip` (0 by default: a flip turns a leftward motion into a rightward one, which a video's content may depend
@@ -89,11 +89,12 @@ def temporal_crop(x: torch.Tensor, frames: int, stride: int, generator: torch.Ge
     return torch.gather(x, 1, index.view(b, frames, *[1] * (x.dim() - 2)).expand(-1, -1, *x.shape[2:]))
 
 
-def fitting_stride(aug: ClipAugmentation, frames: int, t: int, generator: torch.Generator | None) -> int:
-    """A stride drawn from aug.strides among those whose crop of `frames` fits in T frames (else the largest that
-    fits; 1 always does)."""
+def fitting_stride(aug: ClipAugmentation, frames: int, t: int, device: torch.device,
+                   generator: torch.Generator | None) -> int:
+    """A stride drawn (for the whole batch) from aug.strides among those whose crop of `frames` fits in T frames
+    (else the largest that fits; 1 always does)."""
     fits = [s for s in aug.strides if (frames - 1) * s < t] or [max(1, (t - 1) // max(1, frames - 1))]
-    return fits[int(torch.randint(len(fits), (), generator=generator))]
+    return fits[int(torch.randint(len(fits), (), generator=generator, device=device))]
 
 
 def spatial_crop(x: torch.Tensor, aug: ClipAugmentation, size: tuple[int, int], generator: torch.Generator | None,
@@ -132,7 +133,7 @@ def augment(x: torch.Tensor, aug: ClipAugmentation, generator: torch.Generator |
     """One view of every clip of x [B, T, C, H, W] (prepared)."""
     t = x.shape[1]
     frames = frames or aug.view_frames(t)
-    stride = stride or fitting_stride(aug, frames, t, generator)
+    stride = stride or fitting_stride(aug, frames, t, x.device, generator)
     view = temporal_crop(x, frames, stride, generator) if (frames, stride) != (t, 1) else x
     view = spatial_crop(view, aug, size or tuple(x.shape[-2:]), generator, crop)
     return jitter_values(view, aug, generator)
