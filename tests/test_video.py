@@ -174,3 +174,18 @@ def test_pace_prediction_on_sprites_beats_the_untrained_encoder_from_the_command
     trained = linear_probe(run.embed(ds.train.x), y, run.embed(ds.test.x), y_test, seed=0)["acc"]
     random = linear_probe(r, y, r_test, y_test, seed=0)["acc"]
     assert trained > random + 0.05, (trained, random)
+
+
+def test_local_views_are_whole_patches_and_widths_are_checked():
+    """Multi-crop on video (DINOv2's local views) with the video ViT: local frames of 32 * 96/224 = 14 px are rounded up
+    to whole 4-pixel patches (16 px); a ViT width the position code cannot split is refused in one line."""
+    from selfsup.modalities.video.encoders import sincos_3d
+
+    clips = torch.randint(0, 256, (4, 8, 1, 32, 32), dtype=torch.uint8)
+    spec = MODALITY.spec_for_encoder(MODALITY.fit_spec(clips), "video_vit", {})
+    assert spec["view_multiple"] == 4 and MODALITY.spec_for_encoder(spec, "r2plus1d", {})["view_multiple"] == 1
+    views = MODALITY.view_maker(ViewRequest("instance", local_views=2), spec)(clips, torch.Generator().manual_seed(0))
+    assert [tuple(v.shape[-2:]) for v in views.local_views] == [(16, 16)] * 2
+    assert sincos_3d(2, 3, 3, 24).shape == (18, 24)
+    with pytest.raises(selfsup.SelfSupError, match="multiples of 4 from 16, got 18"):
+        sincos_3d(2, 3, 3, 18)

@@ -11,15 +11,16 @@ for Vision, Speech and Language" (data2vec: Baevski et al. 2022).
 
 Everything is in token terms (encoders.TokenEncoder), so the same method trains a ViT on images and the patch
 Transformer on series. The paper's image settings: K = 10 of 12 blocks, instance norm of each layer over the tokens
-then layer norm of the average, M = 16 clones, mask ratio 0.8, EMA 0.9998 -> 0.99999, AdamW betas (0.9, 0.95), weight
-decay 0.05, a convolutional decoder. Departures, for CPU budgets: M = 4 clones; random masks (the paper's inverse
-block masks for images); MAE's light Transformer decoder (128 wide, 2 blocks) with a learned mask token, which
-works on any token grid (the paper's decoder is a stack of 2-D or 1-D convolutions and fills hidden positions with
-noise); EMA from 0.996 to 1 linearly (as I-JEPA; the paper's rates assume hundreds of thousands of steps); the
-targets are the blocks' outputs (the paper's `end_of_block_targets` option; its default takes the feed-forward output
-before the residual); no [CLS] loss; K is cut to the encoder's depth. Tokens that hold no observed value (a series'
-padding) are left out of the instance norm and of the loss. Masks come from torch's global generator, which
-checkpoints save, so a resumed run draws the same.
+then layer norm of the average, M = 16 clones, mask ratio 0.8, EMA 0.9998 -> 0.99999, AdamW betas (0.9, 0.95),
+weight decay 0.05, a convolutional decoder. Departures, for CPU budgets: M = 4 clones; random masks (the paper's
+inverse block masks for images; on a video's tubes, a place hidden at every time, as VideoMAE's tube masks); MAE's
+light Transformer decoder (128 wide, 2 blocks) with a learned mask token, which works on any token grid (the paper's
+decoder is a stack of 2-D or 1-D convolutions and fills hidden positions with noise); EMA from 0.996 to 1 linearly
+(as I-JEPA; the paper's rates assume hundreds of thousands of steps); the targets are the blocks' outputs (the
+paper's `end_of_block_targets` option; its default takes the feed-forward output before the residual); no [CLS]
+loss; K is cut to the encoder's depth. Tokens that hold no observed value (a series' padding) are left out of the
+instance norm and of the loss. Masks come from torch's global generator, which checkpoints save, so a resumed run
+draws the same.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from ..layers import MaskedDecoder
 from ..views import ViewRequest, Views
 from .base import Illustration, OptimizerDefaults, StepInfo, StepLogs, check_option, register_method
 from .ijepa import token_illustration
-from .mae import random_keep
+from .mae import tube_keep
 from .momentum import TargetEncoderMethod
 from .numerics import full_precision
 
@@ -88,7 +89,7 @@ class Data2Vec2(TargetEncoderMethod):
         with torch.no_grad():
             y = data2vec_targets(self.target_encoder.layer_outputs(x), self.top_k, observed)
         xs = torch.cat([x] * clones)
-        keep = random_keep(xs.shape[0], self.encoder.token_count(x), self.mask_ratio, x.device)
+        keep = tube_keep(self.encoder, xs, self.mask_ratio)
         positions = self.encoder.position_table(x, self.decoder.embed.out_features)
         pred = self.decoder(self.encoder.tokens(xs, keep), keep, positions)
         return pred, torch.cat([y] * clones), keep, torch.cat([observed] * clones)

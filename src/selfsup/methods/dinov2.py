@@ -32,7 +32,8 @@ Departures, stated:
   embeddings);
 - patches are hidden uniformly at random, not in BEiT's blocks, so the masks work on any token grid (a series'
   line of patches as well as an image's grid); each masked crop hides int(T x U(0.1, 0.5)) patches (at least
-  one), the ratios drawn in equal strata as the paper's collator does;
+  one), the ratios drawn in equal strata as the paper's collator does; on a video's tubes a hidden tube is hidden
+  in its own steps only (not at every time as VideoMAE's tube masks: its neighbour in time may show it);
 - K = 4096 prototypes per head (the paper's 65,536 or 131,072 are for LVD-142M), the teacher-temperature warm-up
   spans 30% of training instead of 30 epochs, and the local crops are the modality's multi-crop (5-40% of the
   area at 96/224 of the side; the paper: 5-32% at 98/224);

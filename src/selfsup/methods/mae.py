@@ -20,6 +20,8 @@ restore, so a resumed run draws the same masks.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..encoders import TokenEncoder
@@ -62,6 +64,15 @@ def random_keep(batch: int, tokens: int, mask_ratio: float, device: torch.device
     kept = max(1, int(round(tokens * (1 - mask_ratio))))
     ranks = torch.rand(batch, tokens, device=device).argsort(dim=1).argsort(dim=1)
     return ranks < kept
+
+
+def tube_keep(encoder: TokenEncoder, x: torch.Tensor, mask_ratio: float) -> torch.Tensor:
+    """[B, T] bool: random places of the token grid's non-time axes kept (round(places x (1 - ratio)), at least 1),
+    each kept at every step of its time axes (`TokenEncoder.time_axes`; none: random_keep over every token)."""
+    grid = encoder.token_grid(x)
+    steps, places = math.prod(grid[:encoder.time_axes]), math.prod(grid[encoder.time_axes:])
+    keep = random_keep(x.shape[0], places, mask_ratio, x.device)
+    return keep[:, None, :].expand(-1, steps, -1).reshape(x.shape[0], steps * places)
 
 
 @register_method("mae", "Masked autoencoder: reconstruct hidden patches' pixels from the visible quarter "

@@ -15,22 +15,11 @@ MAE (the paper: 1.5e-4 on 2048-clip batches scaled as MAE).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..encoders import TokenEncoder
 from .base import register_method
-from .mae import MAE, random_keep
-
-
-def tube_keep(encoder: TokenEncoder, x: torch.Tensor, mask_ratio: float) -> torch.Tensor:
-    """[B, T] bool: random places of the grid's non-time axes kept (round(places x (1 - ratio)), at least 1), each
-    kept at every step of the time axes."""
-    grid = encoder.token_grid(x)
-    steps, places = math.prod(grid[:encoder.time_axes]), math.prod(grid[encoder.time_axes:])
-    keep = random_keep(x.shape[0], places, mask_ratio, x.device)
-    return keep[:, None, :].expand(-1, steps, -1).reshape(x.shape[0], steps * places)
+from .mae import MAE, tube_keep
 
 
 @register_method("videomae", "Masked autoencoder for video: reconstruct the 90% of tubes hidden at the same places "

@@ -3,13 +3,15 @@
 - R(2+1)D (Tran et al. 2018): residual blocks whose 3-D convolutions are factored into a spatial 1 x 3 x 3
   convolution and a temporal 3 x 1 x 1 one with BatchNorm and ReLU between them, then global average pooling over
   time and space. Departures, for small clips on CPUs: three stages of one block each (widths 16, 32, 64; the
-  paper's R(2+1)D-18 has four stages of two blocks, 64-512), a stem that halves the frame's side, and intermediate
-  widths equal to the block's output instead of the paper's parameter-matched M.
+  paper's R(2+1)D-18 has four stages of two blocks, 64-512), a 1 x 3 x 3 stem of stride 2 (the paper's: 1 x 7 x 7)
+  that halves the frame's side, and intermediate widths equal to the block's output instead of the paper's
+  parameter-matched M.
 - A video Vision Transformer on tube tokens (VideoMAE, Tong et al. 2022): tubes of `tube` frames x `patch_size`
   x `patch_size` pixels embedded by one linear map (a strided 3-D convolution), a fixed sine-cosine code of each
   tube's time and place, pre-norm blocks and a final LayerNorm; the embedding is the mean of the tokens. A token
   encoder: hidden tubes leave before the first block. Departures: 192 wide and 4 blocks by default (VideoMAE's
-  ViT-S is 384 x 12); the position code is fixed, as VideoMAE's.
+  ViT-S is 384 x 12), patches of 4 pixels up to 32-pixel frames (VideoMAE: 16 on 224); the position code is fixed,
+  as VideoMAE's.
 """
 from __future__ import annotations
 
@@ -118,11 +120,12 @@ class R2Plus1D(Encoder):
 
 
 def sincos_3d(steps: int, height: int, width: int, dim: int) -> torch.Tensor:
-    """[steps * height * width, dim] in (time, row, column) order: a quarter of the width codes the time, the rest
-    the place (sincos_2d)."""
-    if dim % 8:
-        raise ValueError(f"a 3-D sine-cosine table needs a width divisible by 8, got {dim}")
-    time_dim = dim // 4
+    """[steps * height * width, dim] in (time, row, column) order: 4 x (dim // 16) values (a quarter of a width
+    divisible by 16) code the time, the rest the place (sincos_2d)."""
+    if dim % 4 or dim < 16:
+        raise ConfigError(f"a video ViT's widths (its own, its decoder's or predictor's) must be multiples of 4 from "
+                          f"16, got {dim}")
+    time_dim = 4 * (dim // 16)
     place = sincos_2d(height, width, dim - time_dim)
     when = sincos_1d(torch.arange(steps), time_dim)
     return torch.cat([when.repeat_interleave(height * width, dim=0), place.repeat(steps, 1)], dim=1)
@@ -184,6 +187,11 @@ def default_patch(size: int) -> int:
     return 4 if size <= 32 else 8 if size <= 96 else 16
 
 
+def vit_view_multiple(spec: dict[str, Any], options: dict[str, Any]) -> int:
+    """The side a video ViT's views must be a multiple of: its patch."""
+    return int(options.get("patch_size") or default_patch(min(spec["height"], spec["width"])))
+
+
 @video_encoders.register("r2plus1d", "R(2+1)D: residual (2+1)-D convolution blocks 16-32-64, average pooled "
                          "(options: widths)", "Tran et al. 2018")
 def r2plus1d(spec: dict[str, Any], **options: Any) -> Encoder:
@@ -192,8 +200,8 @@ def r2plus1d(spec: dict[str, Any], **options: Any) -> Encoder:
 
 @video_encoders.register("video_vit", "video ViT on tube tokens (2 frames x P x P pixels; P 4 up to 32 px), 192 wide, "
                          "4 blocks, 3 heads (options: patch_size, tube, depth, dim, heads)", "Tong et al. 2022",
-                         kind=TokenEncoder)
+                         kind=TokenEncoder, view_multiple=vit_view_multiple)
 def video_vit(spec: dict[str, Any], patch_size: int | None = None, tube: int = 2, depth: int = 4, dim: int = 192,
               heads: int = 3) -> Encoder:
-    return VideoTransformer(spec["channels"], int(patch_size or default_patch(min(spec["height"], spec["width"]))),
-                            int(tube), int(dim), int(depth), int(heads))
+    return VideoTransformer(spec["channels"], vit_view_multiple(spec, {"patch_size": patch_size}), int(tube), int(dim),
+                            int(depth), int(heads))

@@ -1,7 +1,7 @@
 """The video modality: clips of T frames, stored as uint8 [N, T, C, H, W] (a quarter of float32's memory; frames are
 normalised on the training device). Read from `npy:` arrays with `--modality video` (N x T x H x W grey, N x T x H x
-W x C or N x T x C x H x W with C = 1 or 3, uint8 or floats in [0, 1] or [0, 255]), from `clips:` folders
-(sources.py) or generated (`sprites`, sprites.py).
+W x C or N x T x C x H x W with C = 1 or 3, uint8 or floats in [0, 1] or [0, 255]) or generated (`sprites`,
+sprites.py).
 
 `prepare` scales to [0, 1] and standardises each channel with the training statistics; views (views.py) crop in
 time and space, the same crop for every frame of a clip; encoders (encoders.py) are R(2+1)D and a video ViT on tube
@@ -92,17 +92,35 @@ class VideoModality(Modality):
         return torch.from_numpy(uint8_pixels(x, where, "clip"))
 
     def fit_spec(self, x: torch.Tensor) -> dict[str, Any]:
-        sample = x[:SPEC_CLIPS].double().div_(255).transpose(0, 2).flatten(1)  # [C, values]
+        """Shape, and the per-channel mean and (unbiased) std of the first SPEC_CLIPS clips, summed in float64 over
+        chunks of 100 clips (no float copy of the sample)."""
+        total = torch.zeros(x.shape[2], dtype=torch.float64)
+        squares = torch.zeros(x.shape[2], dtype=torch.float64)
+        n = 0
+        for start in range(0, min(len(x), SPEC_CLIPS), 100):
+            chunk = x[start:min(start + 100, SPEC_CLIPS)].double().div_(255)
+            total += chunk.sum(dim=(0, 1, 3, 4))
+            squares += chunk.square().sum(dim=(0, 1, 3, 4))
+            n += chunk.numel() // x.shape[2]
+        mean = total / n
+        std = ((squares - n * mean.square()) / max(n - 1, 1)).clamp_min(0).sqrt().clamp_min(1e-3)
         return {"frames": int(x.shape[1]), "channels": int(x.shape[2]), "height": int(x.shape[3]),
-                "width": int(x.shape[4]), "mean": [round(float(m), 6) for m in sample.mean(1)],
-                "std": [round(float(s), 6) for s in sample.std(1).clamp_min(1e-3)]}
+                "width": int(x.shape[4]), "mean": [round(float(m), 6) for m in mean],
+                "std": [round(float(s), 6) for s in std]}
+
+    def spec_for_encoder(self, spec: dict[str, Any], encoder: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The fitted spec plus the multiple the views' side must be for the encoder (`view_multiple`: a ViT's
+        patch; 1 for convolutions)."""
+        multiple = self.encoders.entry(encoder.partition(":")[0]).extra.get("view_multiple")
+        return {**spec, "view_multiple": multiple(spec, options) if multiple else 1}
 
     def default_encoder(self, spec: dict[str, Any]) -> str:
         return "r2plus1d"
 
     def view_maker(self, request: ViewRequest, spec: dict[str, Any], strength: float = 1.0,
                    options: dict[str, Any] | None = None) -> ViewMaker:
-        return ClipViewMaker(request, recipe(request.recipe, strength, options), lambda b: self.prepare(b, spec))
+        return ClipViewMaker(request, recipe(request.recipe, strength, options), lambda b: self.prepare(b, spec),
+                             spec.get("view_multiple", 1))
 
     def conform(self, x: torch.Tensor, spec: dict[str, Any], where: str, resize: bool = False,
                 strict: bool = False) -> tuple[torch.Tensor, list[str]]:

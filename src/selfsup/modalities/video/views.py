@@ -23,7 +23,8 @@ Recipes (views.RECIPES names and two of video's own):
   reversed clip, which is a valid clip of the opposite motion);
 - `paces`: global view k the clip at stride k + 1 (k = 0 .. views - 1), each the same number of frames (as many
   as the fastest pace fits), at its own offset and crop (pace prediction, Wang et al. 2020).
-Local views (multi-crop) are `local_size` x H crops of 10-40% of the area over the same frames as a global view.
+Local views (multi-crop) are `local_size` x H crops of 10-40% of the area over the same frames as a global view, their
+side rounded up to a multiple of the encoder's patch.
 """
 from __future__ import annotations
 
@@ -173,10 +174,11 @@ def independent_views(x: torch.Tensor, aug: ClipAugmentation, views: int, genera
 def ordered_and_swapped(x: torch.Tensor, aug: ClipAugmentation, views: int, generator: torch.Generator | None
                         ) -> list[torch.Tensor]:
     """The `frame_order` views: a crop of the clip in order, and the same crop with two frames swapped."""
-    if views != 2 or x.shape[1] < 3:
-        raise ConfigError(f"'frame_order' video views are two (asked for {views}) of clips of at least 3 frames (got "
-                          f"{x.shape[1]}): the clip in order and with two frames swapped")
-    ordered = augment(x, aug, generator, frames=max(3, aug.view_frames(x.shape[1])))
+    if views != 2 or x.shape[1] < 4:
+        raise ConfigError(f"'frame_order' video views are two (asked for {views}) of clips of at least 4 frames (got "
+                          f"{x.shape[1]}): the clip in order and with two frames swapped (in 3 frames the only such "
+                          "swap reverses the clip)")
+    ordered = augment(x, aug, generator, frames=max(4, aug.view_frames(x.shape[1])))
     return [ordered, swap_two_frames(ordered, generator)]
 
 
@@ -197,11 +199,11 @@ VIEW_SETS: dict[str, Callable[..., list[torch.Tensor]]] = {"frame_order": ordere
 class ClipViewMaker:
     """Answers a ViewRequest for a batch of clips (the modality prepares storage first)."""
 
-    def __init__(self, request: ViewRequest, aug: ClipAugmentation,
-                 prepare: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def __init__(self, request: ViewRequest, aug: ClipAugmentation, prepare: Callable[[torch.Tensor], torch.Tensor],
+                 multiple: int = 1) -> None:
         if request.corruption_mask or request.keep:
             raise ConfigError(f"the {request.recipe!r} video views carry no corruption mask and no token masks")
-        self.request, self.aug, self.prepare = request, aug, prepare
+        self.request, self.aug, self.prepare, self.multiple = request, aug, prepare, int(multiple)
         self.global_views = VIEW_SETS.get(request.recipe, independent_views)
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> Views:
@@ -209,7 +211,8 @@ class ClipViewMaker:
         req = self.request
         views = Views(self.global_views(x, self.aug, req.global_views, generator))
         if req.local_views:
-            side = tuple(max(4, round(s * req.local_size)) for s in x.shape[-2:])
+            m = self.multiple  # (a ViT's patch: local views whole patches too)
+            side = tuple(min(s, -(-max(4, round(s * req.local_size)) // m) * m) for s in x.shape[-2:])
             views.local_views = [augment(x, self.aug, generator, size=side, crop=LOCAL_CROP)
                                  for _ in range(req.local_views)]
         if req.clean:
