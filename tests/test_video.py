@@ -189,3 +189,20 @@ def test_local_views_are_whole_patches_and_widths_are_checked():
     assert sincos_3d(2, 3, 3, 24).shape == (18, 24)
     with pytest.raises(selfsup.SelfSupError, match="multiples of 4 from 16, got 18"):
         sincos_3d(2, 3, 3, 18)
+
+
+def test_prepare_writes_clips_to_a_cache_read_by_position(tmp_path):
+    """`selfsup prepare sprites...`: the clips land in a prepared cache (uint8 files read batch by batch), which
+    loads as the same video data set, labels included; closing it at interpreter exit prints nothing."""
+    uri = "sprites?n=40&test=12&frames=4&size=16"
+    proc = cli("prepare", uri, "--out", tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr
+    cached, ds = selfsup.load_dataset(f"prepared:{tmp_path / 'cache'}"), selfsup.load_dataset(uri)
+    assert cached.modality == "video" and torch.equal(cached.train.x[:], ds.train.x)
+    assert np.array_equal(cached.train.y, ds.train.y) and torch.equal(cached.test.x[:], ds.test.x)
+    import subprocess
+    import sys
+
+    # a data set alive until the interpreter exits (its files closed while module globals are torn down)
+    code = f"import selfsup; ds = selfsup.load_dataset('prepared:{tmp_path / 'cache'}'); ds.train.x[:2]; ds.test.x[:2]"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr == ""

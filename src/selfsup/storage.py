@@ -82,10 +82,11 @@ class LazyFiles:
         self._fds: dict[int, int] = {}
         self._pid = -1
 
-    def __del__(self) -> None:
-        if self._pid == os.getpid():
+    def __del__(self, getpid=os.getpid, close=os.close) -> None:
+        # (os's functions bound at definition: at interpreter exit module globals may already be None)
+        if self._pid == getpid():
             for fd in self._fds.values():
-                os.close(fd)
+                close(fd)
 
     def fd(self, key: int, path: str) -> int:
         if self._pid != os.getpid():
