@@ -275,10 +275,16 @@ def test_video_clips_are_refused_in_one_line_and_other_sizes_resized_only_when_a
     assert cli("train", "--data", f"npy:{clips}", "--modality", "video", "--out", run, "--epochs", "1",
                "--batch-size", "32", "--encoder-option", "widths=[8,8]", "--threads", "1").returncode == 0
     small = save_npy(tmp_path / "small.npy", rng.integers(0, 256, (5, 6, 8, 8)).astype(np.uint8))
-    assert_error(cli("embed", run, "--data", f"npy:{small}", "--modality", "video", "--out", tmp_path / "z.npy"),
+    assert_error(cli("embed", run, "--data", f"npy:{small}", "--out", tmp_path / "z.npy"),
                  "8x8", "12x12", "--resize")
-    proc = cli("embed", run, "--data", f"npy:{small}", "--modality", "video", "--out", tmp_path / "z.npy", "--resize")
+    proc = cli("embed", run, "--data", f"npy:{small}", "--out", tmp_path / "z.npy", "--resize")
     assert proc.returncode == 0, proc.stderr
     assert np.load(tmp_path / "z.npy").shape == (5, 8)
     rgb = save_npy(tmp_path / "rgb.npy", rng.integers(0, 256, (5, 4, 12, 12, 3)).astype(np.uint8))
     assert_error(cli("embed", run, "--data", f"npy:{rgb}", "--out", tmp_path / "z2.npy"), "1-channel frames")
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "broken.webm").write_bytes(b"\x1aE\xdf\xa3 not a video")
+    assert_error(cli("train", "--data", f"clips:{tmp_path / 'videos'}", "--out", tmp_path / "bad", *FAST),
+                 "broken.webm", "cannot decode a video")
+    assert_error(cli("train", "--data", f"clips:{tmp_path / 'none'}", "--out", tmp_path / "bad", *FAST),
+                 "not a folder")

@@ -206,3 +206,47 @@ def test_prepare_writes_clips_to_a_cache_read_by_position(tmp_path):
     # a data set alive until the interpreter exits (its files closed while module globals are torn down)
     code = f"import selfsup; ds = selfsup.load_dataset('prepared:{tmp_path / 'cache'}'); ds.train.x[:2]; ds.test.x[:2]"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr == ""
+
+
+def write_video(path, frames: np.ndarray, codec: str) -> None:
+    """Frames uint8 [T, H, W, 3] to a video file with PyAV."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "rgb8" if codec == "gif" else "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_clips_folder_is_decoded_cut_and_labelled_and_bad_files_are_named(tmp_path):
+    """clips:FOLDER: every file decoded by PyAV (.mp4 and .gif here), its first frames taken every `stride`-th, centre-
+    cropped and resized, sub-folders as labels; a short file repeats its last frame; a broken file is named."""
+    pytest.importorskip("av")
+    bar = np.zeros((12, 24, 32, 3), np.uint8)  # a white bar moving right by 2 px a frame on a 24 x 32 frame
+    for t in range(12):
+        bar[t, :, 2 * t + 4:2 * t + 8] = 255
+    (tmp_path / "v" / "moving").mkdir(parents=True)
+    (tmp_path / "v" / "still").mkdir(parents=True)
+    write_video(tmp_path / "v" / "moving" / "a.mp4", bar, "mpeg4")
+    write_video(tmp_path / "v" / "moving" / "b.gif", bar, "gif")
+    write_video(tmp_path / "v" / "still" / "c.mp4", np.repeat(bar[:1], 3, axis=0), "mpeg4")
+    ds = selfsup.load_dataset(f"clips:{tmp_path / 'v'}?frames=4&stride=2&size=12")
+    assert ds.modality == "video" and tuple(ds.train.x.shape) == (3, 4, 3, 12, 12)
+    assert ds.info["classes"] == ["moving", "still"] and ds.train.y.tolist() == [0, 0, 1]
+    # the 24 x 24 centre of frames 0, 2, 4, 6 at half size: the bar's left edge moves 2 px a kept frame
+    columns = ds.train.x[:2, :, 0].float().mean(dim=2)  # [clips, frames, 12 columns]
+    edges = (columns > 128).float().argmax(dim=2)
+    assert edges.tolist() == [[0, 2, 4, 6], [0, 2, 4, 6]]
+    assert torch.equal(ds.train.x[2, 1:], ds.train.x[2, :1].expand(3, -1, -1, -1))  # 3 frames, stride 2: repeated
+    grey = selfsup.load_dataset(f"clips:{tmp_path / 'v'}?frames=4&size=12&channels=1")
+    assert grey.train.x.shape[2] == 1
+    (tmp_path / "v" / "still" / "broken.mp4").write_bytes(b"not a video")
+    with pytest.raises(selfsup.SelfSupError, match="broken.mp4: cannot decode a video"):
+        selfsup.load_dataset(f"clips:{tmp_path / 'v'}")
+    with pytest.raises(selfsup.SelfSupError, match="channels=2"):
+        selfsup.load_dataset(f"clips:{tmp_path / 'v'}?channels=2")

@@ -1,3 +1,4 @@
-"""Video clips (see modality.py); importing registers the modality, its `npy:` reader and `sprites`."""
+"""Video clips (see modality.py); importing registers the modality, its `npy:` reader, `clips:` and `sprites`."""
 from . import modality  # noqa: F401
+from . import sources  # noqa: F401
 from . import sprites  # noqa: F401
