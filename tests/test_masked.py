@@ -10,7 +10,7 @@ import torch
 import selfsup
 from selfsup.methods.data2vec import data2vec_loss, data2vec_targets
 from selfsup.methods.ijepa import IJEPA, block_shape, place_blocks
-from selfsup.methods.mae import mae_loss, random_keep
+from selfsup.methods.mae import chamfer_loss, mae_loss, random_keep
 from selfsup.methods.npid import instance_discrimination_loss, updated_bank_rows
 from selfsup.methods.pretext import pretext_loss
 from selfsup.methods.rotnet import rotation_labels
@@ -36,6 +36,21 @@ def test_mae_loss_by_hand():
     assert mae_loss(pred, target, hidden).item() == pytest.approx(1 / (2 + 1e-6), rel=1e-6)
     both = torch.tensor([[True, True]])  # patch 1: mean 2, variance 8 -> squared mean 4 / (8 + 1e-6)
     assert mae_loss(pred, target, both).item() == pytest.approx((1 / (2 + 1e-6) + 4 / (8 + 1e-6)) / 2, rel=1e-6)
+
+
+def test_chamfer_loss_by_hand():
+    # one hidden patch of two 1-D points: true {0, 4}, predicted {1, 1}; true -> nearest predicted: 1, 9 (mean 5);
+    # predicted -> nearest true: 1, 1 (mean 1); a visible patch with any error does not count
+    pred = torch.tensor([[[1.0, 1.0], [9.0, 9.0]]])
+    target = torch.tensor([[[0.0, 4.0], [0.0, 0.0]]])
+    assert chamfer_loss(pred, target, torch.tensor([[True, False]]), 1).item() == pytest.approx(6.0)
+    # the order of a set's points does not matter; 2-D points: (0, 0), (3, 4) against (3, 4), (0, 0)
+    swapped = torch.tensor([[[3.0, 4.0, 0.0, 0.0]]])
+    assert chamfer_loss(swapped, torch.tensor([[[0.0, 0.0, 3.0, 4.0]]]), torch.tensor([[True]]), 2).item() == 0.0
+    # read as four 1-D points instead, {3, 4, 0, 0} against {0, 0, 3, 4} is the same set too; as pairs by value
+    # order (MSE) it would not be
+    assert chamfer_loss(swapped, torch.tensor([[[0.0, 0.0, 3.0, 4.0]]]), torch.tensor([[True]]), 1).item() == 0.0
+    assert mae_loss(swapped, torch.tensor([[[0.0, 0.0, 3.0, 4.0]]]), torch.tensor([[True]]), False).item() > 0
 
 
 def test_mae_loss_leaves_unobserved_values_out():
@@ -125,7 +140,7 @@ def test_vit_drops_hidden_patches_and_cuts_patches_as_mae():
     # patches: row-major grid, each patch (row, column, channel) flattened
     patches = encoder.patches(x)
     assert torch.equal(patches[1, 8 * 3 + 5], x[1, :, 6:8, 10:12].permute(1, 2, 0).reshape(-1))
-    assert encoder.position_table(x, 32).shape == (64, 32)
+    assert encoder.position_table(x, 32).shape == (1, 64, 32)
     with pytest.raises(selfsup.SelfSupError, match="do not divide into 2-pixel patches"):
         encoder(torch.randn(1, 3, 15, 15))
 

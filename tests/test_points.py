@@ -11,7 +11,8 @@ import torch
 import selfsup
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.modalities import get_modality
-from selfsup.modalities.points.encoders import DGCNN, PointNet
+from selfsup.methods.mae import random_keep
+from selfsup.modalities.points.encoders import DGCNN, PointNet, PointTransformer, farthest_points
 from selfsup.modalities.points.views import PointAugmentation, augment, ball_crop, random_rotation, recipe, unit_ball
 from test_bad_inputs import cli
 
@@ -88,8 +89,9 @@ def test_views_carry_features_with_their_points_and_the_geometric_recipe_keeps_e
         recipe("tiles")
 
 
-@pytest.mark.parametrize("encoder", [PointNet(4, (16, 32)), DGCNN(4, k=5, widths=(8, 8), embed=16)],
-                         ids=["pointnet", "dgcnn"])
+@pytest.mark.parametrize("encoder", [PointNet(4, (16, 32)), DGCNN(4, k=5, widths=(8, 8), embed=16),
+                                     PointTransformer(4, groups=8, group_size=6, dim=24, depth=1, heads=2)],
+                         ids=["pointnet", "dgcnn", "point_transformer"])
 def test_encoders_ignore_the_order_and_the_number_of_points(encoder):
     encoder.eval()
     x = torch.randn(3, 40, 4)
@@ -98,6 +100,49 @@ def test_encoders_ignore_the_order_and_the_number_of_points(encoder):
         assert out.shape == (3, encoder.out_dim)
         assert torch.allclose(out, encoder(x[:, torch.randperm(40)]), atol=1e-5)
         assert encoder(x[:, :25]).shape == (3, encoder.out_dim)
+
+
+def test_farthest_point_sampling_by_hand():
+    # x = 0, 1, 2, 3, 10: the centroid is at 3.2, so 10 comes first, then the farthest from it (0), then the point
+    # farthest from both (3: 3 from 0, 7 from 10; 2 is only 2 from 0); in any order of the points
+    line = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0], [10, 0, 0]]])
+    assert farthest_points(line, 3).tolist() == [[4, 0, 3]]
+    order = torch.tensor([3, 0, 4, 1, 2])
+    assert line[0, order[farthest_points(line[:, order], 3)[0]], 0].tolist() == [10.0, 0.0, 3.0]
+
+
+def test_point_transformer_patches_are_sets_around_centres_and_masks_drop_tokens():
+    encoder = PointTransformer(4, groups=8, group_size=6, dim=24, depth=2, heads=2).eval()
+    x = torch.randn(2, 40, 4)
+    patches = encoder.patches(x)
+    assert encoder.patch_points == 3 and patches.shape == (2, 8, 18) and encoder.token_count(x) == 8
+    # unpatch is the inverse on the points the patches hold: their xyz come back, features and other points NaN
+    back = encoder.unpatch(patches, x)
+    held = ~back[..., 0].isnan()
+    assert back.shape == x.shape and torch.allclose(back[held][:, :3], x[held][:, :3], atol=1e-5)
+    assert back[..., 3].isnan().all() and held.sum(dim=1).min() >= 6
+    # `covered` by the hidden patches: exactly the points those patches hold
+    hidden = torch.zeros(2, 8, dtype=torch.bool)
+    hidden[:, 0] = True
+    near = encoder.grouped(x)[2]  # [B, G, k] the points each patch holds
+    for b in range(2):
+        inside = torch.zeros(40, dtype=torch.bool)
+        inside[near[b, 0]] = True
+        assert torch.equal(encoder.covered(x, hidden)[b], inside[:, None].expand(-1, 4))
+    assert encoder.position_table(x, 30).shape == (2, 8, 30)
+    keep = random_keep(2, 8, 0.6, x.device)
+    with torch.no_grad():
+        assert encoder.tokens(x, keep).shape == (2, 3, 24)
+
+
+def test_point_mae_trains_from_the_cli_and_is_listed(tmp_path):
+    proc = cli("train", "--data", "shapes?n=64&test=32&points=64", "--method", "point_mae", "--epochs", "1",
+               "--batch-size", "32", "--encoder-option", "groups=8", "--encoder-option", "group_size=8",
+               "--encoder-option", "depth=1", "--threads", "1", "--out", tmp_path / "run", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    run = selfsup.load(tmp_path / "run")
+    assert run.resolved.encoder == "point_transformer" and run.embed(shapes(3, 0, 64)[0]).shape == (3, 192)
+    assert "point_mae" in cli("methods").stdout and "point_transformer" in cli("encoders").stdout
 
 
 def test_d2_baseline_tells_shapes_apart_whatever_their_place_and_turn():

@@ -93,7 +93,7 @@ class MaskedDecoder(nn.Module):
 
     def forward(self, latent: torch.Tensor, keep: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """latent [B, K, token_dim] (the kept tokens in order), keep [B, T] bool with K True per row, positions
-        [T, dim] -> [B, T, out_dim]."""
+        [B or 1, T, dim] -> [B, T, out_dim]."""
         latent = self.embed(latent)
         b, t = keep.shape
         full = self.mask_token.to(latent.dtype).expand(b, t, -1).masked_scatter(keep[..., None], latent)

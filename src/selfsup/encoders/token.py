@@ -26,6 +26,10 @@ class TokenEncoder(Encoder):
     #: every time (VideoMAE's tube masking, V-JEPA's blocks), else a masked place would be copied from its neighbour
     #: in time
     time_axes: ClassVar[int] = 0
+    #: 0: a patch's values are ordered (pixels, a series' steps) and reconstructed value by value; d > 0: a patch is
+    #: an unordered set of points of d coordinates (patch_dim / d of them: a point cloud's neighbourhood), which a
+    #: reconstruction matches up to their order (Chamfer distance)
+    patch_points: ClassVar[int] = 0
 
     def token_count(self, x: torch.Tensor) -> int:
         """How many tokens (patches) input `x` makes."""
@@ -49,11 +53,18 @@ class TokenEncoder(Encoder):
         """The inverse of `patches`: [B, T, patch_dim] values laid back out in x's shape."""
         raise NotImplementedError
 
+    def covered(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """x-shaped bool: the input values that the patches of `tokens` [B, T] bool hold (where patches tile the
+        input, `unpatch` of the mask)."""
+        return self.unpatch(tokens[..., None].expand(-1, -1, self.patch_dim).to(x.dtype), x) > 0
+
     def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every block's output [B, T, layer_dim] for all T tokens, first block first (the residual stream, before
         any final norm)."""
         raise NotImplementedError
 
     def position_table(self, x: torch.Tensor, width: int) -> torch.Tensor:
-        """[T, width]: the fixed position code of x's tokens, at `width`."""
+        """[1, T, width] where every input's tokens sit at the same places (a grid, a line), [B, T, width] where
+        each input's sit at its own (a point cloud's patch centres): the fixed position code of x's tokens, at
+        `width`."""
         raise NotImplementedError

@@ -90,7 +90,7 @@ class Data2Vec2(TargetEncoderMethod):
             y = data2vec_targets(self.target_encoder.layer_outputs(x), self.top_k, observed)
         xs = torch.cat([x] * clones)
         keep = tube_keep(self.encoder, xs, self.mask_ratio)
-        positions = self.encoder.position_table(x, self.decoder.embed.out_features)
+        positions = self.encoder.position_table(xs, self.decoder.embed.out_features)
         pred = self.decoder(self.encoder.tokens(xs, keep), keep, positions)
         return pred, torch.cat([y] * clones), keep, torch.cat([observed] * clones)
 

@@ -102,8 +102,7 @@ def masked_patches(rows: int, tokens: int, sample_probability: float, ratio: tup
 
 def blank_patches(encoder: TokenEncoder, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
     """x with the observed values of its `hidden` [B, T] patches set to 0 (unobserved values stay NaN)."""
-    spread = encoder.unpatch(hidden[..., None].expand(-1, -1, encoder.patch_dim).to(x.dtype), x) > 0
-    return x.masked_fill(spread & ~x.isnan(), 0.0)
+    return x.masked_fill(encoder.covered(x, hidden) & ~x.isnan(), 0.0)
 
 
 @register_method("dinov2", "DINO's image-level self-distillation plus iBOT's masked-patch distillation and a KoLeo "

@@ -74,6 +74,12 @@ def positions_of(mask: torch.Tensor) -> torch.Tensor:
     return mask.nonzero()[:, 1].view(mask.shape[0], -1)
 
 
+def take_tokens(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """values [B or 1, T, D] at token indices where [B, K] -> [B, K, D] (a table of 1 row serves every sample)."""
+    values = values.expand(where.shape[0], -1, -1)
+    return torch.gather(values, 1, where[..., None].expand(-1, -1, values.shape[-1]))
+
+
 @full_precision
 def ijepa_loss(predictions: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
     """Mean over target blocks of the mean squared error between predicted and target representations."""
@@ -140,13 +146,13 @@ class IJEPA(TargetEncoderMethod):
             h = F.layer_norm(h, (h.shape[-1],))
         s = self.encoder.tokens(x, context)
         table = self.encoder.position_table(x, self.predictor.embed.out_features)
-        context_pos = table[positions_of(context)]
+        context_pos = take_tokens(table, positions_of(context))
         wheres, predictions, targets = [], [], []
         for block in blocks:
             where = positions_of(block)
             wheres.append(where)
-            predictions.append(self.predictor(s, context_pos, table[where]))
-            targets.append(torch.gather(h, 1, where[..., None].expand(-1, -1, h.shape[-1])))
+            predictions.append(self.predictor(s, context_pos, take_tokens(table, where)))
+            targets.append(take_tokens(h, where))
         return context, wheres, predictions, targets
 
     def illustrate(self, x: torch.Tensor) -> Illustration:

@@ -15,7 +15,9 @@ embedding is the mean of its tokens), and the number of kept patches is T x (1 -
 nearest (MAE's code floors it: the same count whenever the fraction is below one half, e.g. 49 of 196 at 0.75).
 On a series (the patch Transformer) this is masked series modelling as PatchTST
 pre-trains (Nie et al. 2023: patches, 40% hidden, MSE on them; --method-option mask_ratio=0.4 for its ratio), with MAE's dropped tokens and decoder, and a patch's
-unobserved values left out of its target. The mask is drawn from torch's global generator, which checkpoints save and
+unobserved values left out of its target. On a point Transformer (`TokenEncoder.patch_points`) a patch is a set of
+points, so the error is the Chamfer distance of each hidden patch's predicted and true points, and the target is not
+normalised (its points are offsets from the patch's centre already); point_mae.py has Point-MAE's defaults. The mask is drawn from torch's global generator, which checkpoints save and
 restore, so a resumed run draws the same masks.
 """
 from __future__ import annotations
@@ -59,6 +61,19 @@ def mae_loss(pred: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor, nor
     return (per_patch * weight).sum() / weight.sum().clamp(min=1)
 
 
+@full_precision
+def chamfer_loss(pred: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor, coordinates: int) -> torch.Tensor:
+    """Mean over hidden patches of the Chamfer distance between the predicted and the true set of points of each
+    patch (Point-MAE's L2 Chamfer: the mean squared distance from each true point to its nearest predicted point plus
+    the mean from each predicted point to its nearest true one); pred/target [B, T, points x coordinates]."""
+    b, t, _ = target.shape
+    p, q = pred.reshape(b * t, -1, coordinates), target.reshape(b * t, -1, coordinates)
+    squared = torch.cdist(p, q).square()  # [B T, predicted, true]
+    per_patch = (squared.amin(dim=1).mean(dim=1) + squared.amin(dim=2).mean(dim=1)).view(b, t)
+    weight = hidden.to(per_patch.dtype)
+    return (per_patch * weight).sum() / weight.sum().clamp(min=1)
+
+
 def random_keep(batch: int, tokens: int, mask_ratio: float, device: torch.device) -> torch.Tensor:
     """[batch, tokens] bool with exactly round(tokens x (1 - mask_ratio)) (at least 1) True per row, uniformly."""
     kept = max(1, int(round(tokens * (1 - mask_ratio))))
@@ -86,7 +101,9 @@ class MAE(Method):
                  decoder_depth: int = 2, decoder_heads: int = 4, norm_pix_loss: bool = True) -> None:
         super().__init__(encoder)
         check_option("mae", "mask_ratio", mask_ratio, 0.0, 0.99)
-        self.mask_ratio, self.norm_pix_loss = float(mask_ratio), bool(norm_pix_loss)
+        # a set of points (encoder.patch_points) is already centred on its patch's centre; its target is as it is
+        self.mask_ratio = float(mask_ratio)
+        self.norm_pix_loss = bool(norm_pix_loss) and not encoder.patch_points
         self.decoder = MaskedDecoder(encoder.token_dim, decoder_dim, decoder_depth, decoder_heads, encoder.patch_dim)
 
     def keep_mask(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,6 +134,11 @@ class MAE(Method):
         x = views.global_views[0]
         keep = self.keep_mask(x)
         pred = self.reconstruct(x, keep)
-        loss = mae_loss(pred, self.encoder.patches(x), ~keep, self.norm_pix_loss)
-        return loss, {}
+        return self.reconstruction_loss(pred, self.encoder.patches(x), ~keep), {}
+
+    def reconstruction_loss(self, pred: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """The hidden patches' error: value by value, or up to the points' order where a patch is a set of points."""
+        if self.encoder.patch_points:
+            return chamfer_loss(pred, target, hidden, self.encoder.patch_points)
+        return mae_loss(pred, target, hidden, self.norm_pix_loss)
 

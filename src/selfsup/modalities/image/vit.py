@@ -62,7 +62,7 @@ class VisionTransformer(PatchTransformer):
         gh, gw = self.grid(x)
         key = (gh, gw, width, x.device)  # made once per device: no host-to-device copy per step
         if key not in self._tables:
-            self._tables[key] = sincos_2d(gh, gw, width).to(x.device)
+            self._tables[key] = sincos_2d(gh, gw, width).to(x.device)[None]
         return self._tables[key]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

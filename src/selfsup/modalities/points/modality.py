@@ -4,7 +4,8 @@ features (normals, colour, intensity). Read from `npy:` arrays with `--modality 
 
 `prepare` centres each cloud on its centroid and scales it into the unit ball (where and how big a scan is are
 not its content), and standardises the features with the training statistics. Views (views.py) crop, turn,
-scale and jitter whole batches on the device; encoders (encoders.py) are PointNet and DGCNN. The raw-input
+scale and jitter whole batches on the device; encoders (encoders.py) are PointNet, DGCNN and a point Transformer
+on patches (a token encoder: Point-MAE). The raw-input
 baseline is the classic D2 shape distribution (Osada et al. 2002) with the radial distribution.
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ class PointCloudModality(Modality):
     """3-D point clouds with optional per-point features."""
 
     name = "points"
-    summary = "3-D point clouds, float32 N x P x 3 (x F per-point features); PointNet, DGCNN"
+    summary = "3-D point clouds, float32 N x P x 3 (x F per-point features); PointNet, DGCNN, point Transformer"
     encoders = point_encoders
     view_recipes = tuple(RECIPES)
     presentation = PointPresentation()

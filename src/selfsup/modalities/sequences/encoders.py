@@ -198,7 +198,7 @@ class PatchTransformerEncoder(SequenceEncoder, TokenEncoder):
         n = self.token_count(x)
         key = (n, width, x.device)  # made once per device and length: no host-to-device copy per step
         if key not in self._tables:
-            self._tables[key] = sincos_1d(torch.arange(n), width).to(x.device)
+            self._tables[key] = sincos_1d(torch.arange(n), width).to(x.device)[None]
         return self._tables[key]
 
     def _cut(self, t: torch.Tensor) -> torch.Tensor:

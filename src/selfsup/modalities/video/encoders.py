@@ -163,7 +163,7 @@ class VideoTransformer(PatchTransformer):
     def position_table(self, x: torch.Tensor, width: int) -> torch.Tensor:
         key = (*self.token_grid(x), width, x.device)
         if key not in self._tables:
-            self._tables[key] = sincos_3d(*key[:3], width).to(x.device)
+            self._tables[key] = sincos_3d(*key[:3], width).to(x.device)[None]
         return self._tables[key]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
