@@ -49,9 +49,11 @@ def modality_methods(modality: str) -> list[str]:
     return sorted(m for m, d in supported_pairs() if d == modality)
 
 
-def measure(method: str, epochs: int | None, seed: int, threads: int | None, data: str = "digits") -> dict:
+def measure(method: str, epochs: int | None, seed: int, threads: int | None, data: str = "digits",
+            options: dict | None = None) -> dict:
     start = time.perf_counter()
-    run = selfsup.train(data, method=method, epochs=epochs, seed=seed, threads=threads, monitor=False)
+    run = selfsup.train(data, method=method, epochs=epochs, seed=seed, threads=threads, monitor=False,
+                        **(options or {}))
     train_seconds = time.perf_counter() - start
     ev = evaluate_run(run, protocols=("knn", "linear"))
     base = ev["baselines"]
@@ -61,7 +63,7 @@ def measure(method: str, epochs: int | None, seed: int, threads: int | None, dat
              "random_knn": round(base["random_encoder"]["knn"], 4),
              "random_linear": round(base["random_encoder"]["linear"], 4),
              "raw_knn": round(base["raw"]["knn"], 4), "raw_linear": round(base["raw"]["linear"], 4),
-             "train_seconds": round(train_seconds, 1)}
+             "train_seconds": round(train_seconds, 1), **({"options": options} if options else {})}
     entry["beats_random"] = entry["knn"] > entry["random_knn"] and entry["linear"] > entry["random_linear"]
     return entry
 
@@ -95,7 +97,8 @@ def markdown(doc: dict) -> str:
         mine = [e for e in doc["entries"] if e["method"] == method]
         seeds = ", ".join(str(e["seed"]) for e in mine)
         epochs = "/".join(str(x) for x in sorted({e["epochs"] for e in mine}))
-        row = [f"{method} ({seeds}; {epochs})"]
+        options = sorted({", ".join(f"{k}={v}" for k, v in e.get("options", {}).items()) for e in mine} - {""})
+        row = [f"{method} ({seeds}; {epochs}{''.join('; ' + o for o in options)})"]
         for probe in ("knn", "linear"):
             row += [cell([e[probe] for e in mine], bold=True), cell([e[f"random_{probe}"] for e in mine]),
                     cell([e[f"raw_{probe}"] for e in mine])]
@@ -141,6 +144,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data", default="digits", help="the home data set (default digits)")
     parser.add_argument("--name", default=NAME, help="result file benchmarks/results/NAME.json")
+    parser.add_argument("--options", default="{}", help="selfsup.train options (JSON) for every method, e.g. "
+                        "chosen on a validation split (points_screen.py)")
     parser.add_argument("--validate", nargs="+", metavar="NAME=JSON", help="score these candidates' train options "
                         "by cross-validation over the training labels (see the module's doc)")
     args = parser.parse_args()
@@ -157,7 +162,7 @@ def main() -> None:
     entries = {f"{e['method']}/{e['seed']}": e for e in doc.get("entries", [])}
     for method in methods:
         for seed in (int(s) for s in args.seeds.split(",")):
-            entry = measure(method, args.epochs or None, seed, args.threads, args.data)
+            entry = measure(method, args.epochs or None, seed, args.threads, args.data, json.loads(args.options))
             entries[f"{method}/{seed}"] = {**entry, "machine": machine()}
             print(json.dumps({k: v for k, v in entry.items()}), flush=True)
             save(args.name, {

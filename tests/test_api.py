@@ -121,3 +121,28 @@ def test_resolved_settings_round_trip_and_a_damaged_record_is_one_line(tmp_path)
         with pytest.raises(DataError, match=re.escape(message)) as caught:
             selfsup.load(tmp_path / "r")
         assert str(config) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_run_trained_on_a_dataset_in_memory_is_evaluated_on_it_never_on_the_source_of_its_name(tmp_path):
+    import dataclasses
+
+    from selfsup.data import Split
+    from selfsup.evaluate import evaluate_run
+    from selfsup.loading import load_dataset
+
+    digits = load_dataset("digits")
+    part = dataclasses.replace(digits, train=Split(digits.train.x[:300], digits.train.y[:300]),
+                               test=Split(digits.test.x[:100], digits.test.y[:100]))
+    run = selfsup.train(part, method="simclr", epochs=1, batch_size=64, threads=1, monitor=False,
+                        out=tmp_path / "run")
+    assert run.config.data == "digits" and run.resolved.data_in_memory
+    result = evaluate_run(run, protocols=("knn",), baselines=False)
+    assert (result["n_train"], result["n_test"]) == (300, 100)  # not digits' 1,347 and 450
+    loaded = selfsup.load(tmp_path / "run")
+    with pytest.raises(selfsup.SelfSupError, match=r"trained on data given in Python \('digits'\), not a data "
+                       r"source: give the data"):
+        evaluate_run(loaded, protocols=("knn",))
+    assert evaluate_run(loaded, part, protocols=("knn",), baselines=False)["n_train"] == 300
+    # a run trained on a source URI still reads it by name
+    by_name = selfsup.train("digits", method="simclr", epochs=1, batch_size=64, threads=1, monitor=False)
+    assert not by_name.resolved.data_in_memory and "data_in_memory" not in by_name.resolved.to_dict()

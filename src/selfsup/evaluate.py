@@ -148,7 +148,7 @@ def evaluate_run(run: Run, data: str | Dataset | None = None, protocols: tuple[s
     `finetune` is False. `whitening` (selfsup.whitening.run_whitening) post-processes the run's embeddings.
     """
     if data is None:
-        data = run.config.data
+        data = run.training_data("give the data to evaluate it on (data=)")
     ds = data if isinstance(data, Dataset) else load_dataset(data, data_dir or run.config.data_dir,
                                                               run.resolved.modality)
     if ds.modality != run.resolved.modality:

@@ -36,13 +36,19 @@ class Resolved:
     world_size: int = 1
     global_batch_size: int | None = None
     sync_bn: bool = False
+    #: trained on an array or Dataset given in Python, not on a source URI: the config's `data` is only its name,
+    #: so evaluating the run needs the data given again
+    data_in_memory: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """The mapping config.yaml holds (the distributed settings only for a run of several processes)."""
+        """The mapping config.yaml holds (the distributed settings only for a run of several processes,
+        data_in_memory only when true)."""
         doc = asdict(self)
         if self.world_size == 1:
             for key in DISTRIBUTED:
                 doc.pop(key)
+        if not self.data_in_memory:
+            doc.pop("data_in_memory")
         return doc
 
     @classmethod

@@ -34,6 +34,18 @@ class Run:
     encoder: Encoder
     path: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    #: the array or Dataset given in Python that the run trained on (never saved: a loaded run has None)
+    dataset: Any = field(default=None, repr=False, compare=False)
+
+    def training_data(self, remedy: str) -> Any:
+        """What the run trained on: its data source URI, or the array or Dataset given in Python (which a run that
+        `train` returned keeps; a loaded one cannot read them again: a one-line error ending in `remedy`)."""
+        if not self.resolved.data_in_memory:
+            return self.config.data
+        if self.dataset is None:
+            raise ConfigError(f"the run was trained on data given in Python ({self.config.data!r}), not a data "
+                              f"source: {remedy}")
+        return self.dataset
 
     @property
     def modality(self) -> Modality:

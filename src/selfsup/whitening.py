@@ -86,11 +86,15 @@ def run_whitening(run: Any, dim: int | None, training_embeddings: np.ndarray | N
     if path is not None and path.exists() and training_embeddings is None:
         return load_whitening(path)
     if training_embeddings is None:
+        from .data import Dataset
         from .loading import load_dataset
         from .run import encode_storage
 
+        source = run.training_data("--whiten fits on them: selfsup.whitening.run_whitening(run, dim, "
+                                   "run.embed(training_data))")
         try:
-            ds = load_dataset(run.config.data, run.config.data_dir, run.resolved.modality)
+            ds = source if isinstance(source, Dataset) else load_dataset(source, run.config.data_dir,
+                                                                         run.resolved.modality)
         except ConfigError as exc:
             raise ConfigError(f"--whiten fits on the run's training data, which cannot be read ({exc}); for a run "
                               "trained on in-memory data: selfsup.whitening.run_whitening(run, dim, "

@@ -132,9 +132,11 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
                          else resume_staging(out_path))
     setup_start = time.perf_counter()
     try:
-        dataset = dataset if dataset is not None else shared_dataset(cfg, world)
+        in_memory = dataset is not None
+        dataset = dataset if in_memory else shared_dataset(cfg, world)
         plan = build_plan(cfg, dataset, world.size)
         method, resolved = plan.method, plan.resolved
+        resolved.data_in_memory = in_memory
         optimizer = place_model(cfg, plan, device, world)
         checkpoint_seconds = cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None
         resolved.precision = resolve_precision(cfg.precision, device)
@@ -186,7 +188,8 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
         summary = run_summary(cfg, plan, dataset, result, device, world, share, checkpoint, setup_seconds,
                               select_encoder(method, hooks))
         release_model(cfg, method, resolved)
-        run = Run(cfg, resolved, method.encoder.eval(), out_path if world.is_main else None, summary)
+        run = Run(cfg, resolved, method.encoder.eval(), out_path if world.is_main else None, summary,
+                  dataset if in_memory else None)
         if out_path is not None:
             agreed(world, lambda: finish_run(staging, out_path, cfg, resolved, method, summary))
         return run
