@@ -50,7 +50,7 @@ def screen(name: str, options: dict, epochs: int, seed: int, threads: int | None
     start = time.perf_counter()
     run = selfsup.train(dataset, epochs=epochs, seed=seed, threads=threads, monitor=False, **options)
     seconds = time.perf_counter() - start
-    ev = evaluate_run(run, dataset, protocols=("knn", "linear"))  # (the run's data name alone reads `shapes`)
+    ev = evaluate_run(run, dataset, protocols=("knn", "linear"))
     base = ev["baselines"]
     return {"candidate": name, "options": options, "seed": seed, "epochs": epochs, "encoder": run.resolved.encoder,
             "batch_size": run.resolved.batch_size, "precision": run.resolved.precision,
