@@ -14,15 +14,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
-def machine() -> dict:
+def machine(threads: int | None = None) -> dict:
     """CPU model, cores, the vector/bf16 flags detected, the precision selfsup's `auto` picks here, load average
-    and versions, so a figure can be judged. Everything comes from detection on the machine that ran."""
+    and versions, so a figure can be judged. Everything comes from detection on the machine that ran, except
+    `threads`: the threads the measured run was given (`threads`, e.g. selfsup.train's, which sets them for the run
+    only), else torch's count now."""
     import torch
 
     from selfsup.training.devices import cpu_has_native_bf16, resolve_precision
 
     info = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-            "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0],
+            "cpus": os.cpu_count(), "threads": threads or torch.get_num_threads(), "load_average_1min": os.getloadavg()[0],
             "native_bf16": cpu_has_native_bf16(),
             "auto_precision": resolve_precision("auto", torch.device("cpu"))}
     try:

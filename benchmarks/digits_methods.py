@@ -163,7 +163,7 @@ def main() -> None:
     for method in methods:
         for seed in (int(s) for s in args.seeds.split(",")):
             entry = measure(method, args.epochs or None, seed, args.threads, args.data, json.loads(args.options))
-            entries[f"{method}/{seed}"] = {**entry, "machine": machine()}
+            entries[f"{method}/{seed}"] = {**entry, "machine": machine(args.threads)}
             print(json.dumps({k: v for k, v in entry.items()}), flush=True)
             save(args.name, {
                 "data": args.data,

@@ -76,7 +76,7 @@ def main() -> None:
         name, _, options = item.partition("=")
         for seed in (int(s) for s in args.seeds.split(",")):
             entry = screen(name, json.loads(options), args.epochs, seed, args.threads, args.data)
-            entries[f"{name}/{seed}/{args.epochs}"] = {**entry, "machine": machine(),
+            entries[f"{name}/{seed}/{args.epochs}"] = {**entry, "machine": machine(args.threads),
                                                         "command": "python benchmarks/points_screen.py "
                                                         + shlex.join(sys.argv[1:])}
             print(json.dumps(entry), flush=True)

@@ -84,7 +84,7 @@ def main() -> None:
                 entry = frame_average(args.data, args.epochs, seed, args.threads)
             else:
                 entry = measure(method, args.epochs, seed, args.threads, args.data)
-            entries[f"{method}/{seed}"] = {**entry, "machine": machine()}
+            entries[f"{method}/{seed}"] = {**entry, "machine": machine(args.threads)}
             print(json.dumps(entry), flush=True)
             save(NAME, {
                 "data": args.data,
