@@ -15,10 +15,11 @@ embedding is the mean of its tokens), and the number of kept patches is T x (1 -
 nearest (MAE's code floors it: the same count whenever the fraction is below one half, e.g. 49 of 196 at 0.75).
 On a series (the patch Transformer) this is masked series modelling as PatchTST pre-trains (Nie et al. 2023:
 patches, 40% hidden, MSE on them; --method-option mask_ratio=0.4 for its ratio), with MAE's dropped tokens and
-decoder, and a patch's unobserved values left out of its target. On a point Transformer (`TokenEncoder.patch_points`) a patch is a set of
-points, so the error is the Chamfer distance of each hidden patch's predicted and true points, and the target is not
-normalised (its points are offsets from the patch's centre already); point_mae.py has Point-MAE's defaults. The mask
-is drawn from torch's global generator, which checkpoints save and restore, so a resumed run draws the same masks.
+decoder, and a patch's unobserved values left out of its target. On a point Transformer
+(`TokenEncoder.patch_points`) a patch is a set of points, so the error is the Chamfer distance of each hidden
+patch's predicted and true points, and the target is not normalised (its points are offsets from the patch's centre
+already); point_mae.py has Point-MAE's defaults. The mask is drawn from torch's global generator, which checkpoints
+save and restore, so a resumed run draws the same masks.
 """
 from __future__ import annotations
 
