@@ -35,7 +35,7 @@ from selfsup.evaluate import evaluate_run  # noqa: E402
 from selfsup.evaluation import knn_accuracy, linear_probe  # noqa: E402
 from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.presets import PRESETS  # noqa: E402
-from selfsup.run import build_encoder, encode_storage  # noqa: E402
+from selfsup.run import encode_storage, untrained_encoder  # noqa: E402
 
 EPOCHS = 30
 BN = {"out_norm": True}
@@ -92,7 +92,7 @@ def cross_validated_runs(name: str, options: dict[str, Any], seeds: list[int]) -
         start = time.perf_counter()
         run = selfsup.train(unlabelled, seed=seed, monitor=False, **options)
         seconds = time.perf_counter() - start
-        rnd = build_encoder(run.resolved, seed=seed + 1000)
+        rnd = untrained_encoder(run, x, seed=seed + 1000)
         per_seed.append({"seed": seed, **cross_validated(run.embed(x), y),
                          "random": cross_validated(encode_storage(rnd, run.modality, run.spec, x), y),
                          "train_seconds": round(seconds, 1), "precision": run.resolved.precision})

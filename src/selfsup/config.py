@@ -161,6 +161,9 @@ class TrainConfig:
     checkpoint_every_steps: int | None = option(None, "also write a checkpoint every STEPS optimiser steps",
                                                 metavar="STEPS")
     sync_bn: bool = option(False, "under torchrun: BatchNorm statistics over the global batch of all processes")
+    norm_statistics: str = option("method", "where the trained encoder's BatchNorm statistics come from: the "
+                                  "training views, or re-estimated on the training inputs when training ends "
+                                  "(default: the method's choice)", choices=("method", "views", "inputs"))
     log: list[str] = option(list, "metric sinks beside metrics.jsonl, comma-separated: tensorboard "
                                   "(RUN/tensorboard/), mlflow")
 
@@ -202,10 +205,10 @@ class TrainConfig:
             raise ConfigError(f"--weight-decay-end must be >= 0, got {self.weight_decay_end}")
         if not 0 <= self.warmup_fraction < 1:
             raise ConfigError(f"--warmup-fraction must be in [0, 1), got {self.warmup_fraction}")
-        if self.precision not in ("fp32", "bf16", "auto"):
-            raise ConfigError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
-        if self.select not in ("last", "rankme"):
-            raise ConfigError(f"--select must be 'last' or 'rankme', got {self.select!r}")
+        for f in fields(self):  # the declared choices, as the command line's parser checks them
+            value, choices = getattr(self, f.name), f.metadata.get("choices")
+            if choices and value is not None and value not in choices:
+                raise ConfigError(f"{option_flag(f.name)} must be one of {', '.join(choices)}, got {value!r}")
         if self.checkpoint_minutes is not None and not self.checkpoint_minutes > 0:
             raise ConfigError(f"--checkpoint-minutes must be > 0, got {self.checkpoint_minutes}")
         if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:

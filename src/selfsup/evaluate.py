@@ -12,7 +12,7 @@ from .errors import ConfigError
 from .evaluation import (cross_validated_svm, data_k, few_label_linear, gradient_boosting, kmeans_clustering,
                          knn_accuracy, linear_probe, sts_protocol, svm_protocol, transfer_accuracy)
 from .loading import load_dataset
-from .run import Run, build_encoder, encode_storage
+from .run import Run, encode_storage, untrained_encoder
 from .whitening import Whitening
 
 DEFAULT_PROTOCOLS = ("knn", "linear", "kmeans")  # kmeans: are the groups the classes?
@@ -74,7 +74,7 @@ def feature_sets(run: Run, train: Split, test: Split, baselines: bool = True, de
         feats["selfsup"] = (whitening.transform(feats["selfsup"][0]), whitening.transform(feats["selfsup"][1]))
     if baselines:
         feats["raw"] = (mod.raw_features(train.x, spec, train.mask), mod.raw_features(test.x, spec, test.mask))
-        rand = build_encoder(run.resolved, seed=run.config.seed + 1000).to(device or "cpu")
+        rand = untrained_encoder(run, train.x).to(device or "cpu")
         feats["random_encoder"] = (encode_storage(rand, mod, spec, train.x, mask=train.mask),
                                    encode_storage(rand, mod, spec, test.x, mask=test.mask))
     return feats

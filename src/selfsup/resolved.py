@@ -39,16 +39,21 @@ class Resolved:
     #: trained on an array or Dataset given in Python, not on a source URI: the config's `data` is only its name,
     #: so evaluating the run needs the data given again
     data_in_memory: bool = False
+    #: "inputs": the encoder's BatchNorm statistics were re-estimated on the training inputs when training ended
+    #: (the random-encoder baseline gets the same); "views": the running averages over the training views
+    norm_statistics: str = "views"
 
     def to_dict(self) -> dict[str, Any]:
         """The mapping config.yaml holds (the distributed settings only for a run of several processes,
-        data_in_memory only when true)."""
+        data_in_memory only when true, norm_statistics only when not "views")."""
         doc = asdict(self)
         if self.world_size == 1:
             for key in DISTRIBUTED:
                 doc.pop(key)
         if not self.data_in_memory:
             doc.pop("data_in_memory")
+        if self.norm_statistics == "views":
+            doc.pop("norm_statistics")
         return doc
 
     @classmethod

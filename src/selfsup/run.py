@@ -1,17 +1,18 @@
 """A finished run: its configuration, input spec and trained encoder; `embed` turns raw data into vectors."""
 from __future__ import annotations
 
+import copy
 import functools
-
 import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import yaml
+from torch import nn
 from safetensors.torch import load_file
 
 from .encoders import Encoder, SequenceEncoder
@@ -133,13 +134,7 @@ def encode_share(encoder: Encoder, modality: Modality, spec: dict[str, Any], x: 
     slices = batched(len(storage), batch_size)
     first, last = len(slices) * part // parts, len(slices) * (part + 1) // parts
     try:
-        batches = read_batches(storage, first, last, functools.partial(consecutive, batch=batch_size,
-                                                                       n=len(storage)), dev,
-                               start_method="forkserver" if parts > 1 else None)  # no fork under a process group
-        for sl, batch in zip(slices[first:last], batches):
-            inp = modality.prepare(batch.to(dev), spec)
-            if modality.channels_last:  # the layout convolutions are fastest in (1.5x measured on CPU)
-                inp = inp.contiguous(memory_format=torch.channels_last)
+        for sl, inp in encoder_inputs(modality, spec, storage, batch_size, dev, first, last, parts > 1):
             kwargs = {"mask": mask[sl].to(dev)} if mask is not None else {}
             out.append(forward(inp, **kwargs).float().cpu())
     finally:
@@ -150,6 +145,82 @@ def encode_share(encoder: Encoder, modality: Modality, spec: dict[str, Any], x: 
     rows = (order.cpu()[start:stop] if order is not None else torch.arange(start, stop)).numpy()
     z = torch.cat(out).numpy() if out else np.zeros((0, encoder.out_dim), np.float32)
     return rows, z
+
+
+def encoder_inputs(modality: Modality, spec: dict[str, Any], storage: Storage, batch_size: int, device: torch.device,
+                   first: int = 0, last: int | None = None, distributed: bool = False
+                   ) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Batches first..last-1 of `storage` in order, as the encoder takes them at `embed` (the modality's `prepare`,
+    channels-last where the modality's convolutions are fastest in): (rows, input) pairs."""
+    slices = batched(len(storage), batch_size)
+    last = len(slices) if last is None else last
+    batches = read_batches(storage, first, last, functools.partial(consecutive, batch=batch_size, n=len(storage)),
+                           device, start_method="forkserver" if distributed else None)  # no fork under a process group
+    for sl, batch in zip(slices[first:last], batches):
+        inp = modality.prepare(batch.to(device), spec)
+        if modality.channels_last:  # the layout convolutions are fastest in (1.5x measured on CPU)
+            inp = inp.contiguous(memory_format=torch.channels_last)
+        yield sl, inp
+
+
+NORM_STATISTICS_SAMPLES = 4096
+
+
+@torch.no_grad()
+def estimate_norm_statistics(encoder: Encoder, modality: Modality, spec: dict[str, Any],
+                             storage: torch.Tensor | Storage, seed: int = 0, samples: int = NORM_STATISTICS_SAMPLES,
+                             batch_size: int = 256) -> int:
+    """Re-estimate the running statistics of the encoder's BatchNorm layers on the inputs as `embed` gives them (up
+    to `samples` rows of `storage`, drawn with `seed`): each layer's mean and unbiased variance of its input over all
+    those rows at once (float64 sums over batches, not an average of batch moments), the layers normalising by
+    batch as in training and the rest of the encoder in eval mode (PreciseBN, Wu & Johnson 2021, arXiv:2105.07576,
+    here on inputs rather than training views); weights untouched. Every process that calls it with the same
+    storage and seed gets the same statistics. Returns the number of layers re-estimated (0: no BatchNorm)."""
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    storage = TensorStorage(storage) if isinstance(storage, torch.Tensor) else storage
+    rows = torch.randperm(len(storage), generator=torch.Generator().manual_seed(seed))[:samples].sort().values
+    subset = TensorStorage(storage.to(torch.device("cpu")).take(rows))
+    sums: dict[nn.Module, list[Any]] = {m: [0, 0.0, 0.0] for m in norms}  # count, sum, sum of squares per channel
+
+    def accumulate(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        h = args[0].detach().double()
+        dims = [0, *range(2, h.dim())]
+        acc = sums[module]
+        acc[0] += h.numel() // h.shape[1]
+        acc[1] = acc[1] + h.sum(dims)
+        acc[2] = acc[2] + h.square().sum(dims)
+
+    was_training, saved = encoder.training, [copy.deepcopy(m.state_dict()) for m in norms]
+    hooks = [m.register_forward_pre_hook(accumulate) for m in norms]
+    encoder.eval()
+    for m in norms:
+        m.train()
+    try:
+        for _, inp in encoder_inputs(modality, spec, subset, batch_size, next(encoder.parameters()).device):
+            encoder(inp)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for m, state in zip(norms, saved):
+            m.load_state_dict(state)  # the pass's running updates undone
+        encoder.train(was_training)
+    for m, (n, total, squares) in sums.items():
+        mean = total / n
+        m.running_mean.copy_(mean)
+        m.running_var.copy_((squares / n - mean.square()) * n / max(n - 1, 1))
+    return len(norms)
+
+
+def untrained_encoder(run: Run, inputs: torch.Tensor | Storage, seed: int | None = None) -> Encoder:
+    """The baselines' untrained encoder: the run's architecture freshly initialised (`seed`, default the run's seed
+    + 1000), given what training gave the run's encoder besides learning: with norm_statistics "inputs", BatchNorm
+    statistics re-estimated on `inputs` (the training inputs), so that the comparison measures training alone."""
+    encoder = build_encoder(run.resolved, seed=run.config.seed + 1000 if seed is None else seed)
+    if run.resolved.norm_statistics == "inputs":
+        estimate_norm_statistics(encoder, run.modality, run.spec, inputs, run.config.seed)
+    return encoder
 
 
 def build_encoder(resolved: Resolved, seed: int | None = None) -> Encoder:

@@ -106,6 +106,10 @@ class Method(nn.Module):
     encoder_kind: ClassVar[type[Encoder]] = Encoder  # the encoder protocol the method needs
     requested_views: ClassVar[ViewRequest] = ViewRequest("instance")  # the views it needs (recipe, counts, extras)
     optimizer: ClassVar[OptimizerDefaults] = OptimizerDefaults()
+    #: where the encoder's BatchNorm statistics come from once training ends: "views" (the running averages over
+    #: the training views, as trained) or "inputs" (re-estimated on the training inputs as `embed` gives them, for
+    #: a method whose views are unlike its inputs: the tiles of an enlarged crop)
+    norm_statistics: ClassVar[str] = "views"
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()

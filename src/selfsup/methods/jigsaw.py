@@ -13,6 +13,11 @@ batch 256. Departures for small images and CPU budgets: P = 100 (the paper's abl
 transfer), heads 128 per tile and 512 after the concatenation, lr 0.01 x batch/256 with momentum 0.9, weight decay
 5e-4; the permutation is drawn per sample from torch's global generator (checkpointed). Images only (only the image
 modality makes tiles).
+
+BatchNorm statistics: the encoder trains on tiles (a ninth of a crop that small images enlarge, 8 x 8 digits to 27
+px), whose running averages misdescribe the whole images `embed` is given, so they are re-estimated on the training
+inputs when training ends (`norm_statistics = "inputs"`; the paper's network had no BatchNorm), and the
+untrained-encoder baseline gets the same (benchmarks/results/digits_methods_validation.json compares both ways).
 """
 from __future__ import annotations
 
@@ -54,6 +59,7 @@ def maximal_hamming_permutations(count: int, seed: int = PERMUTATION_SEED, tiles
 class Jigsaw(Method):
     requested_views = ViewRequest("tiles", global_views=TILES)
     optimizer = OptimizerDefaults("sgd", lr=0.01, weight_decay=5e-4)
+    norm_statistics = "inputs"  # the tiles are fragments of an enlarged crop: see the docstring
 
     def __init__(self, encoder, permutations: int = 100, tile_dim: int = 128, hidden_dim: int = 512) -> None:
         super().__init__(encoder)

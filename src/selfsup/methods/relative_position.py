@@ -11,6 +11,11 @@ concatenation), SGD. Departures: the pair comes from the shared `tiles` views (r
 128 per tile and 512 after the concatenation, SGD lr 0.01 x batch/256, momentum 0.9, weight decay 5e-4; the
 neighbour is drawn per sample from torch's global generator (checkpointed); no colour-dropping or chromatic
 aberration handling. Images only (only the image modality makes tiles).
+
+BatchNorm statistics: the encoder trains on tiles (a ninth of a crop that small images enlarge, 8 x 8 digits to 27
+px), whose running averages misdescribe the whole images `embed` is given, so they are re-estimated on the training
+inputs when training ends (`norm_statistics = "inputs"`; the paper's network had no BatchNorm), and the
+untrained-encoder baseline gets the same (benchmarks/results/digits_methods_validation.json compares both ways).
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ CENTRE, NEIGHBOURS = 4, (0, 1, 2, 3, 5, 6, 7, 8)  # row-major tiles of a 3 x 3 g
 class RelativePosition(Method):
     requested_views = ViewRequest("tiles", global_views=9)
     optimizer = OptimizerDefaults("sgd", lr=0.01, weight_decay=5e-4)
+    norm_statistics = "inputs"  # the tiles are fragments of an enlarged crop: see the docstring
 
     def __init__(self, encoder, tile_dim: int = 128, hidden_dim: int = 512) -> None:
         super().__init__(encoder)

@@ -176,6 +176,7 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
         weight_decay_end=cfg.weight_decay_end if cfg.weight_decay_end is not None else defaults.weight_decay_end,
         momentum=defaults.momentum, betas=list(defaults.betas), excluded_lr_scale=defaults.excluded_lr_scale,
         batch_size=batch, views=request.to_dict(), augmentation=augmentation, channels_last=channels_last,
+        norm_statistics=method_cls.norm_statistics if cfg.norm_statistics == "method" else cfg.norm_statistics,
         **distributed)
     pass_maker = view_maker if not request.local_views else modality.view_maker(
         replace(request, local_views=0), spec, cfg.augmentation_strength, augmentation)

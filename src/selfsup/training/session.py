@@ -23,7 +23,7 @@ from ..data import Dataset
 from ..errors import ConfigError, TrainingError
 from ..loading import load_dataset
 from ..resolved import Resolved
-from ..run import Run
+from ..run import Run, estimate_norm_statistics
 from ..version import __version__
 from . import checkpoint as ckpt_io
 from . import distributed
@@ -187,6 +187,8 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
             distributed.revert_sync_batchnorm(method)
         summary = run_summary(cfg, plan, dataset, result, device, world, share, checkpoint, setup_seconds,
                               select_encoder(method, hooks))
+        if resolved.norm_statistics == "inputs":  # every process alike: the same rows from the same seed
+            estimate_norm_statistics(method.encoder, plan.modality, resolved.data_spec, plan.storage, cfg.seed)
         release_model(cfg, method, resolved)
         run = Run(cfg, resolved, method.encoder.eval(), out_path if world.is_main else None, summary,
                   dataset if in_memory else None)
