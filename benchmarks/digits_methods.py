@@ -168,7 +168,9 @@ def main() -> None:
             save(args.name, {
                 "data": args.data,
                 "protocol": f"{args.data} test split: kNN (cosine; k=20, fewer on a small training split) and linear probe on the frozen encoder, beside "
-                            "the random encoder of the same architecture and raw pixels (selfsup.evaluate)",
+                            "the random encoder of the same architecture (its BatchNorm statistics re-estimated on "
+                            "the training inputs where the run's were: jigsaw, relative_position) and raw pixels "
+                            "(selfsup.evaluate)",
                 "command": "python benchmarks/digits_methods.py " + shlex.join(sys.argv[1:]),
                 "entries": sorted(entries.values(), key=lambda e: (e["method"], e["seed"])),
                 "summary": summarise(list(entries.values()))})

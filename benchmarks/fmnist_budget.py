@@ -39,7 +39,8 @@ from _common import RESULTS, machine, save  # noqa: E402
 import selfsup  # noqa: E402
 from selfsup.data import Dataset, Split  # noqa: E402
 from selfsup.loading import load_dataset  # noqa: E402
-from selfsup.evaluate import build_encoder, evaluate_run  # noqa: E402
+from selfsup.evaluate import evaluate_run  # noqa: E402
+from selfsup.run import build_encoder  # noqa: E402
 from selfsup.evaluation import knn_accuracy, linear_probe, stratified_validation_split  # noqa: E402
 from selfsup.presets import PRESETS  # noqa: E402
 from selfsup.run import encode_storage  # noqa: E402
