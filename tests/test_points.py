@@ -135,6 +135,25 @@ def test_point_transformer_patches_are_sets_around_centres_and_masks_drop_tokens
         assert encoder.tokens(x, keep).shape == (2, 3, 24)
 
 
+def test_a_batch_is_grouped_once_and_a_changed_or_new_batch_anew(monkeypatch):
+    from selfsup.modalities.points import encoders
+    calls = []
+    real = encoders.point_groups
+    monkeypatch.setattr(encoders, "point_groups", lambda *a: calls.append(1) or real(*a))
+    enc = PointTransformer(3, groups=8, group_size=4, dim=12, depth=1, heads=2)
+    x = torch.randn(2, 32, 3)
+    first = enc.patches(x)
+    enc.tokens(x)
+    enc.position_table(x, 12)
+    assert len(calls) == 1  # one step's three questions, one grouping
+    x[:, 0] += 5.0  # in place: the version counter moves, so the cached grouping is not used
+    assert not torch.equal(enc.patches(x), first) and len(calls) == 2
+    copy = x.clone()
+    assert torch.equal(enc.patches(copy), enc.patches(x)) and len(calls) == 4  # another tensor: grouped anew
+    del copy, x
+    assert enc.patches(torch.randn(2, 32, 3)).shape == (2, 8, 12) and len(calls) == 5
+
+
 def test_point_mae_trains_from_the_cli_and_is_listed(tmp_path):
     proc = cli("train", "--data", "shapes?n=64&test=32&points=64", "--method", "point_mae", "--epochs", "1",
                "--batch-size", "32", "--encoder-option", "groups=8", "--encoder-option", "group_size=8",

@@ -24,6 +24,7 @@ any order of the points and any P.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -188,13 +189,23 @@ class PointTransformer(PatchTransformer):
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.out_dim = self.token_dim = self.layer_dim = dim
+        self._last_grouping: tuple[weakref.ref, int, tuple[torch.Tensor, ...]] | None = None
         init_transformer(self)
 
     def grouped(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """point_groups of x, computed once for a batch: a masked method's step asks for the patches, the tokens
+        and the positions of the same x, and farthest point sampling is the costly part. The last result is kept
+        while that very tensor lives unchanged (a weak reference and its version counter: a new or modified batch
+        is grouped anew)."""
         if x.shape[1] < self.group_size:
             raise ConfigError(f"clouds of {x.shape[1]} points are smaller than a patch of {self.group_size}; choose "
                               "--encoder-option group_size=N of at most the clouds' (and views') points")
-        return point_groups(x, self.groups, self.group_size)
+        last = self._last_grouping
+        if last is not None and last[0]() is x and last[1] == x._version:
+            return last[2]
+        groups = point_groups(x, self.groups, self.group_size)
+        self._last_grouping = (weakref.ref(x), x._version, groups)
+        return groups
 
     def token_grid(self, x: torch.Tensor) -> tuple[int]:
         return (min(self.groups, x.shape[1]),)
