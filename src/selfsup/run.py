@@ -175,7 +175,7 @@ def estimate_norm_statistics(encoder: Encoder, modality: Modality, spec: dict[st
     those rows at once (float64 sums over batches, not an average of batch moments), the layers normalising by
     batch as in training and the rest of the encoder in eval mode (PreciseBN, Wu & Johnson 2021, arXiv:2105.07576,
     here on inputs rather than training views); weights untouched. Every process that calls it with the same
-    storage and seed gets the same statistics. Returns the number of layers re-estimated (0: no BatchNorm)."""
+    storage and seed gets the same statistics. Returns the number of BatchNorm layers (0: none)."""
     norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return 0
@@ -207,6 +207,8 @@ def estimate_norm_statistics(encoder: Encoder, modality: Modality, spec: dict[st
             m.load_state_dict(state)  # the pass's running updates undone
         encoder.train(was_training)
     for m, (n, total, squares) in sums.items():
+        if n == 0:  # a layer the forward never reached keeps its statistics
+            continue
         mean = total / n
         m.running_mean.copy_(mean)
         m.running_var.copy_((squares / n - mean.square()) * n / max(n - 1, 1))
