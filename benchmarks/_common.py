@@ -24,7 +24,8 @@ def machine(threads: int | None = None) -> dict:
     from selfsup.training.devices import cpu_has_native_bf16, resolve_precision
 
     info = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-            "cpus": os.cpu_count(), "threads": threads or torch.get_num_threads(), "load_average_1min": os.getloadavg()[0],
+            "cpus": os.cpu_count(), "threads": threads or torch.get_num_threads(),
+            "load_average_1min": os.getloadavg()[0],
             "native_bf16": cpu_has_native_bf16(),
             "auto_precision": resolve_precision("auto", torch.device("cpu"))}
     try:

@@ -75,14 +75,23 @@ def test_tile_methods_end_with_input_statistics_and_say_so(jigsaw_run, tmp_path)
     assert selfsup.load(tmp_path / "views").resolved.norm_statistics == "views"
 
 
-def test_the_untrained_baseline_gets_what_the_run_got(jigsaw_run):
+def test_the_untrained_baseline_gets_what_the_run_got(jigsaw_run, monkeypatch):
+    from selfsup import evaluate, finetune
     x = selfsup.load_dataset("digits").train.x
     plain = norm_buffers(build_encoder(jigsaw_run.resolved, seed=jigsaw_run.config.seed + 1000))
     treated = norm_buffers(untrained_encoder(jigsaw_run, x))
     assert all(torch.equal(b, torch.zeros_like(b)) for b in plain[::2])  # a fresh BatchNorm: mean 0
     assert any(float(b.abs().max()) > 0.01 for b in treated[::2])
+    asked = []  # the evaluation's and fine-tuning's baselines are built by untrained_encoder, for this run
+    for module in (evaluate, finetune):
+        real = module.untrained_encoder
+        monkeypatch.setattr(module, "untrained_encoder",
+                            lambda run, inputs, real=real: asked.append(run) or real(run, inputs))
     ev = evaluate_run(jigsaw_run, protocols=("knn",))
     assert ev["baselines"]["random_encoder"]["knn"] > 0.5  # chance is 0.1
+    ds = selfsup.load_dataset("digits")
+    finetune.few_label_finetune(jigsaw_run, ds.train, ds.test, fractions=(0.01,), seeds=(0,), min_steps=1, max_steps=1)
+    assert asked == [jigsaw_run, jigsaw_run]
 
 
 def test_the_option_is_checked_and_saved(tmp_path):

@@ -35,7 +35,7 @@ from .evaluation.linear import fit_softmax
 from .evaluation.splits import stratified_validation_split
 from .modalities import get_modality
 from .resolved import Resolved
-from .run import Run, build_encoder, encode_storage
+from .run import Run, encode_storage, untrained_encoder
 from .schedules import Schedule
 from .training.step import autocast_context
 from .views import ViewRequest
@@ -145,7 +145,7 @@ def few_label_finetune(run: Run, train: Split, test: Split, fractions: Sequence[
     n_classes = int(max(train.y.max(), test.y.max())) + 1
     starts = {"selfsup": run.encoder}
     if baseline:
-        starts["random_encoder"] = build_encoder(run.resolved, seed=run.config.seed + 1000)
+        starts["random_encoder"] = untrained_encoder(run, train.x)
     out: dict[str, dict] = {name: {} for name in starts}
     for fraction in fractions:
         subsets = few_label_splits(train.y, fraction, seeds)
