@@ -734,6 +734,7 @@ def run_command(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     is_main_process = lambda: os.environ.get("RANK", "0") == "0"  # noqa: E731 -- torchrun's rank; no torch import
     try:
+        import_torch_shielded()
         data_with_table_flags(args)
         return COMMANDS[args.command](args)
     except SelfSupError as exc:
@@ -754,6 +755,24 @@ def run_command(argv: Sequence[str] | None = None) -> int:
         if is_main_process():
             print(failure_line(exc), file=sys.stderr)
         return 2 if outside_failure(exc) else INTERNAL_ERROR
+
+
+def import_torch_shielded() -> None:
+    """Import torch with SIGINT held back, then let a Ctrl-C that came meanwhile arrive as KeyboardInterrupt.
+
+    torch's import runs C++ that calls back into Python; a KeyboardInterrupt raised there unwinds through pybind11,
+    which calls std::terminate and the process aborts (status -6, a C++ message) instead of printing one line and
+    returning 130. Blocked, the signal stays pending; unblocking delivers it, Python's handler runs at the next
+    bytecode, here inside the caller's try. Every command imports torch, so this costs no command anything."""
+    if "torch" in sys.modules or os.name != "posix":
+        return
+    import signal
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        import torch  # noqa: F401
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def outside_failure(exc: Exception) -> bool:
