@@ -7,6 +7,7 @@ import torch
 import selfsup
 from selfsup.evaluate import holdout_test_split
 from selfsup.evaluation import linear_probe
+from selfsup.evaluation.linear import fit_softmax
 from selfsup.finetune import choose_lr, few_label_finetune, fit_head, parameter_groups, training_steps
 from selfsup.modalities.image.vit import VisionTransformer
 
@@ -42,6 +43,21 @@ def test_the_head_starts_at_the_linear_probe():
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
     head = fit_head(x, y, 2)
     assert (head(x).argmax(1) == y).float().mean() > 0.97
+
+
+def test_the_head_standardises_features_that_share_one_large_direction():
+    """A ViT's pooled features can be one large common vector plus small differences (MAE on digits): the head's
+    BatchNorm makes the linear probe's start independent of that, in eval and in training mode, where the same
+    regression on the raw features stays near chance (the negative control)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    shifted = 100 + 1e-3 * x
+    head = fit_head(shifted, y, 2)
+    assert (head(shifted).argmax(1) == y).float().mean() > 0.97
+    assert (head.train()(shifted).argmax(1) == y).float().mean() > 0.97
+    w, b = fit_softmax(shifted, y, 2, C=1.0 / (2 * 1e-4 * len(y)), max_iter=100)
+    assert ((shifted @ w.T + b).argmax(1) == y).float().mean() < 0.7
 
 
 def test_layer_wise_decay_of_a_vit():
