@@ -144,6 +144,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "audio table": lambda: _table("audio", "audio_table", _results("audio")),
     "ucr table": lambda: _table("ucr", "comparison_table", _results("ucr"), _results("ucr_width64")),
     "token encoders table": lambda: _table("token_encoders", "fmnist_table", _results("token_encoders")["fmnist"]),
+    "token encoders digits table": lambda: _table("token_encoders", "digits_table",
+                                                  _results("token_encoders")["digits"]),
     "selection table": lambda: _table("selection", "markdown", _results("selection")),
     "selection summary": _selection_summary,
     "methods table": _methods,

@@ -136,19 +136,29 @@ def series_part(problem: str, methods: list[str], seeds: int) -> dict[str, Any]:
 
 
 def fmnist_table(part: dict[str, Any]) -> str:
-    """docs/benchmarks.md's table of the Fashion-MNIST part: each method and budget, the random ViT-Tiny of the same
-    seed and raw pixels (from the entry that measured them), kNN, linear probe and few-label fine-tuning; the best
-    ViT-Tiny figure of each column in bold."""
+    """docs/benchmarks.md's table of the Fashion-MNIST part (4-px patches)."""
+    return image_table(part, 4)
+
+
+def digits_table(part: dict[str, Any]) -> str:
+    """docs/benchmarks.md's table of the digits part (2-px patches)."""
+    return image_table(part, 2)
+
+
+def image_table(part: dict[str, Any], patch: int) -> str:
+    """A table of an image part: each method and budget, the random ViT-Tiny of the same seed and raw pixels (from
+    the entry that measured them), kNN, linear probe and few-label fine-tuning; the best ViT-Tiny figure of each
+    column in bold."""
     base = next(e["baselines"] for e in part.values() if "baselines" in e)
     fractions = sorted({f for e in part.values() for f in e.get("finetune", {})}, key=float)
-    rows = [(f"`{name.split('@')[0]}`", f"{e['minutes']:g} min", f"{e['training']['epochs']}", e["knn"], e["linear"],
-             e.get("finetune", {})) for name, e in part.items()]
+    rows = [(f"`{name.split('@')[0]}`", f"{e['minutes']:g} min" if "minutes" in e else f"{e['epochs']} epochs",
+             f"{e['training']['epochs']}", e["knn"], e["linear"], e.get("finetune", {})) for name, e in part.items()]
     rows.append(("random ViT-Tiny (same seed)", "-", "-", base["random_encoder"]["knn"],
                  base["random_encoder"]["linear"], base["random_encoder"].get("finetune", {})))
     best = {"knn": max(r[3] for r in rows), "linear": max(r[4] for r in rows),
             **{f: max(r[5][f]["mean"] for r in rows if f in r[5]) for f in fractions}}
     bold = lambda text, value, key: f"**{text}**" if value == best[key] else text  # noqa: E731
-    lines = ["| ViT-Tiny, 4-px patches (test) | budget | epochs | kNN | linear | "
+    lines = [f"| ViT-Tiny, {patch}-px patches (test) | budget | epochs | kNN | linear | "
              + " | ".join(f"fine-tuned, {float(f):.0%} labels" for f in fractions) + " |",
              "|---|---|---|---|---|" + "---|" * len(fractions)]
     for label, budget, epochs, knn, linear, tuned in rows:

@@ -9,6 +9,7 @@ from selfsup.evaluate import holdout_test_split
 from selfsup.evaluation import linear_probe
 from selfsup.evaluation.linear import fit_softmax
 from selfsup.finetune import choose_lr, few_label_finetune, fit_head, parameter_groups, training_steps
+from selfsup.modalities.image.encoders import ConvNet4
 from selfsup.modalities.image.vit import VisionTransformer
 
 
@@ -53,9 +54,10 @@ def test_the_head_standardises_features_that_share_one_large_direction():
     x = torch.randn(200, 5, generator=g)
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
     shifted = 100 + 1e-3 * x
-    head = fit_head(shifted, y, 2)
+    head = fit_head(shifted, y, 2, standardise=True)
     assert (head(shifted).argmax(1) == y).float().mean() > 0.97
     assert (head.train()(shifted).argmax(1) == y).float().mean() > 0.97
+    assert VisionTransformer.fine_tuning.head_norm and not ConvNet4.fine_tuning.head_norm
     w, b = fit_softmax(shifted, y, 2, C=1.0 / (2 * 1e-4 * len(y)), max_iter=100)
     assert ((shifted @ w.T + b).argmax(1) == y).float().mean() < 0.7
 

@@ -2,13 +2,13 @@
 
 Unlike the linear probe this updates the encoder, so it needs the run (architecture, weights, modality views), not
 only embeddings. The recipe, for every encoder alike:
-- the head is a BatchNorm without affine parameters before a linear layer (MAE's linear-probing head, He et al.
-  2022, appendix A.2: it makes the features' scale irrelevant), and starts from the linear probe's solution on the
-  frozen features (LP-FT, Kumar et al. 2022, arXiv:2202.10054: fine-tuning from a fitted head distorts the
-  pretrained features less than from a random one, so it starts where the linear probe ends). Without the
-  BatchNorm, a ViT whose features share one large common direction (MAE on digits: cosine 0.9999 between every
-  feature and their mean) got a head of 0.60 where the standardised probe reaches 0.93, and fine-tuning started
-  from it;
+- the head is a linear layer, after a BatchNorm without affine parameters where the architecture declares it
+  (`FineTuning.head_norm`: the Transformers; MAE's linear-probing head, He et al. 2022, appendix A.2), and starts
+  from the linear probe's solution on the frozen features (LP-FT, Kumar et al. 2022, arXiv:2202.10054: fine-tuning
+  from a fitted head distorts the pretrained features less than from a random one, so it starts where the linear
+  probe ends). Without the BatchNorm, a ViT whose features share one large common direction (MAE on digits: cosine
+  0.9999 between every feature and their mean) got a head of 0.60 where the standardised probe reaches 0.93, and
+  fine-tuning started from it;
 - then every parameter trains with the optimiser the encoder's architecture declares (`Encoder.fine_tuning`: SGD
   for convolutional networks, AdamW with layer-wise learning-rate decay for ViTs, as MAE's recipe), a linear
   warm-up where declared, then cosine decay, label smoothing 0.1 (MAE, DeiT), batch 64;
@@ -50,22 +50,23 @@ LR_FACTORS = (1 / 3, 1.0, 3.0)
 VIEW_SIZE_OPTIONS = ("size", "local_size")  # the training run's view sizes: fine-tuning views keep the images' size
 
 
-def fit_head(features: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float = 1e-4,
-             iterations: int = 100) -> nn.Sequential:
-    """The linear probe as a torch head: BatchNorm1d without affine parameters, its running statistics the frozen
-    features' mean and variance, then a linear layer fitted by the evaluation's multinomial logistic regression
-    (evaluation.linear's L-BFGS solver, float32) on the standardised features, with mean cross-entropy +
-    weight_decay * ||W||^2. In training mode the BatchNorm normalises by the batch, so the head follows the
-    features as the encoder changes."""
+def fit_head(features: torch.Tensor, y: torch.Tensor, n_classes: int, standardise: bool = False,
+             weight_decay: float = 1e-4, iterations: int = 100) -> nn.Sequential:
+    """The linear probe as a torch head: a linear layer fitted by the evaluation's multinomial logistic regression
+    (evaluation.linear's L-BFGS solver, float32) on the frozen features, with mean cross-entropy +
+    weight_decay * ||W||^2. With `standardise`, a BatchNorm1d without affine parameters comes first, its running
+    statistics the features' mean and variance, and the linear layer is fitted on the standardised features; in
+    training mode it normalises by the batch, so the head follows the features as the encoder changes."""
     features = features.float()
-    norm = nn.BatchNorm1d(features.shape[1], affine=False)
+    norm = nn.BatchNorm1d(features.shape[1], affine=False) if standardise else nn.Identity()
     linear = nn.Linear(features.shape[1], n_classes)
     with torch.no_grad():
-        norm.running_mean.copy_(features.mean(0))
-        norm.running_var.copy_(features.var(0) if len(features) > 1 else torch.ones(features.shape[1]))
-        standardised = norm.eval()(features)
+        if standardise:
+            norm.running_mean.copy_(features.mean(0))
+            norm.running_var.copy_(features.var(0) if len(features) > 1 else torch.ones(features.shape[1]))
+        inputs = norm.eval()(features)
     # fit_softmax's penalty is ||W||^2 / (2 C n): C = 1 / (2 weight_decay n) gives weight_decay ||W||^2
-    w, b = fit_softmax(standardised, y, n_classes, C=1.0 / (2 * weight_decay * len(features)), max_iter=iterations)
+    w, b = fit_softmax(inputs, y, n_classes, C=1.0 / (2 * weight_decay * len(features)), max_iter=iterations)
     with torch.no_grad():
         linear.weight.copy_(w)
         linear.bias.copy_(b)
@@ -100,7 +101,7 @@ def finetune_once(encoder: Encoder, resolved: Resolved, x: torch.Tensor, y: np.n
     yt = torch.as_tensor(y, dtype=torch.long)
     backbone = copy.deepcopy(encoder)
     features = torch.as_tensor(encode_storage(backbone, modality, spec, x), dtype=torch.float32)
-    head = fit_head(features, yt, n_classes)
+    head = fit_head(features, yt, n_classes, recipe.head_norm)
     model = nn.Sequential(backbone, head)
     rate = recipe.lr if lr is None else lr
     groups = parameter_groups(backbone, head, rate, recipe.layer_decay)

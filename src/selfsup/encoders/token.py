@@ -18,7 +18,8 @@ from .base import Encoder, FineTuning
 class TokenEncoder(Encoder):
     """An Encoder over patch tokens; `forward(x)` is the mean of all tokens' outputs [B, out_dim] (evaluation)."""
 
-    fine_tuning: ClassVar[FineTuning] = FineTuning("adamw", lr=5e-4, weight_decay=0.05, warmup=0.1, layer_decay=0.75)
+    fine_tuning: ClassVar[FineTuning] = FineTuning("adamw", lr=5e-4, weight_decay=0.05, warmup=0.1, layer_decay=0.75,
+                                                  head_norm=True)
     token_dim: int  # width of one token's output
     patch_dim: int  # values in one patch of the input (what `patches` cuts; a reconstruction target's width)
     layer_dim: int  # width of one block's output (`layer_outputs`)

@@ -37,7 +37,8 @@ class VisionTransformer(PatchTransformer):
     1.5e-3 0.92, 4.5e-3 0.93 and 1.35e-2 0.95; the protocol then chooses among a third and three times the rate
     on validation."""
 
-    fine_tuning: ClassVar[FineTuning] = FineTuning("adamw", lr=4.5e-3, weight_decay=0.05, warmup=0.1, layer_decay=0.75)
+    fine_tuning: ClassVar[FineTuning] = FineTuning("adamw", lr=4.5e-3, weight_decay=0.05, warmup=0.1, layer_decay=0.75,
+                                                  head_norm=True)
 
     def __init__(self, channels: int, patch_size: int, dim: int, depth: int, heads: int,
                  mlp_ratio: float = 4.0) -> None:
