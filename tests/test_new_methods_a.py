@@ -1,5 +1,6 @@
 """DCL, DCLW, TiCo, MMCR and DirectCLR: losses against values computed by hand from the papers' formulas, the
 stateful covariance of TiCo, and the multi-process losses against the single-process loss on the global batch."""
+import gc
 import json
 import math
 
@@ -204,6 +205,7 @@ def _worker(rank: int, port: int, out: str) -> None:
                             "grad_diff": max((g1[k] - g2[k]).abs().max().item() for k in g1),
                             "grad_max": max(g.abs().max().item() for g in g1.values())}
             del wrapped  # DDP's reducer goes while its process group lives (at exit it aborted the process)
+            gc.collect()  # the wrapper and its module hold each other: freed now, not by a later collection
         with open(f"{out}/rank{rank}.json", "w") as f:
             json.dump(report, f)
 
