@@ -6,9 +6,8 @@ only embeddings. The recipe, for every encoder alike:
   (`FineTuning.head_norm`: the Transformers; MAE's linear-probing head, He et al. 2022, appendix A.2), and starts
   from the linear probe's solution on the frozen features (LP-FT, Kumar et al. 2022, arXiv:2202.10054: fine-tuning
   from a fitted head distorts the pretrained features less than from a random one, so it starts where the linear
-  probe ends). Without the BatchNorm, a ViT whose features share one large common direction (MAE on digits: cosine
-  0.9999 between every feature and their mean) got a head of 0.60 where the standardised probe reaches 0.93, and
-  fine-tuning started from it;
+  probe ends). Without the BatchNorm, a ViT whose features share one large common direction (MAE on digits) got a
+  head far below the standardised probe, and fine-tuning started from it;
 - then every parameter trains with the optimiser the encoder's architecture declares (`Encoder.fine_tuning`: SGD
   for convolutional networks, AdamW with layer-wise learning-rate decay for ViTs, as MAE's recipe), a linear
   warm-up where declared, then cosine decay, label smoothing 0.1 (MAE, DeiT), batch 64;
