@@ -9,13 +9,16 @@ trains anew and draws its own folds). Each method runs with its paper's settings
 keep the partial last batch and selfsup drops it, so the epochs here are the papers' epochs scaled to give the papers'
 number of optimiser steps (on MUTAG at batch 128: 2 steps an epoch in the papers, 1 here, so 40 epochs for 20). In the
 same run, with the same folds: the random encoder of the same architecture (the GIN of each method, untrained, the
-same seed), the raw-input baseline (each graph's summed and averaged one-hot node labels, node and edge counts), and
-the Weisfeiler-Lehman subtree kernel (grakel; its iterations 1-5 and C chosen by the inner CV). Published figures
-(anchors.md) are listed beside, not measured.
+same seed), the raw-input baseline (each graph's summed and averaged one-hot node labels, node and edge counts), the
+raw input with each graph's summed and averaged random-walk return probabilities (1-16 moves: the structure the GIN's
+`walk_steps` inputs carry, without a network), and the Weisfeiler-Lehman subtree kernel (grakel; its iterations 1-5
+and C chosen by the inner CV). Published figures (anchors.md) are listed beside, not measured.
 
 `motifs` (--part motifs; 1,200 generated graphs of 6 classes, selfsup's embedded `motifs` source): the same
 protocol on a set large enough to separate methods, whose classes differ by structure only (node and edge counts drawn
-apart from the class, no node labels). No published figure exists for it.
+apart from the class, no node labels). No published figure exists for it. Its graphs carry no node columns, so
+their spec gives the encoders 16 steps of return probabilities as inputs (graph/features.py); the entry
+`motifs_constant_inputs` keeps the same protocol measured when the GIN saw only the constant 1 (478a10f).
 
 Node level (--part nodes): a graph with planted communities generated offline (stochastic block model, 8 blocks of
 250 nodes, p_in 0.02, p_out 0.002, noisy 32-d node features that carry the block weakly), the nodes' rooted
@@ -51,7 +54,9 @@ from _common import RESULTS, machine, publish  # noqa: E402
 import selfsup  # noqa: E402
 from selfsup.evaluation import cross_validated_svm  # noqa: E402
 from selfsup.modalities import get_modality  # noqa: E402
-from selfsup.modalities.graph.codec import unpack  # noqa: E402
+from selfsup.modalities.graph.codec import padded, unpack  # noqa: E402
+from selfsup.modalities.graph.encoders import return_probabilities  # noqa: E402
+from selfsup.modalities.graph.features import WALK_STEPS, featurise  # noqa: E402
 from selfsup.run import build_encoder, encode_storage  # noqa: E402
 
 #: the papers' settings; `epochs` are the papers' epochs (see `steps_matched`)
@@ -88,6 +93,15 @@ def wl_kernels(x: torch.Tensor, iterations: tuple[int, ...] = (1, 2, 3, 4, 5)) -
             for h in iterations}
 
 
+def summed_returns(x: torch.Tensor, spec: dict[str, Any], steps: int = WALK_STEPS) -> np.ndarray:
+    """[N, 2 x steps]: each graph's return probabilities after 1..steps moves (the GIN's walk_steps inputs), summed and
+    averaged over its nodes: the structural encoding without a network."""
+    p = padded(featurise(x, spec))
+    returns = return_probabilities(p, steps) * p.node_valid[..., None]
+    total = returns.sum(1)
+    return torch.cat([total, total / p.nodes_count.clamp(min=1)[:, None]], dim=1).numpy()
+
+
 def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     accs = [100 * r["acc"] for r in per_seed]
     return {"acc_mean": float(np.mean(accs)), "acc_std_over_seeds": float(np.std(accs)),
@@ -108,21 +122,26 @@ def classification(uri: str, seeds: list[int], methods: list[str], threads: int)
     modality = get_modality("graph")
     spec = modality.fit_spec(ds.train.x)
     results: dict[str, Any] = {"data": {"graphs": len(y), "classes": ds.info["classes"],
-                                        "mean_nodes": spec["mean_nodes"], "mean_edges": spec["mean_edges"]}}
+                                        "mean_nodes": spec["mean_nodes"], "mean_edges": spec["mean_edges"],
+                                        "walk_steps": spec["walk_steps"]}}
     t = time.perf_counter()
     kernels = wl_kernels(ds.train.x)
     kernel_seconds = time.perf_counter() - t
     baselines: dict[str, list[dict[str, Any]]] = {"raw node-label counts": [], "WL subtree kernel": []}
+    baselines["raw counts and return probabilities"] = []
     raw = modality.raw_features(ds.train.x, spec)
+    structural = np.concatenate([raw, summed_returns(ds.train.x, spec)], axis=1)
     for seed in seeds:
         baselines["raw node-label counts"].append(cross_validated_svm(raw, y, seed=seed))
+        baselines["raw counts and return probabilities"].append(cross_validated_svm(structural, y, seed=seed))
         baselines["WL subtree kernel"].append(cross_validated_svm(kernels, y, seed=seed, kernel="precomputed"))
     results["baselines"] = {name: summarise(runs) for name, runs in baselines.items()}
     results["baselines"]["WL subtree kernel"]["kernel_seconds"] = kernel_seconds
     results["baselines"]["WL subtree kernel"]["chosen"] = [r["chosen"] for r in baselines["WL subtree kernel"]]
     results["methods"] = {}
     for method in methods:
-        settings = steps_matched(METHODS[method], len(y))
+        settings = steps_matched(METHODS[method], len(y))  # the spec's walk steps, said in the settings:
+        settings["encoder_options"] = {**settings["encoder_options"], "walk_steps": spec["walk_steps"]}
         candidates_here = candidate_settings(method, settings["epochs"])
         runs, selected, random_runs, seconds, losses = [], [], [], [], []
         for seed in seeds:
@@ -197,7 +216,8 @@ def run_final_loss(out: Path) -> float | None:
 
 def _architecture(settings: dict[str, Any]) -> str:
     o = settings["encoder_options"]
-    return f"{settings.get('encoder', 'GIN').upper()} {o['layers']} x {o['hidden']}, {settings['epochs']} epochs"
+    walks = f" + {o['walk_steps']} walk steps" if o.get("walk_steps") else ""
+    return f"{settings.get('encoder', 'GIN').upper()} {o['layers']} x {o['hidden']}{walks}, {settings['epochs']} epochs"
 
 
 def classification_table(result: dict[str, Any], title: str = "MUTAG") -> str:
@@ -216,7 +236,9 @@ def classification_table(result: dict[str, Any], title: str = "MUTAG") -> str:
                     f"| {np.mean(r['train_seconds']):.1f} s |")
     labels = {"WL subtree kernel": "Weisfeiler-Lehman subtree kernel (grakel, 1-5 iterations by inner CV)",
               "raw node-label counts": "raw input: each graph's summed and averaged one-hot node labels, node and "
-                                       "edge counts"}
+                                       "edge counts",
+              "raw counts and return probabilities": f"raw input and each graph's summed and averaged return "
+                                                     f"probabilities (1-{WALK_STEPS} moves)"}
     for name, r in result["baselines"].items():
         rows.append(f"| {labels.get(name, name)} | {cell(r)} | | |")
     if "published" in result:

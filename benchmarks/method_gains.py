@@ -9,8 +9,8 @@ result that holds both, averaged over the seeds the result holds:
 - series: series_gunpoint.json and series_italypowerdemand.json (digits_methods.py on two UCR problems, the
   methods with their default length; test split; kNN and linear probe);
 - audio: audio.json (spoken digits with every label and with 10%, speaker identity);
-- graphs: graphs.json (MUTAG and the generated `motifs`, 10-fold SVM; and node classification on the generated
-  block graph);
+- graphs: graphs.json (MUTAG and the generated `motifs` with and without return-probability inputs, 10-fold SVM; and
+  node classification on the generated block graph);
 - text: text.json (from scratch, STS-B and SICK-R);
 - tables: tabular.json, tabular_dae.json, tabular_vime.json (tabular.py with the default method and with
   --method dae / vime; linear probe, mean over its tables and label fractions);
@@ -95,7 +95,8 @@ def audio() -> Gains:
 def graphs() -> Gains:
     doc = _load("graphs")
     sets = [(title, method, np.subtract(m["per_seed"], m["random_encoder"]["per_seed"]))
-            for part, title in (("mutag", "MUTAG"), ("motifs", "motifs (generated)"))
+            for part, title in (("mutag", "MUTAG"), ("motifs", "motifs (generated)"),
+                                ("motifs_constant_inputs", "motifs (generated, constant node inputs)"))
             for method, m in doc.get(part, {}).get("methods", {}).items()]
     nodes = [(method, np.subtract(m["acc"], m["random_encoder"]))
              for method, m in doc.get("nodes", {}).get("methods", {}).items()]

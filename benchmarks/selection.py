@@ -13,7 +13,7 @@ candidates (mean over seeds), the pick's validation accuracy against the label o
 validation accuracy) and against the modality default's (the preset when the data have one, else the first method of
 the search space), each a mean over seeds. The test split is never used.
 
-    python benchmarks/selection.py --benchmarks images,tables,series,graphs --minutes 0.5 --seeds 0,1,2
+    python benchmarks/selection.py --benchmarks images,tables,series,graphs,graphs-motifs --minutes 0.5 --seeds 0,1,2
 
 Results are merged into benchmarks/results/selection.json, one entry a benchmark (run benchmarks in stages).
 """
@@ -41,7 +41,7 @@ from selfsup.search import candidates_for, sample_items, score_run, scoring_view
 
 #: benchmark name -> data source (one per modality)
 BENCHMARKS = {"images": "digits", "tables": "sklearn:breast_cancer", "series": "ucr:GunPoint", "graphs": "tu:MUTAG",
-              "images-fashion": "fashion-mnist"}
+              "images-fashion": "fashion-mnist", "graphs-motifs": "motifs"}
 NAME = "selection"
 
 

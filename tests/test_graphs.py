@@ -20,6 +20,8 @@ from selfsup.methods.graphmae import scaled_cosine_error
 from selfsup.methods.infograph import jsd_local_global_loss
 from selfsup.modalities import get_modality, new_encoder
 from selfsup.modalities.graph.codec import Graph, Layout, assemble, flatten, pack, padded, unpack
+from selfsup.modalities.graph.encoders import return_probabilities
+from selfsup.modalities.graph.features import fit_features
 from selfsup.modalities.graph.views import (drop_edges, drop_nodes, grow_subgraph, mask_attributes,
                                             mask_feature_columns, perturb_edges, shuffle_features)
 from selfsup.views import ViewRequest
@@ -425,14 +427,14 @@ def permuted_pair():
     return batch, perm
 
 
-@pytest.mark.parametrize("name", ["gin", "gcn", "gat"])
-def test_encoders_are_invariant_to_node_order(name):
+@pytest.mark.parametrize("name, options", [("gin", {}), ("gcn", {}), ("gat", {}), ("gin", {"walk_steps": 5})])
+def test_encoders_are_invariant_to_node_order(name, options):
     batch, perm = permuted_pair()
     assert not torch.equal(batch[0], batch[1])  # the packed rows differ: the test is not vacuous
     spec = {"node_width": 3}
     graph_modality = get_modality("graph")
     torch.manual_seed(0)
-    encoder = new_encoder(graph_modality, name, spec).eval()
+    encoder = new_encoder(graph_modality, name, spec, **options).eval()
     with torch.no_grad():
         e = encoder(batch)
         nodes = encoder.node_outputs(batch)
@@ -444,10 +446,59 @@ def test_encoders_are_invariant_to_node_order(name):
     torch.testing.assert_close(second[torch.as_tensor(perm)], first, atol=1e-5, rtol=1e-5)
     # a readout that reads a node position (the root: node 0) sees the renumbering
     torch.manual_seed(0)
-    rooted = new_encoder(graph_modality, name, spec, readout="root").eval()
+    rooted = new_encoder(graph_modality, name, spec, readout="root", **options).eval()
     with torch.no_grad():
         r = rooted(batch)
     assert (r[0] - r[1]).abs().max() > 1e-3
+
+
+def test_return_probabilities_by_hand():
+    """Triangle: back after 2 moves with 1/2, after 3 with 2 x 1/8; 4-cycle: 1/2 after 2 and 4, never after odd moves;
+    one edge: 0, 1, 0, 1; an isolated node and the padding: zeros; a directed 3-cycle: certainly back after 3."""
+    triangle = graph(3, [[0, 1], [1, 2], [2, 0]])
+    square = graph(4, [[0, 1], [1, 2], [2, 3], [3, 0]])
+    edge_and_isolated = graph(3, [[0, 1]])
+    p = padded(pack([triangle, square, edge_and_isolated], "t", directed=False))
+    got = return_probabilities(p, 4)
+    assert got.shape == (3, 4, 4)
+    torch.testing.assert_close(got[0, :3], torch.tensor([[0, 0.5, 0.25, 0.375]]).expand(3, 4))
+    torch.testing.assert_close(got[1], torch.tensor([[0, 0.5, 0, 0.5]]).expand(4, 4))
+    torch.testing.assert_close(got[2], torch.tensor([[0, 1.0, 0, 1], [0, 1, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]]))
+    assert (got[0, 3] == 0).all()  # padding
+    directed = padded(pack([graph(3, [[0, 1], [1, 2], [2, 0]])], "t", directed=True))
+    torch.testing.assert_close(return_probabilities(directed, 3)[0], torch.tensor([[0, 0, 1.0]]).expand(3, 3))
+
+
+def test_walk_steps_let_gin_tell_apart_graphs_that_1wl_cannot():
+    """A hexagon and two triangles are both 2-regular on six nodes: 1-WL, and so a GIN on constant node features,
+    gives them one embedding (the negative control); the return probabilities differ after 3 moves. Graphs without
+    node columns ask for 16 steps in their spec, graphs with them for none."""
+    hexagon = graph(6, [[i, (i + 1) % 6] for i in range(6)], node_num=np.ones((6, 1)))
+    triangles = graph(6, [[0, 1], [1, 2], [2, 0], [3, 4], [4, 5], [5, 3]], node_num=np.ones((6, 1)))
+    batch = pack([hexagon, triangles], "t", directed=False)
+    graph_modality = get_modality("graph")
+    torch.manual_seed(0)
+    plain = new_encoder(graph_modality, "gin", {"node_width": 1}).eval()
+    torch.manual_seed(0)
+    walking = new_encoder(graph_modality, "gin", {"node_width": 1}, walk_steps=6).eval()
+    assert walking.input_width == 1 + 6 and walking.node_inputs(batch).shape == (12, 7)
+    bare = pack([graph(6, hexagon.edges), graph(6, triangles.edges)], "t", directed=False)
+    assert fit_features(bare)["walk_steps"] == 16 and fit_features(batch)["walk_steps"] == 0
+    assert new_encoder(graph_modality, "gin", fit_features(bare)).input_width == 1 + 16
+    with torch.no_grad():
+        same, apart = plain(batch), walking(batch)
+    torch.testing.assert_close(same[0], same[1])
+    assert (apart[0] - apart[1]).abs().max() > 1e-3
+
+
+def test_graphmae_with_walk_steps_rebuilds_the_structure_columns_and_reloads(tmp_path):
+    pytest.importorskip("grakel")
+    run = selfsup.train("tu:MUTAG", method="graphmae", epochs=1, batch_size=64, monitor=False, out=tmp_path / "r",
+                        seed=0, encoder_options={"walk_steps": 4})
+    assert run.encoder.input_width == run.spec["node_width"] + 4
+    assert math.isfinite(run.summary["final_loss"])  # its mask token and decoder are sized to the widened inputs
+    x = load_dataset("tu:MUTAG").train.x[:10]
+    np.testing.assert_allclose(selfsup.load(tmp_path / "r").embed(x), run.embed(x), atol=1e-5)
 
 
 # ---- sources ----
