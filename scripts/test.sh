@@ -21,7 +21,9 @@ export SELFSUP_DATA_DIR="$mlbench"
 python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e ".[test]"
 lint-imports  # the layering contracts of pyproject.toml [tool.importlinter]
-python3 -m pytest tests --ignore=tests/reference "$@"
+# two worker processes (pytest-xdist), one torch thread each (tests/conftest.py), each test file on one worker in
+# its order (files share module-scoped runs among their tests); no file may rely on another having run
+python3 -m pytest -n 2 --dist loadfile tests --ignore=tests/reference "$@"
 # Reference checks (tests/reference/) run in their own environment: torch 2.14.1 + torchvision + LightlySSL 1.6.0
 REF_PY=$(bash scripts/reference_env.sh)
 SELFSUP_REFERENCE_REQUIRED=1 "$REF_PY" -m pytest tests/reference "$@"

@@ -262,8 +262,10 @@ def test_files_the_jpeg_path_leaves_to_pillow(tmp_path):
     for data in (saved(rgb.convert("CMYK")), saved(rgb, "PNG")):  # (the rotation: test_image_modes_exif_...)
         assert np.abs(decode(data, 16, "RGB").astype(int) - pillow_reference(data, 16, "RGB")).max() <= 1
     assert dec.jpeg_pixels(saved(rgb), 16, "RGB", 500) is None  # 1,200 pixels > 2 x max_pixels
+    limit = Image.MAX_IMAGE_PIXELS
     with pytest.raises(selfsup.SelfSupError, match="decompression bomb"):
         decode(saved(rgb), 16, "RGB", max_pixels=500, where="big.jpg")
+    assert Image.MAX_IMAGE_PIXELS == limit  # the process-wide limit is back (a later open is not refused)
     damaged = saved(rgb)[:300]
     assert dec.jpeg_pixels(damaged, 16, "RGB", None) is None
     with pytest.raises(selfsup.SelfSupError, match="cut.jpg: cannot read image"):

@@ -139,9 +139,11 @@ def test_rankme_knn_correlation():
 def test_cluster_section_in_the_report(monitored_run, tmp_path):
     """`selfsup cluster` on a run with a report keeps its clustering in the run and adds a clusters section: sizes,
     scores beside the k-means baselines, and each cluster's most and least typical members (images)."""
+    import shutil
+
     from test_bad_inputs import cli
 
-    out, _ = monitored_run
+    out = shutil.copytree(monitored_run[0], tmp_path / "run")  # the shared run keeps no clusters for the other tests
     proc = cli("cluster", out, "--k", "10", "--out", tmp_path / "clusters.csv")
     assert proc.returncode == 0 and "with a clusters section" in proc.stdout, proc.stderr
     assert (out / "clusters.csv").exists() and (out / "clusters.json").exists()

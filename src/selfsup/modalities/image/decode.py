@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 from typing import NamedTuple, Union
 
@@ -39,6 +40,7 @@ class Header(NamedTuple):
 
 
 Encoded = Union[Path, bytes]  # a file, or an encoded image's bytes (a tar member, a Parquet or Arrow cell)
+_PILLOW_LIMIT = threading.Lock()  # held while open_image changes Pillow's decompression-bomb limit
 
 
 def open_image(source: Encoded, max_pixels: int | None = None, where: str | None = None):
@@ -47,15 +49,19 @@ def open_image(source: Encoded, max_pixels: int | None = None, where: str | None
     from PIL import Image, UnidentifiedImageError
 
     path = where or source
-    if max_pixels:
-        Image.MAX_IMAGE_PIXELS = max_pixels
-    try:
-        return Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataError(f"{path}: refused as a possible decompression bomb ({exc}); if the file is trusted, "
-                        "allow larger images with ?max_pixels=N") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
+    with _PILLOW_LIMIT:  # Pillow's limit is process-wide: raised for this open only, then put back
+        limit = Image.MAX_IMAGE_PIXELS
+        if max_pixels:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            return Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise DataError(f"{path}: refused as a possible decompression bomb ({exc}); if the file is trusted, "
+                            "allow larger images with ?max_pixels=N") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
 
 
 def read_header(source: Encoded, max_pixels: int | None = None, where: str | None = None) -> Header:
