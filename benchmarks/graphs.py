@@ -127,8 +127,8 @@ def classification(uri: str, seeds: list[int], methods: list[str], threads: int)
     t = time.perf_counter()
     kernels = wl_kernels(ds.train.x)
     kernel_seconds = time.perf_counter() - t
-    baselines: dict[str, list[dict[str, Any]]] = {"raw node-label counts": [], "WL subtree kernel": []}
-    baselines["raw counts and return probabilities"] = []
+    baselines: dict[str, list[dict[str, Any]]] = {"raw node-label counts": [], "WL subtree kernel": [],
+                                                  "raw counts and return probabilities": []}
     raw = modality.raw_features(ds.train.x, spec)
     structural = np.concatenate([raw, summed_returns(ds.train.x, spec)], axis=1)
     for seed in seeds:

@@ -70,32 +70,26 @@ def gb(n: int) -> str:
 def encoded_image_dataset(req: SourceRequest, splits: dict[str, EncodedSplit], size: int | None, mode: str | None,
                           max_pixels: int | None, buffer: int = DEFAULT_BUFFER, **info: Any) -> Dataset:
     """A Dataset from encoded train (and test) images, decoded in memory or streamed as the memory budget says."""
-    from PIL import Image
-
     from .modality import ImageModality
 
-    limit = Image.MAX_IMAGE_PIXELS
-    try:
-        size, mode = size_and_mode(splits["train"].items, size, mode, max_pixels)
-        decoder = image_decoder(size, mode, max_pixels)
-        shape = (1 if mode == "L" else 3, size, size)
-        row = int(np.prod(shape))
-        total = sum(len(s.items) for s in splits.values()) * row
-        budget = req.memory_budget if req.memory_budget is not None else default_budget()
-        budget_words = f"--memory-budget {gb(budget)}" if req.memory_budget is not None else \
-            f"memory budget {gb(budget)}, half the memory available"
-        workers = cpu_count()
-        arrays, streams = {}, {}
-        for name, split in splits.items():  # train fits when all does; the test split when it does on its own
-            if (total if name == "train" else len(split.items) * row) <= budget:
-                arrays[name] = (decode_all(split.items, decoder, shape, "uint8", workers=workers), split.labels)
-            else:
-                keep = evenly_spaced(len(split.items), EVALUATION_SAMPLES)
-                arrays[name] = (decode_all(split.items, decoder, shape, "uint8", keep, workers),
-                                None if split.labels is None else split.labels[keep])
-                streams[name] = ItemStorage(split.items, decoder, shape, "uint8", workers, buffer)
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+    size, mode = size_and_mode(splits["train"].items, size, mode, max_pixels)
+    decoder = image_decoder(size, mode, max_pixels)
+    shape = (1 if mode == "L" else 3, size, size)
+    row = int(np.prod(shape))
+    total = sum(len(s.items) for s in splits.values()) * row
+    budget = req.memory_budget if req.memory_budget is not None else default_budget()
+    budget_words = f"--memory-budget {gb(budget)}" if req.memory_budget is not None else \
+        f"memory budget {gb(budget)}, half the memory available"
+    workers = cpu_count()
+    arrays, streams = {}, {}
+    for name, split in splits.items():  # train fits when all does; the test split when it does on its own
+        if (total if name == "train" else len(split.items) * row) <= budget:
+            arrays[name] = (decode_all(split.items, decoder, shape, "uint8", workers=workers), split.labels)
+        else:
+            keep = evenly_spaced(len(split.items), EVALUATION_SAMPLES)
+            arrays[name] = (decode_all(split.items, decoder, shape, "uint8", keep, workers),
+                            None if split.labels is None else split.labels[keep])
+            streams[name] = ItemStorage(split.items, decoder, shape, "uint8", workers, buffer)
     (x, y), test = arrays["train"], arrays.get("test")
     ds = ImageModality().dataset_from_arrays(x, y, req.uri, *(test if test else (None, None)), **info)
     n = len(splits["train"].items)
