@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, publish  # noqa: E402
-from audio_data import generate  # noqa: E402
+from audio_data import DEFAULT_OUT, generate  # noqa: E402
 
 import selfsup  # noqa: E402
 from selfsup.data import Dataset, Split  # noqa: E402
@@ -86,7 +86,7 @@ def probe(features: tuple[np.ndarray, ...], tasks: dict[str, Any]) -> dict[str, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "selfsup" / "spoken-digits")
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=None, help="override every method's epochs (smoke runs)")

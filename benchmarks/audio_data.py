@@ -33,6 +33,8 @@ VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f
             "michel", "paul", "quincy", "rob", "robert", "steph", "travis", "victor", "zac", "shelby", "norbert")
 SNRS = (None, 30.0, 20.0, 10.0)
 RATE = 16_000
+#: where the benchmarks look for the clips (and generate them when missing)
+DEFAULT_OUT = Path.home() / ".cache" / "selfsup" / "spoken-digits"
 
 
 def speak(text: str, voice: str, rate: int, pitch: int, path: Path) -> tuple[np.ndarray, int]:
@@ -107,7 +109,7 @@ def generate(out: Path, repeats: int = 2, seed: int = 0, workers: int = 2, per_a
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path.home() / ".cache" / "selfsup" / "spoken-digits")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

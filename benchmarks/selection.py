@@ -14,8 +14,16 @@ validation accuracy) and against the modality default's (the preset when the dat
 the search space), each a mean over seeds. The test split is never used.
 
     python benchmarks/selection.py --benchmarks images,tables,series,graphs,graphs-motifs --minutes 0.5 --seeds 0,1,2
+    python benchmarks/selection.py --benchmarks audio,text --minutes 1 --seeds 0,1,2
 
-Results are merged into benchmarks/results/selection.json, one entry a benchmark (run benchmarks in stages).
+Audio is the audio benchmark's data (benchmarks/audio_data.py: spoken digits synthesised with espeak-ng, generated
+into ~/.cache/selfsup/spoken-digits when missing), its training speakers' clips with their digits; text is the MR
+movie-review snippets of vaderSentiment (benchmarks/text_data.py), their polarity the label, every candidate's token
+embeddings started from GloVe (`--encoder-option vectors=glove`, as the text guide recommends: from random token
+embeddings a few minutes of training leave every method's embedding near collapse).
+
+Results are merged into benchmarks/results/selection.json, one entry a benchmark (run benchmarks in stages, or in
+processes of their own: the file is read again before each entry is written).
 """
 from __future__ import annotations
 
@@ -24,25 +32,59 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+import torch
 from scipy.stats import spearmanr
 from sklearn.model_selection import StratifiedKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, save  # noqa: E402
+from audio import load_clips  # noqa: E402
+from audio_data import DEFAULT_OUT as SPOKEN_DIGITS, generate  # noqa: E402
+from text_data import transfer_sets  # noqa: E402
 
 import selfsup  # noqa: E402
+from selfsup.data import Dataset, Split  # noqa: E402
 from selfsup.evaluation.criteria import CRITERIA  # noqa: E402
 from selfsup.evaluation.linear import linear_probe  # noqa: E402
+from selfsup.modalities import get_modality  # noqa: E402
 from selfsup.run import encode_storage  # noqa: E402
 from selfsup.search import candidates_for, sample_items, score_run, scoring_view_options  # noqa: E402
 
-#: benchmark name -> data source (one per modality)
-BENCHMARKS = {"images": "digits", "tables": "sklearn:breast_cancer", "series": "ucr:GunPoint", "graphs": "tu:MUTAG",
-              "images-fashion": "fashion-mnist", "graphs-motifs": "motifs"}
+def spoken_digits() -> Dataset:
+    """The audio benchmark's training speakers' clips (16 kHz, 1.5 s) with their digits."""
+    if not (SPOKEN_DIGITS / "clips.csv").exists():
+        generate(SPOKEN_DIGITS)
+    x, rows, _ = load_clips(SPOKEN_DIGITS)
+    train = np.array([r["split"] == "train" for r in rows])
+    digits = np.array([int(r["digit"]) for r in rows])
+    return Dataset("spoken-digits", "audio", Split(x[torch.from_numpy(train)], digits[train]))
+
+
+def movie_reviews() -> Dataset:
+    """MR: movie-review snippets labelled by polarity."""
+    sentences, labels = transfer_sets()["MR"]
+    return selfsup.api.dataset_from_array(sentences, labels, modality="text", name="MR")
+
+
+#: benchmark name -> its data: a data source, or a function that builds the data set (one per modality at least)
+BENCHMARKS: dict[str, str | Callable[[], Dataset]] = {
+    "images": "digits", "tables": "sklearn:breast_cancer", "series": "ucr:GunPoint", "graphs": "tu:MUTAG",
+    "images-fashion": "fashion-mnist", "graphs-motifs": "motifs", "audio": spoken_digits, "text": movie_reviews}
+#: the options a benchmark's user gives beside --search (every candidate takes them)
+OPTIONS: dict[str, dict[str, Any]] = {"text": {"encoder_options": {"vectors": "glove"}}}
 NAME = "selection"
+
+
+def load_benchmark(name: str) -> tuple[str, Dataset]:
+    """A benchmark's data name (its source, or the built set's name) and its data set."""
+    data = BENCHMARKS[name]
+    if isinstance(data, str):
+        return data, selfsup.load_dataset(data)
+    ds = data()
+    return ds.name, ds
 
 
 def validation_accuracy(z: np.ndarray, y: np.ndarray, seed: int, folds: int = 5) -> float:
@@ -51,13 +93,14 @@ def validation_accuracy(z: np.ndarray, y: np.ndarray, seed: int, folds: int = 5)
     return float(np.mean([linear_probe(z[a], y[a], z[b], y[b], seed=seed)["acc"] for a, b in split]))
 
 
-def measure(data: str, minutes: float, seed: int, threads: int | None) -> dict[str, Any]:
-    """Every candidate of `data` trained for `minutes`, scored by every criterion and by validation accuracy."""
-    ds = selfsup.load_dataset(data)
+def measure(data: str, ds: Dataset, options: dict[str, Any], minutes: float, seed: int,
+            threads: int | None) -> dict[str, Any]:
+    """Every candidate of `data` (its data set `ds`, the caller's `options`) trained for `minutes`, scored by every
+    criterion and by validation accuracy."""
     items = sample_items(ds.train, 512, seed)
     y = np.asarray(ds.train.y)
     rows = {}
-    for c in candidates_for(data, ds.modality, {"data": data, "seed": seed}):
+    for c in candidates_for(data, ds.modality, {**options, "data": data, "seed": seed}):
         start = time.perf_counter()
         run = selfsup.train(ds, **{k: v for k, v in c.options.items() if k != "data"}, minutes=minutes,
                             threads=threads, monitor=False)
@@ -105,24 +148,36 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = ["| benchmark (data, budget a candidate, seeds) | criterion | Spearman with validation linear | pick | "
              "label oracle | default | pick's regret (points) |", "|---|---|---|---|---|---|---|"]
     for name, b in doc["benchmarks"].items():
-        where = f"{name} (`{b['data']}`, {b['minutes']:g} min, seeds {', '.join(b['seeds'])})"
+        given = "".join(f", {k}={v}" for group in b.get("options", {}).values() for k, v in group.items())
+        where = f"{name} (`{b['data']}`{given}, {b['minutes']:g} min, seeds {', '.join(b['seeds'])})"
+        default = get_modality(b["modality"]).search_criterion
         for criterion, a in b["criteria"].items():
             rho = f"{a['spearman']:.2f}"
-            lines.append(f"| {where} | {criterion} | {f'**{rho}**' if a['spearman'] >= 0.6 else rho} | "
+            named = f"{criterion} (the search's)" if criterion == default else criterion
+            lines.append(f"| {where} | {named} | {f'**{rho}**' if a['spearman'] >= 0.6 else rho} | "
                          f"{a['pick_val_linear']:.3f} | {a['oracle_val_linear']:.3f} | {a['default_val_linear']:.3f} | "
                          f"{a['regret_points']:.2f} |")
             where = ""
     return "\n".join(lines)
 
 
-def summary(doc: dict[str, Any], criterion: str) -> str:
-    """One sentence per criterion over the benchmarks measured: how often it tracks validation accuracy, how often
-    its pick is within a point of the oracle's, and the benchmarks where it fails."""
-    rows = {name: b["criteria"][criterion] for name, b in doc["benchmarks"].items()}
+def summary(doc: dict[str, Any], criterion: str | None) -> str:
+    """One sentence on a criterion over the benchmarks measured (None: on each benchmark its modality's, the one
+    `train --search` ranks by when told none): how often it tracks validation accuracy, how often its pick is within
+    a point of the oracle's, and the benchmarks where it fails."""
+    if criterion is None:
+        chosen = {name: get_modality(b["modality"]).search_criterion for name, b in doc["benchmarks"].items()}
+        where = "; ".join(f"{c} on {', '.join(n for n in chosen if chosen[n] == c)}" for c in dict.fromkeys(
+            chosen.values()))
+        label = f"The search's own criterion ({where})"
+    else:
+        chosen = {name: criterion for name in doc["benchmarks"]}
+        label = f"`{criterion}`"
+    rows = {name: b["criteria"][chosen[name]] for name, b in doc["benchmarks"].items()}
     tracks = [n for n, a in rows.items() if a["spearman"] >= 0.6]
     close = [n for n, a in rows.items() if a["regret_points"] <= 1.0]
     below = [n for n, a in rows.items() if a["vs_default_points"] < -1.0]
-    return (f"`{criterion}` tracks validation accuracy (Spearman >= 0.6) on {len(tracks)} of {len(rows)} benchmarks"
+    return (f"{label} tracks validation accuracy (Spearman >= 0.6) on {len(tracks)} of {len(rows)} benchmarks"
             f"{' (' + ', '.join(tracks) + ')' if tracks else ''}; its pick is within a point of the label oracle's "
             f"on {len(close)} of {len(rows)}; it fails on "
             f"{', '.join(n for n in rows if n not in tracks) or 'none'}"
@@ -137,11 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     path = RESULTS / f"{NAME}.json"
-    doc = json.loads(path.read_text()) if path.exists() else {"benchmarks": {}}
     for name in args.benchmarks.split(","):
-        data = BENCHMARKS[name]
-        per_seed = {str(s): measure(data, args.minutes, s, args.threads) for s in map(int, args.seeds.split(","))}
-        doc["benchmarks"][name] = {"data": data, "minutes": args.minutes, "seeds": per_seed,
+        data, ds = load_benchmark(name)
+        options = OPTIONS.get(name, {})
+        per_seed = {str(s): measure(data, ds, options, args.minutes, s, args.threads)
+                    for s in map(int, args.seeds.split(","))}
+        doc = json.loads(path.read_text()) if path.exists() else {"benchmarks": {}}  # read now: runs may share it
+        doc["benchmarks"][name] = {"data": data, "modality": ds.modality, "options": options,
+                                   "minutes": args.minutes, "seeds": per_seed,
                                    "criteria": analyse(per_seed), "machine": machine(),
                                    "command": "python benchmarks/selection.py " + " ".join(sys.argv[1:])}
         doc["protocol"] = __doc__.split("\n\n")[1].replace("\n", " ")

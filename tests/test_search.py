@@ -1,12 +1,16 @@
 """`train --search`: successive halving within the budget, resuming an interrupted search, and the command on digits."""
 import json
 
+import numpy as np
 import pytest
 
 from selfsup.cli import main
+from selfsup.data import Dataset, Split
 from selfsup.errors import ConfigError
+from selfsup.evaluation.criteria import CRITERIA
+from selfsup.modalities import get_modality, modalities
 from selfsup.search import (MIN_SCREEN_SECONDS, Candidate, SearchState, candidates_for, halving_rounds,
-                            load_state, successive_halving, why_chosen)
+                            load_state, search, successive_halving, why_chosen)
 
 QUALITY = {"a": 0.1, "b": 0.7, "c": 0.3, "d": 0.9, "e": 0.5, "f": 0.2, "g": 0.8}
 
@@ -61,6 +65,24 @@ def test_the_criterion_decides():
     clock = FakeClock()
     state = SearchState("rankme", budget_seconds=420.0)
     assert successive_halving(candidates(), state, fake_screen(clock, []), clock=clock).name == "a"
+
+
+def test_without_a_criterion_the_search_ranks_by_its_modality_s(tmp_path):
+    """Every modality declares a known criterion; a search told none ranks by (and records) its data's modality's,
+    one told a criterion by that one."""
+    assert all(get_modality(m).search_criterion in CRITERIA for m in modalities.names())
+    audio = get_modality("audio")
+    assert audio.search_criterion == "rankme" != get_modality("image").search_criterion
+    clips = Dataset("toy", "audio", Split(audio.from_array(audio.toy_data(8, np.random.default_rng(0)), "toy")))
+
+    def refuse(options, folder):
+        raise ConfigError("not trained in this test")
+
+    for criterion, recorded in ((None, "rankme"), ("lidar", "lidar")):
+        out = tmp_path / f"run-{criterion}"
+        with pytest.raises(ConfigError, match="no candidate could be trained"):
+            search({"data": "toy"}, clips, out, 1.0, refuse, criterion)
+        assert json.loads((tmp_path / f"run-{criterion}.search" / "search.json").read_text())["criterion"] == recorded
 
 
 def test_a_tiny_budget_still_screens_each_candidate_for_the_minimum():

@@ -79,9 +79,9 @@ def train(data: str | Dataset | Any = "digits", method: str | None = None, out: 
         if not isinstance(data, str) or out is None or method is not None or cache is not None:
             raise ConfigError("search= takes a data source URI and out=, and chooses the method itself (no method= "
                               "or cache=)")
-        from .search import DEFAULT_CRITERION, search_and_train
+        from .search import search_and_train
 
-        return search_and_train({"data": data, **options}, Path(out), search, search_criterion or DEFAULT_CRITERION,
+        return search_and_train({"data": data, **options}, Path(out), search, search_criterion,
                                 progress=progress, overwrite=overwrite)[0]
     dataset = None
     if cache is not None:

@@ -65,7 +65,8 @@ def add_train_parser(sub) -> None:
                         "and the modality's methods by successive halving, ranked by a label-free criterion, then "
                         "train the winner for the rest of the budget (RUN/search.json keeps the record)")
     p.add_argument("--search-criterion", dest="search_criterion",
-                   help="what --search ranks by: view_retrieval (default), rankme, lidar or alpha_req")
+                   help="what --search ranks by: view_retrieval, rankme, lidar or alpha_req (default: the "
+                        "modality's, the one benchmarks/selection.py measured best there)")
     p.add_argument("--no-eval", action="store_true", help="skip evaluation (and the report) after training")
     p.add_argument("--no-report", action="store_true", help="skip report.html after training")
     p.add_argument("--cache", metavar="DIR", help="decode --data (folder:, tar:, parquet:, hf:) once into a memory-mapped cache DIR "
@@ -162,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_train_search(args: argparse.Namespace, base: dict[str, Any], overrides: dict[str, Any]) -> int:
     """`train --search`: screen candidates without labels, then train the winner into --out (selfsup.search)."""
-    from .search import DEFAULT_CRITERION, search_and_train
+    from .search import search_and_train
 
     minutes = args.minutes if args.search < 0 else args.search
     for flag, given in (("--method", args.method), ("--encoder", args.encoder), ("--config", args.config),
@@ -179,7 +180,7 @@ def cmd_train_search(args: argparse.Namespace, base: dict[str, Any], overrides: 
     options = {**base, **{k: v for k, v in overrides.items() if k not in ("epochs", "minutes")}}
     if args.augmentation:
         options["augmentation"] = key_values(args.augmentation, "--augment")
-    run, doc = search_and_train(options, Path(args.out), minutes, args.search_criterion or DEFAULT_CRITERION,
+    run, doc = search_and_train(options, Path(args.out), minutes, args.search_criterion,
                                 progress=not (args.quiet or args.json), overwrite=args.overwrite)
     args.preset = None
     return finish_train(args, run, run.config, search=doc)

@@ -1,13 +1,14 @@
 """Choosing the method without labels: `selfsup train --search MINUTES` (and `selfsup.search`).
 
 Candidates are the data's measured preset (when it has one) and the methods of the modality's search space
-(`SEARCH_SPACES`), each with its paper's defaults. Successive halving (Jamieson & Talwalkar 2016) screens them inside
-the wall-clock budget: half of it goes to the screens, split equally between the rounds; in a round every surviving
-candidate trains for the same time from its initial weights and is scored by a label-free criterion
-(`selfsup.evaluation.criteria`) on a sample of the training items, and the best third goes on to the next round,
-until one is left. The winner then trains from its initial weights for what is left of the budget, into the run
-directory, so its learning-rate schedule spans its whole training (a screen's cosine schedule has decayed to zero
-by its end, so continuing from it would need a warm restart).
+(`SEARCH_SPACES`), each with its paper's defaults. Successive halving (Jamieson & Talwalkar 2016) screens them
+inside the wall-clock budget: half of it goes to the screens, split equally between the rounds; in a round every
+surviving candidate trains for the same time from its initial weights and is scored by a label-free criterion
+(`selfsup.evaluation.criteria`; the modality's `search_criterion` unless told another) on a sample of the training
+items, and the best third goes on to the next round, until one is left. The winner then trains from its initial
+weights for what is left of the budget, into the run directory, so its learning-rate schedule spans its whole
+training (a screen's cosine schedule has decayed to zero by its end, so continuing from it would need a warm
+restart).
 
 Labels are never read. The search's record (every screen's scores, the ranking of each round, the choice and why)
 is kept in RUN/search.json; the screens' runs and the record in progress live in RUN.search/ until the run is
@@ -32,6 +33,7 @@ from .artifacts import write_json
 from .data import Dataset, Split
 from .errors import ConfigError, SelfSupError
 from .evaluation.criteria import CRITERIA, label_free_scores
+from .modalities import get_modality
 from .presets import preset_for
 from .config import merge_options
 from .run import Run, encode_storage, load
@@ -50,8 +52,6 @@ SEARCH_SPACES: dict[str, tuple[str, ...]] = {
     "video": ("simclr", "byol", "vicreg", "pace", "order_verification"),
 }
 
-#: the criterion `--search` ranks by unless told otherwise
-DEFAULT_CRITERION = "view_retrieval"
 KEEP = 3  # successive halving keeps the best 1/KEEP of a round
 MIN_SCREEN_SECONDS = 2.0
 
@@ -251,17 +251,19 @@ def record(state: SearchState, candidates: list[Candidate]) -> dict[str, Any]:
 
 
 def search(cfg_options: dict[str, Any], dataset: Dataset, out: Path, minutes: float,
-           train: Callable[[dict[str, Any], Path | None], Run], criterion: str = DEFAULT_CRITERION,
+           train: Callable[[dict[str, Any], Path | None], Run], criterion: str | None = None,
            sample: int = 512, clock: Callable[[], float] = time.monotonic) -> tuple[dict[str, Any], dict[str, Any]]:
     """Screen the candidates for `dataset` and decide: (the winner's options with its final budget, the record).
 
     `train(options, folder)` trains one configuration (TrainConfig options) and returns its Run; the screens go
-    into out.search/; the final training is the caller's (it writes `out`).
+    into out.search/; the final training is the caller's (it writes `out`). Without `criterion`, the screens are
+    ranked by the modality's (`Modality.search_criterion`).
     """
     folder = search_directory(out)
     found = candidates_for(cfg_options["data"], dataset.modality, cfg_options)
     fingerprint = json.dumps([[c.name, c.options] for c in found] + [sample], sort_keys=True, default=str)
-    state = load_state(folder, check_criterion(criterion), minutes * 60, fingerprint)
+    criterion = check_criterion(criterion or get_modality(dataset.modality).search_criterion)
+    state = load_state(folder, criterion, minutes * 60, fingerprint)
     folder.mkdir(parents=True, exist_ok=True)
     seed = int(cfg_options.get("seed", 0))
     items = sample_items(dataset.train, sample, seed=seed)
@@ -286,7 +288,7 @@ def search(cfg_options: dict[str, Any], dataset: Dataset, out: Path, minutes: fl
     return final, record(state, found)
 
 
-def search_and_train(options: dict[str, Any], out: Path, minutes: float, criterion: str = DEFAULT_CRITERION,
+def search_and_train(options: dict[str, Any], out: Path, minutes: float, criterion: str | None = None,
                      progress: bool = True, overwrite: bool = False) -> tuple[Run, dict[str, Any]]:
     """The whole `train --search`: screen the candidates for `options["data"]` within half of `minutes`, train the
     winner into `out` for the rest, keep the record in out/search.json; (the run, the record). `options` are the
@@ -297,7 +299,8 @@ def search_and_train(options: dict[str, Any], out: Path, minutes: float, criteri
     from .training.run_directory import staging_path
     from .training.session import resume, train
 
-    check_criterion(criterion)
+    if criterion is not None:
+        check_criterion(criterion)
     chosen = [k for k in ("method", "encoder", "method_options", "encoder_options", "epochs", "minutes")
               if options.get(k) not in (None, {})]
     if chosen:

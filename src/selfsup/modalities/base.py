@@ -32,6 +32,9 @@ class Modality(ABC):
     view_recipes: ClassVar[tuple[str, ...]]  # the recipes its view maker makes (views.RECIPES, or its own)
     # options of its "instance" views for label-free criteria (selfsup.search): views that differ from their item
     criterion_view_options: ClassVar[dict[str, Any]] = {}
+    # the label-free criterion (selfsup.evaluation.criteria) `train --search` ranks by on it unless told another;
+    # benchmarks/selection.py measures each criterion against validation accuracy, modality by modality
+    search_criterion: ClassVar[str] = "view_retrieval"
     encoder_kind: ClassVar[type[Encoder]] = Encoder  # the protocol every one of its registered encoders implements
     channels_last: ClassVar[bool] = False  # whether views can be made in the channels-last memory format
     default_array_ranks: ClassVar[tuple[int, ...]] = ()  # plain arrays of these ranks are this modality's by default
