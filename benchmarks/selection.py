@@ -13,7 +13,7 @@ candidates (mean over seeds), the pick's validation accuracy against the label o
 validation accuracy) and against the modality default's (the preset when the data have one, else the first method of
 the search space), each a mean over seeds. The test split is never used.
 
-    python benchmarks/selection.py --benchmarks images,tables,series,graphs,graphs-motifs --minutes 0.5 --seeds 0,1,2
+    python benchmarks/selection.py --benchmarks images,tables,series,graphs,graphs-motifs,series-vowels --minutes 0.5
     python benchmarks/selection.py --benchmarks audio,text --minutes 1 --seeds 0,1,2
 
 Audio is the audio benchmark's data (benchmarks/audio_data.py: spoken digits synthesised with espeak-ng, generated
@@ -72,7 +72,8 @@ def movie_reviews() -> Dataset:
 #: benchmark name -> its data: a data source, or a function that builds the data set (one per modality at least)
 BENCHMARKS: dict[str, str | Callable[[], Dataset]] = {
     "images": "digits", "tables": "sklearn:breast_cancer", "series": "ucr:GunPoint", "graphs": "tu:MUTAG",
-    "images-fashion": "fashion-mnist", "graphs-motifs": "motifs", "audio": spoken_digits, "text": movie_reviews}
+    "images-fashion": "fashion-mnist", "graphs-motifs": "motifs", "audio": spoken_digits, "text": movie_reviews,
+    "series-vowels": "ucr:JapaneseVowels"}
 #: the options a benchmark's user gives beside --search (every candidate takes them)
 OPTIONS: dict[str, dict[str, Any]] = {"text": {"encoder_options": {"vectors": "glove"}}}
 NAME = "selection"
@@ -142,6 +143,16 @@ def analyse(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def separability(per_seed: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """How far apart validation accuracy puts the candidates, against how far it puts one candidate's seeds: the
+    standard deviation over candidates of their mean accuracy over seeds, and the mean over candidates of the
+    standard deviation over seeds (points). Where the first is not well above the second, the validation accuracy
+    itself cannot rank the candidates, so no criterion can be seen to track it."""
+    acc = 100 * np.array([[rows[n]["val_linear"] for n in rows] for rows in per_seed.values()])  # seeds x candidates
+    apart, seeds = float(acc.mean(0).std(ddof=1)), float(acc.std(0, ddof=1).mean())
+    return {"candidates_points": round(apart, 2), "seeds_points": round(seeds, 2), "ratio": round(apart / seeds, 2)}
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """docs/benchmarks.md's table: per benchmark and criterion, the Spearman correlation with validation accuracy
     and the pick's validation accuracy beside the oracle's and the default's (means over seeds)."""
@@ -158,6 +169,11 @@ def markdown(doc: dict[str, Any]) -> str:
                          f"{a['pick_val_linear']:.3f} | {a['oracle_val_linear']:.3f} | {a['default_val_linear']:.3f} | "
                          f"{a['regret_points']:.2f} |")
             where = ""
+    lines += ["", "| benchmark | candidates apart (std of their mean validation accuracy, points) | one candidate's "
+              "seeds apart (mean std, points) | ratio |", "|---|---|---|---|"]
+    for name, b in doc["benchmarks"].items():
+        sep = separability(b["seeds"])
+        lines.append(f"| {name} | {sep['candidates_points']:.2f} | {sep['seeds_points']:.2f} | {sep['ratio']:.2f} |")
     return "\n".join(lines)
 
 
