@@ -74,7 +74,7 @@ BENCHMARKS: dict[str, str | Callable[[], Dataset]] = {
     "images": "digits", "tables": "sklearn:breast_cancer", "series": "ucr:GunPoint", "graphs": "tu:MUTAG",
     "images-fashion": "fashion-mnist", "graphs-motifs": "motifs", "audio": spoken_digits, "text": movie_reviews,
     "series-vowels": "ucr:JapaneseVowels"}
-#: the options a benchmark's user gives beside --search (every candidate takes them)
+#: the options a benchmark's user gives beside --search (`--encoder-option vectors=glove`: every candidate takes them)
 OPTIONS: dict[str, dict[str, Any]] = {"text": {"encoder_options": {"vectors": "glove"}}}
 NAME = "selection"
 
@@ -143,14 +143,26 @@ def analyse(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def separability(per_seed: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """How far apart validation accuracy puts the candidates, against how far it puts one candidate's seeds: the
-    standard deviation over candidates of their mean accuracy over seeds, and the mean over candidates of the
-    standard deviation over seeds (points). Where the first is not well above the second, the validation accuracy
-    itself cannot rank the candidates, so no criterion can be seen to track it."""
-    acc = 100 * np.array([[rows[n]["val_linear"] for n in rows] for rows in per_seed.values()])  # seeds x candidates
-    apart, seeds = float(acc.mean(0).std(ddof=1)), float(acc.std(0, ddof=1).mean())
-    return {"candidates_points": round(apart, 2), "seeds_points": round(seeds, 2), "ratio": round(apart / seeds, 2)}
+def separability(per_seed: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """Whether validation accuracy itself ranks the candidates the same way from seed to seed: the mean Spearman
+    correlation between two seeds' validation accuracies over the candidates (a criterion's per-seed correlation
+    with one seed's accuracies is held down by as much as the seeds disagree), beside the standard deviation over
+    candidates of their mean accuracy and the mean over candidates of the standard deviation over seeds (points).
+    None where fewer than 2 seeds or 2 candidates make a figure undefined."""
+    names = list(next(iter(per_seed.values())))
+    acc = 100 * np.array([[rows[n]["val_linear"] for n in names] for rows in per_seed.values()])  # seeds x candidates
+    if acc.shape[0] < 2 or acc.shape[1] < 2:
+        return {"seeds_agree": None, "candidates_points": None, "seeds_points": None}
+    pairs = [spearmanr(acc[a], acc[b])[0] for a in range(len(acc)) for b in range(a + 1, len(acc))]
+    return {"seeds_agree": round(float(np.mean([0.0 if np.isnan(r) else r for r in pairs])), 2),
+            "candidates_points": round(float(acc.mean(0).std(ddof=1)), 2),
+            "seeds_points": round(float(acc.std(0, ddof=1).mean()), 2)}
+
+
+def flat_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options as the command line gives them: mappings (encoder_options, ...) by their keys, the rest as they are."""
+    return {k: v for key, value in options.items() for k, v in (value.items() if isinstance(value, dict)
+                                                                 else [(key, value)])}
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -159,7 +171,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = ["| benchmark (data, budget a candidate, seeds) | criterion | Spearman with validation linear | pick | "
              "label oracle | default | pick's regret (points) |", "|---|---|---|---|---|---|---|"]
     for name, b in doc["benchmarks"].items():
-        given = "".join(f", {k}={v}" for group in b.get("options", {}).values() for k, v in group.items())
+        given = "".join(f", {k}={v}" for k, v in flat_options(b.get("options", {})).items())
         where = f"{name} (`{b['data']}`{given}, {b['minutes']:g} min, seeds {', '.join(b['seeds'])})"
         default = get_modality(b["modality"]).search_criterion
         for criterion, a in b["criteria"].items():
@@ -169,11 +181,12 @@ def markdown(doc: dict[str, Any]) -> str:
                          f"{a['pick_val_linear']:.3f} | {a['oracle_val_linear']:.3f} | {a['default_val_linear']:.3f} | "
                          f"{a['regret_points']:.2f} |")
             where = ""
-    lines += ["", "| benchmark | candidates apart (std of their mean validation accuracy, points) | one candidate's "
-              "seeds apart (mean std, points) | ratio |", "|---|---|---|---|"]
+    lines += ["", "| benchmark | seeds agree (mean Spearman between two seeds' validation accuracies) | candidates "
+              "apart (std of their mean validation accuracy, points) | one candidate's seeds apart (mean std, "
+              "points) |", "|---|---|---|---|"]
     for name, b in doc["benchmarks"].items():
-        sep = separability(b["seeds"])
-        lines.append(f"| {name} | {sep['candidates_points']:.2f} | {sep['seeds_points']:.2f} | {sep['ratio']:.2f} |")
+        cells = [" " if v is None else f"{v:.2f}" for v in separability(b["seeds"]).values()]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 

@@ -83,6 +83,27 @@ def test_without_a_criterion_the_search_ranks_by_its_modality_s(tmp_path):
         with pytest.raises(ConfigError, match="no candidate could be trained"):
             search({"data": "toy"}, clips, out, 1.0, refuse, criterion)
         assert json.loads((tmp_path / f"run-{criterion}.search" / "search.json").read_text())["criterion"] == recorded
+    # carried on: told none again, or the criterion it resolved to, it goes on; told another, it says which to give
+    for criterion in (None, "rankme"):
+        with pytest.raises(ConfigError, match="no candidate could be trained"):
+            search({"data": "toy"}, clips, tmp_path / "run-None", 1.0, refuse, criterion)
+    with pytest.raises(ConfigError, match="another search.*with --search-criterion rankme"):
+        search({"data": "toy"}, clips, tmp_path / "run-None", 1.0, refuse, "lidar")
+
+
+def test_encoder_options_given_to_a_search_go_to_every_candidate(tmp_path):
+    audio = get_modality("audio")
+    clips = Dataset("toy", "audio", Split(audio.from_array(audio.toy_data(8, np.random.default_rng(0)), "toy")))
+    seen = []
+
+    def record(options, folder):
+        seen.append(options)
+        raise ConfigError("not trained in this test")
+
+    with pytest.raises(ConfigError, match="no candidate could be trained"):
+        search({"data": "toy", "encoder_options": {"dropout": 0.2}}, clips, tmp_path / "run", 1.0, record)
+    assert len(seen) == len(candidates_for("toy", "audio", {})) > 1
+    assert all(o["encoder_options"] == {"dropout": 0.2} for o in seen)
 
 
 def test_a_tiny_budget_still_screens_each_candidate_for_the_minimum():

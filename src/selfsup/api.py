@@ -64,7 +64,8 @@ def train(data: str | Dataset | Any = "digits", method: str | None = None, out: 
     With neither `method` nor `encoder` given, a dataset with a measured preset (selfsup.presets, e.g.
     fashion-mnist) uses it; otherwise the method defaults to SimCLR.
     `search=MINUTES` (a data source URI and `out` required, no method): choose the method without labels within
-    MINUTES and train it, as `selfsup train --search` (selfsup.search; the record is out/search.json).
+    MINUTES and train it, as `selfsup train --search` (selfsup.search; the record is out/search.json), ranked by
+    `search_criterion` (default: the modality's `Modality.search_criterion`).
     `cache`: a folder for `data` (folder:PATH) decoded once into a memory-mapped cache (selfsup.prepare), made on
     first use, reused after; training then reads `prepared:CACHE`.
     Example: ``run = selfsup.train("digits", method="byol", epochs=20, out="runs/byol")``.

@@ -66,7 +66,7 @@ def add_train_parser(sub) -> None:
                         "train the winner for the rest of the budget (RUN/search.json keeps the record)")
     p.add_argument("--search-criterion", dest="search_criterion",
                    help="what --search ranks by: view_retrieval, rankme, lidar or alpha_req (default: the "
-                        "modality's, the one benchmarks/selection.py measured best there)")
+                        "modality's Modality.search_criterion: rankme on audio, view_retrieval elsewhere)")
     p.add_argument("--no-eval", action="store_true", help="skip evaluation (and the report) after training")
     p.add_argument("--no-report", action="store_true", help="skip report.html after training")
     p.add_argument("--cache", metavar="DIR", help="decode --data (folder:, tar:, parquet:, hf:) once into a memory-mapped cache DIR "
@@ -168,7 +168,7 @@ def cmd_train_search(args: argparse.Namespace, base: dict[str, Any], overrides: 
     minutes = args.minutes if args.search < 0 else args.search
     for flag, given in (("--method", args.method), ("--encoder", args.encoder), ("--config", args.config),
                         ("--epochs", args.epochs), ("--method-option", args.method_options),
-                        ("--encoder-option", args.encoder_options), ("--cache", args.cache)):
+                        ("--cache", args.cache)):
         if given:  # named as the user typed them (selfsup.search refuses the options too)
             raise ConfigError(f"--search chooses the method and trains for its budget; drop {flag}")
     if minutes is None or minutes <= 0:
@@ -180,6 +180,8 @@ def cmd_train_search(args: argparse.Namespace, base: dict[str, Any], overrides: 
     options = {**base, **{k: v for k, v in overrides.items() if k not in ("epochs", "minutes")}}
     if args.augmentation:
         options["augmentation"] = key_values(args.augmentation, "--augment")
+    if args.encoder_options:  # every candidate's encoder takes them (one that refuses them ranks last)
+        options["encoder_options"] = key_values(args.encoder_options, "--encoder-option")
     run, doc = search_and_train(options, Path(args.out), minutes, args.search_criterion,
                                 progress=not (args.quiet or args.json), overwrite=args.overwrite)
     args.preset = None

@@ -221,8 +221,8 @@ def load_state(folder: Path, criterion: str, budget_seconds: float, fingerprint:
         raise ConfigError(f"{path}: not a search record of this version; remove {folder} to start again") from None
     if (state.criterion, state.budget_seconds, state.fingerprint) != (criterion, budget_seconds, fingerprint):
         raise ConfigError(f"{folder} holds another search (by {state.criterion} in {state.budget_seconds / 60:g} "
-                          f"minutes, or of other data or options); give the same command to carry it on, or remove "
-                          f"{folder}")
+                          f"minutes, or of other data or options); give the same command (with --search-criterion "
+                          f"{state.criterion}) to carry it on, or remove {folder}")
     return state
 
 
@@ -262,7 +262,7 @@ def search(cfg_options: dict[str, Any], dataset: Dataset, out: Path, minutes: fl
     folder = search_directory(out)
     found = candidates_for(cfg_options["data"], dataset.modality, cfg_options)
     fingerprint = json.dumps([[c.name, c.options] for c in found] + [sample], sort_keys=True, default=str)
-    criterion = check_criterion(criterion or get_modality(dataset.modality).search_criterion)
+    criterion = check_criterion(get_modality(dataset.modality).search_criterion if criterion is None else criterion)
     state = load_state(folder, criterion, minutes * 60, fingerprint)
     folder.mkdir(parents=True, exist_ok=True)
     seed = int(cfg_options.get("seed", 0))
@@ -292,7 +292,8 @@ def search_and_train(options: dict[str, Any], out: Path, minutes: float, criteri
                      progress: bool = True, overwrite: bool = False) -> tuple[Run, dict[str, Any]]:
     """The whole `train --search`: screen the candidates for `options["data"]` within half of `minutes`, train the
     winner into `out` for the rest, keep the record in out/search.json; (the run, the record). `options` are the
-    caller's TrainConfig options (the method and the budget are the search's)."""
+    caller's TrainConfig options (the method and the budget are the search's; encoder options go to every candidate,
+    and a candidate whose encoder refuses them ranks last)."""
     from .loading import load_dataset
     from .training import checkpoint as ckpt_io
     from .config import TrainConfig
@@ -301,7 +302,7 @@ def search_and_train(options: dict[str, Any], out: Path, minutes: float, criteri
 
     if criterion is not None:
         check_criterion(criterion)
-    chosen = [k for k in ("method", "encoder", "method_options", "encoder_options", "epochs", "minutes")
+    chosen = [k for k in ("method", "encoder", "method_options", "epochs", "minutes")
               if options.get(k) not in (None, {})]
     if chosen:
         raise ConfigError(f"--search chooses the method and trains for its budget; drop {', '.join(chosen)}")

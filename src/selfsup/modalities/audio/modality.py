@@ -159,8 +159,8 @@ class AudioModality(Modality):
     view_recipes = ("instance", "instance_light", "asymmetric", "geometric", "overlapping_crops", "masked_values")
     encoder_kind = SequenceEncoder
     # RankMe: on spoken digits view retrieval ranked CPC's waveform encoder first, whose embedding keeps what all of a
-    # clip's views share (its noise level, its speaker's pitch) but not the words; RankMe ranked the candidates as
-    # validation accuracy did (benchmarks/selection.py, audio)
+    # clip's views share (its noise level, its speaker's pitch) but not the words; RankMe never picked it
+    # (benchmarks/selection.py, audio)
     search_criterion = "rankme"
 
     def claims(self, x: Any) -> bool:
