@@ -482,6 +482,7 @@ def test_walk_steps_let_gin_tell_apart_graphs_that_1wl_cannot():
     torch.manual_seed(0)
     walking = new_encoder(graph_modality, "gin", {"node_width": 1}, walk_steps=6).eval()
     assert walking.input_width == 1 + 6 and walking.node_inputs(batch).shape == (12, 7)
+    assert walking.node_count(batch) == 12  # the rows GraphMAE masks, without the return probabilities
     bare = pack([graph(6, hexagon.edges), graph(6, triangles.edges)], "t", directed=False)
     assert fit_features(bare)["walk_steps"] == 16 and fit_features(batch)["walk_steps"] == 0
     assert new_encoder(graph_modality, "gin", fit_features(bare)).input_width == 1 + 16

@@ -42,6 +42,11 @@ class GraphEncoder(Encoder):
         nodes draws its mask over these rows)."""
         raise NotImplementedError
 
+    def node_count(self, x: torch.Tensor) -> int:
+        """How many rows `node_inputs(x)` has, without computing the inputs (a method that hides nodes draws its
+        mask over that many)."""
+        raise NotImplementedError
+
     def node_outputs(self, x: torch.Tensor, hide: torch.Tensor | None = None,
                      mask_token: torch.Tensor | None = None) -> NodeOutputs:
         raise NotImplementedError

@@ -66,7 +66,7 @@ class GraphMAE(Method):
 
     def loss_on_views(self, views, step):
         x = views.global_views[0]
-        hide = hidden_nodes(self.encoder.node_inputs(x).shape[0], self.mask_rate, x.device)
+        hide = hidden_nodes(self.encoder.node_count(x), self.mask_rate, x.device)
         nodes = self.encoder.node_outputs(x, hide, self.mask_token)
         z = self.encoder_to_decoder(nodes.features).masked_fill(hide[:, None], 0.0)  # re-mask
         rebuilt = self.decoder(z, nodes.edges)

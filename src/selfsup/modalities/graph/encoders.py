@@ -98,6 +98,9 @@ class MessagePassingEncoder(GraphEncoder):
             return p.nodes[p.node_valid]
         return torch.cat([p.nodes, return_probabilities(p, self.walk_steps).to(p.nodes.dtype)], -1)[p.node_valid]
 
+    def node_count(self, x: torch.Tensor) -> int:
+        return int(padded(x).nodes_count.sum())
+
     def node_outputs(self, x: torch.Tensor, hide: torch.Tensor | None = None,
                      mask_token: torch.Tensor | None = None) -> NodeOutputs:
         flat = flatten(x)
