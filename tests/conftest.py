@@ -86,6 +86,16 @@ def run_cli(*args, cwd=None, show_warnings=False):
     return subprocess.CompletedProcess(["selfsup", *argv], code, out, err)
 
 
+def small_encoder(modality, spec: dict, method_cls) -> tuple[str, dict]:
+    """The encoder a plan picks for `method_cls` on `modality` (the modality's default, or its preferred encoder of
+    the protocol the method needs) and the options of its declared small size: contract tests check what a method
+    does with an encoder, which does not depend on the encoder's width or depth."""
+    from selfsup.modalities import default_encoder_for, small_encoder_options
+
+    name = (default_encoder_for(modality, spec, method_cls.encoder_kind) or modality.default_encoder(spec))
+    return name, small_encoder_options(modality, name.partition(":")[0])
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory):
     """A short SimCLR run on digits, written as a run directory. Its thread count is fixed (and so recorded in

@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 import selfsup
+from conftest import small_encoder
 from selfsup.compatibility import supported_pairs
 from selfsup.data import Dataset, Split
 from selfsup.methods import Method, OptimizerDefaults, methods
 from selfsup.methods.base import mlp
 from selfsup.methods.numerics import full_precision
-from selfsup.modalities import get_modality, modalities
+from selfsup.modalities import get_modality, modalities, new_encoder, small_encoder_options
 from selfsup.training import checkpoint as ckpt_io
 from selfsup.config import TrainConfig
 from selfsup.training.distributed import World
@@ -49,9 +50,12 @@ def toy_dataset(modality_name: str) -> Dataset:
 
 
 def assemble(method_name: str, modality_name: str):
-    cls = methods.get(method_name)
-    cfg = TrainConfig(data="toy", method=method_name, method_options=small_options(cls), batch_size=BATCH, epochs=1)
-    plan = build_plan(cfg, toy_dataset(modality_name))
+    cls, data = methods.get(method_name), toy_dataset(modality_name)
+    modality = get_modality(modality_name)
+    encoder, encoder_options = small_encoder(modality, modality.fit_spec(data.train.x), cls)
+    cfg = TrainConfig(data="toy", method=method_name, method_options=small_options(cls), encoder=encoder,
+                      encoder_options=encoder_options, batch_size=BATCH, epochs=1)
+    plan = build_plan(cfg, data)
     r = plan.resolved
     optimizer = build_optimizer(plan.method, r.optimizer, r.lr, r.weight_decay, r.momentum, r.excluded_lr_scale)
     request = plan.method.view_request()
@@ -184,3 +188,26 @@ def test_no_method_reads_a_tensor_on_the_host_in_its_step():
     for entry in methods:
         source = inspect.getsource(entry.obj)
         assert ".item()" not in source and ".tolist()" not in source, entry.name
+
+
+# ---- the small encoder sizes the contract tests above train ----
+
+SMALL_ENCODERS = [(d, e.name) for d in modalities.names() for e in get_modality(d).encoders if "small" in e.extra]
+
+
+@pytest.mark.parametrize("modality_name,encoder_name", SMALL_ENCODERS, ids=[f"{d}-{e}" for d, e in SMALL_ENCODERS])
+def test_an_encoder_at_its_declared_small_size_is_the_same_architecture_smaller(modality_name, encoder_name):
+    """The contract tests train each encoder at the small size its registration declares; the full-size encoder, as
+    a user gets it, embeds the same toy batch to the same kind of output (one vector per item, finite)."""
+    modality = get_modality(modality_name)
+    storage = modality.from_array(modality.toy_data(8, np.random.default_rng(0)), "toy")
+    sizes = {}
+    for size, options in (("default", {}), ("small", small_encoder_options(modality, encoder_name))):
+        spec = modality.spec_for_encoder(modality.fit_spec(storage), encoder_name, options)
+        torch.manual_seed(0)
+        encoder = new_encoder(modality, encoder_name, spec, **options).eval()
+        with torch.no_grad():
+            out = encoder(modality.prepare(storage, spec))
+        assert out.shape == (len(storage), encoder.out_dim) and bool(torch.isfinite(out).all()), (size, out.shape)
+        sizes[size] = type(encoder), sum(p.numel() for p in encoder.parameters())
+    assert sizes["small"][0] is sizes["default"][0] and sizes["small"][1] < sizes["default"][1] / 2, sizes

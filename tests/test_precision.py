@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import small_encoder
 from selfsup.methods import methods
 from selfsup.methods.numerics import FULL_PRECISION_LOSSES, LossCall, full_precision, recorded_loss_calls
 from selfsup.compatibility import supported_pairs
-from selfsup.modalities import default_encoder_for, get_modality, new_encoder
+from selfsup.modalities import get_modality, new_encoder
 from selfsup.modalities.image.encoders import ConvNet4
 from selfsup.methods.base import TrainingContext
 from selfsup.storage import TensorStorage
@@ -90,10 +91,9 @@ def one_step(method_name: str, modality_name: str, precision: str):
                                                cls.requested_views.recipe == "tiles"), "test")
     spec = modality.fit_spec(storage)
     torch.manual_seed(0)
-    name = default_encoder_for(modality, spec, cls.encoder_kind)
-    spec = modality.spec_for_encoder(spec, name, {})  # as the training plan does (a waveform encoder reads samples)
-    method = cls(new_encoder(modality, name, spec, **({"depth": 2} if name.startswith("vit") else {})),
-                 **small_options(cls))
+    name, options = small_encoder(modality, spec, cls)
+    spec = modality.spec_for_encoder(spec, name, options)  # as the training plan does (a waveform encoder: samples)
+    method = cls(new_encoder(modality, name, spec, **options), **small_options(cls))
     request = method.view_request()
     maker = modality.view_maker(request, spec)
     method.setup(TrainingContext(len(storage), 32))  # the lifecycle: setup, the epoch-start hook, then steps

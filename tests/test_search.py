@@ -184,15 +184,21 @@ def test_every_modality_has_a_search_space_of_methods_that_train_on_it():
     assert all(trains_on(methods.get(m), get_modality(d)) for d, names in SEARCH_SPACES.items() for m in names)
 
 
-def test_search_on_digits_records_candidates_scores_and_choice(tmp_path, capsys):
+def test_search_on_digits_records_candidates_scores_and_choice(tmp_path, capsys, monkeypatch):
+    """The whole command on real data, with screens of half a second (the logic of their lengths, the halving and
+    the resume is tested above on a clock of its own)."""
+    import selfsup.search
+
+    monkeypatch.setattr(selfsup.search, "MIN_SCREEN_SECONDS", 0.5)
     out = tmp_path / "run"
-    assert main(["train", "--data", "digits", "--search", "0.5", "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    assert main(["train", "--data", "digits", "--search", "0.1", "--out", str(out), "--quiet", "--threads", "1"]) == 0
     printed = capsys.readouterr().out
     doc = json.loads((out / "search.json").read_text())
     assert doc["labels_used"] is False and doc["criterion"] == "view_retrieval"
     assert set(doc["candidates"]) == {"preset", "simclr", "moco", "byol", "vicreg", "barlow_twins", "rotnet"}
     assert len(doc["screens"]) == 7 + 3 and doc["choice"] == doc["rounds"][-1]["ranking"][0]
     assert not (tmp_path / "run.search").exists()
+    assert all(screen["seconds"] == 0.5 and "error" not in screen for screen in doc["screens"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == doc["candidates"][doc["choice"]]["method"]
     assert "search by view_retrieval" in printed and f"choice: {doc['choice']}" in printed

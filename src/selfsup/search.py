@@ -272,7 +272,9 @@ def search(cfg_options: dict[str, Any], dataset: Dataset, out: Path, minutes: fl
     def screen(c: Candidate, r: int, seconds: float) -> dict[str, Any]:
         where = folder / f"round{r}-{c.name}"
         shutil.rmtree(where.with_name(where.name + ".partial"), ignore_errors=True)  # an interrupted screen restarts
-        options = {**c.options, "minutes": seconds / 60, "monitor": False}
+        # no checkpoints: an interrupted screen starts again from scratch, so writing them would only take its time
+        options = {**c.options, "minutes": seconds / 60, "monitor": False, "checkpoint_minutes": None,
+                   "checkpoint_every_steps": None}
         options.pop("epochs", None)
         try:
             run = train(options, where)

@@ -150,6 +150,13 @@ def new_encoder(modality: Modality, name: str, spec: dict[str, Any], /, **option
     return modality.encoders.get(name)(spec, **options)
 
 
+def small_encoder_options(modality: Modality, name: str) -> dict[str, Any]:
+    """The options that build the registered encoder `name` at the small size its registration declares (`small=`):
+    the same architecture and code paths, a fraction of the width and depth; {} where it declares none. For the
+    contract tests generated from the registries and for quick checks, never for results."""
+    return dict(modality.encoders.entry(name).extra.get("small", {}))
+
+
 def arrays_dataset(modality: Modality, x: Any, y: np.ndarray | None, name: str, x_test: Any = None,
                    y_test: np.ndarray | None = None, **info: Any) -> Dataset:
     """A Dataset of `modality` from raw arrays with any label values (encoded to 0..K-1, the classes in `info`); the

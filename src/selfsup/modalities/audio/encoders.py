@@ -167,27 +167,30 @@ class WaveCNN(FrameEncoder):
 
 @audio_encoders.register("spectrogram_cnn", "BYOL-A's CNN over log-mel spectrograms: 3 conv blocks (64 channels, "
                          "2x2 max-pooling), 2 fully connected layers per frame, 512-d, max + mean over time",
-                         "Niizumi et al. 2021, arXiv:2103.06695")
+                         "Niizumi et al. 2021, arXiv:2103.06695", small={"channels": 16, "out_dim": 64})
 def spectrogram_cnn(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
     return SpectrogramCNN(spec["channels"], **options)
 
 
 @audio_encoders.register("wave_cnn", "CPC's strided CNN on the raw waveform: 5 convolutions (one 256-d frame per "
                          "10 ms), per-frame layer norm, ReLU, mean over time", "van den Oord et al. 2018, "
-                         "arXiv:1807.03748", input="waveform", kind=WaveCNN, preferred=True)
+                         "arXiv:1807.03748", input="waveform", kind=WaveCNN, preferred=True,
+                         small={"width": 32})
 def wave_cnn(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
     return WaveCNN(spec["hop"], **options)
 
 
 @audio_encoders.register("dilated_cnn", "TS2Vec's dilated CNN over the mel bands as channels (width 64, 320-d per "
-                         "frame, max-pooled)", "Yue et al. 2022, arXiv:2106.10466", kind=DilatedConvEncoder)
+                         "frame, max-pooled)", "Yue et al. 2022, arXiv:2106.10466", kind=DilatedConvEncoder,
+                         small={"hidden": 16, "depth": 3, "out_dim": 32})
 def dilated_cnn(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
     return DilatedConvEncoder(spec["channels"], **{"hidden": 64, **options})
 
 
 @audio_encoders.register("transformer", "Transformer over 20 ms patches of the log-mel spectrogram (4 layers, "
                          "d_model 192, 256-d, mean-pooled); a token encoder (mae, data2vec2, ijepa) and hubert_lite's",
-                         "Hsu et al. 2021 (HuBERT), arXiv:2106.07447", kind=PatchTransformerEncoder, preferred=True)
+                         "Hsu et al. 2021 (HuBERT), arXiv:2106.07447", kind=PatchTransformerEncoder, preferred=True,
+                         small={"d_model": 32, "depth": 2, "heads": 2, "out_dim": 32})
 def transformer(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
     return PatchTransformerEncoder(spec["channels"], **{"patch_len": 2, "d_model": 192, "depth": 4, "heads": 4,
                                                         "out_dim": 256, "pool": "mean", **options})

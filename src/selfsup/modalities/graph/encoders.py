@@ -188,21 +188,23 @@ class GAT(MessagePassingEncoder):
 @graph_encoders.register("gin", "Graph Isomorphism Network (3 layers of 32, BatchNorm, every layer's output "
                                 "concatenated, sum pooling; 16 steps of random-walk return probabilities as inputs "
                                 "for graphs without node columns): graph-level, InfoGraph's and GraphCL's encoder",
-                         "Xu et al. 2019, arXiv:1810.00826")
+                         "Xu et al. 2019, arXiv:1810.00826", small={"hidden": 16, "layers": 2})
 def gin(spec: dict[str, Any], hidden: int = 32, layers: int = 3, readout: str = "",
         walk_steps: int | None = None) -> GIN:
     return GIN(spec, hidden, layers, readout or None, walk_steps)
 
 
 @graph_encoders.register("gcn", "Graph Convolutional Network (2 layers of 256, PReLU), mean pooling or the root node: "
-                                "node-level, DGI's and GRACE's encoder", "Kipf & Welling 2017, arXiv:1609.02907")
+                                "node-level, DGI's and GRACE's encoder", "Kipf & Welling 2017, arXiv:1609.02907",
+                         small={"hidden": 32})
 def gcn(spec: dict[str, Any], hidden: int = 256, layers: int = 2, readout: str = "",
         walk_steps: int | None = None) -> GCN:
     return GCN(spec, hidden, layers, readout or None, walk_steps)
 
 
 @graph_encoders.register("gat", "Graph Attention Network (2 layers, 4 heads of 64, ELU), mean pooling or the root node",
-                         "Velickovic et al. 2018, arXiv:1710.10903")
+                         "Velickovic et al. 2018, arXiv:1710.10903",
+                         small={"hidden": 16, "heads": 2})
 def gat(spec: dict[str, Any], hidden: int = 64, heads: int = 4, layers: int = 2, dropout: float = 0.1,
         readout: str = "", walk_steps: int | None = None) -> GAT:
     return GAT(spec, hidden, heads, layers, dropout, readout or None, walk_steps)

@@ -137,12 +137,13 @@ def vit_geometry(spec: dict[str, Any], options: dict[str, Any]) -> tuple[int, in
 
 @image_encoders.register("convnet4", "4-block ConvNet (64-128-256-512), the benchmark protocol's reference backbone "
                          "(options: widths, pool=avg|max|avgmax, out_norm)",
-                         view_geometry=convnet4_geometry)
+                         view_geometry=convnet4_geometry, small={"widths": [8, 16, 16, 16]})
 def convnet4(spec: dict[str, Any], **options: Any) -> Encoder:
     return ConvNet4(spec["channels"], **options)
 
 
-@image_encoders.register("resnet18", "CIFAR-style ResNet-18 (3x3 stem, no max-pool), 512-d", "He et al. 2016")
+@image_encoders.register("resnet18", "CIFAR-style ResNet-18 (3x3 stem, no max-pool), 512-d", "He et al. 2016",
+                         small={"width": 8})
 def resnet18(spec: dict[str, Any], **options: Any) -> Encoder:
     return ResNet18(spec["channels"], **options)
 
@@ -155,13 +156,14 @@ def timm_encoder(spec: dict[str, Any], name: str = "resnet18", **options: Any) -
 @image_encoders.register("vit_tiny", "Vision Transformer, Tiny: 192 wide, 12 blocks, 3 heads; a token encoder (masked "
                          "patches dropped); patch side from the image size (options: patch_size, depth)",
                          "Dosovitskiy et al. 2021; Touvron et al. 2021", kind=TokenEncoder, preferred=True,
-                         view_geometry=vit_geometry)
+                         view_geometry=vit_geometry, small={"depth": 2, "mlp_ratio": 1.0})
 def vit_tiny(spec: dict[str, Any], **options: Any) -> Encoder:
     return vit("vit_tiny", spec, **options)
 
 
 @image_encoders.register("vit_small", "Vision Transformer, Small: 384 wide, 12 blocks, 6 heads; a token encoder "
                          "(options: patch_size, depth)", "Dosovitskiy et al. 2021; Touvron et al. 2021",
-                         kind=TokenEncoder, view_geometry=vit_geometry)
+                         kind=TokenEncoder, view_geometry=vit_geometry,
+                         small={"depth": 2, "mlp_ratio": 1.0})
 def vit_small(spec: dict[str, Any], **options: Any) -> Encoder:
     return vit("vit_small", spec, **options)

@@ -103,13 +103,14 @@ class DGCNN(Encoder):
 
 
 @point_encoders.register("pointnet", "PointNet: shared per-point MLP 64-64-64-128-1024 and max pooling, no T-Nets "
-                         "(options: widths)", "Qi et al. 2017")
+                         "(options: widths)", "Qi et al. 2017", small={"widths": [16, 16, 16, 32, 256]})
 def pointnet(spec: dict[str, Any], **options: Any) -> Encoder:
     return PointNet(spec["channels"], **options)
 
 
 @point_encoders.register("dgcnn", "DGCNN: four EdgeConv layers (k=20) on dynamic kNN graphs, max+avg pooled "
-                         "2 x 512 (options: k, widths, embed)", "Wang et al. 2019")
+                         "2 x 512 (options: k, widths, embed)", "Wang et al. 2019",
+                         small={"k": 8, "widths": [16, 16, 32, 32], "embed": 64})
 def dgcnn(spec: dict[str, Any], **options: Any) -> Encoder:
     return DGCNN(spec["channels"], **options)
 
@@ -245,7 +246,8 @@ class PointTransformer(PatchTransformer):
 
 @point_encoders.register("point_transformer", "point Transformer on patches (Point-MAE): 32 farthest-point centres x "
                          "16 nearest points, mini-PointNet tokens, 192 wide, 4 blocks, 3 heads (options: groups, "
-                         "group_size, dim, depth, heads)", "Pang et al. 2022", kind=TokenEncoder)
+                         "group_size, dim, depth, heads)", "Pang et al. 2022", kind=TokenEncoder,
+                         small={"groups": 8, "group_size": 8, "dim": 32, "depth": 2, "heads": 2})
 def point_transformer(spec: dict[str, Any], groups: int = 32, group_size: int = 16, dim: int = 192, depth: int = 4,
                       heads: int = 3) -> Encoder:
     return PointTransformer(spec["channels"], int(groups), int(group_size), int(dim), int(depth), int(heads))

@@ -146,12 +146,13 @@ class FTTransformer(Encoder):
 
 @tabular_encoders.register("mlp", "MLP with categorical embeddings, 4 x 256 (Linear-BN-ReLU), SCARF's encoder size; "
                            "the embedding is the four blocks side by side (1,024-d)",
-                           "Bahri et al. 2022 (SCARF)")
+                           "Bahri et al. 2022 (SCARF)", small={"width": 32, "depth": 2})
 def mlp_encoder(spec: dict[str, Any], **options: Any) -> Encoder:
     return TabularMLP(spec, **options)
 
 
 @tabular_encoders.register("ft_transformer", "FT-Transformer: feature tokens + [CLS], 3 pre-norm blocks, 64-d",
-                           "Gorishniy et al. 2021, arXiv:2106.11959")
+                           "Gorishniy et al. 2021, arXiv:2106.11959",
+                           small={"d_token": 16, "n_blocks": 1, "n_heads": 2})
 def ft_transformer_encoder(spec: dict[str, Any], **options: Any) -> Encoder:
     return FTTransformer(spec, **options)

@@ -97,7 +97,7 @@ def projected_vectors(vectors: torch.Tensor, dim: int) -> torch.Tensor:
 @text_encoders.register("transformer", "a small Transformer from scratch over the run's WordPiece tokens (4 blocks, "
                                        "256 wide, 4 heads, dropout 0.1), mean-pooled over the real tokens; "
                                        "vectors=glove starts its token embeddings from GloVe",
-                        "Vaswani et al. 2017, arXiv:1706.03762")
+                        "Vaswani et al. 2017, arXiv:1706.03762", small={"dim": 32, "depth": 2, "heads": 2})
 def transformer(spec: dict[str, Any], dim: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
                 dropout: float = 0.1, vectors: str = "") -> TextTransformer:
     table = vectors_for(spec["tokenizer"]["tokens"], vectors)[0] if vectors else None

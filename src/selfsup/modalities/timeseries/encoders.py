@@ -18,13 +18,14 @@ DEFAULT_HIDDEN = 32
 @series_encoders.register("dilated_cnn", "TS2Vec's dilated convolutional encoder: linear projection, 10 residual "
                           "blocks (GELU, dilations 1..512, width 32; TS2Vec's 64 with hidden=64), 320-d per time "
                           "step, max-pooled; causal=true for T-Loss's causal variant",
-                          "Yue et al. 2022, arXiv:2106.10466")
+                          "Yue et al. 2022, arXiv:2106.10466", small={"hidden": 16, "depth": 3, "out_dim": 32})
 def dilated_cnn(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
     return DilatedConvEncoder(spec["channels"], **{"hidden": DEFAULT_HIDDEN, **options})
 
 
 @series_encoders.register("patch_transformer", "PatchTST-style Transformer over 8-step patches (3 layers, "
                           "d_model 128), 320-d, max-pooled over patches; a token encoder (masked patches dropped: "
-                          "mae, data2vec2, ijepa)", "Nie et al. 2023, arXiv:2211.14730", kind=PatchTransformerEncoder)
+                          "mae, data2vec2, ijepa)", "Nie et al. 2023, arXiv:2211.14730", kind=PatchTransformerEncoder,
+                          small={"d_model": 32, "depth": 2, "heads": 2, "out_dim": 32})
 def patch_transformer(spec: dict[str, Any], **options: Any) -> SequenceEncoder:
     return PatchTransformerEncoder(spec["channels"], **options)

@@ -193,14 +193,15 @@ def vit_view_multiple(spec: dict[str, Any], options: dict[str, Any]) -> int:
 
 
 @video_encoders.register("r2plus1d", "R(2+1)D: residual (2+1)-D convolution blocks 16-32-64, average pooled "
-                         "(options: widths)", "Tran et al. 2018")
+                         "(options: widths)", "Tran et al. 2018", small={"widths": [8, 8, 16]})
 def r2plus1d(spec: dict[str, Any], **options: Any) -> Encoder:
     return R2Plus1D(spec["channels"], **options)
 
 
 @video_encoders.register("video_vit", "video ViT on tube tokens (2 frames x P x P pixels; P 4 up to 32 px), 192 wide, "
                          "4 blocks, 3 heads (options: patch_size, tube, depth, dim, heads)", "Tong et al. 2022",
-                         kind=TokenEncoder, view_multiple=vit_view_multiple)
+                         kind=TokenEncoder, view_multiple=vit_view_multiple,
+                         small={"dim": 32, "depth": 2, "heads": 2})
 def video_vit(spec: dict[str, Any], patch_size: int | None = None, tube: int = 2, depth: int = 4, dim: int = 192,
               heads: int = 3) -> Encoder:
     return VideoTransformer(spec["channels"], vit_view_multiple(spec, {"patch_size": patch_size}), int(tube), int(dim),
