@@ -30,6 +30,8 @@ def test_fine_tuning_beats_the_linear_probe_and_grows_with_labels(digits_run):
     run = selfsup.load(digits_run)
     ds = selfsup.load_dataset("digits")
     probe = linear_probe(run.embed(ds.train.x), ds.train.y, run.embed(ds.test.x), ds.test.y)["acc"]
+    # measured (2026-12-06): probe 0.947; fine-tuned 0.446 / 0.863 / 0.968 at 1% / 10% / 100% of the labels (with
+    # 120 or 180 steps instead of 250, 0.944 or 0.959 at 100%: the margin needs the steps)
     res = few_label_finetune(run, ds.train, ds.test, fractions=(0.01, 0.1, 1.0), seeds=(0, 1), epochs=10,
                              max_steps=250, baseline=False)["selfsup"]
     means = [res[f]["mean"] for f in ("0.01", "0.1", "1.0")]
