@@ -87,13 +87,15 @@ def run_cli(*args, cwd=None, show_warnings=False):
 
 
 def small_encoder(modality, spec: dict, method_cls) -> tuple[str, dict]:
-    """The encoder a plan picks for `method_cls` on `modality` (the modality's default, or its preferred encoder of
-    the protocol the method needs) and the options of its declared small size: contract tests check what a method
-    does with an encoder, which does not depend on the encoder's width or depth."""
+    """The encoder a plan picks for `method_cls` on `modality` (training.plan.build_plan: the modality's default, else
+    its preferred or first encoder of the protocol the method needs) and its options at the small size it declares:
+    contract tests check what a method does with an encoder, which does not depend on the encoder's width or depth."""
     from selfsup.modalities import default_encoder_for, small_encoder_options
+    from selfsup.training.plan import split_encoder_name
 
-    name = (default_encoder_for(modality, spec, method_cls.encoder_kind) or modality.default_encoder(spec))
-    return name, small_encoder_options(modality, name.partition(":")[0])
+    name, options = split_encoder_name(default_encoder_for(modality, spec, method_cls.encoder_kind)
+                                       or modality.default_encoder(spec))
+    return name, {**options, **small_encoder_options(modality, name)}
 
 
 @pytest.fixture(scope="session")

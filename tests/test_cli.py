@@ -124,8 +124,10 @@ def test_existing_output_is_refused(tmp_path, digits_run):
 
 
 def test_config_reproduces_run(tmp_path, digits_run):
+    """The run's config.yaml trains the same losses bit for bit, also with the per-epoch monitor switched on (the
+    monitor reads the encoder, never the training's random draws)."""
     proc = run_cli("train", "--config", digits_run / "config.yaml", "--out", tmp_path / "again", "--no-eval",
-                   "--quiet")
+                   "--quiet", "--monitor")
     assert proc.returncode == 0, proc.stderr
     a = [json.loads(l)["loss"] for l in open(digits_run / "metrics.jsonl") if '"step"' in l]
     b = [json.loads(l)["loss"] for l in open(tmp_path / "again" / "metrics.jsonl") if '"step"' in l]

@@ -195,19 +195,35 @@ def test_no_method_reads_a_tensor_on_the_host_in_its_step():
 SMALL_ENCODERS = [(d, e.name) for d in modalities.names() for e in get_modality(d).encoders if "small" in e.extra]
 
 
+def test_every_encoder_the_contract_tests_train_declares_a_small_size():
+    """The contract and precision tests train, for each method, the encoder a plan picks at the small size its
+    registration declares (`small=`); an encoder without one would be trained at full size, slowly."""
+    for method_name, modality_name in PAIRS:
+        modality = get_modality(modality_name)
+        spec = modality.fit_spec(toy_dataset(modality_name).train.x)
+        name, options = small_encoder(modality, spec, methods.get(method_name))
+        assert options, (method_name, modality_name, name)
+
+
 @pytest.mark.parametrize("modality_name,encoder_name", SMALL_ENCODERS, ids=[f"{d}-{e}" for d, e in SMALL_ENCODERS])
 def test_an_encoder_at_its_declared_small_size_is_the_same_architecture_smaller(modality_name, encoder_name):
-    """The contract tests train each encoder at the small size its registration declares; the full-size encoder, as
-    a user gets it, embeds the same toy batch to the same kind of output (one vector per item, finite)."""
+    """Every declared small size is the same class as the full-size encoder with less than half its parameters; the
+    full-size encoder, as a user gets it, embeds the toy batch (one finite vector per item) and, in training mode,
+    gives every parameter a finite gradient."""
     modality = get_modality(modality_name)
     storage = modality.from_array(modality.toy_data(8, np.random.default_rng(0)), "toy")
     sizes = {}
     for size, options in (("default", {}), ("small", small_encoder_options(modality, encoder_name))):
         spec = modality.spec_for_encoder(modality.fit_spec(storage), encoder_name, options)
         torch.manual_seed(0)
-        encoder = new_encoder(modality, encoder_name, spec, **options).eval()
+        encoder = new_encoder(modality, encoder_name, spec, **options)
+        x = modality.prepare(storage, spec)
         with torch.no_grad():
-            out = encoder(modality.prepare(storage, spec))
+            out = encoder.eval()(x)
         assert out.shape == (len(storage), encoder.out_dim) and bool(torch.isfinite(out).all()), (size, out.shape)
-        sizes[size] = type(encoder), sum(p.numel() for p in encoder.parameters())
+        sizes[size] = type(encoder), sum(p.numel() for p in encoder.parameters()), encoder, x
     assert sizes["small"][0] is sizes["default"][0] and sizes["small"][1] < sizes["default"][1] / 2, sizes
+    _, _, full, x = sizes["default"]
+    full.train()(x).sum().backward()
+    missing = [n for n, p in full.named_parameters() if p.grad is None or not bool(torch.isfinite(p.grad).all())]
+    assert not missing, missing

@@ -24,7 +24,7 @@ EPOCHS = 8
 # objective teaches it); no local crops (digits are 8 x 8: 4-pixel local crops do not fit ConvNet-4; multi-crop is
 # tested on 28 x 28 images elsewhere); DeepCluster-v2 and SeLa with 100 clusters (digits has 1,347 training
 # images, fewer than the papers' 3000).
-NEW_OPTIONS = {"byol": {"proj_hidden_dim": 1024, "pred_hidden_dim": 1024},
+METHOD_OPTIONS = {"byol": {"proj_hidden_dim": 1024, "pred_hidden_dim": 1024},
                "simsiam": {"proj_dim": 1024, "pred_hidden_dim": 256},
                "barlow_twins": {"proj_hidden_dim": 1024},
                "vicreg": {"proj_dim": 1024, "proj_hidden_dim": 1024},
@@ -39,7 +39,7 @@ NEW_OPTIONS = {"byol": {"proj_hidden_dim": 1024, "pred_hidden_dim": 1024},
                                   "dino", "swav", "deepcluster_v2", "sela"])
 def test_method_beats_random_encoder_on_digits(name):
     run = selfsup.train("digits", method=name, epochs=EPOCHS, batch_size=128, encoder_options=SMALL, monitor=False,
-                        method_options=NEW_OPTIONS.get(name, {}))
+                        method_options=METHOD_OPTIONS.get(name, {}))
     ds = selfsup.load_dataset("digits")
     train, test, _ = holdout_test_split(ds)
     feats = feature_sets(run, train, test)

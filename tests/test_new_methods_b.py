@@ -53,6 +53,20 @@ def test_whitened_rows_have_identity_covariance():
     assert torch.allclose(w32.T @ w32 / 63, eye.float(), atol=1e-4)
 
 
+def test_wmse_defaults_whiten_sub_batches_with_more_rows_than_dimensions():
+    """On the default batch (256), W-MSE's defaults whiten two sub-batches of 128 rows of 64-d projections: full-rank
+    covariances, no shrinkage (the paper's path; tests/test_image_defaults.py trains it on 64 items, where the n <= d
+    fallback shrinks)."""
+    from selfsup.config import TrainConfig
+
+    hp, batch = WMSE.hyperparameters(), TrainConfig.__dataclass_fields__["batch_size"].default
+    parts = random_partition(batch, hp["w_size"], torch.device("cpu"))
+    assert [len(p) for p in parts] == [128, 128] and all(len(p) > hp["proj_dim"] for p in parts)
+    z = torch.randn(128, hp["proj_dim"], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    w = cholesky_whiten(z)
+    assert torch.allclose(w.T @ w / 127, torch.eye(hp["proj_dim"], dtype=torch.float64), atol=1e-10)
+
+
 def test_wmse_loss_by_hand():
     all_rows = [torch.arange(4)]
     # view 2 = view 1 with the second coordinate negated: whitened rows (a, b) and (a, -b) with |a| = |b| -> cos 0

@@ -104,6 +104,9 @@ def test_encoder_options_given_to_a_search_go_to_every_candidate(tmp_path):
         search({"data": "toy", "encoder_options": {"dropout": 0.2}}, clips, tmp_path / "run", 1.0, record)
     assert len(seen) == len(candidates_for("toy", "audio", {})) > 1
     assert all(o["encoder_options"] == {"dropout": 0.2} for o in seen)
+    # a screen is thrown away when interrupted, so it writes no checkpoint and runs no per-epoch monitor
+    assert all(o["checkpoint_minutes"] is None and o["checkpoint_every_steps"] is None and o["monitor"] is False
+               for o in seen)
 
 
 def test_a_tiny_budget_still_screens_each_candidate_for_the_minimum():

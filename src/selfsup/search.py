@@ -13,7 +13,8 @@ restart).
 Labels are never read. The search's record (every screen's scores, the ranking of each round, the choice and why)
 is kept in RUN/search.json; the screens' runs and the record in progress live in RUN.search/ until the run is
 complete, so an interrupted search, given the same command again, carries on where it stopped (screens already
-scored are not trained again; an interrupted final run resumes from its checkpoint).
+scored are not trained again, an interrupted screen starts again, so screens write no checkpoint and run no
+per-epoch monitor; an interrupted final run resumes from its checkpoint).
 """
 from __future__ import annotations
 
