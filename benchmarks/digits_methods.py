@@ -158,11 +158,11 @@ def main() -> None:
         return
     methods = args.only.split(",") if args.only else modality_methods(load_dataset(args.data).modality)
     path = RESULTS / f"{args.name}.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    entries = {f"{e['method']}/{e['seed']}": e for e in doc.get("entries", [])}
     for method in methods:
         for seed in (int(s) for s in args.seeds.split(",")):
             entry = measure(method, args.epochs or None, seed, args.threads, args.data, json.loads(args.options))
+            doc = json.loads(path.read_text()) if path.exists() else {}  # read again: runs may go side by side
+            entries = {f"{e['method']}/{e['seed']}": e for e in doc.get("entries", [])}
             entries[f"{method}/{seed}"] = {**entry, "machine": machine(args.threads)}
             print(json.dumps({k: v for k, v in entry.items()}), flush=True)
             save(args.name, {

@@ -70,12 +70,12 @@ def main() -> None:
     parser.add_argument("--data", default=DATA)
     args = parser.parse_args()
     path = RESULTS / f"{NAME}.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    entries = {f"{e['candidate']}/{e['seed']}/{e['epochs']}": e for e in doc.get("entries", [])}
     for item in args.candidates:
         name, _, options = item.partition("=")
         for seed in (int(s) for s in args.seeds.split(",")):
             entry = screen(name, json.loads(options), args.epochs, seed, args.threads, args.data)
+            doc = json.loads(path.read_text()) if path.exists() else {}  # read again: screens may run side by side
+            entries = {f"{e['candidate']}/{e['seed']}/{e['epochs']}": e for e in doc.get("entries", [])}
             entries[f"{name}/{seed}/{args.epochs}"] = {**entry, "machine": machine(args.threads),
                                                         "command": "python benchmarks/points_screen.py "
                                                         + shlex.join(sys.argv[1:])}

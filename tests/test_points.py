@@ -12,7 +12,7 @@ import selfsup
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.modalities import get_modality
 from selfsup.methods.mae import random_keep
-from selfsup.modalities.points.encoders import DGCNN, PointNet, PointTransformer, farthest_points
+from selfsup.modalities.points.encoders import DGCNN, PointNet, PointTransformer, farthest_points, principal_axes
 from selfsup.modalities.points.views import PointAugmentation, augment, ball_crop, random_rotation, recipe, unit_ball
 from test_bad_inputs import cli
 
@@ -100,6 +100,30 @@ def test_encoders_ignore_the_order_and_the_number_of_points(encoder):
         assert out.shape == (3, encoder.out_dim)
         assert torch.allclose(out, encoder(x[:, torch.randperm(40)]), atol=1e-5)
         assert encoder(x[:, :25]).shape == (3, encoder.out_dim)
+
+
+def test_principal_axes_give_one_pose_whatever_the_turn_and_place():
+    """A cloud put in its principal axes comes out the same after any rotation and shift (its variances 9, 2.25 and
+    0.25 apart, a skewed cloud: no ambiguity of order or sign); PointNet(align="pca") so embeds it the same, the plain
+    PointNet does not (the control); a grid is read off by hand."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 256, 3, generator=g) * torch.tensor([3.0, 1.5, 0.5]) + 0.3 * torch.randn(4, 256, 3,
+                                                                                                 generator=g) ** 2
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=g))
+    q = q * torch.sign(torch.diagonal(r)) * torch.sign(torch.det(q))  # a rotation
+    turned = x @ q + torch.tensor([5.0, -2.0, 1.0])
+    torch.testing.assert_close(principal_axes(turned), principal_axes(x), atol=1e-5, rtol=0)
+    aligned, plain = PointNet(3, (16, 32), align="pca").eval(), PointNet(3, (16, 32)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(aligned(turned), aligned(x), atol=1e-4, rtol=0)
+        assert not torch.allclose(plain(turned), plain(x), atol=1e-2)
+    # by hand: the grid of (x, y, z) = (2a, 3b, c) for a, b, c in {-1, -1, 2} has uncorrelated axes of variance 8, 18
+    # and 2, each skewed to its positive side: the principal axes are y, x, z, each as it was
+    steps = torch.tensor([-1.0, -1.0, 2.0])
+    grid = torch.cartesian_prod(2 * steps, 3 * steps, steps)[None]
+    torch.testing.assert_close(principal_axes(grid), grid[..., [1, 0, 2]], atol=1e-6, rtol=0)
+    with pytest.raises(selfsup.SelfSupError, match="align='pcb'"):
+        PointNet(3, (16,), align="pcb")
 
 
 def test_farthest_point_sampling_by_hand():

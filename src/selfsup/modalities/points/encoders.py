@@ -47,15 +47,40 @@ def shared_mlp(widths: tuple[int, ...], c_in: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class PointNet(Encoder):
-    """Shared MLP over the points (`widths`) and a global max pool: [B, P, C] -> [B, widths[-1]]."""
+def principal_axes(xyz: torch.Tensor) -> torch.Tensor:
+    """[B, P, 3] clouds in their own principal axes: centred on their centroid, the coordinates along the eigenvectors
+    of their covariance in decreasing order of variance, each axis pointing where the cloud's third moment along it is
+    positive. The same cloud turned by any rotation comes out the same, up to the ambiguities of such poses (an axis
+    whose third moment is about zero keeps an arbitrary sign, axes of about equal variance an arbitrary order; Li et
+    al. 2021, "A Closer Look at Rotation-invariant Deep Point Cloud Analysis"); the pose may be a mirror image.
+    Computed in float64 outside autocast (3 x 3 eigenproblems); no gradient flows through it (inputs only)."""
+    with torch.autocast(xyz.device.type, enabled=False):
+        centred = (xyz - xyz.mean(dim=1, keepdim=True)).double()
+        _, vectors = torch.linalg.eigh(centred.transpose(1, 2) @ centred)  # eigenvalues ascending
+        coords = centred @ vectors.flip(-1)
+        sign = torch.where((coords ** 3).sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
+        return (coords * sign).to(xyz.dtype)
 
-    def __init__(self, channels: int = 3, widths: tuple[int, ...] = (64, 64, 64, 128, 1024)) -> None:
+
+class PointNet(Encoder):
+    """Shared MLP over the points (`widths`) and a global max pool: [B, P, C] -> [B, widths[-1]]. With
+    `align="pca"` the coordinates are first put in each cloud's principal axes (`principal_axes`), a canonical pose
+    that does not depend on how the cloud was turned."""
+
+    ALIGNMENTS = ("", "pca")
+
+    def __init__(self, channels: int = 3, widths: tuple[int, ...] = (64, 64, 64, 128, 1024), align: str = "") -> None:
         super().__init__()
+        if align not in self.ALIGNMENTS:
+            raise ConfigError(f"pointnet option align={align!r}: give align=pca, or leave it out for the coordinates "
+                              "as they come")
+        self.align = align
         self.mlp = shared_mlp(tuple(widths), channels)
         self.out_dim = int(widths[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.align:
+            x = torch.cat([principal_axes(x[..., :3]), x[..., 3:]], dim=2)
         return self.mlp(x.transpose(1, 2)).amax(dim=2)
 
 
@@ -103,7 +128,8 @@ class DGCNN(Encoder):
 
 
 @point_encoders.register("pointnet", "PointNet: shared per-point MLP 64-64-64-128-1024 and max pooling, no T-Nets "
-                         "(options: widths)", "Qi et al. 2017", small={"widths": [16, 16, 16, 32, 256]})
+                         "(options: widths, align=pca: each cloud in its principal axes first)", "Qi et al. 2017",
+                         small={"widths": [16, 16, 16, 32, 256]})
 def pointnet(spec: dict[str, Any], **options: Any) -> Encoder:
     return PointNet(spec["channels"], **options)
 
