@@ -40,6 +40,12 @@ def machine(threads: int | None = None) -> dict:
     return info
 
 
+def flat_options(options: dict) -> dict:
+    """Options as the command line gives them: mappings (encoder_options, ...) by their keys, the rest as they are."""
+    return {k: v for key, value in options.items() for k, v in (value.items() if isinstance(value, dict)
+                                                                 else [(key, value)])}
+
+
 def write_result(path: Path, doc: dict) -> Path:
     """Write a result document as JSON atomically (selfsup.artifacts: temporary file + rename)."""
     from selfsup.artifacts import write_json

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, save  # noqa: E402
+from _common import RESULTS, flat_options, machine, save  # noqa: E402
 
 import selfsup  # noqa: E402
 from selfsup.compatibility import supported_pairs  # noqa: E402
@@ -97,7 +97,8 @@ def markdown(doc: dict) -> str:
         mine = [e for e in doc["entries"] if e["method"] == method]
         seeds = ", ".join(str(e["seed"]) for e in mine)
         epochs = "/".join(str(x) for x in sorted({e["epochs"] for e in mine}))
-        options = sorted({", ".join(f"{k}={v}" for k, v in e.get("options", {}).items()) for e in mine} - {""})
+        options = sorted({", ".join(f"{k}={v}" for k, v in flat_options(e.get("options", {})).items())
+                          for e in mine} - {""})
         row = [f"{method} ({seeds}; {epochs}{''.join('; ' + o for o in options)})"]
         for probe in ("knn", "linear"):
             row += [cell([e[probe] for e in mine], bold=True), cell([e[f"random_{probe}"] for e in mine]),

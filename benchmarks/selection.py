@@ -40,7 +40,7 @@ from scipy.stats import spearmanr
 from sklearn.model_selection import StratifiedKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, save  # noqa: E402
+from _common import RESULTS, flat_options, machine, save  # noqa: E402
 from audio import load_clips  # noqa: E402
 from audio_data import DEFAULT_OUT as SPOKEN_DIGITS, generate  # noqa: E402
 from text_data import transfer_sets  # noqa: E402
@@ -157,12 +157,6 @@ def separability(per_seed: dict[str, dict[str, Any]]) -> dict[str, float | None]
     return {"seeds_agree": round(float(np.mean([0.0 if np.isnan(r) else r for r in pairs])), 2),
             "candidates_points": round(float(acc.mean(0).std(ddof=1)), 2),
             "seeds_points": round(float(acc.std(0, ddof=1).mean()), 2)}
-
-
-def flat_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Options as the command line gives them: mappings (encoder_options, ...) by their keys, the rest as they are."""
-    return {k: v for key, value in options.items() for k, v in (value.items() if isinstance(value, dict)
-                                                                 else [(key, value)])}
 
 
 def markdown(doc: dict[str, Any]) -> str:

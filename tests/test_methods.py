@@ -25,14 +25,14 @@ EPOCHS = 8
 # tested on 28 x 28 images elsewhere); DeepCluster-v2 and SeLa with 100 clusters (digits has 1,347 training
 # images, fewer than the papers' 3000).
 METHOD_OPTIONS = {"byol": {"proj_hidden_dim": 1024, "pred_hidden_dim": 1024},
-               "simsiam": {"proj_dim": 1024, "pred_hidden_dim": 256},
-               "barlow_twins": {"proj_hidden_dim": 1024},
-               "vicreg": {"proj_dim": 1024, "proj_hidden_dim": 1024},
-               "mocov3": {"proj_hidden_dim": 1024, "pred_hidden_dim": 1024},
-               "nnclr": {"proj_hidden_dim": 1024, "pred_hidden_dim": 1024},
-               "dino": {"local_crops": 0, "hidden_dim": 1024, "out_dim": 1024}, "swav": {"local_crops": 0},
-               "deepcluster_v2": {"local_crops": 0, "num_prototypes": 100},
-               "sela": {"local_crops": 0, "num_prototypes": 100}}
+                  "simsiam": {"proj_dim": 1024, "pred_hidden_dim": 256},
+                  "barlow_twins": {"proj_hidden_dim": 1024},
+                  "vicreg": {"proj_dim": 1024, "proj_hidden_dim": 1024},
+                  "mocov3": {"proj_hidden_dim": 1024, "pred_hidden_dim": 1024},
+                  "nnclr": {"proj_hidden_dim": 1024, "pred_hidden_dim": 1024},
+                  "dino": {"local_crops": 0, "hidden_dim": 1024, "out_dim": 1024}, "swav": {"local_crops": 0},
+                  "deepcluster_v2": {"local_crops": 0, "num_prototypes": 100},
+                  "sela": {"local_crops": 0, "num_prototypes": 100}}
 
 
 @pytest.mark.parametrize("name", ["simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "mocov3", "nnclr",
