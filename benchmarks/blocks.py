@@ -122,6 +122,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "speed table": _speed,
     "time to accuracy table": lambda: _table("time_to_accuracy", "markdown", _results("time_to_accuracy")),
     "gpu table": lambda: _table("gpu_check", "gpu_table", _results("gpu_check")),
+    "attention table": lambda: _table("attention", "markdown", _results("attention")),
     "screen table budget": lambda: _table("fmnist_budget", "budget_table", _results("fmnist_budget")),
     "screen table lightly": lambda: _screen("lightly"),
     "screen table distillation": lambda: _screen("distillation"),

@@ -1,5 +1,5 @@
 """Transformer building blocks shared by token encoders (modalities) and by the decoders and predictors of masked
-methods: a pre-norm block over `scaled_dot_product_attention`, and fixed sine-cosine position tables (MAE's
+methods: a pre-norm block over scaled dot-product attention, and fixed sine-cosine position tables (MAE's
 `get_2d_sincos_pos_embed`, Vaswani et al.'s 1-D table)."""
 from __future__ import annotations
 
@@ -8,10 +8,44 @@ import torch.nn.functional as F
 from torch import nn
 
 
+EXPLICIT_ATTENTION_MAX_TOKENS = 144
+
+
+def explicit_attention_pays(q: torch.Tensor) -> bool:
+    """Whether `attention` writes softmax(q k^T / sqrt(d)) v out for these queries rather than calling PyTorch's fused
+    kernel: on the CPU, in a reduced precision (bf16 autocast), up to EXPLICIT_ATTENTION_MAX_TOKENS tokens. There the
+    fused CPU kernel (`_scaled_dot_product_flash_attention_for_cpu`) is the slower of the two, by several times on
+    the shortest sequences and mostly in its backward; between 144 and 256 tokens the two are close (repeated
+    measurements at 192 went either way) and from 256 on the written-out [T, T] weights cost more than they save
+    (benchmarks/results/attention.json). In float32 and on CUDA the fused kernel stays."""
+    return q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) \
+        and q.shape[-2] <= EXPLICIT_ATTENTION_MAX_TOKENS
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None = None,
+              dropout: float = 0.0) -> torch.Tensor:
+    """Scaled dot-product attention over [..., T, d] queries, keys and values, as `F.scaled_dot_product_attention`
+    computes it: `valid` [B, T] bool (False: a key no query may attend to), `dropout` on the attention weights.
+    Where `explicit_attention_pays`, written out: the scores q k^T and their softmax in float32 (the fused kernel's
+    accumulation precision: rounding the scores to bf16 would double its error), the weights cast back to the
+    inputs' precision for the product with v."""
+    if not explicit_attention_pays(q):
+        mask = None if valid is None else valid[:, None, None, :]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    scores = (q.float() * q.shape[-1] ** -0.5) @ k.float().transpose(-2, -1)
+    empty = None
+    if valid is not None:  # a sequence with no valid key attends to nothing (zeros, as the fused kernel gives)
+        empty = ~valid.any(dim=1)[:, None, None, None]
+        scores = scores.masked_fill(~valid[:, None, None, :] & ~empty, float("-inf"))
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32)
+    weights = (weights if empty is None else weights.masked_fill(empty, 0.0)).to(v.dtype)
+    return F.dropout(weights, dropout) @ v if dropout else weights @ v
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention through `F.scaled_dot_product_attention` (fused kernels where available); `valid`
-    [B, T] bool (False: a padding token) keeps padding out of every token's keys, and `dropout` drops attention
-    weights while training (BERT's 0.1, which SimCSE's views come from)."""
+    """Multi-head self-attention (`attention`: PyTorch's fused kernel, or the same product written out where that
+    is faster); `valid` [B, T] bool (False: a padding token) keeps padding out of every token's keys, and `dropout`
+    drops attention weights while training (BERT's 0.1, which SimCSE's views come from)."""
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -24,8 +58,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        mask = None if valid is None else valid[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        out = attention(q, k, v, valid, self.dropout if self.training else 0.0)
         return self.proj(out.transpose(1, 2).reshape(b, t, d))
 
 
