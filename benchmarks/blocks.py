@@ -82,7 +82,16 @@ def _screen(name: str) -> str:
     import fmnist_budget
 
     search = _results("fmnist_budget_search")
-    return _table("fmnist_budget", "screen_table", search, args=(search, fmnist_budget.TABLES[name]))
+    names = fmnist_budget.TABLES[name]
+    shown = {"machine": search["machine"], "candidates": {n: c for n, c in search["candidates"].items() if n in names}}
+    return _table("fmnist_budget", "screen_table", shown, args=(search, names))  # the machines of its rows only
+
+
+def _final_round() -> dict:
+    """The part of the search's record the final-round table shows: its runs and the machine the search names (the
+    screens' later runs record their own machine, which this table does not show)."""
+    search = _results("fmnist_budget_search")
+    return {"machine": search["machine"], "final_round": search.get("final_round", {})}
 
 
 def _speed() -> str:
@@ -127,7 +136,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "screen table lightly": lambda: _screen("lightly"),
     "screen table distillation": lambda: _screen("distillation"),
     "screen table pretext": lambda: _screen("pretext"),
-    "final round table": lambda: _table("fmnist_budget", "final_round_table", _results("fmnist_budget_search")),
+    "final round table": lambda: _table("fmnist_budget", "final_round_table", _final_round(),
+                                        args=(_results("fmnist_budget_search"),)),
     "clustering table": lambda: _table("clustering", "clustering_table", _results("clustering")),
     "tabular table": _tabular,
     "tabular recipes": lambda: _table("tabular_recipes", "markdown", _results("tabular_recipes")),

@@ -166,13 +166,15 @@ def main() -> None:
             entries = {f"{e['method']}/{e['seed']}": e for e in doc.get("entries", [])}
             entries[f"{method}/{seed}"] = {**entry, "machine": machine(args.threads)}
             print(json.dumps({k: v for k, v in entry.items()}), flush=True)
+            command = "python benchmarks/digits_methods.py " + shlex.join(sys.argv[1:])
+            commands = doc.get("commands") or ([doc["command"]] if "command" in doc else [])
             save(args.name, {
                 "data": args.data,
                 "protocol": f"{args.data} test split: kNN (cosine; k=20, fewer on a small training split) and linear probe on the frozen encoder, beside "
                             "the random encoder of the same architecture (its BatchNorm statistics re-estimated on "
                             "the training inputs where the run's were: jigsaw, relative_position) and raw pixels "
                             "(selfsup.evaluate)",
-                "command": "python benchmarks/digits_methods.py " + shlex.join(sys.argv[1:]),
+                "commands": commands + [command] * (command not in commands),  # every run that wrote entries
                 "entries": sorted(entries.values(), key=lambda e: (e["method"], e["seed"])),
                 "summary": summarise(list(entries.values()))})
 

@@ -221,7 +221,7 @@ def search(minutes: float, only: list[str] | None, seed: int, stage: str) -> dic
                  "steps": run.summary["steps"], "img_per_s": run.summary["samples_per_s"],
                  "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
                  "train_seconds": round(train_s, 1), "eval_seconds": round(time.perf_counter() - start, 1),
-                 "load_average_1min": machine()["load_average_1min"]}
+                 "load_average_1min": machine()["load_average_1min"], "machine": machine()}
         results[name] = with_seed(results.get(name), entry)
         arch = architecture_key({"encoder": run.resolved.encoder, "encoder_options": run.resolved.encoder_options})
         baselines = out.setdefault("baselines_on_validation", {})
@@ -233,7 +233,8 @@ def search(minutes: float, only: list[str] | None, seed: int, stage: str) -> dic
                                   "candidates train on the other 50,000; the test set is not used",
                     "stages": "screen: every candidate with a short budget (candidates); final: the best "
                               "few with the full budget (final_round), which decides",
-                    "score": "val_knn + val_linear", "machine": machine()})
+                    "score": "val_knn + val_linear"})
+        out.setdefault("machine", machine())  # the first screens' machine; later runs record theirs in the entry
         out["best"] = best_candidate(out)
         save("fmnist_budget_search", out)
     return out
