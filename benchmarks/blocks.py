@@ -82,16 +82,17 @@ def _screen(name: str) -> str:
     import fmnist_budget
 
     search = _results("fmnist_budget_search")
-    names = fmnist_budget.TABLES[name]
-    shown = {"machine": search["machine"], "candidates": {n: c for n, c in search["candidates"].items() if n in names}}
-    return _table("fmnist_budget", "screen_table", shown, args=(search, names))  # the machines of its rows only
+    return _table("fmnist_budget", "screen_table", _search_rows("candidates", fmnist_budget.TABLES[name]),
+                  args=(search, fmnist_budget.TABLES[name]))
 
 
-def _final_round() -> dict:
-    """The part of the search's record the final-round table shows: its runs and the machine the search names (the
-    screens' later runs record their own machine, which this table does not show)."""
+def _search_rows(part: str, names: tuple[str, ...] | None = None) -> dict:
+    """The rows of the search's record that a table shows (`part`: candidates or final_round; `names`: those of them,
+    default all) with the machine the search names, so the table's source line lists its own rows' machines only
+    (a screen run later records its machine in its row)."""
     search = _results("fmnist_budget_search")
-    return {"machine": search["machine"], "final_round": search.get("final_round", {})}
+    rows = search.get(part, {})
+    return {"machine": search["machine"], part: {n: r for n, r in rows.items() if names is None or n in names}}
 
 
 def _speed() -> str:
@@ -136,7 +137,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "screen table lightly": lambda: _screen("lightly"),
     "screen table distillation": lambda: _screen("distillation"),
     "screen table pretext": lambda: _screen("pretext"),
-    "final round table": lambda: _table("fmnist_budget", "final_round_table", _final_round(),
+    "final round table": lambda: _table("fmnist_budget", "final_round_table", _search_rows("final_round"),
                                         args=(_results("fmnist_budget_search"),)),
     "clustering table": lambda: _table("clustering", "clustering_table", _results("clustering")),
     "tabular table": _tabular,

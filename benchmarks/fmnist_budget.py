@@ -217,11 +217,12 @@ def search(minutes: float, only: list[str] | None, seed: int, stage: str) -> dic
         train_s = time.perf_counter() - start
         start = time.perf_counter()
         scores = score_on_validation(run, fit, val)
+        eval_s, here = time.perf_counter() - start, machine()
         entry = {"options": options, "minutes": minutes, "seed": seed, **scores,
                  "steps": run.summary["steps"], "img_per_s": run.summary["samples_per_s"],
                  "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
-                 "train_seconds": round(train_s, 1), "eval_seconds": round(time.perf_counter() - start, 1),
-                 "load_average_1min": machine()["load_average_1min"], "machine": machine()}
+                 "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
+                 "load_average_1min": here["load_average_1min"], "machine": here}
         results[name] = with_seed(results.get(name), entry)
         arch = architecture_key({"encoder": run.resolved.encoder, "encoder_options": run.resolved.encoder_options})
         baselines = out.setdefault("baselines_on_validation", {})

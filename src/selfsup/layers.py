@@ -15,9 +15,9 @@ def explicit_attention_pays(q: torch.Tensor) -> bool:
     """Whether `attention` writes softmax(q k^T / sqrt(d)) v out for these queries rather than calling PyTorch's fused
     kernel: on the CPU, in a reduced precision (bf16 autocast), up to EXPLICIT_ATTENTION_MAX_TOKENS tokens. There the
     fused CPU kernel (`_scaled_dot_product_flash_attention_for_cpu`) is the slower of the two, by several times on
-    the shortest sequences and mostly in its backward; between 144 and 256 tokens the two are close (repeated
-    measurements at 192 went either way) and from 256 on the written-out [T, T] weights cost more than they save
-    (benchmarks/results/attention.json). In float32 and on CUDA the fused kernel stays."""
+    the shortest sequences and mostly in its backward; past 144 tokens the written-out path's lead is small and
+    from 256 on its [T, T] weights cost more than they save (benchmarks/results/attention.json), so the limit stays
+    where it wins clearly. In float32 and on CUDA the fused kernel stays."""
     return q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) \
         and q.shape[-2] <= EXPLICIT_ATTENTION_MAX_TOKENS
 
