@@ -88,6 +88,9 @@ def test_the_report_picture_reaches_the_clusters_section(tmp_path):
     assert main(["train", "--data", "digits", "--out", str(tmp_path / "run"), "--cluster", "10", *tiny]) == 0
     height = report_screenshot.screenshot(tmp_path / "run" / "report.html", tmp_path / "r.png", 1100, 6000)
     assert height > 900 and Image.open(tmp_path / "r.png").size[1] >= height - 200
-    assert main(["train", "--data", "digits", "--out", str(tmp_path / "plain"), *tiny]) == 0
+    shutil.copytree(tmp_path / "run", tmp_path / "plain")  # the same run without its clusters
+    for name in ("clusters.json", "clusters.csv", "report.html"):
+        (tmp_path / "plain" / name).unlink()
+    assert main(["report", str(tmp_path / "plain")]) == 0
     with pytest.raises(SystemExit, match="no Clusters section"):
         report_screenshot.screenshot(tmp_path / "plain" / "report.html", tmp_path / "p.png", 1100, 6000)

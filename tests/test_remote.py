@@ -3,6 +3,8 @@ HTTP server that answers 503 and drops connections mid-body at random (seeded), 
 read, streamed or prepared remotely are the local ones, byte for byte, whatever failed in between; a run streamed
 from a flaky server or from S3 (and resumed there) ends with the weights of the same run on local shards."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,39 @@ def test_shards_over_a_flaky_http_server_read_as_the_local_ones(data, tmp_path):
         table = load_dataset(f"parquet:{server.url}/table.parquet?label=label")
         assert table.modality == "tabular" and table.info["columns"] == ["a", "b"]
         assert server.faults["503"] > 5 and server.faults["drop"] > 5  # the schedule did fail requests
+
+
+def test_a_shard_read_in_order_costs_one_request_a_read_ahead_and_a_shuffled_read_one_a_sample(data, monkeypatch):
+    """Reading remote shards' samples in order asks for READ_AHEAD bytes at a time (here all of a shard's images in
+    one request after its first), a shuffled read one request a sample; the bytes equal the local shards' either
+    way."""
+    from selfsup import shard_readers
+    from selfsup.shard_readers import index_tar_shards
+
+    asked, real = [], remote.read_range
+
+    def counted(url, offset, count):
+        asked.append(count)
+        return real(url, offset, count)
+
+    monkeypatch.setattr(remote, "read_range", counted)
+    local, _ = index_tar_shards(sorted(str(p) for p in (data / "shards").iterdir()), ("jpg", "png"), None)
+    with flaky_files(data, fault_rate=0.0) as server:
+        urls = [f"{server.url}/shards/{Path(p).name}" for p in local.shard_paths]
+        items, _ = index_tar_shards(urls, ("jpg", "png"), None)
+        asked.clear()
+        assert all(items.read(i) == local.read(i) for i in range(len(items)))
+        assert len(asked) == 2 * len(SHARD_SIZES)  # each shard: its first image, then the rest at once
+        shuffled, _ = index_tar_shards(urls, ("jpg", "png"), None)
+        order = np.random.default_rng(0).permutation(len(items))
+        asked.clear()
+        assert all(shuffled.read(int(i)) == local.read(int(i)) for i in order)
+        assert len(asked) > 0.95 * len(items)  # one request a sample, but where the order happens to be i, i + 1
+        monkeypatch.setattr(shard_readers, "READ_AHEAD", 0)
+        ahead_off, _ = index_tar_shards(urls, ("jpg", "png"), None)
+        asked.clear()
+        assert all(ahead_off.read(i) == local.read(i) for i in range(len(items)))
+        assert len(asked) == len(items)  # the negative control: without read-ahead, one request a sample
 
 
 def test_a_server_that_keeps_failing_or_lacks_the_file_is_named_in_one_line(data):

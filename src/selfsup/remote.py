@@ -6,7 +6,8 @@ What the shard readers (shard_readers) get from a remote shard:
 - a listing: `list_files` turns a glob (where the store lists: S3, GCS, not plain HTTP) or a prefix ending in `/`
   into URLs; brace ranges `{000..099}` are expanded before (shard_readers.expand_braces);
 - positioned reads: `read_range(url, offset, size)`, one ranged request (HTTP Range, S3 GetObject Range), the way a
-  sample is read during training;
+  sample is read during training; `ReadAhead` serves a process that reads a shard's samples in order (decoding it
+  whole, scanning its headers) from one request of up to READ_AHEAD bytes instead of one request a sample;
 - a seekable file: `open_remote(url)` reads blocks of BLOCK bytes (the last few kept), for tarfile's pass over the
   headers when a shard is indexed and for pyarrow's Parquet reader (footer, row groups);
 - `pipe:` commands cannot seek: the command runs once per shard into a local copy (`pipe_copy`: in
@@ -43,6 +44,7 @@ from .errors import ConfigError, DataError
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds before each retry (about a minute in all)
 BLOCK = 8 << 20  # bytes per read of a seekable remote file
 BLOCKS_KEPT = 4
+READ_AHEAD = 1 << 20  # bytes one request fetches for a process that reads a remote shard forwards
 CONNECT_TIMEOUT, READ_TIMEOUT = 30.0, 60.0  # seconds, for http(s):// (a stalled answer is retried after them)
 TRANSIENT_STATUS = {408, 429}  # besides 5xx
 TRANSIENT_CLASSES = {"ConnectionError", "TimeoutError", "ClientConnectionError", "ClientPayloadError",
@@ -201,6 +203,34 @@ def read_range(url: str, offset: int, count: int) -> bytes:
                             "HTTP range requests")
         return data
     return retrying(read, f"{url} (bytes {offset}-{offset + count - 1})")
+
+
+class ReadAhead:
+    """The span of a remote file one process fetched last, and the item it read last. A read inside the span is
+    served from memory; the read of the item after the last one (in order, as when a shard is decoded whole or its
+    headers scanned) fetches [offset, ahead) in one request, `ahead` being where the reader's next items end (at
+    most READ_AHEAD bytes on); any other read fetches just its bytes. So a shard read in order costs one request a
+    READ_AHEAD, and a shuffled read one request a sample, as before. A copy made by pickling starts empty."""
+
+    def __init__(self) -> None:
+        self._url, self._start, self._data, self._last, self._pid = "", 0, b"", -2, -1
+
+    def read(self, url: str, offset: int, count: int, item: int, ahead: Callable[[], int]) -> bytes:
+        if self._pid != os.getpid() or self._url != url:
+            self._url, self._start, self._data, self._last, self._pid = url, 0, b"", -2, os.getpid()
+        in_order, self._last = item == self._last + 1, item
+        within = offset - self._start
+        if 0 <= within and offset + count <= self._start + len(self._data):
+            return self._data[within:within + count]
+        stop = max(offset + count, ahead()) if in_order else offset + count
+        self._start, self._data = offset, read_range(url, offset, stop - offset)
+        return self._data[:count]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()
 
 
 class RemoteFile(io.RawIOBase):

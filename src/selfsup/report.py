@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from .artifacts import atomic_write_text
-from .html_parts import Raw, figure_uri, human, table
+from .html_parts import Raw, figure_uri, human, picture_rows, table
 from .evaluate import evaluation_rows, holdout_test_split
 from .evaluation.scan import normalise
 from .loading import load_dataset
@@ -113,25 +113,14 @@ def neighbours_section(run: Run, x: torch.Tensor, z: np.ndarray) -> list[str]:
 
 def cluster_grid(x: np.ndarray, labels: np.ndarray, confidence: np.ndarray, per_side: int = 5) -> str:
     """One row per cluster: its `per_side` most typical members (highest confidence), then its least typical."""
-    import matplotlib.pyplot as plt
-
-    clusters = [c for c in np.unique(labels)]
-    cols = 2 * per_side + 1
-    fig, axes = plt.subplots(len(clusters), cols, figsize=(0.9 * cols, 0.95 * len(clusters)), squeeze=False)
-    for r, c in enumerate(clusters):
+    rows, titles = [], []
+    for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
         order = members[np.argsort(-confidence[members])]
         picks = list(order[:per_side]) + [None] + list(order[::-1][:per_side][::-1])
-        for col, idx in enumerate(picks):
-            ax = axes[r, col]
-            ax.axis("off")
-            if idx is not None and idx < len(x):
-                img = x[idx].transpose(1, 2, 0)
-                ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray")
-        axes[r, 0].set_title(f"cluster {c} ({len(members)})", fontsize=7, loc="left")
-    axes[0, 0].annotate("most typical", (0, 1.45), xycoords="axes fraction", fontsize=8)
-    axes[0, per_side + 1].annotate("least typical", (0, 1.45), xycoords="axes fraction", fontsize=8)
-    return figure_uri(fig)
+        rows.append([None if i is None or i >= len(x) else x[i] for i in picks])
+        titles.append(f"cluster {c} ({len(members)})")
+    return picture_rows(rows, 0.8, titles, {0: "most typical", per_side + 1: "least typical"})
 
 
 def clusters_section(run: Run, ds: Any) -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import DataError
 from .items import item_fingerprint
-from .remote import is_remote, list_files, local_path, open_remote, read_range
+from .remote import READ_AHEAD, ReadAhead, is_remote, list_files, local_path, open_remote
 from .remote import size as remote_size
 from .storage import LazyFiles
 
@@ -125,6 +125,7 @@ class TarItems:
     sizes: np.ndarray    # int64 [N]
     keys: list[str]      # the samples' keys (for messages)
     files: LazyFiles = field(default_factory=LazyFiles)
+    remote: ReadAhead = field(default_factory=ReadAhead)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -133,11 +134,21 @@ class TarItems:
         shard, size, offset = int(self.shards[i]), int(self.sizes[i]), int(self.offsets[i])
         local = local_path(self.shard_paths[shard])
         if local is None:
-            return read_range(self.shard_paths[shard], offset, size)
+            return self.remote.read(self.shard_paths[shard], offset, size, i, lambda: self.ahead(i))
         data = os.pread(self.files.fd(shard, local), size, offset)
         if len(data) != int(self.sizes[i]):
             raise DataError(f"{self.where(i)}: truncated (the shard changed since it was indexed?)")
         return data
+
+    def ahead(self, i: int) -> int:
+        """Where the items from i on that lie in i's shard, in order, within READ_AHEAD bytes of its start end (the
+        end of a remote read of items in order)."""
+        last = min(int(np.searchsorted(self.shards, self.shards[i], side="right")), i + 4096)
+        starts = self.offsets[i:last]
+        ends = starts + self.sizes[i:last]
+        within = (ends <= starts[0] + READ_AHEAD) & (starts >= np.maximum.accumulate(starts))
+        k = len(within) if within.all() else int(np.argmin(within))
+        return int(ends[:max(k, 1)].max())
 
     def where(self, i: int) -> str:
         return f"{self.shard_paths[int(self.shards[i])]}:{self.keys[i]}"

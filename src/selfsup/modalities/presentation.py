@@ -38,8 +38,17 @@ def neighbour_grid(neighbours: Neighbours, draw: Callable[[Any, list[int]], None
             ax.axis("off")
     axes[0, 0].set_title("query", fontsize=8)
     axes[0, min(1, k - 1)].set_title("nearest neighbours →", fontsize=8, loc="left")
+    return neighbours_html(figure_uri(fig), note)
+
+
+#: the labels above a nearest-neighbours grid's columns
+NEIGHBOUR_NOTES = {0: "query", 1: "nearest neighbours →"}
+
+
+def neighbours_html(picture: str, note: str = "") -> list[str]:
+    """The report's nearest-neighbours section around its picture (a data URI)."""
     return ["<h2>Nearest neighbours</h2>", *([f"<p class='note'>{note}</p>"] if note else []),
-            f'<img alt="nearest neighbours" src="{figure_uri(fig)}">']
+            f'<img alt="nearest neighbours" src="{picture}">']
 
 
 class Presentation:

@@ -14,7 +14,8 @@ from ...views import ViewMaker, ViewRequest
 from ..base import Modality, modalities
 from ..exporting import ExportInputs
 from ..npy import register_array_reader
-from ..presentation import Neighbours, Presentation, neighbour_grid
+from ...html_parts import picture_rows
+from ..presentation import NEIGHBOUR_NOTES, Neighbours, Presentation, neighbours_html
 from .encoders import image_encoders
 
 
@@ -36,12 +37,8 @@ class ImagePresentation(Presentation):
 
     def render_neighbours(self, x: torch.Tensor, neighbours: Neighbours) -> list[str]:
         """A grid: each query (left column) and its nearest images."""
-        def draw(axes: Any, row: list[int]) -> None:
-            for ax, img in zip(axes, self.thumbnails(x[row])):
-                img = img.transpose(1, 2, 0)
-                ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray")
-
-        return neighbour_grid(neighbours, draw)
+        rows = [list(self.thumbnails(x[row])) for row in neighbours.rows]
+        return neighbours_html(picture_rows(rows, 1.0, notes=NEIGHBOUR_NOTES))
 
     def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
                     ) -> Any:
