@@ -62,8 +62,8 @@ def test_shards_over_a_flaky_http_server_read_as_the_local_ones(data, tmp_path):
 
 def test_a_shard_read_in_order_costs_one_request_a_read_ahead_and_a_shuffled_read_one_a_sample(data, monkeypatch):
     """Reading remote shards' samples in order asks for READ_AHEAD bytes at a time (here all of a shard's images in
-    one request after its first), a shuffled read one request a sample; the bytes equal the local shards' either
-    way."""
+    one request after its first), a shuffled read one request a sample; where a span is refused the shard is read
+    item by item; the bytes equal the local shards' every way."""
     from selfsup import shard_readers
     from selfsup.shard_readers import index_tar_shards
 
@@ -91,6 +91,19 @@ def test_a_shard_read_in_order_costs_one_request_a_read_ahead_and_a_shuffled_rea
         asked.clear()
         assert all(ahead_off.read(i) == local.read(i) for i in range(len(items)))
         assert len(asked) == len(items)  # the negative control: without read-ahead, one request a sample
+        monkeypatch.setattr(shard_readers, "READ_AHEAD", remote.READ_AHEAD)
+        alone, _ = index_tar_shards(urls, ("jpg", "png"), None)
+        refused = []
+
+        def no_long_ranges(url, offset, count):  # a server that refuses ranges longer than any one image
+            if count > 16_384:
+                refused.append(url)
+                raise DataError(f"{url}: refused")
+            return real(url, offset, count)
+
+        monkeypatch.setattr(remote, "read_range", no_long_ranges)
+        assert all(alone.read(i) == local.read(i) for i in range(len(items)))
+        assert sorted(refused) == sorted(urls)  # each shard's first span refused, then read item by item
 
 
 def test_a_server_that_keeps_failing_or_lacks_the_file_is_named_in_one_line(data):

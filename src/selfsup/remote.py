@@ -210,21 +210,31 @@ class ReadAhead:
     served from memory; the read of the item after the last one (in order, as when a shard is decoded whole or its
     headers scanned) fetches [offset, ahead) in one request, `ahead` being where the reader's next items end (at
     most READ_AHEAD bytes on); any other read fetches just its bytes. So a shard read in order costs one request a
-    READ_AHEAD, and a shuffled read one request a sample, as before. A copy made by pickling starts empty."""
+    READ_AHEAD, and a shuffled read one request a sample, as before. Where a span cannot be read (a shard cut short
+    since it was indexed, a server refusing long ranges) the item is read alone, and that file is read item by item
+    from then on. A copy made by pickling starts empty."""
 
     def __init__(self) -> None:
-        self._url, self._start, self._data, self._last, self._pid = "", 0, b"", -2, -1
+        self._span: tuple[str, int, bytes] = ("", 0, b"")  # (url, offset, bytes), replaced whole
+        self._last, self._refused, self._pid = -2, "", -1
 
     def read(self, url: str, offset: int, count: int, item: int, ahead: Callable[[], int]) -> bytes:
-        if self._pid != os.getpid() or self._url != url:
-            self._url, self._start, self._data, self._last, self._pid = url, 0, b"", -2, os.getpid()
-        in_order, self._last = item == self._last + 1, item
-        within = offset - self._start
-        if 0 <= within and offset + count <= self._start + len(self._data):
-            return self._data[within:within + count]
+        if self._pid != os.getpid():
+            self._span, self._last, self._refused, self._pid = ("", 0, b""), -2, "", os.getpid()
+        span_url, start, data = self._span
+        in_order = span_url == url and item == self._last + 1 and url != self._refused
+        self._last = item
+        if span_url == url and start <= offset and offset + count <= start + len(data):
+            return data[offset - start:offset - start + count]
         stop = max(offset + count, ahead()) if in_order else offset + count
-        self._start, self._data = offset, read_range(url, offset, stop - offset)
-        return self._data[:count]
+        try:
+            data = read_range(url, offset, stop - offset)
+        except DataError:
+            if stop == offset + count:
+                raise
+            self._refused, data = url, read_range(url, offset, count)
+        self._span = (url, offset, data)
+        return data[:count]
 
     def __getstate__(self) -> dict[str, Any]:
         return {}

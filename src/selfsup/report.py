@@ -117,7 +117,8 @@ def cluster_grid(x: np.ndarray, labels: np.ndarray, confidence: np.ndarray, per_
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
         order = members[np.argsort(-confidence[members])]
-        picks = list(order[:per_side]) + [None] + list(order[::-1][:per_side][::-1])
+        typical, atypical = list(order[:per_side]), list(order[::-1][:per_side][::-1])
+        picks = typical + [None] * (per_side - len(typical) + 1) + [None] * (per_side - len(atypical)) + atypical
         rows.append([None if i is None or i >= len(x) else x[i] for i in picks])
         titles.append(f"cluster {c} ({len(members)})")
     return picture_rows(rows, 0.8, titles, {0: "most typical", per_side + 1: "least typical"})
