@@ -106,6 +106,37 @@ def test_a_shard_read_in_order_costs_one_request_a_read_ahead_and_a_shuffled_rea
         assert sorted(refused) == sorted(urls)  # each shard's first span refused, then read item by item
 
 
+def test_the_default_size_and_mode_read_headers_in_runs_of_consecutive_items(data, monkeypatch):
+    """Past HEADER_SAMPLES, the headers come in HEADER_RUNS runs of consecutive items: remotely a request or three a
+    run (its first item, then the rest at once; a run crossing into the next shard), where as many scattered
+    headers cost one request each."""
+    from selfsup.modalities.image import encoded
+    from selfsup.shard_readers import index_tar_shards
+
+    monkeypatch.setattr(encoded, "HEADER_SAMPLES", 40)
+    monkeypatch.setattr(encoded, "HEADER_RUNS", 4)
+    positions = encoded.header_positions(sum(SHARD_SIZES))
+    assert len(positions) == 40 and len(set(positions.tolist())) == 40 and positions.max() < sum(SHARD_SIZES)
+    assert (np.diff(positions) == 1).sum() == 36  # four runs of ten
+    asked, real = [], remote.read_range
+
+    def counted(url, offset, count):
+        asked.append(count)
+        return real(url, offset, count)
+
+    with flaky_files(data, fault_rate=0.0) as server:
+        urls = [f"{server.url}/shards/shard-{s:03d}.tar" for s in range(len(SHARD_SIZES))]
+        items, _ = index_tar_shards(urls, ("jpg", "png"), None)
+        local, _ = index_tar_shards(sorted(str(p) for p in (data / "shards").iterdir()), ("jpg", "png"), None)
+        monkeypatch.setattr(remote, "read_range", counted)
+        assert encoded.size_and_mode(items, None, None, None) == encoded.size_and_mode(local, None, None, None)
+        assert len(asked) <= 3 * 4
+        asked.clear()
+        monkeypatch.setattr(encoded, "header_positions", lambda n: np.linspace(0, n - 1, 40).round().astype(int))
+        encoded.size_and_mode(items, 16, None, None)
+        assert len(asked) == 40  # the negative control: scattered headers, one request each
+
+
 def test_a_server_that_keeps_failing_or_lacks_the_file_is_named_in_one_line(data):
     with flaky_files(data, fault_rate=1.0) as server:
         with pytest.raises(DataError, match=r"shard-000\.tar.*(HTTP 503|ClientPayloadError).*gave up after 9 attempts"

@@ -59,9 +59,8 @@ def inputs_checksum(plan: PreparePlan) -> str:
 
 def image_plan(source: str, size: int | None = None, mode: str | None = None, skip_bad: bool = False) -> PreparePlan:
     """The plan for an encoded image source (folder:, tar:, parquet:, hf:), with folder:'s size and mode defaults."""
-    from .items import evenly_spaced
     from .modalities.image.decode import JPEG_DECODER, RESIZE_FILTER, default_size_and_mode, read_header
-    from .modalities.image.encoded import HEADER_SAMPLES, common_options, encoded_splits, image_decoder
+    from .modalities.image.encoded import common_options, encoded_splits, header_positions, image_decoder
 
     req = parse_uri(source)
     splits = encoded_splits(req)  # checks the URI's own options as the source does
@@ -73,7 +72,7 @@ def image_plan(source: str, size: int | None = None, mode: str | None = None, sk
         raise ConfigError(f"--size {size}: must lie between 4 and 4096 pixels")
     if size is None or mode is None:  # headers only (no pixels): the same defaults as the source
         items, headers = splits["train"].items, []
-        for i in evenly_spaced(len(items), HEADER_SAMPLES).tolist():
+        for i in header_positions(len(items)).tolist():
             try:
                 headers.append(read_header(items.read(i), max_pixels, items.where(i)))
             except DataError:

@@ -25,7 +25,9 @@ from ...items import DEFAULT_BUFFER, ItemStorage, Items, available_memory, cpu_c
 from .decode import decode, default_size_and_mode, read_header
 
 EVALUATION_SAMPLES = 10_000  # images of a streamed split decoded for statistics and evaluation
-HEADER_SAMPLES = 2_000  # headers read (evenly spaced) to choose the default size and mode
+HEADER_SAMPLES = 2_000  # headers read to choose the default size and mode
+HEADER_RUNS = 20  # ... in this many evenly spaced runs of consecutive items (a remote shard read in order costs one
+                  # request a run, where scattered headers cost one a header)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}  # folder: files
 IMAGE_KINDS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm", "pgm")  # tar members, in order
 COMMON_OPTIONS = {"size", "mode", "max_pixels", "buffer"}
@@ -53,12 +55,20 @@ def image_decoder(size: int, mode: str, max_pixels: int | None):
     return functools.partial(decode_item, size=size, mode=mode, max_pixels=max_pixels)
 
 
+def header_positions(n: int) -> np.ndarray:
+    """The items of n whose headers choose the default size and mode: all up to HEADER_SAMPLES, else HEADER_RUNS
+    evenly spaced runs of HEADER_SAMPLES // HEADER_RUNS consecutive items."""
+    if n <= HEADER_SAMPLES:
+        return np.arange(n)
+    run = HEADER_SAMPLES // HEADER_RUNS
+    return (evenly_spaced(n - run + 1, HEADER_RUNS)[:, None] + np.arange(run)).ravel()
+
+
 def size_and_mode(items: Items, size: int | None, mode: str | None, max_pixels: int | None) -> tuple[int, str]:
-    """The given size and mode, or folder:'s defaults from the headers of up to HEADER_SAMPLES evenly spaced items."""
+    """The given size and mode, or folder:'s defaults from the headers of the items at header_positions."""
     if size is not None and mode is not None:
         return size, mode
-    headers = [read_header(items.read(i), max_pixels, items.where(i))
-               for i in evenly_spaced(len(items), HEADER_SAMPLES).tolist()]
+    headers = [read_header(items.read(i), max_pixels, items.where(i)) for i in header_positions(len(items)).tolist()]
     auto_size, auto_mode = default_size_and_mode(headers)
     return size or auto_size, mode or auto_mode
 
