@@ -60,13 +60,8 @@ def test_shards_over_a_flaky_http_server_read_as_the_local_ones(data, tmp_path):
         assert server.faults["503"] > 5 and server.faults["drop"] > 5  # the schedule did fail requests
 
 
-def test_a_shard_read_in_order_costs_one_request_a_read_ahead_and_a_shuffled_read_one_a_sample(data, monkeypatch):
-    """Reading remote shards' samples in order asks for READ_AHEAD bytes at a time (here all of a shard's images in
-    one request after its first), a shuffled read one request a sample; where a span is refused the shard is read
-    item by item; the bytes equal the local shards' every way."""
-    from selfsup import shard_readers
-    from selfsup.shard_readers import index_tar_shards
-
+def counted_reads(monkeypatch) -> list[int]:
+    """The byte counts of the ranged requests made from now on (remote.read_range counted, then called)."""
     asked, real = [], remote.read_range
 
     def counted(url, offset, count):
@@ -74,6 +69,18 @@ def test_a_shard_read_in_order_costs_one_request_a_read_ahead_and_a_shuffled_rea
         return real(url, offset, count)
 
     monkeypatch.setattr(remote, "read_range", counted)
+    return asked
+
+
+def test_a_shard_read_in_order_costs_one_request_a_read_ahead_and_a_shuffled_read_one_a_sample(data, monkeypatch):
+    """Reading remote shards' samples in order asks for READ_AHEAD bytes at a time (here all of a shard's images in
+    one request after its first), a shuffled read one request a sample; where a span is refused the shard is read
+    item by item; the bytes equal the local shards' every way."""
+    from selfsup import shard_readers
+    from selfsup.shard_readers import index_tar_shards
+
+    real = remote.read_range
+    asked = counted_reads(monkeypatch)
     local, _ = index_tar_shards(sorted(str(p) for p in (data / "shards").iterdir()), ("jpg", "png"), None)
     with flaky_files(data, fault_rate=0.0) as server:
         urls = [f"{server.url}/shards/{Path(p).name}" for p in local.shard_paths]
@@ -118,17 +125,11 @@ def test_the_default_size_and_mode_read_headers_in_runs_of_consecutive_items(dat
     positions = encoded.header_positions(sum(SHARD_SIZES))
     assert len(positions) == 40 and len(set(positions.tolist())) == 40 and positions.max() < sum(SHARD_SIZES)
     assert (np.diff(positions) == 1).sum() == 36  # four runs of ten
-    asked, real = [], remote.read_range
-
-    def counted(url, offset, count):
-        asked.append(count)
-        return real(url, offset, count)
-
     with flaky_files(data, fault_rate=0.0) as server:
         urls = [f"{server.url}/shards/shard-{s:03d}.tar" for s in range(len(SHARD_SIZES))]
         items, _ = index_tar_shards(urls, ("jpg", "png"), None)
         local, _ = index_tar_shards(sorted(str(p) for p in (data / "shards").iterdir()), ("jpg", "png"), None)
-        monkeypatch.setattr(remote, "read_range", counted)
+        asked = counted_reads(monkeypatch)
         assert encoded.size_and_mode(items, None, None, None) == encoded.size_and_mode(local, None, None, None)
         assert len(asked) <= 3 * 4
         asked.clear()

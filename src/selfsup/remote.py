@@ -44,7 +44,7 @@ from .errors import ConfigError, DataError
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds before each retry (about a minute in all)
 BLOCK = 8 << 20  # bytes per read of a seekable remote file
 BLOCKS_KEPT = 4
-READ_AHEAD = 1 << 20  # bytes one request fetches for a process that reads a remote shard forwards
+READ_AHEAD = 1 << 20  # bytes one request fetches for a process that reads a remote shard's samples in order
 CONNECT_TIMEOUT, READ_TIMEOUT = 30.0, 60.0  # seconds, for http(s):// (a stalled answer is retried after them)
 TRANSIENT_STATUS = {408, 429}  # besides 5xx
 TRANSIENT_CLASSES = {"ConnectionError", "TimeoutError", "ClientConnectionError", "ClientPayloadError",

@@ -36,8 +36,8 @@ def neighbour_grid(neighbours: Neighbours, draw: Callable[[Any, list[int]], None
         draw(axes[r], row)
         for ax in axes[r]:
             ax.axis("off")
-    axes[0, 0].set_title("query", fontsize=8)
-    axes[0, min(1, k - 1)].set_title("nearest neighbours →", fontsize=8, loc="left")
+    axes[0, 0].set_title(NEIGHBOUR_NOTES[0], fontsize=8)
+    axes[0, min(1, k - 1)].set_title(NEIGHBOUR_NOTES[1], fontsize=8, loc="left")
     return neighbours_html(figure_uri(fig), note)
 
 
