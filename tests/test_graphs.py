@@ -24,7 +24,7 @@ from selfsup.modalities.graph.codec import Graph, Layout, assemble, flatten, pac
 from selfsup.modalities.graph.encoders import return_probabilities
 from selfsup.modalities.graph.features import fit_features
 from selfsup.modalities.graph.views import (drop_edges, drop_nodes, grow_subgraph, mask_attributes,
-                                            mask_feature_columns, perturb_edges, shuffle_features)
+                                            mask_feature_columns, perturb_edges)
 from selfsup.views import ViewRequest
 
 from conftest import run_cli
@@ -247,28 +247,35 @@ def test_grace_edge_dropping_rate_and_feature_masking_by_whole_columns():
     assert len(set(patterns)) > 1  # drawn per graph
 
 
-def test_feature_shuffle_permutes_rows_across_the_batch_and_keeps_structure():
+def test_shuffle_gives_each_node_another_nodes_inputs_walk_encodings_included():
+    """DGI's corruption: node m gets node shuffle[m]'s inputs, structure kept. On graphs with node columns it equals
+    encoding the graphs with their feature rows permuted; on graphs without any (motifs: the random-walk encodings
+    the encoder computes are the only inputs) the corrupted outputs differ from the real ones, where permuting the
+    stored (empty) feature rows changes nothing (the negative control)."""
     nxg = connected_graphs(SIZES, seed=4)
-    x = one_hot_batch(nxg, width=sum(SIZES))  # width: every node of the batch could land in any graph
-    # give every node of the batch its own id
+    rng = np.random.default_rng(0)
+    x = pack([graph(g.number_of_nodes(), list(g.edges), node_num=rng.standard_normal((g.number_of_nodes(), 4)))
+              for g in nxg], "t", directed=False)
     p = padded(x)
-    start = 0
-    nodes = torch.zeros_like(p.nodes)
-    for b, n in enumerate(SIZES):
-        nodes[b, :n] = torch.eye(sum(SIZES))[start:start + n]
-        start += n
-    x = assemble(replace(p, nodes=nodes))
-    out = assemble(shuffle_features(padded(x), torch.Generator().manual_seed(0)))
-    before, after = padded(x), padded(out)
-    assert torch.equal(before.nodes_count, after.nodes_count) and torch.equal(before.edges_count, after.edges_count)
-    assert torch.equal(before.edges, after.edges)
-    rows_before, rows_after = before.nodes[before.node_valid], after.nodes[after.node_valid]
-    assert torch.equal(rows_after.sum(0), rows_before.sum(0))  # one-hot ids: every row exactly once
-    assert (rows_after.sum(1) == 1).all()
-    assert not torch.equal(rows_after, rows_before)
-    moved = rows_after.argmax(1) != rows_before.argmax(1)
-    assert moved.float().mean() > 0.5
-    assert_padding_zero(out)
+    perm = torch.randperm(int(p.node_valid.sum()), generator=torch.Generator().manual_seed(0))
+    nodes = p.nodes.clone()
+    nodes[p.node_valid] = p.nodes[p.node_valid][perm]
+    moved = assemble(replace(p, nodes=nodes))
+    torch.manual_seed(0)
+    encoder = new_encoder(get_modality("graph"), "gin", {"node_width": 4}).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.node_outputs(x, shuffle=perm).features, encoder.node_outputs(moved).features)
+        assert not torch.equal(encoder.node_outputs(x).features, encoder.node_outputs(moved).features)
+    bare = pack([graph(g.number_of_nodes(), list(g.edges)) for g in nxg], "t", directed=False)
+    walker = new_encoder(get_modality("graph"), "gin", {"node_width": 0}, walk_steps=6).eval()
+    p = padded(bare)
+    nodes = p.nodes.clone()
+    nodes[p.node_valid] = p.nodes[p.node_valid][perm]  # the stored rows permuted: zero columns, the same graphs
+    with torch.no_grad():
+        real, corrupted = walker.node_outputs(bare), walker.node_outputs(bare, shuffle=perm)
+        torch.testing.assert_close(walker.node_outputs(assemble(replace(p, nodes=nodes))).features, real.features)
+    torch.testing.assert_close(corrupted.inputs, real.inputs[perm])
+    assert (corrupted.features - real.features).abs().max() > 1e-2
 
 
 def toy_storage(n=12, seed=0):

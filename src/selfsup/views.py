@@ -33,12 +33,10 @@ to its own augmentations and refuses the others in one line (listing the ones it
 - ``masked_tokens``: BERT's corruption of a sequence of vocabulary ids: 15% of the real tokens chosen
   (``views.corruption_mask``), 80% of those replaced by the mask id, 10% by a random id, 10% left; ``views.clean``
   the original ids (masked language modelling; text).
-- ``unchanged``: the samples as they are, normalised (InfoGraph's and GraphMAE's input: the method itself decides
+- ``unchanged``: the samples as they are, normalised (InfoGraph's, GraphMAE's and DGI's input: the method itself decides
   what to hide or contrast);
 - ``node_aligned``: views that keep every node of a graph in place, so node i of one view is node i of the other:
-  edges dropped and feature columns masked (GRACE, BGRL; graphs);
-- ``feature_shuffle``: global view 0 the samples as they are, view 1 the same structure with the node features
-  permuted across the batch's nodes (DGI's corruption; graphs).
+  edges dropped and feature columns masked (GRACE, BGRL; graphs).
 
 Multi-crop: ``local_views`` smaller crops (side or length ``local_size`` times the global one) come after
 the global views; `Method.encode` runs one forward per group of equal shape (see there for BatchNorm).
@@ -55,7 +53,7 @@ from .errors import ConfigError
 # The built-in recipes; a modality defined elsewhere may make others (tests/test_extension.py defines one).
 RECIPES = ("instance", "instance_light", "asymmetric", "feature_corruption", "mask_and_replace", "swap_noise",
            "overlapping_crops", "masked_values", "geometric", "rotations", "tiles", "spans",
-           "masked_tokens", "unchanged", "node_aligned", "feature_shuffle")
+           "masked_tokens", "unchanged", "node_aligned")
 
 
 @dataclass(frozen=True)

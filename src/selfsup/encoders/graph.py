@@ -1,9 +1,12 @@
 """`GraphEncoder`: an Encoder over batches of graphs that also gives one vector per node,
-``node_outputs(x, hide=None) -> NodeOutputs`` (every node of the batch, graph after graph, with the sample each
-belongs to, the message-passing edges between them and their input features), and ``readout(nodes) -> [B,
-out_dim]``, the sample's vector (pooled over its nodes, or its root node's for rooted neighbourhoods); `forward(x)`
-is ``readout(node_outputs(x))``. `hide` [M] bool replaces those nodes' input features by `mask_token` [input_width]
-(the caller's learned token; zeros without one) before the first layer (masked feature modelling: GraphMAE).
+``node_outputs(x, hide=None, mask_token=None, shuffle=None) -> NodeOutputs`` (every node of the batch, graph after
+graph, with the sample each belongs to, the message-passing edges between them and their input features), and
+``readout(nodes) -> [B, out_dim]``, the sample's vector (pooled over its nodes, or its root node's for rooted
+neighbourhoods); `forward(x)` is ``readout(node_outputs(x))``. `hide` [M] bool replaces those nodes' input features by
+`mask_token` [input_width] (the caller's learned token; zeros without one) before the first layer (masked feature
+modelling: GraphMAE). `shuffle` [M] int64, a permutation of the batch's node rows, gives node m the input features of
+node shuffle[m], structure kept (DGI's corruption). Both act on the inputs the encoder's first layer sees, those it
+computes from the structure (random-walk encodings) included, so graphs without node features can be corrupted too.
 Node-level losses (GRACE, DGI, InfoGraph) read these without knowing how graphs are stored.
 """
 from __future__ import annotations
@@ -48,7 +51,7 @@ class GraphEncoder(Encoder):
         raise NotImplementedError
 
     def node_outputs(self, x: torch.Tensor, hide: torch.Tensor | None = None,
-                     mask_token: torch.Tensor | None = None) -> NodeOutputs:
+                     mask_token: torch.Tensor | None = None, shuffle: torch.Tensor | None = None) -> NodeOutputs:
         raise NotImplementedError
 
     def readout(self, nodes: NodeOutputs) -> torch.Tensor:

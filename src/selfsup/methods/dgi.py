@@ -4,12 +4,14 @@
     s  = sigmoid(mean_v H_v)                        # the graph's summary
     loss = BCE(D(H_v, s), 1) + BCE(D(H~_v, s), 0)   # D(h, s) = h^T W s + b, a bilinear discriminator
 
-Views: `feature_shuffle` (view 0 the graphs, view 1 the corrupted ones; rows are permuted across the whole batch, as
-the paper permutes the whole graph's). Adam at lr 0.001 (the official code's), no weight decay; Xavier-initialised
-bilinear weights. Departure: a batch holds several graphs (or node neighbourhoods, as the paper's Reddit and PPI
-runs sample), each with its own summary, every node scored against its own graph's; the mean of the positive and the
-negative terms each over their nodes. The loss is half of PyTorch Geometric's DeepGraphInfomax.loss (which sums the two
-terms; DGI's code averages its 2N logits, as here), and the discriminator has DGI's bias (PyG's has none).
+Views: `unchanged`; the corruption permutes the encoder's input rows across all nodes of the batch (as the paper
+permutes the whole graph's), after the encoder has computed the inputs it derives from the structure: a graph without
+node features (random-walk encodings its only inputs) is corrupted too. Adam at lr 0.001 (the official code's), no
+weight decay; Xavier-initialised bilinear weights. Departure: a batch holds several graphs (or node neighbourhoods, as
+the paper's Reddit and PPI runs sample), each with its own summary, every node scored against its own graph's; the mean
+of the positive and the negative terms each over their nodes. The loss is half of PyTorch Geometric's
+DeepGraphInfomax.loss (which sums the two terms; DGI's code averages its 2N logits, as here), and the discriminator has
+DGI's bias (PyG's has none).
 """
 from __future__ import annotations
 
@@ -56,14 +58,16 @@ class BilinearScore(nn.Module):
 class DGI(Method):
     encoder_kind = GraphEncoder
     optimizer = OptimizerDefaults("adamw", lr=0.001, weight_decay=0.0, lr_scaling="none")
-    requested_views = ViewRequest("feature_shuffle")
+    requested_views = ViewRequest("unchanged", global_views=1)
 
     def __init__(self, encoder) -> None:
         super().__init__(encoder)
         self.discriminator = BilinearScore(encoder.node_dim)
 
     def loss_on_views(self, views, step):
-        real, corrupted = (self.encoder.node_outputs(v) for v in views.global_views)
+        x = views.global_views[0]
+        real = self.encoder.node_outputs(x)
+        corrupted = self.encoder.node_outputs(x, shuffle=torch.randperm(len(real.features), device=x.device))
         summary = torch.sigmoid(mean_by_owner(real.features, real.owner, real.count))
         positive = self.discriminator(real.features, summary, real.owner)
         negative = self.discriminator(corrupted.features, summary, corrupted.owner)

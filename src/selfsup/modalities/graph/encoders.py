@@ -4,7 +4,8 @@ Each flattens its batch (codec.flatten: node rows graph after graph, both direct
 runs message passing; `readout` turns node outputs into one vector a sample: the sum (GIN, as InfoGraph and GraphCL)
 or mean (GCN, GAT) over its nodes, or its root node's output when the samples are rooted neighbourhoods of one large
 graph (node-level data; the spec says `readout: root`). All of them are invariant to the order of a graph's nodes.
-`hide` (GraphMAE) replaces the hidden nodes' inputs by the caller's `mask_token` (zeros without one).
+`hide` (GraphMAE) replaces the hidden nodes' inputs by the caller's `mask_token` (zeros without one); `shuffle` (DGI)
+permutes the input rows across the batch's nodes.
 
 `walk_steps` K > 0 appends to every node's features its random-walk structural encoding (RWSE; Dwivedi et al.
 2022, "Graph Neural Networks with Learnable Structural and Positional Representations"): the probabilities that a
@@ -102,9 +103,11 @@ class MessagePassingEncoder(GraphEncoder):
         return int(padded(x).nodes_count.sum())
 
     def node_outputs(self, x: torch.Tensor, hide: torch.Tensor | None = None,
-                     mask_token: torch.Tensor | None = None) -> NodeOutputs:
+                     mask_token: torch.Tensor | None = None, shuffle: torch.Tensor | None = None) -> NodeOutputs:
         flat = flatten(x)
         inputs = self.node_inputs(x) if self.walk_steps else flat.x
+        if shuffle is not None:
+            inputs = inputs[shuffle]
         h = inputs
         if hide is not None:
             token = mask_token.to(inputs.dtype) if mask_token is not None else inputs.new_zeros(())

@@ -1,7 +1,7 @@
 """Graph views, made on a whole batch at once from prepared packed graphs (codec.py): every operation works on the
 padded [B, max_nodes, ...] layout with per-graph counts, so no Python loop runs over the graphs.
 
-Augmentations (You et al. 2020, GraphCL, section 3.1; Zhu et al. 2020, GRACE; Velickovic et al. 2019, DGI):
+Augmentations (You et al. 2020, GraphCL, section 3.1; Zhu et al. 2020, GRACE):
 
 - node dropping: round-down `ratio` x n of each graph's nodes removed with their edges, the rest renumbered in
   order;
@@ -12,13 +12,12 @@ Augmentations (You et al. 2020, GraphCL, section 3.1; Zhu et al. 2020, GRACE; Ve
   adds none, see GitHub issue #7 of its repository; an undirected edge counts once);
 - attribute masking: round-down `ratio` x n nodes' features replaced by N(0.5, 0.5) noise (GraphCL's code);
 - edge dropping (GRACE): each edge removed with probability p_e;
-- feature masking (GRACE): each feature column zeroed with probability p_f, the same columns for all nodes of a graph;
-- feature shuffling (DGI's corruption): the node feature rows permuted across all nodes of the batch, structure kept.
+- feature masking (GRACE): each feature column zeroed with probability p_f, the same columns for all nodes of a graph.
 
 Recipes: ``instance`` (each view: one of the four GraphCL augmentations drawn per graph, ratio 0.2),
 ``instance_light`` (ratio 0.1), ``asymmetric`` (view 0 node dropping or subgraph, view 1 edge perturbation or
 attribute masking), ``unchanged``, ``node_aligned`` (edge dropping + feature masking: GRACE's Cora rates, view 0
-p_e 0.2, p_f 0.3, view 1 0.4 and 0.4), ``feature_shuffle``. A method tunes them through `ViewRequest.options`:
+p_e 0.2, p_f 0.3, view 1 0.4 and 0.4). A method tunes them through `ViewRequest.options`:
 ``ratio``; ``node_dropping``, ``subgraph``, ``edge_perturbation``, ``attribute_masking`` (the weights of the draw
 among the four); ``first_unchanged`` 1 (view 0 is the graph itself: GraphCL's unsupervised code augments one view
 only); ``edge_drop_0``/``edge_drop_1``/``feature_mask_0``/``feature_mask_1`` (node_aligned). `--aug-strength` scales
@@ -133,17 +132,6 @@ def mask_feature_columns(p: Padded, probability: float, generator: torch.Generat
     return replace(p, nodes=p.nodes * keep)
 
 
-def shuffle_features(p: Padded, generator: torch.Generator | None) -> Padded:
-    """Node feature rows permuted across every node of the batch (DGI's corruption); structure unchanged."""
-    valid = p.node_valid
-    rows = p.nodes[valid]
-    dev = generator.device if generator is not None else rows.device
-    perm = torch.randperm(len(rows), generator=generator, device=dev).to(rows.device)
-    nodes = p.nodes.clone()
-    nodes[valid] = rows[perm]
-    return replace(p, nodes=nodes)
-
-
 AUGMENTATIONS: dict[str, Callable[[Padded, float, torch.Generator | None], Padded]] = {
     "node_dropping": drop_nodes, "subgraph": grow_subgraph, "edge_perturbation": perturb_edges,
     "attribute_masking": mask_attributes}
@@ -208,17 +196,11 @@ def node_aligned_view(x: torch.Tensor, view: int, settings: dict[str, Any], weig
     return assemble(mask_feature_columns(p, settings[f"feature_mask_{k}"], generator))
 
 
-def feature_shuffle_view(x: torch.Tensor, view: int, settings: dict[str, Any], weights: dict[str, float],
-                         generator: torch.Generator | None) -> torch.Tensor:
-    """feature_shuffle: view 0 the graphs, the others DGI's corruption (node features shuffled across the batch)."""
-    return x if view == 0 else assemble(shuffle_features(padded(x), generator))
-
-
 #: The recipes the graph modality makes, each with its maker (RECIPES lists their names).
 VIEW_MAKERS: dict[str, RecipeMaker] = {
     "instance": RecipeMaker(graphcl_view), "instance_light": RecipeMaker(graphcl_view, ratio=0.1),
     "asymmetric": RecipeMaker(asymmetric_view), "unchanged": RecipeMaker(unchanged_view),
-    "node_aligned": RecipeMaker(node_aligned_view), "feature_shuffle": RecipeMaker(feature_shuffle_view)}
+    "node_aligned": RecipeMaker(node_aligned_view)}
 RECIPES = tuple(VIEW_MAKERS)
 
 
