@@ -67,9 +67,12 @@ METHODS: dict[str, dict[str, Any]] = {
     "infograph": {"encoder_options": {"layers": 5, "hidden": 32}, "batch_size": 128, "epochs": 20},
     # GraphMAE configs.yml (MUTAG): 5 layers of 32, lr 5e-4, batch 64, 20 epochs, mask rate 0.75
     "graphmae": {"encoder_options": {"layers": 5, "hidden": 32}, "batch_size": 64, "epochs": 20},
-    # node-level methods on graph classification: the GIN of GraphCL, their own rates and views, the same steps
-    "grace": {"encoder_options": {"layers": 3, "hidden": 32}, "batch_size": 128, "epochs": 20},
-    "dgi": {"encoder_options": {"layers": 3, "hidden": 32}, "batch_size": 128, "epochs": 20},
+    # node-level methods on graph classification: the GIN of GraphCL, their own rates and views, the same steps;
+    # DGI's and GRACE's GIN without BatchNorm, as their papers' GCN encoders have none; GRACE contrasts at most 1,024
+    # of a batch's nodes (motifs: 5,000), which bounds its similarity matrices (4,096: 5.5 minutes a run on 1 core)
+    "grace": {"encoder_options": {"layers": 3, "hidden": 32, "norm": "none"}, "method_options": {"max_nodes": 1024},
+              "batch_size": 128, "epochs": 20},
+    "dgi": {"encoder_options": {"layers": 3, "hidden": 32, "norm": "none"}, "batch_size": 128, "epochs": 20},
     "bgrl": {"encoder_options": {"layers": 3, "hidden": 32}, "batch_size": 128, "epochs": 20},
 }
 #: the sets of --part mutag and --part motifs
@@ -217,7 +220,9 @@ def run_final_loss(out: Path) -> float | None:
 def _architecture(settings: dict[str, Any]) -> str:
     o = settings["encoder_options"]
     walks = f" + {o['walk_steps']} walk steps" if o.get("walk_steps") else ""
-    return f"{settings.get('encoder', 'GIN').upper()} {o['layers']} x {o['hidden']}{walks}, {settings['epochs']} epochs"
+    norm = ", no BatchNorm" if o.get("norm") == "none" else ""
+    return (f"{settings.get('encoder', 'GIN').upper()} {o['layers']} x {o['hidden']}{walks}{norm}, "
+            f"{settings['epochs']} epochs")
 
 
 def classification_table(result: dict[str, Any], title: str = "MUTAG") -> str:
@@ -266,11 +271,13 @@ def nodes_table(result: dict[str, Any]) -> str:
 
 def merged(old: dict[str, Any] | None, new: dict[str, Any], target: float | None) -> dict[str, Any]:
     """`new` (one set's entry) with the methods of `old` it does not hold, when `old` was measured on the same seeds
-    with the same baselines (else `new` alone); targets recomputed over all the methods, every command kept."""
+    with the same baselines (else `new` alone); targets recomputed over all the methods, every command kept, and each
+    method keeps the machine that measured it (`machine` in its result: the entry's own is the last command's)."""
     accuracies = lambda e: {k: r["per_seed"] for k, r in e["baselines"].items()}  # noqa: E731
     if not old or old["seeds"] != new["seeds"] or accuracies(old) != accuracies(new):
         return {**new, "commands": [new["command"]]}
-    out = {**new, "methods": {**old["methods"], **new["methods"]},
+    stamped = lambda e: {m: {"machine": e["machine"], **r} for m, r in e["methods"].items()}  # noqa: E731
+    out = {**new, "methods": {**stamped(old), **stamped(new)},
            "commands": [*old.get("commands", [old["command"]]), new["command"]]}
     out["targets"] = targets(out, target)
     return out

@@ -104,3 +104,21 @@ def test_tabular_level_means_within_the_larger_std():
     assert tabular.compare(s(0.80, 0.005), s(0.82, 0.005)) == "behind"  # the negative control
     assert tabular.compare(s(0.83, 0.005), s(0.82, 0.005)) == "ahead"
     assert tabular.compare(s(0.821, 0.005), s(0.82, 0.005)) == "ahead"
+
+
+def test_graph_entries_merged_keep_the_machine_of_each_method_and_drop_other_baselines():
+    import graphs
+
+    def entry(methods, machine, raw=88.0):
+        return {"seeds": [0, 1], "machine": {"cpu": machine}, "command": f"graphs.py on {machine}",
+                "baselines": {"raw node-label counts": {"per_seed": [raw, raw], "acc_mean": raw},
+                              "WL subtree kernel": {"per_seed": [80.0, 80.0], "acc_mean": 80.0}},
+                "methods": {m: {"acc_mean": 85.0, "random_encoder": {"acc_mean": 84.0}, "train_seconds": [1.0],
+                                "selected_by_inner_cv": {"acc_mean": 85.0}} for m in methods}}
+    first = entry(["graphcl", "dgi"], "A")
+    second = graphs.merged(first, entry(["dgi"], "B"), None)
+    third = graphs.merged(second, entry(["grace"], "C"), None)
+    assert {m: r["machine"]["cpu"] for m, r in third["methods"].items()} == {"graphcl": "A", "dgi": "B", "grace": "C"}
+    assert third["machine"] == {"cpu": "C"} and len(third["commands"]) == 3
+    other = graphs.merged(third, entry(["bgrl"], "D", raw=87.0), None)  # other baselines: the old methods go
+    assert list(other["methods"]) == ["bgrl"] and other["commands"] == ["graphs.py on D"]

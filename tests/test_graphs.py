@@ -461,6 +461,25 @@ def test_encoders_are_invariant_to_node_order(name, options):
     assert (r[0] - r[1]).abs().max() > 1e-3
 
 
+def test_gin_without_batchnorm_keeps_the_channels_scales_and_rejects_another_norm():
+    """norm="none": no BatchNorm, so training-mode and eval-mode outputs agree and no running statistics exist; the
+    default GIN's training-mode outputs are standardised per channel over the batch's nodes (the control)."""
+    from selfsup.errors import ConfigError
+
+    batch, _ = permuted_pair()
+    torch.manual_seed(0)
+    plain = new_encoder(get_modality("graph"), "gin", {"node_width": 3}, norm="none")
+    torch.manual_seed(0)
+    normed = new_encoder(get_modality("graph"), "gin", {"node_width": 3})
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(plain.train()(batch), plain.eval()(batch))
+        nodes = normed.train().node_outputs(batch).features
+    torch.testing.assert_close(nodes.mean(0), torch.zeros(nodes.shape[1]), atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match="norm='layer': one of batch, none"):
+        new_encoder(get_modality("graph"), "gin", {"node_width": 3}, norm="layer")
+
+
 def test_return_probabilities_by_hand():
     """Triangle: back after 2 moves with 1/2, after 3 with 2 x 1/8; 4-cycle: 1/2 after 2 and 4, never after odd moves;
     one edge: 0, 1, 0, 1; an isolated node and the padding: zeros; a directed 3-cycle: certainly back after 3."""
