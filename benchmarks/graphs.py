@@ -145,7 +145,7 @@ def classification(uri: str, seeds: list[int], methods: list[str], threads: int)
     for method in methods:
         settings = steps_matched(METHODS[method], len(y))  # the spec's walk steps, said in the settings:
         settings["encoder_options"] = {**settings["encoder_options"], "walk_steps": spec["walk_steps"]}
-        candidates_here = candidate_settings(method, settings["epochs"])
+        candidates_here = candidate_settings(method, settings)
         runs, selected, random_runs, seconds, losses = [], [], [], [], []
         for seed in seeds:
             candidates = {}
@@ -199,14 +199,20 @@ def targets(results: dict[str, Any], target: float | None) -> dict[str, Any]:
             "max_train_seconds": max(max(r["train_seconds"]) for r in ms.values()), "target_train_seconds": 120}
 
 
-def candidate_settings(method: str, epochs: int) -> dict[str, dict[str, Any]]:
+def candidate_settings(method: str, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The pre-training settings the inner CV chooses among (with C) in each fold: the paper's first, then three times
-    the steps, and a tenth of the learning rate at each length."""
+    the steps, and a tenth of the learning rate at each length; for a GIN with BatchNorm, also the GIN without it at
+    the paper's rate and at a tenth of it."""
     from selfsup.methods import methods as registry
 
-    lr = registry.get(method).optimizer.lr
-    return {"paper": {}, "3x steps": {"epochs": 3 * epochs}, "lr/10": {"lr": lr / 10},
-            "3x steps, lr/10": {"epochs": 3 * epochs, "lr": lr / 10}}
+    lr, epochs, options = registry.get(method).optimizer.lr, settings["epochs"], settings["encoder_options"]
+    out: dict[str, dict[str, Any]] = {"paper": {}, "3x steps": {"epochs": 3 * epochs}, "lr/10": {"lr": lr / 10},
+                                      "3x steps, lr/10": {"epochs": 3 * epochs, "lr": lr / 10}}
+    if options.get("norm", "batch") == "batch":
+        plain = {**options, "norm": "none"}
+        out.update({"no BatchNorm": {"encoder_options": plain},
+                    "no BatchNorm, lr/10": {"encoder_options": plain, "lr": lr / 10}})
+    return out
 
 
 def run_final_loss(out: Path) -> float | None:
