@@ -131,13 +131,26 @@ def loss_error(call: LossCall, evaluate=None) -> float:
 
 
 DISCRETE_CHOICE = {"nnclr"}
+
+
+def tico_terms(call: LossCall) -> tuple[float, float]:
+    """TiCo's two terms, -mean cos(z1, z2) and rho mean z1^T C z1, from the arguments of its loss call."""
+    z1, z2, covariance, beta, rho = as_dtype(call.args, torch.float64)
+    invariance = first(call.function(z1, z2, covariance, beta, 0.0)).item()
+    return invariance, first(call.function(z1, z2, covariance, beta, rho)).item() - invariance
+
+
+# Losses that are a difference of terms larger than the total: bf16 rounds the activations relative to the terms, so
+# the terms are compared (TiCo on the toy clips: -0.274 + 0.347 = 0.073, a 0.3% error in the second term moves the
+# total by 3%).
+CANCELLING_TERMS = {"tico": tico_terms}
 # A float32 loss agrees with float64 to ~1e-7 here; bf16 arithmetic inside a loss gives 2e-5 .. 4e-3 (measured).
 LOSS_TOL = 1e-6
 
 
 @pytest.mark.parametrize("method_name,modality_name", PAIRS, ids=[f"{m}-{d}" for m, d in PAIRS])
 def test_loss_arithmetic_is_float32_under_bf16_autocast(method_name, modality_name):
-    loss32, _ = one_step(method_name, modality_name, "fp32")
+    loss32, calls32 = one_step(method_name, modality_name, "fp32")
     loss16, calls = one_step(method_name, modality_name, "bf16")
     assert loss16.dtype == torch.float32 and calls, (method_name, calls)
     for call in calls:
@@ -146,7 +159,10 @@ def test_loss_arithmetic_is_float32_under_bf16_autocast(method_name, modality_na
         assert loss_error(call) <= LOSS_TOL, (call.function.__name__, loss_error(call))
     # loose: end to end, bf16 only adds the rounding of the network's activations; except where a method makes a
     # discrete choice on them (NNCLR's argmax over its support queue may pick another neighbour under bf16)
-    if method_name not in DISCRETE_CHOICE:
+    if method_name in CANCELLING_TERMS:
+        terms = CANCELLING_TERMS[method_name]
+        assert terms(calls[-1]) == pytest.approx(terms(calls32[-1]), rel=2e-2, abs=2e-3)
+    elif method_name not in DISCRETE_CHOICE:
         assert loss16.item() == pytest.approx(loss32.item(), rel=2e-2, abs=2e-3)
 
 

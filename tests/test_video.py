@@ -160,7 +160,7 @@ def test_pace_prediction_on_sprites_beats_the_untrained_encoder_from_the_command
     """`selfsup train --data sprites... --method pace`: the embeddings tell motions apart better than the untrained
     R(2+1)D's (linear probe on the test clips), and the report draws the clips' nearest neighbours."""
     uri = "sprites?n=600&test=300&frames=8&size=16"
-    proc = cli("train", "--data", uri, "--method", "pace", "--epochs", "8", "--batch-size", "64", "--threads", "1",
+    proc = cli("train", "--data", uri, "--method", "pace", "--epochs", "16", "--batch-size", "64", "--threads", "1",
                "--seed", "0", "--out", tmp_path / "run", "--quiet", "--no-monitor")
     assert proc.returncode == 0, proc.stderr
     assert "<h2>Nearest neighbours</h2>" in (tmp_path / "run" / "report.html").read_text()  # clips drawn
