@@ -337,7 +337,7 @@ def test_shards_are_disjoint_and_cover_the_global_batches():
 
 def test_two_process_torchrun_training_writes_one_run(tmp_path):
     out = tmp_path / "runs" / "ddp"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), "-m", "selfsup", "train", "--data", "digits", "--method", "simclr",
            "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--threads", "1", "--no-monitor", "--sync-bn",
@@ -372,7 +372,7 @@ def test_two_process_torchrun_training_writes_one_run(tmp_path):
 def torchrun(tmp_path, out, *extra, restarts=0, nproc=WORLD, port=None):
     """A torchrun training run of digits (tiny ConvNet, SimCLR, fp32, 2 processes in all) writing `out`, started,
     not waited. The c10d rendezvous, as torchrun's documentation recommends for restarts and several nodes."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--max-restarts",
            str(restarts), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port or free_port()}", *extra,
            "-m", "selfsup", "train", "--data", "digits", "--method", "simclr", "--epochs", "4", "--batch-size", "32",
@@ -496,7 +496,7 @@ def test_embed_with_two_processes_equals_one(tmp_path):
     run = tmp_path / "run"
     selfsup.train("digits", epochs=1, batch_size=256, encoder_options={"widths": [8, 16, 16, 16]}, out=run,
                   monitor=False, threads=1, method_options={"proj_hidden_dim": 32})
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     one = subprocess.run([sys.executable, "-m", "selfsup", "embed", str(run), "--data", "digits", "--out",
                           str(tmp_path / "one.npy")], capture_output=True, text=True, env=env, timeout=300)
     assert one.returncode == 0, one.stderr

@@ -11,21 +11,23 @@ import pytest
 import torch
 
 import selfsup
-from selfsup.errors import DataError
+from selfsup.errors import ConfigError, DataError
 from selfsup.loading import load_dataset
 from selfsup.methods.bgrl import bgrl_loss
 from selfsup.methods.dgi import BilinearScore, dgi_loss, mean_by_owner
 from selfsup.methods.grace import grace_loss
 from selfsup.methods.graphcl import graphcl_loss
-from selfsup.methods.graphmae import scaled_cosine_error
+from selfsup.methods.graphmae import TARGETS, hidden_nodes, scaled_cosine_error, standardised
 from selfsup.methods.infograph import jsd_local_global_loss
 from selfsup.modalities import get_modality, new_encoder
 from selfsup.modalities.graph.codec import Graph, Layout, assemble, flatten, pack, padded, unpack
 from selfsup.modalities.graph.encoders import return_probabilities
-from selfsup.modalities.graph.features import fit_features
+from selfsup.methods import methods
+from selfsup.methods.base import StepInfo
+from selfsup.modalities.graph.features import featurise, fit_features
 from selfsup.modalities.graph.views import (drop_edges, drop_nodes, grow_subgraph, mask_attributes,
                                             mask_feature_columns, perturb_edges)
-from selfsup.views import ViewRequest
+from selfsup.views import ViewRequest, Views
 
 from conftest import run_cli
 from test_cli import assert_one_line_error
@@ -529,6 +531,34 @@ def test_graphmae_with_walk_steps_rebuilds_the_structure_columns_and_reloads(tmp
     x = load_dataset("tu:MUTAG").train.x[:10]
     np.testing.assert_allclose(selfsup.load(tmp_path / "r").embed(x), run.embed(x), atol=1e-5)
 
+
+
+def test_graphmae_rebuilds_standardised_inputs_by_default_and_the_inputs_on_request():
+    """The default target centres and scales each input column over the batch's nodes (a constant column, the 1 of
+    graphs without node columns, becomes 0); target="inputs" rebuilds the inputs as they are; another value is
+    refused in one line."""
+    x = torch.tensor([[1.0, 0.0, 2.0], [1.0, 1.0, 4.0], [1.0, 2.0, 0.0]])
+    expected = torch.tensor([[0.0, -1.5 ** 0.5, 0.0], [0.0, 0.0, 1.5 ** 0.5], [0.0, 1.5 ** 0.5, -1.5 ** 0.5]])
+    torch.testing.assert_close(standardised(x), expected)  # by hand: column 2 has mean 2 and variance 8/3
+    bare = pack([graph(6, [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 0]]), graph(4, [[0, 1], [1, 2], [2, 3]])],
+                "t", directed=False)
+    spec = fit_features(bare)
+    losses = {}
+    for target in TARGETS:
+        torch.manual_seed(0)
+        method = methods.get("graphmae")(new_encoder(get_modality("graph"), "gin", spec), target=target)
+        torch.manual_seed(1)
+        x_in = featurise(bare, spec)
+        losses[target], _ = method.loss_on_views(Views([x_in]), StepInfo())
+        torch.manual_seed(1)  # the same hidden nodes: the inputs' loss by hand
+        hide = hidden_nodes(method.encoder.node_count(x_in), method.mask_rate, x_in.device)
+        nodes = method.encoder.node_outputs(x_in, hide, method.mask_token)
+        rebuilt = method.decoder(method.encoder_to_decoder(nodes.features).masked_fill(hide[:, None], 0.0), nodes.edges)
+        wanted = standardised(nodes.inputs) if target == "standardised" else nodes.inputs
+        torch.testing.assert_close(losses[target], scaled_cosine_error(rebuilt[hide], wanted[hide]))
+    assert (losses["standardised"] - losses["inputs"]).abs() > 1e-3  # the negative control: the targets differ
+    with pytest.raises(ConfigError, match="target='mean'"):
+        methods.get("graphmae")(new_encoder(get_modality("graph"), "gin", spec), target="mean")
 
 # ---- sources ----
 

@@ -243,7 +243,7 @@ def test_two_torchrun_processes_train_from_disjoint_shards(tmp_path):
 
     write_shards(tmp_path / "shards")
     out = tmp_path / "runs" / "ddp"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), "-m", "selfsup", "train", "--data", f"tar:{tmp_path / 'shards'}?size=8",
            "--memory-budget", "0", "--epochs", "1", "--batch-size", "16", "--device", "cpu", "--threads", "1",
