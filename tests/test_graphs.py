@@ -466,8 +466,6 @@ def test_encoders_are_invariant_to_node_order(name, options):
 def test_gin_without_batchnorm_keeps_the_channels_scales_and_rejects_another_norm():
     """norm="none": no BatchNorm, so training-mode and eval-mode outputs agree and no running statistics exist; the
     default GIN's training-mode outputs are standardised per channel over the batch's nodes (the control)."""
-    from selfsup.errors import ConfigError
-
     batch, _ = permuted_pair()
     torch.manual_seed(0)
     plain = new_encoder(get_modality("graph"), "gin", {"node_width": 3}, norm="none")
