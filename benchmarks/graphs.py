@@ -4,15 +4,15 @@
 MUTAG (188 graphs, 2 classes; the copy the grakel wheel ships), the protocol of InfoGraph and GraphCL
 (shared/reference/benchmark-protocol.md, "Graphs, unsupervised graph classification"): pre-train on all graphs without
 labels, embed every graph with the frozen encoder, stratified 10-fold CV accuracy of an RBF SVM whose C is chosen by
-5-fold CV inside each fold's training part (selfsup.evaluation.cross_validated_svm), mean over 5 seeds (each seed
-trains anew and draws its own folds). Each method runs with its paper's settings (METHODS). Steps: the papers' loaders
-keep the partial last batch and selfsup drops it, so the epochs here are the papers' epochs scaled to give the papers'
-number of optimiser steps (on MUTAG at batch 128: 2 steps an epoch in the papers, 1 here, so 40 epochs for 20). In the
-same run, with the same folds: the random encoder of the same architecture (the GIN of each method, untrained, the
-same seed), the raw-input baseline (each graph's summed and averaged one-hot node labels, node and edge counts), the
-raw input with each graph's summed and averaged random-walk return probabilities (1-16 moves: the structure the GIN's
-`walk_steps` inputs carry, without a network), and the Weisfeiler-Lehman subtree kernel (grakel; its iterations 1-5
-and C chosen by the inner CV). Published figures (anchors.md) are listed beside, not measured.
+5-fold CV inside each fold's training part (selfsup.evaluation.cross_validated_svm), mean over 5 seeds (each seed trains
+anew and draws its own folds). Each method runs with its paper's settings (METHODS, which names each departure). Steps:
+the papers' loaders keep the partial last batch and selfsup drops it, so the epochs here are the papers' epochs scaled
+to give the papers' number of optimiser steps (on MUTAG at batch 128: 2 steps an epoch in the papers, 1 here, so 40
+epochs for 20). In the same run, with the same folds: the random encoder of the same architecture (the GIN of each
+method, untrained, the same seed), the raw-input baseline (each graph's summed and averaged one-hot node labels, node
+and edge counts), the raw input with each graph's summed and averaged random-walk return probabilities (1-16 moves: the
+structure the GIN's `walk_steps` inputs carry, without a network), and the Weisfeiler-Lehman subtree kernel (grakel; its
+iterations 1-5 and C chosen by the inner CV). Published figures (anchors.md) are listed beside, not measured.
 
 `motifs` (--part motifs; 1,200 generated graphs of 6 classes, selfsup's embedded `motifs` source): the same
 protocol on a set large enough to separate methods, whose classes differ by structure only (node and edge counts drawn

@@ -10,6 +10,7 @@ the M node-graph positives and the M(B-1) negatives, as the official `local_glob
 the official `FF` discriminators: three Linear-ReLU layers plus a linear shortcut, width d. Views: the graphs as they
 are. Adam at lr 1e-3, the lower of the paper's search {0.01, 0.001}: on the generated `motifs` the inner CV of
 benchmarks/graphs.py chose it (with the GIN without BatchNorm) over 0.01 in all 50 folds (graphs.json, 08c2ebb).
+The benchmark trains it on that GIN (`--encoder-option norm=none`); the default GIN keeps its BatchNorm.
 Batch 128, 20 epochs; the prior term is off (the official default). Across processes the negatives include every
 process's graphs.
 """
