@@ -681,6 +681,25 @@ def test_graph_methods_train_on_mutag(method, tmp_path):
     assert ev["n_train"] + ev["n_test"] == 188 and 0.0 <= ev["knn_acc"] <= 1.0
 
 
+def test_a_methods_encoder_defaults_sit_under_the_callers_options():
+    """InfoGraph declares its GIN without BatchNorm (Method.encoder_defaults): the default run resolves norm=none and
+    builds no BatchNorm; the caller's own option wins; another method
+    (GraphCL, none declared) keeps the GIN's BatchNorm; an encoder the defaults do not name (GCN) is left alone."""
+    graphs, _ = labelled_nx_graphs(16)
+    ds = selfsup.api.dataset_from_array(graphs)
+    train = lambda method, **kw: selfsup.train(ds, method=method, epochs=1, batch_size=8,  # noqa: E731
+                                               monitor=False, seed=0, **kw)
+    has_batch_norm = lambda run: any(isinstance(m, torch.nn.BatchNorm1d) for m in run.encoder.modules())  # noqa: E731
+    plain = train("infograph")
+    assert plain.resolved.encoder_options["norm"] == "none" and not has_batch_norm(plain)
+    run = train("infograph", encoder_options={"norm": "batch"})
+    assert run.resolved.encoder_options["norm"] == "batch" and has_batch_norm(run)
+    graphcl = train("graphcl")  # the negative control: no declared defaults, the GIN's own BatchNorm
+    assert "norm" not in graphcl.resolved.encoder_options and has_batch_norm(graphcl)
+    gcn = train("dgi", encoder="gcn", encoder_options={"hidden": 8})
+    assert "norm" not in gcn.resolved.encoder_options
+
+
 def labelled_nx_graphs(n=40, seed=0):
     rng = np.random.default_rng(seed)
     graphs = []

@@ -110,6 +110,9 @@ class Method(nn.Module):
     #: the training views, as trained) or "inputs" (re-estimated on the training inputs as `embed` gives them, for
     #: a method whose views are unlike its inputs: the tiles of an enlarged crop)
     norm_statistics: ClassVar[str] = "views"
+    #: encoder options the method sets by default, by encoder name, under the caller's own (`--encoder-option`
+    #: wins), e.g. {"gin": {"norm": "none"}}
+    encoder_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()

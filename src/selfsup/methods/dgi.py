@@ -11,7 +11,7 @@ weight decay; Xavier-initialised bilinear weights. Departure: a batch holds seve
 the paper's Reddit and PPI runs sample), each with its own summary, every node scored against its own graph's; the mean
 of the positive and the negative terms each over their nodes. The loss is half of PyTorch Geometric's
 DeepGraphInfomax.loss (which sums the two terms; DGI's code averages its 2N logits, as here), and the discriminator has
-DGI's bias (PyG's has none).
+DGI's bias (PyG's has none). On a GIN the BatchNorm is off by default (`gin: norm=none`), as the paper's GCN has none.
 """
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ class BilinearScore(nn.Module):
 class DGI(Method):
     encoder_kind = GraphEncoder
     optimizer = OptimizerDefaults("adamw", lr=0.001, weight_decay=0.0, lr_scaling="none")
+    encoder_defaults = {"gin": {"norm": "none"}}
     requested_views = ViewRequest("unchanged", global_views=1)
 
     def __init__(self, encoder) -> None:

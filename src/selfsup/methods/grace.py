@@ -13,7 +13,8 @@ whole graph; here a batch holds many graphs, every node of it an anchor, or node
 each sample's own node an anchor (its neighbours are copies of other samples' nodes, which must not be negatives
 of themselves; the encoder marks them, `NodeOutputs.anchors`), so the negatives are the batch's other nodes; when more
 than `max_nodes` rows take part, a random subset of that many (the same in both views) does, which bounds the O(M^2)
-similarity matrix; across processes each process contrasts its own nodes.
+similarity matrix; across processes each process contrasts its own nodes. On a GIN the BatchNorm is off by default
+(`gin: norm=none`), as the paper's GCN has none.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def grace_loss(u: torch.Tensor, v: torch.Tensor, temperature: float = 0.5) -> to
 class GRACE(Method):
     encoder_kind = GraphEncoder
     optimizer = OptimizerDefaults("adamw", lr=5e-4, weight_decay=1e-5, lr_scaling="none")
+    encoder_defaults = {"gin": {"norm": "none"}}
     requested_views = ViewRequest("node_aligned")
 
     def __init__(self, encoder, temperature: float = 0.5, proj_dim: int = 128, max_nodes: int = 4096) -> None:

@@ -10,7 +10,7 @@ the M node-graph positives and the M(B-1) negatives, as the official `local_glob
 the official `FF` discriminators: three Linear-ReLU layers plus a linear shortcut, width d. Views: the graphs as they
 are. Adam at lr 1e-3, the lower of the paper's search {0.01, 0.001}: on the generated `motifs` the inner CV of
 benchmarks/graphs.py chose it (with the GIN without BatchNorm) over 0.01 in all 50 folds (graphs.json, 08c2ebb).
-The benchmark trains it on that GIN (`--encoder-option norm=none`); the default GIN keeps its BatchNorm.
+On a GIN the BatchNorm is therefore off by default (`gin: norm=none`; `--encoder-option norm=batch` restores it).
 Batch 128, 20 epochs; the prior term is off (the official default). Across processes the negatives include every
 process's graphs.
 """
@@ -60,6 +60,7 @@ class FeedForward(nn.Module):
 class InfoGraph(Method):
     encoder_kind = GraphEncoder
     optimizer = OptimizerDefaults("adamw", lr=1e-3, weight_decay=0.0, lr_scaling="none")
+    encoder_defaults = {"gin": {"norm": "none"}}
     requested_views = ViewRequest("unchanged", global_views=1)
 
     def __init__(self, encoder) -> None:

@@ -120,7 +120,7 @@ def build_plan(cfg: TrainConfig, dataset: Dataset, world_size: int = 1) -> Train
                           f"; it trains on {', '.join(where) + ' data' if where else 'no registered modality'}")
     default = default_encoder_for(modality, spec, method_cls.encoder_kind) or modality.default_encoder(spec)
     enc_name, enc_opts = split_encoder_name(cfg.encoder or default)
-    enc_opts = {**enc_opts, **cfg.encoder_options}
+    enc_opts = {**method_cls.encoder_defaults.get(enc_name, {}), **enc_opts, **cfg.encoder_options}
     if enc_name not in modality.encoders:
         known = ", ".join(modality.encoders.names())
         raise ConfigError(f"--encoder {enc_name!r} is not an encoder for {dataset.modality} data; known: {known}")
