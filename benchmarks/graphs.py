@@ -53,6 +53,7 @@ from _common import RESULTS, machine, publish  # noqa: E402
 
 import selfsup  # noqa: E402
 from selfsup.evaluation import cross_validated_svm  # noqa: E402
+from selfsup.methods import methods as method_registry  # noqa: E402
 from selfsup.modalities import get_modality  # noqa: E402
 from selfsup.modalities.graph.codec import padded, unpack  # noqa: E402
 from selfsup.modalities.graph.encoders import return_probabilities  # noqa: E402
@@ -64,19 +65,20 @@ METHODS: dict[str, dict[str, Any]] = {
     # GraphCL unsupervised_TU/go.sh: 3 GIN layers of 32, lr 0.01, batch 128, 20 epochs
     "graphcl": {"encoder_options": {"layers": 3, "hidden": 32}, "batch_size": 128, "epochs": 20},
     # InfoGraph: 5 GIN layers of 32 (its default), batch 128, 20 epochs, lr 1e-3 (its paper searches 0.01 and 1e-3);
-    # its GIN without BatchNorm: both chosen by the inner CV in every fold on motifs (methods/infograph.py)
-    "infograph": {"encoder_options": {"layers": 5, "hidden": 32, "norm": "none"}, "batch_size": 128, "epochs": 20},
+    # its GIN without BatchNorm (its encoder default): both chosen by the inner CV in every fold on motifs
+    "infograph": {"encoder_options": {"layers": 5, "hidden": 32}, "batch_size": 128, "epochs": 20},
     # GraphMAE configs.yml (MUTAG): 5 layers of 32, lr 5e-4, batch 64, 20 epochs, mask rate 0.75
     # and selfsup's target, the inputs standardised per column (the paper's, the raw inputs, is all but constant on
     # graphs without node columns: methods/graphmae.py)
     "graphmae": {"encoder_options": {"layers": 5, "hidden": 32}, "method_options": {"target": "standardised"},
                  "batch_size": 64, "epochs": 20},
     # node-level methods on graph classification: the GIN of GraphCL, their own rates and views, the same steps;
-    # DGI's and GRACE's GIN without BatchNorm, as their papers' GCN encoders have none; GRACE contrasts at most 1,024
+    # DGI's and GRACE's GIN without BatchNorm (their encoder defaults), as their papers' GCN encoders have none; each
+    # method's declared GIN options come under these (`gin_options`). GRACE contrasts at most 1,024
     # of a batch's nodes (motifs: 5,000), which bounds its similarity matrices (its default, 4,096: 16 times larger)
-    "grace": {"encoder_options": {"layers": 3, "hidden": 32, "norm": "none"}, "method_options": {"max_nodes": 1024},
+    "grace": {"encoder_options": {"layers": 3, "hidden": 32}, "method_options": {"max_nodes": 1024},
               "batch_size": 128, "epochs": 20},
-    "dgi": {"encoder_options": {"layers": 3, "hidden": 32, "norm": "none"}, "batch_size": 128, "epochs": 20},
+    "dgi": {"encoder_options": {"layers": 3, "hidden": 32}, "batch_size": 128, "epochs": 20},
     "bgrl": {"encoder_options": {"layers": 3, "hidden": 32}, "batch_size": 128, "epochs": 20},
 }
 #: the sets of --part mutag and --part motifs
@@ -148,7 +150,7 @@ def classification(uri: str, seeds: list[int], methods: list[str], threads: int)
     results["methods"] = {}
     for method in methods:
         settings = steps_matched(METHODS[method], len(y))  # the spec's walk steps, said in the settings:
-        settings["encoder_options"] = {**settings["encoder_options"], "walk_steps": spec["walk_steps"]}
+        settings["encoder_options"] = {**gin_options(method, settings), "walk_steps": spec["walk_steps"]}
         candidates_here = candidate_settings(method, settings, uri)
         runs, selected, random_runs, seconds, losses = [], [], [], [], []
         for seed in seeds:
@@ -203,19 +205,22 @@ def targets(results: dict[str, Any], target: float | None) -> dict[str, Any]:
             "max_train_seconds": max(max(r["train_seconds"]) for r in ms.values()), "target_train_seconds": 120}
 
 
-#: the GIN depths a paper searched on a published set, added to its inner CV's candidates on that set (InfoGraph,
-#: Sun et al. 2020, section 4: the number of GIN layers in {4, 8, 12} on its TU sets)
+#: deeper GINs added to a method's inner-CV candidates on a published set: 4, 8 and 12 layers, within the depths the
+#: graph-level papers search on the TU sets (InfoGCL, Xu et al. 2021: {2, 4, 8, 12}); InfoGraph's default is 5
 PAPER_DEPTHS: dict[tuple[str, str], tuple[int, ...]] = {("infograph", "tu:MUTAG"): (4, 8, 12)}
+
+
+def gin_options(method: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The GIN options a method trains with here: its declared encoder defaults (Method.encoder_defaults, e.g.
+    InfoGraph's GIN without BatchNorm) under the settings' own, as `selfsup.train` resolves them."""
+    return {**method_registry.get(method).encoder_defaults.get("gin", {}), **settings["encoder_options"]}
 
 
 def candidate_settings(method: str, settings: dict[str, Any], uri: str = "") -> dict[str, dict[str, Any]]:
     """The pre-training settings the inner CV chooses among (with C) in each fold: the paper's first, then three times
     the steps, and a tenth of the learning rate at each length; for a GIN with BatchNorm, also the GIN without it at
-    the paper's rate and at a tenth of it; on a set where the paper searched the GIN's depth (PAPER_DEPTHS), each
-    depth it searched."""
-    from selfsup.methods import methods as registry
-
-    lr, epochs, options = registry.get(method).optimizer.lr, settings["epochs"], settings["encoder_options"]
+    the paper's rate and at a tenth of it; for a method and set of PAPER_DEPTHS, the GIN at each of its depths."""
+    lr, epochs, options = method_registry.get(method).optimizer.lr, settings["epochs"], settings["encoder_options"]
     out: dict[str, dict[str, Any]] = {"paper": {}, "3x steps": {"epochs": 3 * epochs}, "lr/10": {"lr": lr / 10},
                                       "3x steps, lr/10": {"epochs": 3 * epochs, "lr": lr / 10}}
     if options.get("norm", "batch") == "batch":

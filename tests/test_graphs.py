@@ -530,7 +530,6 @@ def test_graphmae_with_walk_steps_rebuilds_the_structure_columns_and_reloads(tmp
     np.testing.assert_allclose(selfsup.load(tmp_path / "r").embed(x), run.embed(x), atol=1e-5)
 
 
-
 def test_graphmae_rebuilds_standardised_inputs_by_default_and_the_inputs_on_request():
     """The default target centres and scales each input column over the batch's nodes (a constant column, the 1 of
     graphs without node columns, becomes 0); target="inputs" rebuilds the inputs as they are; another value is
@@ -557,6 +556,7 @@ def test_graphmae_rebuilds_standardised_inputs_by_default_and_the_inputs_on_requ
     assert (losses["standardised"] - losses["inputs"]).abs() > 1e-3  # the negative control: the targets differ
     with pytest.raises(ConfigError, match="target='mean'"):
         methods.get("graphmae")(new_encoder(get_modality("graph"), "gin", spec), target="mean")
+
 
 # ---- sources ----
 
@@ -683,8 +683,8 @@ def test_graph_methods_train_on_mutag(method, tmp_path):
 
 def test_a_methods_encoder_defaults_sit_under_the_callers_options():
     """InfoGraph declares its GIN without BatchNorm (Method.encoder_defaults): the default run resolves norm=none and
-    builds no BatchNorm; the caller's own option wins; another method
-    (GraphCL, none declared) keeps the GIN's BatchNorm; an encoder the defaults do not name (GCN) is left alone."""
+    builds no BatchNorm; the caller's own option wins; another method (GraphCL, none declared) keeps the GIN's
+    BatchNorm; an encoder the defaults do not name (GCN) is left alone."""
     graphs, _ = labelled_nx_graphs(16)
     ds = selfsup.api.dataset_from_array(graphs)
     train = lambda method, **kw: selfsup.train(ds, method=method, epochs=1, batch_size=8,  # noqa: E731
