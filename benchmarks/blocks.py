@@ -110,7 +110,8 @@ def _selection_summary() -> str:
     import selection
 
     result = _results("selection")
-    return " ".join(selection.summary(result, c) for c in (None, "view_retrieval", "rankme", "lidar", "alpha_req"))
+    return " ".join([selection.modality_summary(result)]
+                    + [selection.summary(result, c) for c in (None, "view_retrieval", "rankme", "lidar", "alpha_req")])
 
 
 def _methods() -> str:
