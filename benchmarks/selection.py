@@ -14,8 +14,8 @@ validation accuracy) and against the modality default's (the preset when the dat
 the search space), each a mean over seeds. The test split is never used.
 
 A modality's figures are the means over its benchmarks: tables are breast_cancer, Satellite and Vehicle, series
-five UCR problems (GunPoint, JapaneseVowels, ItalyPowerDemand, ArrowHead, BasicMotions; on longer series, OSULeaf's
-427 steps, four of the six candidates take under six steps in half a minute on one core, so they would be compared
+five UCR problems (GunPoint, JapaneseVowels, ItalyPowerDemand, ArrowHead, BasicMotions; longer ones, such as
+OSULeaf's 427 steps, are too long for half a minute on one core: some candidates would be compared nearly
 untrained), graphs MUTAG and the generated motifs, images digits, audio spoken digits, text MR.
 
     python benchmarks/selection.py --benchmarks images,tables,series,graphs,graphs-motifs,series-vowels --minutes 0.5
@@ -174,15 +174,16 @@ def by_modality(doc: dict[str, Any], criterion: str | None = None) -> dict[str, 
     labels rank close candidates differently from seed to seed): the Spearman correlation of `criterion` (None: the
     modality's own, the one `train --search` ranks by when told none) with validation accuracy, the pick's regret and
     its margin over the default (points), and the benchmarks it is the mean of."""
+    order = list(BENCHMARKS)
     grouped: dict[str, list[str]] = {}
-    for name, b in doc["benchmarks"].items():
-        grouped.setdefault(b["modality"], []).append(name)
+    for name in sorted(doc["benchmarks"], key=lambda n: order.index(n) if n in order else len(order)):
+        grouped.setdefault(doc["benchmarks"][name]["modality"], []).append(name)
     out = {}
     for modality, names in grouped.items():
         chosen = criterion or get_modality(modality).search_criterion
         rows = [doc["benchmarks"][n]["criteria"][chosen] for n in names]
         out[modality] = {"criterion": chosen, "benchmarks": names,
-                         **{key: round(float(np.mean([r[key] for r in rows])), 3 if key == "spearman" else 2)
+                         **{key: round(float(np.mean([r[key] for r in rows])), 3 if key == "spearman" else 2) + 0.0
                             for key in ("spearman", "regret_points", "vs_default_points")}}
     return out
 
