@@ -192,6 +192,24 @@ def test_no_method_reads_a_tensor_on_the_host_in_its_step():
 
 # ---- the small encoder sizes the contract tests above train ----
 
+DECLARED_DEFAULTS = [(m, name, options) for m in methods.names()
+                     for name, options in methods.get(m).encoder_defaults.items()]
+
+
+@pytest.mark.parametrize("method_name,encoder_name,options", DECLARED_DEFAULTS,
+                         ids=[f"{m}-{e}" for m, e, _ in DECLARED_DEFAULTS])
+def test_a_methods_declared_encoder_defaults_name_an_encoder_it_trains_and_build_it(method_name, encoder_name,
+                                                                                     options):
+    """Method.encoder_defaults apply by encoder name, so a misspelt name or option would silently do nothing: each
+    names an encoder of a modality the method trains on, and that encoder builds with the options."""
+    where = [d for m, d in PAIRS if m == method_name and encoder_name in get_modality(d).encoders]
+    assert where, (method_name, encoder_name)
+    for modality_name in where:
+        modality = get_modality(modality_name)
+        spec = modality.spec_for_encoder(modality.fit_spec(toy_dataset(modality_name).train.x), encoder_name, options)
+        new_encoder(modality, encoder_name, spec, **options)
+
+
 SMALL_ENCODERS = [(d, e.name) for d in modalities.names() for e in get_modality(d).encoders if "small" in e.extra]
 
 
