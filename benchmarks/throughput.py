@@ -194,6 +194,7 @@ def main() -> None:
     prof = profile_step(x, precision)
     e2e = end_to_end(args.seconds)
     peer = None if args.no_lightly else lightly_loop(args.seconds)
+    name = result_name(cpu_has_native_bf16())
     result = {
         "protocol": "Fashion-MNIST, CPU budget: reference configuration (ConvNet-4, SimCLR 512-512-128, T=0.5, "
                     "batch 256, SGD momentum 0.9)",
@@ -226,10 +227,10 @@ def main() -> None:
         "lightly_same_run": None if peer is None else {
             **peer, "lightly_over_fp32_ceiling": round(peer["img_per_s"] / fp32, 3),
             "selfsup_over_lightly": round(e2e["img_per_s"] / peer["img_per_s"], 3),
-            "target": TARGET_OVER_LIGHTLY[result_name(cpu_has_native_bf16())]},
+            "target": TARGET_OVER_LIGHTLY[name]},
         "machine": machine(),
     }
-    publish(result_name(cpu_has_native_bf16()), result, args.json,
+    publish(name, result, args.json,
             f"end to end {result['img_per_s']} img/s | fp32 eager ceiling {result['ceiling_fp32_img_per_s']} | "
             f"selfsup ceiling {result['ceiling_selfsup_img_per_s']}")
 
