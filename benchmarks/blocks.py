@@ -145,6 +145,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "tabular recipes": lambda: _table("tabular_recipes", "markdown", _results("tabular_recipes")),
     "tabular epochs": lambda: _table("tabular_recipes", "epochs_markdown", _results("tabular_epochs")),
     "mutag table": lambda: _table("graphs", "classification_table", _results("graphs")["mutag"]),
+    "mutag walks table": lambda: _table("graphs", "walks_table", _results("graphs")["mutag_walk_steps"]),
     "motifs table": lambda: _table("graphs", "classification_table", _results("graphs")["motifs"],
                                    args=(_results("graphs")["motifs"], "motifs")),
     "motifs constant table": lambda: _table("graphs", "classification_table",

@@ -112,8 +112,7 @@ def validate(candidates: dict[str, dict], epochs: int, seeds: list[int], threads
     from digits_main_job import cross_validated_runs, raw_cross_validated
 
     path = RESULTS / "digits_methods_validation.json"
-    doc = json.loads(path.read_text()) if path.exists() else {"candidates": {}}
-    doc["raw"] = raw_cross_validated()
+    raw = raw_cross_validated()
     for name, options in candidates.items():
         per_seed = cross_validated_runs(name, {"epochs": epochs, "threads": threads, **options}, seeds)
         row: dict = {"options": options, "epochs": epochs, "seeds": per_seed}
@@ -124,6 +123,9 @@ def validate(candidates: dict[str, dict], epochs: int, seeds: list[int], threads
             row[key] = {"mean": round(float(values.mean()), 4),
                         "std": round(float(values.std(ddof=1)), 4) if len(values) > 1 else 0.0}
         row["beats_random"] = all(row[k]["mean"] > row[f"random_{k}"]["mean"] for k in ("knn", "linear"))
+        # read again before each write: another process may have added its candidates meanwhile
+        doc = json.loads(path.read_text()) if path.exists() else {"candidates": {}}
+        doc["raw"] = raw
         doc["candidates"][name] = {**row, "machine": machine(), "command": "python benchmarks/digits_methods.py "
                                    + " ".join(sys.argv[1:])}
         doc["protocol"] = ("digits: pre-train on the 1,347 training images without labels; kNN (k=20) and linear "

@@ -29,6 +29,10 @@ split of the nodes (C by inner CV on the training half).
     python benchmarks/graphs.py --json --part mutag
     python benchmarks/graphs.py --json --part motifs
     python benchmarks/graphs.py --json --part nodes --seeds 3
+    python benchmarks/graphs.py --json --part mutag-walks --threads 1
+
+`mutag-walks` (entry `mutag_walk_steps`): on MUTAG, each method with and without the return probabilities as GIN
+inputs, and how often the inner CV chooses them (`walk_choice`): the evidence for the spec's default.
 
 A part updates its own entry of benchmarks/results/graphs.json (with its command and machine); --part all writes all.
 """
@@ -185,6 +189,37 @@ def classification(uri: str, seeds: list[int], methods: list[str], threads: int)
     return results
 
 
+def walk_choice(uri: str, seeds: list[int], methods: list[str], threads: int) -> dict[str, Any]:
+    """Whether the GIN's inputs should carry the return probabilities on a labelled set (`uri`): each method trains
+    with its paper's settings twice a seed, without them and with features.WALK_STEPS steps, and the inner CV of
+    each outer fold chooses between the two embeddings (with C) from the fold's training part, as it chooses among
+    candidates in `classification`. Per method: both variants' accuracies, the nested accuracy and in how many
+    folds the inner CV chose the return probabilities."""
+    ds = selfsup.load_dataset(uri)
+    y = ds.train.y
+    out: dict[str, Any] = {"steps": WALK_STEPS, "methods": {}}
+    for method in methods:
+        base = steps_matched(METHODS[method], len(y))
+        runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": [], "nested": []}
+        for seed in seeds:
+            z = {}
+            for name, walks in (("without", 0), ("with", WALK_STEPS)):
+                settings = {**base, "encoder_options": {**gin_options(method, base), "walk_steps": walks}}
+                with tempfile.TemporaryDirectory() as where:
+                    run = selfsup.train(ds, method=method, seed=seed, threads=threads, monitor=False, out=where,
+                                        overwrite=True, **settings)
+                    z[name] = run.embed(ds.train.x)
+                runs[name].append(cross_validated_svm(z[name], y, seed=seed))
+            runs["nested"].append(cross_validated_svm(z, y, seed=seed))
+        chosen = [c["features"] for r in runs["nested"] for c in r["chosen"]]
+        out["methods"][method] = {**{name: summarise(r) for name, r in runs.items()},
+                                  "chose_with": chosen.count("with"), "folds": len(chosen)}
+        r = out["methods"][method]
+        print(f"# {method}: without {r['without']['acc_mean']:.2f}, with {r['with']['acc_mean']:.2f}, inner CV chose "
+              f"them in {r['chose_with']} of {r['folds']} folds", file=sys.stderr, flush=True)
+    return out
+
+
 def targets(results: dict[str, Any], target: float | None) -> dict[str, Any]:
     """The best method (as trained, and as chosen among its candidates by the inner CV) against the published target
     (None where there is none), the WL kernel and the raw input; the methods above their random encoder."""
@@ -277,6 +312,19 @@ def classification_table(result: dict[str, Any], title: str = "MUTAG") -> str:
     return "\n".join(rows)
 
 
+def walks_table(result: dict[str, Any]) -> str:
+    """docs/benchmarks.md's table of `walk_choice`: each method's accuracy without and with the return probabilities
+    as GIN inputs, the nested accuracy when the inner CV chooses between them, and how often it chose them."""
+    seeds = len(next(iter(result["methods"].values()))["with"]["per_seed"])
+    rows = [f"| MUTAG ({seeds} seeds) | node labels only | with {result['steps']} walk steps | inner CV chooses "
+            "| folds it chose the walk steps |", "|---|---|---|---|---|"]
+    for method, r in result["methods"].items():
+        rows.append(f"| `{method}` | {r['without']['acc_mean']:.2f} ± {r['without']['acc_std_over_seeds']:.2f} "
+                    f"| {r['with']['acc_mean']:.2f} ± {r['with']['acc_std_over_seeds']:.2f} "
+                    f"| {r['nested']['acc_mean']:.2f} | {r['chose_with']} of {r['folds']} |")
+    return "\n".join(rows)
+
+
 def nodes_table(result: dict[str, Any]) -> str:
     """docs/benchmarks.md's node-level table: each method beside its random encoder, then the baselines (means over
     the seeds); the best method in bold."""
@@ -293,6 +341,13 @@ def nodes_table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def command_methods(command: str) -> list[str]:
+    """The methods a command line of this script measures (its --methods, else every method of METHODS)."""
+    words = command.split()
+    given = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--methods"]
+    return given[-1].split(",") if given else list(METHODS)
+
+
 def merged(old: dict[str, Any] | None, new: dict[str, Any], target: float | None) -> dict[str, Any]:
     """`new` (one set's entry) with the methods of `old` it does not hold, when `old` was measured on the same seeds
     with the same baselines (else `new` alone); targets recomputed over all the methods, every command kept, and each
@@ -301,8 +356,11 @@ def merged(old: dict[str, Any] | None, new: dict[str, Any], target: float | None
     if not old or old["seeds"] != new["seeds"] or accuracies(old) != accuracies(new):
         return {**new, "commands": [new["command"]]}
     stamped = lambda e: {m: {"machine": e["machine"], **r} for m, r in e["methods"].items()}  # noqa: E731
-    out = {**new, "methods": {**stamped(old), **stamped(new)},
-           "commands": [*old.get("commands", [old["command"]]), new["command"]]}
+    methods = {**stamped(old), **stamped(new)}
+    commands = [*old.get("commands", [old["command"]]), new["command"]]
+    # each method's figures come from the last command that names it: the commands kept are those
+    measured_by = {m: max(i for i, c in enumerate(commands) if m in command_methods(c)) for m in methods}
+    out = {**new, "methods": methods, "commands": [commands[i] for i in sorted(set(measured_by.values()))]}
     out["targets"] = targets(out, target)
     return out
 
@@ -313,7 +371,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--part", choices=(*SETS, "nodes", "all"), default="all")
+    ap.add_argument("--part", choices=(*SETS, "nodes", "mutag-walks", "all"), default="all")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other methods of the set's entry (same seeds, same baselines) and add these: "
                          "processes running disjoint --methods in parallel build one entry")
@@ -331,6 +389,11 @@ def main() -> None:
                 doc = json.loads(path.read_text()) if path.exists() else {}
                 entry = merged(doc.get(part), entry, TARGETS.get(uri))
             doc[part] = entry
+    if args.part == "mutag-walks":  # read again: a process beside this one may have written meanwhile
+        entry = {**walk_choice(SETS["mutag"], list(range(args.seeds)), args.methods.split(","), args.threads),
+                 **part_info}
+        doc = json.loads(path.read_text()) if path.exists() else {}
+        doc["mutag_walk_steps"] = entry
     if args.part in ("nodes", "all"):
         from graphs_nodes import node_level
 

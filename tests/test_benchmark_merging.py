@@ -110,7 +110,7 @@ def test_graph_entries_merged_keep_the_machine_of_each_method_and_drop_other_bas
     import graphs
 
     def entry(methods, machine, raw=88.0):
-        return {"seeds": [0, 1], "machine": {"cpu": machine}, "command": f"graphs.py on {machine}",
+        return {"seeds": [0, 1], "machine": {"cpu": machine}, "command": f"graphs.py --methods {','.join(methods)}",
                 "baselines": {"raw node-label counts": {"per_seed": [raw, raw], "acc_mean": raw},
                               "WL subtree kernel": {"per_seed": [80.0, 80.0], "acc_mean": 80.0}},
                 "methods": {m: {"acc_mean": 85.0, "random_encoder": {"acc_mean": 84.0}, "train_seconds": [1.0],
@@ -121,4 +121,9 @@ def test_graph_entries_merged_keep_the_machine_of_each_method_and_drop_other_bas
     assert {m: r["machine"]["cpu"] for m, r in third["methods"].items()} == {"graphcl": "A", "dgi": "B", "grace": "C"}
     assert third["machine"] == {"cpu": "C"} and len(third["commands"]) == 3
     other = graphs.merged(third, entry(["bgrl"], "D", raw=87.0), None)  # other baselines: the old methods go
-    assert list(other["methods"]) == ["bgrl"] and other["commands"] == ["graphs.py on D"]
+    assert list(other["methods"]) == ["bgrl"] and other["commands"] == ["graphs.py --methods bgrl"]
+    # a command stays while it is the last to have measured one of the entry's methods
+    assert third["commands"] == ["graphs.py --methods graphcl,dgi", "graphs.py --methods dgi",
+                                 "graphs.py --methods grace"]
+    again = graphs.merged(third, entry(["graphcl"], "E"), None)
+    assert again["commands"] == ["graphs.py --methods dgi", "graphs.py --methods grace", "graphs.py --methods graphcl"]

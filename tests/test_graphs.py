@@ -499,8 +499,8 @@ def test_return_probabilities_by_hand():
 
 def test_walk_steps_let_gin_tell_apart_graphs_that_1wl_cannot():
     """A hexagon and two triangles are both 2-regular on six nodes: 1-WL, and so a GIN on constant node features,
-    gives them one embedding (the negative control); the return probabilities differ after 3 moves. Graphs without
-    node columns ask for 16 steps in their spec, graphs with them for none."""
+    gives them one embedding (the negative control); the return probabilities differ after 3 moves. Whole graphs ask
+    for 16 steps in their spec, with node columns or without; rooted neighbourhoods with node columns for none."""
     hexagon = graph(6, [[i, (i + 1) % 6] for i in range(6)], node_num=np.ones((6, 1)))
     triangles = graph(6, [[0, 1], [1, 2], [2, 0], [3, 4], [4, 5], [5, 3]], node_num=np.ones((6, 1)))
     batch = pack([hexagon, triangles], "t", directed=False)
@@ -512,7 +512,9 @@ def test_walk_steps_let_gin_tell_apart_graphs_that_1wl_cannot():
     assert walking.input_width == 1 + 6 and walking.node_inputs(batch).shape == (12, 7)
     assert walking.node_count(batch) == 12  # the rows GraphMAE masks, without the return probabilities
     bare = pack([graph(6, hexagon.edges), graph(6, triangles.edges)], "t", directed=False)
-    assert fit_features(bare)["walk_steps"] == 16 and fit_features(batch)["walk_steps"] == 0
+    assert fit_features(bare)["walk_steps"] == 16 and fit_features(batch)["walk_steps"] == 16
+    rooted = pack([hexagon, triangles], "t", directed=False, rooted=True)  # node-level samples with node columns
+    assert fit_features(rooted)["walk_steps"] == 0
     assert new_encoder(graph_modality, "gin", fit_features(bare)).input_width == 1 + 16
     with torch.no_grad():
         same, apart = plain(batch), walking(batch)

@@ -13,8 +13,9 @@ random walk from the node is back at it after 1..K moves, computed on the graph 
 view's own structure). Message passing with sum aggregation is bounded by the 1-WL test, which cannot count cycles;
 the return probabilities can (a node on a triangle can be back after 3 moves, one on a tree never after an odd
 number), so graphs whose classes differ by their cycles, not their node labels, become separable. They are part of
-the node inputs, so GraphMAE reconstructs them too. The default is the spec's (features.py: 16 steps for graphs
-without node columns, none otherwise). Cost: a dense [B, n, n] walk matrix a batch (n its largest graph).
+the node inputs, so GraphMAE reconstructs them too. The default is the spec's (features.py: 16 steps for whole
+graphs, none for node-level neighbourhoods with node columns). Cost: a dense [B, n, n] walk matrix a batch (n its
+largest graph).
 """
 from __future__ import annotations
 
@@ -198,8 +199,8 @@ class GAT(MessagePassingEncoder):
 
 
 @graph_encoders.register("gin", "Graph Isomorphism Network (3 layers of 32, BatchNorm, every layer's output "
-                                "concatenated, sum pooling; 16 steps of random-walk return probabilities as inputs "
-                                "for graphs without node columns): graph-level, InfoGraph's and GraphCL's encoder",
+                                "concatenated, sum pooling; 16 steps of random-walk return probabilities beside the "
+                                "node features of whole graphs): graph-level, InfoGraph's and GraphCL's encoder",
                          "Xu et al. 2019, arXiv:1810.00826", small={"hidden": 16, "layers": 2})
 def gin(spec: dict[str, Any], hidden: int = 32, layers: int = 3, readout: str = "",
         walk_steps: int | None = None, norm: str = "batch") -> GIN:

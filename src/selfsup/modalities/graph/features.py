@@ -1,9 +1,14 @@
 """Node features learned on the training graphs: the categories of each label column (one-hot, an unseen value all
 zeros) and the mean and standard deviation of each attribute column (standardised, a missing value 0), kept in the
 run's input spec; graphs with no node columns get the constant 1 (what GraphCL's and InfoGraph's code give
-unlabelled graphs), and their spec asks the encoders for WALK_STEPS steps of random-walk return probabilities
-(encoders.return_probabilities) beside it: without them a message-passing encoder on constant inputs sees no more of
-a graph than the 1-WL test, which counts no cycles. A spec without the key (an older run's) asks for none."""
+unlabelled graphs). The spec of whole graphs asks the encoders for WALK_STEPS steps of random-walk return
+probabilities (encoders.return_probabilities) beside the node features: without them a message-passing encoder sees
+no more of a graph than the 1-WL test, which counts no cycles, and on constant inputs nothing but sizes and degrees.
+On MUTAG (node labels) the graph benchmark's inner cross-validation chose them over the node labels alone in most
+folds for every graph method but GraphCL (benchmarks/results/graphs.json, `mutag_walk_steps`). Rooted
+neighbourhoods of one large graph (node-level data) with node columns get none: their encoders (DGI's and GRACE's
+GCN) read the node features, and the node-level benchmark measured them without. A spec without the key (an older
+run's) asks for none."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -14,8 +19,8 @@ import torch
 from ...errors import DataError
 from .codec import Layout, Padded, assemble, padded
 
-#: the return-probability steps a spec of graphs without node columns asks for (the random-walk encodings of Dwivedi
-#: et al. 2022 take 16 steps on ZINC; GraphGPS 20)
+#: the return-probability steps a spec of whole graphs asks for (the random-walk encodings of Dwivedi et al. 2022
+#: take 16 steps on ZINC, whose atoms are labelled; GraphGPS 20)
 WALK_STEPS = 16
 
 
@@ -34,7 +39,7 @@ def fit_features(x: torch.Tensor) -> dict[str, Any]:
     width = sum(len(c) for c in categories) + lay.node_numeric
     return {"node_categories": categories, "node_mean": mean.tolist(),
             "node_std": [float(s) if s > 1e-12 else 1.0 for s in std.tolist()], "node_width": max(width, 1),
-            "walk_steps": 0 if width else WALK_STEPS,
+            "walk_steps": 0 if width and lay.rooted else WALK_STEPS,
             "node_categorical": lay.node_categorical, "node_numeric": lay.node_numeric,
             "edge_categorical": lay.edge_categorical, "edge_numeric": lay.edge_numeric}
 
