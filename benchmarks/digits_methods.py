@@ -126,7 +126,7 @@ def validate(candidates: dict[str, dict], epochs: int, seeds: list[int], threads
         # read again before each write: another process may have added its candidates meanwhile
         doc = json.loads(path.read_text()) if path.exists() else {"candidates": {}}
         doc["raw"] = raw
-        doc["candidates"][name] = {**row, "machine": machine(), "command": "python benchmarks/digits_methods.py "
+        doc["candidates"][name] = {**row, "machine": machine(threads), "command": "python benchmarks/digits_methods.py "
                                    + " ".join(sys.argv[1:])}
         doc["protocol"] = ("digits: pre-train on the 1,347 training images without labels; kNN (k=20) and linear "
                            "probe by 5-fold cross-validation over the training labels, beside the random encoder of "

@@ -345,6 +345,7 @@ def command_methods(command: str) -> list[str]:
     """The methods a command line of this script measures (its --methods, else every method of METHODS)."""
     words = command.split()
     given = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--methods"]
+    given += [w.partition("=")[2] for w in words if w.startswith("--methods=")]
     return given[-1].split(",") if given else list(METHODS)
 
 
@@ -358,8 +359,9 @@ def merged(old: dict[str, Any] | None, new: dict[str, Any], target: float | None
     stamped = lambda e: {m: {"machine": e["machine"], **r} for m, r in e["methods"].items()}  # noqa: E731
     methods = {**stamped(old), **stamped(new)}
     commands = [*old.get("commands", [old["command"]]), new["command"]]
-    # each method's figures come from the last command that names it: the commands kept are those
-    measured_by = {m: max(i for i, c in enumerate(commands) if m in command_methods(c)) for m in methods}
+    # each method's figures come from the last command that names it (a method none names: the last command)
+    measured_by = {m: max((i for i, c in enumerate(commands) if m in command_methods(c)), default=len(commands) - 1)
+                   for m in methods}
     out = {**new, "methods": methods, "commands": [commands[i] for i in sorted(set(measured_by.values()))]}
     out["targets"] = targets(out, target)
     return out
@@ -389,10 +391,11 @@ def main() -> None:
                 doc = json.loads(path.read_text()) if path.exists() else {}
                 entry = merged(doc.get(part), entry, TARGETS.get(uri))
             doc[part] = entry
-    if args.part == "mutag-walks":  # read again: a process beside this one may have written meanwhile
+    if args.part in ("mutag-walks", "all"):
         entry = {**walk_choice(SETS["mutag"], list(range(args.seeds)), args.methods.split(","), args.threads),
                  **part_info}
-        doc = json.loads(path.read_text()) if path.exists() else {}
+        if args.part != "all":  # read again: a process beside this one may have written meanwhile
+            doc = json.loads(path.read_text()) if path.exists() else {}
         doc["mutag_walk_steps"] = entry
     if args.part in ("nodes", "all"):
         from graphs_nodes import node_level

@@ -125,5 +125,7 @@ def test_graph_entries_merged_keep_the_machine_of_each_method_and_drop_other_bas
     # a command stays while it is the last to have measured one of the entry's methods
     assert third["commands"] == ["graphs.py --methods graphcl,dgi", "graphs.py --methods dgi",
                                  "graphs.py --methods grace"]
+    assert graphs.command_methods("graphs.py --part mutag --methods=dgi,grace") == ["dgi", "grace"]
+    assert graphs.command_methods("graphs.py --part mutag") == list(graphs.METHODS)
     again = graphs.merged(third, entry(["graphcl"], "E"), None)
     assert again["commands"] == ["graphs.py --methods dgi", "graphs.py --methods grace", "graphs.py --methods graphcl"]

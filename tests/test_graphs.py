@@ -24,7 +24,7 @@ from selfsup.modalities.graph.codec import Graph, Layout, assemble, flatten, pac
 from selfsup.modalities.graph.encoders import return_probabilities
 from selfsup.methods import methods
 from selfsup.methods.base import StepInfo
-from selfsup.modalities.graph.features import featurise, fit_features
+from selfsup.modalities.graph.features import WALK_MAX_NODES, featurise, fit_features
 from selfsup.modalities.graph.views import (drop_edges, drop_nodes, grow_subgraph, mask_attributes,
                                             mask_feature_columns, perturb_edges)
 from selfsup.views import ViewRequest, Views
@@ -499,8 +499,9 @@ def test_return_probabilities_by_hand():
 
 def test_walk_steps_let_gin_tell_apart_graphs_that_1wl_cannot():
     """A hexagon and two triangles are both 2-regular on six nodes: 1-WL, and so a GIN on constant node features,
-    gives them one embedding (the negative control); the return probabilities differ after 3 moves. Whole graphs ask
-    for 16 steps in their spec, with node columns or without; rooted neighbourhoods with node columns for none."""
+    gives them one embedding (the negative control); the return probabilities differ after 3 moves. Graphs without
+    node columns ask for 16 steps in their spec, and so do whole graphs with them up to WALK_MAX_NODES nodes; larger
+    labelled graphs and rooted neighbourhoods with node columns for none."""
     hexagon = graph(6, [[i, (i + 1) % 6] for i in range(6)], node_num=np.ones((6, 1)))
     triangles = graph(6, [[0, 1], [1, 2], [2, 0], [3, 4], [4, 5], [5, 3]], node_num=np.ones((6, 1)))
     batch = pack([hexagon, triangles], "t", directed=False)
@@ -515,6 +516,11 @@ def test_walk_steps_let_gin_tell_apart_graphs_that_1wl_cannot():
     assert fit_features(bare)["walk_steps"] == 16 and fit_features(batch)["walk_steps"] == 16
     rooted = pack([hexagon, triangles], "t", directed=False, rooted=True)  # node-level samples with node columns
     assert fit_features(rooted)["walk_steps"] == 0
+    ring = lambda n: graph(n, [[i, (i + 1) % n] for i in range(n)], node_num=np.ones((n, 1)))  # noqa: E731
+    assert fit_features(pack([hexagon, ring(WALK_MAX_NODES)], "t", directed=False))["walk_steps"] == 16
+    assert fit_features(pack([hexagon, ring(WALK_MAX_NODES + 1)], "t", directed=False))["walk_steps"] == 0
+    bare_large = pack([graph(WALK_MAX_NODES + 1, ring(WALK_MAX_NODES + 1).edges)], "t", directed=False)
+    assert fit_features(bare_large)["walk_steps"] == 16  # without node columns the walks are all a GIN has
     assert new_encoder(graph_modality, "gin", fit_features(bare)).input_width == 1 + 16
     with torch.no_grad():
         same, apart = plain(batch), walking(batch)

@@ -19,7 +19,9 @@ inputs the constant 1 and its random-walk return probabilities (graph/features.p
 row, the cosine of any rebuilt row that points along it is near 1, and the paper's target teaches next to nothing.
 benchmarks/results/graphs.json (RBF SVM, 10-fold, 5 seeds, the paper's steps): on the generated `motifs` the
 standardised target gives 86.45 against the random GIN's 86.02, the paper's target 81.75 (f2837fb); on MUTAG (one-hot
-node labels) 87.53 against the paper's target's 86.04 (434d0b4), both below the random GIN's 87.74.
+node labels, then without return probabilities) 87.53 against the paper's target's 86.04 (434d0b4), both below the
+random GIN's 87.74; with them (the default since 973c81d) the standardised target gives 88.84 against its random
+GIN's 87.63.
 """
 from __future__ import annotations
 

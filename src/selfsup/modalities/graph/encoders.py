@@ -13,9 +13,9 @@ random walk from the node is back at it after 1..K moves, computed on the graph 
 view's own structure). Message passing with sum aggregation is bounded by the 1-WL test, which cannot count cycles;
 the return probabilities can (a node on a triangle can be back after 3 moves, one on a tree never after an odd
 number), so graphs whose classes differ by their cycles, not their node labels, become separable. They are part of
-the node inputs, so GraphMAE reconstructs them too. The default is the spec's (features.py: 16 steps for whole
-graphs, none for node-level neighbourhoods with node columns). Cost: a dense [B, n, n] walk matrix a batch (n its
-largest graph).
+the node inputs, so GraphMAE reconstructs them too. The default is the spec's (features.py: 16 steps for graphs
+without node columns and for whole graphs of at most 128 nodes with them, none otherwise). Cost: a dense [B, n, n]
+walk matrix a batch, n the largest graph of the data set (storage pads every graph to it).
 """
 from __future__ import annotations
 
