@@ -2,6 +2,7 @@
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,10 @@ def test_rankme_knn_correlation():
     epochs = [{"rankme": r, "online_knn_acc": a} for r, a in ((1, 0.1), (2, 0.2), (3, 0.3), (4, 0.25))]
     assert rankme_knn_correlation(epochs) == pytest.approx(0.8)
     assert rankme_knn_correlation(epochs[:2]) is None
+    flat = [{"rankme": r, "online_knn_acc": 0.5} for r in (1, 2, 3)]  # undefined, and no scipy warning reaches the user
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert rankme_knn_correlation(flat) is None
 
 
 def test_cluster_section_in_the_report(monitored_run, tmp_path):

@@ -40,7 +40,7 @@ def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
 def rankme_knn_correlation(epochs: list[dict]) -> float | None:
     """Spearman correlation between RankMe and online kNN accuracy across epochs (None if undefined)."""
     pairs = [(e["rankme"], e["online_knn_acc"]) for e in epochs if "rankme" in e and "online_knn_acc" in e]
-    if len(pairs) < 3:
+    if len(pairs) < 3 or any(len(set(series)) < 2 for series in zip(*pairs)):  # a constant series: undefined
         return None
     from scipy.stats import spearmanr
 
