@@ -113,3 +113,27 @@ def test_embedding_diagnostics():
 def test_rejects_non_finite():
     with pytest.raises(ValueError):
         rankme(np.array([[1.0, np.nan], [0.0, 1.0]]))
+
+
+def test_the_monitor_judges_collapse_against_the_untrained_encoder(tmp_path):
+    """An untrained GIN's sum-pooled features on MUTAG already sit below the absolute threshold (one shared
+    direction): a run that keeps that spread is not called collapsed, while the same GIN made constant is."""
+    from types import SimpleNamespace
+
+    import selfsup
+    from selfsup.training.monitor import EpochMonitor
+
+    ds = selfsup.load_dataset("tu:MUTAG")
+    run = selfsup.train(ds, method="dgi", epochs=1, seed=0, out=tmp_path / "run", monitor=True, threads=1)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    record = [json.loads(line) for line in lines if '"type": "epoch"' in line][-1]
+    threshold = 0.1 / math.sqrt(run.encoder.out_dim)
+    assert record["embedding_std_untrained"] < threshold and record["embedding_std"] < threshold  # absolute: collapse
+    assert record["collapsed"] is False
+    monitor = EpochMonitor(ds, run.resolved, torch.device("cpu"))
+    constant = run.encoder
+    with torch.no_grad():
+        for p in constant.parameters():
+            p.zero_()
+        constant.convs[-1].nn[-1].bias.fill_(1.0)  # every node's last layer outputs 1: one direction for all graphs
+    assert monitor(0, SimpleNamespace(encoder=constant))["collapsed"] is True

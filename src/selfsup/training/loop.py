@@ -368,7 +368,8 @@ def before_epoch(method: Method, epoch: int, data: TrainingSetPass, device: torc
 def warn_collapse(result: LoopResult, epoch: int, record: dict[str, Any], bar: Progress) -> None:
     """Say once, on stderr, that the embeddings have collapsed (per-dimension std near zero)."""
     message = (f"warning: embeddings collapsed at epoch {epoch} (mean per-dimension std "
-               f"{record.get('embedding_std', float('nan')):.2g}, near zero): every input maps to about the same "
+               f"{record.get('embedding_std', float('nan')):.2g}, near zero; the untrained encoder's "
+               f"{record.get('embedding_std_untrained', float('nan')):.2g}): every input maps to about the same "
                "vector; try a lower --lr, a larger --batch-size or another method")
     result.warnings.append(message)
     bar.message(f"selfsup: {message}")

@@ -16,7 +16,7 @@ from ..evaluation.diagnostics import alignment, dimension_std, rankme, uniformit
 from ..evaluation.knn import knn_accuracy
 from ..modalities import get_modality
 from ..resolved import Resolved
-from ..run import encode_storage
+from ..run import build_encoder, encode_storage
 from ..views import ViewRequest
 from .hooks import EpochHook
 
@@ -26,6 +26,12 @@ class EpochMonitor(EpochHook):
 
     Alignment is measured on two 'instance' views (the same recipe whatever the method), so it compares
     across methods; the method's own views may have one view only (masked modelling) or special ones.
+
+    Collapse is what training did: the per-dimension std of the normalised embeddings below a tenth of an isotropic
+    spread's (evaluation.dimension_std) *and* below half of an untrained encoder's of the same architecture on the same
+    subset (measured once, at construction, with the global random state left as it was). Some architectures start
+    there: a GIN's sum-pooled ReLU features share one large direction (an untrained GIN on MUTAG lies below the
+    threshold), which the absolute threshold alone reported as collapse after every epoch.
     """
 
     def __init__(self, dataset: Dataset, resolved: Resolved, device: torch.device, seed: int = 0,
@@ -47,6 +53,10 @@ class EpochMonitor(EpochHook):
         self.best_rankme = -1.0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = -1
+        with torch.random.fork_rng(devices=[]):
+            untrained = build_encoder(resolved, seed=seed).eval()
+            self.untrained_std = dimension_std(encode_storage(untrained, self.modality, self.spec, self.x,
+                                                              device=str(device), mask=self.mask))["mean_std"]
 
     @torch.no_grad()
     def __call__(self, epoch: int, method) -> dict[str, Any]:
@@ -60,7 +70,8 @@ class EpochMonitor(EpochHook):
         std = dimension_std(z)
         record: dict[str, Any] = {
             "rankme": rankme(z), "alignment": alignment(z1, z2), "uniformity": uniformity(z1),
-            "embedding_std": std["mean_std"], "collapsed": std["collapsed"],
+            "embedding_std": std["mean_std"], "embedding_std_untrained": self.untrained_std,
+            "collapsed": std["collapsed"] and std["mean_std"] < 0.5 * self.untrained_std,
         }
         if self.y is not None:
             cut = int(0.8 * len(z))
