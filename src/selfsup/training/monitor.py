@@ -44,8 +44,8 @@ class EpochMonitor(EpochHook):
         self.y = dataset.train.y[idx] if dataset.train.y is not None else None
         self.modality = get_modality(dataset.modality)
         self.spec = resolved.data_spec
-        self.pairs = self.modality.storage(Split(self.x[:512], None, self.mask[:512] if self.mask is not None else None),
-                                           self.spec)
+        first = Split(self.x[:512], None, self.mask[:512] if self.mask is not None else None)
+        self.pairs = self.modality.storage(first, self.spec)
         self.view_maker = self.modality.view_maker(ViewRequest("instance"), self.spec)
         self.device = device
         self.seed = seed
