@@ -128,9 +128,9 @@ def test_the_monitor_judges_collapse_against_the_untrained_encoder(tmp_path):
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     record = [json.loads(line) for line in lines if '"type": "epoch"' in line][-1]
     threshold = 0.1 / math.sqrt(run.encoder.out_dim)
-    assert record["embedding_std_untrained"] < threshold and record["embedding_std"] < threshold  # absolute: collapse
+    assert record["embedding_std_initial"] < threshold and record["embedding_std"] < threshold  # absolute: collapse
     assert record["collapsed"] is False
-    monitor = EpochMonitor(ds, run.resolved, torch.device("cpu"))
+    monitor = EpochMonitor(ds, run.resolved, torch.device("cpu"), seed=0)  # the run's seed: its initial encoder
     constant = run.encoder
     with torch.no_grad():
         for p in constant.parameters():

@@ -367,10 +367,11 @@ def before_epoch(method: Method, epoch: int, data: TrainingSetPass, device: torc
 
 def warn_collapse(result: LoopResult, epoch: int, record: dict[str, Any], bar: Progress) -> None:
     """Say once, on stderr, that the embeddings have collapsed (per-dimension std near zero)."""
+    initial = record.get("embedding_std_initial")
+    initial = "" if initial is None else f"; the initial encoder's {initial:.2g}"
     message = (f"warning: embeddings collapsed at epoch {epoch} (mean per-dimension std "
-               f"{record.get('embedding_std', float('nan')):.2g}, near zero; the untrained encoder's "
-               f"{record.get('embedding_std_untrained', float('nan')):.2g}): every input maps to about the same "
-               "vector; try a lower --lr, a larger --batch-size or another method")
+               f"{record.get('embedding_std', float('nan')):.2g}, near zero{initial}): every input maps to about the "
+               "same vector; try a lower --lr, a larger --batch-size or another method")
     result.warnings.append(message)
     bar.message(f"selfsup: {message}")
 
