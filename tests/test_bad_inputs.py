@@ -245,7 +245,7 @@ def test_collapse_is_warned_about(tmp_path, capsys, monkeypatch):
         def __call__(self, epoch, method):
             return {"embedding_std": 1e-5, "collapsed": True}
 
-    def collapsed_monitor(cfg, dataset, resolved, device):
+    def collapsed_monitor(cfg, dataset, resolved, device, encoder):
         return [Collapsed()]
 
     monkeypatch.setattr(session, "epoch_hooks", collapsed_monitor)

@@ -85,6 +85,18 @@ def test_dimension_std_flags_collapse():
     assert out["collapsed"] and out["mean_std"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_dimension_std_judged_against_a_reference():
+    """Below the absolute threshold, a spread is collapse only below a tenth of the reference's (none, or zero: the
+    absolute test alone)."""
+    torch.manual_seed(0)
+    z = torch.ones(256, 16) + 1e-3 * torch.randn(256, 16)  # one shared direction, a small spread
+    out = dimension_std(z)
+    assert out["collapsed"]
+    assert dimension_std(z, reference=2 * out["mean_std"])["collapsed"] is False
+    assert dimension_std(z, reference=11 * out["mean_std"])["collapsed"] is True
+    assert dimension_std(z, reference=0.0)["collapsed"] is True
+
+
 def test_dimension_std_random_gaussian_not_collapsed():
     out = dimension_std(np.random.default_rng(0).standard_normal((2000, 64)))
     assert not out["collapsed"]
@@ -130,7 +142,9 @@ def test_the_monitor_judges_collapse_against_the_untrained_encoder(tmp_path):
     threshold = 0.1 / math.sqrt(run.encoder.out_dim)
     assert record["embedding_std_initial"] < threshold and record["embedding_std"] < threshold  # absolute: collapse
     assert record["collapsed"] is False
-    monitor = EpochMonitor(ds, run.resolved, torch.device("cpu"), seed=0)  # the run's seed: its initial encoder
+    from selfsup.run import build_encoder
+
+    monitor = EpochMonitor(ds, run.resolved, torch.device("cpu"), build_encoder(run.resolved, seed=0))  # its start
     constant = run.encoder
     with torch.no_grad():
         for p in constant.parameters():

@@ -12,11 +12,12 @@ import numpy as np
 import torch
 
 from ..data import Dataset, Split
+from ..encoders import Encoder
 from ..evaluation.diagnostics import alignment, dimension_std, rankme, uniformity
 from ..evaluation.knn import knn_accuracy
 from ..modalities import get_modality
 from ..resolved import Resolved
-from ..run import build_encoder, encode_storage
+from ..run import encode_storage
 from ..views import ViewRequest
 from .hooks import EpochHook
 
@@ -27,19 +28,12 @@ class EpochMonitor(EpochHook):
     Alignment is measured on two 'instance' views (the same recipe whatever the method), so it compares
     across methods; the method's own views may have one view only (masked modelling) or special ones.
 
-    Collapse is what training did: the per-dimension std of the normalised embeddings below a tenth of an isotropic
-    spread's (evaluation.dimension_std) *and* below a tenth of the run's initial encoder's on the same subset (the
-    encoder rebuilt from the run's settings and seed: untrained, or its pretrained weights where it starts from them;
-    measured once, at construction, the CPU and the device's random states restored after it; an initial spread of
-    zero leaves the absolute test alone). Some architectures start below the first: pooled ReLU features share one
-    large direction (an untrained GIN on MUTAG, PointNet on `shapes`, the video CNN on `sprites`), which the absolute
-    threshold alone reported as collapse after the first epoch of runs that go on to beat their untrained encoder (the
-    first epoch of SimCLR on `shapes` or `sprites` lowers the spread to about half of the initial one). A collapsed
-    encoder's spread goes to zero; a drop of less than tenfold is not reported. Cost: one more pass of the subset
-    (at most `subset` items) through a second copy of the encoder, on every start and resume.
+    Collapse is judged against the run's encoder before training (evaluation.dimension_std with `reference`): its
+    spread on the same subset, measured once when the monitor is made (untrained, or pretrained where the run starts
+    from pretrained weights). A drop of less than tenfold is not reported.
     """
 
-    def __init__(self, dataset: Dataset, resolved: Resolved, device: torch.device, seed: int = 0,
+    def __init__(self, dataset: Dataset, resolved: Resolved, device: torch.device, initial: Encoder, seed: int = 0,
                  subset: int = 2048, keep_best_rankme: bool = False) -> None:
         rng = np.random.default_rng(seed)
         n = len(dataset.train)
@@ -58,10 +52,8 @@ class EpochMonitor(EpochHook):
         self.best_rankme = -1.0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = -1
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # build_encoder seeds them
-            initial = build_encoder(resolved, seed=seed).eval()
-            self.initial_std = dimension_std(encode_storage(initial, self.modality, self.spec, self.x,
-                                                            device=str(device), mask=self.mask))["mean_std"]
+        self.initial_std = dimension_std(encode_storage(initial, self.modality, self.spec, self.x, device=str(device),
+                                                        mask=self.mask))["mean_std"]
 
     @torch.no_grad()
     def __call__(self, epoch: int, method) -> dict[str, Any]:
@@ -72,11 +64,11 @@ class EpochMonitor(EpochHook):
         views = self.view_maker(batch, gen if self.device.type == "cpu" else None)
         encoder.eval()
         z1, z2 = (encoder(v).float().cpu() for v in views.global_views)
-        std = dimension_std(z)
+        std = dimension_std(z, reference=self.initial_std)
         record: dict[str, Any] = {
             "rankme": rankme(z), "alignment": alignment(z1, z2), "uniformity": uniformity(z1),
             "embedding_std": std["mean_std"], "embedding_std_initial": self.initial_std,
-            "collapsed": std["collapsed"] and (self.initial_std <= 0 or std["mean_std"] < 0.1 * self.initial_std),
+            "collapsed": std["collapsed"],
         }
         if self.y is not None:
             cut = int(0.8 * len(z))

@@ -20,6 +20,7 @@ import torch
 
 from ..artifacts import jsonable
 from ..data import Dataset
+from ..encoders import Encoder
 from ..errors import ConfigError, TrainingError
 from ..loading import load_dataset
 from ..resolved import Resolved
@@ -144,7 +145,7 @@ def _train_with_threads(cfg: TrainConfig, out_path: Path | None, progress: bool,
                                 device, resolved.precision, plan.weight_decay_schedule(cfg), cfg.log_every,
                                 progress and world.is_main, cfg.log_interval, world, cfg.checkpoint_every_steps,
                                 checkpoint_seconds, cpu_share=share)
-        hooks = epoch_hooks(cfg, dataset, resolved, device) if world.is_main else []
+        hooks = epoch_hooks(cfg, dataset, resolved, device, method.encoder) if world.is_main else []  # before training
         header = {"config": cfg.to_dict(), "resolved": resolved.to_dict(), "world_size": world.size,
                   "data": plan.storage.describe()}
         loop_state, rng = None, None
@@ -325,14 +326,15 @@ def check_same_run(checkpoint: ckpt_io.Checkpoint, header: dict[str, Any], out: 
         raise ConfigError(f"--resume {out}: settings differ from the checkpoint's ({', '.join(changed)})")
 
 
-def epoch_hooks(cfg: TrainConfig, dataset: Dataset, resolved: Resolved, device: torch.device
+def epoch_hooks(cfg: TrainConfig, dataset: Dataset, resolved: Resolved, device: torch.device, encoder: Encoder
                 ) -> list[EpochHook]:
-    """Per-epoch monitoring (label-free diagnostics, online kNN) when enabled."""
+    """Per-epoch monitoring (label-free diagnostics, online kNN) when enabled; `encoder` is the run's encoder before
+    training (a resumed run's too: its checkpoint is restored after the hooks are made), the monitor's reference."""
     if not cfg.monitor and cfg.select == "last":
         return []
     from .monitor import EpochMonitor
 
-    return [EpochMonitor(dataset, resolved, device, seed=cfg.seed, keep_best_rankme=cfg.select == "rankme")]
+    return [EpochMonitor(dataset, resolved, device, encoder, seed=cfg.seed, keep_best_rankme=cfg.select == "rankme")]
 
 
 def select_encoder(method, hooks: list[EpochHook]) -> str:
