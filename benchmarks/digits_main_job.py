@@ -81,12 +81,13 @@ def cross_validated(features: np.ndarray, y: np.ndarray, folds: int = 5) -> dict
     return {k: round(float(np.mean([s[k] for s in scores])), 4) for k in ("knn", "linear")}
 
 
-def cross_validated_runs(name: str, options: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:
-    """Train `options` on digits' training images without labels, once a seed, and score each encoder and the random
-    encoder of its architecture by cross_validated over the training labels."""
-    ds = load_dataset("digits")
+def cross_validated_runs(name: str, options: dict[str, Any], seeds: list[int], data: str = "digits"
+                         ) -> list[dict[str, Any]]:
+    """Train `options` on the training split of `data` without labels, once a seed, and score each encoder and the
+    random encoder of its architecture by cross_validated over the training labels."""
+    ds = load_dataset(data)
     x, y = ds.train.x, ds.train.y
-    unlabelled = Dataset("digits", "image", Split(x, None), None, dict(ds.info))
+    unlabelled = Dataset(ds.name, ds.modality, Split(x, None), None, dict(ds.info))
     per_seed = []
     for seed in seeds:
         start = time.perf_counter()
@@ -100,8 +101,8 @@ def cross_validated_runs(name: str, options: dict[str, Any], seeds: list[int]) -
     return per_seed
 
 
-def raw_cross_validated() -> dict[str, float]:
-    ds = load_dataset("digits")
+def raw_cross_validated(data: str = "digits") -> dict[str, float]:
+    ds = load_dataset(data)
     return cross_validated(ds.train.x.reshape(len(ds.train.x), -1).float().numpy(), ds.train.y)
 
 

@@ -17,7 +17,8 @@ benchmarks/results/NAME.json.
 JSON: method, method_options, encoder_options, ...) trains on digits' training images without labels at the
 same epochs and is scored by 5-fold cross-validated kNN and linear probe over the training labels (the test split is
 never touched), beside the random encoder of its architecture; into
-benchmarks/results/digits_methods_validation.json.
+benchmarks/results/digits_methods_validation.json (with `--data URI --name NAME`: that set's training split, into
+NAME_validation.json).
 
     python benchmarks/digits_methods.py --epochs 30 [--only simclr,dino] [--seeds 0] [--threads 1]
     python benchmarks/digits_methods.py --validate 'rotnet={"method": "rotnet"}' --seeds 0,1,2
@@ -107,14 +108,16 @@ def markdown(doc: dict) -> str:
     return "\n".join(rows)
 
 
-def validate(candidates: dict[str, dict], epochs: int, seeds: list[int], threads: int | None) -> None:
-    """Score each candidate's options by cross-validation over digits' training labels (see the module's doc)."""
+def validate(candidates: dict[str, dict], epochs: int, seeds: list[int], threads: int | None, data: str = "digits",
+             name: str = NAME) -> None:
+    """Score each candidate's options by cross-validation over the training labels of `data` (see the module's doc)
+    into benchmarks/results/NAME_validation.json."""
     from digits_main_job import cross_validated_runs, raw_cross_validated
 
-    path = RESULTS / "digits_methods_validation.json"
-    raw = raw_cross_validated()
-    for name, options in candidates.items():
-        per_seed = cross_validated_runs(name, {"epochs": epochs, "threads": threads, **options}, seeds)
+    path = RESULTS / f"{name}_validation.json"
+    raw = raw_cross_validated(data)
+    for candidate, options in candidates.items():
+        per_seed = cross_validated_runs(candidate, {"epochs": epochs, "threads": threads, **options}, seeds, data)
         row: dict = {"options": options, "epochs": epochs, "seeds": per_seed}
         for key, pick in (("knn", lambda s: s["knn"]), ("linear", lambda s: s["linear"]),
                           ("random_knn", lambda s: s["random"]["knn"]),
@@ -126,13 +129,13 @@ def validate(candidates: dict[str, dict], epochs: int, seeds: list[int], threads
         # read again before each write: another process may have added its candidates meanwhile
         doc = json.loads(path.read_text()) if path.exists() else {"candidates": {}}
         doc["raw"] = raw
-        doc["candidates"][name] = {**row, "machine": machine(threads), "command": "python benchmarks/digits_methods.py "
-                                   + " ".join(sys.argv[1:])}
-        doc["protocol"] = ("digits: pre-train on the 1,347 training images without labels; kNN (k=20) and linear "
-                           "probe by 5-fold cross-validation over the training labels, beside the random encoder of "
-                           "the same architecture; mean and std over seeds")
-        save("digits_methods_validation", doc)
-        print(f"{name:28s} kNN {row['knn']['mean']:.4f}±{row['knn']['std']:.4f} "
+        doc["candidates"][candidate] = {**row, "machine": machine(threads),
+                                        "command": "python benchmarks/digits_methods.py " + " ".join(sys.argv[1:])}
+        doc["protocol"] = (f"{data}: pre-train on the training split without labels; kNN (k=20) and linear probe by "
+                           "5-fold cross-validation over the training labels, beside the random encoder of the same "
+                           "architecture; mean and std over seeds")
+        save(f"{name}_validation", doc)
+        print(f"{candidate:28s} kNN {row['knn']['mean']:.4f}±{row['knn']['std']:.4f} "
               f"(random {row['random_knn']['mean']:.4f})"
               f"  linear {row['linear']['mean']:.4f}±{row['linear']['std']:.4f} (random "
               f"{row['random_linear']['mean']:.4f})", flush=True)
@@ -157,7 +160,7 @@ def main() -> None:
         for item in args.validate:
             name, _, options = item.partition("=")
             candidates[name] = json.loads(options)
-        validate(candidates, args.epochs, [int(s) for s in args.seeds.split(",")], args.threads)
+        validate(candidates, args.epochs, [int(s) for s in args.seeds.split(",")], args.threads, args.data, args.name)
         return
     methods = args.only.split(",") if args.only else modality_methods(load_dataset(args.data).modality)
     path = RESULTS / f"{args.name}.json"

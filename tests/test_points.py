@@ -104,8 +104,9 @@ def test_encoders_ignore_the_order_and_the_number_of_points(encoder):
 
 def test_principal_axes_give_one_pose_whatever_the_turn_and_place():
     """A cloud put in its principal axes comes out the same after any rotation and shift (its variances 9, 2.25 and
-    0.25 apart, a skewed cloud: no ambiguity of order or sign); PointNet(align="pca") so embeds it the same, the plain
-    PointNet does not (the control); a grid is read off by hand."""
+    0.25 apart, a skewed cloud: no ambiguity of order or sign); PointNet(align="pca") and the point Transformer with
+    align="pca" so embed it the same, and the Transformer cuts the same patches; the plain encoders do not (the
+    controls); a grid is read off by hand."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 256, 3, generator=g) * torch.tensor([3.0, 1.5, 0.5]) + 0.3 * torch.randn(4, 256, 3,
                                                                                                  generator=g) ** 2
@@ -117,6 +118,11 @@ def test_principal_axes_give_one_pose_whatever_the_turn_and_place():
     with torch.no_grad():
         torch.testing.assert_close(aligned(turned), aligned(x), atol=1e-4, rtol=0)
         assert not torch.allclose(plain(turned), plain(x), atol=1e-2)
+        transformers = PointTransformer(3, 8, 16, 32, 1, 2, align="pca").eval(), PointTransformer(3, 8, 16, 32, 1, 2)
+        transformers[1].load_state_dict(transformers[0].state_dict())
+        torch.testing.assert_close(transformers[0](turned), transformers[0](x), atol=1e-4, rtol=0)
+        torch.testing.assert_close(transformers[0].patches(turned), transformers[0].patches(x), atol=1e-5, rtol=0)
+        assert not torch.allclose(transformers[1].eval()(turned), transformers[1](x), atol=1e-2)
     # by hand: the grid of (x, y, z) = (2a, 3b, c) for a, b, c in {-1, -1, 2} has uncorrelated axes of variance 8, 18
     # and 2, each skewed to its positive side: the principal axes are y, x, z, each as it was
     steps = torch.tensor([-1.0, -1.0, 2.0])
@@ -124,6 +130,8 @@ def test_principal_axes_give_one_pose_whatever_the_turn_and_place():
     torch.testing.assert_close(principal_axes(grid), grid[..., [1, 0, 2]], atol=1e-6, rtol=0)
     with pytest.raises(selfsup.SelfSupError, match="align='pcb'"):
         PointNet(3, (16,), align="pcb")
+    with pytest.raises(selfsup.SelfSupError, match="point_transformer option align='xyz'"):
+        PointTransformer(3, align="xyz")
 
 
 def test_farthest_point_sampling_by_hand():

@@ -62,26 +62,34 @@ def principal_axes(xyz: torch.Tensor) -> torch.Tensor:
         return (coords * sign).to(xyz.dtype)
 
 
+ALIGNMENTS = ("", "pca")
+
+
+def check_alignment(encoder: str, align: str) -> str:
+    if align not in ALIGNMENTS:
+        raise ConfigError(f"{encoder} option align={align!r}: give align=pca, or leave it out for the coordinates as "
+                          "they come")
+    return align
+
+
+def aligned(x: torch.Tensor, align: str) -> torch.Tensor:
+    """Clouds [B, P, C] with their coordinates in their principal axes (align="pca"), features as they are; or x."""
+    return torch.cat([principal_axes(x[..., :3]), x[..., 3:]], dim=2) if align else x
+
+
 class PointNet(Encoder):
     """Shared MLP over the points (`widths`) and a global max pool: [B, P, C] -> [B, widths[-1]]. With
     `align="pca"` the coordinates are first put in each cloud's principal axes (`principal_axes`), a canonical pose
     that does not depend on how the cloud was turned."""
 
-    ALIGNMENTS = ("", "pca")
-
     def __init__(self, channels: int = 3, widths: tuple[int, ...] = (64, 64, 64, 128, 1024), align: str = "") -> None:
         super().__init__()
-        if align not in self.ALIGNMENTS:
-            raise ConfigError(f"pointnet option align={align!r}: give align=pca, or leave it out for the coordinates "
-                              "as they come")
-        self.align = align
+        self.align = check_alignment("pointnet", align)
         self.mlp = shared_mlp(tuple(widths), channels)
         self.out_dim = int(widths[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.align:
-            x = torch.cat([principal_axes(x[..., :3]), x[..., 3:]], dim=2)
-        return self.mlp(x.transpose(1, 2)).amax(dim=2)
+        return self.mlp(aligned(x, self.align).transpose(1, 2)).amax(dim=2)
 
 
 def knn(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -205,8 +213,9 @@ class PointTransformer(PatchTransformer):
     patch_points = 3  # a patch is a set of points: masked reconstruction compares their xyz as sets
 
     def __init__(self, channels: int, groups: int = 32, group_size: int = 16, dim: int = 192, depth: int = 4,
-                 heads: int = 3, mlp_ratio: float = 4.0) -> None:
+                 heads: int = 3, mlp_ratio: float = 4.0, align: str = "") -> None:
         super().__init__()
+        self.align = check_alignment("point_transformer", align)
         if groups < 1 or group_size < 1:
             raise ConfigError(f"a point Transformer needs groups and group_size of at least 1, got {groups} and "
                               f"{group_size}")
@@ -230,7 +239,7 @@ class PointTransformer(PatchTransformer):
         last = self._last_grouping
         if last is not None and last[0]() is x and last[1] == x._version:
             return last[2]
-        groups = point_groups(x, self.groups, self.group_size)
+        groups = point_groups(aligned(x, self.align), self.groups, self.group_size)
         self._last_grouping = (weakref.ref(x), x._version, groups)
         return groups
 
@@ -272,8 +281,10 @@ class PointTransformer(PatchTransformer):
 
 @point_encoders.register("point_transformer", "point Transformer on patches (Point-MAE): 32 farthest-point centres x "
                          "16 nearest points, mini-PointNet tokens, 192 wide, 4 blocks, 3 heads (options: groups, "
-                         "group_size, dim, depth, heads)", "Pang et al. 2022", kind=TokenEncoder,
+                         "group_size, dim, depth, heads, align=pca: each cloud in its principal axes first)",
+                         "Pang et al. 2022", kind=TokenEncoder,
                          small={"groups": 8, "group_size": 8, "dim": 32, "depth": 2, "heads": 2})
 def point_transformer(spec: dict[str, Any], groups: int = 32, group_size: int = 16, dim: int = 192, depth: int = 4,
-                      heads: int = 3) -> Encoder:
-    return PointTransformer(spec["channels"], int(groups), int(group_size), int(dim), int(depth), int(heads))
+                      heads: int = 3, align: str = "") -> Encoder:
+    return PointTransformer(spec["channels"], int(groups), int(group_size), int(dim), int(depth), int(heads),
+                            align=align)
