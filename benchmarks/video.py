@@ -11,7 +11,11 @@ on every fourth frame of the training clips as images (labels never seen), then 
 its frames' embeddings; kNN and linear probe as above. An encoder of single frames sees what is in a clip, not how
 it moves: on `sprites` it cannot tell a motion from its reverse in time.
 
-    python benchmarks/video.py --epochs 30 --seeds 0,1,2 [--only simclr,pace] [--threads 2]
+    python benchmarks/video.py --epochs 30 --seeds 0,1,2 [--only simclr,pace] [--threads 2] [--options JSON]
+
+A method's options other than its defaults (`--options`, e.g. a batch and learning rate) are chosen on a
+validation split first: `python benchmarks/digits_methods.py --validate NAME=JSON --data sprites --name video`
+(5-fold cross-validation over the training clips' labels, into benchmarks/results/video_validation.json).
 
 Results are merged into benchmarks/results/video.json, one entry a method (or `frame_average`) and seed.
 """
@@ -70,21 +74,23 @@ def main() -> None:
                                                    "image encoder (default: every video method and it)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data", default=DATA)
+    parser.add_argument("--options", default="{}", help="selfsup.train options (JSON) for every method given, chosen "
+                        "on validation (digits_methods.py --validate --data sprites --name video), e.g. "
+                        "'{\"batch_size\": 64}'; recorded in each entry")
     args = parser.parse_args()
     methods = args.only.split(",") if args.only else [*modality_methods("video"), FRAME_BASELINE]
     path = RESULTS / f"{NAME}.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    entries = {f"{e['method']}/{e['seed']}": e for e in doc.get("entries", [])}
-    commands = doc.get("commands", [])
     command = "python benchmarks/video.py " + shlex.join(sys.argv[1:])
-    commands = [*[c for c in commands if c != command], command]
     for method in methods:
         for seed in (int(s) for s in args.seeds.split(",")):
             if method == FRAME_BASELINE:
                 entry = frame_average(args.data, args.epochs, seed, args.threads)
             else:
-                entry = measure(method, args.epochs, seed, args.threads, args.data)
+                entry = measure(method, args.epochs, seed, args.threads, args.data, json.loads(args.options))
+            doc = json.loads(path.read_text()) if path.exists() else {}  # read again: runs may go side by side
+            entries = {f"{e['method']}/{e['seed']}": e for e in doc.get("entries", [])}
             entries[f"{method}/{seed}"] = {**entry, "machine": machine(args.threads)}
+            commands = [*[c for c in doc.get("commands", []) if c != command], command]
             print(json.dumps(entry), flush=True)
             save(NAME, {
                 "data": args.data,
