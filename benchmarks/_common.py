@@ -46,6 +46,11 @@ def flat_options(options: dict) -> dict:
                                                                  else [(key, value)])}
 
 
+def options_text(options: dict) -> str:
+    """flat_options as a table shows them: "key=value, key=value"."""
+    return ", ".join(f"{k}={v}" for k, v in flat_options(options).items())
+
+
 def write_result(path: Path, doc: dict) -> Path:
     """Write a result document as JSON atomically (selfsup.artifacts: temporary file + rename)."""
     from selfsup.artifacts import write_json

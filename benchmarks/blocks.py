@@ -159,6 +159,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
                                             args=(_results("text"),)),
     "points table": lambda: _table("digits_methods", "markdown", _results("points")),
     "video table": lambda: _table("video", "markdown", _results("video")),
+    "video validation table": lambda: _table("digits_methods", "validation_markdown", _results("video_validation")),
+    "points screen table": lambda: _table("points_screen", "markdown", _results("points_screen")),
     "audio table": lambda: _table("audio", "audio_table", _results("audio")),
     "ucr table": lambda: _table("ucr", "comparison_table", _results("ucr"), _results("ucr_width64")),
     "token encoders table": lambda: _table("token_encoders", "fmnist_table", _results("token_encoders")["fmnist"]),

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, flat_options, machine, save  # noqa: E402
+from _common import RESULTS, machine, options_text, save  # noqa: E402
 
 import selfsup  # noqa: E402
 from selfsup.compatibility import supported_pairs  # noqa: E402
@@ -98,13 +98,28 @@ def markdown(doc: dict) -> str:
         mine = [e for e in doc["entries"] if e["method"] == method]
         seeds = ", ".join(str(e["seed"]) for e in mine)
         epochs = "/".join(str(x) for x in sorted({e["epochs"] for e in mine}))
-        options = sorted({", ".join(f"{k}={v}" for k, v in flat_options(e.get("options", {})).items())
-                          for e in mine} - {""})
+        options = sorted({options_text(e.get("options", {})) for e in mine} - {""})
         row = [f"{method} ({seeds}; {epochs}{''.join('; ' + o for o in options)})"]
         for probe in ("knn", "linear"):
             row += [cell([e[probe] for e in mine], bold=True), cell([e[f"random_{probe}"] for e in mine]),
                     cell([e[f"raw_{probe}"] for e in mine])]
         rows.append("| " + " | ".join(row) + " |")
+    return "\n".join(rows)
+
+
+def validation_markdown(doc: dict) -> str:
+    """The candidates of a NAME_validation.json (validate): cross-validated kNN and linear probe beside the random
+    encoder of each run, mean ± std over its seeds."""
+    def cell(row: dict, key: str) -> str:
+        return f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}"
+
+    rows = ["| candidate (options; epochs; seeds) | kNN | random encoder | linear | random encoder |",
+            "|---|---|---|---|---|"]
+    for name, row in doc["candidates"].items():
+        options = options_text(row["options"])
+        seeds = ", ".join(str(s["seed"]) for s in row["seeds"])
+        rows.append(f"| {name} ({options}; {row['epochs']}; {seeds}) | {cell(row, 'knn')} | "
+                    f"{cell(row, 'random_knn')} | {cell(row, 'linear')} | {cell(row, 'random_linear')} |")
     return "\n".join(rows)
 
 

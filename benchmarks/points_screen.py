@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, save  # noqa: E402
+from _common import RESULTS, machine, options_text, save  # noqa: E402
 
 import selfsup  # noqa: E402
 from selfsup.data import Split  # noqa: E402
@@ -59,6 +59,17 @@ def screen(name: str, options: dict, epochs: int, seed: int, threads: int | None
             "random_linear": round(base["random_encoder"]["linear"], 4),
             "raw_knn": round(base["raw"]["knn"], 4), "raw_linear": round(base["raw"]["linear"], 4),
             "train_seconds": round(seconds, 1)}
+
+
+def markdown(doc: dict) -> str:
+    """One row a candidate, seed and length: validation kNN and linear probe beside the random encoder and raw input."""
+    rows = ["| candidate (options) | epochs | seed | kNN | random encoder | raw input | linear | random encoder | "
+            "raw input |", "|---|---|---|---|---|---|---|---|---|"]
+    for e in doc["entries"]:
+        options = options_text(e["options"])
+        rows.append(f"| {e['candidate']} ({options}) | {e['epochs']} | {e['seed']} | " + " | ".join(
+            f"{e[k]:.3f}" for k in ("knn", "random_knn", "raw_knn", "linear", "random_linear", "raw_linear")) + " |")
+    return "\n".join(rows)
 
 
 def main() -> None:

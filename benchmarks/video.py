@@ -81,12 +81,13 @@ def main() -> None:
     methods = args.only.split(",") if args.only else [*modality_methods("video"), FRAME_BASELINE]
     path = RESULTS / f"{NAME}.json"
     command = "python benchmarks/video.py " + shlex.join(sys.argv[1:])
+    options = json.loads(args.options)
     for method in methods:
         for seed in (int(s) for s in args.seeds.split(",")):
             if method == FRAME_BASELINE:
                 entry = frame_average(args.data, args.epochs, seed, args.threads)
             else:
-                entry = measure(method, args.epochs, seed, args.threads, args.data, json.loads(args.options))
+                entry = measure(method, args.epochs, seed, args.threads, args.data, options)
             doc = json.loads(path.read_text()) if path.exists() else {}  # read again: runs may go side by side
             entries = {f"{e['method']}/{e['seed']}": e for e in doc.get("entries", [])}
             entries[f"{method}/{seed}"] = {**entry, "machine": machine(args.threads)}

@@ -118,11 +118,11 @@ def test_principal_axes_give_one_pose_whatever_the_turn_and_place():
     with torch.no_grad():
         torch.testing.assert_close(aligned(turned), aligned(x), atol=1e-4, rtol=0)
         assert not torch.allclose(plain(turned), plain(x), atol=1e-2)
-        transformers = PointTransformer(3, 8, 16, 32, 1, 2, align="pca").eval(), PointTransformer(3, 8, 16, 32, 1, 2)
-        transformers[1].load_state_dict(transformers[0].state_dict())
-        torch.testing.assert_close(transformers[0](turned), transformers[0](x), atol=1e-4, rtol=0)
-        torch.testing.assert_close(transformers[0].patches(turned), transformers[0].patches(x), atol=1e-5, rtol=0)
-        assert not torch.allclose(transformers[1].eval()(turned), transformers[1](x), atol=1e-2)
+        pose, plain = PointTransformer(3, 8, 16, 32, 1, 2, align="pca").eval(), PointTransformer(3, 8, 16, 32, 1, 2)
+        plain.load_state_dict(pose.state_dict())  # the same weights: only the alignment differs
+        torch.testing.assert_close(pose(turned), pose(x), atol=1e-4, rtol=0)
+        torch.testing.assert_close(pose.patches(turned), pose.patches(x), atol=1e-5, rtol=0)
+        assert not torch.allclose(plain.eval()(turned), plain(x), atol=1e-2)
     # by hand: the grid of (x, y, z) = (2a, 3b, c) for a, b, c in {-1, -1, 2} has uncorrelated axes of variance 8, 18
     # and 2, each skewed to its positive side: the principal axes are y, x, z, each as it was
     steps = torch.tensor([-1.0, -1.0, 2.0])

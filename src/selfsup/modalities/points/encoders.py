@@ -261,7 +261,8 @@ class PointTransformer(PatchTransformer):
 
     def unpatch(self, patches: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """x-shaped: each patch's points put back around its centre, at the places of the points it was cut from
-        (a point in several patches takes one of them; a point in none, and every feature, is NaN)."""
+        (a point in several patches takes one of them; a point in none, and every feature, is NaN). With align="pca"
+        the patches were cut in the cloud's principal axes, and the points come back in that pose."""
         centres, _, near = self.grouped(x)
         b, g, k = near.shape
         points = patches.reshape(b, g, k, 3) + centres[:, :, None].to(patches.dtype)
