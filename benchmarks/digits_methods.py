@@ -183,6 +183,8 @@ def main() -> None:
         for seed in (int(s) for s in args.seeds.split(",")):
             entry = measure(method, args.epochs or None, seed, args.threads, args.data, json.loads(args.options))
             doc = json.loads(path.read_text()) if path.exists() else {}  # read again: runs may go side by side
+            if doc.get("data", args.data) != args.data:
+                raise SystemExit(f"{path} holds runs on {doc['data']}, not {args.data}: give another --name")
             entries = {f"{e['method']}/{e['seed']}": e for e in doc.get("entries", [])}
             entries[f"{method}/{seed}"] = {**entry, "machine": machine(args.threads)}
             print(json.dumps({k: v for k, v in entry.items()}), flush=True)

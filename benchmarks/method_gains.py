@@ -14,7 +14,7 @@ result that holds both, averaged over the seeds the result holds:
 - text: text.json (from scratch, STS-B and SICK-R);
 - tables: tabular.json, tabular_dae.json, tabular_vime.json (tabular.py with the default method and with
   --method dae / vime; linear probe, mean over its tables and label fractions);
-- point clouds: points.json (digits_methods.py on `shapes?turn=any`; test split; kNN and linear probe);
+- point clouds: points.json (digits_methods.py on `shapes?turn=any&scan=1`; test split; kNN and linear probe);
 - video: video.json (video.py on the generated `sprites`; test split; kNN and linear probe).
 
 A method is `above` its random encoder where every gain is positive, `mixed` where some are, `below` where none is,
@@ -74,7 +74,7 @@ def images() -> Gains:
 
 
 def points() -> Gains:
-    return _per_method("points", "shapes in any turn")
+    return _per_method("points", "one-sided scans of shapes in any turn")
 
 
 def video() -> Gains:

@@ -1,15 +1,17 @@
 """Screen training options for the point-cloud home benchmark on a validation split of its training clouds.
 
-`shapes?turn=any&n=2000`'s 2,000 training clouds are split once (fixed permutation): 1,600 to pre-train on without
-labels, 400 to score on. For each candidate (a name and `selfsup.train` options as JSON) and seed: train on the
-1,600, then kNN (k=20, cosine) and linear probe fitted on the 1,600's labels and scored on the 400, beside the random
-encoder of the same architecture and the D2 raw-input baseline of the same evaluation. The test clouds are never
-read, so the options chosen here can be measured on the test split afterwards (digits_methods.py --options).
+The benchmark's training clouds (`--data`, by default `shapes?turn=any&n=2000`: 2,000) are split once (fixed
+permutation): all but 400 to pre-train on without labels, 400 to score on. For each candidate (a name and
+`selfsup.train` options as JSON) and seed: train on the rest, then kNN (k=20, cosine) and linear probe fitted on
+the rest's labels and scored on the 400, beside the random encoder of the same architecture and the D2 raw-input
+baseline of the same evaluation. The test clouds are never read, so the options chosen here can be measured on
+the test split afterwards (digits_methods.py --options).
 
     python benchmarks/points_screen.py --epochs 20 --seeds 0 --threads 1 \\
         simclr_b64='{"method": "simclr", "batch_size": 64}' point_mae_b32='{"method": "point_mae", "batch_size": 32}'
 
-Results are merged into benchmarks/results/points_screen.json, one entry a candidate and seed.
+Results are merged into benchmarks/results/NAME.json (`--name`, by default points_screen), one entry a candidate,
+seed and length.
 """
 from __future__ import annotations
 
@@ -79,19 +81,22 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data", default=DATA)
+    parser.add_argument("--name", default=NAME, help="result file under benchmarks/results/ (one data set a file)")
     args = parser.parse_args()
-    path = RESULTS / f"{NAME}.json"
+    path = RESULTS / f"{args.name}.json"
     for item in args.candidates:
         name, _, options = item.partition("=")
         for seed in (int(s) for s in args.seeds.split(",")):
             entry = screen(name, json.loads(options), args.epochs, seed, args.threads, args.data)
             doc = json.loads(path.read_text()) if path.exists() else {}  # read again: screens may run side by side
+            if doc.get("data", args.data) != args.data:
+                raise SystemExit(f"{path} holds screens of {doc['data']}, not {args.data}: give another --name")
             entries = {f"{e['candidate']}/{e['seed']}/{e['epochs']}": e for e in doc.get("entries", [])}
             entries[f"{name}/{seed}/{args.epochs}"] = {**entry, "machine": machine(args.threads),
                                                         "command": "python benchmarks/points_screen.py "
                                                         + shlex.join(sys.argv[1:])}
             print(json.dumps(entry), flush=True)
-            save(NAME, {"data": args.data, "protocol": __doc__.split("\n\n")[1].replace("\n", " "),
+            save(args.name, {"data": args.data, "protocol": __doc__.split("\n\n")[1].replace("\n", " "),
                         "entries": sorted(entries.values(), key=lambda e: (e["candidate"], e["seed"], e["epochs"]))})
 
 

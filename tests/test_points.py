@@ -297,3 +297,55 @@ def test_the_shapes_source_gives_ten_classes_of_surfaces_the_same_at_every_readi
                        ("shapes?colour=red", "unknown option")):
         with pytest.raises(ConfigError, match=words):
             load_dataset(uri)
+
+
+def test_scans_keep_the_side_of_each_solid_that_faces_the_sensor():
+    """Hidden point removal keeps the near half of a sphere seen from far (and nothing of its far side), the cap in
+    front of a near eye only; `shapes?scan=1` clouds are one-sided: seen from their own centre, a whole sphere's
+    points point every way (mean direction ~0), a scanned sphere's mostly one way; the same at every reading."""
+    from selfsup.errors import ConfigError
+    from selfsup.loading import load_dataset
+    from selfsup.modalities.points.shapes import CLASSES, generate, unit_vectors, visible
+
+    ball = unit_vectors(np.random.default_rng(0), 2000)
+    far = ball[visible(ball, np.array([0.0, 0.0, 50.0]))]
+    assert 900 < len(far) < 1100 and far[:, 2].min() > -0.1
+    near = ball[visible(ball, np.array([0.0, 0.0, 3.0]))]
+    assert len(near) < 0.8 * len(far) and near[:, 2].min() > 0.15  # an eye at 3 radii has its horizon at z = 1/3
+
+    def one_sidedness(scan: bool) -> float:
+        clouds, y = generate(100, 3, points=128, turn="any", scan=scan)
+        spheres = clouds[y == CLASSES.index("sphere")]
+        directions = spheres - _centre_of_sphere(spheres)
+        directions /= np.linalg.norm(directions, axis=2, keepdims=True)
+        return float(np.linalg.norm(directions.mean(1), axis=1).mean())
+
+    assert one_sidedness(False) < 0.1 and one_sidedness(True) > 0.3
+    ds = load_dataset("shapes?n=20&test=10&points=64&scan=1")
+    assert tuple(ds.train.x.shape) == (20, 64, 3)
+    assert torch.equal(ds.train.x, load_dataset("shapes?n=20&test=10&points=64&scan=1").train.x)
+    assert not torch.equal(ds.train.x, load_dataset("shapes?n=20&test=10&points=64").train.x)
+    with pytest.raises(ConfigError, match="scan"):
+        load_dataset("shapes?scan=2")
+
+
+def _centre_of_sphere(clouds: np.ndarray) -> np.ndarray:
+    """Least-squares centre of the (stretched) sphere each cloud lies on: |p|^2 = 2 p.c + k, linear in c and k."""
+    a = np.concatenate([2 * clouds, np.ones(clouds.shape[:2] + (1,))], axis=2)
+    b = (clouds ** 2).sum(2)
+    return np.stack([np.linalg.lstsq(a_i, b_i, rcond=None)[0][:3] for a_i, b_i in zip(a, b)])[:, None, :]
+
+
+def test_the_point_transformer_pools_by_mean_or_by_mean_and_max():
+    from selfsup.errors import ConfigError
+    from selfsup.modalities.points.encoders import PointTransformer
+
+    x = torch.randn(3, 64, 3)
+    mean = PointTransformer(3, groups=8, group_size=8, dim=24, depth=1, heads=2).eval()
+    both = PointTransformer(3, groups=8, group_size=8, dim=24, depth=1, heads=2, pool="mean_max").eval()
+    both.load_state_dict(mean.state_dict())
+    tokens = mean.tokens(x)
+    assert mean.out_dim == 24 and both.out_dim == 48 and both.token_dim == 24
+    assert torch.allclose(mean(x), tokens.mean(1)) and torch.allclose(both(x), torch.cat([mean(x), tokens.amax(1)], 1))
+    with pytest.raises(ConfigError, match="pool='sum'"):
+        PointTransformer(3, pool="sum")

@@ -13,14 +13,15 @@ any order of the points and any P.
   farthest point sampling, each centre's `group_size` nearest points as its patch (coordinates relative to the
   centre, then any features), a mini-PointNet per patch (shared MLP, max pool, the pooled vector concatenated back
   to every point, a second shared MLP, max pool) as the token, an MLP of the centre's coordinates as its position,
-  pre-norm blocks and a final LayerNorm; the embedding is the mean of the tokens. A token encoder: hidden patches
-  leave before the first block, and a patch is an unordered set of points (`patch_points`), so masked
-  reconstruction compares sets (Chamfer distance). Farthest point sampling starts at the point farthest from the
-  centroid, so the tokens do not depend on the order of the points. Departures: 192 wide with 4 blocks and 3 heads
-  by default (Point-MAE: 384 x 12 x 6), 32 patches of 16 points for the 256-point clouds of `shapes` (Point-MAE:
-  64 of 32 on 1,024 points), the mini-PointNet 64-128 / 256-width (Point-MAE: 128-256 / 512-384), the position
-  added once before the blocks (Point-MAE adds it before every block), and the fixed position code that decoders
-  and predictors use (`position_table`) a sine-cosine code of the centres' coordinates.
+  pre-norm blocks and a final LayerNorm; the embedding is the mean of the tokens (`pool="mean_max"`: their mean
+  and their max concatenated, 2 x dim wide; Point-MAE's classifier reads a class token and the tokens' max). A token
+  encoder: hidden patches leave before the first block, and a patch is an unordered set of points (`patch_points`),
+  so masked reconstruction compares sets (Chamfer distance). Farthest point sampling starts at the point farthest
+  from the centroid, so the tokens do not depend on the order of the points. Departures: 192 wide with 4 blocks and
+  3 heads by default (Point-MAE: 384 x 12 x 6), 32 patches of 16 points for the 256-point clouds of `shapes`
+  (Point-MAE: 64 of 32 on 1,024 points), the mini-PointNet 64-128 / 256-width (Point-MAE: 128-256 / 512-384), the
+  position added once before the blocks (Point-MAE adds it before every block), and the fixed position code that
+  decoders and predictors use (`position_table`) a sine-cosine code of the centres' coordinates.
 """
 from __future__ import annotations
 
@@ -207,15 +208,21 @@ class PatchEmbed(nn.Module):
         return tokens + self.position(centres.to(tokens.dtype))
 
 
+POOLS = ("mean", "mean_max")
+
+
 class PointTransformer(PatchTransformer):
     """A Transformer over `groups` patches of `group_size` points; token_grid (groups,)."""
 
     patch_points = 3  # a patch is a set of points: masked reconstruction compares their xyz as sets
 
     def __init__(self, channels: int, groups: int = 32, group_size: int = 16, dim: int = 192, depth: int = 4,
-                 heads: int = 3, mlp_ratio: float = 4.0, align: str = "") -> None:
+                 heads: int = 3, mlp_ratio: float = 4.0, align: str = "", pool: str = "mean") -> None:
         super().__init__()
         self.align = check_alignment("point_transformer", align)
+        if pool not in POOLS:
+            raise ConfigError(f"point_transformer: pool={pool!r}; choose one of {', '.join(POOLS)}")
+        self.pool = pool
         if groups < 1 or group_size < 1:
             raise ConfigError(f"a point Transformer needs groups and group_size of at least 1, got {groups} and "
                               f"{group_size}")
@@ -224,7 +231,8 @@ class PointTransformer(PatchTransformer):
         self.patch_embed = PatchEmbed(channels, dim)
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.out_dim = self.token_dim = self.layer_dim = dim
+        self.token_dim = self.layer_dim = dim
+        self.out_dim = dim * (2 if pool == "mean_max" else 1)
         self._last_grouping: tuple[weakref.ref, int, tuple[torch.Tensor, ...]] | None = None
         init_transformer(self)
 
@@ -242,6 +250,12 @@ class PointTransformer(PatchTransformer):
         groups = point_groups(aligned(x, self.align), self.groups, self.group_size)
         self._last_grouping = (weakref.ref(x), x._version, groups)
         return groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.tokens(x)
+        if self.pool == "mean":
+            return tokens.mean(dim=1)
+        return torch.cat([tokens.mean(dim=1), tokens.amax(dim=1)], dim=1)
 
     def token_grid(self, x: torch.Tensor) -> tuple[int]:
         return (min(self.groups, x.shape[1]),)
@@ -282,10 +296,11 @@ class PointTransformer(PatchTransformer):
 
 @point_encoders.register("point_transformer", "point Transformer on patches (Point-MAE): 32 farthest-point centres x "
                          "16 nearest points, mini-PointNet tokens, 192 wide, 4 blocks, 3 heads (options: groups, "
-                         "group_size, dim, depth, heads, align=pca: each cloud in its principal axes first)",
+                         "group_size, dim, depth, heads, align=pca: each cloud in its principal axes first, "
+                         "pool=mean_max: the tokens' mean and max concatenated)",
                          "Pang et al. 2022", kind=TokenEncoder,
                          small={"groups": 8, "group_size": 8, "dim": 32, "depth": 2, "heads": 2})
 def point_transformer(spec: dict[str, Any], groups: int = 32, group_size: int = 16, dim: int = 192, depth: int = 4,
-                      heads: int = 3, align: str = "") -> Encoder:
+                      heads: int = 3, align: str = "", pool: str = "mean") -> Encoder:
     return PointTransformer(spec["channels"], int(groups), int(group_size), int(dim), int(depth), int(heads),
-                            align=align)
+                            align=align, pool=pool)

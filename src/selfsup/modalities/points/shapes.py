@@ -4,7 +4,9 @@ Ten classes of solids, each a cloud of P points on its surface: sphere, box, cyl
 pyramid, table (a top on four legs), dumbbell (two balls on a bar), jack (three crossed bars) and mushroom (a cap
 on a stem). Every cloud gets its own proportions (each part's sizes drawn from a range, then the whole stretched
 by 0.75-1.33 along each axis), a turn about the vertical axis, a shift and a jitter of 1% of its size, so the class
-is the arrangement of surfaces, not a size, a place or an orientation. Points go to the parts of a composite in
+is the arrangement of surfaces, not a size, a place or an orientation. With `scan=1` a cloud is what a depth sensor
+sees of the solid from one random side (hidden point removal), as a single scan of an object is: the far side and
+self-occluded parts are missing, so one class gives very different clouds. Points go to the parts of a composite in
 proportion to their areas; on a part they are uniform in its own parameters (exactly uniform by area on planes,
 spheres, cylinders and cones; the torus leans to its outer side). Draws are fixed by the seed: the training set uses
 seed 0, the test set seed 1, so every reading gives the same clouds.
@@ -14,6 +16,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from scipy.spatial import ConvexHull
 
 from ...data import Dataset, SourceRequest, sources
 from ...errors import ConfigError
@@ -167,16 +170,40 @@ def rotation(rng: Rng, turn: str) -> np.ndarray:
     return np.array([[np.cos(angle), np.sin(angle), 0], [-np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
 
 
-def generate(n: int, seed: int, points: int = 256, turn: str = "up") -> tuple[np.ndarray, np.ndarray]:
+def visible(points: np.ndarray, eye: np.ndarray) -> np.ndarray:
+    """Indices of the points seen from `eye`: hidden point removal (Katz, Tal & Basri 2007, "Direct visibility of
+    point sets"). Seen from the eye, every point is flipped about a sphere far larger than the cloud (radius 100 x
+    its farthest point); a point is visible when its flipped image is a vertex of the convex hull of the flipped
+    images and the eye."""
+    p = points - eye
+    norm = np.linalg.norm(p, axis=1, keepdims=True)
+    flipped = p + 2 * (100 * norm.max() - norm) * p / norm
+    hull = ConvexHull(np.concatenate([flipped, np.zeros((1, 3))]))
+    return hull.vertices[hull.vertices < len(points)]
+
+
+def scanned(rng: Rng, cloud: np.ndarray, points: int) -> np.ndarray:
+    """`points` of the cloud's points that a sensor sees from a random direction, three times its size away (drawn
+    with replacement when fewer are seen)."""
+    radius = np.linalg.norm(cloud, axis=1).max()
+    seen = visible(cloud, unit_vectors(rng, 1)[0] * 3 * radius)
+    return cloud[rng.choice(seen, points, replace=len(seen) < points)]
+
+
+def generate(n: int, seed: int, points: int = 256, turn: str = "up", scan: bool = False
+             ) -> tuple[np.ndarray, np.ndarray]:
     """(clouds float32 [n, points, 3], labels int64 [n]): classes drawn uniformly, each cloud varied as the module
-    says, turned about the vertical axis (`turn="up"`) or in any direction (`"any"`)."""
+    says, turned about the vertical axis (`turn="up"`) or in any direction (`"any"`); with `scan`, each cloud is
+    the part of its surface seen from one side (`scanned`: 4 x `points` drawn on the whole surface first)."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, len(CLASSES), n)
     clouds = np.empty((n, points, 3), dtype=np.float32)
     for i, label in enumerate(y):
-        c = MAKERS[label](rng, points)
+        c = MAKERS[label](rng, 4 * points if scan else points)
         c = c - c.mean(0)
         c = (c * np.exp(rng.uniform(np.log(0.75), np.log(4 / 3), 3))) @ rotation(rng, turn)
+        if scan:
+            c = scanned(rng, c, points)
         scale = np.linalg.norm(c, axis=1).max()
         clouds[i] = c + rng.normal(0, 2, 3) + rng.normal(0, 0.01 * scale, c.shape)
     return clouds, y
@@ -184,16 +211,17 @@ def generate(n: int, seed: int, points: int = 256, turn: str = "up") -> tuple[np
 
 @sources.register("shapes", "generated 3-D shapes: 10 classes of solids (sphere, box, ..., mushroom) sampled on their "
                   "surfaces, each with its own proportions, turn and place: "
-                  "shapes[?n=4000&test=1000&points=256&turn=up|any]",
+                  "shapes[?n=4000&test=1000&points=256&turn=up|any&scan=0|1]",
                   modality="points")
 def load_shapes(req: SourceRequest) -> Dataset:
-    req.check_options({"n", "test", "points", "turn"})
+    req.check_options({"n", "test", "points", "turn", "scan"})
     turn = req.options.get("turn", "up")
     if turn not in TURNS:
         raise ConfigError(f"--data {req.uri}: turn={turn!r}; choose one of {', '.join(TURNS)}")
     points = req.whole("points", 256, 16, 100_000)
-    x, y = generate(req.whole("n", 4000, 10, 1_000_000), 0, points, turn)
-    x_test, y_test = generate(req.whole("test", 1000, 10, 1_000_000), 1, points, turn)
+    scan = bool(req.whole("scan", 0, 0, 1))
+    x, y = generate(req.whole("n", 4000, 10, 1_000_000), 0, points, turn, scan)
+    x_test, y_test = generate(req.whole("test", 1000, 10, 1_000_000), 1, points, turn, scan)
     # clouds turned in any direction are learnt with views turned in any direction (the modality's default turns
     # them about the vertical axis only)
     views = {"rotation": "so3"} if turn == "any" else {}
