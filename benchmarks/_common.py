@@ -51,6 +51,15 @@ def options_text(options: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in flat_options(options).items())
 
 
+def result_of(path: Path, data: str) -> dict:
+    """The result document at `path` as it is now (read again before each write: runs may go side by side), or {};
+    one data set a file: a document of runs on another data set is refused in one line."""
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    if doc.get("data", data) != data:
+        raise SystemExit(f"{path} holds runs on {doc['data']}, not {data}: give another --name")
+    return doc
+
+
 def write_result(path: Path, doc: dict) -> Path:
     """Write a result document as JSON atomically (selfsup.artifacts: temporary file + rename)."""
     from selfsup.artifacts import write_json

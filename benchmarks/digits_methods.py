@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, options_text, save  # noqa: E402
+from _common import RESULTS, machine, options_text, result_of, save  # noqa: E402
 
 import selfsup  # noqa: E402
 from selfsup.compatibility import supported_pairs  # noqa: E402
@@ -182,9 +182,7 @@ def main() -> None:
     for method in methods:
         for seed in (int(s) for s in args.seeds.split(",")):
             entry = measure(method, args.epochs or None, seed, args.threads, args.data, json.loads(args.options))
-            doc = json.loads(path.read_text()) if path.exists() else {}  # read again: runs may go side by side
-            if doc.get("data", args.data) != args.data:
-                raise SystemExit(f"{path} holds runs on {doc['data']}, not {args.data}: give another --name")
+            doc = result_of(path, args.data)
             entries = {f"{e['method']}/{e['seed']}": e for e in doc.get("entries", [])}
             entries[f"{method}/{seed}"] = {**entry, "machine": machine(args.threads)}
             print(json.dumps({k: v for k, v in entry.items()}), flush=True)

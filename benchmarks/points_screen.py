@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, options_text, save  # noqa: E402
+from _common import RESULTS, machine, options_text, result_of, save  # noqa: E402
 
 import selfsup  # noqa: E402
 from selfsup.data import Split  # noqa: E402
@@ -88,9 +88,7 @@ def main() -> None:
         name, _, options = item.partition("=")
         for seed in (int(s) for s in args.seeds.split(",")):
             entry = screen(name, json.loads(options), args.epochs, seed, args.threads, args.data)
-            doc = json.loads(path.read_text()) if path.exists() else {}  # read again: screens may run side by side
-            if doc.get("data", args.data) != args.data:
-                raise SystemExit(f"{path} holds screens of {doc['data']}, not {args.data}: give another --name")
+            doc = result_of(path, args.data)
             entries = {f"{e['candidate']}/{e['seed']}/{e['epochs']}": e for e in doc.get("entries", [])}
             entries[f"{name}/{seed}/{args.epochs}"] = {**entry, "machine": machine(args.threads),
                                                         "command": "python benchmarks/points_screen.py "

@@ -349,3 +349,9 @@ def test_the_point_transformer_pools_by_mean_or_by_mean_and_max():
     assert torch.allclose(mean(x), tokens.mean(1)) and torch.allclose(both(x), torch.cat([mean(x), tokens.amax(1)], 1))
     with pytest.raises(ConfigError, match="pool='sum'"):
         PointTransformer(3, pool="sum")
+    # the methods that read tokens (token_dim) and the pooled vector (out_dim) train on the wider embedding
+    options = {"groups": 8, "group_size": 8, "dim": 24, "depth": 1, "heads": 2, "pool": "mean_max"}
+    for method in ("point_mae", "dinov2"):
+        run = selfsup.train(x, modality="points", method=method, encoder="point_transformer", encoder_options=options,
+                            epochs=1, batch_size=3, monitor=False)
+        assert run.embed(x).shape == (3, 48)
