@@ -10,7 +10,8 @@ import torch
 import selfsup
 from selfsup.methods.data2vec import data2vec_loss, data2vec_targets
 from selfsup.methods.ijepa import IJEPA, block_shape, place_blocks
-from selfsup.methods.mae import chamfer_loss, mae_loss, random_keep
+from selfsup.methods.mae import chamfer_distance, chamfer_loss, mae_loss, random_keep
+from selfsup.methods.occo import completion_loss, fine_weight
 from selfsup.methods.npid import instance_discrimination_loss, updated_bank_rows
 from selfsup.methods.pretext import pretext_loss
 from selfsup.methods.rotnet import rotation_labels
@@ -51,6 +52,20 @@ def test_chamfer_loss_by_hand():
     # order (MSE) it would not be
     assert chamfer_loss(swapped, torch.tensor([[[0.0, 0.0, 3.0, 4.0]]]), torch.tensor([[True]]), 1).item() == 0.0
     assert mae_loss(swapped, torch.tensor([[[0.0, 0.0, 3.0, 4.0]]]), torch.tensor([[True]]), False).item() > 0
+
+
+def test_occlusion_completion_loss_by_hand():
+    # predicted {(0,0,0), (1,0,0)}, true {(0,0,0), (0,2,0)}: true -> nearest predicted 0, 2 (mean 1); predicted ->
+    # nearest true 0, 1 (mean 0.5): Chamfer 1.5 on distances, 2 + 0.5 = 2.5 on squared ones
+    pred = torch.tensor([[[0.0, 0, 0], [1, 0, 0]]])
+    true = torch.tensor([[[0.0, 0, 0], [0, 2, 0]]])
+    assert chamfer_distance(pred, true, squared=False).tolist() == [1.5]
+    assert chamfer_distance(pred, true).tolist() == [2.5]
+    # OcCo: halved Chamfer of the coarse points plus alpha x that of the fine ones (here the true set exactly: 0)
+    assert completion_loss(pred, true, true, 0.1).item() == pytest.approx(0.75)
+    assert completion_loss(true, pred, true, 0.1).item() == pytest.approx(0.075)
+    # PCN's alpha steps at 10k, 20k, 50k of 300k steps, as fractions of the run
+    assert [fine_weight(p) for p in (0.0, 0.03, 0.04, 0.1, 0.2, 1.0)] == [0.01, 0.01, 0.1, 0.5, 1.0, 1.0]
 
 
 def test_mae_loss_leaves_unobserved_values_out():

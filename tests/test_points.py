@@ -12,8 +12,11 @@ import selfsup
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.modalities import get_modality
 from selfsup.methods.mae import random_keep
+from selfsup.methods.occo import FoldingDecoder
 from selfsup.modalities.points.encoders import DGCNN, PointNet, PointTransformer, farthest_points, principal_axes
-from selfsup.modalities.points.views import PointAugmentation, augment, ball_crop, random_rotation, recipe, unit_ball
+from selfsup.modalities.points.views import (PointAugmentation, augment, ball_crop, random_rotation, recipe, seen_from,
+                                           unit_ball)
+from selfsup.views import ViewRequest
 from test_bad_inputs import cli
 
 MODALITY = get_modality("points")
@@ -355,3 +358,55 @@ def test_the_point_transformer_pools_by_mean_or_by_mean_and_max():
         run = selfsup.train(x, modality="points", method=method, encoder="point_transformer", encoder_options=options,
                             epochs=1, batch_size=3, monitor=False)
         assert run.embed(x).shape == (3, 48)
+
+
+def test_a_camera_sees_the_near_side_of_a_sphere_and_occluded_views_keep_the_pose():
+    g = torch.Generator().manual_seed(0)
+    sphere = torch.nn.functional.normalize(torch.randn(16, 256, 3, generator=g), dim=2)
+    direction = torch.nn.functional.normalize(torch.randn(16, 3, generator=g), dim=1)
+    seen = seen_from(sphere, direction, 8)
+    facing = (sphere * direction[:, None]).sum(dim=2)  # cosine of each point's direction with the camera's
+    assert (facing[seen] > 0).float().mean() > 0.99  # the far half is hidden
+    assert seen[facing > 1 / 3].all()  # the cap a camera at 3 radii sees is kept
+    assert 0.3 < seen.float().mean() < 0.5
+    # the occluded recipe: a part of each cloud as it stands (no turn, no scaling), resampled to every point
+    x = MODALITY.prepare(sphere, MODALITY.fit_spec(sphere))
+    view = augment(x, recipe("occluded"), 256, g)
+    assert view.shape == x.shape
+    exact = "donot_use_mm_for_euclid_dist"
+    members = torch.cdist(view, x, compute_mode=exact).amin(dim=2)  # each view point's distance to its cloud
+    assert members.max() < 1e-5
+    kept = torch.tensor([len(set(map(tuple, v.tolist()))) for v in view])
+    assert (kept < 0.55 * 256).all() and (kept > 0.25 * 256).all()
+    assert (view.mean(dim=1).norm(dim=1) > 0.3).all()  # one-sided: the centroid moves towards the camera
+    # pose=pca: the part in its own principal axes and the whole (clean) in the same frame, points still shared
+    request = ViewRequest("occluded", global_views=1, clean=True)
+    views = MODALITY.view_maker(request, MODALITY.fit_spec(sphere), options={"pose": "pca"})(sphere, g)
+    part, whole = views.global_views[0], views.clean
+    assert torch.allclose(principal_axes(part), part, atol=1e-4)
+    assert torch.cdist(part, whole, compute_mode=exact).amin(dim=2).max() < 1e-5
+    assert not torch.allclose(principal_axes(whole), whole, atol=1e-2)  # the whole's own frame is another one
+    with pytest.raises(selfsup.SelfSupError, match="pose='sideways'"):
+        recipe("occluded", options={"pose": "sideways"})
+
+
+def test_occo_trains_from_the_cli_and_completes_what_it_does_not_see(tmp_path):
+    proc = cli("train", "--data", "shapes?n=64&test=32&points=64", "--method", "occo", "--epochs", "1",
+               "--batch-size", "32", "--encoder-option", "widths=[16,32]", "--method-option", "coarse=16",
+               "--threads", "1", "--out", tmp_path / "run", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert selfsup.load(tmp_path / "run").embed(shapes(3, 0, 64)[0]).shape == (3, 32)
+    assert "occo" in cli("methods").stdout
+    # the decoder's split first folding layer is the paper's one layer on (global vector, coarse point, grid offset)
+    decoder = FoldingDecoder(8, coarse=5, grid_size=2, hidden=16, folding=12)
+    g = torch.randn(3, 8)
+    coarse, fine = decoder(g)
+    assert coarse.shape == (3, 5, 3) and fine.shape == (3, 20, 3)
+    joint = torch.nn.Linear(8 + 5, 12)
+    with torch.no_grad():
+        joint.weight.copy_(torch.cat([decoder.from_global.weight, decoder.from_point.weight], dim=1))
+        joint.bias.copy_(decoder.from_global.bias)
+    inputs = torch.cat([g[:, None, None].expand(-1, 5, 4, -1), decoder.grid[None, None].expand(3, 5, -1, -1),
+                        coarse[:, :, None].expand(-1, -1, 4, -1)], dim=3)
+    paper = coarse[:, :, None] + decoder.folding(joint(inputs))
+    assert torch.allclose(paper.reshape(3, 20, 3), fine, atol=1e-6)

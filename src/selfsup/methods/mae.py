@@ -62,15 +62,23 @@ def mae_loss(pred: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor, nor
     return (per_patch * weight).sum() / weight.sum().clamp(min=1)
 
 
+def chamfer_distance(pred: torch.Tensor, target: torch.Tensor, squared: bool = True) -> torch.Tensor:
+    """[N]: the Chamfer distance of each predicted set of points pred [N, M, k] to its true set target [N, Q, k]: the
+    mean distance from each true point to its nearest predicted point plus the mean from each predicted point to its
+    nearest true one, of squared distances (`squared`, Point-MAE's L2) or of distances (OcCo's)."""
+    distance = torch.cdist(pred, target)  # [N, M, Q]
+    if squared:
+        distance = distance.square()
+    return distance.amin(dim=1).mean(dim=1) + distance.amin(dim=2).mean(dim=1)
+
+
 @full_precision
 def chamfer_loss(pred: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor, coordinates: int) -> torch.Tensor:
-    """Mean over hidden patches of the Chamfer distance between the predicted and the true set of points of each
-    patch (Point-MAE's L2 Chamfer: the mean squared distance from each true point to its nearest predicted point plus
-    the mean from each predicted point to its nearest true one); pred/target [B, T, points x coordinates]."""
+    """Mean over hidden patches of the Chamfer distance (`chamfer_distance`, squared: Point-MAE's L2) between the
+    predicted and the true set of points of each patch; pred/target [B, T, points x coordinates]."""
     b, t, _ = target.shape
-    p, q = pred.reshape(b * t, -1, coordinates), target.reshape(b * t, -1, coordinates)
-    squared = torch.cdist(p, q).square()  # [B T, predicted, true]
-    per_patch = (squared.amin(dim=1).mean(dim=1) + squared.amin(dim=2).mean(dim=1)).view(b, t)
+    sets = pred.reshape(b * t, -1, coordinates), target.reshape(b * t, -1, coordinates)
+    per_patch = chamfer_distance(*sets).view(b, t)
     weight = hidden.to(per_patch.dtype)
     return (per_patch * weight).sum() / weight.sum().clamp(min=1)
 

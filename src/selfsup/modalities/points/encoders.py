@@ -55,12 +55,25 @@ def principal_axes(xyz: torch.Tensor) -> torch.Tensor:
     whose third moment is about zero keeps an arbitrary sign, axes of about equal variance an arbitrary order; Li et
     al. 2021, "A Closer Look at Rotation-invariant Deep Point Cloud Analysis"); the pose may be a mirror image.
     Computed in float64 outside autocast (3 x 3 eigenproblems); no gradient flows through it (inputs only)."""
+    return in_frame(xyz, *principal_frame(xyz))
+
+
+def principal_frame(xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(centroid [B, 1, 3], axes [B, 3, 3] float64, one a column) of clouds xyz [B, P, 3]: the frame of
+    `principal_axes`, to put other points (a whole cloud beside its part) in the same pose with `in_frame`."""
     with torch.autocast(xyz.device.type, enabled=False):
-        centred = (xyz - xyz.mean(dim=1, keepdim=True)).double()
+        centroid = xyz.mean(dim=1, keepdim=True)
+        centred = (xyz - centroid).double()
         _, vectors = torch.linalg.eigh(centred.transpose(1, 2) @ centred)  # eigenvalues ascending
-        coords = centred @ vectors.flip(-1)
-        sign = torch.where((coords ** 3).sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
-        return (coords * sign).to(xyz.dtype)
+        vectors = vectors.flip(-1)
+        sign = torch.where(((centred @ vectors) ** 3).sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
+        return centroid, vectors * sign
+
+
+def in_frame(xyz: torch.Tensor, centroid: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
+    """Points xyz [B, P, 3] in the frame (centroid, axes) of `principal_frame`, in xyz's dtype."""
+    with torch.autocast(xyz.device.type, enabled=False):
+        return ((xyz - centroid).double() @ axes).to(xyz.dtype)
 
 
 ALIGNMENTS = ("", "pca")
