@@ -197,6 +197,15 @@ def test_point_mae_trains_from_the_cli_and_is_listed(tmp_path):
     run = selfsup.load(tmp_path / "run")
     assert run.resolved.encoder == "point_transformer" and run.embed(shapes(3, 0, 64)[0]).shape == (3, 192)
     assert "point_mae" in cli("methods").stdout and "point_transformer" in cli("encoders").stdout
+    # the report draws what it predicts: the cloud, its visible patches and the rebuilt hidden ones, side by side
+    from selfsup.report import illustration_section
+    parts = illustration_section(run, torch.from_numpy(shapes(3, 0, 64)[0]))
+    assert parts[0] == "<h2>What the method predicts</h2>" and "data:image/png;base64," in parts[-1]
+    x = MODALITY.prepare(torch.from_numpy(shapes(2, 0, 64)[0]), run.resolved.data_spec)
+    half = torch.where(torch.arange(64)[None, :, None] < 32, x, float("nan"))
+    figure = MODALITY.presentation.draw_panels({"cloud": x, "half": half}, {"score": half.nan_to_num(0.5)}, {})
+    drawn = [len(ax.collections[0].get_offsets()) for ax in figure.axes]  # row by row
+    assert drawn == [64, 32, 64, 64, 32, 64]  # NaN points are not drawn; a map colours the first picture's points
 
 
 def test_d2_baseline_tells_shapes_apart_whatever_their_place_and_turn():
@@ -223,13 +232,13 @@ def test_bad_point_clouds_are_refused_in_one_line(tmp_path):
         run.embed(np.zeros((2, 16, 4), np.float32))
 
 
-def test_training_on_shapes_beats_the_untrained_encoder_and_npy_with_modality_points(tmp_path):
+def test_training_on_shapes_beats_the_untrained_encoder_and_npz_with_modality_points(tmp_path):
     (x, y), (x_test, y_test) = shapes(512, 1), shapes(256, 2)
-    np.save(tmp_path / "clouds.npy", x)
+    np.savez(tmp_path / "clouds.npz", clouds=x)  # .npz (one array) reads as .npy does
     np.save(tmp_path / "labels.npy", y)
     np.save(tmp_path / "test.npy", x_test)
     np.save(tmp_path / "test_labels.npy", y_test)
-    data = (f"npy:{tmp_path / 'clouds.npy'}?labels={tmp_path / 'labels.npy'}&test={tmp_path / 'test.npy'}"
+    data = (f"npy:{tmp_path / 'clouds.npz'}?labels={tmp_path / 'labels.npy'}&test={tmp_path / 'test.npy'}"
             f"&test_labels={tmp_path / 'test_labels.npy'}")
     proc = cli("train", "--data", data, "--modality", "points", "--method", "simclr", "--epochs", "12",
                "--batch-size", "64", "--encoder-option", "widths=[32,64,128]", "--threads", "1", "--seed", "0",
@@ -386,6 +395,12 @@ def test_a_camera_sees_the_near_side_of_a_sphere_and_occluded_views_keep_the_pos
     assert torch.allclose(principal_axes(part), part, atol=1e-4)
     assert torch.cdist(part, whole, compute_mode=exact).amin(dim=2).max() < 1e-5
     assert not torch.allclose(principal_axes(whole), whole, atol=1e-2)  # the whole's own frame is another one
+    # point dropout: up to 90% of the points left out, the rest repeated to fill the view
+    thinned = augment(x, recipe("geometric", options={"dropout": 0.9}), 256, g)
+    distinct = torch.tensor([len(set(map(tuple, v.tolist()))) for v in thinned])
+    assert (distinct >= 0.1 * 256 - 1).all() and (distinct < 0.9 * 256).any() and thinned.shape == x.shape
+    with pytest.raises(selfsup.SelfSupError, match="dropout=1.0"):
+        recipe("instance", options={"dropout": 1.0})
     with pytest.raises(selfsup.SelfSupError, match="pose='sideways'"):
         recipe("occluded", options={"pose": "sideways"})
 

@@ -41,15 +41,43 @@ class PointPresentation(Presentation):
 
         return neighbour_grid(neighbours, draw)
 
+    def draw_panels(self, pictures: dict[str, torch.Tensor], maps: dict[str, torch.Tensor], spec: dict[str, Any]
+                    ) -> Any:
+        """One row a cloud, one column a picture (prepared clouds or predictions in that space; points with NaN
+        coordinates are not drawn), each seen from the side as in the neighbours grid, on one scale per row so that
+        a part and its whole line up. Maps (one value a point) colour the first picture's points."""
+        import matplotlib.pyplot as plt
+
+        columns = [(name, t.detach().float().cpu(), None) for name, t in pictures.items()]
+        first = next(iter(pictures.values())).detach().float().cpu()
+        columns += [(name, first, m.detach().float().cpu()[..., 0]) for name, m in maps.items()]  # shaped like x
+        rows = len(first)
+        fig, axes = plt.subplots(rows, len(columns), figsize=(1.4 * len(columns), 1.4 * rows), squeeze=False)
+        for c, (name, clouds, values) in enumerate(columns):
+            axes[0, c].set_title(name, fontsize=7)
+            for r, cloud in enumerate(projected(clouds[..., :3].numpy())):
+                ax, shown = axes[r, c], ~np.isnan(cloud).any(axis=1)
+                colour = cloud[shown, 2] if values is None else values[r].numpy()[shown]
+                ax.scatter(cloud[shown, 0], cloud[shown, 1], c=colour, s=0.5, cmap="viridis" if values is None
+                           else "RdYlGn", vmin=None if values is None else -1, vmax=None if values is None else 1)
+                ax.set_xlim(-1.1, 1.1), ax.set_ylim(-1.1, 1.1), ax.set_aspect("equal"), ax.axis("off")
+        return fig
+
+
+def projected(xyz: np.ndarray) -> np.ndarray:
+    """Points [..., 3] -> [..., 3]: screen x, screen y and depth seen from the side (z up): turned 30 degrees about
+    the up axis, tilted 20 degrees towards the viewer."""
+    turn, tilt = np.radians(30), np.radians(20)
+    about_z = np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]])
+    about_x = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    xyz = xyz @ about_z.T @ about_x.T
+    return np.stack([xyz[..., 0], xyz[..., 2], xyz[..., 1]], axis=-1)
+
 
 def side_views(x: torch.Tensor) -> np.ndarray:
     """Clouds [N, P, C] -> [N, P, 3]: screen x, screen y and depth of each point of the cloud in the unit ball,
     seen from the side (z up)."""
-    turn, tilt = np.radians(30), np.radians(20)
-    about_z = np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]])
-    about_x = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
-    xyz = unit_ball(x[..., :3].float()).numpy() @ about_z.T @ about_x.T
-    return np.stack([xyz[..., 0], xyz[..., 2], xyz[..., 1]], axis=-1)
+    return projected(unit_ball(x[..., :3].float()).numpy())
 
 
 class PointCloudModality(Modality):

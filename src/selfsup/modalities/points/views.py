@@ -5,6 +5,8 @@ the standardised per-point features), in this order:
   1. a crop: the points nearest to a random point of the cloud (a ball), a random fraction `crop` of them
      (PointContrast's and CrossPoint's partial views), resampled to the view's number of points (with repetition
      where the crop holds fewer), then centred and scaled into the unit ball again;
+  1a. with `dropout` > 0, point dropout (PointNet++'s random input dropout): a fraction drawn uniformly in
+     [0, dropout] of the points left out, the rest resampled to the view's number of points;
   1b. with `occlude`, only the points a camera sees from a random direction, three unit-ball radii away
      (`seen_from`: a z-buffer), resampled to the view's number of points; the pose stays that of the whole cloud
      (OcCo's partial view, completed back to the whole cloud);
@@ -49,6 +51,7 @@ class PointAugmentation:
     shift: float = 0.1
     jitter: float = 0.01
     jitter_clip: float = 0.05
+    dropout: float = 0.0  # the most points left out by point dropout, a fraction (step 1a)
     occlude: bool = False  # keep only the points seen from a random direction (step 1b)
     pose: str = ""  # "pca": every view in its own principal axes, and `clean` in those of the first global view
 
@@ -133,6 +136,15 @@ def seen_from(xyz: torch.Tensor, direction: torch.Tensor, grid: int) -> torch.Te
     return depth <= torch.gather(nearest, 1, pixel) + 2.5 * width
 
 
+def dropped(x: torch.Tensor, most: float, points: int, generator: torch.Generator | None) -> torch.Tensor:
+    """[B, points, C]: for each cloud of x [B, P, C], a random fraction in [0, most] of its points left out and the
+    others resampled to `points`."""
+    b, p, _ = x.shape
+    fraction = most * torch.rand(b, generator=generator, device=x.device)
+    order = torch.rand(b, p, generator=generator, device=x.device).argsort(dim=1)
+    return resampled(x, order, ((1 - fraction) * p).ceil().clamp(1, p).long(), points, generator)
+
+
 def occluded(x: torch.Tensor, points: int, generator: torch.Generator | None) -> torch.Tensor:
     """[B, points, C]: for each cloud of x [B, P, C], the points a camera sees from a uniformly random direction
     (`seen_from` on a grid of about sqrt(P / 4) pixels a side: a few of a surface's points to a pixel), resampled to
@@ -171,6 +183,8 @@ def augment(x: torch.Tensor, aug: PointAugmentation, points: int, generator: tor
     fraction = lo + (hi - lo) * torch.rand(b, generator=generator, device=x.device)
     view = ball_crop(x, fraction, points, generator)
     view = torch.cat([unit_ball(view[..., :3]), view[..., 3:]], dim=2)
+    if aug.dropout > 0:
+        view = dropped(view, aug.dropout, points, generator)
     if aug.occlude:
         view = occluded(view, points, generator)
     xyz = view[..., :3]
@@ -198,6 +212,9 @@ def recipe(name: str, strength: float = 1.0, options: dict[str, Any] | None = No
     if aug.rotation not in ROTATIONS or aug.up_axis not in (0, 1, 2):
         raise ConfigError(f"point-cloud augmentation rotation={aug.rotation!r}, up_axis={aug.up_axis}: rotation is "
                           f"one of {', '.join(ROTATIONS)} and up_axis 0, 1 or 2")
+    if not 0 <= aug.dropout < 1:
+        raise ConfigError(f"point-cloud augmentation dropout={aug.dropout}: the most points left out, a fraction in "
+                          "[0, 1)")
     if not 0 < aug.crop[0] <= aug.crop[1] <= 1:
         raise ConfigError(f"point-cloud augmentation crop={aug.crop}: two fractions with 0 < low <= high <= 1")
     return aug
