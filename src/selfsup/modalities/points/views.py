@@ -36,10 +36,9 @@ import torch
 
 from ...errors import ConfigError
 from ...views import ViewRequest, Views, with_options
-from .encoders import in_frame, principal_frame
+from .encoders import ALIGNMENTS, aligned, in_frame, principal_frame
 
 ROTATIONS = ("up", "so3", "none")
-POSES = ("", "pca")
 
 
 @dataclass(frozen=True)
@@ -182,12 +181,12 @@ def augment(x: torch.Tensor, aug: PointAugmentation, points: int, generator: tor
     lo, hi = aug.crop
     fraction = lo + (hi - lo) * torch.rand(b, generator=generator, device=x.device)
     view = ball_crop(x, fraction, points, generator)
-    view = torch.cat([unit_ball(view[..., :3]), view[..., 3:]], dim=2)
-    if aug.dropout > 0:
-        view = dropped(view, aug.dropout, points, generator)
-    if aug.occlude:
-        view = occluded(view, points, generator)
-    xyz = view[..., :3]
+    xyz = unit_ball(view[..., :3])
+    if aug.dropout > 0 or aug.occlude:  # these pick points: the features go with them
+        view = torch.cat([xyz, view[..., 3:]], dim=2)
+        view = dropped(view, aug.dropout, points, generator) if aug.dropout > 0 else view
+        view = occluded(view, points, generator) if aug.occlude else view
+        xyz = view[..., :3]
     rot = random_rotation(b, aug, x.device, generator)
     if rot is not None:
         xyz = xyz @ rot
@@ -206,7 +205,7 @@ def recipe(name: str, strength: float = 1.0, options: dict[str, Any] | None = No
         raise ConfigError(f"point clouds make no {name!r} views; they make: {', '.join(RECIPES)}")
     aug = RECIPES[name].scaled(strength) if strength != 1.0 else RECIPES[name]
     aug = with_options(aug, options, "point-cloud") if options else aug
-    if aug.pose not in POSES:
+    if aug.pose not in ALIGNMENTS:
         raise ConfigError(f"point-cloud augmentation pose={aug.pose!r}: give pose=pca, or leave it out for views "
                           "in the pose the augmentation gives them")
     if aug.rotation not in ROTATIONS or aug.up_axis not in (0, 1, 2):
@@ -246,7 +245,7 @@ def posed(views: Views) -> Views:
     of the first global view: a part and its whole in one canonical pose (OcCo's completion target)."""
     frames = [principal_frame(v[..., :3]) for v in views.global_views]
     views.global_views = [in_pose(v, *frame) for v, frame in zip(views.global_views, frames)]
-    views.local_views = [in_pose(v, *principal_frame(v[..., :3])) for v in views.local_views]
+    views.local_views = [aligned(v, "pca") for v in views.local_views]
     if views.clean is not None:
         views.clean = in_pose(views.clean, *frames[0])
     return views
