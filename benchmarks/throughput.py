@@ -2,19 +2,22 @@
 
 ConvNet-4, SimCLR (projection 512-512-128, NT-Xent T=0.5), batch 256, two views per image, SGD momentum
 0.9, 2 threads. Reports images/s over the whole training loop (data, augmentation, forward, backward,
-step), the fp32 eager ceiling (the same step on a pre-made batch, default NCHW layout), and selfsup's own
-ceiling with its optimisations (channels_last, bf16 where native), the same with torch.compile, and the time
+step), the fp32 eager ceiling (the same step on a pre-made batch, default NCHW layout, malloc as it is), and
+selfsup's own ceiling with its optimisations (channels_last, bf16 where native, the step's large buffers kept in
+the heap between steps as its training runs do: training/heap.py), the same with torch.compile, and the time
 to make both views of a batch (its share of an end-to-end step), all measured in this one process; then
 LightlySSL 1.6.0's whole loop on the same configuration (benchmarks/lightly_simclr.py, in the reference environment
-of scripts/reference_env.sh) for the same seconds, right after, so the ratio of the two is measured in one run.
+of scripts/reference_env.sh) for the same seconds, right after, so the ratio of the two is measured in one run;
+the two loops alternate --rounds times and the medians are reported (every round kept in the result).
 
-    python benchmarks/throughput.py --seconds 60 --json
+    python benchmarks/throughput.py --seconds 60 --rounds 3 --json
 
 Written to benchmarks/results/throughput.json on a machine with native bf16, throughput_avx2.json elsewhere.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,6 +31,7 @@ import selfsup  # noqa: E402
 from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.methods.simclr import SimCLR  # noqa: E402
 from selfsup.modalities.image.encoders import ConvNet4  # noqa: E402
+from selfsup.training.heap import retained_heap  # noqa: E402
 from selfsup.training.step import autocast_context  # noqa: E402
 from selfsup.views import Views  # noqa: E402
 from selfsup.training.devices import cpu_has_native_bf16, resolve_precision  # noqa: E402
@@ -152,6 +156,29 @@ def lightly_loop(seconds: float) -> dict:
     return {k: run[k] for k in ("library", "torch", "img_per_s", "steps", "train_seconds")}
 
 
+def alternated(seconds: float, rounds: int, lightly: bool) -> tuple[dict, dict | None]:
+    """selfsup's loop and LightlySSL's, one after the other, `rounds` times: the medians of each library's images/s
+    and of the per-round ratios, with every round kept (two loops measured minutes apart on a shared machine
+    differ by up to a fifth; alternating them lets both see the same drift)."""
+    ours, theirs = [], []
+    for _ in range(rounds):
+        ours.append(end_to_end(seconds))
+        if lightly:
+            theirs.append(lightly_loop(seconds))
+    e2e = {**ours[0], "img_per_s": statistics.median(r["img_per_s"] for r in ours),
+           "steps": sum(r["steps"] for r in ours), "rounds_img_per_s": [round(r["img_per_s"], 1) for r in ours]}
+    if not lightly:
+        return e2e, None
+    ratios = [a["img_per_s"] / b["img_per_s"] for a, b in zip(ours, theirs)]
+    peer = {**theirs[0], "img_per_s": round(statistics.median(r["img_per_s"] for r in theirs), 1),
+            "steps": sum(r["steps"] for r in theirs),
+            "train_seconds": round(sum(r["train_seconds"] for r in theirs), 1),
+            "rounds_img_per_s": [round(r["img_per_s"], 1) for r in theirs],
+            "selfsup_over_lightly_by_round": [round(x, 3) for x in ratios],
+            "selfsup_over_lightly_median": round(statistics.median(ratios), 3)}
+    return e2e, peer
+
+
 def matmul_gflops(dtype: torch.dtype, seconds: float = 2.0, n: int = 2048) -> float:
     """Achieved GFLOP/s of a large square matmul in `dtype` with the current threads: what this CPU can do."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
@@ -173,6 +200,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60, help="seconds per measurement")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="selfsup's and LightlySSL's loops alternated this many "
+                        "times (medians reported)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile ceiling (~30 s to compile)")
     parser.add_argument("--no-lightly", action="store_true", help="skip LightlySSL's loop (its environment is built "
@@ -184,16 +213,16 @@ def main() -> None:
     from selfsup.modalities.image.modality import ImageModality
     x = ImageModality().prepare(ds.train.x[:BATCH], spec)
     precision = resolve_precision("auto", torch.device("cpu"))
-    fp32 = ceiling(x, args.seconds / 2, channels_last=False, precision="fp32")
-    own = ceiling(x, args.seconds / 2, channels_last=True, precision=precision)
-    own_fp32 = ceiling(x, args.seconds / 2, channels_last=True, precision="fp32") if precision != "fp32" else own
+    fp32 = ceiling(x, args.seconds / 2, channels_last=False, precision="fp32")  # plain PyTorch: malloc as it is
     gemm = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    compiled = ceiling(x, args.seconds / 2, channels_last=True, precision=precision, compile=True) \
-        if not args.no_compile else None
-    aug_ms = augmentation_ms(ds.train.x, args.seconds / 4)
-    prof = profile_step(x, precision)
-    e2e = end_to_end(args.seconds)
-    peer = None if args.no_lightly else lightly_loop(args.seconds)
+    with retained_heap() as retained:  # what selfsup's training runs under (training/heap.py)
+        own = ceiling(x, args.seconds / 2, channels_last=True, precision=precision)
+        own_fp32 = ceiling(x, args.seconds / 2, channels_last=True, precision="fp32") if precision != "fp32" else own
+        compiled = ceiling(x, args.seconds / 2, channels_last=True, precision=precision, compile=True) \
+            if not args.no_compile else None
+        aug_ms = augmentation_ms(ds.train.x, args.seconds / 4)
+        prof = profile_step(x, precision)
+    e2e, peer = alternated(args.seconds, args.rounds, not args.no_lightly)
     name = result_name(cpu_has_native_bf16())
     result = {
         "protocol": "Fashion-MNIST, CPU budget: reference configuration (ConvNet-4, SimCLR 512-512-128, T=0.5, "
@@ -217,7 +246,9 @@ def main() -> None:
                       "+ backward); achieved_gflop_per_s is that times img_per_s, to compare with matmul_gflop_per_s "
                       "(a 2048^2 matmul on this machine, the same threads) in the precision used",
         "achieved_gflop_per_s": round(0.48 * e2e["img_per_s"], 1),
-        "defaults": f"channels_last on; torch.compile off (--compile; compile_speedup here: "
+        "retained_heap": retained,
+        "defaults": f"channels_last on; freed memory kept in the heap between steps (glibc: {retained}); "
+                    f"torch.compile off (--compile; compile_speedup here: "
                     f"{round(compiled / own, 3) if compiled else 'not measured'}); --precision auto chose "
                     f"{precision} here (native bf16 detected: {cpu_has_native_bf16()})",
         "settings": {"seconds": args.seconds, "threads": args.threads, "batch_size": BATCH, **e2e},
@@ -226,7 +257,7 @@ def main() -> None:
                                      "2-core machine with avx512_bf16, in another run)"},
         "lightly_same_run": None if peer is None else {
             **peer, "lightly_over_fp32_ceiling": round(peer["img_per_s"] / fp32, 3),
-            "selfsup_over_lightly": round(e2e["img_per_s"] / peer["img_per_s"], 3),
+            "selfsup_over_lightly": peer["selfsup_over_lightly_median"],
             "target": TARGET_OVER_LIGHTLY[name]},
         "machine": machine(),
     }

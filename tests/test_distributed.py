@@ -73,225 +73,226 @@ def grads(model: nn.Module) -> dict:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    with gloo_group(rank, port):
-        report = {}
-        for name, precision in itertools.product(METHODS, ("fp32", "bf16")):
-            gen = torch.Generator().manual_seed(1)
-            views = [torch.randn(LOCAL_BATCH * WORLD, 10, generator=gen) for _ in range(2)]
-            cast = autocast_context(torch.device("cpu"), precision)  # forced bf16: emulated where not native
-            # single-process reference on the concatenated (global) batch, computed in this process
-            single = build(name)
-            with cast:
-                loss_single, _ = single(Views(views))
-            loss_single.backward()
-            g_single = grads(single)
-            local = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in views]
-            # distributed: gathered loss + synchronised BatchNorm + DDP gradient averaging
-            method = build(name)
-            method.set_world(rank, WORLD)
-            convert_sync_batchnorm(method, torch.device("cpu"))
-            wrapped = ddp(method, torch.device("cpu"))  # keep a reference: its hooks average the gradients
-            with autocast_context(torch.device("cpu"), precision):
-                loss, _ = wrapped(Views(local))
-            loss.backward()
-            mean_loss = loss.detach().clone()
-            dist.all_reduce(mean_loss)
-            mean_loss /= WORLD
-            g_dist = grads(method)
-            # the same without gathering (each process's batch alone): must NOT match
-            naive = build(name)
-            convert_sync_batchnorm(naive, torch.device("cpu"))
-            wrapped_naive = ddp(naive, torch.device("cpu"))
-            with autocast_context(torch.device("cpu"), precision):
-                loss_naive, _ = wrapped_naive(Views(local))
-            loss_naive.backward()
-            mean_naive = loss_naive.detach().clone()
-            dist.all_reduce(mean_naive)
-            mean_naive /= WORLD
-            g_naive = grads(naive)
-            revert_sync_batchnorm(method)
-            report[f"{name}/{precision}"] = {
-                "loss_single": loss_single.item(), "loss_dist": mean_loss.item(),
-                "grad_keys_equal": sorted(g_single) == sorted(g_dist),
-                "max_grad_diff": max((g_single[k] - g_dist[k]).abs().max().item() for k in g_single),
-                "max_grad": max(g.abs().max().item() for g in g_single.values()),
-                "naive_loss_diff": abs(mean_naive.item() - loss_single.item()),
-                "naive_grad_diff": max((g_single[k] - g_naive[k]).abs().max().item() for k in g_single),
-                "plain_bn_after_revert": all(type(m) is nn.BatchNorm1d for m in method.modules()
-                                             if isinstance(m, nn.modules.batchnorm._BatchNorm)),
-            }
-            del wrapped, wrapped_naive  # DDP reducers go before the process group does
-            gc.collect()
-        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-            json.dump(report, f)
+def ddp_pass(method, local: list, precision: str) -> tuple[torch.Tensor, dict]:
+    """One forward and backward of `method` under --sync-bn and DDP on this process's views: the loss averaged over
+    the processes and the (DDP-averaged) gradients."""
+    convert_sync_batchnorm(method, torch.device("cpu"))
+    wrapped = ddp(method, torch.device("cpu"))  # keep a reference: its hooks average the gradients
+    with autocast_context(torch.device("cpu"), precision):
+        loss, _ = wrapped(Views(local))
+    loss.backward()
+    mean = loss.detach().clone()
+    dist.all_reduce(mean)
+    return mean / WORLD, grads(method)
 
 
-def _moco_worker(rank: int, port: int, out_dir: str) -> None:
-    """Two SGD steps of MoCo: the second step's negatives come from the queue filled by the first."""
-    with gloo_group(rank, port):
-        gen = torch.Generator().manual_seed(2)
-        batches = [[torch.randn(LOCAL_BATCH * WORLD, 10, generator=gen) for _ in range(2)] for _ in range(2)]
-
-        def two_steps(method, model, local: bool):
-            opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
-            losses = []
-            for step, views in enumerate(batches):
-                if local:
-                    views = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in views]
-                loss, _ = optimisation_step(method, model, opt, Views(views), StepInfo(step, step / 2),
-                                            torch.device("cpu"), "fp32")
-                mean = loss.clone()
-                if local:
-                    dist.all_reduce(mean)
-                    mean /= WORLD
-                losses.append(mean.item())
-            return losses, method.queue.clone()
-
-        single = build("moco")
-        single_losses, single_queue = two_steps(single, single, local=False)
-        method = build("moco")
+def _worker(rank: int, out_dir: str) -> None:
+    report = {}
+    for name, precision in itertools.product(METHODS, ("fp32", "bf16")):
+        gen = torch.Generator().manual_seed(1)
+        views = [torch.randn(LOCAL_BATCH * WORLD, 10, generator=gen) for _ in range(2)]
+        cast = autocast_context(torch.device("cpu"), precision)  # forced bf16: emulated where not native
+        # single-process reference on the concatenated (global) batch, computed in this process
+        single = build(name)
+        with cast:
+            loss_single, _ = single(Views(views))
+        loss_single.backward()
+        g_single = grads(single)
+        local = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in views]
+        # distributed: gathered loss + synchronised BatchNorm + DDP gradient averaging
+        method = build(name)
         method.set_world(rank, WORLD)
-        convert_sync_batchnorm(method, torch.device("cpu"))  # the key encoder's BatchNorm too
-        wrapped = ddp(method, torch.device("cpu"))
-        dist_losses, dist_queue = two_steps(method, wrapped, local=True)
-        naive = build("moco")  # not told about the other process: enqueues its own keys only
-        convert_sync_batchnorm(naive, torch.device("cpu"))
-        wrapped_naive = ddp(naive, torch.device("cpu"))
-        naive_losses, naive_queue = two_steps(naive, wrapped_naive, local=True)
-        report = {"single": single_losses, "dist": dist_losses, "naive": naive_losses,
-                  "queue_diff": (dist_queue - single_queue).abs().max().item(),
-                  "naive_queue_diff": (naive_queue - single_queue).abs().max().item()}
-        with open(os.path.join(out_dir, f"moco{rank}.json"), "w") as f:
-            json.dump(report, f)
-        del wrapped, wrapped_naive
-        gc.collect()
+        mean_loss, g_dist = ddp_pass(method, local, precision)
+        # the same without gathering (each process's batch alone): must NOT match
+        mean_naive, g_naive = ddp_pass(build(name), local, precision)
+        revert_sync_batchnorm(method)
+        report[f"{name}/{precision}"] = {
+            "loss_single": loss_single.item(), "loss_dist": mean_loss.item(),
+            "grad_keys_equal": sorted(g_single) == sorted(g_dist),
+            "max_grad_diff": max((g_single[k] - g_dist[k]).abs().max().item() for k in g_single),
+            "max_grad": max(g.abs().max().item() for g in g_single.values()),
+            "naive_loss_diff": abs(mean_naive.item() - loss_single.item()),
+            "naive_grad_diff": max((g_single[k] - g_naive[k]).abs().max().item() for k in g_single),
+            "plain_bn_after_revert": all(type(m) is nn.BatchNorm1d for m in method.modules()
+                                         if isinstance(m, nn.modules.batchnorm._BatchNorm)),
+        }
+        gc.collect()  # DDP reducers go before the process group does
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(report, f)
 
 
-def _dino_worker(rank: int, port: int, out_dir: str) -> None:
+def _moco_worker(rank: int, out_dir: str) -> None:
+    """Two SGD steps of MoCo: the second step's negatives come from the queue filled by the first."""
+    gen = torch.Generator().manual_seed(2)
+    batches = [[torch.randn(LOCAL_BATCH * WORLD, 10, generator=gen) for _ in range(2)] for _ in range(2)]
+
+    def two_steps(method, model, local: bool):
+        opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
+        losses = []
+        for step, views in enumerate(batches):
+            if local:
+                views = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in views]
+            loss, _ = optimisation_step(method, model, opt, Views(views), StepInfo(step, step / 2),
+                                        torch.device("cpu"), "fp32")
+            mean = loss.clone()
+            if local:
+                dist.all_reduce(mean)
+                mean /= WORLD
+            losses.append(mean.item())
+        return losses, method.queue.clone()
+
+    single = build("moco")
+    single_losses, single_queue = two_steps(single, single, local=False)
+    method = build("moco")
+    method.set_world(rank, WORLD)
+    convert_sync_batchnorm(method, torch.device("cpu"))  # the key encoder's BatchNorm too
+    wrapped = ddp(method, torch.device("cpu"))
+    dist_losses, dist_queue = two_steps(method, wrapped, local=True)
+    naive = build("moco")  # not told about the other process: enqueues its own keys only
+    convert_sync_batchnorm(naive, torch.device("cpu"))
+    wrapped_naive = ddp(naive, torch.device("cpu"))
+    naive_losses, naive_queue = two_steps(naive, wrapped_naive, local=True)
+    report = {"single": single_losses, "dist": dist_losses, "naive": naive_losses,
+              "queue_diff": (dist_queue - single_queue).abs().max().item(),
+              "naive_queue_diff": (naive_queue - single_queue).abs().max().item()}
+    with open(os.path.join(out_dir, f"moco{rank}.json"), "w") as f:
+        json.dump(report, f)
+    del wrapped, wrapped_naive
+    gc.collect()
+
+
+def _dino_worker(rank: int, out_dir: str) -> None:
     """One DINO step: the centre is the EMA of the teacher's mean over the global batch (all-reduced)."""
     from selfsup.methods.dino import DINO
 
-    with gloo_group(rank, port):
-        gen = torch.Generator().manual_seed(3)
-        crops = [torch.randn(LOCAL_BATCH * WORLD, 10, generator=gen) for _ in range(4)]
+    gen = torch.Generator().manual_seed(3)
+    crops = [torch.randn(LOCAL_BATCH * WORLD, 10, generator=gen) for _ in range(4)]
 
-        def one_step(world: bool, local: bool):
-            torch.manual_seed(0)
-            method = DINO(TinyEncoder(), out_dim=16, hidden_dim=16, bottleneck_dim=8, local_crops=2)
-            if world:
-                method.set_world(rank, WORLD)
-            views = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in crops] if local else crops
-            if local:  # batch statistics over the global batch, as the single process computes them
-                convert_sync_batchnorm(method, torch.device("cpu"))
-            model = ddp(method, torch.device("cpu")) if local else method
-            opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
-            optimisation_step(method, model, opt, Views(views[:2], views[2:]), StepInfo(0, 0.5), torch.device("cpu"),
-                              "fp32")
-            del model
-            return method.center.clone()
+    def one_step(world: bool, local: bool):
+        torch.manual_seed(0)
+        method = DINO(TinyEncoder(), out_dim=16, hidden_dim=16, bottleneck_dim=8, local_crops=2)
+        if world:
+            method.set_world(rank, WORLD)
+        views = [v[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH] for v in crops] if local else crops
+        if local:  # batch statistics over the global batch, as the single process computes them
+            convert_sync_batchnorm(method, torch.device("cpu"))
+        model = ddp(method, torch.device("cpu")) if local else method
+        opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
+        optimisation_step(method, model, opt, Views(views[:2], views[2:]), StepInfo(0, 0.5), torch.device("cpu"),
+                          "fp32")
+        del model
+        return method.center.clone()
 
-        single = one_step(world=False, local=False)
-        distributed = one_step(world=True, local=True)
-        naive = one_step(world=False, local=True)  # its own batch's mean only: the negative control
-        report = {"diff": (distributed - single).abs().max().item(), "naive_diff": (naive - single).abs().max().item(),
-                  "scale": single.abs().max().item()}
-        with open(os.path.join(out_dir, f"dino{rank}.json"), "w") as f:
-            json.dump(report, f)
-        gc.collect()
+    single = one_step(world=False, local=False)
+    distributed = one_step(world=True, local=True)
+    naive = one_step(world=False, local=True)  # its own batch's mean only: the negative control
+    report = {"diff": (distributed - single).abs().max().item(), "naive_diff": (naive - single).abs().max().item(),
+              "scale": single.abs().max().item()}
+    with open(os.path.join(out_dir, f"dino{rank}.json"), "w") as f:
+        json.dump(report, f)
+    gc.collect()
 
 
-def _memory_bank_worker(rank: int, port: int, out_dir: str) -> None:
+def _memory_bank_worker(rank: int, out_dir: str) -> None:
     """One DeepCluster-v2 step: every process's memory bank receives every process's projections at their indices."""
     from selfsup.methods.base import TrainingContext
     from selfsup.methods.deepcluster_v2 import DeepClusterV2
 
+    n = LOCAL_BATCH * WORLD
+    gen = torch.Generator().manual_seed(5)
+    crops = [torch.randn(n, 10, generator=gen) for _ in range(2)]
+    indices = torch.randperm(n, generator=gen)
+
+    def one_step(world: bool, local: bool):
+        torch.manual_seed(0)
+        method = DeepClusterV2(TinyEncoder(), num_prototypes=3, heads=2, proj_hidden_dim=16, proj_dim=8,
+                               local_crops=0)
+        method.setup(TrainingContext(n, LOCAL_BATCH if local else n, WORLD if world else 1))
+        method.memory.copy_(torch.nn.functional.normalize(torch.randn(method.memory.shape, generator=
+                                                                      torch.Generator().manual_seed(6)), dim=2))
+        method.label_bank(0)
+        if world:
+            method.set_world(rank, WORLD)
+        part = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH) if local else slice(None)
+        if local:
+            convert_sync_batchnorm(method, torch.device("cpu"))
+        model = ddp(method, torch.device("cpu")) if local else method
+        opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
+        views = Views([v[part] for v in crops], indices=indices[part])
+        optimisation_step(method, model, opt, views, StepInfo(0, 0.5), torch.device("cpu"), "fp32")
+        del model
+        return method.memory.clone()
+
+    single = one_step(world=False, local=False)
+    distributed = one_step(world=True, local=True)
+    naive = one_step(world=False, local=True)  # only its own projections: the negative control
+    report = {"diff": (distributed - single).abs().max().item(), "naive_diff": (naive - single).abs().max().item()}
+    with open(os.path.join(out_dir, f"bank{rank}.json"), "w") as f:
+        json.dump(report, f)
+    gc.collect()
+
+
+def _all_checks(rank: int, port: int, out_dir: str) -> None:
+    """Every check of this file that needs a gloo group, in one group of WORLD spawned processes (a spawn costs each
+    process a fresh interpreter and torch import); each check writes its report for its test to read."""
     with gloo_group(rank, port):
-        n = LOCAL_BATCH * WORLD
-        gen = torch.Generator().manual_seed(5)
-        crops = [torch.randn(n, 10, generator=gen) for _ in range(2)]
-        indices = torch.randperm(n, generator=gen)
-
-        def one_step(world: bool, local: bool):
-            torch.manual_seed(0)
-            method = DeepClusterV2(TinyEncoder(), num_prototypes=3, heads=2, proj_hidden_dim=16, proj_dim=8,
-                                   local_crops=0)
-            method.setup(TrainingContext(n, LOCAL_BATCH if local else n, WORLD if world else 1))
-            method.memory.copy_(torch.nn.functional.normalize(torch.randn(method.memory.shape, generator=
-                                                                          torch.Generator().manual_seed(6)), dim=2))
-            method.label_bank(0)
-            if world:
-                method.set_world(rank, WORLD)
-            part = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH) if local else slice(None)
-            if local:
-                convert_sync_batchnorm(method, torch.device("cpu"))
-            model = ddp(method, torch.device("cpu")) if local else method
-            opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
-            views = Views([v[part] for v in crops], indices=indices[part])
-            optimisation_step(method, model, opt, views, StepInfo(0, 0.5), torch.device("cpu"), "fp32")
-            del model
-            return method.memory.clone()
-
-        single = one_step(world=False, local=False)
-        distributed = one_step(world=True, local=True)
-        naive = one_step(world=False, local=True)  # only its own projections: the negative control
-        report = {"diff": (distributed - single).abs().max().item(), "naive_diff": (naive - single).abs().max().item()}
-        with open(os.path.join(out_dir, f"bank{rank}.json"), "w") as f:
-            json.dump(report, f)
-        gc.collect()
+        for check in (_worker, _moco_worker, _dino_worker, _memory_bank_worker, _sinkhorn_worker):
+            check(rank, out_dir)
 
 
-def test_deepcluster_memory_bank_holds_every_process_projections(tmp_path):
+@pytest.fixture(scope="module")
+def spawned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("spawned")
+    mp.spawn(_all_checks, args=(free_port(), str(out)), nprocs=WORLD, join=True)
+    return out
+
+
+def test_deepcluster_memory_bank_holds_every_process_projections(spawned):
     """After a step every process's bank equals the single-process bank on the concatenated batch (so every process
     clusters the same bank into the same labels); a method not told about the other process (the negative control)
     misses the other half."""
-    mp.spawn(_memory_bank_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     for rank in range(WORLD):
-        r = json.loads((tmp_path / f"bank{rank}.json").read_text())
+        r = json.loads((spawned / f"bank{rank}.json").read_text())
         assert r["diff"] <= 1e-5 and r["naive_diff"] > 1e-2, r
 
 
-def _sinkhorn_worker(rank: int, port: int, out_dir: str) -> None:
+def _sinkhorn_worker(rank: int, out_dir: str) -> None:
     """SwAV's codes: Sinkhorn over the global batch gives each process its rows of the single-process codes."""
     from selfsup.methods.swav import sinkhorn
 
-    with gloo_group(rank, port):
-        gen = torch.Generator().manual_seed(4)
-        scores = torch.nn.functional.normalize(torch.randn(LOCAL_BATCH * WORLD, 7, generator=gen), dim=1) @ \
-            torch.nn.functional.normalize(torch.randn(5, 7, generator=gen), dim=1).T
-        single = sinkhorn(scores, 0.05, 3)[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH]
-        local = scores[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH]
-        report = {"diff": (sinkhorn(local, 0.05, 3, distributed=True) - single).abs().max().item(),
-                  "naive_diff": (sinkhorn(local, 0.05, 3) - single).abs().max().item()}
-        with open(os.path.join(out_dir, f"sinkhorn{rank}.json"), "w") as f:
-            json.dump(report, f)
+    gen = torch.Generator().manual_seed(4)
+    scores = torch.nn.functional.normalize(torch.randn(LOCAL_BATCH * WORLD, 7, generator=gen), dim=1) @ \
+        torch.nn.functional.normalize(torch.randn(5, 7, generator=gen), dim=1).T
+    single = sinkhorn(scores, 0.05, 3)[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH]
+    local = scores[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH]
+    report = {"diff": (sinkhorn(local, 0.05, 3, distributed=True) - single).abs().max().item(),
+              "naive_diff": (sinkhorn(local, 0.05, 3) - single).abs().max().item()}
+    with open(os.path.join(out_dir, f"sinkhorn{rank}.json"), "w") as f:
+        json.dump(report, f)
 
 
-def test_swav_sinkhorn_over_the_global_batch(tmp_path):
+def test_swav_sinkhorn_over_the_global_batch(spawned):
     """All-reduced Sinkhorn equals one process's on the concatenated batch; the local-only one (negative control)
     does not."""
-    mp.spawn(_sinkhorn_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     for rank in range(WORLD):
-        r = json.loads((tmp_path / f"sinkhorn{rank}.json").read_text())
+        r = json.loads((spawned / f"sinkhorn{rank}.json").read_text())
         assert r["diff"] <= 1e-5 and r["naive_diff"] > 1e-3, r
 
 
-def test_dino_centre_is_the_global_batch_mean(tmp_path):
+def test_dino_centre_is_the_global_batch_mean(spawned):
     """Every process's centre after a step equals the single-process centre on the concatenated batch; a DINO not
     told about the other process (the negative control) centres on its own half and differs."""
-    mp.spawn(_dino_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     for rank in range(WORLD):
-        r = json.loads((tmp_path / f"dino{rank}.json").read_text())
+        r = json.loads((spawned / f"dino{rank}.json").read_text())
         assert r["scale"] > 1e-4 and r["diff"] <= 1e-6, r
         assert r["naive_diff"] > 1e-4, r
 
 
-def test_moco_queue_holds_every_process_keys(tmp_path):
+def test_moco_queue_holds_every_process_keys(spawned):
     """After a step every process's queue equals the single-process queue on the concatenated batch, so the next
     step's loss matches too; a MoCo that enqueues only its own keys (the negative control) does not."""
-    mp.spawn(_moco_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     for rank in range(WORLD):
-        r = json.loads((tmp_path / f"moco{rank}.json").read_text())
+        r = json.loads((spawned / f"moco{rank}.json").read_text())
         assert r["queue_diff"] <= 1e-5, r
         for single, dist_loss in zip(r["single"], r["dist"]):
             assert abs(dist_loss - single) <= 1e-5 * max(1.0, abs(single)), r
@@ -299,10 +300,9 @@ def test_moco_queue_holds_every_process_keys(tmp_path):
         assert abs(r["naive"][1] - r["single"][1]) > 1e-4, r
 
 
-def test_gathered_losses_and_gradients_match_single_process(tmp_path):
-    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+def test_gathered_losses_and_gradients_match_single_process(spawned):
     for rank in range(WORLD):
-        report = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        report = json.loads((spawned / f"rank{rank}.json").read_text())
         assert set(report) == {f"{m}/{p}" for m in METHODS for p in ("fp32", "bf16")}
         for key, r in report.items():
             name, precision = key.split("/")

@@ -284,6 +284,26 @@ def test_convnet4_pools_its_last_map_by_average_max_or_both() -> None:
         ConvNet4(1, pool="sum")
 
 
+def test_spatial_mean_is_the_mean_with_the_same_gradient_in_either_layout():
+    """The encoders' global average (a sum over height and width divided by their count) gives mean's value and
+    gradient, in fp32 and in bf16, for NCHW and channels_last maps."""
+    from selfsup.modalities.image.encoders import spatial_mean
+
+    for dtype in (torch.float32, torch.bfloat16):
+        for layout in (torch.contiguous_format, torch.channels_last):
+            h = torch.randn(4, 6, 3, 5, generator=gen()).to(dtype).contiguous(memory_format=layout)
+            weights = torch.linspace(-1, 1, 24).view(4, 6)
+            grads = []
+            for pool in (spatial_mean, lambda t: t.mean(dim=(2, 3))):
+                x = h.clone().requires_grad_(True)
+                out = pool(x)
+                torch.testing.assert_close(out, h.mean(dim=(2, 3)))
+                (out.float() * weights).sum().backward()
+                grads.append(x.grad)
+            torch.testing.assert_close(*grads)
+            assert torch.allclose(grads[0].float(), weights[:, :, None, None].expand(4, 6, 3, 5) / 15, atol=1e-3)
+
+
 def test_convnet4_pools_before_its_relu_exactly_as_the_published_block():
     """The protocol's block is Conv-BN-ReLU-MaxPool; ConvNet4 runs the ReLU after the max-pool (a quarter of the
     values). Forward values and every gradient are bit-identical to the published order, in training mode (batch

@@ -38,6 +38,7 @@ from .optim import build_optimizer
 from .plan import TrainingPlan, build_plan
 from .rng_state import restore_global_rng
 from .run_directory import check_free_space, prepare_output, resume_staging, run_lock, staging_path, write_run
+from .heap import retained_heap
 from .threads import CpuShare
 
 
@@ -114,8 +115,8 @@ def _train(cfg: TrainConfig, out_path: Path | None, progress: bool, dataset: Dat
         torch.set_num_threads(cfg.threads)
     elif not cfg.compile:  # compiled CPU kernels keep the thread count they were compiled with
         share = CpuShare()  # measures other processes' CPU use from now on (setup included): training/threads.py
-    try:
-        with run_lock(out_path, world, "--out" if checkpoint is None else "--resume"):
+    try:  # the step's large buffers stay in the heap between steps (training/heap.py)
+        with retained_heap(), run_lock(out_path, world, "--out" if checkpoint is None else "--resume"):
             return _train_with_threads(cfg, out_path, progress, dataset, world, overwrite, checkpoint, share)
     finally:  # neither a fixed nor an adapted thread count outlives the run
         torch.set_num_threads(threads_before)
