@@ -33,12 +33,12 @@ from .devices import resolve_device, resolve_precision
 from .distributed import World, agreed
 from .hooks import EpochHook
 from .loggers import MetricsLog, open_sinks
+from .heap import retained_heap
 from .loop import LoopResult, LoopSettings, TrainingInterrupted, run_loop
 from .optim import build_optimizer
 from .plan import TrainingPlan, build_plan
 from .rng_state import restore_global_rng
 from .run_directory import check_free_space, prepare_output, resume_staging, run_lock, staging_path, write_run
-from .heap import retained_heap
 from .threads import CpuShare
 
 
