@@ -175,7 +175,7 @@ def alternated(seconds: float, rounds: int, lightly: bool) -> tuple[dict, dict |
             "train_seconds": round(sum(r["train_seconds"] for r in theirs), 1),
             "rounds_img_per_s": [round(r["img_per_s"], 1) for r in theirs],
             "selfsup_over_lightly_by_round": [round(x, 3) for x in ratios],
-            "selfsup_over_lightly_median": round(statistics.median(ratios), 3)}
+            "selfsup_over_lightly": round(statistics.median(ratios), 3)}
     return e2e, peer
 
 
@@ -257,7 +257,6 @@ def main() -> None:
                                      "2-core machine with avx512_bf16, in another run)"},
         "lightly_same_run": None if peer is None else {
             **peer, "lightly_over_fp32_ceiling": round(peer["img_per_s"] / fp32, 3),
-            "selfsup_over_lightly": peer["selfsup_over_lightly_median"],
             "target": TARGET_OVER_LIGHTLY[name]},
         "machine": machine(),
     }

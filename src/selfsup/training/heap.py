@@ -3,17 +3,17 @@
 glibc's malloc serves a request above its mmap threshold (128 KiB, adapted upwards to at most 32 MiB on 64-bit
 Linux) with a fresh ``mmap`` and gives it back with ``munmap`` when it is freed. A training step allocates and
 frees the same large activations every step (ConvNet-4 at batch 256 on 28x28 images: 51 MB for each map of its
-first block, in bf16), so every step faults those pages in again and the kernel zeroes each one before the
-kernel that wanted the memory can write it: on a 2-core AVX-512 machine, BatchNorm's forward on such a map took
-25 ms instead of 6, max-pool's 28 ms instead of 5, and the whole SimCLR step 438 ms instead of 377.
+first block, in bf16), so every step faults those pages in again and the operating system zeroes each one before
+the operator that asked for the memory can write it: on a 2-core AVX-512 machine, BatchNorm's forward on such a map
+took 25 ms instead of 6, max-pool's 28 ms instead of 5, and the whole SimCLR step 438 ms instead of 377.
 
 `retained_heap` sets M_MMAP_MAX to 0 (every block comes from the heap) and M_TRIM_THRESHOLD to 1 GiB (what a
 step frees stays for the next one) for the length of a training run, then sets glibc's defaults back and
 returns the free memory with ``malloc_trim(0)``. The price is memory: what a step frees stays with the process, so
-peak RSS grows (benchmarks/results/data_scale.json, ConvNet-4 of widths 32-256 on 64 px images at batch 256: 2.07 GB
-on 2026-12-07 against 1.44 GB on 2026-12-05 without it, for 355 images/s against 238). The one lasting change: once set, glibc stops adapting its
-mmap threshold (it stays at the value it had, 128 KiB unless it had grown). Where the C library is not glibc
-(macOS, musl) nothing changes.
+peak RSS grows (benchmarks/results/data_scale.json, ConvNet-4 of widths 32-256 on 64 px images at batch 256: 2.07
+GB on 2026-12-07 against 1.44 GB on 2026-12-05 without it, for 355 images/s against 238). The one lasting change:
+once set, glibc stops adapting its mmap threshold (it stays at the value it had, 128 KiB unless it had grown).
+Where the C library is not glibc (macOS, musl) nothing changes.
 """
 from __future__ import annotations
 

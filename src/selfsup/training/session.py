@@ -31,9 +31,9 @@ from . import distributed
 from ..config import TrainConfig
 from .devices import resolve_device, resolve_precision
 from .distributed import World, agreed
+from .heap import retained_heap
 from .hooks import EpochHook
 from .loggers import MetricsLog, open_sinks
-from .heap import retained_heap
 from .loop import LoopResult, LoopSettings, TrainingInterrupted, run_loop
 from .optim import build_optimizer
 from .plan import TrainingPlan, build_plan
