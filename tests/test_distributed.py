@@ -403,13 +403,23 @@ def torchrun_rank(pid):
     return int(next(e for e in entries if e.startswith(b"RANK=")).split(b"=", 1)[1])
 
 
+def failure(err: str, tail: int = 3000) -> str:
+    """What a failed torchrun printed, for an assertion message: the head of each worker's crash report (Python's
+    faulthandler after "Fatal Python error", a C++ "terminate called", glibc's "malloc(): ...") with the lines under
+    it, then the tail; faulthandler's one-line list of extension modules left out, as it would fill the tail."""
+    lines = [line for line in err.splitlines() if not line.startswith("Extension modules:")]
+    heads = [i for i, line in enumerate(lines) if line.startswith(("Fatal Python error", "terminate called", "malloc"))]
+    crashes = ["\n".join(lines[i:i + 25]) for i in heads[:2]]
+    return "\n...\n".join(crashes + ["\n".join(lines)[-tail:]])
+
+
 def wait_for_file(path, procs, timeout=240):
     import time
 
     deadline = time.time() + timeout
     while not path.exists():
         for proc in procs:
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert proc.poll() is None, failure(proc.communicate()[1])
         assert time.time() < deadline, f"{path} never appeared"
         time.sleep(0.05)
 
@@ -428,7 +438,7 @@ def torchrun_reference(tmp_path_factory):
     folder = tmp_path_factory.mktemp("torchrun-reference")
     ref = torchrun(folder, folder / "ref")
     _, err = ref.communicate(timeout=300)
-    assert ref.returncode == 0, err[-3000:]
+    assert ref.returncode == 0, failure(err)
     return folder / "ref"
 
 
@@ -446,7 +456,7 @@ def test_a_worker_killed_under_torchrun_restarts_the_group_which_resumes_by_itse
     assert len(workers) == WORLD, workers
     os.kill(next(pid for pid in workers if torchrun_rank(pid) == 1), signal.SIGKILL)  # rank 1, mid-epoch
     out, err = victim.communicate(timeout=300)
-    assert victim.returncode == 0, err[-3000:]
+    assert victim.returncode == 0, failure(err)
     assert "torchrun restarted the group: resuming" in err
     # Rank 0 reports, with whichever came first: its collective failing on the lost peer, or the agent's SIGTERM at a
     # step boundary (the checkpoint is written, then the group restarts from it).
@@ -477,7 +487,7 @@ def test_two_nodes_on_the_loopback_train_and_resume_as_one_machine_does(tmp_path
     os.kill(worker[0], signal.SIGKILL)
     outputs = [node.communicate(timeout=300) for node in nodes]
     for node, (_, err) in zip(nodes, outputs):
-        assert node.returncode == 0, err[-3000:]
+        assert node.returncode == 0, failure(err)
     printed = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs if out.strip()]
     assert len(printed) == 1  # rank 0 alone reports, on whichever node it landed
     summary = printed[0]["summary"]
