@@ -66,6 +66,7 @@ def gloo_group(rank: int, port: int):
         yield
         dist.barrier()
     finally:
+        gc.collect()  # DDP reducers sit in reference cycles; one freed after its group aborts the process
         dist.destroy_process_group()
 
 
@@ -494,6 +495,19 @@ def test_two_nodes_on_the_loopback_train_and_resume_as_one_machine_does(tmp_path
     assert summary["world_size"] == 2 and summary["resumed_from_step"] >= 5 and summary["steps"] == 4 * (1347 // 64)
     assert_same_encoder(torchrun_reference, tmp_path / "run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_dead_rounds_store_address_is_told_at_once():
+    """A process of a restarted group reads the store address the agent's store holds, which may be a dead round's:
+    nothing listens there and the connection is refused at once (TCPStore's client would retry for 3 s)."""
+    from selfsup.training.distributed import listening
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert listening("127.0.0.1", port)
+    assert not listening("127.0.0.1", port)
 
 
 def test_embed_with_two_processes_equals_one(tmp_path):

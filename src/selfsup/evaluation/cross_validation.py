@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.svm import SVC
+from sklearn.model_selection import StratifiedKFold
 
 from .splits import as_features, as_labels
+from .svc_search import Kernel, fit_svc, search_c
 
 C_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3)  # GraphCL's and InfoGraph's grid
 FOLDS, INNER_FOLDS = 10, 5
@@ -34,21 +34,19 @@ def _summary(accuracies: list[float], chosen: list[dict[str, Any]], folds: int, 
 def cross_validated_svm(features: Any, labels: Any, folds: int = FOLDS, seed: int = 0, kernel: str = "rbf",
                         cs: tuple[float, ...] = C_GRID) -> dict[str, Any]:
     """Stratified `folds`-fold accuracy of an SVC (`kernel`, gamma 'scale') on `features`, C by inner 5-fold CV on
-    each fold's training part. `features` may be a dict of candidates (the embeddings of several pre-training
-    settings, or kernel matrices [N, N] with kernel="precomputed"): the inner CV then chooses the candidate and C
-    together, in each fold, from its training part."""
+    each fold's training part (each fit's kernel computed once: svc_search). `features` may be a dict of candidates
+    (the embeddings of several pre-training settings, or kernel matrices [N, N] with kernel="precomputed"): the inner
+    CV then chooses the candidate and C together, in each fold, from its training part."""
     candidates = features if isinstance(features, dict) else {None: features}
-    xs = {key: as_features(x, "features") for key, x in candidates.items()}
-    y = as_labels(labels, len(next(iter(xs.values()))), "labels")
-    gram = kernel == "precomputed"
+    kernels = {key: Kernel(as_features(x, "features"), kernel) for key, x in candidates.items()}
+    y = as_labels(labels, len(next(iter(kernels.values())).x), "labels")
     accuracies, chosen = [], []
     for train, test in _folds(y, folds, seed):
-        columns = train if gram else slice(None)  # a kernel matrix against the training samples only
         inner = StratifiedKFold(min(INNER_FOLDS, int(np.unique(y[train], return_counts=True)[1].min())),
                                 shuffle=True, random_state=seed)
-        searches = {key: GridSearchCV(SVC(kernel=kernel, gamma="scale"), {"C": list(cs)}, cv=inner)
-                    .fit(x[train][:, columns], y[train]) for key, x in xs.items()}
-        key = max(searches, key=lambda k: searches[k].best_score_)  # the first of equals: dicts keep their order
-        accuracies.append(float(searches[key].score(xs[key][test][:, columns], y[test])))
-        chosen.append({"C": float(searches[key].best_params_["C"]), **({"features": key} if key is not None else {})})
+        searches = {key: search_c(k, train, y, cs, inner) for key, k in kernels.items()}
+        key = max(searches, key=lambda k: searches[k].score)  # the first of equals: dicts keep their order
+        model = fit_svc(kernels[key], train, y, searches[key].c)
+        accuracies.append(float(np.mean(model.predict(kernels[key].block(test, train)) == y[test])))
+        chosen.append({"C": searches[key].c, **({"features": key} if key is not None else {})})
     return _summary(accuracies, chosen, folds, seed)

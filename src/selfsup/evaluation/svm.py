@@ -4,29 +4,29 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import GridSearchCV, train_test_split
-from sklearn.svm import SVC
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from .splits import as_features, as_labels
+from .svc_search import Kernel, fit_svc, search_c
 
 C_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4, float("inf"))
+MAX_ITER = 10_000_000
 
 
 def svm_protocol(
-    train_x: Any, train_y: Any, test_x: Any, test_y: Any, seed: int = 0, max_samples: int = 10000, n_jobs: int | None = None
+    train_x: Any, train_y: Any, test_x: Any, test_y: Any, seed: int = 0, max_samples: int = 10000
 ) -> dict:
-    """RBF-SVC protocol of TS2Vec (Yue et al. 2022, tasks/_eval_protocols.fit_svm): C by 5-fold CV on train, C=inf on tiny data."""
+    """RBF-SVC protocol of TS2Vec (Yue et al. 2022, tasks/_eval_protocols.fit_svm): gamma 'scale', C by 5-fold CV on
+    train (GridSearchCV's unshuffled stratified folds), C=inf on tiny data; the kernel computed once per fold
+    (svc_search)."""
     xtr, xte = as_features(train_x, "train_x"), as_features(test_x, "test_x")
     ytr = as_labels(train_y, len(xtr), "train_y")
     _, counts = np.unique(ytr, return_counts=True)
-    svm = SVC(C=float("inf"), kernel="rbf", gamma="scale", max_iter=10_000_000)
     # TS2Vec tests n_train // n_classes < 5; we require 5 per class, which stratified 5-fold CV needs.
-    if counts.min() < 5 or len(xtr) < 50:  # too small for 5-fold CV: hard-margin SVM, as TS2Vec
-        model, best_C = svm.fit(xtr, ytr), float("inf")
-    else:
-        if len(xtr) > max_samples:  # TS2Vec searches (and refits) on a stratified subsample
-            xtr, _, ytr, _ = train_test_split(xtr, ytr, train_size=max_samples, random_state=seed, stratify=ytr)
-        search = GridSearchCV(svm, {"C": list(C_GRID)}, cv=5, n_jobs=n_jobs).fit(xtr, ytr)
-        model, best_C = search.best_estimator_, float(search.best_params_["C"])
-    pred = model.predict(xte)
-    return {"acc": float(np.mean(pred == as_labels(test_y, len(pred), "test_y"))), "C": best_C, "predictions": pred}
+    tiny = counts.min() < 5 or len(xtr) < 50  # too small for 5-fold CV: hard-margin SVM, as TS2Vec
+    if not tiny and len(xtr) > max_samples:  # TS2Vec searches (and refits) on a stratified subsample
+        xtr, _, ytr, _ = train_test_split(xtr, ytr, train_size=max_samples, random_state=seed, stratify=ytr)
+    kernel, rows = Kernel(xtr), np.arange(len(xtr))
+    best_c = float("inf") if tiny else search_c(kernel, rows, ytr, C_GRID, StratifiedKFold(5), MAX_ITER).c
+    pred = fit_svc(kernel, rows, ytr, best_c, MAX_ITER).predict(kernel.against(xte, rows))
+    return {"acc": float(np.mean(pred == as_labels(test_y, len(pred), "test_y"))), "C": best_c, "predictions": pred}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import gc
 import os
+import socket
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -125,6 +126,8 @@ def group_store(timeout: timedelta) -> tuple[Any, int, int]:
         address = base.get(GROUP_STORE_KEY).decode()
         where, port = address.rsplit(":", 1)
         try:
+            if not listening(where, int(port)):  # a dead round's address: read again (TCPStore would wait 3 s)
+                raise ConnectionRefusedError(address)
             store = dist.TCPStore(where, int(port), size, is_master=False, timeout=timedelta(seconds=3))
             store.set_timeout(timeout)  # 3 s to tell a dead round's address; then the group's own timeout
             return store, rank, size
@@ -132,6 +135,16 @@ def group_store(timeout: timedelta) -> tuple[Any, int, int]:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def listening(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at host:port. Nothing listening at the address refuses at once,
+    where TCPStore's client retries a refused connection until its timeout."""
+    try:
+        with socket.create_connection((host, port), timeout=3.0):
+            return True
+    except OSError:
+        return False
 
 
 def init() -> World:
