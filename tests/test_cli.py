@@ -235,9 +235,9 @@ def test_every_train_option_is_a_flag_declared_with_the_config(tmp_path):
 
 
 def test_the_command_freezes_the_heap_before_exit_and_still_runs_the_exit_handlers():
-    """`python -m selfsup` collects its garbage, then exempts what survives from the collections of interpreter
-    shutdown (gc.freeze, about 1 s less at exit); atexit handlers still run after it (torchrun's process group is
-    left in one). A fresh interpreter has nothing frozen (the control)."""
+    """`python -m selfsup` (and the console script: the same `entry`) collects its garbage, then exempts what survives
+    from the collections of interpreter shutdown (gc.freeze, about 1 s less at exit); atexit handlers still run after
+    it (torchrun's process group is left in one). A fresh interpreter has nothing frozen (the control)."""
     import subprocess
     import sys
 
@@ -247,3 +247,8 @@ def test_the_command_freezes_the_heap_before_exit_and_still_runs_the_exit_handle
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0 and lines[0] == "before 0" and lines[-1] == "at exit True", done.stderr[-2000:]
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["selfsup"] == "selfsup.cli:entry"

@@ -49,8 +49,21 @@ def test_ties_go_to_the_first_c_of_the_grid_and_a_precomputed_kernel_is_sliced()
         Kernel(x, "poly")
 
 
-def test_the_protocols_keep_their_known_answers_on_features_of_one_value():
-    """A constant feature matrix (variance 0): scikit-learn's gamma='scale' falls back to 1, so does the kernel."""
+def test_a_constant_feature_matrix_takes_gamma_one_as_scikit_learn_does():
+    """Variance 0: scikit-learn's gamma='scale' falls back to 1; every sample equals every other, kernel 1."""
     x = np.ones((60, 3))
     k = Kernel(x).block(np.arange(3), np.arange(60))
     assert k.shape == (3, 60) and np.all(k == 1.0)
+    with pytest.raises(ValueError, match="no features"):
+        Kernel(x @ x.T, "precomputed").against(x[:2], np.arange(60))
+
+
+def test_a_large_offset_common_to_every_feature_changes_nothing():
+    """The RBF kernel depends on differences only: features shifted by 1e8 give the kernel, C and predictions of the
+    unshifted ones (without centring, |a|^2 + |b|^2 - 2ab cancels every digit of the differences away)."""
+    x, y = overlapping_classes()
+    rows, test = np.arange(0, 240, 2), np.arange(1, 240, 2)
+    plain, shifted = Kernel(x), Kernel(x.astype(np.float64) + 1e8)
+    np.testing.assert_allclose(shifted.block(test, rows), plain.block(test, rows), atol=1e-6)
+    splitter = StratifiedKFold(5)
+    assert search_c(shifted, rows, y, C_GRID, splitter).scores == search_c(plain, rows, y, C_GRID, splitter).scores

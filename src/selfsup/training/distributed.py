@@ -126,8 +126,7 @@ def group_store(timeout: timedelta) -> tuple[Any, int, int]:
         address = base.get(GROUP_STORE_KEY).decode()
         where, port = address.rsplit(":", 1)
         try:
-            if not listening(where, int(port)):  # a dead round's address: read again (TCPStore would wait 3 s)
-                raise ConnectionRefusedError(address)
+            connect_once(where, int(port))  # a dead round's address: refused at once, read again
             store = dist.TCPStore(where, int(port), size, is_master=False, timeout=timedelta(seconds=3))
             store.set_timeout(timeout)  # 3 s to tell a dead round's address; then the group's own timeout
             return store, rank, size
@@ -137,14 +136,11 @@ def group_store(timeout: timedelta) -> tuple[Any, int, int]:
             time.sleep(0.2)
 
 
-def listening(host: str, port: int) -> bool:
-    """Whether something accepts TCP connections at host:port. Nothing listening at the address refuses at once,
-    where TCPStore's client retries a refused connection until its timeout."""
-    try:
-        with socket.create_connection((host, port), timeout=3.0):
-            return True
-    except OSError:
-        return False
+def connect_once(host: str, port: int) -> None:
+    """Open and close one TCP connection to host:port; OSError if nothing accepts it. A dead round's store address
+    refuses at once, where TCPStore's client retries a refused connection for seconds."""
+    with socket.create_connection((host, port), timeout=3.0):
+        pass
 
 
 def init() -> World:
