@@ -240,6 +240,8 @@ def test_the_command_freezes_the_heap_before_exit_and_still_runs_the_exit_handle
     it (torchrun's process group is left in one). A fresh interpreter has nothing frozen (the control)."""
     import subprocess
     import sys
+    import tomllib
+    from pathlib import Path
 
     code = ("import atexit, gc, runpy, sys; print('before', gc.get_freeze_count()); sys.argv = ['selfsup', 'methods']; "
             "atexit.register(lambda: print('at exit', gc.get_freeze_count() > 0)); "
@@ -247,8 +249,5 @@ def test_the_command_freezes_the_heap_before_exit_and_still_runs_the_exit_handle
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0 and lines[0] == "before 0" and lines[-1] == "at exit True", done.stderr[-2000:]
-    import tomllib
-    from pathlib import Path
-
     scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["selfsup"] == "selfsup.cli:entry"

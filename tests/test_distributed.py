@@ -59,7 +59,8 @@ def build(name: str):
 @contextlib.contextmanager
 def gloo_group(rank: int, port: int):
     """This worker process in a gloo group of WORLD processes (one thread each); at the end of the block a barrier, so
-    no process tears the group down while another still talks through it, then the group goes."""
+    no process tears the group down while another still talks through it, then the checks' DDP reducers (garbage in
+    reference cycles), then the group."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
@@ -117,7 +118,6 @@ def _worker(rank: int, out_dir: str) -> None:
             "plain_bn_after_revert": all(type(m) is nn.BatchNorm1d for m in method.modules()
                                          if isinstance(m, nn.modules.batchnorm._BatchNorm)),
         }
-        gc.collect()  # DDP reducers go before the process group does
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(report, f)
 
@@ -158,8 +158,6 @@ def _moco_worker(rank: int, out_dir: str) -> None:
               "naive_queue_diff": (naive_queue - single_queue).abs().max().item()}
     with open(os.path.join(out_dir, f"moco{rank}.json"), "w") as f:
         json.dump(report, f)
-    del wrapped, wrapped_naive
-    gc.collect()
 
 
 def _dino_worker(rank: int, out_dir: str) -> None:
@@ -191,7 +189,6 @@ def _dino_worker(rank: int, out_dir: str) -> None:
               "scale": single.abs().max().item()}
     with open(os.path.join(out_dir, f"dino{rank}.json"), "w") as f:
         json.dump(report, f)
-    gc.collect()
 
 
 def _memory_bank_worker(rank: int, out_dir: str) -> None:
@@ -230,7 +227,6 @@ def _memory_bank_worker(rank: int, out_dir: str) -> None:
     report = {"diff": (distributed - single).abs().max().item(), "naive_diff": (naive - single).abs().max().item()}
     with open(os.path.join(out_dir, f"bank{rank}.json"), "w") as f:
         json.dump(report, f)
-    gc.collect()
 
 
 def _all_checks(rank: int, port: int, out_dir: str) -> None:

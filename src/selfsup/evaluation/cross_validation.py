@@ -46,7 +46,7 @@ def cross_validated_svm(features: Any, labels: Any, folds: int = FOLDS, seed: in
                                 shuffle=True, random_state=seed)
         searches = {key: search_c(k, train, y, cs, inner) for key, k in kernels.items()}
         key = max(searches, key=lambda k: searches[k].score)  # the first of equals: dicts keep their order
-        model = fit_svc(kernels[key], train, y, searches[key].c)
+        model = fit_svc(kernels[key].block(train, train), y[train], searches[key].c)
         accuracies.append(float(np.mean(model.predict(kernels[key].block(test, train)) == y[test])))
         chosen.append({"C": searches[key].c, **({"features": key} if key is not None else {})})
     return _summary(accuracies, chosen, folds, seed)

@@ -63,9 +63,9 @@ class Kernel:
         return np.exp(out, out=out)
 
 
-def fit_svc(kernel: Kernel, train: np.ndarray, y: np.ndarray, c: float, max_iter: int = -1) -> SVC:
-    """An SVC with C=c fitted on the samples `train` (labels y[train])."""
-    return SVC(C=c, kernel="precomputed", max_iter=max_iter).fit(kernel.block(train, train), y[train])
+def fit_svc(gram: np.ndarray, labels: np.ndarray, c: float, max_iter: int = -1) -> SVC:
+    """An SVC with C=c fitted on a kernel block of training samples against themselves and their labels."""
+    return SVC(C=c, kernel="precomputed", max_iter=max_iter).fit(gram, labels)
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def search_c(kernel: Kernel, train: np.ndarray, y: np.ndarray, cs: Sequence[floa
         fit_rows, val_rows = train[fit_part], train[held_out]
         gram, val = kernel.block(fit_rows, fit_rows), kernel.block(val_rows, fit_rows)
         for i, c in enumerate(cs):
-            model = SVC(C=c, kernel="precomputed", max_iter=max_iter).fit(gram, y[fit_rows])
+            model = fit_svc(gram, y[fit_rows], c, max_iter)
             accuracy[i, j] = np.mean(model.predict(val) == y[val_rows])
     means = accuracy.mean(axis=1)
     best = int(np.argmax(means))
