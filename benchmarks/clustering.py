@@ -5,9 +5,10 @@ For each data set: pre-train with selfsup's default configuration for it (fashio
 the 60k training images for --minutes; digits: the README's main job, 30 epochs), embed the evaluation images
 (Fashion-MNIST: the 10k test images; digits: the 450 test images), and cluster them into K = 10 groups. Rows,
 all measured in this run: spherical k-means on raw pixels, on a randomly initialised encoder of the same
-architecture, on selfsup's embeddings, and `selfsup cluster`: SCAN + self-labelling on the embeddings, and
-k-means on their UMAP manifold (`--method umap`, N2D's recipe); Hungarian accuracy, NMI and ARI against the labels (used for scoring only). Published rows beside:
-N2D (McConville et al. 2020) on Fashion-MNIST, accuracy 0.672 / NMI 0.684, and k-means on raw pixels ~0.47.
+architecture, on selfsup's embeddings, and `selfsup cluster`: SCAN + self-labelling on the embeddings, k-means
+on their UMAP manifold (`--method umap`, N2D's recipe) and equal-size spectral clustering of their neighbour graph
+(`--method spectral`); Hungarian accuracy, NMI and ARI against the labels (used for scoring only). Published rows
+beside: N2D (McConville et al. 2020) on Fashion-MNIST, accuracy 0.672 / NMI 0.684, and k-means on raw pixels ~0.47.
 
     python benchmarks/clustering.py --datasets digits,fashion-mnist --minutes 10 --seeds 0,1,2 --json
     python benchmarks/clustering.py --datasets fashion-mnist --configs preset,NAME --minutes 10 --json
@@ -16,6 +17,8 @@ N2D (McConville et al. 2020) on Fashion-MNIST, accuracy 0.672 / NMI 0.684, and k
 
 `--validate --configs A,B`: choose without the test set: each configuration trains on the 50k images of
 fmnist_budget.py's validation split and clusters the 10k training images held out (clustering_search.json).
+`--validate --runs DIR` clusters the preset's runs already trained on those 50k images (DIR/seedN-*) and scores
+equal-size spectral clustering over a grid of neighbours and softness as well (its defaults were chosen there).
 
 `--configs`: Fashion-MNIST pre-training configurations, `preset` (the dataset's measured preset) or candidate names
 of benchmarks/fmnist_budget.py (chosen there on a validation split of the training images); one block of rows each.
@@ -47,6 +50,7 @@ import selfsup  # noqa: E402
 from selfsup.cluster import scores  # noqa: E402
 from selfsup.evaluation.manifold import manifold_clusters  # noqa: E402
 from selfsup.evaluation.scan import scan, spherical_kmeans  # noqa: E402
+from selfsup.evaluation.spectral import spectral_clusters  # noqa: E402
 from selfsup.loading import load_dataset  # noqa: E402
 from selfsup.run import build_encoder, encode_storage  # noqa: E402
 
@@ -87,13 +91,27 @@ def cluster_rows(run, x: Any, y: np.ndarray, seed: int) -> tuple[dict[str, Any],
     rows["selfsup cluster (SCAN + self-labelling)"] = scores(y, labels)
     manifold, _, _ = manifold_clusters(z, 10, seed=seed)
     rows["selfsup cluster --method umap (N2D)"] = scores(y, manifold)
+    spectral, _, _ = spectral_clusters(z, 10, seed=seed)
+    rows["selfsup cluster --method spectral (equal sizes)"] = scores(y, spectral)
     return rows, details
 
 
-def validate(configs: list[str], minutes: float, seeds: list[int]) -> None:
+SPECTRAL_GRID = {"neighbours": (5, 10, 20), "softness": (0.05, 0.1, 0.2)}
+
+
+def spectral_grid(run, x: Any, y: np.ndarray, seed: int) -> dict[str, dict[str, float]]:
+    """Equal-size spectral clustering's scores for every (neighbours, softness) of SPECTRAL_GRID (validation only)."""
+    z = encode_storage(run.encoder, run.modality, run.spec, x)
+    return {f"neighbours {n}, softness {s}": scores(y, spectral_clusters(z, 10, seed, neighbours=n, softness=s)[0])
+            for n in SPECTRAL_GRID["neighbours"] for s in SPECTRAL_GRID["softness"]}
+
+
+def validate(configs: list[str], minutes: float, seeds: list[int], runs: Path | None = None) -> None:
     """Choose the Fashion-MNIST clustering configuration without the test set: each configuration trains on the
     50k images of fmnist_budget.py's validation split for `minutes` and clusters the 10k held out from the training
-    set; results merge into benchmarks/results/clustering_search.json (per configuration and seed)."""
+    set; results merge into benchmarks/results/clustering_search.json (per configuration and seed). With `runs`
+    (the preset only), the runs of that directory (`seedN-*`, trained on the same 50k images: checked) are clustered
+    instead of training anew, and equal-size spectral clustering is also scored over SPECTRAL_GRID."""
     from fmnist_budget import validation_split
 
     from selfsup.data import Dataset
@@ -107,12 +125,21 @@ def validate(configs: list[str], minutes: float, seeds: list[int]) -> None:
             chosen = CANDIDATES[config] if config != "preset" else PRESETS["fashion-mnist"].options
             options = {"minutes": minutes, **chosen}
             start = time.perf_counter()
-            run = selfsup.train(Dataset("fashion-mnist-fit", "image", fit), seed=seed, monitor=False, **options)
-            train_s = time.perf_counter() - start
+            if runs is None:
+                run = selfsup.train(Dataset("fashion-mnist-fit", "image", fit), seed=seed, monitor=False, **options)
+            else:
+                run, kept, _ = trained("fashion-mnist", minutes, seed, config, Path(), runs)
+                if run.summary["data"] != "fashion-mnist-fit" or run.summary["train_samples"] != len(fit):
+                    raise SystemExit(f"--runs {runs}: seed {seed}'s run was not trained on the validation split's "
+                                     f"{len(fit)} images")
+                options = {**kept, **chosen}
+            train_s = time.perf_counter() - start if runs is None else run.summary["train_seconds"]
             rows, _ = cluster_rows(run, val.x, val.y, seed)
             entry = {"options": options, "rows": rows, "train_seconds": round(train_s, 1),
                      "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
                      "precision": run.resolved.precision, "machine": machine()}
+            if runs is not None:
+                entry["spectral_grid"] = spectral_grid(run, val.x, val.y, seed)
             doc["configurations"].setdefault(config, {})[str(seed)] = entry
             print(config, seed, json.dumps(rows), flush=True)
             doc.update(protocol="Fashion-MNIST: pre-train on 50,000 training images (fmnist_budget.py's validation "
@@ -155,7 +182,8 @@ def over_seeds(name: str, minutes: float, seeds: list[int], config: str, runs: P
 
 
 ROW_ORDER = ("k-means on raw pixels", "k-means on a random encoder", "k-means on selfsup embeddings",
-             "selfsup cluster (SCAN + self-labelling)", "selfsup cluster --method umap (N2D)")
+             "selfsup cluster (SCAN + self-labelling)", "selfsup cluster --method umap (N2D)",
+             "selfsup cluster --method spectral (equal sizes)")
 
 
 def cell(score: Any, metric: str) -> str:
@@ -170,7 +198,8 @@ def clustering_table(doc: dict[str, Any]) -> str:
     """README's clustering table, one row per (data, configuration) block of clustering.json: accuracy / NMI of
     each row, the encoder it clustered, its seeds and the date it was measured (tests/test_readme.py checks it)."""
     rows = ["| data (clustered) | encoder | k-means raw pixels | k-means random encoder | k-means selfsup | "
-            "`selfsup cluster` (SCAN) | `--method umap` (N2D) | published |", "|---|---|---|---|---|---|---|---|"]
+            "`selfsup cluster` (SCAN) | `--method umap` (N2D) | `--method spectral` (equal sizes) | published |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for block in doc["datasets"]:
         first = block["per_seed"][0]["training"] if block.get("per_seed") else block["training"]
         seeds = block.get("seeds", [0])
@@ -213,7 +242,9 @@ def main() -> None:
     command = "python benchmarks/clustering.py " + " ".join(sys.argv[1:])
     seeds = [int(x) for x in args.seeds.split(",")]
     if args.validate:
-        validate(configs, args.minutes, seeds)
+        if args.runs and configs != ["preset"]:
+            p.error("--validate --runs: only with --configs preset")
+        validate(configs, args.minutes, seeds, Path(args.runs) if args.runs else None)
         return
     if args.runs and (args.datasets != "fashion-mnist" or configs != ["preset"]):
         p.error("--runs: only with --datasets fashion-mnist --configs preset (the runs of fmnist_budget.py)")

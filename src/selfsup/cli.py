@@ -665,9 +665,10 @@ def add_cluster_parser(sub) -> None:
     p.add_argument("--data", help="data source (default: the run's)")
     p.add_argument("--split", default="train", choices=["train", "test"])
     p.add_argument("--k", default="auto", help="number of clusters, or 'auto' (best silhouette, says why)")
-    p.add_argument("--method", default="scan", choices=["scan", "umap", "kmeans"],
-                   help="SCAN (default), umap (k-means on the embeddings' UMAP manifold, N2D; needs the cluster "
-                        "extra) or k-means only")
+    p.add_argument("--method", default="scan", choices=["scan", "spectral", "umap", "kmeans"],
+                   help="SCAN (default), spectral (equal-size spectral clustering of the embeddings' neighbour "
+                        "graph), umap (k-means on the embeddings' UMAP manifold, N2D; needs the cluster extra) or "
+                        "k-means only")
     p.add_argument("--out", required=True, help="clusters.csv or .parquet (index, cluster, confidence); "
                    "the details go beside it as .json")
     p.add_argument("--json", action="store_true", help="print the details as one JSON object")

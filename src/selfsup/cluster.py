@@ -1,7 +1,8 @@
 """`selfsup cluster RUN`: the groups in a trained run's embeddings, with their quality measured where labels exist.
 
 Steps the user sees and can switch: spherical k-means on the embeddings (always, the baseline), then SCAN
-(evaluation/scan.py: neighbour consistency and balanced clusters, then self-labelling), or with `method="umap"`
+(evaluation/scan.py: neighbour consistency and balanced clusters, then self-labelling), or with `method="spectral"`
+equal-size spectral clustering of the embeddings' neighbour graph (evaluation/spectral.py), or with `method="umap"`
 k-means on the embeddings' UMAP manifold (evaluation/manifold.py, N2D), or nothing more with `method="kmeans"`.
 K is given or chosen without labels (`k="auto"`: the best cosine silhouette of k-means over 2..min(20, n/10),
 reported with every score). With labels, Hungarian accuracy, NMI and ARI are measured in the
@@ -22,10 +23,11 @@ from .evaluate import conformed_split
 from .evaluation.clustering import hungarian_accuracy
 from .evaluation.manifold import manifold_clusters
 from .evaluation.scan import choose_k, scan, spherical_kmeans
+from .evaluation.spectral import spectral_clusters
 from .loading import load_dataset
 from .run import Run, encode_storage, load
 
-METHODS = ("scan", "umap", "kmeans")
+METHODS = ("scan", "spectral", "umap", "kmeans")
 
 
 @dataclass
@@ -88,6 +90,9 @@ def cluster_run(run: Run | str | Path, data: str | Dataset | None = None, k: int
     if method == "scan":
         labels, conf, details = scan(z, k, seed=seed)
         info["scan"] = details
+    elif method == "spectral":
+        labels, conf, details = spectral_clusters(z, k, seed=seed)
+        info["spectral"] = details
     elif method == "umap":
         labels, conf, details = manifold_clusters(z, k, seed=seed)
         info["umap"] = details
@@ -107,6 +112,10 @@ def format_clustering(c: Clustering) -> str:
     lines = [f"clustered {info['samples']} samples of {info['data']} ({info['split']}) into K = {info['k']} with "
              f"{info['method']}" + (f" ({info['k_choice']['rule']})" if "k_choice" in info else "")]
     lines.append("cluster sizes: " + ", ".join(map(str, info["sizes"])))
+    parts = info.get("spectral", {}).get("graph_parts", 0)
+    if parts > info["k"]:
+        lines.append(f"warning: the neighbour graph falls into {parts} separate parts, more than K = {info['k']} "
+                     "(exact duplicate rows?); its clusters follow the parts: try --method umap or kmeans")
     if "scores" in info:
         lines.append(f"{'against the labels':<22}{'accuracy':>10}{'NMI':>8}{'ARI':>8}")
         for name, s in info["scores"].items():

@@ -8,6 +8,10 @@ as BYOL's: the local mean). Every cross-process exchange with a gradient (`gathe
 `all_reduce_with_grad`) sums the incoming gradients over processes in its backward pass, so
 process r's backward yields the part of d(sum_r L_r)/d(theta) that flows through its own forward;
 DDP averages these over the R processes, which gives exactly dL/d(theta) of the single-process run.
+
+`sinkhorn` (equal-mass assignments: SwAV's and MSN's codes, DINOv2's targets, the equal-size clusters of
+evaluation/spectral.py) sums over every process's rows when asked, so each process gets its rows of the codes of
+the global batch.
 """
 from __future__ import annotations
 
@@ -71,3 +75,23 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     x = x.contiguous().clone()
     dist.all_reduce(x)
     return x
+
+
+@torch.no_grad()
+def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3, distributed: bool = False
+             ) -> torch.Tensor:
+    """Codes [B, K] whose columns (prototypes) get equal mass and whose rows (samples) sum to 1.
+
+    Q = exp(scores / epsilon)^T is alternately normalised over prototypes and samples; with `distributed` the
+    sums run over every process's rows (the global batch), so every process gets its rows of the codes one
+    process would compute on the concatenated batch.
+    """
+    reduce = all_reduce_sum if distributed else (lambda x: x)
+    q = torch.exp(scores.float() / epsilon).T  # K x B; scores are cosines in [-1, 1]: at most e^20 for eps 0.05
+    k = q.shape[0]
+    b = reduce(torch.tensor([float(q.shape[1])], device=q.device))
+    q = q / reduce(q.sum().reshape(1))
+    for _ in range(iterations):
+        q = q / reduce(q.sum(dim=1, keepdim=True)) / k  # every prototype gets mass 1/K
+        q = q / q.sum(dim=0, keepdim=True) / b  # every sample mass 1/B
+    return (q * b).T

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..collectives import sinkhorn
 from ..encoders import TokenEncoder
 from ..schedules import Schedule
 from ..views import ViewRequest, Views
@@ -54,7 +55,7 @@ from .base import OptimizerDefaults, StepInfo, StepLogs, check_option, make_targ
 from .dino import DINOHead
 from .multicrop import MultiCropMethod
 from .numerics import full_precision
-from .swav import sinkhorn, swapped_prediction_loss
+from .swav import swapped_prediction_loss
 
 
 @full_precision

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..collectives import all_reduce_sum, all_reduce_with_grad
+from ..collectives import all_reduce_sum, all_reduce_with_grad, sinkhorn
 from ..encoders import TokenEncoder
 from ..errors import ConfigError
 from ..views import ViewRequest, Views
@@ -48,7 +48,6 @@ from .base import OptimizerDefaults, ParameterRoles, StepInfo, StepLogs, check_o
 from .ijepa import block_shape, place_blocks
 from .momentum import TargetEncoderMethod
 from .numerics import full_precision
-from .swav import sinkhorn
 
 PRIORS = ("uniform", "power_law")
 

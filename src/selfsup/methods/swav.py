@@ -23,31 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..collectives import all_reduce_sum
+from ..collectives import sinkhorn
 from ..views import ViewRequest
 from .base import OptimizerDefaults, StepInfo, check_option, register_method
 from .multicrop import MultiCropMethod, cross_view_cross_entropy
 from .numerics import full_precision
-
-
-@torch.no_grad()
-def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3, distributed: bool = False
-             ) -> torch.Tensor:
-    """Codes [B, K] whose columns (prototypes) get equal mass and whose rows (samples) sum to 1.
-
-    Q = exp(scores / epsilon)^T is alternately normalised over prototypes and samples; with `distributed` the
-    sums run over every process's rows (the global batch), so every process gets its rows of the codes one
-    process would compute on the concatenated batch.
-    """
-    reduce = all_reduce_sum if distributed else (lambda x: x)
-    q = torch.exp(scores.float() / epsilon).T  # K x B; scores are cosines in [-1, 1]: at most e^20 for eps 0.05
-    k = q.shape[0]
-    b = reduce(torch.tensor([float(q.shape[1])], device=q.device))
-    q = q / reduce(q.sum().reshape(1))
-    for _ in range(iterations):
-        q = q / reduce(q.sum(dim=1, keepdim=True)) / k  # every prototype gets mass 1/K
-        q = q / q.sum(dim=0, keepdim=True) / b  # every sample mass 1/B
-    return (q * b).T
 
 
 @full_precision
