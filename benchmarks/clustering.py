@@ -17,8 +17,9 @@ beside: N2D (McConville et al. 2020) on Fashion-MNIST, accuracy 0.672 / NMI 0.68
 
 `--validate --configs A,B`: choose without the test set: each configuration trains on the 50k images of
 fmnist_budget.py's validation split and clusters the 10k training images held out (clustering_search.json).
-`--validate --runs DIR` clusters the preset's runs already trained on those 50k images (DIR/seedN-*) and scores
-equal-size spectral clustering over a grid of neighbours and softness as well (its defaults were chosen there).
+`--validate --keep-runs DIR` keeps the preset's runs it trains there; `--validate --runs DIR` clusters such runs
+(DIR/seedN-*, trained on those 50k images: checked) and scores equal-size spectral clustering over a grid of
+neighbours and softness as well (its defaults were chosen there).
 
 `--configs`: Fashion-MNIST pre-training configurations, `preset` (the dataset's measured preset) or candidate names
 of benchmarks/fmnist_budget.py (chosen there on a validation split of the training images); one block of rows each.
@@ -106,12 +107,14 @@ def spectral_grid(run, x: Any, y: np.ndarray, seed: int) -> dict[str, dict[str, 
             for n in SPECTRAL_GRID["neighbours"] for s in SPECTRAL_GRID["softness"]}
 
 
-def validate(configs: list[str], minutes: float, seeds: list[int], runs: Path | None = None) -> None:
+def validate(configs: list[str], minutes: float, seeds: list[int], runs: Path | None = None,
+             keep: Path | None = None) -> None:
     """Choose the Fashion-MNIST clustering configuration without the test set: each configuration trains on the
     50k images of fmnist_budget.py's validation split for `minutes` and clusters the 10k held out from the training
     set; results merge into benchmarks/results/clustering_search.json (per configuration and seed). With `runs`
     (the preset only), the runs of that directory (`seedN-*`, trained on the same 50k images: checked) are clustered
-    instead of training anew, and equal-size spectral clustering is also scored over SPECTRAL_GRID."""
+    instead of training anew, and equal-size spectral clustering is also scored over SPECTRAL_GRID. With `keep` (the
+    preset only), the runs trained are kept as KEEP/seedN-preset for such a later `runs`."""
     from fmnist_budget import validation_split
 
     from selfsup.data import Dataset
@@ -126,7 +129,9 @@ def validate(configs: list[str], minutes: float, seeds: list[int], runs: Path | 
             options = {"minutes": minutes, **chosen}
             start = time.perf_counter()
             if runs is None:
-                run = selfsup.train(Dataset("fashion-mnist-fit", "image", fit), seed=seed, monitor=False, **options)
+                out = None if keep is None else keep / f"seed{seed}-{config}"
+                run = selfsup.train(Dataset("fashion-mnist-fit", "image", fit), seed=seed, monitor=False, out=out,
+                                    **options)
             else:
                 run, kept, _ = trained("fashion-mnist", minutes, seed, config, Path(), runs)
                 if run.summary["data"] != "fashion-mnist-fit" or run.summary["train_samples"] != len(fit):
@@ -224,6 +229,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", metavar="DIR", help="Fashion-MNIST preset: cluster the runs that "
                    "`benchmarks/fmnist_budget.py --keep-runs DIR` trained (one per seed) instead of training again")
+    p.add_argument("--keep-runs", metavar="DIR", help="--validate: keep the runs trained on the validation split "
+                   "under DIR (seedN-preset), for a later --validate --runs DIR")
     p.add_argument("--json", action="store_true")
     p.add_argument("--validate", action="store_true", help="choose among --configs on a validation split of the "
                    "training images (clustering_search.json) instead of measuring on the test images")
@@ -242,9 +249,10 @@ def main() -> None:
     command = "python benchmarks/clustering.py " + " ".join(sys.argv[1:])
     seeds = [int(x) for x in args.seeds.split(",")]
     if args.validate:
-        if args.runs and configs != ["preset"]:
-            p.error("--validate --runs: only with --configs preset")
-        validate(configs, args.minutes, seeds, Path(args.runs) if args.runs else None)
+        if (args.runs or args.keep_runs) and configs != ["preset"]:
+            p.error("--validate --runs / --keep-runs: only with --configs preset")
+        validate(configs, args.minutes, seeds, Path(args.runs) if args.runs else None,
+                 Path(args.keep_runs) if args.keep_runs else None)
         return
     if args.runs and (args.datasets != "fashion-mnist" or configs != ["preset"]):
         p.error("--runs: only with --datasets fashion-mnist --configs preset (the runs of fmnist_budget.py)")
