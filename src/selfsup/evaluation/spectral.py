@@ -24,7 +24,7 @@ connected parts and the command warns when they outnumber the clusters.
 
 The defaults (5 neighbours, softness 0.1, 8 restarts) were chosen on the 10,000 Fashion-MNIST training images held
 out from pre-training (benchmarks/clustering.py --validate --runs, clustering_search.json: neighbours 5, 10, 20 x
-softness 0.05, 0.1, 0.2, two seeds; the number of eigenvectors K, as Ng, Jordan & Weiss, beat 9, 12 and 15 in one
+softness 0.05, 0.1, 0.2, two seeds; K eigenvectors, as Ng, Jordan & Weiss, matched or beat 9, 12 and 15 in an
 exploratory comparison not committed). On digits' 450 test images the sparse 5-neighbour graph scores below SCAN
 and UMAP (the clustering table of docs/benchmarks.md).
 """
