@@ -78,8 +78,8 @@ def trained(name: str, minutes: float, seed: int, config: str, out: Path, runs: 
     return run, options, time.perf_counter() - start
 
 
-def cluster_rows(run, x: Any, y: np.ndarray, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Every row's scores on images `x` (labels `y` used to score only), and SCAN's details."""
+def cluster_rows(run, x: Any, y: np.ndarray, seed: int) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
+    """Every row's scores on images `x` (labels `y` used to score only), SCAN's details and the run's embeddings."""
     z = encode_storage(run.encoder, run.modality, run.spec, x)
     raw = run.modality.raw_features(x, run.spec)
     rand = encode_storage(build_encoder(run.resolved, seed=seed + 1000), run.modality, run.spec, x)
@@ -94,15 +94,15 @@ def cluster_rows(run, x: Any, y: np.ndarray, seed: int) -> tuple[dict[str, Any],
     rows["selfsup cluster --method umap (N2D)"] = scores(y, manifold)
     spectral, _, _ = spectral_clusters(z, 10, seed=seed)
     rows["selfsup cluster --method spectral (equal sizes)"] = scores(y, spectral)
-    return rows, details
+    return rows, details, z
 
 
 SPECTRAL_GRID = {"neighbours": (5, 10, 20), "softness": (0.05, 0.1, 0.2)}
 
 
-def spectral_grid(run, x: Any, y: np.ndarray, seed: int) -> dict[str, dict[str, float]]:
-    """Equal-size spectral clustering's scores for every (neighbours, softness) of SPECTRAL_GRID (validation only)."""
-    z = encode_storage(run.encoder, run.modality, run.spec, x)
+def spectral_grid(z: np.ndarray, y: np.ndarray, seed: int) -> dict[str, dict[str, float]]:
+    """Equal-size spectral clustering's scores of embeddings `z` for every (neighbours, softness) of SPECTRAL_GRID
+    (validation only)."""
     return {f"neighbours {n}, softness {s}": scores(y, spectral_clusters(z, 10, seed, neighbours=n, softness=s)[0])
             for n in SPECTRAL_GRID["neighbours"] for s in SPECTRAL_GRID["softness"]}
 
@@ -139,12 +139,12 @@ def validate(configs: list[str], minutes: float, seeds: list[int], runs: Path | 
                                      f"{len(fit)} images")
                 options = {**kept, **chosen}
             train_s = time.perf_counter() - start if runs is None else run.summary["train_seconds"]
-            rows, _ = cluster_rows(run, val.x, val.y, seed)
+            rows, _, z = cluster_rows(run, val.x, val.y, seed)
             entry = {"options": options, "rows": rows, "train_seconds": round(train_s, 1),
                      "epochs": round(run.summary["steps"] * run.summary["batch_size"] / len(fit), 2),
                      "precision": run.resolved.precision, "machine": machine()}
             if runs is not None:
-                entry["spectral_grid"] = spectral_grid(run, val.x, val.y, seed)
+                entry["spectral_grid"] = spectral_grid(z, val.y, seed)
             doc["configurations"].setdefault(config, {})[str(seed)] = entry
             print(config, seed, json.dumps(rows), flush=True)
             doc.update(protocol="Fashion-MNIST: pre-train on 50,000 training images (fmnist_budget.py's validation "
@@ -160,7 +160,7 @@ def one(name: str, minutes: float, seed: int, config: str = "preset", runs: Path
         run, options, train_s = trained(name, minutes, seed, config, Path(tmp) / "run", runs)
         test = ds.test
         t0 = time.perf_counter()
-        rows, details = cluster_rows(run, test.x, test.y, seed)
+        rows, details, _ = cluster_rows(run, test.x, test.y, seed)
         cluster_s = time.perf_counter() - t0
     return {"data": name, "configuration": config, "options": options, "train_samples": len(ds.train),
             "clustered": f"{len(test)} test images, K = 10",

@@ -104,7 +104,7 @@ def equal_size_kmeans(u: np.ndarray, k: int, seed: int, softness: float = SOFTNE
 def spectral_clusters(z: Any, k: int, seed: int = 0, neighbours: int = NEIGHBOURS, softness: float = SOFTNESS,
                       restarts: int = RESTARTS) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(labels, confidence, details) of equal-size spectral clustering into `k` groups (module docstring)."""
-    u, parts = spectral_coordinates(z, max(1, min(k, len(z) - 2)), neighbours, seed)
+    u, parts = spectral_coordinates(z, k, neighbours, seed)  # K eigenvectors (fewer on fewer than K + 2 samples)
     runs = [equal_size_kmeans(u, k, seed * 1000 + r, softness) for r in range(restarts)]
     labels, confidence, cost = min(runs, key=lambda run: run[2])
     details = {"graph": f"{neighbours} nearest neighbours (cosine), {parts} connected part(s)", "graph_parts": parts,
