@@ -21,9 +21,13 @@ export SELFSUP_DATA_DIR="$mlbench"
 python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e ".[test]"
 lint-imports  # the layering contracts of pyproject.toml [tool.importlinter]
-# two worker processes (pytest-xdist), one torch thread each (tests/conftest.py), each test file on one worker in
-# its order (files share module-scoped runs among their tests); no file may rely on another having run
-python3 -m pytest -n 2 --dist loadfile tests --ignore=tests/reference "$@"
+# bytecode is cached (__pycache__, ignored by git) whatever the machine's default: the commands the tests start do not
+# compile selfsup again each time, nor a test worker rewrite the assertions of test files another worker rewrote
+unset PYTHONDONTWRITEBYTECODE
+# three worker processes (pytest-xdist) for two cores: a worker waiting on the processes its test started (torchrun,
+# a browser, a server) leaves a core to the others; one torch thread each (tests/conftest.py); each test file on one
+# worker in its order (files share module-scoped runs among their tests); no file may rely on another having run
+python3 -m pytest -n 3 --dist loadfile tests --ignore=tests/reference "$@"
 # Reference checks (tests/reference/) run in their own environment: torch 2.14.1 + torchvision + LightlySSL 1.6.0
 REF_PY=$(bash scripts/reference_env.sh)
 SELFSUP_REFERENCE_REQUIRED=1 "$REF_PY" -m pytest tests/reference "$@"

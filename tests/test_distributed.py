@@ -15,6 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from conftest import run_cli
 from selfsup.methods.simclr import nt_xent_loss
 from selfsup.training.distributed import World, convert_sync_batchnorm, ddp, revert_sync_batchnorm, shard
 from selfsup.training.step import autocast_context, optimisation_step
@@ -518,8 +519,12 @@ def test_embed_with_two_processes_equals_one(tmp_path):
     selfsup.train("digits", epochs=1, batch_size=256, encoder_options={"widths": [8, 16, 16, 16]}, out=run,
                   monitor=False, threads=1, method_options={"proj_hidden_dim": 32})
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
-    one = subprocess.run([sys.executable, "-m", "selfsup", "embed", str(run), "--data", "digits", "--out",
-                          str(tmp_path / "one.npy")], capture_output=True, text=True, env=env, timeout=300)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1)
+    try:
+        one = run_cli("embed", run, "--data", "digits", "--out", tmp_path / "one.npy")  # the command, in this process
+    finally:
+        torch.set_num_threads(threads)
     assert one.returncode == 0, one.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "selfsup", "embed",

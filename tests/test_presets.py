@@ -71,4 +71,4 @@ def test_a_preset_applies_only_to_the_modality_it_was_measured_on(tmp_path):
     assert with_preset(f"parquet:{table}?label=label", {"modality": "image"})[1] is None
     out = tmp_path / "run"
     assert main(["train", "--data", f"parquet:{photos}?image=image&label=label", "--epochs", "1", "--out", str(out),
-                 "--no-eval", "--quiet", "--no-monitor", "--batch-size", "16"]) == 0
+                 "--no-eval", "--quiet", "--no-monitor", "--batch-size", "16", "--augment", "size=16"]) == 0

@@ -86,6 +86,16 @@ def test_cpu_share_keeps_all_threads_alone(fake_machine):
     assert torch.get_num_threads() == 2 and share.changes == []
 
 
+def test_a_share_capped_at_one_thread_starts_without_waiting(fake_machine):
+    """One thread is all such a process may use, whatever the others do: start() decides at once (no measuring
+    window), where a process that may use two waits for MIN_WINDOW_S (the control)."""
+    clock = fake_machine
+    torch.set_num_threads(1)
+    assert CpuShare().start() == 1 and clock.wall == 0.0
+    torch.set_num_threads(2)
+    assert CpuShare().start() == 2 and clock.wall >= threads.MIN_WINDOW_S
+
+
 @pytest.mark.skipif(busy_seconds([0]) is None, reason="needs Linux /proc/stat")
 def test_cpu_share_measures_a_real_busy_process():
     """A child process spinning on one CPU is seen as about one core of other work."""

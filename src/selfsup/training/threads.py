@@ -10,7 +10,8 @@ other; with one thread each they finished together in the time of 1.5 runs alone
 `CpuShare` measures, over a sliding window, how much CPU time *other* processes used on the CPUs this
 process may run on (busy time of those CPUs from /proc/stat, minus this process's own CPU time),
 and sets ``torch.set_num_threads`` to the cores left over (at least 1, at most the thread count set
-when training starts), checked again every few seconds during training: a run alone keeps all its
+when training starts; a process capped at one thread decides at once, without a measuring window), checked again
+every few seconds during training: a run alone keeps all its
 threads, two runs at once settle on a share each, and a run whose neighbour finished takes its
 threads back. It is used only when ``--threads`` is not given and the encoder is not compiled
 (inductor's CPU kernels fix their thread count when compiled); a fixed ``--threads N`` is never
@@ -153,7 +154,7 @@ class CpuShare:
         if not self.enabled:
             return torch.get_num_threads()
         waited = _now() - self._last[0]
-        if waited < MIN_WINDOW_S:
+        if waited < MIN_WINDOW_S and self.cap > 1:  # capped at one thread, the measure cannot change the decision
             _sleep(MIN_WINDOW_S - waited)
         return self._apply()
 
