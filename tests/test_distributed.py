@@ -333,13 +333,13 @@ def test_shards_are_disjoint_and_cover_the_global_batches():
     assert torch.equal(shard(perm, 2, 5, World()), perm[10:15])  # one process: unchanged
 
 
-def test_two_process_torchrun_training_writes_one_run(tmp_path):
+def test_two_process_torchrun_training_writes_one_run(tmp_path, digits_npy):
     out = tmp_path / "runs" / "ddp"
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "-m", "selfsup", "train", "--data", "digits", "--method", "simclr",
-           "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--threads", "1", "--no-monitor", "--sync-bn",
-           "--encoder-option", "widths=[16,32,32,32]", "--method-option", "proj_hidden_dim=64",
+           "--master_port", str(free_port()), "-m", "selfsup", "train", "--data", f"npy:{digits_npy}", "--method",
+           "simclr", "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--threads", "1", "--no-monitor",
+           "--sync-bn", "--encoder-option", "widths=[16,32,32,32]", "--method-option", "proj_hidden_dim=64",
            "--checkpoint-every", "8", "--no-eval", "--json", "--out", out,
            "--precision", "bf16"]  # bf16 autocast under torchrun, emulated where the CPU has no native bf16
     proc = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
@@ -367,14 +367,28 @@ def test_two_process_torchrun_training_writes_one_run(tmp_path):
     assert run.resolved.lr == pytest.approx(0.3 * 64 / 256)
 
 
-def torchrun(tmp_path, out, *extra, restarts=0, nproc=WORLD, port=None):
-    """A torchrun training run of digits (tiny ConvNet, SimCLR, fp32, 2 processes in all) writing `out`, started,
-    not waited. The c10d rendezvous, as torchrun's documentation recommends for restarts and several nodes."""
+@pytest.fixture(scope="module")
+def digits_npy(tmp_path_factory):
+    """The digits training images (1,347) as an .npy file: torchrun's processes read it without importing
+    scikit-learn, which the digits source's loader does (a second of each process's start)."""
+    import numpy as np
+
+    import selfsup
+
+    path = tmp_path_factory.mktemp("data") / "digits.npy"
+    np.save(path, selfsup.load_dataset("digits").train.x.numpy())
+    return path
+
+
+def torchrun(tmp_path, out, data, *extra, restarts=0, nproc=WORLD, port=None):
+    """A torchrun training run of `data` (digits: tiny ConvNet, SimCLR, fp32, 2 processes in all) writing `out`,
+    started, not waited. The c10d rendezvous, as torchrun's documentation recommends for restarts and several
+    nodes."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--max-restarts",
            str(restarts), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port or free_port()}", *extra,
-           "-m", "selfsup", "train", "--data", "digits", "--method", "simclr", "--epochs", "4", "--batch-size", "32",
-           "--device", "cpu", "--threads", "1", "--no-monitor", "--encoder-option", "widths=[16,32,32,32]",
+           "-m", "selfsup", "train", "--data", f"npy:{data}", "--method", "simclr", "--epochs", "4", "--batch-size",
+           "32", "--device", "cpu", "--threads", "1", "--no-monitor", "--encoder-option", "widths=[16,32,32,32]",
            "--method-option", "proj_hidden_dim=64", "--checkpoint-every", "5", "--no-eval", "--json", "--quiet",
            "--precision", "fp32", "--out", out]
     return subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -431,16 +445,17 @@ def assert_same_encoder(a, b):
 
 
 @pytest.fixture(scope="module")
-def torchrun_reference(tmp_path_factory):
+def torchrun_reference(tmp_path_factory, digits_npy):
     """An uninterrupted 2-process torchrun run (the command of `torchrun`), the reference of the fault tests."""
     folder = tmp_path_factory.mktemp("torchrun-reference")
-    ref = torchrun(folder, folder / "ref")
+    ref = torchrun(folder, folder / "ref", digits_npy)
     _, err = ref.communicate(timeout=300)
     assert ref.returncode == 0, failure(err)
     return folder / "ref"
 
 
-def test_a_worker_killed_under_torchrun_restarts_the_group_which_resumes_by_itself(tmp_path, torchrun_reference):
+def test_a_worker_killed_under_torchrun_restarts_the_group_which_resumes_by_itself(tmp_path, torchrun_reference,
+                                                                                   digits_npy):
     """torchrun --max-restarts 1; kill -9 of one worker after the first checkpoint: the agent restarts the group,
     the new processes find OUT.partial's checkpoint and resume from it without --resume, and the final weights equal
     an uninterrupted 2-process run's."""
@@ -448,7 +463,7 @@ def test_a_worker_killed_under_torchrun_restarts_the_group_which_resumes_by_itse
 
     from selfsup.training import checkpoint as ckpt_io
 
-    victim = torchrun(tmp_path, tmp_path / "run", restarts=1)
+    victim = torchrun(tmp_path, tmp_path / "run", digits_npy, restarts=1)
     wait_for_file(ckpt_io.checkpoint_file(tmp_path / "run.partial"), [victim])
     workers = children(victim.pid)
     assert len(workers) == WORLD, workers
@@ -467,7 +482,7 @@ def test_a_worker_killed_under_torchrun_restarts_the_group_which_resumes_by_itse
     assert not (tmp_path / "run.partial").exists()
 
 
-def test_two_nodes_on_the_loopback_train_and_resume_as_one_machine_does(tmp_path, torchrun_reference):
+def test_two_nodes_on_the_loopback_train_and_resume_as_one_machine_does(tmp_path, torchrun_reference, digits_npy):
     """Two torchrun agents on this machine as two nodes of one process each (c10d rendezvous on 127.0.0.1, the
     commands of docs/long-runs.md): the gathered negatives span both nodes, so the run equals a one-node 2-process
     run bit for bit; kill -9 of the second node's worker restarts both nodes' groups, which resume from the
@@ -477,8 +492,8 @@ def test_two_nodes_on_the_loopback_train_and_resume_as_one_machine_does(tmp_path
     from selfsup.training import checkpoint as ckpt_io
 
     port = free_port()
-    nodes = [torchrun(tmp_path, tmp_path / "run", "--nnodes", "2", "--rdzv-id", "selfsup-test", restarts=1, nproc=1,
-                      port=port) for _ in range(2)]
+    nodes = [torchrun(tmp_path, tmp_path / "run", digits_npy, "--nnodes", "2", "--rdzv-id", "selfsup-test", restarts=1,
+                      nproc=1, port=port) for _ in range(2)]
     wait_for_file(ckpt_io.checkpoint_file(tmp_path / "run.partial"), nodes)
     worker = children(nodes[1].pid)
     assert len(worker) == 1, worker
@@ -508,7 +523,7 @@ def test_a_dead_rounds_store_address_is_told_at_once():
         connect_once("127.0.0.1", port)
 
 
-def test_embed_with_two_processes_equals_one(tmp_path):
+def test_embed_with_two_processes_equals_one(tmp_path, digits_npy):
     """`torchrun ... selfsup embed`: each process encodes its share of the batches (3 batches of 512 over 2
     processes), rank 0 writes one file, equal to a single process's output bit for bit."""
     import numpy as np
@@ -522,13 +537,13 @@ def test_embed_with_two_processes_equals_one(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1)
     try:
-        one = run_cli("embed", run, "--data", "digits", "--out", tmp_path / "one.npy")  # the command, in this process
+        one = run_cli("embed", run, "--data", f"npy:{digits_npy}", "--out", tmp_path / "one.npy")  # in this process
     finally:
         torch.set_num_threads(threads)
     assert one.returncode == 0, one.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "selfsup", "embed",
-                          str(run), "--data", "digits", "--out", str(tmp_path / "two.npy")],
+                          str(run), "--data", f"npy:{digits_npy}", "--out", str(tmp_path / "two.npy")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stderr.count("wrote ") == 1  # rank 0 alone writes and reports

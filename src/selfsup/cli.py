@@ -190,9 +190,8 @@ def cmd_train_search(args: argparse.Namespace, base: dict[str, Any], overrides: 
 
 def finish_train(args: argparse.Namespace, run, cfg, search: dict[str, Any] | None = None) -> int:
     """After training: print the summary, evaluate, cluster (--cluster) and write the report (rank 0 only under
-    torchrun)."""
-    from .api import load
-    from .evaluate import evaluate_run, format_results
+    torchrun). The evaluation's imports (scikit-learn, about a second) are made only where it runs."""
+    from .run import load
     from .training.distributed import is_main_process
 
     if not is_main_process():
@@ -216,6 +215,8 @@ def finish_train(args: argparse.Namespace, run, cfg, search: dict[str, Any] | No
     if not args.no_eval or args.cluster is not None:
         run = load(args.out)
     if not args.no_eval:
+        from .evaluate import evaluate_run, format_results
+
         try:
             results = evaluate_run(run, cfg.data)
         except ConfigError as exc:  # unlabelled data: nothing to evaluate against
