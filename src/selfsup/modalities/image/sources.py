@@ -31,13 +31,17 @@ def image_dataset(name: str, x_train: np.ndarray, y_train, x_test=None, y_test=N
 
 @functools.lru_cache(maxsize=1)
 def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, x_test, y_train, y_test) of the digits source, parsed once a process (callers get copies)."""
+    """(x_train, x_test, y_train, y_test) of the digits source, parsed once a process and read-only (the source
+    hands out copies)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
     x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)
-    return tuple(train_test_split(x, d.target, test_size=0.25, stratify=d.target, random_state=0))
+    parts = tuple(train_test_split(x, d.target, test_size=0.25, stratify=d.target, random_state=0))
+    for a in parts:
+        a.setflags(write=False)
+    return parts
 
 
 @sources.register("digits", "scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes); "
