@@ -72,3 +72,13 @@ def test_cluster_counts_follow_the_training_set():
     with pytest.raises(ConfigError, match="num_prototypes=2000 clusters but it has 1347 samples"):
         selfsup.train(load_dataset("digits"), method="sela", epochs=1, method_options={"num_prototypes": 2000},
                       monitor=False)
+
+
+def test_each_digits_load_is_a_copy_of_the_arrays_parsed_once():
+    """The digits source parses and splits once a process; what one caller does to its data set reaches no other."""
+    first = load_dataset("digits")
+    before = first.train.x.clone()
+    first.train.x[0] += 1
+    second = load_dataset("digits")
+    assert torch.equal(second.train.x, before) and not torch.equal(first.train.x, before)
+    assert second.train.x.shape == (1347, 1, 8, 8) and len(second.test.x) == 450
