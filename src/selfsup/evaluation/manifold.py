@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from .scan import normalise
+from .spectral import squared_distances
 
 NEIGHBOURS = 20
 DIMENSIONS = 10
@@ -51,7 +52,7 @@ def manifold_clusters(z: Any, k: int, seed: int = 0, neighbours: int = NEIGHBOUR
     minus the squared distance to each centre, in units of the mean squared distance to the own centre."""
     u = manifold_coordinates(z, dims, neighbours, seed)
     km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(u)
-    d2 = ((u[:, None, :] - km.cluster_centers_[None]) ** 2).sum(-1)
+    d2 = squared_distances(u, km.cluster_centers_)
     scale = max(float(d2.min(axis=1).mean()), 1e-12)
     logits = -d2 / scale
     p = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -29,7 +29,7 @@ def image_dataset(name: str, x_train: np.ndarray, y_train, x_test=None, y_test=N
     return ImageModality().dataset_from_arrays(x_train, y_train, name, x_test, y_test, **info)
 
 
-@functools.lru_cache(maxsize=1)
+@functools.cache
 def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, x_test, y_train, y_test) of the digits source, parsed once a process and read-only (the source
     hands out copies)."""
