@@ -2,6 +2,7 @@
 or the stated behaviour for awkward-but-valid input; no traceback anywhere. Inputs are generated at test time.
 Add the cases of every new source and modality here."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -224,6 +225,68 @@ def test_unexpected_errors_are_one_line_with_their_own_status(monkeypatch):
     err = proc.stderr.strip()
     assert err.splitlines() == [err] and "internal error: RuntimeError: something inside went wrong" in err
     assert "--debug" in err and "Traceback" not in err
+
+
+LOST_PEER_THEN_SIGTERM = """
+import os, signal, sys
+from selfsup import cli
+
+def lost_peer(args):  # a collective fails on a killed peer; torchrun's agent sends SIGTERM during the clean-up
+    try:
+        raise RuntimeError("[gloo] Connection reset by peer")
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+cli.COMMANDS["methods"] = lost_peer
+if sys.argv[1] == "without-the-handler":
+    import contextlib
+    cli.sigterm_as_interrupt = contextlib.nullcontext
+sys.exit(cli.main(["methods"]))
+"""
+
+
+def test_sigterm_while_a_failure_unwinds_still_reports_the_failure():
+    """torchrun stops the group with SIGTERM as soon as a worker dies: the worker whose collective failed on the
+    lost peer says so in its one line, where with the default action it would vanish without a word (the
+    negative control, the same process without selfsup's handler)."""
+    rank0 = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}  # as torchrun starts it
+    said = subprocess.run([sys.executable, "-c", LOST_PEER_THEN_SIGTERM, "with-the-handler"], capture_output=True,
+                          text=True, timeout=120, env=rank0)
+    assert said.returncode == 2, said
+    assert said.stderr.strip().startswith("selfsup: error: another process of the torchrun group stopped ([gloo] "
+                                          "Connection reset by peer)") and len(said.stderr.splitlines()) == 1, said
+    silent = subprocess.run([sys.executable, "-c", LOST_PEER_THEN_SIGTERM, "without-the-handler"],
+                            capture_output=True, text=True, timeout=120, env=rank0)
+    assert silent.returncode == -signal.SIGTERM and silent.stderr == "", silent
+
+
+def test_sigterm_stops_a_command_with_one_line_and_its_status_and_spares_forked_children(monkeypatch):
+    """SIGTERM ends a command as Ctrl-C does (one line, 128 + 15); a child forked meanwhile and terminated at once,
+    before the interpreter's after-fork set-up (where it drops signals), still dies of it."""
+    import multiprocessing
+    import threading
+
+    from selfsup import cli as cli_module
+    from selfsup.termination import Terminated
+
+    assert threading.current_thread() is threading.main_thread()  # else the signal below would end this process
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminated(args):
+        with pytest.raises(Terminated):
+            for _ in range(5):
+                child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+                child.start()
+                child.terminate()
+                child.join(60)
+                assert child.exitcode == -signal.SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setitem(cli_module.COMMANDS, "methods", terminated)
+    proc = cli("methods")
+    assert proc.returncode == 128 + signal.SIGTERM and proc.stderr.strip() == "selfsup: terminated", proc
+    assert signal.getsignal(signal.SIGTERM) is before  # restored when the command returns
 
 
 def test_resume_accepts_the_staging_folder_and_names_what_changed(tmp_path, monkeypatch):

@@ -475,7 +475,7 @@ def test_a_worker_killed_under_torchrun_restarts_the_group_which_resumes_by_itse
     # step boundary (the checkpoint is written, then the group restarts from it).
     lost, stopped = "selfsup: error: another process of the torchrun group stopped", "selfsup: interrupted at step"
     said = [line for line in err.splitlines() if "selfsup" in line or "Error" in line]  # what the ranks reported
-    assert (lost in err or stopped in err) and "internal error" not in err, (said[-40:], err[-4000:])
+    assert (lost in err or stopped in err) and "internal error" not in err, "\n".join(said[-40:] + ["", err[-4000:]])
     summary = json.loads(out.strip().splitlines()[-1])["summary"]
     assert summary["resumed_from_step"] >= 5 and summary["steps"] == 4 * (1347 // 64)
     assert_same_encoder(torchrun_reference, tmp_path / "run")

@@ -14,6 +14,7 @@ import yaml
 
 from .yaml_io import yaml_error_line
 from .errors import ConfigError, SelfSupError
+from .termination import Terminated, signal_number, sigterm_as_interrupt
 
 EXAMPLES = {
     "train": "selfsup train --data digits --method simclr --epochs 30 --out runs/digits-simclr\n"
@@ -752,33 +753,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_command(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    is_main_process = lambda: os.environ.get("RANK", "0") == "0"  # noqa: E731 -- torchrun's rank; no torch import
+    with sigterm_as_interrupt():
+        return reported_command(args)
+
+
+def reported_command(args: argparse.Namespace) -> int:
+    """Run the command; a failure is one line on stderr (from torchrun's rank 0 only) and an exit status."""
     try:
         import_torch_shielded()
         data_with_table_flags(args)
         return COMMANDS[args.command](args)
-    except SelfSupError as exc:
-        if args.debug:
-            raise
-        if is_main_process():  # under torchrun one process reports (the others fail the same way)
-            print(f"selfsup: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt as exc:  # at any moment, imports included (the package imports torch lazily)
         if args.debug:
             raise
-        if is_main_process():
-            print(f"selfsup: {str(exc) or 'interrupted'}", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 -- a bug or an unforeseen failure: one line, not a traceback
+        failure = exc.__context__
+        if not (isinstance(exc, Terminated) and isinstance(failure, Exception)):
+            say_failure(f"selfsup: {str(exc) or 'interrupted'}")
+            return 128 + signal_number(exc)
+        # told to stop while already failing (torchrun stops the group when a worker dies): the failure is the news
+    except Exception as exc:  # noqa: BLE001 -- the user's input, a bug or an unforeseen failure: one line
         if args.debug:
             raise
-        if is_main_process():
-            print(failure_line(exc), file=sys.stderr)
-        return 2 if outside_failure(exc) else INTERNAL_ERROR
+        failure = exc
+    if isinstance(failure, SelfSupError):
+        say_failure(f"selfsup: error: {failure}")
+        return 2
+    say_failure(failure_line(failure))
+    return 2 if outside_failure(failure) else INTERNAL_ERROR
+
+
+def say_failure(line: str) -> None:
+    """Print a failure's line; under torchrun only rank 0 does (the others fail the same way)."""
+    if os.environ.get("RANK", "0") == "0":  # torchrun's rank, read without importing torch
+        print(line, file=sys.stderr)
 
 
 def import_torch_shielded() -> None:
-    """Import torch with SIGINT held back, then let a Ctrl-C that came meanwhile arrive as KeyboardInterrupt.
+    """Import torch with SIGINT and SIGTERM held back, then let a signal that came meanwhile arrive as
+    KeyboardInterrupt (Terminated).
 
     torch's import runs C++ that calls back into Python; a KeyboardInterrupt raised there unwinds through pybind11,
     which calls std::terminate and the process aborts (status -6, a C++ message) instead of printing one line and
@@ -788,7 +800,7 @@ def import_torch_shielded() -> None:
         return
     import signal
 
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         import torch  # noqa: F401
     finally:
