@@ -66,6 +66,10 @@ def curves_figure(steps: list[dict], epochs: list[dict]) -> str:
 
 
 MIN_MAP_POINTS = 4  # t-SNE of fewer points draws nothing a reader can use
+# 250 iterations of early exaggeration and 250 after it: against scikit-learn's 1,000 the map keeps its
+# trustworthiness (0.9696 against 0.9703 on 450 digits, 0.9885 against 0.9887 on 1,797) and its 2-D kNN accuracy
+# within 0.001, in 0.6 and 0.5 of the time (benchmarks/results/report_tsne.json, 3 seeds)
+TSNE_ITERATIONS = 500
 
 
 def embedding_map(z: np.ndarray, y: np.ndarray, classes: list, seed: int = 0) -> str:
@@ -77,7 +81,8 @@ def embedding_map(z: np.ndarray, y: np.ndarray, classes: list, seed: int = 0) ->
     z = PCA(n_components=min(50, z.shape[1], len(z) - 1), random_state=seed).fit_transform(z)
     # t-SNE needs a perplexity below the number of points: 5-30 as the set grows, less for a handful of points
     perplexity = min(30, max(5, len(z) // 10), (len(z) - 1) / 3)
-    xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(z)
+    xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity,
+              max_iter=TSNE_ITERATIONS).fit_transform(z)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10" if y.max() < 10 else "tab20", s=6)
     handles = [plt.Line2D([], [], marker="o", ls="", color=sc.cmap(sc.norm(k))) for k in np.unique(y)]
