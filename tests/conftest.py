@@ -1,5 +1,6 @@
 """Shared fixtures: a quiet 2-thread torch and small trained runs reused across tests."""
 import contextlib
+import functools
 import io
 import os
 import subprocess
@@ -84,6 +85,17 @@ def run_cli(*args, cwd=None, show_warnings=False):
         os.chdir(before)
         torch.set_num_threads(threads)
     return subprocess.CompletedProcess(["selfsup", *argv], code, out, err)
+
+
+@functools.cache
+def toy_samples(modality_name: str, n: int = 48, seed: int = 0):
+    """A modality's toy data, generated once a process (the contract and precision tests of every method ask for
+    the same samples; a graph or an audio clip takes milliseconds to make). Read it, never change it."""
+    import numpy as np
+
+    from selfsup.modalities import get_modality
+
+    return get_modality(modality_name).toy_data(n, np.random.default_rng(seed))
 
 
 def small_encoder(modality, spec: dict, method_cls) -> tuple[str, dict]:

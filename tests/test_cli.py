@@ -48,7 +48,7 @@ def write_pngs(folder, n=24, size=12, corrupt=None):
 def test_folder_of_pngs_trains_and_evaluates(tmp_path):
     write_pngs(tmp_path / "imgs")
     proc = run_cli("train", "--data", f"folder:{tmp_path / 'imgs'}", "--method", "simclr", "--epochs", "2",
-                   "--batch-size", "8", "--out", tmp_path / "run", "--json", *SMALL)
+                   "--batch-size", "8", "--out", tmp_path / "run", "--json", "--no-report", *SMALL)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["summary"]["train_samples"] == 24

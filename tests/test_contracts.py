@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import selfsup
-from conftest import small_encoder
+from conftest import small_encoder, toy_samples
 from selfsup.compatibility import supported_pairs
 from selfsup.data import Dataset, Split
 from selfsup.methods import Method, OptimizerDefaults, methods
@@ -44,8 +44,7 @@ def small_options(cls) -> dict:
 
 
 def toy_dataset(modality_name: str) -> Dataset:
-    modality = get_modality(modality_name)
-    x = modality.from_array(modality.toy_data(48, np.random.default_rng(0)), f"toy {modality_name}")
+    x = get_modality(modality_name).from_array(toy_samples(modality_name), f"toy {modality_name}")
     return Dataset(f"toy-{modality_name}", modality_name, Split(x))
 
 

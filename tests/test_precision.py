@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import small_encoder
+from conftest import small_encoder, toy_samples
 from selfsup.methods import methods
 from selfsup.methods.numerics import FULL_PRECISION_LOSSES, LossCall, full_precision, recorded_loss_calls
 from selfsup.compatibility import supported_pairs
@@ -67,7 +67,7 @@ def tiny_storage(modality_name: str, multi_crop: bool = False, tiles: bool = Fal
         return rng.standard_normal((48, 2, 24)).astype(np.float32).cumsum(-1)
     if modality_name == "tabular":
         return rng.standard_normal((48, 6))
-    return get_modality(modality_name).toy_data(48, rng)  # a modality added later: its own toy data
+    return toy_samples(modality_name)  # a modality added later: its own toy data (48 samples, seed 0)
 
 
 def small_options(cls) -> dict:
