@@ -87,10 +87,16 @@ def run_cli(*args, cwd=None, show_warnings=False):
     return subprocess.CompletedProcess(["selfsup", *argv], code, out, err)
 
 
-@functools.cache
 def toy_samples(modality_name: str, n: int = 48, seed: int = 0):
-    """A modality's toy data, generated once a process (the contract and precision tests of every method ask for
-    the same samples; a graph or an audio clip takes milliseconds to make). Read it, never change it."""
+    """A copy of a modality's toy data, generated once a process (the contract and precision tests of every method
+    ask for the same samples; a graph or an audio clip takes milliseconds to make, a copy microseconds)."""
+    import copy
+
+    return copy.deepcopy(_toy_samples(modality_name, n, seed))
+
+
+@functools.cache
+def _toy_samples(modality_name: str, n: int, seed: int):
     import numpy as np
 
     from selfsup.modalities import get_modality

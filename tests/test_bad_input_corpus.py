@@ -289,6 +289,47 @@ def test_sigterm_stops_a_command_with_one_line_and_its_status_and_spares_forked_
     assert signal.getsignal(signal.SIGTERM) is before  # restored when the command returns
 
 
+def test_sigterm_reports_only_the_failure_it_interrupted_and_lets_the_report_finish(monkeypatch):
+    """A SIGTERM inside an error the command had handled itself is a plain stop (143); one inside a training run's
+    stop on an earlier signal reports that stop (its checkpoint line, 130); one while the command reports how it
+    ended is let pass (the report and its status, no traceback)."""
+    import threading
+
+    from selfsup import cli as cli_module
+
+    assert threading.current_thread() is threading.main_thread()  # else the signals below would end this process
+
+    def recovered(args):
+        try:
+            raise FileNotFoundError(2, "No such file or directory", "/nonexistent/lock")
+        except FileNotFoundError:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def stopping(args):
+        try:
+            raise KeyboardInterrupt("interrupted at step 5; resume with: selfsup train --resume run")
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def broken(args):
+        raise RuntimeError("something inside went wrong")
+
+    def line_then_signal(exc):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return f"selfsup: internal error: {exc}"
+
+    said = {}
+    for name, command in (("recovered", recovered), ("stopping", stopping), ("broken", broken)):
+        monkeypatch.setitem(cli_module.COMMANDS, "methods", command)
+        if name == "broken":
+            monkeypatch.setattr(cli_module, "failure_line", line_then_signal)
+        proc = cli("methods")
+        said[name] = (proc.returncode, proc.stderr.strip())
+    assert said == {"recovered": (143, "selfsup: terminated"),
+                    "stopping": (130, "selfsup: interrupted at step 5; resume with: selfsup train --resume run"),
+                    "broken": (cli_module.INTERNAL_ERROR, "selfsup: internal error: something inside went wrong")}
+
+
 def test_resume_accepts_the_staging_folder_and_names_what_changed(tmp_path, monkeypatch):
     from selfsup.training.loop import FAULT_NONFINITE_STEP
 

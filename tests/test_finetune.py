@@ -26,22 +26,19 @@ def test_few_label_finetune_leaves_the_run_untouched(digits_run):
 
 def test_fine_tuning_beats_the_linear_probe_and_grows_with_labels(digits_run):
     """On digits' own test split: fine-tuning with every label >= the frozen encoder's linear probe, and the mean
-    over two labelled subsets does not fall as labels grow from 1% to 10% to 100% (0.01 of noise allowed). 100% of
-    the labels is one subset whatever the seed: it is fine-tuned once."""
+    over two labelled subsets does not fall as labels grow from 1% to 10% to 100% (0.01 of noise allowed)."""
     run = selfsup.load(digits_run)
     ds = selfsup.load_dataset("digits")
     probe = linear_probe(run.embed(ds.train.x), ds.train.y, run.embed(ds.test.x), ds.test.y)["acc"]
     # measured (2026-12-06): probe 0.947; fine-tuned 0.446 / 0.863 / 0.968 at 1% / 10% / 100% of the labels (with
     # 120 or 180 steps instead of 250, 0.944 or 0.959 at 100%: the margin needs the steps); 100% with seeds 0-3
     # (2026-12-08): 0.971, 0.964, 0.962, 0.962
-    res = few_label_finetune(run, ds.train, ds.test, fractions=(0.01, 0.1), seeds=(0, 1), epochs=10, max_steps=250,
-                             baseline=False)["selfsup"]
-    res |= few_label_finetune(run, ds.train, ds.test, fractions=(1.0,), seeds=(0,), epochs=10, max_steps=250,
-                              baseline=False)["selfsup"]
+    res = few_label_finetune(run, ds.train, ds.test, fractions=(0.01, 0.1, 1.0), seeds=(0, 1), epochs=10,
+                             max_steps=250, baseline=False)["selfsup"]
     means = [res[f]["mean"] for f in ("0.01", "0.1", "1.0")]
     assert res["1.0"]["mean"] >= probe, (res["1.0"], probe)
     assert means[0] <= means[1] + 0.01 and means[1] <= means[2] + 0.01, means
-    assert res["1.0"]["validation"][0] and len(res["1.0"]["lr"]) == 1  # the rate was chosen on validation
+    assert res["1.0"]["validation"][0] and len(res["1.0"]["lr"]) == 2  # the rate was chosen on validation
 
 
 def test_the_head_starts_at_the_linear_probe():

@@ -72,7 +72,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path):
     ckpt = ckpt_io.checkpoint_file(tmp_path / "run.partial")
     wait_for(ckpt, victim)
     seed = random.randrange(10**6)
-    delay = random.Random(seed).uniform(0.0, 0.5)
+    delay = random.Random(seed).uniform(0.0, 0.25)  # 80 of the 84 steps are left: a second on a fast machine
     time.sleep(delay)
     assert victim.poll() is None, f"the run ended before the kill (seed {seed})"
     victim.send_signal(signal.SIGKILL)

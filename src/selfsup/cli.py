@@ -14,7 +14,7 @@ import yaml
 
 from .yaml_io import yaml_error_line
 from .errors import ConfigError, SelfSupError
-from .termination import Terminated, signal_number, sigterm_as_interrupt
+from .termination import Terminated, signal_number, sigterm_as_interrupt, stoppable
 
 EXAMPLES = {
     "train": "selfsup train --data digits --method simclr --epochs 30 --out runs/digits-simclr\n"
@@ -718,7 +718,7 @@ COMMANDS = {"prepare": cmd_prepare, "train": cmd_train, "embed": cmd_embed, "eva
             "datasets": cmd_list}
 
 
-INTERNAL_ERROR = 3  # exit status of an unexpected error (2: the user's input, 130: interrupted)
+INTERNAL_ERROR = 3  # exit status of an unexpected error (2: the user's input, 130: Ctrl-C, 143: SIGTERM)
 
 
 def warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
@@ -760,17 +760,17 @@ def run_command(argv: Sequence[str] | None = None) -> int:
 def reported_command(args: argparse.Namespace) -> int:
     """Run the command; a failure is one line on stderr (from torchrun's rank 0 only) and an exit status."""
     try:
-        import_torch_shielded()
-        data_with_table_flags(args)
-        return COMMANDS[args.command](args)
+        with stoppable():
+            import_torch_shielded()
+            data_with_table_flags(args)
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt as exc:  # at any moment, imports included (the package imports torch lazily)
         if args.debug:
             raise
-        failure = exc.__context__
-        if not (isinstance(exc, Terminated) and isinstance(failure, Exception)):
-            say_failure(f"selfsup: {str(exc) or 'interrupted'}")
-            return 128 + signal_number(exc)
-        # told to stop while already failing (torchrun stops the group when a worker dies): the failure is the news
+        stop, failure = interrupted(exc)
+        if failure is None:
+            say_failure(f"selfsup: {str(stop) or 'interrupted'}")
+            return 128 + signal_number(stop)
     except Exception as exc:  # noqa: BLE001 -- the user's input, a bug or an unforeseen failure: one line
         if args.debug:
             raise
@@ -780,6 +780,20 @@ def reported_command(args: argparse.Namespace) -> int:
         return 2
     say_failure(failure_line(failure))
     return 2 if outside_failure(failure) else INTERNAL_ERROR
+
+
+def interrupted(exc: KeyboardInterrupt) -> tuple[KeyboardInterrupt, Exception | None]:
+    """(the stop to report, the failure to report instead). A SIGTERM that lands while a torchrun collective's failure
+    on a lost peer unwinds (the agent stops the group when a worker dies) reports that failure; one that lands while
+    a training run stops on an earlier signal reports that stop (its checkpoint and --resume command)."""
+    from .training.distributed import lost_peer
+
+    context = exc.__context__ if isinstance(exc, Terminated) else None
+    if isinstance(context, Exception) and lost_peer(context):
+        return exc, context
+    if isinstance(context, KeyboardInterrupt) and str(context):
+        return context, None
+    return exc, None
 
 
 def say_failure(line: str) -> None:
@@ -794,8 +808,8 @@ def import_torch_shielded() -> None:
 
     torch's import runs C++ that calls back into Python; a KeyboardInterrupt raised there unwinds through pybind11,
     which calls std::terminate and the process aborts (status -6, a C++ message) instead of printing one line and
-    returning 130. Blocked, the signal stays pending; unblocking delivers it, Python's handler runs at the next
-    bytecode, here inside the caller's try. Every command imports torch, so this costs no command anything."""
+    returning 130 (143 for SIGTERM). Blocked, the signal stays pending; unblocking delivers it, Python's handler
+    runs at the next bytecode, here inside the caller's try. Every command imports torch, so this costs no command anything."""
     if "torch" in sys.modules or os.name != "posix":
         return
     import signal

@@ -19,6 +19,7 @@ import torch
 from ..errors import TrainingError
 from ..methods.base import Method, StepInfo
 from ..schedules import Schedule
+from ..termination import Terminated
 from ..storage import Storage
 from ..views import ViewMaker, with_indices
 from .distributed import World, shard, sync_values
@@ -99,7 +100,7 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            raise Terminated("terminated") if signum == signal.SIGTERM else KeyboardInterrupt
         self.requested = True
 
     def close(self) -> None:
