@@ -3,7 +3,8 @@ kNN accuracy of the 2-D map, against the time, at 1,000 (scikit-learn's default)
 
 Embeddings of a SimCLR run on digits (4 epochs, ConvNet-4 of widths 32-256, seed 0-2), reduced by PCA to 50
 dimensions as the report does, for the report's sizes: the 450 test digits and 1,797 (train + test, near the
-report's 2,000-point cap). One thread.
+report's 2,000-point cap). torch on one thread; scikit-learn's t-SNE on its own OpenMP threads (every core), as in a
+report built after training.
 
     python benchmarks/report_tsne.py --json
 """
@@ -72,8 +73,10 @@ def main() -> None:
     text = "\n".join(f"{s['points']:>10} n={s['n']:5d} {s['iterations']:5d} iterations: {s['seconds_mean']:.2f} s, "
                      f"trustworthiness {s['trustworthiness_mean']:.4f}, 2-D kNN {s['knn_2d_mean']:.4f}"
                      for s in summary)
-    publish("report_tsne", {"machine": machine(threads=1), "seeds": args.seeds, "runs": rows, "summary": summary},
-            args.json, text)
+    import sklearn
+
+    publish("report_tsne", {"machine": machine(threads=1), "scikit_learn": sklearn.__version__, "seeds": args.seeds,
+                            "runs": rows, "summary": summary}, args.json, text)
 
 
 if __name__ == "__main__":
