@@ -784,15 +784,16 @@ def reported_command(args: argparse.Namespace) -> int:
 
 def interrupted(exc: KeyboardInterrupt) -> tuple[KeyboardInterrupt, Exception | None]:
     """(the stop to report, the failure to report instead). A SIGTERM that lands while a torchrun collective's failure
-    on a lost peer unwinds (the agent stops the group when a worker dies) reports that failure; one that lands while
-    a training run stops on an earlier signal reports that stop (its checkpoint and --resume command)."""
-    from .training.distributed import lost_peer
-
-    context = exc.__context__ if isinstance(exc, Terminated) else None
-    if isinstance(context, Exception) and lost_peer(context):
-        return exc, context
+    on a lost peer unwinds (the agent stops the group when a worker dies) reports that failure; a signal that lands
+    while a training run stops on an earlier one reports that stop (its checkpoint and --resume command)."""
+    context = exc.__context__
     if isinstance(context, KeyboardInterrupt) and str(context):
         return context, None
+    if isinstance(exc, Terminated) and isinstance(context, Exception):
+        from .training.distributed import lost_peer
+
+        if lost_peer(context):
+            return exc, context
     return exc, None
 
 
@@ -809,7 +810,8 @@ def import_torch_shielded() -> None:
     torch's import runs C++ that calls back into Python; a KeyboardInterrupt raised there unwinds through pybind11,
     which calls std::terminate and the process aborts (status -6, a C++ message) instead of printing one line and
     returning 130 (143 for SIGTERM). Blocked, the signal stays pending; unblocking delivers it, Python's handler
-    runs at the next bytecode, here inside the caller's try. Every command imports torch, so this costs no command anything."""
+    runs at the next bytecode, here inside the caller's try. Every command imports torch, so this costs no command
+    anything."""
     if "torch" in sys.modules or os.name != "posix":
         return
     import signal

@@ -89,7 +89,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class StopSignals:
     """While installed, SIGINT (Ctrl-C) and SIGTERM ask the loop to stop at the next step boundary (after a
-    checkpoint); a second signal interrupts at once."""
+    checkpoint); a second signal interrupts at once (KeyboardInterrupt, or Terminated for SIGTERM)."""
 
     def __init__(self, enabled: bool) -> None:
         self.requested = False
